@@ -1,0 +1,5 @@
+"""tinyevo: hardware-aware evolutionary neural architecture search for microcontrollers."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

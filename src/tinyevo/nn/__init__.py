@@ -1,0 +1,7 @@
+"""PyTorch backend: build ``torch.nn.Module`` objects from the IR."""
+
+from __future__ import annotations
+
+from tinyevo.nn.builder import IRModule, build_layer, build_model
+
+__all__ = ["IRModule", "build_layer", "build_model"]

@@ -1,0 +1,23 @@
+"""Search strategies (ask / tell)."""
+
+from __future__ import annotations
+
+from tinyevo.strategies.base import (
+    STRATEGIES,
+    Candidate,
+    Constraint,
+    Objective,
+    Problem,
+    Status,
+    Strategy,
+    Trial,
+    best_trial,
+    fitness,
+    rank_key,
+    replay,
+)
+
+__all__ = [
+    "STRATEGIES", "Candidate", "Constraint", "Objective", "Problem", "Status", "Strategy", "Trial", "best_trial",
+    "fitness", "rank_key", "replay",
+]
