@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tinyevo.strategies.base import (
+    DEFAULT_STRATEGY,
     STRATEGIES,
     Candidate,
     Constraint,
@@ -18,6 +19,6 @@ from tinyevo.strategies.base import (
 )
 
 __all__ = [
-    "STRATEGIES", "Candidate", "Constraint", "Objective", "Problem", "Status", "Strategy", "Trial", "best_trial",
+    "DEFAULT_STRATEGY", "STRATEGIES", "Candidate", "Constraint", "Objective", "Problem", "Status", "Strategy", "Trial", "best_trial",
     "fitness", "rank_key", "replay",
 ]

@@ -188,3 +188,7 @@ def best_trial(problem: Problem, trials: Sequence[Trial]) -> Trial | None:
 
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
+"""Factories are called as ``STRATEGIES.create(name, space, problem, seed=seed)`` and return a Strategy."""
+
+DEFAULT_STRATEGY = "surrogate-evolution"
+"""The strategy ``tinyevo search`` and ``tinyevo bench`` use when none is named."""
