@@ -35,3 +35,7 @@ class DataError(TinyEvoError, ValueError):
 
 class SearchExhaustedError(TinyEvoError, RuntimeError):
     """A strategy could not propose any genome it has not already seen."""
+
+
+class StorageError(TinyEvoError, RuntimeError):
+    """A run directory or database that cannot be used (missing, not a tinyevo run, already holds a run)."""

@@ -1,0 +1,102 @@
+"""The storage protocol and the records it keeps.
+
+A run is stored as one :class:`RunMeta` (seed and configuration, written once) plus one :class:`TrialRecord`
+per finished trial, committed the moment the driver has it, and the :class:`FinalModel` records of the final
+retraining. Only the driver writes; readers (``tinyevo show`` / ``report``) may open the store while a run is going.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from tinyevo.strategies.base import Candidate, Trial
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What a run was started with. ``config`` is the JSON form of :class:`tinyevo.run.config.RunConfig`."""
+
+    seed: int
+    config: Mapping[str, Any]
+    created_at: float
+    version: str
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A finished trial plus what the driver knows about how it was produced.
+
+    ``trial.metrics`` holds every metric (cost and fitness); ``cost`` is the cost-model subset computed before any
+    training. ``parent_ids`` are the trial numbers of ``trial.parents`` within this run, where known. ``batch`` is the
+    index of the ask batch the trial belongs to (the engine asks, evaluates and tells in batches).
+    """
+
+    trial: Trial
+    cost: Mapping[str, float] = field(default_factory=dict)
+    parent_ids: tuple[int, ...] = ()
+    batch: int = 0
+    eval_seed: int | None = None
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    duration_s: float = 0.0
+    worker: str = ""
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def candidate(self) -> Candidate:
+        """The candidate as the strategy proposed it (genome as its canonical string)."""
+        t = self.trial
+        return Candidate(genome=t.genome, parents=t.parents, generation=t.generation, origin=t.origin)
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """A model retrained after the search (weights and metrics files live in the run directory)."""
+
+    trial: int
+    genome: str
+    metrics: Mapping[str, float]
+    weights: str  # path relative to the run directory
+    created_at: float = 0.0
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Where a run's meta data, trials and final models are kept."""
+
+    def create(self, meta: RunMeta) -> None:
+        """Record the run's seed and configuration; fails if the store already holds a run."""
+        ...
+
+    def meta(self) -> RunMeta:
+        """The run's seed and configuration."""
+        ...
+
+    def add(self, record: TrialRecord) -> None:
+        """Commit one finished trial (durably, before returning)."""
+        ...
+
+    def records(self) -> list[TrialRecord]:
+        """Every stored trial, ordered by trial number."""
+        ...
+
+    def add_final(self, model: FinalModel) -> None:
+        """Commit (or replace) the final model of one trial."""
+        ...
+
+    def finals(self) -> list[FinalModel]:
+        """The final models, ordered by trial number."""
+        ...
+
+    def set_state(self, key: str, value: str) -> None:
+        """Set a small mutable run-state value (e.g. ``phase``)."""
+        ...
+
+    def get_state(self, key: str) -> str | None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,212 @@
+"""SQLite (stdlib ``sqlite3``, WAL journal) implementation of :class:`~tinyevo.storage.base.Storage`.
+
+One file per run. Every :meth:`SQLiteStorage.add` is its own transaction with ``synchronous=FULL``, so a trial
+that ``add`` returned for survives a ``kill -9`` of the driver. Metrics are stored as JSON objects (``NaN`` and
+``Infinity`` round-trip exactly, which keeps a resumed strategy's view identical to the original one).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tinyevo import __version__
+from tinyevo.errors import StorageError
+from tinyevo.storage.base import FinalModel, RunMeta, TrialRecord
+from tinyevo.strategies.base import Status, Trial
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    schema_version INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    version TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    number INTEGER PRIMARY KEY,
+    genome TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'infeasible', 'failed')),
+    metrics TEXT NOT NULL,
+    cost TEXT NOT NULL,
+    violation REAL NOT NULL,
+    error TEXT,
+    parents TEXT NOT NULL,
+    parent_ids TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    batch INTEGER NOT NULL,
+    eval_seed INTEGER,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    duration_s REAL NOT NULL,
+    worker TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trials_genome ON trials (genome);
+CREATE TABLE IF NOT EXISTS final_models (
+    trial INTEGER PRIMARY KEY,
+    genome TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    weights TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+_TRIAL_COLUMNS = (
+    "number, genome, status, metrics, cost, violation, error, parents, parent_ids, generation, origin, batch, "
+    "eval_seed, started_at, finished_at, duration_s, worker"
+)
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True, allow_nan=True)
+
+
+def _metrics(text: str) -> dict[str, float]:
+    return {str(k): float(v) for k, v in json.loads(text).items()}
+
+
+class SQLiteStorage:
+    """A run stored in one SQLite file. ``readonly=True`` opens an existing file for reading only."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise StorageError(f"no run database at {self.path}")
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            self._con = sqlite3.connect(uri, uri=True, timeout=timeout_s)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = sqlite3.connect(self.path, timeout=timeout_s)
+        # autocommit mode: every statement we issue outside an explicit transaction commits at once
+        self._con.isolation_level = None
+        try:
+            if not readonly:
+                self._con.execute("PRAGMA journal_mode=WAL")
+                self._con.execute("PRAGMA synchronous=FULL")
+                self._con.executescript(_SCHEMA)
+            else:
+                self._con.execute("SELECT 1 FROM run LIMIT 1")
+        except sqlite3.DatabaseError as exc:
+            self._con.close()
+            raise StorageError(f"{self.path} is not a tinyevo run database ({exc})") from None
+
+    # --- run meta ---------------------------------------------------------------------------------------------
+    def create(self, meta: RunMeta) -> None:
+        try:
+            self._con.execute(
+                "INSERT INTO run (id, schema_version, seed, config, created_at, version) VALUES (1, ?, ?, ?, ?, ?)",
+                (SCHEMA_VERSION, int(meta.seed), _dumps(dict(meta.config)), meta.created_at, meta.version),
+            )
+        except sqlite3.IntegrityError:
+            raise StorageError(f"{self.path} already holds a run; use 'tinyevo resume' to continue it") from None
+
+    def has_run(self) -> bool:
+        return self._con.execute("SELECT COUNT(*) FROM run").fetchone()[0] == 1
+
+    def meta(self) -> RunMeta:
+        row = self._con.execute("SELECT seed, config, created_at, version, schema_version FROM run").fetchone()
+        if row is None:
+            raise StorageError(f"{self.path} holds no run")
+        if row[4] > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path} was written by a newer tinyevo (schema {row[4]}, this is {SCHEMA_VERSION})"
+            )
+        return RunMeta(seed=int(row[0]), config=json.loads(row[1]), created_at=float(row[2]), version=row[3])
+
+    # --- trials ------------------------------------------------------------------------------------------------
+    def add(self, record: TrialRecord) -> None:
+        t = record.trial
+        row = (
+            t.number, t.genome, t.status.value, _dumps(dict(t.metrics)), _dumps(dict(record.cost)), t.violation,
+            t.error, _dumps(list(t.parents)), _dumps(list(record.parent_ids)), t.generation, t.origin,
+            record.batch, record.eval_seed, record.started_at, record.finished_at, record.duration_s,
+            record.worker,
+        )
+        marks = ", ".join("?" * len(row))
+        try:
+            self._con.execute(f"INSERT INTO trials ({_TRIAL_COLUMNS}) VALUES ({marks})", row)
+        except sqlite3.IntegrityError as exc:
+            raise StorageError(f"trial {t.number} is already stored in {self.path} ({exc})") from None
+
+    def records(self) -> list[TrialRecord]:
+        rows = self._con.execute(f"SELECT {_TRIAL_COLUMNS} FROM trials ORDER BY number").fetchall()
+        return [_record(row) for row in rows]
+
+    def trials(self) -> list[Trial]:
+        return [r.trial for r in self.records()]
+
+    def count(self) -> int:
+        return int(self._con.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+
+    def numbers_of(self, genomes: tuple[str, ...]) -> tuple[int, ...]:
+        """Trial numbers of the given genome strings (first occurrence), skipping genomes not stored."""
+        out = []
+        for g in genomes:
+            row = self._con.execute("SELECT MIN(number) FROM trials WHERE genome = ?", (g,)).fetchone()
+            if row[0] is not None:
+                out.append(int(row[0]))
+        return tuple(out)
+
+    # --- final models ------------------------------------------------------------------------------------------
+    def add_final(self, model: FinalModel) -> None:
+        self._con.execute(
+            "INSERT OR REPLACE INTO final_models (trial, genome, metrics, weights, created_at) VALUES (?, ?, ?, ?, ?)",
+            (model.trial, model.genome, _dumps(dict(model.metrics)), model.weights, model.created_at or time.time()),
+        )
+
+    def finals(self) -> list[FinalModel]:
+        rows = self._con.execute(
+            "SELECT trial, genome, metrics, weights, created_at FROM final_models ORDER BY trial"
+        ).fetchall()
+        return [FinalModel(int(r[0]), r[1], _metrics(r[2]), r[3], float(r[4])) for r in rows]
+
+    # --- state -------------------------------------------------------------------------------------------------
+    def set_state(self, key: str, value: str) -> None:
+        self._con.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+
+    def get_state(self, key: str) -> str | None:
+        row = self._con.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> SQLiteStorage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _record(row: tuple[Any, ...]) -> TrialRecord:
+    (number, genome, status, metrics, cost, violation, error, parents, parent_ids, generation, origin, batch,
+     eval_seed, started_at, finished_at, duration_s, worker) = row
+    trial = Trial(
+        number=int(number), genome=genome, status=Status(status), metrics=_metrics(metrics),
+        violation=float(violation), parents=tuple(json.loads(parents)), generation=int(generation),
+        origin=origin, error=error,
+    )
+    return TrialRecord(
+        trial=trial, cost=_metrics(cost), parent_ids=tuple(int(i) for i in json.loads(parent_ids)),
+        batch=int(batch), eval_seed=None if eval_seed is None else int(eval_seed), started_at=float(started_at),
+        finished_at=float(finished_at), duration_s=float(duration_s), worker=worker,
+    )
+
+
+def new_meta(seed: int, config: Mapping[str, Any]) -> RunMeta:
+    """A :class:`RunMeta` stamped with the current time and tinyevo version."""
+    return RunMeta(seed=seed, config=dict(config), created_at=time.time(), version=__version__)
