@@ -1,0 +1,239 @@
+"""Selection operators: which members become parents, and which members survive.
+
+Every operator works on a sequence of :class:`Individual` (a told trial plus its birth order) and ranks members
+with :func:`~tinyevo.strategies.base.rank_key` (constraint-domination for one objective: feasible by fitness, then
+infeasible by violation, failed last). Ties are broken by age: the younger member wins, so runs are deterministic.
+
+Parent selection (``select(population, n, *, problem, rng) -> list[Individual]``, ``n`` draws with replacement):
+
+* :class:`TournamentSelection` -- best of ``size`` members sampled without replacement (Real et al.).
+* :class:`RouletteSelection` -- fitness-proportional.
+* :class:`TruncationSelection` -- uniform among the ``top`` best (elitist parent choice, MCUNet's top-k).
+* :class:`RandomSelection` -- uniform (no pressure; pair it with a selective survivor rule).
+
+Survivor selection (``survive(population, capacity, *, problem, rng) -> list[Individual]``, returned oldest
+first, at most ``capacity`` members):
+
+* :class:`Elitism` -- keep the ``elites`` best whatever their age, fill the rest with the youngest.
+* :class:`DiscardWorst` -- remove the worst until ``capacity`` remain ((mu + lambda) truncation).
+* :class:`DiscardOldest` -- remove the oldest (aging, regularized evolution).
+* :class:`DiscardWorstOldest` -- remove the worst among the oldest ``window`` members (between aging and
+  discard-worst).
+
+The objects hold only options (frozen dataclasses); they are usable outside
+:class:`~tinyevo.strategies.evolution.EvolutionaryStrategy`, e.g. by the surrogate-assisted strategy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from tinyevo.errors import ConfigError
+from tinyevo.spaces.base import Genome
+from tinyevo.strategies.base import Problem, Trial, fitness, rank_key
+
+
+@dataclass(frozen=True)
+class Individual:
+    """A population member: the genome, its finished trial and ``birth`` (join order; smaller is older)."""
+
+    genome: Genome
+    trial: Trial
+    birth: int
+
+
+def sort_key(problem: Problem, ind: Individual) -> tuple[int, float, float, int]:
+    """Total order of individuals, larger is better: :func:`rank_key`, ties to the younger."""
+    return (*rank_key(problem, ind.trial), ind.birth)
+
+
+def best_first(problem: Problem, population: Sequence[Individual]) -> list[Individual]:
+    """The population sorted best first (deterministic)."""
+    return sorted(population, key=lambda ind: sort_key(problem, ind), reverse=True)
+
+
+def _by_birth(population: Sequence[Individual]) -> list[Individual]:
+    return sorted(population, key=lambda ind: ind.birth)
+
+
+def _check_nonempty(population: Sequence[Individual], what: str) -> None:
+    if not population:
+        raise ConfigError(f"{what} needs a non-empty population")
+
+
+# --- parent selection ------------------------------------------------------------------------------------------
+@runtime_checkable
+class ParentSelection(Protocol):
+    def select(
+        self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
+    ) -> list[Individual]:
+        """``n`` parents drawn (with replacement across draws) from a non-empty ``population``."""
+        ...
+
+
+@dataclass(frozen=True)
+class TournamentSelection:
+    """Each parent is the best of ``size`` members drawn uniformly without replacement (all if fewer)."""
+
+    size: int = 10
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ConfigError(f"tournament size must be >= 1, got {self.size}")
+
+    def select(
+        self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
+    ) -> list[Individual]:
+        _check_nonempty(population, "tournament selection")
+        k = min(self.size, len(population))
+        out = []
+        for _ in range(n):
+            idx = rng.choice(len(population), size=k, replace=False)
+            out.append(max((population[int(i)] for i in idx), key=lambda ind: sort_key(problem, ind)))
+        return out
+
+
+@dataclass(frozen=True)
+class RouletteSelection:
+    """Fitness-proportional selection on :func:`~tinyevo.strategies.base.fitness`.
+
+    Weights are the fitness values when all finite ones are >= 0, else fitness minus the smallest finite
+    fitness (so the worst gets weight 0). Failed and infeasible members (fitness ``-inf``) get weight 0; when
+    every weight is 0 the draw is uniform.
+    """
+
+    def weights(self, population: Sequence[Individual], *, problem: Problem) -> np.ndarray:
+        f = np.array([fitness(problem, ind.trial) for ind in population], dtype=np.float64)
+        finite = np.isfinite(f)
+        w = np.zeros_like(f)
+        if finite.any():
+            lo = float(f[finite].min())
+            w[finite] = f[finite] - min(lo, 0.0)
+        total = float(w.sum())
+        if not total > 0 or not math.isfinite(total):
+            return np.full(len(f), 1.0 / len(f))
+        return w / total
+
+    def select(
+        self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
+    ) -> list[Individual]:
+        _check_nonempty(population, "roulette selection")
+        p = self.weights(population, problem=problem)
+        return [population[int(i)] for i in rng.choice(len(population), size=n, replace=True, p=p)]
+
+
+@dataclass(frozen=True)
+class TruncationSelection:
+    """Uniform among the ``top`` best members (all if fewer): elitist parent choice, e.g. MCUNet's top-20."""
+
+    top: int = 20
+
+    def __post_init__(self) -> None:
+        if self.top < 1:
+            raise ConfigError(f"truncation selection needs top >= 1, got {self.top}")
+
+    def select(
+        self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
+    ) -> list[Individual]:
+        _check_nonempty(population, "truncation selection")
+        elite = best_first(problem, population)[: self.top]
+        return [elite[int(i)] for i in rng.integers(0, len(elite), size=n)]
+
+
+@dataclass(frozen=True)
+class RandomSelection:
+    """Uniform parent choice (no selection pressure)."""
+
+    def select(
+        self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
+    ) -> list[Individual]:
+        _check_nonempty(population, "random selection")
+        return [population[int(i)] for i in rng.integers(0, len(population), size=n)]
+
+
+# --- survivor selection ----------------------------------------------------------------------------------------
+@runtime_checkable
+class SurvivorSelection(Protocol):
+    def survive(
+        self, population: Sequence[Individual], capacity: int, *, problem: Problem, rng: np.random.Generator
+    ) -> list[Individual]:
+        """At most ``capacity`` members of ``population`` (oldest first)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Elitism:
+    """Keep the ``elites`` best members whatever their age; fill the remaining places with the youngest.
+
+    ``elites=None`` keeps the ``capacity`` best (plain truncation, same as :class:`DiscardWorst`).
+    """
+
+    elites: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.elites is not None and self.elites < 0:
+            raise ConfigError(f"elitism needs elites >= 0, got {self.elites}")
+
+    def survive(
+        self, population: Sequence[Individual], capacity: int, *, problem: Problem, rng: np.random.Generator
+    ) -> list[Individual]:
+        if len(population) <= capacity:
+            return _by_birth(population)
+        k = capacity if self.elites is None else min(self.elites, capacity)
+        keep = best_first(problem, population)[:k]
+        chosen = {id(ind) for ind in keep}
+        rest = [ind for ind in sorted(population, key=lambda i: -i.birth) if id(ind) not in chosen]
+        keep += rest[: capacity - k]
+        return _by_birth(keep)
+
+
+@dataclass(frozen=True)
+class DiscardWorst:
+    """Remove the worst members (ties: the oldest goes first) until ``capacity`` remain."""
+
+    def survive(
+        self, population: Sequence[Individual], capacity: int, *, problem: Problem, rng: np.random.Generator
+    ) -> list[Individual]:
+        return _by_birth(best_first(problem, population)[:capacity])
+
+
+@dataclass(frozen=True)
+class DiscardOldest:
+    """Aging (regularized evolution): remove the oldest members until ``capacity`` remain."""
+
+    def survive(
+        self, population: Sequence[Individual], capacity: int, *, problem: Problem, rng: np.random.Generator
+    ) -> list[Individual]:
+        ordered = _by_birth(population)
+        return ordered[max(0, len(ordered) - capacity):]
+
+
+@dataclass(frozen=True)
+class DiscardWorstOldest:
+    """Repeatedly remove the worst among the oldest ``window`` members until ``capacity`` remain.
+
+    ``window`` is ``max(1, round(window_fraction * capacity))``: ``1`` is pure aging, ``capacity + 1`` or more is
+    pure discard-worst; in between an old member survives only while it is better than its peers in age.
+    """
+
+    window_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.window_fraction > 0:
+            raise ConfigError(f"window_fraction must be > 0, got {self.window_fraction}")
+
+    def survive(
+        self, population: Sequence[Individual], capacity: int, *, problem: Problem, rng: np.random.Generator
+    ) -> list[Individual]:
+        window = max(1, round(self.window_fraction * capacity))
+        members = _by_birth(population)
+        while len(members) > capacity:
+            worst = min(range(min(window, len(members))), key=lambda i: sort_key(problem, members[i]))
+            del members[worst]
+        return members
+
