@@ -39,3 +39,7 @@ class SearchExhaustedError(TinyEvoError, RuntimeError):
 
 class StorageError(TinyEvoError, RuntimeError):
     """A run directory or database that cannot be used (missing, not a tinyevo run, already holds a run)."""
+
+
+class EstimationError(TinyEvoError, RuntimeError):
+    """An estimator could not score an architecture (e.g. training diverged to NaN)."""

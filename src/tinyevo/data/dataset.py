@@ -1,0 +1,276 @@
+"""The :class:`Dataset` record and its construction from arrays (validation, splits, normalisation).
+
+Every loader ends in :func:`from_arrays`, the one place that checks shapes and labels, carves the validation
+split from the training data (seeded, stratified) and normalises with statistics of the training split only.
+
+Layout: inputs are ``float32`` arrays of shape ``(N, C, H, W)``; labels are ``int64`` in ``0 .. num_classes-1``.
+The test split is kept for the final report; searches score on the validation split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from tinyevo.errors import DataError
+
+Array = np.ndarray
+
+TEST_SPLIT_SEED = 0
+"""Seed of the test split carved from data without an explicit one: fixed, so every run reports on one test set."""
+
+
+def _readonly(a: Array) -> Array:
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A classification data set split into train / validation / test (arrays are read-only).
+
+    ``mean`` and ``std`` are the per-channel statistics (of the raw training inputs) that were used to normalise
+    every split; a deployed model applies the same transform to raw sensor values.
+    """
+
+    name: str
+    x_train: Array
+    y_train: Array
+    x_val: Array
+    y_val: Array
+    x_test: Array
+    y_test: Array
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    meta: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.dtype != np.float32 or x.ndim != 4:
+                raise DataError(f"x_{split} must be float32 (N, C, H, W), got {x.dtype} {x.shape}")
+            if y.dtype != np.int64 or y.shape != (len(x),):
+                raise DataError(f"y_{split} must be int64 of shape ({len(x)},), got {y.dtype} {y.shape}")
+            if len(x) and x.shape[1:] != self.x_train.shape[1:]:
+                raise DataError(f"x_{split} has sample shape {x.shape[1:]}, x_train {self.x_train.shape[1:]}")
+            _readonly(x)
+            _readonly(y)
+        if not self.class_names:
+            object.__setattr__(self, "class_names", tuple(str(i) for i in range(self.num_classes)))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one sample."""
+        c, h, w = self.x_train.shape[1:]
+        return (int(c), int(h), int(w))
+
+    def summary(self) -> str:
+        c, h, w = self.input_shape
+        return (
+            f"{self.name}: {c}x{h}x{w}, {self.num_classes} classes, "
+            f"{len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} test"
+        )
+
+    def with_splits(self, **arrays: Array) -> Dataset:
+        """A copy with some of ``x_train, y_train, x_val, ...`` replaced (used by :mod:`tinyevo.data.transforms`)."""
+        return replace(self, **arrays)  # type: ignore[arg-type]
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def stratified_split(y: Array, fraction: float, rng: np.random.Generator) -> tuple[Array, Array]:
+    """Indices ``(keep, held_out)``: about ``fraction`` of every class held out (at least one where a class has
+    two or more samples and ``fraction > 0``). Both index arrays are sorted."""
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"split fraction must be in [0, 1), got {fraction}")
+    held: list[Array] = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(len(idx))]
+        n = int(round(fraction * len(idx)))
+        if fraction > 0 and n == 0 and len(idx) >= 2:
+            n = 1
+        n = min(n, len(idx) - 1)  # every class keeps at least one sample
+        held.append(idx[:n])
+    out = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+    mask = np.ones(len(y), dtype=bool)
+    mask[out] = False
+    return np.flatnonzero(mask), out
+
+
+def _as_nchw(x: Array, what: str, channels_last: bool | None) -> Array:
+    """(N, H, W) -> (N, 1, H, W); (N, H, W, C) -> (N, C, H, W) when channels-last."""
+    x = np.asarray(x)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{what} must be a numeric array, got dtype {x.dtype}")
+    if x.ndim == 2:  # (N, F): a flat feature vector per sample
+        return x[:, :, None, None]
+    if x.ndim == 3:
+        return x[:, None, :, :]
+    if x.ndim == 4:
+        if channels_last is None:
+            channels_last = x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4)
+        return np.moveaxis(x, 3, 1) if channels_last else x
+    raise DataError(
+        f"{what} must have shape (N, H, W), (N, H, W, C) or (N, C, H, W); got {x.ndim} dimensions {x.shape}"
+    )
+
+
+def _labels(y: Array, n: int, what: str) -> Array:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{what} must be a 1-D array of class indices, got shape {y.shape}")
+    if len(y) != n:
+        raise DataError(f"{what} has {len(y)} labels but there are {n} samples")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataError(f"{what} must hold integer class indices, found non-integer values")
+    elif y.dtype.kind not in "iub":
+        raise DataError(f"{what} must hold integer class indices, got dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def from_arrays(
+    x_train: Array,
+    y_train: Array,
+    x_test: Array | None = None,
+    y_test: Array | None = None,
+    *,
+    name: str = "arrays",
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    num_classes: int | None = None,
+    class_names: Sequence[str] = (),
+    channels_last: bool | None = None,
+    normalize: bool = True,
+) -> Dataset:
+    """Build a :class:`Dataset` from numpy arrays, checking everything a user can get wrong.
+
+    ``x`` may be ``(N, F)``, ``(N, H, W)``, ``(N, H, W, C)`` (Keras; detected when the last axis has 1, 3 or 4
+    entries, or forced with ``channels_last``) or ``(N, C, H, W)``; any numeric dtype. Without ``x_test`` a
+    stratified test split of ``test_fraction`` is carved with the fixed seed :data:`TEST_SPLIT_SEED`, so the test
+    set does not depend on the run seed. The validation split (``val_fraction`` of the training data, stratified,
+    seeded with ``seed``) comes out of the training data. With ``normalize`` every split is standardised per
+    channel with the mean / std of the (remaining) training split.
+    """
+    if (x_test is None) != (y_test is None):
+        raise DataError("give both x_test and y_test, or neither")
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    xt = _as_nchw(x_train, "x_train", channels_last)
+    if len(xt) == 0:
+        raise DataError("the training data is empty")
+    yt = _labels(y_train, len(xt), "y_train")
+    if x_test is not None:
+        xs = _as_nchw(x_test, "x_test", channels_last)
+        ys = _labels(y_test, len(xs), "y_test")
+        if xs.shape[1:] != xt.shape[1:]:
+            raise DataError(f"test samples have shape {xs.shape[1:]} but training samples {xt.shape[1:]}")
+    else:
+        keep, held = stratified_split(yt, test_fraction, np.random.default_rng(TEST_SPLIT_SEED))
+        xt, yt, xs, ys = xt[keep], yt[keep], xt[held], yt[held]
+    all_y = np.concatenate([yt, ys])
+    if all_y.min() < 0:
+        raise DataError(f"labels must be >= 0, found {int(all_y.min())}")
+    k = int(num_classes) if num_classes is not None else int(all_y.max()) + 1
+    if all_y.max() >= k:
+        raise DataError(f"labels out of range: found {int(all_y.max())} with num_classes={k}")
+    if class_names and len(class_names) != k:
+        raise DataError(f"{len(class_names)} class names for {k} classes")
+    present = np.unique(yt)
+    if len(present) < 2:
+        raise DataError(f"the training data has only one class ({int(present[0])}); need at least two")
+
+    keep, held = stratified_split(yt, val_fraction, np.random.default_rng(seed))
+    if val_fraction > 0 and len(held) == 0:
+        raise DataError(f"too few training samples ({len(yt)}) to carve a validation split")
+    xv, yv = xt[held], yt[held]
+    xt, yt = xt[keep], yt[keep]
+
+    xt32, xv32, xs32 = (a.astype(np.float32) for a in (xt, xv, xs))
+    for what, a in (("x_train", xt32), ("x_val", xv32), ("x_test", xs32)):
+        if a.size and not np.all(np.isfinite(a)):
+            raise DataError(f"{what} contains NaN or infinite values")
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    if normalize:
+        m = xt32.mean(axis=(0, 2, 3), dtype=np.float64)
+        s = xt32.std(axis=(0, 2, 3), dtype=np.float64)
+        s = np.where(s > 1e-8, s, 1.0)
+        shift, scale = m.astype(np.float32)[None, :, None, None], s.astype(np.float32)[None, :, None, None]
+        xt32, xv32, xs32 = ((a - shift) / scale for a in (xt32, xv32, xs32))
+        mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
+    return Dataset(
+        name=name,
+        x_train=np.ascontiguousarray(xt32, dtype=np.float32),
+        y_train=yt,
+        x_val=np.ascontiguousarray(xv32, dtype=np.float32),
+        y_val=yv,
+        x_test=np.ascontiguousarray(xs32, dtype=np.float32),
+        y_test=ys,
+        num_classes=k,
+        class_names=tuple(class_names),
+        mean=mean,
+        std=std,
+    )
+
+
+def from_torch(
+    train: object,
+    test: object | None = None,
+    *,
+    name: str = "torch",
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    num_classes: int | None = None,
+    class_names: Sequence[str] = (),
+    normalize: bool = True,
+) -> Dataset:
+    """Build a :class:`Dataset` from map-style torch datasets yielding ``(input, label)`` pairs.
+
+    Inputs may be tensors or arrays of shape ``(C, H, W)``, ``(H, W)`` or ``(F,)``; the whole data set is read
+    into memory once.
+    """
+
+    def read(ds: object, what: str) -> tuple[Array, Array]:
+        try:
+            n = len(ds)  # type: ignore[arg-type]
+        except TypeError:
+            raise DataError(f"the {what} torch dataset has no len(); pass a map-style dataset") from None
+        if n == 0:
+            raise DataError(f"the {what} torch dataset is empty")
+        xs, ys = [], []
+        for i in range(n):
+            item = ds[i]  # type: ignore[index]
+            if not isinstance(item, (tuple, list)) or len(item) < 2:
+                raise DataError(f"{what} item {i} is not an (input, label) pair")
+            x, y = item[0], item[1]
+            x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+            y = y.item() if hasattr(y, "item") else y
+            xs.append(np.asarray(x, dtype=np.float32))
+            ys.append(y)
+        shapes = {a.shape for a in xs}
+        if len(shapes) != 1:
+            raise DataError(f"{what} torch dataset items have different shapes: {sorted(shapes)[:3]}")
+        x = np.stack(xs)
+        if x.ndim == 2:
+            x = x[:, :, None, None]
+        elif x.ndim == 3:
+            x = x[:, None]
+        return x, np.asarray(ys)
+
+    xt, yt = read(train, "training")
+    xs, ys = read(test, "test") if test is not None else (None, None)
+    return from_arrays(
+        xt, yt, xs, ys, name=name, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+        num_classes=num_classes, class_names=class_names, channels_last=False, normalize=normalize,
+    )

@@ -1,0 +1,300 @@
+"""``load_dataset(spec)``: the built-in ``digits`` set, or a user's data from a path.
+
+Supported paths (the format is recognised from the path and its contents):
+
+* ``.npz`` with ``x_train, y_train`` (and optionally ``x_test, y_test``; Keras style, images ``HxW`` or ``HxWxC``,
+  uint8 or float; an optional ``classes`` array names the classes);
+* ``.npz`` with ``x, y`` (sensor time series ``N x T x C`` or ``N x T``; optionally ``x_test, y_test``), read as a
+  one-channel ``T x C`` image;
+* a folder, or a ``.tar.gz`` / ``.tgz`` / ``.tar`` archive, of images (``train/<class>/*.png|jpg`` and
+  ``test/<class>/...``; without split folders ``<class>/*.png`` and a test split is carved) -- read with Pillow;
+* a folder or archive of ``.wav`` clips, labelled by their sub-folder or, when they all share one folder, by the
+  file-name prefix (FSDD's ``7_jackson_12.wav`` is class ``7``), turned into MFCC / log-mel features
+  (:mod:`tinyevo.data.audio`). Split: ``train/`` and ``test/`` folders if present, else Speech Commands'
+  ``testing_list.txt``, else FSDD's convention (``<label>_<speaker>_<n>.wav`` with ``n`` in 0..4 is test), else a
+  carved stratified split.
+
+Archives are streamed (never extracted to disk). Without an explicit test split, a stratified test split is
+carved with a fixed seed, so the test set does not change with the run seed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import tarfile
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from tinyevo.data.audio import AudioFrontEnd, features, read_wav, resample
+from tinyevo.data.dataset import Dataset, from_arrays
+from tinyevo.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm")
+AUDIO_EXTENSIONS = (".wav",)
+TRAIN_DIRS = ("train", "training")
+TEST_DIRS = ("test", "testing")
+BUILTIN = ("digits",)
+
+
+def load_dataset(
+    spec: str | Path,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    image_size: tuple[int, int] | None = None,
+    audio: AudioFrontEnd | None = None,
+    normalize: bool = True,
+) -> Dataset:
+    """Load ``spec`` (``"digits"`` or a path) as a :class:`Dataset` with a seeded, stratified validation split.
+
+    ``image_size`` resizes every image to ``(H, W)`` (needed when an image folder mixes sizes); ``audio`` sets the
+    front end for ``.wav`` data. Any problem with the data raises one :class:`~tinyevo.errors.DataError` naming it.
+    """
+    common = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize)
+    text = str(spec)
+    if text == "digits":
+        return _digits(**common)  # type: ignore[arg-type]
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise DataError(f"no such data file or folder {text!r} (built-in data sets: {', '.join(BUILTIN)})")
+    name = path.name.split(".")[0] or "data"
+    if path.is_file() and path.suffix == ".npz":
+        return _npz(path, name=name, **common)  # type: ignore[arg-type]
+    if path.is_dir():
+        files = list(_folder_files(path))
+    elif path.is_file() and _is_archive(path):
+        files = list(_archive_files(path))
+    else:
+        raise DataError(
+            f"cannot load {text!r}: expected 'digits', a .npz file, a folder, or a .tar.gz / .tar / .zip archive"
+        )
+    n_img = sum(1 for f in files if f.path.suffix.lower() in IMAGE_EXTENSIONS)
+    n_wav = sum(1 for f in files if f.path.suffix.lower() in AUDIO_EXTENSIONS)
+    if n_img == 0 and n_wav == 0:
+        raise DataError(f"{text!r} contains no images ({'/'.join(IMAGE_EXTENSIONS)}) and no .wav files")
+    if n_wav > n_img:
+        return _wav_dataset(files, name=name, front=audio or AudioFrontEnd(), **common)  # type: ignore[arg-type]
+    return _image_dataset(files, name=name, image_size=image_size, **common)  # type: ignore[arg-type]
+
+
+# --- built-in ------------------------------------------------------------------------------------------------
+
+
+def _digits(**common: object) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.data.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0
+    return from_arrays(x, d.target, name="digits", channels_last=False, **common)  # type: ignore[arg-type]
+
+
+# --- npz -----------------------------------------------------------------------------------------------------
+
+
+def _npz(path: Path, *, name: str, **common: object) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - zipfile.BadZipFile, ValueError (pickled objects), OSError ...
+        raise DataError(f"cannot read {path}: {exc}") from None
+    keys = set(arrays)
+    classes = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays else ()
+    if {"x_train", "y_train"} <= keys:
+        x, y = arrays["x_train"], arrays["y_train"]
+    elif {"x", "y"} <= keys:
+        x, y = arrays["x"], arrays["y"]
+    else:
+        raise DataError(
+            f"{path} has arrays {sorted(keys)}; expected x_train, y_train (and x_test, y_test) for images, "
+            "or x, y (and optionally x_test, y_test) for time series"
+        )
+    has_test = {"x_test", "y_test"} & keys
+    if has_test and has_test != {"x_test", "y_test"}:
+        missing = ({"x_test", "y_test"} - keys).pop()
+        raise DataError(f"{path} has {has_test.pop()} but no {missing}")
+    xs = arrays.get("x_test")
+    ys = arrays.get("y_test")
+    if classes and len(classes) != int(max(np.max(y), np.max(ys) if ys is not None else 0)) + 1:
+        classes = ()  # a 'classes' array that does not match the labels is ignored
+    return from_arrays(x, y, xs, ys, name=name, class_names=classes, **common)  # type: ignore[arg-type]
+
+
+# --- file trees (folders and archives) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _File:
+    path: PurePosixPath  # relative to the folder / archive root
+    data: bytes
+
+
+def _wanted(name: str) -> bool:
+    p = PurePosixPath(name)
+    return (
+        p.suffix.lower() in IMAGE_EXTENSIONS + AUDIO_EXTENSIONS
+        or p.name == "testing_list.txt"
+    ) and not any(part.startswith(".") or part == "__MACOSX" for part in p.parts)
+
+
+def _folder_files(root: Path) -> Iterator[_File]:
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and _wanted(rel):
+            try:
+                yield _File(PurePosixPath(rel), p.read_bytes())
+            except OSError as exc:
+                raise DataError(f"cannot read {p}: {exc}") from None
+
+
+def _is_archive(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz", ".zip"))
+
+
+def _archive_files(path: Path) -> Iterator[_File]:
+    """Stream the wanted members of an archive (sequential reading: no random seeks in the compressed stream)."""
+    try:
+        if path.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                for info in sorted(zf.infolist(), key=lambda i: i.filename):
+                    if not info.is_dir() and _wanted(info.filename):
+                        yield _File(PurePosixPath(info.filename), zf.read(info))
+            return
+        out: list[_File] = []
+        with tarfile.open(path, mode="r|*") as tf:
+            for member in tf:
+                if member.isfile() and _wanted(member.name):
+                    fh = tf.extractfile(member)
+                    if fh is not None:
+                        out.append(_File(PurePosixPath(member.name), fh.read()))
+        yield from sorted(out, key=lambda f: f.path)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise DataError(f"cannot read archive {path}: {exc}") from None
+
+
+def _split_and_class(path: PurePosixPath) -> tuple[str | None, str]:
+    """('train' | 'test' | None, class folder name) of ``.../<split>/<class>/<file>``."""
+    parts = path.parts
+    cls = parts[-2] if len(parts) >= 2 else ""
+    if len(parts) >= 3:
+        split = parts[-3].lower()
+        if split in TRAIN_DIRS:
+            return "train", cls
+        if split in TEST_DIRS:
+            return "test", cls
+    return None, cls
+
+
+def _sort_classes(names: set[str]) -> list[str]:
+    if all(n.isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def _assemble(
+    xs: list[np.ndarray], labels: list[str], splits: list[str | None], *, name: str, what: str, **common: object
+) -> Dataset:
+    classes = _sort_classes(set(labels))
+    if len(classes) < 2:
+        raise DataError(f"{what} has only one class ({classes[0] if classes else 'none'}); need at least two")
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[c] for c in labels], dtype=np.int64)
+    x = np.stack(xs)
+    test = np.array([s == "test" for s in splits])
+    if test.any():
+        if test.all():
+            raise DataError(f"{what} has test files but no training files")
+        return from_arrays(
+            x[~test], y[~test], x[test], y[test], name=name, class_names=classes, channels_last=False,
+            **common,  # type: ignore[arg-type]
+        )
+    return from_arrays(x, y, name=name, class_names=classes, channels_last=False, **common)  # type: ignore[arg-type]
+
+
+# --- images --------------------------------------------------------------------------------------------------
+
+
+def _image_dataset(
+    files: list[_File], *, name: str, image_size: tuple[int, int] | None, **common: object
+) -> Dataset:
+    from PIL import Image, UnidentifiedImageError
+
+    images = [f for f in files if f.path.suffix.lower() in IMAGE_EXTENSIONS]
+    decoded = []
+    for f in images:
+        try:
+            with Image.open(io.BytesIO(f.data)) as im:
+                im.load()
+                decoded.append(im.copy())
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DataError(f"cannot read image {f.path}: {exc}") from None
+    gray = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in decoded)
+    arrays = []
+    size = (image_size[1], image_size[0]) if image_size else None  # PIL sizes are (W, H)
+    for f, im in zip(images, decoded):
+        im = im.convert("L" if gray else "RGB")
+        if size is None:
+            size = im.size
+        if im.size != size:
+            if image_size is None:
+                raise DataError(
+                    f"image {f.path} is {im.size[0]}x{im.size[1]} but others are {size[0]}x{size[1]} (W x H); "
+                    "pass image_size=(H, W) to resize every image"
+                )
+            im = im.resize(size, Image.Resampling.BILINEAR)
+        a = np.asarray(im, dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else np.moveaxis(a, 2, 0))
+    splits, labels = zip(*(_split_and_class(f.path) for f in images))
+    return _assemble(
+        [a.astype(np.float32) / 255.0 for a in arrays], list(labels), list(splits), name=name,
+        what="the image data", **common,
+    )
+
+
+# --- audio ---------------------------------------------------------------------------------------------------
+
+_FSDD_NAME = re.compile(r"^([^_]+)_([^_]+)_(\d+)$")
+
+
+def _wav_dataset(files: list[_File], *, name: str, front: AudioFrontEnd, **common: object) -> Dataset:
+    wavs = [f for f in files if f.path.suffix.lower() in AUDIO_EXTENSIONS]
+    testing: set[str] = set()
+    for f in files:
+        if f.path.name == "testing_list.txt":
+            root = f.path.parent
+            testing |= {(root / line.strip()).as_posix() for line in f.data.decode().splitlines() if line.strip()}
+    placed = [_split_and_class(f.path) for f in wavs]
+    parents = {f.path.parent for f in wavs}
+    by_prefix = len(parents) == 1  # all clips in one folder: the label is the file-name prefix
+    labels, splits = [], []
+    fsdd = by_prefix and all(_FSDD_NAME.match(f.path.stem) for f in wavs)
+    for f, (split, cls) in zip(wavs, placed):
+        if by_prefix:
+            stem = f.path.stem
+            cls = re.split(r"[_\-]", stem, maxsplit=1)[0]
+            if cls == stem:
+                raise DataError(
+                    f"cannot tell the class of {f.path}: put clips in <class>/ folders or name them <class>_*.wav"
+                )
+        labels.append(cls)
+        if split is None and testing:
+            split = "test" if f.path.as_posix() in testing else "train"
+        if split is None and fsdd:
+            m = _FSDD_NAME.match(f.path.stem)
+            split = "test" if m is not None and int(m.group(3)) < 5 else "train"
+        splits.append(split)
+
+    clips = [read_wav(f.data, str(f.path)) for f in wavs]
+    rate = front.sample_rate or Counter(r for r, _ in clips).most_common(1)[0][0]
+    feats = [features(resample(w, r, rate), rate, front) for r, w in clips]
+    return _assemble(feats, labels, splits, name=name, what="the audio data", **common)

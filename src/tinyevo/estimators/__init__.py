@@ -1,0 +1,28 @@
+"""Performance estimators: IR + data -> metrics (full / low-fidelity training, learning-curve early stopping,
+weight inheritance, zero-cost proxies), selectable by name from :data:`ESTIMATORS`."""
+
+from __future__ import annotations
+
+from tinyevo.estimators import presets as _presets  # noqa: F401 - registers the named estimators
+from tinyevo.estimators.base import DEFAULT_ESTIMATOR, ESTIMATORS, Combined, EvalContext, Estimator, create_estimator
+from tinyevo.estimators.curves import CurveStopper, predict_final
+from tinyevo.estimators.fidelity import Fidelity
+from tinyevo.estimators.inherit import InheritReport, WeightStore, inherit_weights
+from tinyevo.estimators.trained import TrainingEstimator
+from tinyevo.estimators.training import (
+    EpochRecord,
+    TrainConfig,
+    TrainResult,
+    accuracy,
+    fit,
+    fit_data_to_ir,
+    train_model,
+)
+from tinyevo.estimators.transforms import scale_width, with_input_shape
+
+__all__ = [
+    "DEFAULT_ESTIMATOR", "ESTIMATORS", "Combined", "CurveStopper", "EpochRecord", "EvalContext", "Estimator",
+    "Fidelity", "InheritReport", "TrainConfig", "TrainResult", "TrainingEstimator", "WeightStore", "accuracy",
+    "create_estimator", "fit", "fit_data_to_ir", "inherit_weights", "predict_final", "scale_width", "train_model",
+    "with_input_shape",
+]

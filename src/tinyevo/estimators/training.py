@@ -1,0 +1,326 @@
+"""Training an IR on a :class:`~tinyevo.data.Dataset` with PyTorch on the CPU.
+
+One training loop serves every training-based estimator and the final retraining (:func:`train_model`):
+mini-batch SGD / Adam(W) with a per-step cosine schedule (optional linear warm-up), label smoothing, gradient
+clipping and optional shift / flip augmentation. It is deterministic given ``seed`` (weights from
+``build_model(ir, seed=seed)``, batch order and augmentation from generators derived from ``seed``; the global RNGs
+are not touched), and it runs with a bounded number of torch threads.
+
+A ``monitor`` callback sees the validation accuracy at chosen points of training and may stop it (learning-curve
+extrapolation hooks in here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tinyevo.data import Dataset, resize
+from tinyevo.errors import ConfigError, DataError, EstimationError
+from tinyevo.ir import ArchIR
+from tinyevo.nn import build_model
+
+AUGMENTATIONS = ("shift", "flip")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (keyword-only; defaults suit small tinyML networks on small images).
+
+    ``lr`` / ``weight_decay`` default by optimiser: SGD (Nesterov momentum) 0.05 / 5e-4, Adam 3e-3 / 0,
+    AdamW 3e-3 / 1e-2. ``threads``: torch intra-op threads while training (default: torch's own setting capped at
+    the CPUs this process may use; process-pool workers should pass 1). ``time_limit_s`` stops training early
+    (the cosine schedule still spans ``epochs``). ``augment``: ``"shift"`` (random translation by up to
+    ``shift_pixels``) and/or ``"flip"`` (random horizontal flip).
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = 5.0
+    augment: tuple[str, ...] = ()
+    shift_pixels: int = 2
+    threads: int | None = None
+    eval_batch_size: int = 1024
+    time_limit_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigError("epochs, batch_size and eval_batch_size must be positive")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected sgd, adam or adamw")
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError(f"unknown schedule {self.schedule!r}; expected cosine or constant")
+        bad = [a for a in self.augment if a not in AUGMENTATIONS]
+        if bad:
+            raise ConfigError(f"unknown augmentation {bad[0]!r}; expected one of {AUGMENTATIONS}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    @property
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3}[self.optimizer]
+
+    @property
+    def resolved_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return {"sgd": 5e-4, "adam": 0.0, "adamw": 1e-2}[self.optimizer]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One point of the learning curve (``epoch`` may be fractional when evaluated within an epoch)."""
+
+    epoch: float
+    train_loss: float
+    val_acc: float
+    lr: float
+    seconds: float  # training time since the start
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A trained model (in eval mode), its learning curve and final metrics (``val_acc``, ``test_acc``, ...)."""
+
+    model: nn.Module
+    history: tuple[EpochRecord, ...]
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+Monitor = Callable[[EpochRecord], bool]
+"""Called at each evaluation point; returning True stops training."""
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads (default: torch's setting capped at the usable CPUs), then restore."""
+    before = torch.get_num_threads()
+    want = n if n is not None else min(before, available_cpus())
+    if want != before:
+        torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def fit_data_to_ir(ir: ArchIR, data: Dataset) -> Dataset:
+    """``data`` resized to the IR's input resolution (spaces may search over it); channels must agree."""
+    c, h, w = ir.input_shape
+    if c != data.input_shape[0]:
+        raise DataError(
+            f"the architecture expects {c} input channel(s) but the data {data.name!r} has {data.input_shape[0]}"
+        )
+    return data if (h, w) == data.input_shape[1:] else resize(data, (h, w))
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(a, copy=True))
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` (set to eval mode) on ``(x, y)``; NaN for an empty split."""
+    if len(x) == 0:
+        return math.nan
+    xt = x if isinstance(x, torch.Tensor) else _tensor(x)
+    yt = y if isinstance(y, torch.Tensor) else _tensor(y)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(xt), batch_size):
+        logits = model(xt[i : i + batch_size])
+        correct += int((logits.argmax(1) == yt[i : i + batch_size]).sum())
+    model.train(was_training)
+    return correct / len(xt)
+
+
+def _augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    if "flip" in cfg.augment:
+        flip = torch.rand(len(x), generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if "shift" in cfg.augment and cfg.shift_pixels > 0:
+        p = cfg.shift_pixels
+        n, _, h, w = x.shape
+        padded = F.pad(x, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=gen)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=gen)
+        rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, x.shape[1], h, w + 2 * p)
+        x = padded.gather(2, rows)
+        cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, x.shape[1], h, w)
+        x = x.gather(3, cols)
+    return x
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN parameters and biases
+    groups = [
+        {"params": decay, "weight_decay": cfg.resolved_weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    lr = cfg.resolved_lr
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> float:
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "constant":
+        return base
+    t = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * base * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+
+# --- the loop ----------------------------------------------------------------------------------------------------
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    config: TrainConfig,
+    seed: int,
+    monitor: Monitor | None = None,
+    evals_per_epoch: int = 1,
+) -> tuple[tuple[EpochRecord, ...], bool]:
+    """Train ``model`` in place on ``data.x_train``; returns (learning curve, stopped early by the monitor).
+
+    The validation accuracy is measured ``evals_per_epoch`` times per epoch (the curve); training stops when the
+    ``monitor`` says so or ``config.time_limit_s`` is exceeded. Raises :class:`EstimationError` when the loss
+    becomes NaN or infinite.
+    """
+    cfg = config
+    n = len(data.x_train)
+    if n < 2:
+        raise DataError("need at least two training samples")
+    x, y = _tensor(data.x_train), _tensor(data.y_train)
+    xv, yv = _tensor(data.x_val), _tensor(data.y_val)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = n // bs + (1 if n % bs >= 2 else 0)  # a last batch of one sample would break BatchNorm
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    checkpoints = {
+        min(steps_per_epoch, max(1, round(steps_per_epoch * (i + 1) / evals_per_epoch)))
+        for i in range(max(1, evals_per_epoch))
+    }
+    opt = _optimizer(model, cfg)
+    base_lr = cfg.resolved_lr
+    history: list[EpochRecord] = []
+    start = time.perf_counter()
+    step = 0
+    model.train()
+    for epoch in range(cfg.epochs):
+        perm = torch.from_numpy(rng.permutation(n))
+        running, seen = 0.0, 0
+        for i in range(steps_per_epoch):
+            idx = perm[i * bs : (i + 1) * bs]
+            xb, yb = x[idx], y[idx]
+            if cfg.augment:
+                xb = _augment(xb, cfg, gen)
+            lr = _lr_at(step, total, warmup, base_lr, cfg.schedule)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                raise EstimationError(f"training diverged: the loss became {float(loss)} at epoch {epoch + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            running += loss.item() * len(idx)
+            seen += len(idx)
+            if i + 1 in checkpoints:
+                elapsed = time.perf_counter() - start
+                rec = EpochRecord(
+                    epoch=epoch + (i + 1) / steps_per_epoch,
+                    train_loss=running / max(seen, 1),
+                    val_acc=accuracy(model, xv, yv, batch_size=cfg.eval_batch_size),
+                    lr=lr,
+                    seconds=elapsed,
+                )
+                history.append(rec)
+                if monitor is not None and monitor(rec):
+                    model.eval()
+                    return tuple(history), True
+                if cfg.time_limit_s is not None and elapsed > cfg.time_limit_s:
+                    model.eval()
+                    return tuple(history), False
+    model.eval()
+    return tuple(history), False
+
+
+def train_model(
+    ir: ArchIR,
+    data: Dataset,
+    *,
+    config: TrainConfig,
+    seed: int,
+    init_state: Mapping[str, torch.Tensor] | None = None,
+    monitor: Monitor | None = None,
+) -> TrainResult:
+    """Build ``ir`` with weights from ``seed`` (or ``init_state``), train it, and measure it on every split.
+
+    This is the final retraining: ``metrics`` holds ``val_acc``, ``test_acc``, ``train_acc`` (on the training
+    split, in eval mode), ``train_loss``, ``train_time_s`` and ``epochs``. Data of another resolution than the IR's
+    input is resized to it.
+    """
+    data = fit_data_to_ir(ir, data)
+    with torch_threads(config.threads):
+        model = build_model(ir, seed=seed)
+        if init_state is not None:
+            model.load_state_dict(init_state)
+        start = time.perf_counter()
+        history, stopped = fit(model, data, config=config, seed=seed, monitor=monitor)
+        train_time = time.perf_counter() - start
+        metrics = {
+            "val_acc": history[-1].val_acc if history else math.nan,
+            "test_acc": accuracy(model, data.x_test, data.y_test, batch_size=config.eval_batch_size),
+            "train_acc": accuracy(model, data.x_train, data.y_train, batch_size=config.eval_batch_size),
+            "train_loss": history[-1].train_loss if history else math.nan,
+            "train_time_s": train_time,
+            "epochs": history[-1].epoch if history else 0.0,
+        }
+    return TrainResult(model=model, history=history, metrics=metrics, stopped_early=stopped)
