@@ -8,6 +8,16 @@ from tinyevo.estimators.base import DEFAULT_ESTIMATOR, ESTIMATORS, Combined, Eva
 from tinyevo.estimators.curves import CurveStopper, predict_final
 from tinyevo.estimators.fidelity import Fidelity
 from tinyevo.estimators.inherit import InheritReport, WeightStore, inherit_weights
+from tinyevo.estimators.proxies import (
+    PROXIES,
+    ProxyEstimator,
+    grad_norm,
+    naswot,
+    proxy_score,
+    rank_genomes,
+    seed_population,
+    synflow,
+)
 from tinyevo.estimators.trained import TrainingEstimator
 from tinyevo.estimators.training import (
     EpochRecord,
@@ -21,7 +31,8 @@ from tinyevo.estimators.training import (
 from tinyevo.estimators.transforms import scale_width, with_input_shape
 
 __all__ = [
-    "DEFAULT_ESTIMATOR", "ESTIMATORS", "Combined", "CurveStopper", "EpochRecord", "EvalContext", "Estimator",
+    "DEFAULT_ESTIMATOR", "ESTIMATORS", "PROXIES", "Combined", "ProxyEstimator", "grad_norm", "naswot", "proxy_score",
+    "rank_genomes", "seed_population", "synflow", "CurveStopper", "EpochRecord", "EvalContext", "Estimator",
     "Fidelity", "InheritReport", "TrainConfig", "TrainResult", "TrainingEstimator", "WeightStore", "accuracy",
     "create_estimator", "fit", "fit_data_to_ir", "inherit_weights", "predict_final", "scale_width", "train_model",
     "with_input_shape",

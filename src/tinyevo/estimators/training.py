@@ -37,9 +37,10 @@ AUGMENTATIONS = ("shift", "flip")
 class TrainConfig:
     """How to train (keyword-only; defaults suit small tinyML networks on small images).
 
-    ``lr`` / ``weight_decay`` default by optimiser: SGD (Nesterov momentum) 0.05 / 5e-4, Adam 3e-3 / 0,
-    AdamW 3e-3 / 1e-2. ``threads``: torch intra-op threads while training (default: torch's own setting capped at
-    the CPUs this process may use; process-pool workers should pass 1). ``time_limit_s`` stops training early
+    ``lr`` / ``weight_decay`` default by optimiser: SGD (Nesterov momentum) 0.05 / 5e-4, Adam 0.01 / 0,
+    AdamW 0.01 / 1e-2. ``threads``: torch intra-op threads while training; default 1, because search trains
+    many small networks whose speed-up from intra-op threads is small (and negative on a loaded machine):
+    parallelism comes from the executor's workers. Give more for one big final training. ``time_limit_s`` stops training early
     (the cosine schedule still spans ``epochs``). ``augment``: ``"shift"`` (random translation by up to
     ``shift_pixels``) and/or ``"flip"`` (random horizontal flip).
     """
@@ -79,7 +80,7 @@ class TrainConfig:
 
     @property
     def resolved_lr(self) -> float:
-        return self.lr if self.lr is not None else {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3}[self.optimizer]
+        return self.lr if self.lr is not None else {"sgd": 0.05, "adam": 0.01, "adamw": 0.01}[self.optimizer]
 
     @property
     def resolved_weight_decay(self) -> float:
@@ -125,9 +126,9 @@ def available_cpus() -> int:
 
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` torch intra-op threads (default: torch's setting capped at the usable CPUs), then restore."""
+    """Run with ``n`` torch intra-op threads (default 1; capped at the usable CPUs), then restore."""
     before = torch.get_num_threads()
-    want = n if n is not None else min(before, available_cpus())
+    want = min(n if n is not None else 1, available_cpus())
     if want != before:
         torch.set_num_threads(want)
     try:
