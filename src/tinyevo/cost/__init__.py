@@ -1,0 +1,28 @@
+"""MCU cost model: MACs, params, flash, peak SRAM, latency and energy of an :class:`~tinyevo.ir.ArchIR`.
+
+``estimate_cost(ir, device="stm32f746").as_metrics()`` gives the metrics searches constrain
+(``macs``, ``params``, ``flash_bytes``, ``peak_sram_bytes``, ``latency_ms``, ``energy_mj``).
+"""
+
+from __future__ import annotations
+
+from tinyevo.cost.flash import DEFAULT_LAYOUT, FlashBreakdown, FlatbufferLayout, flash_breakdown
+from tinyevo.cost.lowering import INPLACE_KERNELS, OP_CLASSES, PRECISIONS, DeployGraph, DeployOp, Tensor, lower
+from tinyevo.cost.memory import (
+    PLANNERS,
+    MemoryPlan,
+    OpMemory,
+    OptimalPlanner,
+    Planner,
+    SequentialPlanner,
+    TFLMPlanner,
+    get_planner,
+)
+from tinyevo.cost.model import CostModel, CostReport, MCUCostModel, OpCost, estimate_cost, op_cycles
+
+__all__ = [
+    "DEFAULT_LAYOUT", "INPLACE_KERNELS", "OP_CLASSES", "PLANNERS", "PRECISIONS", "CostModel", "CostReport",
+    "DeployGraph", "DeployOp", "FlashBreakdown", "FlatbufferLayout", "MCUCostModel", "MemoryPlan", "OpCost",
+    "OpMemory", "OptimalPlanner", "Planner", "SequentialPlanner", "TFLMPlanner", "Tensor", "estimate_cost",
+    "flash_breakdown", "get_planner", "lower", "op_cycles",
+]

@@ -1,0 +1,178 @@
+"""The MCU cost model: ArchIR -> :class:`CostReport` (MACs, params, flash, peak SRAM, latency, energy).
+
+``estimate_cost(ir, device="stm32f746")`` lowers the IR to the kernels an int8 ``.tflite`` model runs
+(:mod:`tinyevo.cost.lowering`), counts constants and flatbuffer metadata (:mod:`tinyevo.cost.flash`), plans
+activation memory (:mod:`tinyevo.cost.memory`) and, with a device, estimates latency and energy:
+
+``cycles = sum over kernels of (c[op class] x work x f + memory x bytes moved + op_overhead)``,
+``latency_ms = cycles / clock``, ``energy_mj = latency_ms x active power``, with the per-core coefficients ``c``,
+``memory``, ``op_overhead`` and the float32 factor ``f`` from the device's :class:`~tinyevo.devices.CoreModel`
+(sources in ``devices/builtin.toml``). Work is MACs for conv / depthwise / dense, window elements for pooling and
+output elements for element-wise kernels; bytes moved are activations read and written plus constants read.
+
+Counting conventions: ``macs`` counts multiply-accumulates of convolutions and fully connected layers only (what
+fvcore reports for ``conv`` + ``linear``); ``params`` counts deployed parameters: weights plus one bias per output
+channel of every conv, depthwise conv and dense layer (BatchNorm folded into the conv bias).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from tinyevo.cost.flash import DEFAULT_LAYOUT, FlashBreakdown, FlatbufferLayout, flash_breakdown, op_constant_bytes
+from tinyevo.cost.lowering import DeployGraph, DeployOp, lower
+from tinyevo.cost.memory import MemoryPlan, Planner, get_planner
+from tinyevo.devices.profiles import DeviceProfile, get_device
+from tinyevo.ir import ArchIR, Shape
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """Cost of one deployed kernel."""
+
+    name: str  # the kernel's output tensor
+    tflite: str
+    nodes: tuple[str, ...]  # IR nodes it implements
+    output_shape: Shape
+    macs: int
+    params: int
+    constant_bytes: int  # weights + biases + their quantisation parameters
+    io_bytes: int  # activation bytes read + written
+    live_bytes: int  # activation bytes live while it runs (from the memory plan)
+    cycles: float | None = None  # with a device
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Everything the cost model knows about one architecture. ``as_metrics()`` is what searches consume."""
+
+    precision: str
+    device: str | None
+    macs: int
+    params: int
+    flash_bytes: int
+    peak_sram_bytes: int
+    latency_ms: float | None
+    energy_mj: float | None
+    flash: FlashBreakdown
+    memory: MemoryPlan
+    ops: tuple[OpCost, ...] = field(repr=False)
+
+    @property
+    def live_at_peak(self) -> tuple[tuple[str, int], ...]:
+        """(tensor, bytes) live at the SRAM peak, largest first."""
+        return self.memory.live_at_peak
+
+    def as_metrics(self) -> dict[str, float]:
+        """``macs``, ``params``, ``flash_bytes``, ``peak_sram_bytes`` and, with a device, ``latency_ms``,
+        ``energy_mj``."""
+        out = {
+            "macs": float(self.macs),
+            "params": float(self.params),
+            "flash_bytes": float(self.flash_bytes),
+            "peak_sram_bytes": float(self.peak_sram_bytes),
+        }
+        if self.latency_ms is not None and self.energy_mj is not None:
+            out["latency_ms"] = self.latency_ms
+            out["energy_mj"] = self.energy_mj
+        return out
+
+
+@runtime_checkable
+class CostModel(Protocol):
+    """Estimates the deployment cost of an architecture."""
+
+    def estimate(self, ir: ArchIR) -> CostReport:
+        ...
+
+
+@dataclass(frozen=True)
+class MCUCostModel:
+    """The analytical microcontroller cost model with its options (see the module docstring).
+
+    ``planner`` is a registered planner name (``optimal``, ``sequential``, ``tflm``) or a
+    :class:`~tinyevo.cost.memory.Planner`. ``count_input`` / ``count_output``: whether the network input and output
+    buffers count towards peak SRAM (MCUNet and the TFLM arena: both; muNAS: neither). ``inplace``: depthwise
+    convs and adds may overwrite a dying input.
+    """
+
+    device: DeviceProfile | None = None
+    precision: str = "int8"
+    planner: str | Planner = "optimal"
+    count_input: bool = True
+    count_output: bool = True
+    inplace: bool = False
+    layout: FlatbufferLayout = DEFAULT_LAYOUT
+
+    def estimate(self, ir: ArchIR) -> CostReport:
+        graph = lower(ir, precision=self.precision)
+        plan = get_planner(self.planner).plan(
+            graph, count_input=self.count_input, count_output=self.count_output, inplace=self.inplace
+        )
+        return _report(graph, plan, self.device, self.layout)
+
+
+def estimate_cost(
+    ir: ArchIR,
+    *,
+    device: str | DeviceProfile | None = None,
+    precision: str = "int8",
+    planner: str | Planner = "optimal",
+    count_input: bool = True,
+    count_output: bool = True,
+    inplace: bool = False,
+    layout: FlatbufferLayout = DEFAULT_LAYOUT,
+) -> CostReport:
+    """Cost of ``ir`` deployed at ``precision`` (``"int8"`` / ``"float32"``), with latency and energy on ``device``.
+
+    See :class:`MCUCostModel` for the options.
+    """
+    dev = get_device(device) if device is not None else None
+    model = MCUCostModel(device=dev, precision=precision, planner=planner, count_input=count_input,
+                         count_output=count_output, inplace=inplace, layout=layout)
+    return model.estimate(ir)
+
+
+def op_cycles(graph: DeployGraph, op: DeployOp, device: DeviceProfile) -> float:
+    """Estimated cycles of one kernel on ``device`` (see the module docstring)."""
+    core = device.core
+    compute = core.coefficient(op.op_class) * op.work
+    if graph.precision == "float32":
+        compute *= core.float32
+    moved = _io_bytes(graph, op) + op.weights * graph.element_bytes + op.biases * 4
+    return compute + core.memory * moved + core.op_overhead
+
+
+def _io_bytes(graph: DeployGraph, op: DeployOp) -> int:
+    return sum(graph.tensors[t].nbytes for t in op.inputs) + graph.tensors[op.name].nbytes
+
+
+def _report(graph: DeployGraph, plan: MemoryPlan, device: DeviceProfile | None,
+            layout: FlatbufferLayout) -> CostReport:
+    live = {m.op: m.live_bytes for m in plan.profile}
+    ops = []
+    total_cycles = 0.0
+    for i, op in enumerate(graph.ops):
+        cycles = latency = None
+        if device is not None:
+            cycles = op_cycles(graph, op, device)
+            latency = device.cycles_to_ms(cycles)
+            total_cycles += cycles
+        ops.append(OpCost(
+            name=op.name, tflite=op.tflite, nodes=op.nodes, output_shape=graph.tensors[op.name].shape,
+            macs=op.macs, params=op.params, constant_bytes=op_constant_bytes(graph, i, layout),
+            io_bytes=_io_bytes(graph, op), live_bytes=live.get(op.name, 0), cycles=cycles, latency_ms=latency,
+        ))
+    flash = flash_breakdown(graph, layout)
+    latency_ms = energy = None
+    if device is not None:
+        latency_ms = device.cycles_to_ms(total_cycles)
+        energy = device.energy_mj(latency_ms)
+    return CostReport(
+        precision=graph.precision, device=device.name if device else None,
+        macs=sum(op.macs for op in graph.ops), params=sum(op.params for op in graph.ops),
+        flash_bytes=flash.total, peak_sram_bytes=plan.peak_bytes, latency_ms=latency_ms, energy_mj=energy,
+        flash=flash, memory=plan, ops=tuple(ops),
+    )
