@@ -1,0 +1,180 @@
+"""Turning a :class:`RunConfig` into the working parts of a run: data, space, problem, cost and evaluation.
+
+The evaluation function travels to workers (process pool, Dask), so it is a small picklable object holding only
+configuration; each worker process loads the data set, the space and the estimator once and caches them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tinyevo.run.config import DataConfig, EstimatorConfig, LimitsConfig, RunConfig, SpaceConfig
+from tinyevo.spaces.base import Genome, SearchSpace
+from tinyevo.strategies.base import Objective, Problem
+
+log = logging.getLogger(__name__)
+
+Metrics = Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """One evaluation job, as sent to a worker."""
+
+    number: int
+    genome: str
+    seed: int
+    parents: tuple[str, ...] = ()
+    finished_scores: tuple[float, ...] = ()
+
+
+Evaluate = Callable[[EvalTask], Metrics]
+"""A picklable callable scoring one task (``val_acc`` and friends); it may raise (the trial is then failed)."""
+
+CostFn = Callable[[Genome], Metrics]
+"""Cost metrics of a genome (cheap; runs in the driver before anything is trained)."""
+
+
+def derive_seed(run_seed: int, number: int, stream: int = 0) -> int:
+    """A 32-bit seed for trial ``number`` of a run, independent of evaluation order and executor."""
+    return int(np.random.SeedSequence([run_seed, number, stream]).generate_state(1, dtype=np.uint32)[0])
+
+
+# --- per-process caches ----------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def cached_dataset(spec: str, seed: int, val_fraction: float) -> Any:
+    from tinyevo.data import load_dataset
+
+    return load_dataset(spec, seed=seed, val_fraction=val_fraction)
+
+
+def _options_key(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    def hashable(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return tuple(sorted((k, hashable(x)) for k, x in v.items()))
+        if isinstance(v, (list, tuple)):
+            return tuple(hashable(x) for x in v)
+        return v
+
+    return tuple(sorted((k, hashable(v)) for k, v in options.items()))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_space(name: str, options: tuple[tuple[str, Any], ...], input_shape: tuple[int, ...],
+                  num_classes: int) -> SearchSpace:
+    from tinyevo.spaces import create_space
+
+    return create_space(name, input_shape=input_shape, num_classes=num_classes, **dict(options))
+
+
+def make_space(cfg: SpaceConfig, *, input_shape: tuple[int, ...], num_classes: int) -> SearchSpace:
+    """The configured space for data of ``input_shape`` with ``num_classes`` classes (cached per process)."""
+    from tinyevo.errors import ConfigError
+
+    try:
+        return _cached_space(cfg.name, _options_key(cfg.options), tuple(input_shape), int(num_classes))
+    except TypeError as exc:
+        raise ConfigError(f"bad option for space {cfg.name!r}: {exc}") from None
+
+
+def train_config(options: Mapping[str, Any], *, threads: int | None = None) -> Any:
+    """A :class:`~tinyevo.estimators.training.TrainConfig` from options; ``threads`` fills in an unset thread count."""
+    from tinyevo.estimators.training import TrainConfig
+
+    opts = dict(options)
+    if threads is not None and opts.get("threads") is None:
+        opts["threads"] = threads
+    return TrainConfig(**opts)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: int | None) -> Any:
+    from tinyevo.estimators import create_estimator
+
+    return create_estimator(name, config=train_config(dict(train), threads=threads))
+
+
+@dataclass(frozen=True)
+class TrainingEvaluator:
+    """Evaluates genome strings with the configured estimator on the configured data (picklable).
+
+    ``threads``: torch threads per evaluation (``None``: the estimator's default); process-pool and Dask workers
+    get ``max(1, cpus // workers)`` so that parallel trainings do not oversubscribe the machine.
+    """
+
+    data: DataConfig
+    space: SpaceConfig
+    estimator: EstimatorConfig
+    seed: int
+    threads: int | None = None
+
+    def __call__(self, task: EvalTask) -> dict[str, float]:
+        from tinyevo.estimators.base import EvalContext
+
+        data = cached_dataset(self.data.spec, self.seed, self.data.val_fraction)
+        space = make_space(self.space, input_shape=data.input_shape, num_classes=data.num_classes)
+        est = _cached_estimator(self.estimator.name, _options_key(self.estimator.train), self.threads)
+        ir = space.decode(space.parse(task.genome))
+        ctx = EvalContext(genome=task.genome, parents=task.parents, finished_scores=task.finished_scores)
+        return dict(est.evaluate(ir, data, seed=task.seed, context=ctx))
+
+
+@dataclass
+class CostFunction:
+    """Cost-model metrics of a genome: decode, then :func:`tinyevo.cost.estimate_cost` on the device."""
+
+    space: SearchSpace
+    device: Any = None
+    precision: str = "int8"
+    _cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+
+    def __call__(self, genome: Genome) -> dict[str, float]:
+        from tinyevo.cost import estimate_cost
+
+        key = str(genome)
+        if key not in self._cache:
+            ir = self.space.decode(genome)
+            report = estimate_cost(ir, device=self.device, precision=self.precision)
+            self._cache[key] = dict(report.as_metrics())
+        return dict(self._cache[key])
+
+
+def make_limits(cfg: LimitsConfig) -> Any:
+    from tinyevo.devices import Limits
+
+    return Limits.from_options(
+        device=cfg.device, sram=cfg.sram, flash=cfg.flash, latency_ms=cfg.latency_ms, energy_mj=cfg.energy_mj,
+        macs=cfg.macs, params=cfg.params,
+    )
+
+
+def make_problem(config: RunConfig, limits: Any) -> Problem:
+    """Objectives from the config; one hard constraint per limit (checked on cost metrics before training)."""
+    return Problem(objectives=tuple(config.objectives), constraints=tuple(limits.constraints(hard=True)))
+
+
+def pareto_objectives(problem: Problem) -> tuple[Objective, ...]:
+    """The objectives a Pareto front is drawn on: the problem's, or its first one against peak SRAM."""
+    if len(problem.objectives) > 1:
+        return problem.objectives
+    return (problem.objectives[0], Objective("peak_sram_bytes", "min"))
+
+
+def default_threads(workers: int) -> int | None:
+    """Torch threads per evaluation for ``workers`` parallel evaluations (``None``: leave torch's default)."""
+    if workers <= 1:
+        return None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // workers)

@@ -1,0 +1,427 @@
+"""Typed, frozen configuration of a run, parsed once at the edge (CLI flags and ``--config run.toml``).
+
+Precedence: built-in defaults < config file < command-line flags. :func:`build_config` validates everything a
+user can get wrong (unknown names, bad sizes, bad durations, unknown keys) and raises :class:`ConfigError` with a
+message naming the option. The run stores :meth:`RunConfig.to_json` once, and ``tinyevo resume`` rebuilds the same
+config with :meth:`RunConfig.from_json`.
+
+A config file uses the flag names (``-`` or ``_``) as top-level keys, plus three optional tables::
+
+    data = "digits"
+    space = "chain"
+    device = "stm32f412"
+    sram = "64KB"
+    budget = 40
+    time = "30m"
+    objectives = ["val_acc:max"]
+
+    [space_options]    # keyword-only options of the search space
+    max_layers = 6
+
+    [train]            # TrainConfig of the search estimator (epochs, batch_size, optimizer, lr, ...)
+    epochs = 3
+
+    [final]            # retraining after the search: enabled, pareto, max_models + TrainConfig fields
+    epochs = 30
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from tinyevo.errors import ConfigError
+from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
+
+DEFAULT_ESTIMATOR = "train"  # tinyevo.estimators.DEFAULT_ESTIMATOR; repeated so config needs no torch import
+DEFAULT_DEVICE = "stm32f412"
+EXECUTOR_CHOICES = ("local", "process", "dask")
+
+JSONScalar = str | int | float | bool | None
+
+
+def _freeze(value: Any) -> Any:
+    """TOML/JSON lists -> tuples (spaces and TrainConfig take tuples), recursively."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, Mapping):
+        return {str(k): _freeze(v) for k, v in value.items()}
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _thaw(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``spec``: ``digits`` or a path (see :func:`tinyevo.data.load_dataset`)."""
+
+    spec: str = "digits"
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.spec:
+            raise ConfigError("--data must not be empty")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """A registered search space and its keyword-only options (``input_shape``/``num_classes`` come from data)."""
+
+    name: str = "chain"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for reserved in ("input_shape", "num_classes"):
+            if reserved in self.options:
+                raise ConfigError(f"space option {reserved!r} is set from the data set; remove it")
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """An estimator spec (``train``, ``naswot+train``, ...) and the options of its TrainConfig."""
+
+    name: str = DEFAULT_ESTIMATOR
+    train: Mapping[str, Any] = field(default_factory=lambda: {"epochs": 4, "batch_size": 64})
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Device and explicit limits (explicit values win over the device's SRAM / flash)."""
+
+    device: str | None = DEFAULT_DEVICE
+    sram: int | None = None  # bytes
+    flash: int | None = None  # bytes
+    latency_ms: float | None = None
+    energy_mj: float | None = None
+    macs: float | None = None
+    params: float | None = None
+    precision: Literal["int8", "float32"] = "int8"
+
+    def __post_init__(self) -> None:
+        for name in ("sram", "flash", "latency_ms", "energy_mj", "macs", "params"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
+        if self.precision not in ("int8", "float32"):
+            raise ConfigError(f"--precision must be int8 or float32, got {self.precision!r}")
+        if self.device is None and (self.latency_ms is not None or self.energy_mj is not None):
+            raise ConfigError("--latency-ms and --energy-mj need a --device to estimate them on")
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """``trials``: evaluations (infeasible trials are free); ``time_s``: wall time of one search session;
+    ``max_trials``: bound on all trials including infeasible ones (default ``20 * trials``)."""
+
+    trials: int = 40
+    time_s: float | None = None
+    max_trials: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ConfigError(f"--budget must be at least 1 trial, got {self.trials}")
+        if self.time_s is not None and not self.time_s > 0:
+            raise ConfigError(f"--time must be positive, got {self.time_s}")
+        if self.max_trials is not None and self.max_trials < 1:
+            raise ConfigError(f"max_trials must be at least 1, got {self.max_trials}")
+
+    @property
+    def trial_limit(self) -> int:
+        return self.max_trials if self.max_trials is not None else 20 * self.trials
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where evaluations run. ``batch_size`` (default: ``workers``) is how many candidates are asked at once;
+    it is part of the run's identity (it fixes the ask/tell order), so resuming keeps it even with other workers."""
+
+    name: str = "local"
+    workers: int = 1
+    scheduler: str | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in EXECUTOR_CHOICES:
+            raise ConfigError(f"unknown executor {self.name!r}; known: {', '.join(EXECUTOR_CHOICES)}")
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.scheduler is not None and self.name != "dask":
+            raise ConfigError("--scheduler needs --executor dask")
+
+    @property
+    def batch(self) -> int:
+        return self.batch_size if self.batch_size is not None else self.workers
+
+
+@dataclass(frozen=True)
+class FinalConfig:
+    """Retraining after the search: the best feasible model, or (``pareto``) each Pareto-front model (at most
+    ``max_models``), trained with ``train`` (TrainConfig options) and evaluated on the test split."""
+
+    enabled: bool = True
+    pareto: bool = False
+    max_models: int = 5
+    train: Mapping[str, Any] = field(default_factory=lambda: {"epochs": 30, "batch_size": 64})
+
+    def __post_init__(self) -> None:
+        if self.max_models < 1:
+            raise ConfigError(f"final max_models must be at least 1, got {self.max_models}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run. Same config and seed -> same trials."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    strategy: str = DEFAULT_STRATEGY
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    objectives: tuple[Objective, ...] = (Objective("val_acc", "max"),)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    final: FinalConfig = field(default_factory=FinalConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        if not self.objectives:
+            raise ConfigError("at least one objective is needed")
+        if not self.strategy:
+            raise ConfigError("--strategy must not be empty")
+
+    # --- JSON (stored once in the run database) ----------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "data": {"spec": self.data.spec, "val_fraction": self.data.val_fraction},
+            "space": {"name": self.space.name, "options": _thaw(self.space.options)},
+            "strategy": self.strategy,
+            "estimator": {"name": self.estimator.name, "train": _thaw(self.estimator.train)},
+            "limits": {f.name: getattr(self.limits, f.name) for f in fields(LimitsConfig)},
+            "objectives": [f"{o.metric}:{o.direction}" for o in self.objectives],
+            "budget": {f.name: getattr(self.budget, f.name) for f in fields(BudgetConfig)},
+            "executor": {f.name: getattr(self.executor, f.name) for f in fields(ExecutorConfig)},
+            "final": {
+                "enabled": self.final.enabled, "pareto": self.final.pareto, "max_models": self.final.max_models,
+                "train": _thaw(self.final.train),
+            },
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> RunConfig:
+        try:
+            return cls(
+                data=DataConfig(**obj["data"]),
+                space=SpaceConfig(name=obj["space"]["name"], options=_freeze(obj["space"]["options"])),
+                strategy=obj["strategy"],
+                estimator=EstimatorConfig(name=obj["estimator"]["name"], train=_freeze(obj["estimator"]["train"])),
+                limits=LimitsConfig(**obj["limits"]),
+                objectives=tuple(parse_objective(s) for s in obj["objectives"]),
+                budget=BudgetConfig(**obj["budget"]),
+                executor=ExecutorConfig(**obj["executor"]),
+                final=FinalConfig(
+                    enabled=obj["final"]["enabled"], pareto=obj["final"]["pareto"],
+                    max_models=obj["final"]["max_models"], train=_freeze(obj["final"]["train"]),
+                ),
+                seed=obj["seed"],
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"stored run configuration is incomplete or from another version ({exc})") from None
+
+
+# --- small parsers ---------------------------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0,
+                   "d": 86400.0}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds in ``"90"``, ``"90s"``, ``"30m"``, ``"1.5h"``, ``"1h30m"`` (or a number of seconds)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"not a duration: {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"a duration must be positive, got {value!r}")
+        return float(value)
+    text = str(value).strip().lower()
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text)
+    if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([a-z]*)", "", text).strip():
+        raise ConfigError(f"cannot read duration {value!r}; write e.g. 90s, 30m or 1h30m")
+    total = 0.0
+    for number, unit in parts:
+        m = _DURATION_RE.match(number + unit)
+        if m is None:
+            raise ConfigError(f"cannot read duration {value!r}; units are s, m, h, d")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2).lower() if m.group(2) else None]
+    if total <= 0:
+        raise ConfigError(f"a duration must be positive, got {value!r}")
+    return total
+
+
+def parse_objective(text: str) -> Objective:
+    """``"val_acc"`` / ``"val_acc:max"`` / ``"latency_ms:min"`` -> :class:`Objective`."""
+    metric, _, direction = str(text).partition(":")
+    metric = metric.strip()
+    if not metric:
+        raise ConfigError(f"bad objective {text!r}; write METRIC or METRIC:max / METRIC:min")
+    return Objective(metric, (direction.strip() or "max"))  # type: ignore[arg-type]
+
+
+# --- building a config from file values + flags ----------------------------------------------------------------
+
+_TOP_KEYS = {
+    "data", "val_fraction", "space", "strategy", "estimator", "device", "sram", "flash", "latency_ms", "energy_mj",
+    "macs", "params", "precision", "objectives", "budget", "time", "max_trials", "workers", "executor",
+    "scheduler", "batch_size", "seed", "out", "space_options", "train", "final",
+}
+_FINAL_KEYS = {"enabled", "pareto", "max_models"}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML run config; keys may use ``-`` or ``_``; unknown keys are an error."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    out = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    unknown = sorted(set(out) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {p}: {', '.join(unknown)}; known: {', '.join(sorted(_TOP_KEYS))}")
+    for table in ("space_options", "train", "final"):
+        if table in out and not isinstance(out[table], dict):
+            raise ConfigError(f"{table} in {p} must be a table ([{table}])")
+    return out
+
+
+def _typed(name: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{name} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    if kind is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, kind):
+        what = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def _check_train_options(where: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate TrainConfig options early (names and values) without importing torch when it is not needed."""
+    opts = {str(k).replace("-", "_"): _freeze(v) for k, v in options.items()}
+    try:
+        from tinyevo.estimators.training import TrainConfig
+    except ImportError:  # pragma: no cover - estimators not installed
+        return opts
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ConfigError(f"unknown training option(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        TrainConfig(**opts)
+    except TypeError as exc:
+        raise ConfigError(f"bad training option in {where}: {exc}") from None
+    return opts
+
+
+def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> RunConfig:
+    """Merge config-file values and command-line ``flags`` (``None`` = not given) into a :class:`RunConfig`.
+
+    Flag names are the ``_`` forms of the long options (``latency_ms``, ``time``, ...). Sizes may be strings
+    (``"64KB"``), durations strings (``"30m"``).
+    """
+    from tinyevo.devices import parse_size  # light import; parse sizes at the edge
+
+    v: dict[str, Any] = dict(file_values or {})
+    unknown = sorted(set(flags) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+    for k, val in flags.items():
+        if val is None:
+            continue
+        if k in ("space_options", "train", "final"):  # tables merge key by key
+            v[k] = {**(v.get(k) or {}), **val}
+        else:
+            v[k] = val
+    if v.get("scheduler") is not None and v.get("executor") is None:
+        v["executor"] = "dask"  # joining a cluster implies the Dask executor
+
+    def size(name: str) -> int | None:
+        return None if v.get(name) is None else parse_size(v[name])
+
+    final_tbl = dict(v.get("final") or {})
+    final_train_defaults = dict(FinalConfig().train)
+    final_train = {k: val for k, val in final_tbl.items() if k not in _FINAL_KEYS}
+    est_train = dict(EstimatorConfig().train)
+    est_train.update(v.get("train") or {})
+    objectives = v.get("objectives")
+    if isinstance(objectives, str):
+        objectives = [objectives]
+    device = v.get("device", DEFAULT_DEVICE)
+    if isinstance(device, str) and device.lower() in ("", "none"):
+        device = None
+    if device is not None:
+        from tinyevo.devices import DEVICES
+
+        DEVICES.get(device)  # unknown name -> UnknownNameError with the known names
+    seed = v.get("seed", 0)
+    if isinstance(seed, str):
+        try:
+            seed = int(seed)
+        except ValueError:
+            raise ConfigError(f"--seed must be an integer, got {seed!r}") from None
+    time_s = None if v.get("time") is None else parse_duration(v["time"])
+    return RunConfig(
+        data=DataConfig(spec=str(v.get("data", "digits")),
+                        val_fraction=_typed("val_fraction", v.get("val_fraction", 0.1), float)),
+        space=SpaceConfig(name=str(v.get("space", "chain")), options=_freeze(v.get("space_options") or {})),
+        strategy=str(v.get("strategy", DEFAULT_STRATEGY)),
+        estimator=EstimatorConfig(
+            name=str(v.get("estimator", DEFAULT_ESTIMATOR)), train=_check_train_options("[train]", est_train),
+        ),
+        limits=LimitsConfig(
+            device=device, sram=size("sram"), flash=size("flash"),
+            latency_ms=_typed("--latency-ms", v.get("latency_ms"), float),
+            energy_mj=_typed("--energy-mj", v.get("energy_mj"), float),
+            macs=_typed("--macs", v.get("macs"), (int, float)), params=_typed("--params", v.get("params"), (int, float)),
+            precision=v.get("precision", "int8"),
+        ),
+        objectives=tuple(parse_objective(o) for o in (objectives or ["val_acc:max"])),
+        budget=BudgetConfig(
+            trials=_typed("--budget", v.get("budget", BudgetConfig().trials), int), time_s=time_s,
+            max_trials=_typed("max_trials", v.get("max_trials"), int),
+        ),
+        executor=ExecutorConfig(
+            name=str(v.get("executor", "local")), workers=_typed("--workers", v.get("workers", 1), int),
+            scheduler=v.get("scheduler"), batch_size=_typed("batch_size", v.get("batch_size"), int),
+        ),
+        final=FinalConfig(
+            enabled=_typed("final.enabled", final_tbl.get("enabled", True), bool),
+            pareto=_typed("final.pareto", final_tbl.get("pareto", False), bool),
+            max_models=_typed("final.max_models", final_tbl.get("max_models", 5), int),
+            train=_check_train_options("[final]", {**final_train_defaults, **final_train}),
+        ),
+        seed=_typed("--seed", seed, int),
+    )

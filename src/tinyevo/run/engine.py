@@ -1,0 +1,444 @@
+"""The run engine: a search driver that stores every trial, resumes after any crash, and retrains the winners.
+
+Determinism with parallel workers
+---------------------------------
+The driver works in **batches** of ``B = config.executor.batch`` candidates (default: the number of workers):
+
+1. ask the strategy for ``min(B, evaluations left, trials left)`` candidates;
+2. compute each candidate's cost in the driver; a candidate that violates a hard limit is recorded
+   ``infeasible`` at once and never trained;
+3. evaluate the others in parallel; each trial is committed to the database the moment its result arrives
+   (in any order);
+4. tell the strategy every trial of the batch **in ask order**.
+
+Trial numbers are ask positions, and each evaluation's seed is derived from (run seed, trial number), so the
+sequence of asks and tells -- and therefore the trials -- depends only on the seed and the configuration, not on
+which worker finished first. ``resume`` runs the very same loop: a candidate whose trial is already stored is not
+evaluated again; its stored outcome is used instead (the re-asked genome must match, else the run was changed).
+A kill at any point loses at most the unfinished evaluations of the current batch.
+
+Only the driver writes the database. Library code never prints: progress goes to a callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from tinyevo.errors import ConfigError, SearchExhaustedError, StorageError
+from tinyevo.executors import Executor, create_executor
+from tinyevo.run.components import (
+    CostFn,
+    CostFunction,
+    EvalTask,
+    Evaluate,
+    TrainingEvaluator,
+    cached_dataset,
+    default_threads,
+    derive_seed,
+    make_limits,
+    make_problem,
+    make_space,
+    pareto_objectives,
+    train_config,
+)
+from tinyevo.run.config import ExecutorConfig, RunConfig
+from tinyevo.run.final import Trainer, retrain, select_for_retraining
+from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage, TrialRecord, new_meta
+from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Strategy, Trial, rank_key
+from tinyevo.strategies.loop import finish_trial
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["start", "trial", "search-done", "final-start", "final-model", "done"]
+StopReason = Literal["budget", "max-trials", "time", "exhausted"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What the engine reports to its ``progress`` callback (the CLI renders it with rich)."""
+
+    kind: EventKind
+    trials: int  # trials stored so far (all statuses)
+    evaluations: int  # trials evaluated so far (ok + failed)
+    budget: int  # evaluations the search may spend
+    ok: int
+    infeasible: int
+    failed: int
+    best: Trial | None
+    elapsed_s: float
+    trial: Trial | None = None
+    final: FinalModel | None = None
+    message: str = ""
+    time_limit_s: float | None = None
+
+    @property
+    def feasible_fraction(self) -> float:
+        """Fraction of trials that met every hard limit (``nan`` before the first trial)."""
+        return (self.trials - self.infeasible) / self.trials if self.trials else math.nan
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    trials: tuple[Trial, ...]
+    best: Trial | None
+    finals: tuple[FinalModel, ...]
+    stopped: StopReason
+    problem: Problem
+
+
+@dataclass
+class _Counts:
+    trials: int = 0
+    evaluations: int = 0
+    ok: int = 0
+    infeasible: int = 0
+    failed: int = 0
+    best: Trial | None = None
+
+    def add(self, trial: Trial, problem: Problem) -> None:
+        self.trials += 1
+        if trial.status is Status.INFEASIBLE:
+            self.infeasible += 1
+        else:
+            self.evaluations += 1
+            if trial.status is Status.OK:
+                self.ok += 1
+            else:
+                self.failed += 1
+        if self.best is None or rank_key(problem, trial) > rank_key(problem, self.best):
+            self.best = trial
+
+
+@dataclass
+class RunParts:
+    """The working parts of a run. :func:`build_parts` makes them from a config; tests may swap any of them."""
+
+    space: Any
+    problem: Problem
+    cost: CostFn
+    evaluate: Evaluate
+    data: Any = None  # the data set (for final retraining); loaded lazily when None
+    trainer: Trainer | None = None  # final retraining (default: tinyevo.estimators.train_model)
+    strategy_factory: Callable[[], Strategy] | None = None
+    limits: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_parts(config: RunConfig) -> RunParts:
+    """Data (for shapes), space, limits, problem, cost function and the picklable evaluator of ``config``."""
+    data = cached_dataset(config.data.spec, config.seed, config.data.val_fraction)
+    space = make_space(config.space, input_shape=data.input_shape, num_classes=data.num_classes)
+    limits = make_limits(config.limits)
+    problem = make_problem(config, limits)
+    local = config.executor.name != "dask" or config.executor.scheduler is None
+    threads = default_threads(config.executor.workers) if local else None
+    evaluate = TrainingEvaluator(data=config.data, space=config.space, estimator=config.estimator,
+                                 seed=config.seed, threads=threads)
+    cost = CostFunction(space, device=limits.device, precision=config.limits.precision)
+    return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
+
+
+def new_run_dir(root: Path, config: RunConfig) -> Path:
+    """A fresh directory under ``root`` named after the time, space and data set."""
+    data = Path(config.data.spec).stem or config.data.spec
+    base = f"{datetime.now():%Y%m%d-%H%M%S}-{config.space.name}-{data}"
+    for i in range(1000):
+        path = root / (base if i == 0 else f"{base}-{i}")
+        if not path.exists():
+            return path
+    raise StorageError(f"cannot find a free run directory name under {root}")
+
+
+class Engine:
+    """Drives one run (fresh or resumed) against its storage. Use :func:`start_run` / :func:`resume_run`."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: RunConfig,
+        storage: SQLiteStorage,
+        parts: RunParts,
+        *,
+        executor: Executor,
+        progress: Progress | None = None,
+        time_s: float | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.config = config
+        self.storage = storage
+        self.parts = parts
+        self.problem = parts.problem
+        self.executor = executor
+        self.progress = progress
+        self.time_s = time_s
+        self._counts = _Counts()
+        self._start = time.monotonic()
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+    def _emit(self, kind: EventKind, **extra: Any) -> None:
+        if self.progress is None:
+            return
+        c = self._counts
+        self.progress(ProgressEvent(
+            kind=kind, trials=c.trials, evaluations=c.evaluations, budget=self.config.budget.trials, ok=c.ok,
+            infeasible=c.infeasible, failed=c.failed, best=c.best, elapsed_s=time.monotonic() - self._start,
+            time_limit_s=self.time_s, **extra,
+        ))
+
+    def _strategy(self) -> Strategy:
+        if self.parts.strategy_factory is not None:
+            return self.parts.strategy_factory()
+        return STRATEGIES.create(self.config.strategy, self.parts.space, self.problem, seed=self.config.seed)
+
+    def _commit(self, trial: Trial, *, cost: Mapping[str, float], batch: int, started: float,
+                duration: float = 0.0, worker: str = "", eval_seed: int | None = None) -> None:
+        parent_ids = self.storage.numbers_of(tuple(trial.parents))
+        self.storage.add(TrialRecord(
+            trial=trial, cost=dict(cost), parent_ids=parent_ids, batch=batch, eval_seed=eval_seed,
+            started_at=started, finished_at=time.time(), duration_s=duration, worker=worker,
+        ))
+        self._counts.add(trial, self.problem)
+        self._emit("trial", trial=trial)
+
+    def _over_time(self) -> bool:
+        return self.time_s is not None and time.monotonic() - self._start >= self.time_s
+
+    # --- the search --------------------------------------------------------------------------------------------
+    def search(self) -> tuple[list[Trial], StopReason]:
+        stored = {r.number: r for r in self.storage.records()}
+        for r in stored.values():
+            self._counts.add(r.trial, self.problem)
+        if stored:
+            self._emit("start", message=f"resuming: {len(stored)} stored trials")
+        else:
+            self._emit("start")
+        self.storage.set_state("phase", "search")
+        strategy = self._strategy()
+        budget, limit, size = self.config.budget.trials, self.config.budget.trial_limit, self.config.executor.batch
+        told: list[Trial] = []
+        evaluations = 0
+        batch = 0
+        stop: StopReason
+        while True:
+            k = min(size, budget - evaluations, limit - len(told))
+            if k <= 0:
+                stop = "budget" if evaluations >= budget else "max-trials"
+                break
+            n0 = len(told)
+            if self._over_time() and not any(n in stored for n in range(n0, n0 + k)):
+                stop = "time"
+                break
+            cands: list[Candidate] = []
+            exhausted = False
+            for _ in range(k):
+                try:
+                    cands.append(strategy.ask())
+                except SearchExhaustedError:
+                    exhausted = True
+                    break
+            if not cands:
+                stop = "exhausted"
+                break
+            results = self._run_batch(batch, n0, cands, stored, told)
+            for i, cand in enumerate(cands):
+                trial = results[i]
+                strategy.tell(cand, trial)
+                told.append(trial)
+                if trial.status is not Status.INFEASIBLE:
+                    evaluations += 1
+            batch += 1
+            if exhausted:
+                stop = "exhausted"
+                break
+        extra = sorted(n for n in stored if n >= len(told))
+        if extra:
+            log.warning("stored trials %s were not reached by the search (config changed?)", extra)
+        return told, stop
+
+    def _run_batch(self, batch: int, n0: int, cands: list[Candidate], stored: Mapping[int, TrialRecord],
+                   told: list[Trial]) -> dict[int, Trial]:
+        results: dict[int, Trial] = {}
+        todo: list[tuple[int, Candidate, dict[str, float], float]] = []
+        for i, cand in enumerate(cands):
+            number = n0 + i
+            rec = stored.get(number)
+            if rec is not None:
+                if rec.trial.genome != str(cand.genome):
+                    raise ConfigError(
+                        f"stored trial {number} ({rec.trial.genome}) does not match the strategy's proposal "
+                        f"({cand.genome}); was the run changed since it started?"
+                    )
+                results[i] = rec.trial
+                continue
+            started = time.time()
+            try:
+                cost = {k: float(v) for k, v in self.parts.cost(cand.genome).items()}
+            except Exception as exc:  # noqa: BLE001 - a genome the cost model cannot handle is a failed trial
+                trial = Trial(number=number, genome=str(cand.genome), status=Status.FAILED,
+                              error=f"cost model: {type(exc).__name__}: {exc}", parents=cand.parents,
+                              generation=cand.generation, origin=cand.origin)
+                self._commit(trial, cost={}, batch=batch, started=started)
+                results[i] = trial
+                continue
+            trial = finish_trial(number, cand, self.problem, cost=cost, evaluate=None)
+            if trial.status is Status.INFEASIBLE:
+                self._commit(trial, cost=cost, batch=batch, started=started)
+                results[i] = trial
+            else:
+                todo.append((i, cand, cost, started))
+        if todo:
+            scores = tuple(float(t.metrics["val_acc"]) for t in told
+                           if t.status is Status.OK and "val_acc" in t.metrics)
+            tasks = [
+                EvalTask(number=n0 + i, genome=str(c.genome), seed=derive_seed(self.config.seed, n0 + i),
+                         parents=tuple(c.parents), finished_scores=scores)
+                for i, c, _, _ in todo
+            ]
+            for res in self.executor.map(self.parts.evaluate, tasks):
+                i, cand, cost, started = todo[res.index]
+                number = n0 + i
+                if res.error is not None:
+                    trial = Trial(number=number, genome=str(cand.genome), status=Status.FAILED, metrics=cost,
+                                  error=res.error, parents=cand.parents, generation=cand.generation,
+                                  origin=cand.origin)
+                else:
+                    value = res.value
+                    trial = finish_trial(number, cand, self.problem, cost=cost,
+                                         evaluate=lambda _g, v=value: _as_metrics(v))
+                self._commit(trial, cost=cost, batch=batch, started=started, duration=res.duration_s,
+                             worker=res.worker, eval_seed=tasks[res.index].seed)
+                results[i] = trial
+        return results
+
+    # --- final retraining --------------------------------------------------------------------------------------
+    def finalize(self, trials: list[Trial]) -> list[FinalModel]:
+        fcfg = self.config.final
+        if not fcfg.enabled:
+            return []
+        self.storage.set_state("phase", "final")
+        chosen = select_for_retraining(self.problem, trials, pareto=fcfg.pareto, max_models=fcfg.max_models,
+                                       objectives=pareto_objectives(self.problem))
+        done = {f.trial for f in self.storage.finals()}
+        todo = [t for t in chosen if t.number not in done]
+        if todo:
+            self._emit("final-start", message=f"retraining {len(todo)} model(s)")
+            data = self.parts.data
+            if data is None:
+                data = cached_dataset(self.config.data.spec, self.config.seed, self.config.data.val_fraction)
+            tcfg = train_config(fcfg.train)
+            costs = {r.number: r.cost for r in self.storage.records()}
+            for t in todo:
+                model = retrain(t, space=self.parts.space, data=data, train_config=tcfg,
+                                seed=derive_seed(self.config.seed, t.number, 1), run_dir=self.run_dir,
+                                cost=costs.get(t.number, {}), trainer=self.parts.trainer)
+                self.storage.add_final(model)
+                self._emit("final-model", final=model)
+        wanted = {t.number for t in chosen}
+        return [f for f in self.storage.finals() if f.trial in wanted]
+
+    def run(self) -> RunResult:
+        try:
+            trials, stop = self.search()
+            self._emit("search-done", message=stop)
+            finals = self.finalize(trials)
+            self.storage.set_state("phase", "done")
+            self._emit("done", message=stop)
+        finally:
+            self.executor.close()
+        best = max(trials, key=lambda t: rank_key(self.problem, t), default=None)
+        return RunResult(self.run_dir, tuple(trials), best, tuple(finals), stop, self.problem)
+
+
+def _as_metrics(value: object) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"the evaluator returned {type(value).__name__}, not a mapping of metrics")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _executor_for(cfg: ExecutorConfig, override: Executor | None) -> Executor:
+    return override if override is not None else create_executor(cfg.name, workers=cfg.workers,
+                                                                  scheduler=cfg.scheduler)
+
+
+def start_run(
+    config: RunConfig,
+    *,
+    run_dir: Path | None = None,
+    runs_root: Path = Path("runs"),
+    parts: RunParts | None = None,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Start a new run in ``run_dir`` (default: a new directory under ``runs_root``) and carry it to the end."""
+    if config.executor.batch_size is None:  # store the batch size explicitly: it fixes the ask/tell order
+        config = replace(config, executor=replace(config.executor, batch_size=config.executor.workers))
+    parts = parts if parts is not None else build_parts(config)
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)
+    if (run_dir / DB_NAME).exists():
+        raise StorageError(f"{run_dir} already holds a run; continue it with: tinyevo resume {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage = SQLiteStorage(run_dir / DB_NAME)
+    try:
+        storage.create(new_meta(config.seed, config.to_json()))
+        engine = Engine(run_dir, config, storage, parts, executor=_executor_for(config.executor, executor),
+                        progress=progress, time_s=config.budget.time_s)
+        return engine.run()
+    finally:
+        storage.close()
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The configuration a run was started with."""
+    with SQLiteStorage(_db(run_dir), readonly=True) as s:
+        return RunConfig.from_json(s.meta().config)
+
+
+def _db(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    db = run_dir / DB_NAME if run_dir.is_dir() else run_dir
+    if not db.is_file():
+        raise StorageError(f"{run_dir} is not a tinyevo run directory (no {DB_NAME})")
+    return db
+
+
+def resume_run(
+    run_dir: Path,
+    *,
+    executor_config: ExecutorConfig | None = None,
+    time_s: float | None = None,
+    parts: RunParts | None = None,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Continue a run from its database: replay the stored trials, evaluate the rest, then retrain.
+
+    ``executor_config`` may change where evaluations run (workers, Dask); the batch size stays the stored one, so
+    the trials are the same as those of an uninterrupted run. ``time_s`` bounds this session's search time
+    (default: the stored ``--time``).
+    """
+    db = _db(run_dir)
+    run_dir = db.parent
+    storage = SQLiteStorage(db)
+    try:
+        config = RunConfig.from_json(storage.meta().config)
+        if executor_config is not None:
+            ex = executor_config
+            config = replace(config, executor=ExecutorConfig(
+                name=ex.name, workers=ex.workers, scheduler=ex.scheduler, batch_size=config.executor.batch))
+        parts = parts if parts is not None else build_parts(config)
+        engine = Engine(run_dir, config, storage, parts, executor=_executor_for(config.executor, executor),
+                        progress=progress, time_s=time_s if time_s is not None else config.budget.time_s)
+        return engine.run()
+    finally:
+        storage.close()
