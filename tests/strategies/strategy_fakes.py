@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from tinyevo.errors import InvalidGenomeError
 from tinyevo.strategies.base import Status, Trial
 from tinyevo.strategies.selection import Individual
@@ -59,7 +60,8 @@ def conv_count(genome) -> dict[str, float]:
 
 
 def ok_trial(number: int, acc: float, genome: str | None = None, **metrics: float) -> Trial:
-    return Trial(number=number, genome=genome or f"g{number}", status=Status.OK, metrics={"acc": acc, **metrics})
+    metrics = {"acc": acc, **metrics}
+    return Trial(number=number, genome=genome or f"g{number}", status=Status.OK, metrics=metrics)
 
 
 def make_population(values, *, statuses=None, violations=None) -> list[Individual]:

@@ -44,10 +44,14 @@ def steady(space, problem, seed=0, size=5):
 
 def generational(space, problem, seed=0):
     return EvolutionaryStrategy(
-        space, problem, population_size=4, offspring_per_generation=3, parent_selection=TruncationSelection(top=2),
-        survivor_selection=DiscardWorst(), variation=Variation(crossover_prob=0.5, mutation=Mutation(rate=0.3)),
-        seed=seed,
+        space, problem, population_size=4, offspring_per_generation=3,
+        parent_selection=TruncationSelection(top=2), survivor_selection=DiscardWorst(),
+        variation=Variation(crossover_prob=0.5, mutation=Mutation(rate=0.3)), seed=seed,
     )
+
+
+def small_nsga2(space, problem, seed=0):
+    return nsga2(space, problem, seed=seed, population_size=6)
 
 
 def test_steady_state_fills_then_ages_one_member_per_tell(nb201, conv_problem):
@@ -86,7 +90,8 @@ def test_generational_uses_the_survivor_rule_on_population_plus_children(nb201, 
     s = generational(nb201, conv_problem)
     step(s, conv_problem, 4 + 3 * 5)
     everyone = sorted(
-        ((conv_count(ind.genome)["convs"], -conv_count(ind.genome)["pools"]) for ind in s.population), reverse=True
+        ((conv_count(ind.genome)["convs"], -conv_count(ind.genome)["pools"]) for ind in s.population),
+        reverse=True,
     )
     assert len(everyone) == 4
     assert everyone[0][0] >= 3  # truncation + discard-worst climbs quickly on this easy objective
@@ -99,7 +104,7 @@ def test_never_asks_a_genome_twice(nb201, conv_problem):
     assert len(set(names)) == len(names)
 
 
-@pytest.mark.parametrize("make", [steady, generational, lambda sp, pb, seed=0: nsga2(sp, pb, seed=seed, population_size=6)])
+@pytest.mark.parametrize("make", [steady, generational, small_nsga2])
 def test_same_seed_same_asks_and_different_seed_different_asks(nb201, conv_problem, make):
     a = [str(c.genome) for c, _ in step(make(nb201, conv_problem, seed=3), conv_problem, 40)]
     b = [str(c.genome) for c, _ in step(make(nb201, conv_problem, seed=3), conv_problem, 40)]
@@ -121,7 +126,7 @@ def test_same_seed_same_asks_with_interleaved_tells(nb201, conv_problem):
     assert run(7) == run(7)
 
 
-@pytest.mark.parametrize("make", [steady, generational, lambda sp, pb, seed=0: nsga2(sp, pb, seed=seed, population_size=6)])
+@pytest.mark.parametrize("make", [steady, generational, small_nsga2])
 def test_replay_rebuilds_identical_state(nb201, conv_problem, make):
     original = make(nb201, conv_problem, seed=11)
     hist = step(original, conv_problem, 23)
@@ -152,7 +157,9 @@ def test_exhausted_tiny_space_raises_and_the_loop_stops():
 
 
 def test_max_generations_ends_the_search(nb201, conv_problem):
-    s = EvolutionaryStrategy(nb201, conv_problem, population_size=3, offspring_per_generation=2, max_generations=2)
+    s = EvolutionaryStrategy(
+        nb201, conv_problem, population_size=3, offspring_per_generation=2, max_generations=2
+    )
     step(s, conv_problem, 3 + 2 * 2)
     with pytest.raises(SearchExhaustedError, match="2 generations"):
         s.ask()

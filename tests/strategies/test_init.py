@@ -34,7 +34,7 @@ def test_trivial_init_starts_trivial_then_mutates_earlier_members(nb201):
     for c in cands[1:]:
         assert c.origin == "mutation" and c.parents[0] in earlier
         parent = nb201.parse(c.parents[0])
-        assert sum(a != b for a, b in zip(parent.ops, c.genome.ops)) == 1
+        assert sum(a != b for a, b in zip(parent.ops, c.genome.ops, strict=True)) == 1
         earlier.add(str(c.genome))
 
 

@@ -46,7 +46,8 @@ def test_equal_points_share_a_front():
 
 
 def test_crowding_distance_on_hand_made_fronts():
-    np.testing.assert_allclose(crowding_distance(np.array([[4, 1], [3, 3], [1, 4]], float)), [np.inf, 2.0, np.inf])
+    front = np.array([[4, 1], [3, 3], [1, 4]], float)
+    np.testing.assert_allclose(crowding_distance(front), [np.inf, 2.0, np.inf])
     line = np.array([[0, 3], [1, 2], [2, 1], [3, 0]], float)
     np.testing.assert_allclose(crowding_distance(line), [np.inf, 4 / 3, 4 / 3, np.inf])
     assert np.all(np.isinf(crowding_distance(np.array([[1, 2], [2, 1]], float))))
@@ -86,7 +87,8 @@ def test_survivors_keep_whole_fronts_then_cut_by_crowding():
 
 def test_survivors_prefer_feasible_members():
     pts = [(100, 100), (1, 1), (2, 0), (50, 50)]
-    pop = population(pts, statuses=[Status.INFEASIBLE, Status.OK, Status.OK, Status.FAILED], violations=[0.2, 0, 0, 0])
+    statuses = [Status.INFEASIBLE, Status.OK, Status.OK, Status.FAILED]
+    pop = population(pts, statuses=statuses, violations=[0.2, 0, 0, 0])
     kept = RankAndCrowding().survive(pop, 2, problem=TWO, rng=np.random.default_rng(0))
     assert [ind.birth for ind in kept] == [1, 2]
 
@@ -118,6 +120,6 @@ def test_sorting_covers_every_member_once(n):
     f = np.random.default_rng(n).normal(size=(n, 3))
     fronts = non_dominated_sort(f)
     assert sorted(int(i) for fr in fronts for i in fr) == list(range(n))
-    for fr_a, fr_b in zip(fronts, fronts[1:]):  # every member of a later front is dominated by an earlier one
-        d = dominance_matrix(f)
+    d = dominance_matrix(f)
+    for fr_a, fr_b in zip(fronts, fronts[1:], strict=False):  # dominated by an earlier front
         assert all(d[fr_a, j].any() for j in fr_b)

@@ -33,7 +33,7 @@ def test_mutation_without_rate_makes_one_edit(nb201):
     g = nb201.sample(rng)
     for _ in range(50):
         child = Mutation().mutate(nb201, g, rng)
-        assert sum(a != b for a, b in zip(g.ops, child.ops)) == 1
+        assert sum(a != b for a, b in zip(g.ops, child.ops, strict=True)) == 1
 
 
 def test_mutation_rate_sets_the_number_of_edits():

@@ -27,7 +27,7 @@ def births(pop) -> list[int]:
     return [ind.birth for ind in pop]
 
 
-# --- survivors -------------------------------------------------------------------------------------------------
+# --- survivors ----------------------------------------------------------------------------------------------
 def test_aging_removes_the_oldest(acc_problem):
     pop = make_population([9, 1, 5, 7, 3])
     kept = DiscardOldest().survive(pop, 3, problem=acc_problem, rng=np.random.default_rng(0))
@@ -61,7 +61,8 @@ def test_elitism_without_k_is_truncation(acc_problem):
 def test_worst_oldest_removes_the_worst_of_the_oldest_window(acc_problem):
     pop = make_population([5, 1, 9, 0, 7])
     # window = round(0.5 * 4) = 2: of the two oldest (5, 1) the worst (g1) goes; g3 (0) is young and stays
-    kept = DiscardWorstOldest(window_fraction=0.5).survive(pop, 4, problem=acc_problem, rng=np.random.default_rng(0))
+    sel = DiscardWorstOldest(window_fraction=0.5)
+    kept = sel.survive(pop, 4, problem=acc_problem, rng=np.random.default_rng(0))
     assert births(kept) == [0, 2, 3, 4]
 
 
@@ -105,7 +106,7 @@ def test_survivors_are_a_subset_of_the_right_size_oldest_first(values, capacity)
         assert min(values[i] for i in births(kept)) >= max(dropped)
 
 
-# --- parents ---------------------------------------------------------------------------------------------------
+# --- parents ------------------------------------------------------------------------------------------------
 def test_tournament_picks_the_best_of_its_sample(acc_problem):
     values = [3, 8, 1, 6, 4, 7, 2, 5]
     pop = make_population(values)
@@ -160,7 +161,10 @@ def test_random_selection_reaches_everyone(acc_problem):
     assert {p.birth for p in picks} == {0, 1, 2, 3}
 
 
-@pytest.mark.parametrize("sel", [TournamentSelection(), RouletteSelection(), TruncationSelection(), RandomSelection()])
+PARENTS = [TournamentSelection(), RouletteSelection(), TruncationSelection(), RandomSelection()]
+
+
+@pytest.mark.parametrize("sel", PARENTS)
 def test_parent_selection_on_an_empty_population_is_a_config_error(sel, acc_problem):
     with pytest.raises(ConfigError):
         sel.select([], 1, problem=acc_problem, rng=np.random.default_rng(0))

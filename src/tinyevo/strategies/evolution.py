@@ -9,16 +9,17 @@ The population is built in *generations* (batches of candidates):
   ``population + generation`` to ``population_size``.
 
 ``offspring_per_generation=1`` is the steady-state mode (regularized evolution: each tell updates the
-population); a larger value is the generational mode (MCUNet: a generation of children is asked, then survivors
-are chosen). Every told trial joins the population, including infeasible and failed ones, which the selections
-rank last (:func:`~tinyevo.strategies.base.rank_key`); so a population that starts infeasible is driven towards
-feasibility by smaller violation.
+population); a larger value is the generational mode (MCUNet: a generation of children is asked, then
+survivors are chosen). Every told trial joins the population, including infeasible and failed ones, which the
+selections rank last (:func:`~tinyevo.strategies.base.rank_key`); so a population that starts infeasible is
+driven towards feasibility by smaller violation.
 
 If ``ask`` is called while no member has been told yet (asynchronous evaluation), random samples are proposed.
-Candidates never repeat a genome (:class:`~tinyevo.strategies.operators.Deduplicator`). The strategy draws every
-random number from one ``numpy`` Generator seeded with ``seed``, so the same seed and the same outcomes give the
-same asks, and :func:`~tinyevo.strategies.base.replay` rebuilds its state. ``max_generations`` (evolved
-generations after the initial one) ends the search with :class:`~tinyevo.errors.SearchExhaustedError`.
+Candidates never repeat a genome (:class:`~tinyevo.strategies.operators.Deduplicator`). The strategy draws
+every random number from one ``numpy`` Generator seeded with ``seed``, so the same seed and the same outcomes
+give the same asks, and :func:`~tinyevo.strategies.base.replay` rebuilds its state. ``max_generations``
+(evolved generations after the initial one) ends the search with
+:class:`~tinyevo.errors.SearchExhaustedError`.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class EvolutionaryStrategy:
         self._pending: dict[str, int] = {}  # genome string -> generation, for asked candidates
         self._initial: list[Genome] = []
 
-    # --- state -------------------------------------------------------------------------------------------------
+    # --- state ----------------------------------------------------------------------------------------------
     @property
     def population(self) -> tuple[Individual, ...]:
         """The current population, oldest first."""
@@ -99,7 +100,7 @@ class EvolutionaryStrategy:
         """The generation now being asked (0 = initial population)."""
         return self._generation
 
-    # --- ask / tell --------------------------------------------------------------------------------------------
+    # --- ask / tell -----------------------------------------------------------------------------------------
     def ask(self) -> Candidate:
         if not self._plan:
             self._next_generation()
@@ -144,7 +145,7 @@ class EvolutionaryStrategy:
             del self._open[gen]
             self._merge(self._told.pop(gen))
 
-    # --- internals ---------------------------------------------------------------------------------------------
+    # --- internals ------------------------------------------------------------------------------------------
     def _next_generation(self) -> None:
         if self.max_generations is not None and self._generation >= self.max_generations:
             raise SearchExhaustedError(f"the evolution finished its {self.max_generations} generations")

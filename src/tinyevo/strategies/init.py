@@ -6,8 +6,8 @@ genome is proposed twice (bounded retries, then random samples, then
 :class:`~tinyevo.errors.SearchExhaustedError`).
 
 * :class:`RandomInit` -- ``space.sample``.
-* :class:`TrivialInit` -- ``space.trivial()`` first, then mutations of a uniformly chosen earlier member (a random
-  tree grown from the trivial network: little human bias, small networks first).
+* :class:`TrivialInit` -- ``space.trivial()`` first, then mutations of a uniformly chosen earlier member (a
+  random tree grown from the trivial network: little human bias, small networks first).
 * :class:`RichInit` -- the given seed genome strings (parsed by ``space.parse``) first, then mutations of a
   uniformly chosen seed or earlier member.
 """
@@ -69,7 +69,8 @@ def _grow(
 
     def make() -> Candidate:
         parent = pool[int(rng.integers(len(pool)))]
-        return Candidate(genome=mutation.mutate(space, parent, rng), parents=(str(parent),), origin="mutation")
+        child = mutation.mutate(space, parent, rng)
+        return Candidate(genome=child, parents=(str(parent),), origin="mutation")
 
     return seen.propose(make, space=space, rng=rng)
 

@@ -9,8 +9,9 @@ constraint-domination through one ordinal violation ``cv`` per member (0 = feasi
 * failed trials: worst.
 
 ``i`` constraint-dominates ``j`` when ``cv_i < cv_j``, or both are feasible and ``i`` Pareto-dominates ``j``
-(no objective worse, one better). The selection objects fit :class:`~tinyevo.strategies.evolution.EvolutionaryStrategy`:
-:class:`RankAndCrowding` (survivors) and :class:`CrowdedTournament` (parents). :func:`nsga2` composes them.
+(no objective worse, one better). The selection objects fit
+:class:`~tinyevo.strategies.evolution.EvolutionaryStrategy`: :class:`RankAndCrowding` (survivors) and
+:class:`CrowdedTournament` (parents). :func:`nsga2` composes them.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def violation_order(problem: Problem, trials: Sequence[Trial]) -> np.ndarray:
 
 
 def dominance_matrix(objectives: np.ndarray, cv: np.ndarray | None = None) -> np.ndarray:
-    """``D[i, j]`` is True when ``i`` constraint-dominates ``j`` (objectives maximised, ``cv`` 0 = feasible)."""
+    """``D[i, j]``: ``i`` constraint-dominates ``j`` (objectives maximised; ``cv`` 0 = feasible)."""
     f = np.asarray(objectives, dtype=np.float64)
     n = len(f)
     ge = np.all(f[:, None, :] >= f[None, :, :], axis=2)

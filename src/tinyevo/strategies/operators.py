@@ -5,10 +5,10 @@ All operators act through the space's own ``mutate`` / ``crossover`` methods, so
 **Per-gene mutation rate.** A space's ``mutate`` makes one small random edit. :class:`Mutation` with
 ``rate=p`` applies ``k = max(1, Binomial(n, p))`` successive edits, where ``n`` is the number of genes of the
 genome (:func:`gene_count`); the expected number of changed genes is then about ``n * p`` as in a per-gene
-mutation probability ``p``, but never zero (a child must differ from its parent). Successive edits may touch the
-same gene. ``rate=None`` means exactly one edit.
+mutation probability ``p``, but never zero (a child must differ from its parent). Successive edits may touch
+the same gene. ``rate=None`` means exactly one edit.
 
-**Offspring counts.** :meth:`Variation.kinds` splits ``n`` children into ``round``-ed shares: exactly
+**Offspring counts.** :meth:`Variation.kinds` splits ``n`` children: exactly
 ``floor(crossover_prob * n)`` crossover children, plus one more with probability equal to the fractional part
 (so a steady-state strategy with ``n = 1`` does crossover with probability ``crossover_prob``, and MCUNet's
 generation of 100 with ``crossover_prob = 0.5`` has exactly 50 crossover and 50 mutation children).
@@ -39,9 +39,9 @@ Kind = Literal["crossover", "mutation"]
 def gene_count(space: SearchSpace, genome: Genome) -> int:
     """Number of genes of ``genome``, for per-gene mutation rates.
 
-    Uses the space's optional ``num_genes(genome)`` method (or ``num_genes`` int attribute) when it has one; for
-    a dataclass genome, counts the items of its tuple/list fields (1 per other field); else the length of
-    ``space.features(genome)``.
+    Uses the space's optional ``num_genes(genome)`` method (or ``num_genes`` int attribute) when it has
+    one; for a dataclass genome, counts the items of its tuple/list fields (1 per other field); else the
+    length of ``space.features(genome)``.
     """
     hook = getattr(space, "num_genes", None)
     if callable(hook):

@@ -7,8 +7,8 @@ Every factory is called as ``factory(space, problem, *, seed)`` and returns a fr
   steady state.
 * ``mcunet`` -- MCUNet / OFA evolution: population 100, parents uniform among the top 20, per generation 50
   crossover + 50 mutation children (per-gene rate 0.1), (mu + lambda) survivors, 30 generations.
-* ``nsga2`` -- NSGA-II: population 50, generations of 50, crowded binary tournament, rank + crowding survivors,
-  crossover 0.9 followed by one mutation, constraint-domination.
+* ``nsga2`` -- NSGA-II: population 50, generations of 50, crowded binary tournament, rank + crowding
+  survivors, crossover 0.9 followed by one mutation, constraint-domination.
 * ``evolution-<selection>`` -- one preset per selection method, for benchmark comparisons. All share: steady
   state, population 50, random initial population, crossover probability 0.5 else one-edit mutation. The named
   method is the one under test; it is paired with the partner that makes a working algorithm:
@@ -62,7 +62,7 @@ def regularized_evolution(space: SearchSpace, problem: Problem, *, seed: int) ->
     )
 
 
-@STRATEGIES.register("mcunet", help="MCUNet evolution: population 100, top-20 parents, 50+50 children, 30 gens")
+@STRATEGIES.register("mcunet", help="MCUNet: population 100, top-20 parents, 50+50 children, 30 generations")
 def mcunet(space: SearchSpace, problem: Problem, *, seed: int) -> EvolutionaryStrategy:
     return EvolutionaryStrategy(
         space, problem, population_size=100, offspring_per_generation=100, initialization=RandomInit(),

@@ -12,7 +12,9 @@ from tinyevo.strategies.operators import Deduplicator
 class RandomSearch:
     """Ask / tell random search. ``tell`` only records the genome as seen (nothing is learnt)."""
 
-    def __init__(self, space: SearchSpace, problem: Problem, *, seed: int = 0, max_retries: int = 100) -> None:
+    def __init__(
+        self, space: SearchSpace, problem: Problem, *, seed: int = 0, max_retries: int = 100
+    ) -> None:
         self.space = space
         self.problem = problem
         self.seed = seed

@@ -1,10 +1,12 @@
 """Selection operators: which members become parents, and which members survive.
 
-Every operator works on a sequence of :class:`Individual` (a told trial plus its birth order) and ranks members
-with :func:`~tinyevo.strategies.base.rank_key` (constraint-domination for one objective: feasible by fitness, then
-infeasible by violation, failed last). Ties are broken by age: the younger member wins, so runs are deterministic.
+Every operator works on a sequence of :class:`Individual` (a told trial plus its birth order) and ranks
+members with :func:`~tinyevo.strategies.base.rank_key` (constraint-domination for one objective: feasible by
+fitness, then infeasible by violation, failed last). Ties are broken by age: the younger member wins, so runs
+are deterministic.
 
-Parent selection (``select(population, n, *, problem, rng) -> list[Individual]``, ``n`` draws with replacement):
+Parent selection (``select(population, n, *, problem, rng) -> list[Individual]``, ``n`` draws with
+replacement):
 
 * :class:`TournamentSelection` -- best of ``size`` members sampled without replacement (Real et al.).
 * :class:`RouletteSelection` -- fitness-proportional.
@@ -66,7 +68,7 @@ def _check_nonempty(population: Sequence[Individual], what: str) -> None:
         raise ConfigError(f"{what} needs a non-empty population")
 
 
-# --- parent selection ------------------------------------------------------------------------------------------
+# --- parent selection ---------------------------------------------------------------------------------------
 @runtime_checkable
 class ParentSelection(Protocol):
     def select(
@@ -156,7 +158,7 @@ class RandomSelection:
         return [population[int(i)] for i in rng.integers(0, len(population), size=n)]
 
 
-# --- survivor selection ----------------------------------------------------------------------------------------
+# --- survivor selection -------------------------------------------------------------------------------------
 @runtime_checkable
 class SurvivorSelection(Protocol):
     def survive(
@@ -217,8 +219,9 @@ class DiscardOldest:
 class DiscardWorstOldest:
     """Repeatedly remove the worst among the oldest ``window`` members until ``capacity`` remain.
 
-    ``window`` is ``max(1, round(window_fraction * capacity))``: ``1`` is pure aging, ``capacity + 1`` or more is
-    pure discard-worst; in between an old member survives only while it is better than its peers in age.
+    ``window`` is ``max(1, round(window_fraction * capacity))``: ``1`` is pure aging, ``capacity + 1`` or
+    more is pure discard-worst; in between an old member survives only while it is better than its peers in
+    age.
     """
 
     window_fraction: float = 0.5
