@@ -188,6 +188,9 @@ def from_arrays(
     present = np.unique(yt)
     if len(present) < 2:
         raise DataError(f"the training data has only one class ({int(present[0])}); need at least two")
+    unseen = np.setdiff1d(np.unique(ys), present)
+    if len(unseen):
+        raise DataError(f"test labels {unseen[:5].tolist()} do not occur in the training data")
 
     keep, held = stratified_split(yt, val_fraction, np.random.default_rng(seed))
     if val_fraction > 0 and len(held) == 0:
