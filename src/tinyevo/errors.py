@@ -43,3 +43,7 @@ class StorageError(TinyEvoError, RuntimeError):
 
 class EstimationError(TinyEvoError, RuntimeError):
     """An estimator could not score an architecture (e.g. training diverged to NaN)."""
+
+
+class InfeasibleError(TinyEvoError, ValueError):
+    """No architecture in the searched region satisfies the resource limits (the message names the tightest)."""
