@@ -264,7 +264,7 @@ def fit(
                 g["lr"] = lr
             loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
-                raise EstimationError(f"training diverged: the loss became {float(loss)} at epoch {epoch + 1}")
+                raise EstimationError(f"training diverged: the loss became {loss.item()} at epoch {epoch + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tinyevo.data import Dataset
+from tinyevo.errors import ConfigError, DataError, EstimationError
+from tinyevo.estimators import TrainConfig, accuracy, train_model
+from tinyevo.estimators.training import _augment, _lr_at
+
+from estimator_helpers import conv_net
+
+FAST = TrainConfig(epochs=3, batch_size=32)
+
+
+def test_training_beats_chance_quickly(data: Dataset) -> None:
+    result = train_model(conv_net(), data, config=FAST, seed=0)
+    assert result.metrics["val_acc"] > 0.9 and result.metrics["test_acc"] > 0.9
+    assert len(result.history) == 3 and result.history[-1].epoch == 3.0
+    assert result.metrics["train_time_s"] > 0 and not result.model.training
+    assert accuracy(result.model, data.x_test, data.y_test) == result.metrics["test_acc"]
+
+
+def test_training_is_deterministic_and_leaves_global_rng_alone(data: Dataset) -> None:
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = train_model(conv_net(), data, config=TrainConfig(epochs=1, batch_size=32, augment=("shift", "flip")), seed=5)
+    after = torch.rand(1)
+    assert torch.equal(before, after)
+    b = train_model(conv_net(), data, config=TrainConfig(epochs=1, batch_size=32, augment=("shift", "flip")), seed=5)
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    c = train_model(conv_net(), data, config=TrainConfig(epochs=1, batch_size=32), seed=6)
+    key = "layers.fc.linear.weight"
+    assert not torch.equal(a.model.state_dict()[key], c.model.state_dict()[key])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_each_optimizer_trains(data: Dataset, optimizer: str) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=32, optimizer=optimizer)  # type: ignore[arg-type]
+    assert train_model(conv_net(), data, config=cfg, seed=0).metrics["val_acc"] > 0.8
+
+
+def test_cosine_schedule_and_warmup() -> None:
+    assert _lr_at(0, 100, 10, 1.0, "cosine") == pytest.approx(0.1)
+    assert _lr_at(10, 100, 10, 1.0, "cosine") == pytest.approx(1.0)
+    assert _lr_at(55, 100, 10, 1.0, "cosine") == pytest.approx(0.5)
+    assert _lr_at(99, 100, 0, 1.0, "cosine") < 0.01
+    assert _lr_at(99, 100, 0, 1.0, "constant") == 1.0
+
+
+def test_shift_augmentation_moves_pixels() -> None:
+    x = torch.zeros(64, 1, 5, 5)
+    x[:, :, 2, 2] = 1.0
+    out = _augment(x, TrainConfig(augment=("shift",), shift_pixels=1), torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.all(out.sum((1, 2, 3)) == 1.0)
+    positions = {tuple(torch.nonzero(o[0])[0].tolist()) for o in out}
+    assert len(positions) > 3 and all(1 <= r <= 3 and 1 <= c <= 3 for r, c in positions)
+
+
+def test_divergence_raises(data: Dataset) -> None:
+    with pytest.raises(EstimationError, match="diverged"):
+        train_model(conv_net(), data, config=TrainConfig(epochs=1, optimizer="sgd", lr=1e30, grad_clip=None),
+                    seed=0)
+
+
+def test_resizes_data_to_the_ir_and_checks_channels(data: Dataset) -> None:
+    r = train_model(conv_net(size=4), data, config=TrainConfig(epochs=1, batch_size=32), seed=0)
+    assert math.isfinite(r.metrics["val_acc"])
+    with pytest.raises(DataError, match="channel"):
+        train_model(conv_net(channels=3), data, config=FAST, seed=0)
+
+
+def test_time_limit_stops(data: Dataset) -> None:
+    r = train_model(conv_net(), data, config=TrainConfig(epochs=50, batch_size=32, time_limit_s=0.0), seed=0)
+    assert len(r.history) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(epochs=0), dict(optimizer="rmsprop"), dict(schedule="step"), dict(augment=("mixup",)), dict(lr=0.0),
+     dict(threads=0), dict(label_smoothing=1.0)],
+)
+def test_bad_config(kwargs: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError):
+        TrainConfig(**kwargs)
+
+
+def test_threads_are_restored(data: Dataset) -> None:
+    before = torch.get_num_threads()
+    train_model(conv_net(), data, config=TrainConfig(epochs=1, threads=1), seed=0)
+    assert torch.get_num_threads() == before
