@@ -63,7 +63,10 @@ def test_dead_nodes_are_rejected() -> None:
 @pytest.mark.parametrize(
     ("nodes", "match"),
     [
-        ((inp(), Node("a", Conv2d(4), ("x",)), Node("s", Add(), ("x", "a"))), "add needs inputs of one shape"),
+        (
+            (inp(), Node("a", Conv2d(4), ("x",)), Node("s", Add(), ("x", "a"))),
+            "add needs inputs of one shape",
+        ),
         (
             (inp(), Node("a", Conv2d(4, stride=2), ("x",)), Node("s", Concat(), ("x", "a"))),
             "concat needs inputs of one spatial size",
@@ -71,7 +74,10 @@ def test_dead_nodes_are_rejected() -> None:
         ((inp(), Node("a", Conv2d(4, groups=2), ("x",))), "input channels 3 not divisible by groups 2"),
         ((inp(), Node("a", Add(), ("x",))), "at least two inputs"),
         ((inp(), Node("a", Conv2d(4), ("x", "x"))), "needs 1 input"),
-        ((inp((3, 2, 2)), Node("a", Pool2d("max", kernel=3, padding="valid"), ("x",))), "larger than the input"),
+        (
+            (inp((3, 2, 2)), Node("a", Pool2d("max", kernel=3, padding="valid"), ("x",))),
+            "larger than the input",
+        ),
     ],
 )
 def test_shape_errors_name_the_node(nodes: tuple[Node, ...], match: str) -> None:

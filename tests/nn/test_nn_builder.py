@@ -34,7 +34,9 @@ def single(op: object, shape: tuple[int, int, int]) -> ArchIR:
     return b.build(b.add(op, b.input, name="op"))  # type: ignore[arg-type]
 
 
-def conv_reference(layer: nn.Module, x: torch.Tensor, pads: tuple[int, int, int, int], stride: int) -> torch.Tensor:
+def conv_reference(
+    layer: nn.Module, x: torch.Tensor, pads: tuple[int, int, int, int], stride: int
+) -> torch.Tensor:
     """Explicit zero padding (left, right, top, bottom) + an unpadded conv + the layer's BN."""
     conv = layer.conv
     y = F.conv2d(F.pad(x, pads), conv.weight, None, stride, 0, 1, conv.groups)
@@ -93,10 +95,16 @@ def test_max_pool_pads_with_minus_infinity_and_avg_pool_excludes_padding() -> No
 
 @settings(max_examples=25, deadline=None)
 @given(
-    h=st.integers(1, 12), w=st.integers(1, 12), kernel=st.integers(1, 5), stride=st.integers(1, 3),
-    kind=st.sampled_from(["conv", "dw", "maxpool", "avgpool"]), padding=st.sampled_from(["same", "valid"]),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 3),
+    kind=st.sampled_from(["conv", "dw", "maxpool", "avgpool"]),
+    padding=st.sampled_from(["same", "valid"]),
 )
-def test_torch_shapes_equal_ir_shapes(h: int, w: int, kernel: int, stride: int, kind: str, padding: str) -> None:
+def test_torch_shapes_equal_ir_shapes(
+    h: int, w: int, kernel: int, stride: int, kind: str, padding: str
+) -> None:
     if padding == "valid" and min(h, w) < kernel:
         return
     op = {
@@ -134,7 +142,9 @@ def test_batchnorm_after_every_conv_and_nowhere_else() -> None:
 
 
 def test_seeded_builds_are_reproducible_and_leave_the_global_rng_alone() -> None:
-    ir = create_space("chain").decode(create_space("chain").parse("conv_k3_s2_c8-dsc_k3_s1_c8_r-gap-dense_c16"))
+    ir = create_space("chain").decode(
+        create_space("chain").parse("conv_k3_s2_c8-dsc_k3_s1_c8_r-gap-dense_c16")
+    )
     state = torch.random.get_rng_state()
     a, b, c = build_model(ir, seed=7), build_model(ir, seed=7), build_model(ir, seed=8)
     assert torch.equal(torch.random.get_rng_state(), state)

@@ -17,10 +17,16 @@ from tinyevo.spaces import create_space
 from tinyevo.spaces.blocks import BlocksGenome, BlocksSpace, Stage, round_channels
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
-EXAMPLE = "r96_w0.5-mb_d2_k3_e6_c16-res_d1_k5_c24-dense_d2_k3_c40-conv_d1_k3_c64-mb_d3_k7_e4_c96-mb_d1_k3_e1_c160"
+EXAMPLE = (
+    "r96_w0.5-mb_d2_k3_e6_c16-res_d1_k5_c24-dense_d2_k3_c40-conv_d1_k3_c64-mb_d3_k7_e4_c96-mb_d1_k3_e1_c160"
+)
 SMALL = {
-    "resolutions": (8, 16), "width_multipliers": (0.5, 1.0), "stage_strides": (1, 2),
-    "stage_channels": ((8, 16), (16, 24)), "depths": (1, 2), "stem_channels": 8,
+    "resolutions": (8, 16),
+    "width_multipliers": (0.5, 1.0),
+    "stage_strides": (1, 2),
+    "stage_channels": ((8, 16), (16, 24)),
+    "depths": (1, 2),
+    "stem_channels": 8,
 }
 
 
@@ -48,7 +54,14 @@ def test_resolution_gene_sets_the_input_shape(r: int) -> None:
 
 def test_round_channels() -> None:
     assert [round_channels(c) for c in (1, 4.8, 11.9, 12, 20, 28, 24.000000000000004, 100)] == [
-        8, 8, 8, 16, 24, 32, 24, 104,
+        8,
+        8,
+        8,
+        16,
+        24,
+        32,
+        24,
+        104,
     ]
 
 
@@ -56,7 +69,9 @@ def test_width_multiplier_scales_channels_in_multiples_of_eight() -> None:
     space = BlocksSpace()
     for w in space.width_multipliers:
         ir = space.decode(space.parse(EXAMPLE.replace("w0.5", f"w{w!r}")))
-        convs = [n.op.out_channels for n in ir.nodes if isinstance(n.op, Conv2d) and n.name.endswith("project")]
+        convs = [
+            n.op.out_channels for n in ir.nodes if isinstance(n.op, Conv2d) and n.name.endswith("project")
+        ]
         assert all(c % 8 == 0 and c >= 8 for c in convs)
         assert ir.shapes["stem"][0] == round_channels(16 * w)
         assert ir.shapes["s5b0.project"][0] == round_channels(160 * w)
@@ -85,7 +100,10 @@ def test_block_structures() -> None:
     assert ir.shapes["s1b1.transition"][0] == 12 and ir.shapes["s1b1.concat"] == (24, 4, 4)
 
     ir = space.decode(space.parse("r16_w1.0-res_d1_k3_c16-conv_d2_k5_c24"))
-    assert isinstance(ir.node("s0b0.add").op, Add) and ir.node("s0b0.add").inputs == ("s0b0.conv2", "s0b0.proj")
+    assert isinstance(ir.node("s0b0.add").op, Add) and ir.node("s0b0.add").inputs == (
+        "s0b0.conv2",
+        "s0b0.proj",
+    )
     assert ir.node("s1b0.conv").op.kernel == 5 and ir.node("s1b0.conv").op.stride == 2
     assert ir.shapes["s1b1.conv"] == (24, 4, 4)
 
@@ -147,8 +165,13 @@ def test_crossover_takes_each_gene_from_a_parent(seed: int) -> None:
 
 def test_single_point_space_mutation_returns_the_genome() -> None:
     space = BlocksSpace(
-        width_multipliers=(1.0,), resolutions=(16,), block_types=("conv",), depths=(1,), kernels=(3,),
-        stage_strides=(2,), stage_channels=((8,),),
+        width_multipliers=(1.0,),
+        resolutions=(16,),
+        block_types=("conv",),
+        depths=(1,),
+        kernels=(3,),
+        stage_strides=(2,),
+        stage_channels=((8,),),
     )
     g = space.trivial()
     assert space.mutate(g, np.random.default_rng(0)) == g

@@ -46,7 +46,9 @@ def test_string_round_trip_of_a_handwritten_genome() -> None:
 
 def test_decode_structure() -> None:
     space = ChainSpace()
-    ir = space.decode(space.parse("conv_k3_s2_c8-dsc_k5_s1_c8_r-conv_k3_s2_c16_r-maxpool_k2_s2-gap-dense_c32"))
+    ir = space.decode(
+        space.parse("conv_k3_s2_c8-dsc_k5_s1_c8_r-conv_k3_s2_c16_r-maxpool_k2_s2-gap-dense_c32")
+    )
     ops = {n.name: n.op for n in ir.nodes}
     assert isinstance(ops["l0.conv"], Conv2d) and ops["l0.conv"].act == "relu"
     assert isinstance(ops["l1.dw"], DepthwiseConv2d) and ops["l1.dw"].kernel == 5
@@ -105,7 +107,9 @@ def test_no_stride_or_pool_on_a_1x1_feature_map() -> None:
         space.parse("conv_k3_s2_c8-conv_k3_s2_c8-conv_k3_s2_c8-gap")
     with pytest.raises(InvalidGenomeError, match="1x1"):
         space.parse("conv_k3_s2_c8-conv_k3_s2_c8-maxpool_k2_s1-gap")
-    broken = ChainGenome(tuple(ChainLayer("conv", 3, 2, 8) for _ in range(3)) + (ChainLayer("maxpool", 2, 2),))
+    broken = ChainGenome(
+        tuple(ChainLayer("conv", 3, 2, 8) for _ in range(3)) + (ChainLayer("maxpool", 2, 2),)
+    )
     assert str(space.repair(broken)) == "conv_k3_s2_c8-conv_k3_s2_c8-conv_k3_s1_c8-gap"
 
 

@@ -33,7 +33,8 @@ def bench() -> dict[str, dict]:
 
 
 def count(ir: ArchIR) -> tuple[int, int]:
-    """(params incl. BN affine, multiply-accumulates of convs and dense layers) counted from the IR by hand."""
+    """(params incl. BN affine, multiply-accumulates of convs and dense layers) counted from the IR by
+    hand."""
     params = macs = 0
     for node in ir.nodes[1:]:
         op, (c_in, h_in, w_in) = node.op, ir.in_shapes(node)[0]
@@ -76,7 +77,11 @@ def test_skeleton_strides_channels_and_identity_at_downsampling() -> None:
     names = [n.name for n in ir.nodes]
     assert names == ["input", "stem", "l0.down", "l2.down", "l5.down", "head", "gap", "classifier"]
     assert [ir.shapes[n] for n in ("stem", "l0.down", "l2.down", "l5.down", "head")] == [
-        (32, 32, 32), (64, 16, 16), (128, 8, 8), (256, 4, 4), (1280, 4, 4),
+        (32, 32, 32),
+        (64, 16, 16),
+        (128, 8, 8),
+        (256, 4, 4),
+        (1280, 4, 4),
     ]
     down = ir.node("l0.down").op
     assert isinstance(down, Conv2d) and down.kernel == 1 and down.stride == 2 and down.act == "none"
@@ -95,7 +100,7 @@ def test_neighbours_are_all_single_edits() -> None:
     g = space.parse("01201201")
     nbrs = space.neighbours(g)
     assert len(nbrs) == 16 == len(set(nbrs))
-    assert all(sum(a != b for a, b in zip(str(n), str(g))) == 1 for n in nbrs)
+    assert all(sum(a != b for a, b in zip(str(n), str(g), strict=True)) == 1 for n in nbrs)
 
 
 def test_features_are_one_hot_per_layer() -> None:

@@ -1,25 +1,27 @@
 """Blocks space: a block-based MCU backbone (MnasNet / MCUNet style) with per-stage choices.
 
-Genes: the input resolution, a global width multiplier, and per stage the block type, depth (number of blocks),
-width (base channels), kernel and, for MBConv, the expansion ratio. Canonical string (timm-like tokens joined by
-``-``; the first token holds the global genes)::
+Genes: the input resolution, a global width multiplier, and per stage the block type, depth (number of
+blocks), width (base channels), kernel and, for MBConv, the expansion ratio. Canonical string: timm-like
+tokens joined by ``-``, the first token holding the global genes::
 
     r96_w0.5-mb_d2_k3_e6_c16-res_d1_k5_c24-dense_d2_k3_c40-conv_d1_k3_c64-mb_d3_k7_e4_c96-mb_d1_k3_e1_c160
 
-``c`` is the base width before the multiplier; the decoded width is ``c * w`` rounded to the nearest multiple of 8 (halves up, at least 8), and the
-same rule applies to the stem. ``w`` is written as Python's shortest float repr (``w1.0``, ``w0.35``).
+``c`` is the base width before the multiplier; the decoded width is ``c * w`` rounded to the nearest multiple
+of 8 (halves up, at least 8), and the same rule applies to the stem. ``w`` is written as Python's shortest
+float repr (``w1.0``, ``w0.35``).
 
 Skeleton: stem 3x3 conv (stride 2, ReLU6), then one stage per entry of ``stage_strides`` (the first block of a
-stage has the stage's stride, the rest stride 1), then global average pooling and a dense classifier. Blocks (every
-conv is followed by BN in the torch builder; TF "SAME" padding everywhere):
+stage has the stage's stride, the rest stride 1), then global average pooling and a dense classifier. Blocks
+(every conv is followed by BN in the torch builder; TF "SAME" padding everywhere):
 
-* ``mb`` -- MBConv (MobileNetV2 inverted residual): 1x1 expand to ``e * c_in`` + ReLU6 (skipped when ``e == 1``),
-  kxk depthwise (stride) + ReLU6, 1x1 linear projection; identity shortcut when stride 1 and ``c_in == c_out``.
-* ``res`` -- ResNet basic block: kxk conv (stride) + ReLU6, kxk conv, plus a shortcut (identity, or 1x1 conv with
-  the stride when the shape changes), ReLU6 after the sum.
+* ``mb`` -- MBConv (MobileNetV2 inverted residual): 1x1 expand to ``e * c_in`` + ReLU6 (skipped when
+  ``e == 1``), kxk depthwise (stride) + ReLU6, 1x1 linear projection; identity shortcut when stride 1 and
+  ``c_in == c_out``.
+* ``res`` -- ResNet basic block: kxk conv (stride) + ReLU6, kxk conv, plus a shortcut (identity, or 1x1 conv
+  with the stride when the shape changes), ReLU6 after the sum.
 * ``dense`` -- DenseNet-style block: ``t`` = the input when stride is 1 and ``c_in < c_out``, else a 1x1
-  transition conv to ``c_out / 2`` (with the stride) + ReLU6; a kxk conv + ReLU6 grows ``c_out - channels(t)`` new
-  channels from ``t``, and the output is ``concat(t, new)`` (``c_out`` channels).
+  transition conv to ``c_out / 2`` (with the stride) + ReLU6; a kxk conv + ReLU6 grows ``c_out - channels(t)``
+  new channels from ``t``, and the output is ``concat(t, new)`` (``c_out`` channels).
 * ``conv`` -- a plain kxk conv (stride) + ReLU6.
 
 The resolution gene sets the input's H and W (``decode`` gives input shape ``(C, r, r)`` with ``C`` from
@@ -49,7 +51,7 @@ _STAGE_RE = re.compile(r"^(mb|res|dense|conv)_d(\d+)_k(\d+)(?:_e(\d+))?_c(\d+)$"
 
 
 def round_channels(channels: float) -> int:
-    """Round to the nearest multiple of 8 (halves up), at least 8 (MCU kernels vectorise over 4/8 channels)."""
+    """Round to the nearest multiple of 8 (halves up), at least 8: MCU kernels vectorise over channels."""
     return max(8, math.floor(channels / 8.0 + 0.5) * 8)
 
 
@@ -65,9 +67,13 @@ class Stage:
 
     def __post_init__(self) -> None:
         if self.block not in BLOCK_TYPES:
-            raise InvalidGenomeError(f"unknown block type {self.block!r}; expected one of {', '.join(BLOCK_TYPES)}")
+            raise InvalidGenomeError(
+                f"unknown block type {self.block!r}; expected one of {', '.join(BLOCK_TYPES)}"
+            )
         if (self.block == "mb") != (self.expand is not None):
-            raise InvalidGenomeError(f"stage {self}: an expansion ratio is given for 'mb' blocks and only for them")
+            raise InvalidGenomeError(
+                f"stage {self}: an expansion ratio is given for 'mb' blocks and only for them"
+            )
         for name in ("depth", "channels", "kernel"):
             if getattr(self, name) < 1:
                 raise InvalidGenomeError(f"stage {self.block}: {name} must be >= 1")
@@ -90,14 +96,16 @@ class BlocksGenome:
     def __post_init__(self) -> None:
         object.__setattr__(self, "width", float(self.width))
         if self.resolution < 1 or not self.width > 0:
-            raise InvalidGenomeError(f"resolution and width must be positive, got r={self.resolution} w={self.width}")
+            raise InvalidGenomeError(
+                f"resolution and width must be positive, got r={self.resolution} w={self.width}"
+            )
 
     def __str__(self) -> str:
         return "-".join([f"r{self.resolution}_w{self.width!r}", *map(str, self.stages)])
 
 
 def parse_blocks(text: str) -> BlocksGenome:
-    """Parse a blocks genome string (structure only; :meth:`BlocksSpace.parse` also checks the space's choices)."""
+    """Parse a blocks genome string; structure only (:meth:`BlocksSpace.parse` also checks the choices)."""
     tokens = text.strip().split("-")
     m = _GLOBAL_RE.match(tokens[0])
     if not m:
@@ -109,8 +117,9 @@ def parse_blocks(text: str) -> BlocksGenome:
         s = _STAGE_RE.match(tok)
         if not s:
             raise InvalidGenomeError(
-                f"malformed stage {tok!r} in {text!r}: expected <block>_d<depth>_k<kernel>[_e<expand>]_c<channels> "
-                f"with block in {BLOCK_TYPES}, e.g. 'mb_d2_k3_e6_c24' or 'res_d1_k3_c32'"
+                f"malformed stage {tok!r} in {text!r}: expected "
+                f"<block>_d<depth>_k<kernel>[_e<expand>]_c<channels> with block in {BLOCK_TYPES}, "
+                "e.g. 'mb_d2_k3_e6_c24' or 'res_d1_k3_c32'"
             )
         stages.append(Stage(s[1], int(s[2]), int(s[5]), int(s[3]), int(s[4]) if s[4] is not None else None))
     return BlocksGenome(int(m[1]), float(m[2]), tuple(stages))
@@ -127,7 +136,9 @@ def _ints(name: str, values: Sequence[int]) -> tuple[int, ...]:
     return out
 
 
-@SPACES.register("blocks", help="block-based MCU backbone (MBConv/Res/Dense/Conv stages, width and resolution genes)")
+@SPACES.register(
+    "blocks", help="block-based MCU backbone (MBConv/Res/Dense/Conv stages, width and resolution genes)"
+)
 class BlocksSpace:
     """Stage-wise block space. Options (keyword-only) are the gene choices and the skeleton:
 
@@ -151,7 +162,12 @@ class BlocksSpace:
         expands: tuple[int, ...] = (1, 3, 4, 6),
         stage_strides: tuple[int, ...] = (1, 2, 2, 2, 1, 2),
         stage_channels: tuple[tuple[int, ...], ...] = (
-            (8, 16), (16, 24), (24, 32, 40), (48, 64, 80), (80, 96, 112), (128, 160, 192),
+            (8, 16),
+            (16, 24),
+            (24, 32, 40),
+            (48, 64, 80),
+            (80, 96, 112),
+            (128, 160, 192),
         ),
         stem_channels: int = 16,
     ) -> None:
@@ -165,7 +181,9 @@ class BlocksSpace:
         if not block_types or any(t not in BLOCK_TYPES for t in block_types):
             raise ConfigError(f"block_types must be a non-empty subset of {BLOCK_TYPES}, got {block_types!r}")
         if len(stage_strides) != len(stage_channels) or not stage_strides:
-            raise ConfigError("stage_strides and stage_channels need one (and the same number of) entry per stage")
+            raise ConfigError(
+                "stage_strides and stage_channels need one (and the same number of) entry per stage"
+            )
         self.input_shape = tuple(int(v) for v in input_shape)
         self.num_classes = num_classes
         self.width_multipliers = widths
@@ -184,15 +202,20 @@ class BlocksSpace:
     def num_stages(self) -> int:
         return len(self.stage_strides)
 
-    # --- validity ----------------------------------------------------------------------------------------------
+    # --- validity -------------------------------------------------------------------------------------------
     def validate(self, genome: BlocksGenome) -> BlocksGenome:
-        """Return ``genome`` if all its genes are choices of this space, else raise :class:`InvalidGenomeError`."""
+        """Return ``genome`` if all its genes are choices of this space, else raise
+        :class:`InvalidGenomeError`."""
         if genome.resolution not in self.resolutions:
             raise InvalidGenomeError(f"resolution {genome.resolution} is not one of {self.resolutions}")
         if genome.width not in self.width_multipliers:
-            raise InvalidGenomeError(f"width multiplier {genome.width} is not one of {self.width_multipliers}")
+            raise InvalidGenomeError(
+                f"width multiplier {genome.width} is not one of {self.width_multipliers}"
+            )
         if len(genome.stages) != self.num_stages:
-            raise InvalidGenomeError(f"this space has {self.num_stages} stages, the genome {len(genome.stages)}")
+            raise InvalidGenomeError(
+                f"this space has {self.num_stages} stages, the genome {len(genome.stages)}"
+            )
         for i, st in enumerate(genome.stages):
             checks = (
                 ("block type", st.block, self.block_types),
@@ -207,7 +230,7 @@ class BlocksSpace:
                 raise InvalidGenomeError(f"stage {i} ({st}): expand {st.expand} is not one of {self.expands}")
         return genome
 
-    # --- genomes -----------------------------------------------------------------------------------------------
+    # --- genomes --------------------------------------------------------------------------------------------
     def parse(self, text: str) -> BlocksGenome:
         return self.validate(parse_blocks(text))
 
@@ -228,8 +251,13 @@ class BlocksSpace:
         """Every gene at its smallest choice, with the cheapest block type (MBConv when allowed)."""
         block = next(t for t in _CHEAPEST_FIRST if t in self.block_types)
         stages = tuple(
-            Stage(block, self.depths[0], self.stage_channels[i][0], self.kernels[0],
-                  self.expands[0] if block == "mb" else None)
+            Stage(
+                block,
+                self.depths[0],
+                self.stage_channels[i][0],
+                self.kernels[0],
+                self.expands[0] if block == "mb" else None,
+            )
             for i in range(self.num_stages)
         )
         return BlocksGenome(self.resolutions[0], self.width_multipliers[0], stages)
@@ -243,8 +271,11 @@ class BlocksSpace:
             genes.append(("width", -1))
         for i, st in enumerate(genome.stages):
             for field, n in (
-                ("block", len(self.block_types)), ("depth", len(self.depths)), ("kernel", len(self.kernels)),
-                ("channels", len(self.stage_channels[i])), ("expand", len(self.expands) if st.block == "mb" else 1),
+                ("block", len(self.block_types)),
+                ("depth", len(self.depths)),
+                ("kernel", len(self.kernels)),
+                ("channels", len(self.stage_channels[i])),
+                ("expand", len(self.expands) if st.block == "mb" else 1),
             ):
                 if n > 1:
                     genes.append((field, i))
@@ -284,7 +315,7 @@ class BlocksSpace:
         return replace(genome, stages=genome.stages[:i] + (new,) + genome.stages[i + 1 :])
 
     def crossover(self, a: BlocksGenome, b: BlocksGenome, rng: np.random.Generator) -> BlocksGenome:
-        """Uniform crossover over the resolution, the width and whole stages (a stage's genes stay together)."""
+        """Uniform crossover of the resolution, the width and whole stages (a stage's genes stay together)."""
         self.validate(a), self.validate(b)
         mask = rng.random(self.num_stages + 2) < 0.5
         stages = tuple(x if m else y for x, y, m in zip(a.stages, b.stages, mask[2:], strict=True))
@@ -292,7 +323,7 @@ class BlocksSpace:
             a.resolution if mask[0] else b.resolution, a.width if mask[1] else b.width, stages
         )
 
-    # --- features ----------------------------------------------------------------------------------------------
+    # --- features -------------------------------------------------------------------------------------------
     def features(self, genome: BlocksGenome) -> np.ndarray:
         """[resolution / max, width / max, then per stage: one-hot block type (4), depth / max,
         base width / the stage's max, kernel / max, expand / max (0 for non-MBConv)]."""
@@ -310,13 +341,16 @@ class BlocksSpace:
             v[7] = (st.expand or 0) / max(self.expands)
         return vec
 
-    # --- architecture ------------------------------------------------------------------------------------------
+    # --- architecture ---------------------------------------------------------------------------------------
     def decode(self, genome: BlocksGenome) -> ArchIR:
         self.validate(genome)
         r, w = genome.resolution, genome.width
         b = GraphBuilder((self.input_shape[0], r, r))
-        x = b.add(Conv2d(round_channels(self.stem_channels * w), kernel=3, stride=2, act="relu6"), b.input,
-                  name="stem")
+        x = b.add(
+            Conv2d(round_channels(self.stem_channels * w), kernel=3, stride=2, act="relu6"),
+            b.input,
+            name="stem",
+        )
         for i, (st, stride) in enumerate(zip(genome.stages, self.stage_strides, strict=True)):
             c_out = round_channels(st.channels * w)
             for d in range(st.depth):

@@ -12,15 +12,15 @@ Feature-layer tokens:
   pointwise + BN + ReLU);
 * ``maxpool_k{kernel}_s{stride}`` / ``avgpool_k{kernel}_s{stride}``: pooling.
 
-``_r`` adds a residual skip around the layer: the layer's last conv drops its ReLU, the skip is added and the sum
-goes through the ReLU. When the layer changes the shape (stride > 1 or a different width) the skip is a 1x1
-convolution with the layer's stride and width (+ BN), as in ResNet's projection shortcut; otherwise it is the
-identity. Head token: ``gap`` (global average pooling) or ``flat`` (flatten the feature map). Then zero or more
-``dense_c{units}`` hidden layers (+ ReLU). All convolutions and pools use TF "SAME" padding.
+``_r`` adds a residual skip around the layer: the layer's last conv drops its ReLU, the skip is added and the
+sum goes through the ReLU. When the layer changes the shape (stride > 1 or a different width) the skip is a
+1x1 convolution with the layer's stride and width (+ BN), as in ResNet's projection shortcut; otherwise it is
+the identity. Head token: ``gap`` (global average pooling) or ``flat`` (flatten the feature map). Then zero or
+more ``dense_c{units}`` hidden layers (+ ReLU). All convolutions and pools use TF "SAME" padding.
 
-Validity (checked by :meth:`ChainSpace.parse` and kept by every operator): genes come from the space's choices, at
-most ``max_layers`` feature layers and ``max_dense`` hidden dense layers, and no layer strides or pools a 1x1
-feature map (it could not shrink any further).
+Validity (checked by :meth:`ChainSpace.parse` and kept by every operator): genes come from the space's
+choices, at most ``max_layers`` feature layers and ``max_dense`` hidden dense layers, and no layer strides or
+pools a 1x1 feature map (it could not shrink any further).
 
 The empty genome ``gap`` (global pool of the input + classifier) is the space's trivial network. Mutation
 operators (:class:`InsertLayer`, :class:`RemoveLayer`, :class:`ChangeLayer`, :class:`ToggleResidual`,
@@ -54,7 +54,7 @@ _DENSE_RE = re.compile(r"^dense_c(\d+)$")
 
 @dataclass(frozen=True)
 class ChainLayer:
-    """One feature layer. ``channels`` and ``residual`` apply to ``conv``/``dsc`` only (0 / False for pools)."""
+    """One feature layer; ``channels`` and ``residual`` apply to ``conv``/``dsc`` only (0/False for pools)."""
 
     op: str
     kernel: int
@@ -64,13 +64,17 @@ class ChainLayer:
 
     def __post_init__(self) -> None:
         if self.op not in LAYER_OPS:
-            raise InvalidGenomeError(f"unknown chain layer {self.op!r}; expected one of {', '.join(LAYER_OPS)}")
+            raise InvalidGenomeError(
+                f"unknown chain layer {self.op!r}; expected one of {', '.join(LAYER_OPS)}"
+            )
         if self.kernel < 1 or self.stride < 1:
             raise InvalidGenomeError(f"chain layer {self.op}: kernel and stride must be >= 1")
         if self.op in CONV_OPS and self.channels < 1:
             raise InvalidGenomeError(f"chain layer {self.op}: channels must be >= 1, got {self.channels}")
         if self.op in POOL_OPS and (self.channels or self.residual):
-            raise InvalidGenomeError(f"chain layer {self.op}: a pooling layer has no channels and no residual")
+            raise InvalidGenomeError(
+                f"chain layer {self.op}: a pooling layer has no channels and no residual"
+            )
 
     def __str__(self) -> str:
         if self.op in POOL_OPS:
@@ -97,7 +101,7 @@ class ChainGenome:
 
 
 def parse_chain(text: str) -> ChainGenome:
-    """Parse a chain genome string (structure only; :meth:`ChainSpace.parse` also checks the space's choices)."""
+    """Parse a chain genome string; structure only (:meth:`ChainSpace.parse` also checks the choices)."""
     tokens = text.strip().split("-")
     heads = [i for i, t in enumerate(tokens) if t in HEADS]
     if len(heads) != 1:
@@ -126,16 +130,18 @@ def parse_chain(text: str) -> ChainGenome:
     return ChainGenome(tuple(layers), tokens[h], tuple(dense))
 
 
-# --- mutation and crossover operators -----------------------------------------------------------------------------
+# --- mutation and crossover operators -----------------------------------------------------------------------
 class ChainMutation(Protocol):
-    """One kind of edit. Returns ``None`` when it does not apply to ``genome`` (e.g. removing from an empty net).
+    """One kind of edit; ``None`` when it does not apply to ``genome`` (e.g. removing from an empty net).
 
     The result may break the space's validity rules; the space repairs it (see :meth:`ChainSpace.repair`).
     """
 
     weight: float
 
-    def __call__(self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator) -> ChainGenome | None: ...
+    def __call__(
+        self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator
+    ) -> ChainGenome | None: ...
 
 
 def _pick(rng: np.random.Generator, items: Sequence):  # type: ignore[no-untyped-def]
@@ -155,7 +161,9 @@ class InsertLayer:
 
     weight: float = 1.0
 
-    def __call__(self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator) -> ChainGenome | None:
+    def __call__(
+        self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator
+    ) -> ChainGenome | None:
         slots = []
         if len(genome.layers) < space.max_layers:
             slots.append("layer")
@@ -168,7 +176,9 @@ class InsertLayer:
             layers = genome.layers[:i] + (space.random_layer(rng),) + genome.layers[i:]
             return replace(genome, layers=layers)
         i = int(rng.integers(len(genome.dense) + 1))
-        return replace(genome, dense=genome.dense[:i] + (int(_pick(rng, space.dense_units)),) + genome.dense[i:])
+        return replace(
+            genome, dense=genome.dense[:i] + (int(_pick(rng, space.dense_units)),) + genome.dense[i:]
+        )
 
 
 @dataclass(frozen=True)
@@ -177,7 +187,9 @@ class RemoveLayer:
 
     weight: float = 1.0
 
-    def __call__(self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator) -> ChainGenome | None:
+    def __call__(
+        self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator
+    ) -> ChainGenome | None:
         n = len(genome.layers) + len(genome.dense)
         if n == 0:
             return None
@@ -190,11 +202,13 @@ class RemoveLayer:
 
 @dataclass(frozen=True)
 class ChangeLayer:
-    """Change one gene of one layer: its type, kernel or stride (any other choice), or its width (one step)."""
+    """Change one gene of one layer: type, kernel or stride (any other choice), or width (one step)."""
 
     weight: float = 2.0
 
-    def __call__(self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator) -> ChainGenome | None:
+    def __call__(
+        self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator
+    ) -> ChainGenome | None:
         n = len(genome.layers) + len(genome.dense)
         if n == 0:
             return None
@@ -204,7 +218,10 @@ class ChangeLayer:
             units = _step(rng, space.dense_units, genome.dense[i])
             return replace(genome, dense=genome.dense[:i] + (units,) + genome.dense[i + 1 :])
         layer = genome.layers[i]
-        gene = _pick(rng, ("op", "kernel", "stride", "channels") if layer.op in CONV_OPS else ("op", "kernel", "stride"))
+        gene = _pick(
+            rng,
+            ("op", "kernel", "stride", "channels") if layer.op in CONV_OPS else ("op", "kernel", "stride"),
+        )
         if gene == "op":
             others = [o for o in space.layer_ops if o != layer.op]
             if not others:
@@ -215,7 +232,9 @@ class ChangeLayer:
             elif layer.op in CONV_OPS:
                 new = replace(layer, op=op)
             else:
-                new = ChainLayer(op, int(_pick(rng, space.kernels)), layer.stride, int(_pick(rng, space.channels)))
+                new = ChainLayer(
+                    op, int(_pick(rng, space.kernels)), layer.stride, int(_pick(rng, space.channels))
+                )
         elif gene == "kernel":
             kernels = space.pool_kernels if layer.op in POOL_OPS else space.kernels
             others = [k for k in kernels if k != layer.kernel]
@@ -238,7 +257,9 @@ class ToggleResidual:
 
     weight: float = 0.5
 
-    def __call__(self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator) -> ChainGenome | None:
+    def __call__(
+        self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator
+    ) -> ChainGenome | None:
         convs = [i for i, layer in enumerate(genome.layers) if layer.op in CONV_OPS]
         if not convs:
             return None
@@ -254,13 +275,19 @@ class ChangeHead:
 
     weight: float = 0.25
 
-    def __call__(self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator) -> ChainGenome | None:
+    def __call__(
+        self, space: ChainSpace, genome: ChainGenome, rng: np.random.Generator
+    ) -> ChainGenome | None:
         others = [h for h in space.heads if h != genome.head]
         return replace(genome, head=_pick(rng, others)) if others else None
 
 
 DEFAULT_MUTATIONS: tuple[ChainMutation, ...] = (
-    InsertLayer(), RemoveLayer(), ChangeLayer(), ToggleResidual(), ChangeHead(),
+    InsertLayer(),
+    RemoveLayer(),
+    ChangeLayer(),
+    ToggleResidual(),
+    ChangeHead(),
 )
 
 
@@ -270,8 +297,8 @@ class OnePointCrossover:
 
     The cut ``i`` in parent ``a`` is uniform; the cut in ``b`` is ``round(i * len(b) / len(a))`` (uniform when
     ``a`` is empty), so two identical parents give back the parent instead of duplicating or dropping layers.
-    Feature layers and dense layers are cut separately; the head comes from either parent. The child is truncated
-    to the space's maximum lengths (and repaired by the space).
+    Feature layers and dense layers are cut separately; the head comes from either parent. The child is
+    truncated to the space's maximum lengths (and repaired by the space).
     """
 
     def __call__(
@@ -296,7 +323,7 @@ class ChainCrossover(Protocol):
     ) -> ChainGenome: ...
 
 
-# --- the space ----------------------------------------------------------------------------------------------------
+# --- the space ----------------------------------------------------------------------------------------------
 def _sorted_choices(name: str, values: Sequence[int], *, minimum: int = 1) -> tuple[int, ...]:
     out = tuple(sorted({int(v) for v in values}))
     if not out or out[0] < minimum:
@@ -304,7 +331,9 @@ def _sorted_choices(name: str, values: Sequence[int], *, minimum: int = 1) -> tu
     return out
 
 
-@SPACES.register("chain", help="variable-length chain of conv / dw-separable / pool / dense layers (muNAS style)")
+@SPACES.register(
+    "chain", help="variable-length chain of conv / dw-separable / pool / dense layers (muNAS style)"
+)
 class ChainSpace:
     """Variable-length layer chains. All options are keyword-only; the gene choices are tuples.
 
@@ -363,11 +392,13 @@ class ChainSpace:
         ow = np.array([0.5 if o in POOL_OPS else 1.0 for o in self.layer_ops])
         self._op_p = ow / ow.sum()
 
-    # --- validity ----------------------------------------------------------------------------------------------
+    # --- validity -------------------------------------------------------------------------------------------
     def validate(self, genome: ChainGenome) -> ChainGenome:
         """Return ``genome`` if it belongs to this space, else raise :class:`InvalidGenomeError`."""
         if len(genome.layers) > self.max_layers:
-            raise InvalidGenomeError(f"{len(genome.layers)} feature layers; this space allows {self.max_layers}")
+            raise InvalidGenomeError(
+                f"{len(genome.layers)} feature layers; this space allows {self.max_layers}"
+            )
         if len(genome.dense) > self.max_dense:
             raise InvalidGenomeError(f"{len(genome.dense)} dense layers; this space allows {self.max_dense}")
         if genome.head not in self.heads:
@@ -379,7 +410,9 @@ class ChainSpace:
         for i, layer in enumerate(genome.layers):
             where = f"layer {i} ({layer})"
             if layer.op not in self.layer_ops:
-                raise InvalidGenomeError(f"{where}: type {layer.op!r} is not allowed here; choices: {self.layer_ops}")
+                raise InvalidGenomeError(
+                    f"{where}: type {layer.op!r} is not allowed here; choices: {self.layer_ops}"
+                )
             kernels = self.pool_kernels if layer.op in POOL_OPS else self.kernels
             if layer.kernel not in kernels:
                 raise InvalidGenomeError(f"{where}: kernel {layer.kernel} is not one of {kernels}")
@@ -388,13 +421,15 @@ class ChainSpace:
             if layer.op in CONV_OPS and layer.channels not in self.channels:
                 raise InvalidGenomeError(f"{where}: channels {layer.channels} is not one of {self.channels}")
             if max(h, w) == 1 and (layer.stride > 1 or layer.op in POOL_OPS):
-                raise InvalidGenomeError(f"{where}: the feature map is already 1x1; it cannot be strided or pooled")
+                raise InvalidGenomeError(
+                    f"{where}: the feature map is already 1x1; it cannot be strided or pooled"
+                )
             h, w = math.ceil(h / layer.stride), math.ceil(w / layer.stride)
         return genome
 
     def repair(self, genome: ChainGenome) -> ChainGenome:
-        """The nearest valid genome for operator outputs: truncate to the maximum lengths, set the stride of layers
-        that act on a 1x1 feature map to 1 and drop pools there."""
+        """The nearest valid genome for operator outputs: truncate to the maximum lengths, set the stride of
+        layers that act on a 1x1 feature map to 1 and drop pools there."""
         h, w = self.input_shape[1:]
         layers: list[ChainLayer] = []
         for layer in genome.layers[: self.max_layers]:
@@ -406,12 +441,12 @@ class ChainSpace:
             h, w = math.ceil(h / layer.stride), math.ceil(w / layer.stride)
         return ChainGenome(tuple(layers), genome.head, genome.dense[: self.max_dense])
 
-    # --- genomes -----------------------------------------------------------------------------------------------
+    # --- genomes --------------------------------------------------------------------------------------------
     def parse(self, text: str) -> ChainGenome:
         return self.validate(parse_chain(text))
 
     def random_layer(self, rng: np.random.Generator) -> ChainLayer:
-        """A random feature layer from this space's choices (each pooling type half as likely as a conv type)."""
+        """A random feature layer (each pooling type is half as likely as each conv type)."""
         op = self.layer_ops[int(rng.choice(len(self.layer_ops), p=self._op_p))]
         stride = int(_pick(rng, self.strides))
         if op in POOL_OPS:
@@ -431,7 +466,7 @@ class ChainSpace:
         return ChainGenome((), self.heads[0], ())
 
     def mutate(self, genome: ChainGenome, rng: np.random.Generator) -> ChainGenome:
-        """Apply one operator drawn by weight; retries (a bounded number of times) while the edit is a no-op."""
+        """Apply one operator drawn by weight, retrying (a bounded number of times) while it is a no-op."""
         self.validate(genome)
         for _ in range(16):
             op = self.mutations[int(rng.choice(len(self.mutations), p=self._mutation_p))]
@@ -451,7 +486,7 @@ class ChainSpace:
         self.validate(a), self.validate(b)
         return self.repair(self.crossover_op(self, a, b, rng))
 
-    # --- features ----------------------------------------------------------------------------------------------
+    # --- features -------------------------------------------------------------------------------------------
     _PER_LAYER = len(LAYER_OPS) + 5  # one-hot type + present, log-width, kernel, stride, residual
 
     def features(self, genome: ChainGenome) -> np.ndarray:
@@ -487,7 +522,7 @@ class ChainSpace:
         vec[off + 4 + HEADS.index(genome.head)] = 1.0
         return vec
 
-    # --- architecture ------------------------------------------------------------------------------------------
+    # --- architecture ---------------------------------------------------------------------------------------
     def decode(self, genome: ChainGenome) -> ArchIR:
         self.validate(genome)
         b = GraphBuilder(self.input_shape)
@@ -507,7 +542,9 @@ def _feature_layer(b: GraphBuilder, x: str, layer: ChainLayer, name: str) -> str
         return b.add(Pool2d(mode, kernel=layer.kernel, stride=layer.stride, padding="same"), x, name=name)
     act = "none" if layer.residual else "relu"
     if layer.op == "conv":
-        y = b.add(Conv2d(layer.channels, kernel=layer.kernel, stride=layer.stride, act=act), x, name=f"{name}.conv")
+        y = b.add(
+            Conv2d(layer.channels, kernel=layer.kernel, stride=layer.stride, act=act), x, name=f"{name}.conv"
+        )
     else:
         y = b.add(DepthwiseConv2d(layer.kernel, stride=layer.stride, act="relu"), x, name=f"{name}.dw")
         y = b.add(Conv2d(layer.channels, kernel=1, act=act), y, name=f"{name}.pw")

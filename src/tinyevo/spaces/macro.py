@@ -1,24 +1,25 @@
 """NAS-Bench-Macro: a MobileNetV2-style macro space of 8 searchable layers x 3 choices (3^8 = 6,561 networks).
 
-Genome string: the 8-digit key of ``nas-bench-macro_cifar10.json``, one digit per searchable layer, first layer
-first: ``0`` = identity, ``1`` = MobileNetV2 block (kernel 3, expansion 3), ``2`` = MobileNetV2 block (kernel 5,
-expansion 6). Example: ``"01201201"``.
+Genome string: the 8-digit key of ``nas-bench-macro_cifar10.json``, one digit per searchable layer, first
+layer first: ``0`` = identity, ``1`` = MobileNetV2 block (kernel 3, expansion 3), ``2`` = MobileNetV2 block
+(kernel 5, expansion 6). Example: ``"01201201"``.
 
-Skeleton (Su et al., "Prioritized Architecture Sampling with Monte-Carlo Tree Search", CVPR 2021; model definition
-in xiusu/NAS-Bench-Macro ``train/model.py``), reproduced here as IR:
+Skeleton (Su et al., "Prioritized Architecture Sampling with Monte-Carlo Tree Search", CVPR 2021; model
+definition in xiusu/NAS-Bench-Macro ``train/model.py``), reproduced here as IR:
 
 * stem: 3x3 conv, ``init_channels`` (32), stride 1, BN, ReLU;
 * three stages of (2, 3, 3) searchable layers; the first layer of each stage has stride 2 and doubles the
   channels (32 -> 64 -> 128 -> 256), the others keep stride 1 and the width;
 * "identity" at a downsampling layer is a 1x1 conv with stride 2 + BN (no activation), elsewhere a plain skip;
-* MobileNetV2 block: 1x1 expand conv + BN + ReLU, kxk depthwise (stride) + BN + ReLU, 1x1 linear projection + BN,
-  plus an identity shortcut when stride is 1 and the width is unchanged (ReLU, not ReLU6, as in the reference);
+* MobileNetV2 block: 1x1 expand conv + BN + ReLU, kxk depthwise (stride) + BN + ReLU, 1x1 linear projection +
+  BN, plus an identity shortcut when stride is 1 and the width is unchanged (ReLU, not ReLU6, as in the
+  reference);
 * head: 1x1 conv to ``head_channels`` (1280) + BN + ReLU, global average pooling, linear classifier.
 
-With the default options the parameter count of the decoded network equals the benchmark's ``params`` field (BN
-weights and biases included). The only deliberate difference to the reference is padding: the IR uses TF "SAME"
-(a stride-2 conv on an even input pads 0 before / 1 after) where the PyTorch reference pads symmetrically; shapes
-and parameter counts are identical.
+With the default options the parameter count of the decoded network equals the benchmark's ``params`` field
+(BN weights and biases included). The only deliberate difference to the reference is padding: the IR uses TF
+"SAME" (a stride-2 conv on an even input pads 0 before / 1 after) where the PyTorch reference pads
+symmetrically; shapes and parameter counts are identical.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ class MacroGenome:
 class MacroSpace:
     """The NAS-Bench-Macro space.
 
-    Options: ``init_channels`` (stem width, doubled at each stage), ``stages`` (searchable layers per stage; the
-    first of each stage has stride 2), ``head_channels`` (width of the final 1x1 conv), input shape and classes.
-    The defaults reproduce the benchmark; smaller values give small networks for tests.
+    Options: ``init_channels`` (stem width, doubled at each stage), ``stages`` (searchable layers per stage;
+    the first of each stage has stride 2), ``head_channels`` (width of the final 1x1 conv), input shape and
+    classes. The defaults reproduce the benchmark; smaller values give small networks for tests.
     """
 
     name = "macro"
@@ -86,11 +87,12 @@ class MacroSpace:
         self.num_classes = num_classes
         self.num_layers = sum(self.stages)
 
-    # --- genomes -----------------------------------------------------------------------------------------------
+    # --- genomes --------------------------------------------------------------------------------------------
     def _check(self, genome: MacroGenome) -> MacroGenome:
         if len(genome.layers) != self.num_layers:
             raise InvalidGenomeError(
-                f"this NAS-Bench-Macro space has {self.num_layers} layers, the genome has {len(genome.layers)}"
+                f"this NAS-Bench-Macro space has {self.num_layers} layers, "
+                f"the genome has {len(genome.layers)}"
             )
         return genome
 
@@ -98,8 +100,8 @@ class MacroSpace:
         text = text.strip()
         if len(text) != self.num_layers or any(ch not in "012" for ch in text):
             raise InvalidGenomeError(
-                f"malformed NAS-Bench-Macro genome {text!r}: expected {self.num_layers} digits, each 0, 1 or 2 "
-                "(e.g. '01201201')"
+                f"malformed NAS-Bench-Macro genome {text!r}: expected {self.num_layers} digits, "
+                "each 0, 1 or 2 (e.g. '01201201')"
             )
         return MacroGenome(tuple(int(ch) for ch in text))
 
@@ -138,7 +140,7 @@ class MacroSpace:
             vec[i * len(CHOICES) + c] = 1.0
         return vec
 
-    # --- architecture ------------------------------------------------------------------------------------------
+    # --- architecture ---------------------------------------------------------------------------------------
     def decode(self, genome: MacroGenome) -> ArchIR:
         self._check(genome)
         b = GraphBuilder(self.input_shape)
