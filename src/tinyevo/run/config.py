@@ -425,3 +425,22 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
         ),
         seed=_typed("--seed", seed, int),
     )
+
+
+def validate_names(config: RunConfig) -> None:
+    """Check every registered name in ``config`` (space, strategy, estimator parts, device) before a run starts."""
+    from tinyevo.spaces import SPACES
+    from tinyevo.strategies import STRATEGIES
+
+    SPACES.get(config.space.name)
+    STRATEGIES.get(config.strategy)
+    if config.limits.device is not None:
+        from tinyevo.devices import DEVICES
+
+        DEVICES.get(config.limits.device)
+    from tinyevo.estimators import ESTIMATORS
+
+    for part in config.estimator.name.split("+"):
+        if not part.strip():
+            raise ConfigError(f"bad estimator name {config.estimator.name!r}")
+        ESTIMATORS.get(part.strip())

@@ -1,0 +1,49 @@
+"""``tinyevo resume RUN``: continue a run that was stopped or killed (even with kill -9).
+
+The strategy's state is rebuilt from the stored trials (same seed and config -> the same proposals); trials that
+were stored are not evaluated again. Workers / executor may change; the stored batch size is kept, so the final
+set of trials equals that of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from tinyevo.cli.search import ProgressView, print_summary
+from tinyevo.run.config import EXECUTOR_CHOICES
+
+
+def run_resume_command(args: argparse.Namespace) -> int:
+    from tinyevo.run.config import ExecutorConfig, parse_duration
+    from tinyevo.run.engine import load_run_config, resume_run
+
+    run_dir = Path(args.run)
+    config = load_run_config(run_dir)
+    executor = None
+    if args.workers is not None or args.executor is not None or args.scheduler is not None:
+        stored = config.executor
+        name = args.executor or ("dask" if args.scheduler else stored.name)
+        executor = ExecutorConfig(
+            name=name, workers=args.workers if args.workers is not None else stored.workers,
+            scheduler=args.scheduler if name == "dask" else None, batch_size=stored.batch,
+        )
+    time_s = parse_duration(args.time) if args.time is not None else None
+    view = ProgressView(Console(stderr=True), objective=config.objectives[0].metric, enabled=not args.quiet)
+    result = resume_run(run_dir, executor_config=executor, time_s=time_s, progress=view)
+    print_summary(Console(), result.run_dir)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("resume", help="continue a stopped or killed run",
+                              description="Continue a run from its database; stored trials are not re-evaluated.")
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("--workers", type=int, metavar="N", help="parallel evaluations (default: as stored)")
+    p.add_argument("--executor", choices=EXECUTOR_CHOICES, help="where evaluations run (default: as stored)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="join an existing Dask cluster")
+    p.add_argument("--time", metavar="DURATION", help="search wall time of this session, e.g. 30m")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_resume_command)

@@ -1,0 +1,243 @@
+"""``tinyevo search``: run a hardware-aware search end to end (search, final retraining, summary table).
+
+With no arguments: the built-in ``digits`` data, the ``chain`` space, the default strategy and the default
+device's limits, a small budget. Options override a ``--config run.toml`` file, which overrides the defaults.
+This module also holds the rich rendering shared by ``resume`` and ``show``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from tinyevo.run.config import EXECUTOR_CHOICES, RunConfig
+
+# --- rendering shared by search / resume / show ----------------------------------------------------------------
+
+
+class ProgressView:
+    """Renders :class:`~tinyevo.run.engine.ProgressEvent` s as a rich progress bar (trials done, best so far,
+    feasible fraction, ETA) on ``console``."""
+
+    def __init__(self, console: Console, *, objective: str = "val_acc", enabled: bool = True) -> None:
+        self.console = console
+        self.objective = objective
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._final: TaskID | None = None
+
+    def _fields(self, ev: Any) -> dict[str, str]:
+        from tinyevo.run.view import fmt_metric
+
+        best = "-"
+        if ev.best is not None and ev.best.ok and self.objective in ev.best.metrics:
+            best = fmt_metric(self.objective, ev.best.metrics[self.objective])
+        feas = "-" if math.isnan(ev.feasible_fraction) else f"{100 * ev.feasible_fraction:.0f}%"
+        return {"trials": str(ev.trials), "best": best, "feasible": feas, "failed": str(ev.failed)}
+
+    def __call__(self, ev: Any) -> None:
+        if not self.enabled:
+            return
+        if ev.kind == "start":
+            self._progress = Progress(
+                SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("evals | trials {task.fields[trials]} | best {task.fields[best]} | "
+                           "feasible {task.fields[feasible]} | failed {task.fields[failed]}"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=self.console, transient=False,
+            )
+            self._progress.start()
+            if ev.message:
+                self._progress.console.print(f"[dim]{ev.message}[/dim]")
+            self._task = self._progress.add_task("search", total=ev.budget, completed=ev.evaluations,
+                                                 **self._fields(ev))
+        elif self._progress is None or self._task is None:
+            return
+        elif ev.kind == "trial":
+            self._progress.update(self._task, completed=ev.evaluations, **self._fields(ev))
+        elif ev.kind == "search-done":
+            self._progress.update(self._task, **self._fields(ev))
+            self._progress.stop_task(self._task)
+        elif ev.kind == "final-start":
+            self._final = self._progress.add_task(ev.message or "retraining", total=None, trials="", best="-",
+                                                  feasible="-", failed="")
+        elif ev.kind == "final-model" and ev.final is not None:
+            acc = ev.final.metrics.get("test_acc")
+            self._progress.console.print(
+                f"retrained trial {ev.final.trial}: test_acc "
+                f"{'-' if acc is None else f'{100 * acc:.2f}%'} -> {ev.final.weights}"
+            )
+        elif ev.kind == "done":
+            if self._final is not None:
+                self._progress.update(self._final, total=1, completed=1)
+            self._progress.stop()
+            self._progress = None
+
+
+def trials_table(view: Any, trials: list[Any], *, title: str) -> Table:
+    """A rich table of trials: number, status, objective, cost metrics, genome."""
+    from tinyevo.run.view import TABLE_METRICS, fmt_metric
+
+    obj = view.objective.metric
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column(obj, justify="right", no_wrap=True)
+    short = {"peak_sram_bytes": "SRAM", "flash_bytes": "flash", "latency_ms": "ms", "macs": "MACs",
+             "params": "params"}
+    for m in TABLE_METRICS:
+        table.add_column(short.get(m, m), justify="right", no_wrap=True)
+    table.add_column("genome", overflow="fold", min_width=28)
+    style = {"ok": "green", "infeasible": "yellow", "failed": "red"}
+    for t in trials:
+        table.add_row(str(t.number), f"[{style[t.status.value]}]{t.status.value}[/]",
+                      fmt_metric(obj, t.metrics.get(obj)), *(fmt_metric(m, t.metrics.get(m)) for m in TABLE_METRICS),
+                      t.genome if t.status.value != "failed" else f"{t.genome}\n[red]{t.error}[/]")
+    return table
+
+
+def finals_table(view: Any) -> Table:
+    from tinyevo.run.view import fmt_metric
+
+    table = Table(title="Retrained models (test split)", title_justify="left")
+    for col in ("trial", "test_acc", "val_acc", "SRAM", "flash", "ms"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("weights", overflow="fold", min_width=28)
+    for f in view.finals:
+        m = f.metrics
+        table.add_row(str(f.trial), fmt_metric("test_acc", m.get("test_acc")), fmt_metric("val_acc", m.get("val_acc")),
+                      fmt_metric("peak_sram_bytes", m.get("peak_sram_bytes")),
+                      fmt_metric("flash_bytes", m.get("flash_bytes")), fmt_metric("latency_ms", m.get("latency_ms")),
+                      str(view.run_dir / f.weights))
+    return table
+
+
+def print_summary(console: Console, run_dir: Path, *, top: int = 5) -> None:
+    """Best models, Pareto front size, retrained models and the run directory."""
+    from tinyevo.run.view import open_run
+
+    view = open_run(run_dir)
+    counts = view.counts()
+    best = [t for t in view.ranked() if t.ok][:top]
+    if best:
+        console.print(trials_table(view, best, title=f"Best {len(best)} feasible models"))
+    else:
+        console.print("[yellow]no feasible model was found; relax the limits or raise the budget[/yellow]")
+    if view.finals:
+        console.print(finals_table(view))
+    console.print(f"trials: {len(view.records)} ({counts['ok']} ok, {counts['infeasible']} infeasible, "
+                  f"{counts['failed']} failed); Pareto front: {len(view.pareto())} models")
+    console.print(f"run directory: [bold]{view.run_dir}[/bold]")
+
+
+# --- options ---------------------------------------------------------------------------------------------------
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``tinyevo search`` (all default to None so that a config file is not overridden)."""
+    g = p.add_argument_group("what to search")
+    g.add_argument("--config", metavar="FILE", help="TOML run config (flags override it)")
+    g.add_argument("--data", metavar="digits|PATH", help="data set: 'digits' (built in) or a path (default digits)")
+    g.add_argument("--val-fraction", type=float, metavar="F", help="validation split carved from training data")
+    g.add_argument("--space", help="search space (default chain)")
+    g.add_argument("--strategy", help="search strategy (default: tinyevo's default strategy)")
+    g.add_argument("--estimator", help="estimator, e.g. train, naswot+train (default train)")
+    g.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate during the search")
+    g.add_argument("--objective", action="append", metavar="METRIC[:max|min]",
+                   help="objective (repeat for several; default val_acc:max)")
+    g = p.add_argument_group("device and limits")
+    g.add_argument("--device", help="device profile (default stm32f412; 'none' for no device)")
+    g.add_argument("--sram", metavar="SIZE", help="peak SRAM limit, e.g. 64KB (default: the device's)")
+    g.add_argument("--flash", metavar="SIZE", help="flash limit, e.g. 256KB (default: the device's)")
+    g.add_argument("--latency-ms", type=float, metavar="MS", help="latency limit on the device")
+    g.add_argument("--energy-mj", type=float, metavar="MJ", help="energy-per-inference limit")
+    g.add_argument("--macs", type=float, metavar="N", help="MACs limit")
+    g.add_argument("--params", type=float, metavar="N", help="parameter-count limit")
+    g.add_argument("--precision", choices=("int8", "float32"), help="deployment precision (default int8)")
+    g = p.add_argument_group("budget and execution")
+    g.add_argument("--budget", type=int, metavar="N", help="evaluated trials (infeasible ones are free)")
+    g.add_argument("--time", metavar="DURATION", help="search wall time, e.g. 30m or 1h30m")
+    g.add_argument("--workers", type=int, metavar="N", help="parallel evaluations (default 1)")
+    g.add_argument("--executor", choices=EXECUTOR_CHOICES, help="local (default), process or dask")
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="join an existing Dask cluster")
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g = p.add_argument_group("after the search")
+    g.add_argument("--final-epochs", type=int, metavar="N", help="epochs of the final retraining")
+    g.add_argument("--pareto", action="store_true", default=None, help="retrain every Pareto-front model")
+    g.add_argument("--no-final", action="store_true", help="skip the final retraining")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: a new directory under ./runs/)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Parse flags (+ config file) once, at the edge, into a typed :class:`RunConfig`."""
+    from tinyevo.run.config import build_config, load_config_file, validate_names
+
+    file_values = load_config_file(args.config) if args.config else {}
+    final: dict[str, Any] = {}
+    if args.final_epochs is not None:
+        final["epochs"] = args.final_epochs
+    if args.pareto:
+        final["pareto"] = True
+    if args.no_final:
+        final["enabled"] = False
+    config = build_config(
+        file_values, data=args.data, val_fraction=args.val_fraction, space=args.space, strategy=args.strategy,
+        estimator=args.estimator, train={"epochs": args.epochs} if args.epochs is not None else None,
+        objectives=args.objective, device=args.device, sram=args.sram, flash=args.flash,
+        latency_ms=args.latency_ms, energy_mj=args.energy_mj, macs=args.macs, params=args.params,
+        precision=args.precision, budget=args.budget, time=args.time, workers=args.workers,
+        executor=args.executor, scheduler=args.scheduler, seed=args.seed, final=final or None,
+    )
+    validate_names(config)
+    return config
+
+
+def run_search_command(args: argparse.Namespace) -> int:
+    from tinyevo.run.engine import start_run
+
+    config = config_from_args(args)
+    out = args.out
+    if out is None and args.config:
+        out = load_out_from_config(args.config)
+    console = Console()
+    err = Console(stderr=True)
+    view = ProgressView(err, objective=config.objectives[0].metric, enabled=not args.quiet)
+    result = start_run(config, run_dir=Path(out) if out else None, progress=view)
+    print_summary(console, result.run_dir)
+    if result.stopped == "exhausted":
+        err.print("[yellow]the strategy ran out of new genomes before the budget was spent[/yellow]")
+    return 0
+
+
+def load_out_from_config(path: str) -> str | None:
+    from tinyevo.run.config import load_config_file
+
+    out = load_config_file(path).get("out")
+    return None if out is None else str(out)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "search", help="run a hardware-aware architecture search",
+        description="Search architectures that fit a microcontroller, retrain the best and save it. With no "
+                    "options: digits data, chain space, default strategy, stm32f412 limits, a few minutes.",
+    )
+    add_run_options(p)
+    p.set_defaults(func=run_search_command)
