@@ -97,6 +97,10 @@ def describe_bound(metric: str, value: float) -> str:
         shown = format_size(value)
     elif metric in ("macs", "params"):
         shown = f"{value:,.0f}"
+    elif metric == "latency_ms":
+        shown = f"{value:g} ms"
+    elif metric == "energy_mj":
+        shown = f"{value:g} mJ"
     else:
         shown = f"{value:g}"
     return f"{metric} <= {shown}"
