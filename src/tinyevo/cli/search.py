@@ -40,7 +40,6 @@ class ProgressView:
         self.enabled = enabled
         self._progress: Progress | None = None
         self._task: TaskID | None = None
-        self._final: TaskID | None = None
 
     def _fields(self, ev: Any) -> dict[str, str]:
         from tinyevo.run.view import fmt_metric
@@ -75,8 +74,7 @@ class ProgressView:
             self._progress.update(self._task, **self._fields(ev))
             self._progress.stop_task(self._task)
         elif ev.kind == "final-start":
-            self._final = self._progress.add_task(ev.message or "retraining", total=None, trials="", best="-",
-                                                  feasible="-", failed="")
+            self._progress.console.print(f"search done; {ev.message or 'retraining'} for longer ...")
         elif ev.kind == "final-model" and ev.final is not None:
             acc = ev.final.metrics.get("test_acc")
             self._progress.console.print(
@@ -84,8 +82,6 @@ class ProgressView:
                 f"{'-' if acc is None else f'{100 * acc:.2f}%'} -> {ev.final.weights}"
             )
         elif ev.kind == "done":
-            if self._final is not None:
-                self._progress.update(self._final, total=1, completed=1)
             self._progress.stop()
             self._progress = None
 
@@ -103,7 +99,7 @@ def trials_table(view: Any, trials: list[Any], *, title: str) -> Table:
              "params": "params"}
     for m in TABLE_METRICS:
         table.add_column(short.get(m, m), justify="right", no_wrap=True)
-    table.add_column("genome", overflow="fold", min_width=28)
+    table.add_column("genome", overflow="fold", min_width=20)
     style = {"ok": "green", "infeasible": "yellow", "failed": "red"}
     for t in trials:
         table.add_row(str(t.number), f"[{style[t.status.value]}]{t.status.value}[/]",
@@ -118,7 +114,7 @@ def finals_table(view: Any) -> Table:
     table = Table(title="Retrained models (test split)", title_justify="left")
     for col in ("trial", "test_acc", "val_acc", "SRAM", "flash", "ms"):
         table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("weights", overflow="fold", min_width=28)
+    table.add_column("weights", overflow="fold", min_width=20)
     for f in view.finals:
         m = f.metrics
         table.add_row(str(f.trial), fmt_metric("test_acc", m.get("test_acc")), fmt_metric("val_acc", m.get("val_acc")),
@@ -237,7 +233,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser(
         "search", help="run a hardware-aware architecture search",
         description="Search architectures that fit a microcontroller, retrain the best and save it. With no "
-                    "options: digits data, chain space, default strategy, stm32f412 limits, a few minutes.",
+                    "options: digits data, chain space, default strategy, stm32f412 with demo limits of 4 KB "
+                    "SRAM / 64 KB flash, 40 evaluations, a few minutes.",
     )
     add_run_options(p)
     p.set_defaults(func=run_search_command)

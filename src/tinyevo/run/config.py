@@ -41,6 +41,9 @@ from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
 DEFAULT_ESTIMATOR = "train"  # tinyevo.estimators.DEFAULT_ESTIMATOR; repeated so config needs no torch import
 DEFAULT_DEVICE = "stm32f412"
 EXECUTOR_CHOICES = ("local", "process", "dask")
+DIGITS_DEMO_LIMITS = {"sram": "4KB", "flash": "64KB"}
+"""Limits used on the built-in ``digits`` data when neither a device nor SRAM / flash limits are given: the
+default device's 256 KB / 1 MB would let every 8x8-input network through."""
 
 JSONScalar = str | int | float | bool | None
 
@@ -162,6 +165,8 @@ class ExecutorConfig:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.scheduler is not None and self.name != "dask":
             raise ConfigError("--scheduler needs --executor dask")
+        if self.scheduler is not None and "://" not in self.scheduler:
+            raise ConfigError(f"--scheduler must look like tcp://HOST:PORT, got {self.scheduler!r}")
 
     @property
     def batch(self) -> int:
@@ -367,6 +372,10 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             v[k] = val
     if v.get("scheduler") is not None and v.get("executor") is None:
         v["executor"] = "dask"  # joining a cluster implies the Dask executor
+
+    if (str(v.get("data", "digits")) == "digits" and "device" not in v and v.get("sram") is None
+            and v.get("flash") is None):
+        v.update(DIGITS_DEMO_LIMITS)  # the built-in demo: limits tight enough that the trade-off shows
 
     def size(name: str) -> int | None:
         return None if v.get(name) is None else parse_size(v[name])

@@ -387,14 +387,20 @@ def start_run(
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)
     if (run_dir / DB_NAME).exists():
         raise StorageError(f"{run_dir} already holds a run; continue it with: tinyevo resume {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    storage = SQLiteStorage(run_dir / DB_NAME)
+    ex = _executor_for(config.executor, executor)  # fails early (bad scheduler, ...) before a run is created
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        storage = SQLiteStorage(run_dir / DB_NAME)
+    except BaseException:
+        ex.close()
+        raise
     try:
         storage.create(new_meta(config.seed, config.to_json()))
-        engine = Engine(run_dir, config, storage, parts, executor=_executor_for(config.executor, executor),
-                        progress=progress, time_s=config.budget.time_s)
+        engine = Engine(run_dir, config, storage, parts, executor=ex, progress=progress,
+                        time_s=config.budget.time_s)
         return engine.run()
     finally:
+        ex.close()
         storage.close()
 
 

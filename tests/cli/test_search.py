@@ -1,0 +1,144 @@
+"""`tinyevo search / resume / show / report` end to end on tiny generated data (real estimator, 1 epoch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tinyevo.cli.main import main
+from tinyevo.storage import DB_NAME, SQLiteStorage
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    n, k = 60, 3
+    y = np.arange(n) % k
+    x = rng.normal(size=(n, 6, 6)).astype(np.float32) + y[:, None, None]  # separable by brightness
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x[:15], y_test=y[:15])
+    return path
+
+
+FAST = ["--epochs", "1", "--final-epochs", "1", "--strategy", "random", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run1"
+    code = main(["search", "--data", str(tiny_npz), "--budget", "3", "--sram", "2KB", "--flash", "16KB",
+                 "--out", str(out), "--seed", "1", *FAST])
+    assert code == 0
+    return out
+
+
+def test_search_end_to_end_on_tiny_data(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
+        recs = s.records()
+        finals = s.finals()
+        meta = s.meta()
+    evaluated = [r for r in recs if r.trial.status.value != "infeasible"]
+    assert len(evaluated) == 3
+    assert meta.config["limits"]["sram"] == 2048 and meta.config["space"]["name"] == "chain"
+    for r in recs:
+        assert "peak_sram_bytes" in r.cost
+        if r.trial.status.value == "ok":
+            assert 0.0 <= r.trial.metrics["val_acc"] <= 1.0 and r.trial.metrics["peak_sram_bytes"] <= 2048
+    if any(r.trial.ok for r in recs):
+        assert len(finals) == 1
+        state = torch.load(run_dir / finals[0].weights, weights_only=True)
+        assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+        assert "test_acc" in finals[0].metrics
+
+
+def test_show_json_prints_every_trial(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["show", str(run_dir), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
+        n = s.count()
+    assert len(doc) == n
+    for obj in doc:
+        assert {"genome", "status", "metrics"} <= set(obj)
+        assert obj["status"] in ("ok", "infeasible", "failed")
+
+
+def test_show_table(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["show", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto front" in out and "peak_sram_bytes <= 2.0 KB" in out
+
+
+def test_report_writes_pngs_and_self_contained_html(run_dir: Path) -> None:
+    assert main(["report", str(run_dir)]) == 0
+    rep = run_dir / "report"
+    pngs = sorted(p.name for p in rep.glob("*.png"))
+    assert "val_acc_vs_peak_sram_bytes.png" in pngs and "val_acc_vs_flash_bytes.png" in pngs
+    for p in rep.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (rep / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(pngs)
+    assert "<table>" in page and 'src="http' not in page
+
+
+def test_resume_of_a_finished_run_adds_nothing(run_dir: Path) -> None:
+    with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
+        before = s.records()
+    assert main(["resume", str(run_dir), "--quiet"]) == 0
+    with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
+        assert s.records() == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "--budget", "0"], "--budget"),
+    (["search", "--budget", "many"], "invalid int"),
+    (["search", "--strategy", "nope"], "unknown strategy 'nope'"),
+    (["search", "--space", "nope"], "unknown search space 'nope'"),
+    (["search", "--device", "nope"], "unknown device 'nope'"),
+    (["search", "--estimator", "nope"], "unknown estimator 'nope'"),
+    (["search", "--sram", "64 parsecs"], "unit"),
+    (["search", "--time", "soon"], "duration"),
+    (["search", "--workers", "0"], "--workers"),
+    (["search", "--executor", "slurm"], "invalid choice"),
+    (["search", "--scheduler", "127.0.0.1:8786"], "tcp://HOST:PORT"),
+    (["search", "--data", "/no/such/file.npz", "--budget", "1"], ""),
+    (["search", "--config", "/no/such/run.toml"], "does not exist"),
+    (["resume", "/no/such/run"], "not a tinyevo run directory"),
+    (["show", "/no/such/run"], "not a tinyevo run directory"),
+    (["report", "/no/such/run"], "not a tinyevo run directory"),
+])
+def test_bad_options_are_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    try:
+        code = main([*argv, *(["--out", str(tmp_path / "r")] if argv[0] == "search" else [])])
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0 and message in err
+    assert not (tmp_path / "r" / DB_NAME).exists()
+
+
+def test_config_file_and_flags(tmp_path: Path) -> None:
+    from tinyevo.cli.main import build_parser
+    from tinyevo.cli.search import config_from_args
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('data = "digits"\nspace = "chain"\nbudget = 7\nsram = "8KB"\ntime = "2m"\nseed = 4\n'
+                    'objectives = ["val_acc:max", "latency_ms:min"]\n[space_options]\nmax_layers = 4\n'
+                    '[train]\nepochs = 2\n[final]\nepochs = 5\npareto = true\n')
+    args = build_parser().parse_args(["search", "--config", str(toml), "--budget", "9", "--workers", "2"])
+    cfg = config_from_args(args)
+    assert cfg.budget.trials == 9 and cfg.budget.time_s == 120 and cfg.seed == 4
+    assert cfg.limits.sram == 8192 and cfg.limits.flash is None and cfg.limits.device == "stm32f412"
+    assert cfg.space.options == {"max_layers": 4} and cfg.estimator.train["epochs"] == 2
+    assert cfg.final.pareto and cfg.final.train["epochs"] == 5 and cfg.executor.workers == 2
+    assert [o.metric for o in cfg.objectives] == ["val_acc", "latency_ms"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("budgett = 3\n")
+    assert main(["search", "--config", str(bad)]) == 2
