@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from run_fakes import fake_config, fake_parts
+
+from tinyevo.run.engine import start_run
+from tinyevo.run.final import dominates, pareto_front, select_for_retraining
+from tinyevo.run.view import open_run, record_json
+from tinyevo.strategies.base import Objective, Problem, Status, Trial
+
+OBJS = (Objective("acc", "max"), Objective("sram", "min"))
+
+
+def _trial(n: int, acc: float, sram: float, status: Status = Status.OK) -> Trial:
+    return Trial(number=n, genome=f"g{n}", status=status, metrics={"acc": acc, "sram": sram})
+
+
+points = st.lists(st.tuples(st.integers(0, 5).map(float), st.integers(0, 5).map(float)), min_size=0, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pts=points)
+def test_pareto_front_is_exactly_the_non_dominated_set(pts: list[tuple[float, float]]) -> None:
+    trials = [_trial(i, a, s) for i, (a, s) in enumerate(pts)]
+    front = pareto_front(trials, OBJS)
+    front_points = {(t.metrics["acc"], t.metrics["sram"]) for t in front}
+    assert len(front_points) == len(front)  # equal points appear once
+    for t in trials:
+        dominated = any(dominates(o.metrics, t.metrics, OBJS) for o in trials)
+        assert ((t.metrics["acc"], t.metrics["sram"]) in front_points) == (not dominated)
+
+
+def test_selection_skips_infeasible_and_failed() -> None:
+    problem = Problem(objectives=(Objective("acc"),))
+    trials = [_trial(0, 0.9, 5, Status.INFEASIBLE), _trial(1, 0.5, 1), _trial(2, 0.7, 3), _trial(3, 0.99, 1,
+                                                                                                   Status.FAILED)]
+    assert [t.number for t in select_for_retraining(problem, trials, pareto=False, max_models=3)] == [2]
+    assert [t.number for t in select_for_retraining(problem, trials, pareto=True, max_models=3,
+                                                    objectives=OBJS)] == [2, 1]
+    assert [t.number for t in select_for_retraining(problem, trials, pareto=True, max_models=1,
+                                                    objectives=OBJS)] == [2]
+    assert select_for_retraining(problem, trials[:1], pareto=False, max_models=1) == []
+
+
+def test_view_of_a_run(tmp_path: Path) -> None:
+    cfg = fake_config(budget=8)
+    start_run(cfg, run_dir=tmp_path / "r", parts=fake_parts(cfg))
+    view = open_run(tmp_path / "r")
+    assert len(view.records) == sum(view.counts().values())
+    ranked = view.ranked()
+    assert ranked[0] == view.best() and ranked[0].status is Status.OK
+    curve = view.best_so_far()
+    assert [v for _, v in curve] == sorted(v for _, v in curve)  # non-decreasing
+    assert curve[-1][1] == max(t.metrics["val_acc"] for t in view.trials if t.ok)
+    assert view.bounds == {"macs": 12.0}
+    obj = record_json(view.records[0])
+    assert {"genome", "status", "metrics", "cost", "parents", "parent_ids"} <= set(obj)
