@@ -1,0 +1,232 @@
+"""One call from a trained architecture to deployable files, with the numbers proven on the real runtime.
+
+:func:`export_model` takes an IR, its trained ``state_dict`` and the data set, and writes
+
+* ``tflite``: ``model.tflite`` (int8 by default: int8 NHWC input and output, per-channel weights) and
+  ``report.json``: flatbuffer size, TFLite-Micro's measured arena, the cost model's estimates, float / int8
+  accuracy in PyTorch and int8 accuracy on TFLite-Micro on the test split;
+* ``c``: the same model as ``model.h`` (an aligned ``uint8_t`` array) plus ``model_arena.json`` and ``report.json``;
+* ``onnx``: ``model.onnx`` (float, NCHW, one file) or with ``int8`` a QDQ int8 model quantised by ONNX Runtime
+  on the same calibration rows, with ONNX Runtime's test accuracy in ``report.json``.
+
+Optionally the network is first pruned (:mod:`tinyevo.deploy.prune`) and fine-tuned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from tinyevo.deploy.errors import DeployError
+from tinyevo.deploy.graph import strip_passthrough
+from tinyevo.deploy.model import accuracy, load_weights, predict
+from tinyevo.deploy.quantize import QuantConfig, quantize_int8
+from tinyevo.ir import ArchIR
+
+log = logging.getLogger(__name__)
+
+Format = Literal["tflite", "onnx", "c"]
+FORMATS: tuple[str, ...] = ("tflite", "onnx", "c")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export. ``int8=None`` picks the format's default (int8 for tflite and c, float for onnx).
+
+    ``test_samples`` caps the test rows run through the runtimes (``None``: the whole test split).
+    ``prune``: fraction of channels to remove before quantisation (0 = no pruning), fine-tuned with
+    ``prune_epochs`` epochs.
+    """
+
+    int8: bool | None = None
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    test_samples: int | None = None
+    name: str = "model"
+    seed: int = 0
+    prune: float = 0.0
+    prune_epochs: int = 2
+    device: str | None = None  # for the cost model's latency estimate
+
+    def __post_init__(self) -> None:
+        if self.test_samples is not None and self.test_samples < 1:
+            raise DeployError(f"test_samples must be positive, got {self.test_samples}")
+        if not 0.0 <= self.prune < 1.0:
+            raise DeployError(f"prune must be a fraction in [0, 1), got {self.prune}")
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    """What was exported and what it measured. Sizes in bytes, accuracies as fractions; ``None`` = not measured.
+
+    ``arena_bytes`` is TFLite-Micro's "Arena allocation total" (``arena_head_bytes``: activations and scratch
+    buffers planned by TFLM; ``arena_tail_bytes``: persistent interpreter data, measured on a 64-bit host, smaller
+    on a 32-bit MCU). ``estimated_*`` come from :func:`tinyevo.cost.estimate_cost` on the exported architecture
+    (``estimated_peak_sram_tflm_bytes`` with its TFLM-style planner).
+    """
+
+    format: str
+    int8: bool
+    files: tuple[str, ...]
+    model_bytes: int
+    tflite_bytes: int | None = None
+    arena_bytes: int | None = None
+    arena_head_bytes: int | None = None
+    arena_tail_bytes: int | None = None
+    estimated_flash_bytes: float | None = None
+    estimated_peak_sram_bytes: float | None = None
+    estimated_peak_sram_tflm_bytes: float | None = None
+    float_accuracy_torch: float | None = None
+    int8_accuracy_torch: float | None = None
+    int8_accuracy_tflm: float | None = None
+    float_accuracy_tflm: float | None = None
+    tflm_torch_agreement: float | None = None
+    accuracy_onnx: float | None = None
+    qat_used: bool = False
+    pruned_fraction: float = 0.0
+    params: int | None = None
+    test_samples: int = 0
+    ops: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in asdict(self).items():
+            if isinstance(v, float) and not math.isfinite(v):
+                v = None
+            out[k] = list(v) if isinstance(v, tuple) else v
+        return out
+
+
+def _estimates(ir: ArchIR, device: str | None) -> dict[str, float | None]:
+    try:
+        from tinyevo.cost import estimate_cost
+    except ImportError:  # pragma: no cover - the cost model is part of tinyevo
+        return {}
+    default = estimate_cost(ir, device=device).as_metrics()
+    tflm = estimate_cost(ir, device=device, planner="tflm").as_metrics()
+    return {
+        "estimated_flash_bytes": default["flash_bytes"],
+        "estimated_peak_sram_bytes": default["peak_sram_bytes"],
+        "estimated_peak_sram_tflm_bytes": tflm["peak_sram_bytes"],
+    }
+
+
+def _test_rows(data: Any, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(data.x_test), np.asarray(data.y_test)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    if len(x) == 0:
+        raise DeployError("the data set has an empty test split; accuracy cannot be measured")
+    return x, y
+
+
+def _fit_data(ir: ArchIR, data: Any) -> Any:
+    c, h, w = ir.input_shape
+    shape = tuple(np.asarray(data.x_train).shape[1:])
+    if shape == (c, h, w):
+        return data
+    if shape[0] != c:
+        raise DeployError(f"the architecture expects {c} input channel(s) but the data has {shape[0]}")
+    from tinyevo.estimators.training import fit_data_to_ir
+
+    return fit_data_to_ir(ir, data)
+
+
+def export_model(
+    ir: ArchIR,
+    state_dict: dict[str, torch.Tensor] | None,
+    data: Any,
+    *,
+    fmt: Format = "tflite",
+    out_dir: str | Path,
+    options: ExportOptions = ExportOptions(),
+) -> DeployReport:
+    """Export the trained network ``(ir, state_dict)`` and measure it (see the module docstring).
+
+    ``data`` is a :class:`tinyevo.data.Dataset` (resized to the IR's resolution when needed): training rows
+    calibrate the int8 quantisation, test rows measure accuracy. Raises :class:`DeployError` on anything that
+    prevents a faithful export.
+    """
+    if fmt not in FORMATS:
+        raise DeployError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    int8 = options.int8 if options.int8 is not None else fmt in ("tflite", "c")
+    data = _fit_data(ir, data)
+    rng = np.random.default_rng(options.seed)
+    lean = strip_passthrough(ir)
+    model = load_weights(lean, state_dict, seed=options.seed)
+    pruned = 0.0
+    if options.prune > 0:
+        from tinyevo.deploy.prune import PruneConfig, prune_and_finetune
+
+        result = prune_and_finetune(lean, model.state_dict(), data, config=PruneConfig(
+            fraction=options.prune, epochs=options.prune_epochs), seed=options.seed)
+        lean, model, pruned = result.ir, load_weights(result.ir, result.state_dict), result.removed_fraction
+    x_test, y_test = _test_rows(data, options.test_samples)
+    fields: dict[str, Any] = {
+        "float_accuracy_torch": accuracy(predict(model, x_test), y_test),
+        "params": int(sum(p.numel() for p in model.parameters())),
+        "test_samples": len(x_test), "pruned_fraction": pruned,
+    }
+    fields.update(_estimates(lean, options.device))
+    files: list[Path] = []
+    if fmt == "onnx":
+        from tinyevo.deploy.onnx import export_onnx
+
+        path = out / f"{options.name}.onnx"
+        onnx_result = export_onnx(model, lean.input_shape, path, int8=int8,
+                                  calibration=np.asarray(data.x_train), config=options.quant, rng=rng)
+        files.append(path)
+        fields["accuracy_onnx"] = accuracy(onnx_result.predict(x_test), y_test)
+        model_bytes = path.stat().st_size
+    else:
+        from tinyevo.deploy.tflite import to_tflite, to_tflite_float
+        from tinyevo.deploy.tflm import inspect_flatbuffer, measure_arena, run_tflm
+
+        if int8:
+            q = quantize_int8(model, np.asarray(data.x_train), np.asarray(data.y_train), config=options.quant,
+                              rng=rng)
+            torch_pred = q.predict(x_test)
+            fields["int8_accuracy_torch"] = accuracy(torch_pred, y_test)
+            fields["qat_used"] = q.qat_used
+            flatbuffer = to_tflite(q, lean.input_shape)
+        else:
+            torch_pred = predict(model, x_test)
+            flatbuffer = to_tflite_float(model, lean.input_shape)
+        arena = measure_arena(flatbuffer)
+        info = inspect_flatbuffer(flatbuffer)
+        run = run_tflm(flatbuffer, x_test, arena_size=arena.total)
+        fields[("int8" if int8 else "float") + "_accuracy_tflm"] = accuracy(run.predictions, y_test)
+        fields["tflm_torch_agreement"] = accuracy(run.predictions, torch_pred)
+        fields.update(tflite_bytes=len(flatbuffer), arena_bytes=arena.total, arena_head_bytes=arena.head,
+                      arena_tail_bytes=arena.tail, ops=info.op_names())
+        model_bytes = len(flatbuffer)
+        if fmt == "tflite":
+            path = out / f"{options.name}.tflite"
+            path.write_bytes(flatbuffer)
+            files.append(path)
+        else:
+            from tinyevo.deploy.carray import write_c_files
+
+            arena_doc = {"arena_bytes": arena.total, "arena_head_bytes": arena.head,
+                         "arena_tail_bytes": arena.tail, "model_bytes": len(flatbuffer),
+                         "measured_on": "tflite-micro Python interpreter (64-bit host, reference kernels)",
+                         "sections": {k: {"used": u, "requested": r, "count": c}
+                                      for k, (u, r, c) in arena.sections.items()}}
+            files.extend(write_c_files(out, flatbuffer, name=options.name, arena=arena_doc,
+                                       source=f"{'int8' if int8 else 'float32'} TFLite flatbuffer"))
+    report = DeployReport(format=fmt, int8=int8, files=tuple(str(f) for f in files), model_bytes=model_bytes,
+                          seconds=time.perf_counter() - start, **fields)
+    report_path = out / "report.json"
+    report_path.write_text(json.dumps(report.as_json(), indent=2) + "\n")
+    return report

@@ -1,0 +1,143 @@
+"""Torch-side helpers of the deployment step: rebuild a trained network, channel-last wrapper, accuracy, fine-tuning."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinyevo.deploy.errors import DeployError
+from tinyevo.deploy.graph import strip_passthrough
+from tinyevo.ir import ArchIR
+from tinyevo.nn import IRModule, build_model
+
+log = logging.getLogger(__name__)
+
+
+class LabelledData(Protocol):
+    """What deployment reads from a :class:`tinyevo.data.Dataset` (arrays are ``(N, C, H, W)`` float32)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_weights(ir: ArchIR, state_dict: Mapping[str, torch.Tensor] | None, *, seed: int = 0) -> IRModule:
+    """The network of ``ir`` (after :func:`strip_passthrough`) in eval mode, with the trained ``state_dict``.
+
+    ``state_dict`` may come from the unstripped network: stripping keeps node names, and parameters of nodes that
+    no longer reach the output are ignored. ``None`` keeps the seeded initial weights (useful in tests).
+    """
+    lean = strip_passthrough(ir)
+    model = build_model(lean, seed=seed)
+    if state_dict is not None:
+        own = model.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        if missing:
+            raise DeployError(
+                f"the weights do not belong to this architecture: {len(missing)} tensor(s) missing, "
+                f"e.g. {missing[0]!r}"
+            )
+        bad = [k for k in own if tuple(own[k].shape) != tuple(state_dict[k].shape)]
+        if bad:
+            raise DeployError(
+                f"the weights do not belong to this architecture: {bad[0]!r} has shape "
+                f"{tuple(state_dict[bad[0]].shape)}, expected {tuple(own[bad[0]].shape)}"
+            )
+        model.load_state_dict({k: state_dict[k] for k in own})
+    return model.eval()
+
+
+class ChannelLast(nn.Module):
+    """Takes ``(N, H, W, C)`` input (TFLite's layout) and runs a channel-first network on it.
+
+    The permute is absorbed by the TFLite converter's layout pass, so the ``.tflite`` has NHWC I/O and no
+    TRANSPOSE at its boundary.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.permute(0, 3, 1, 2))
+
+
+def nhwc(x: np.ndarray) -> np.ndarray:
+    """``(N, C, H, W)`` -> ``(N, H, W, C)`` (contiguous float32)."""
+    return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Class predictions of ``model`` (which must accept ``x``'s layout) for every row of ``x``."""
+    out = []
+    for i in range(0, len(x), batch_size):
+        logits = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)))
+        out.append(logits.argmax(1).numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of correct predictions (``nan`` for an empty set)."""
+    if len(y) == 0:
+        return float("nan")
+    return float(np.mean(np.asarray(pred) == np.asarray(y)))
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """A short supervised fine-tuning run (after pruning, or quantisation-aware)."""
+
+    epochs: int = 2
+    lr: float = 1e-3
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    max_samples: int | None = None  # cap on training rows used per epoch
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise DeployError(f"invalid fine-tuning settings {self}")
+
+
+def finetune(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    config: FinetuneConfig,
+    rng: np.random.Generator,
+    train_mode: bool = True,
+) -> None:
+    """Fine-tune ``model`` in place with Adam and cross-entropy on ``(x, y)``.
+
+    Batches have exactly ``config.batch_size`` rows (a short last batch is dropped) because an exported program
+    fixes its batch size. ``train_mode=False`` leaves the module in its current mode (exported QAT programs are
+    switched by the caller).
+    """
+    n = len(x) if config.max_samples is None else min(len(x), config.max_samples)
+    bs = min(config.batch_size, n)
+    if n == 0 or config.epochs == 0:
+        return
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    if train_mode:
+        model.train()
+    for _ in range(config.epochs):
+        order = rng.permutation(len(x))[:n]
+        for i in range(0, n - bs + 1, bs):
+            idx = order[i : i + bs]
+            xb = torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32))
+            yb = torch.from_numpy(np.asarray(y[idx], dtype=np.int64))
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+    if train_mode:
+        model.eval()
