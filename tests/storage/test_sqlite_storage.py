@@ -118,3 +118,14 @@ def test_metrics_round_trip_exactly(tmp_path_factory: pytest.TempPathFactory, me
     assert set(back) == set(want)
     for k, v in want.items():
         assert (math.isnan(v) and math.isnan(back[k])) or back[k] == v
+
+
+def test_one_writer_at_a_time(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    first = SQLiteStorage(db)
+    with pytest.raises(StorageError, match="another tinyevo process"):
+        SQLiteStorage(db)
+    with SQLiteStorage(db, readonly=True) as reader:  # readers are never blocked
+        assert reader.count() == 0
+    first.close()
+    SQLiteStorage(db).close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tinyevo.cli.search import ProgressView, print_summary
+from tinyevo.cli.search import ProgressView, print_summary, report_stop
 from tinyevo.run.config import EXECUTOR_CHOICES
 
 
@@ -32,8 +32,14 @@ def run_resume_command(args: argparse.Namespace) -> int:
         )
     time_s = parse_duration(args.time) if args.time is not None else None
     view = ProgressView(Console(stderr=True), objective=config.objectives[0].metric, enabled=not args.quiet)
-    result = resume_run(run_dir, executor_config=executor, time_s=time_s, progress=view)
+    try:
+        result = resume_run(run_dir, executor_config=executor, time_s=time_s, progress=view)
+    except KeyboardInterrupt:
+        view.close()
+        Console(stderr=True).print(f"interrupted; continue with: tinyevo resume {run_dir}")
+        raise
     print_summary(Console(), result.run_dir)
+    report_stop(Console(stderr=True), result.stopped)
     return 0
 
 

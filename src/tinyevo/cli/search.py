@@ -82,6 +82,10 @@ class ProgressView:
                 f"{'-' if acc is None else f'{100 * acc:.2f}%'} -> {ev.final.weights}"
             )
         elif ev.kind == "done":
+            self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
             self._progress.stop()
             self._progress = None
 
@@ -205,20 +209,35 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return config
 
 
+def report_stop(err: Console, stopped: str) -> None:
+    if stopped == "exhausted":
+        err.print("[yellow]the strategy ran out of new genomes before the budget was spent[/yellow]")
+    elif stopped == "time":
+        err.print("[yellow]the search stopped at its time limit; 'tinyevo resume' continues it[/yellow]")
+    elif stopped == "max-trials":
+        err.print("[yellow]the search stopped at its trial limit: most candidates broke the hard limits[/yellow]")
+
+
 def run_search_command(args: argparse.Namespace) -> int:
-    from tinyevo.run.engine import start_run
+    from tinyevo.run.engine import new_run_dir, start_run
 
     config = config_from_args(args)
     out = args.out
     if out is None and args.config:
         out = load_out_from_config(args.config)
+    run_dir = Path(out) if out else new_run_dir(Path("runs"), config)
     console = Console()
     err = Console(stderr=True)
     view = ProgressView(err, objective=config.objectives[0].metric, enabled=not args.quiet)
-    result = start_run(config, run_dir=Path(out) if out else None, progress=view)
+    try:
+        result = start_run(config, run_dir=run_dir, progress=view)
+    except KeyboardInterrupt:
+        view.close()
+        if run_dir.exists():
+            err.print(f"interrupted; continue with: tinyevo resume {run_dir}")
+        raise
     print_summary(console, result.run_dir)
-    if result.stopped == "exhausted":
-        err.print("[yellow]the strategy ran out of new genomes before the budget was spent[/yellow]")
+    report_stop(err, result.stopped)
     return 0
 
 

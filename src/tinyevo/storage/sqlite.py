@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tinyevo import __version__
 from tinyevo.errors import StorageError
@@ -83,6 +83,7 @@ class SQLiteStorage:
     def __init__(self, path: str | Path, *, readonly: bool = False, timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self._lock: IO[bytes] | None = None
         if readonly:
             if not self.path.is_file():
                 raise StorageError(f"no run database at {self.path}")
@@ -90,6 +91,7 @@ class SQLiteStorage:
             self._con = sqlite3.connect(uri, uri=True, timeout=timeout_s)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _acquire_writer_lock(self.path)
             self._con = sqlite3.connect(self.path, timeout=timeout_s)
         # autocommit mode: every statement we issue outside an explicit transaction commits at once
         self._con.isolation_level = None
@@ -101,7 +103,7 @@ class SQLiteStorage:
             else:
                 self._con.execute("SELECT 1 FROM run LIMIT 1")
         except sqlite3.DatabaseError as exc:
-            self._con.close()
+            self.close()
             raise StorageError(f"{self.path} is not a tinyevo run database ({exc})") from None
 
     # --- run meta ---------------------------------------------------------------------------------------------
@@ -184,12 +186,30 @@ class SQLiteStorage:
 
     def close(self) -> None:
         self._con.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     def __enter__(self) -> SQLiteStorage:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _acquire_writer_lock(path: Path) -> IO[bytes] | None:
+    """One writer per run: an exclusive ``flock`` on ``<db>.lock``, released when the process ends (even by kill -9)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX; no lock
+        return None
+    fh = open(path.with_name(path.name + ".lock"), "wb")  # noqa: SIM115 - held open for the writer's lifetime
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise StorageError(f"{path} is being written by another tinyevo process (search or resume)") from None
+    return fh
 
 
 def _record(row: tuple[Any, ...]) -> TrialRecord:
