@@ -20,8 +20,17 @@ from tinyevo.cost.memory import (
 )
 from tinyevo.cost.model import CostModel, CostReport, MCUCostModel, OpCost, estimate_cost, op_cycles
 
+
+def clear_caches() -> None:
+    """Forget cached per-op costs and solved memory segments (for cold-start timing; results do not change)."""
+    from tinyevo.cost.lowering import clear_spec_cache
+    from tinyevo.cost.memory import _solve_canonical
+
+    clear_spec_cache()
+    _solve_canonical.cache_clear()
+
 __all__ = [
-    "DEFAULT_LAYOUT", "INPLACE_KERNELS", "OP_CLASSES", "PLANNERS", "PRECISIONS", "CostModel", "CostReport",
+    "DEFAULT_LAYOUT", "INPLACE_KERNELS", "clear_caches", "OP_CLASSES", "PLANNERS", "PRECISIONS", "CostModel", "CostReport",
     "DeployGraph", "DeployOp", "FlashBreakdown", "FlatbufferLayout", "MCUCostModel", "MemoryPlan", "OpCost",
     "OpMemory", "OptimalPlanner", "Planner", "SequentialPlanner", "TFLMPlanner", "Tensor", "estimate_cost",
     "flash_breakdown", "get_planner", "lower", "op_cycles",

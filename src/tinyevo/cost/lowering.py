@@ -27,7 +27,8 @@ arena planner uses it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from tinyevo.errors import ConfigError
 from tinyevo.ir import (
@@ -40,8 +41,8 @@ from tinyevo.ir import (
     DepthwiseConv2d,
     GlobalPool,
     Identity,
-    Input,
     Node,
+    Op,
     Pool2d,
     Shape,
     Zero,
@@ -55,12 +56,15 @@ OP_CLASSES: tuple[str, ...] = ("conv", "pointwise", "depthwise", "dense", "pool"
 #: TFLite kernels that may write their output over an input that dies at them (the cost model's in-place option).
 INPLACE_KERNELS: frozenset[str] = frozenset({"DEPTHWISE_CONV_2D", "ADD"})
 _FUSE_INTO = (Conv2d, DepthwiseConv2d, Dense, Add)
-_WEIGHTLESS = (Act, Pool2d, GlobalPool, Add, Concat, Zero)
+_WEIGHTLESS = frozenset({Act, Pool2d, GlobalPool, Add, Concat, Zero})
 
 
-@dataclass(frozen=True)
-class Tensor:
-    """An activation tensor of the deployed graph."""
+class Tensor(NamedTuple):
+    """An activation tensor of the deployed graph.
+
+    (:class:`Tensor` and :class:`DeployOp` are immutable named tuples rather than frozen dataclasses: lowering
+    creates one per kernel on every estimate, and named tuples are about 2.5x cheaper to create.)
+    """
 
     name: str
     shape: Shape
@@ -72,8 +76,7 @@ class Tensor:
         return c * h * w
 
 
-@dataclass(frozen=True)
-class DeployOp:
+class DeployOp(NamedTuple):
     """One kernel invocation of the deployed model."""
 
     name: str  # = the name of its output tensor
@@ -128,7 +131,10 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
         raise ConfigError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     eb = PRECISIONS[precision]
     int8 = precision == "int8"
-    consumers = ir.consumers()
+    readers: dict[str, int] = {}  # IR node -> number of nodes reading it
+    for n in ir.nodes:
+        for s in n.inputs:
+            readers[s] = readers.get(s, 0) + 1
     shapes = ir.shapes
     tensors: dict[str, Tensor] = {}
     ops: list[DeployOp] = []
@@ -137,68 +143,76 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
     cse: dict[tuple[object, ...], str] = {}
     aliased: set[str] = set()  # tensors that stand for more than one IR node (Identity, CSE): never fused into
 
-    def emit(op: DeployOp, shape: Shape) -> None:
-        tensors[op.name] = Tensor(op.name, shape, _elements(shape) * eb)
-        op_index[op.name] = len(ops)
-        ops.append(op)
-
-    for node in ir.nodes:
+    first = ir.nodes[0].name
+    tensors[first] = Tensor(first, shapes[first], _elements(shapes[first]) * eb)
+    tensor_of[first] = first
+    for node in ir.nodes[1:]:
         op = node.op
         name = node.name
-        if isinstance(op, Input):
-            tensors[name] = Tensor(name, shapes[name], _elements(shapes[name]) * eb)
-            tensor_of[name] = name
+        kind = type(op)
+        if kind is Identity:
+            src = tensor_of[node.inputs[0]]
+            tensor_of[name] = src
+            aliased.add(src)
             continue
-        if isinstance(op, Identity):
-            tensor_of[name] = tensor_of[node.inputs[0]]
-            aliased.add(tensor_of[name])
-            continue
-        ins = tuple(tensor_of[s] for s in node.inputs)
-        if isinstance(op, Act) and node.inputs[0] not in aliased and _fusable(
-            ir, node, consumers, tensor_of, op_index, ops
-        ):
-            src = node.inputs[0]
+        inputs = node.inputs
+        ins = (tensor_of[inputs[0]],) if len(inputs) == 1 else tuple(tensor_of[s] for s in inputs)
+        if kind is Act and inputs[0] not in aliased and _fusable(ir, node, readers, tensor_of, op_index, ops):
+            src = inputs[0]
             for key in [k for k, v in cse.items() if v == src]:
                 del cse[key]  # the fused tensor now holds the activated value
             i = op_index.pop(src)
             old = ops[i]
-            ops[i] = replace(old, name=name, nodes=old.nodes + (name,), act=op.fn)
+            ops[i] = old._replace(name=name, nodes=old.nodes + (name,), act=op.fn)  # type: ignore[attr-defined]
             del tensors[src]
             tensors[name] = Tensor(name, shapes[name], _elements(shapes[name]) * eb)
             op_index[name] = i
             tensor_of[src] = name
             tensor_of[name] = name
             continue
-        if isinstance(op, _WEIGHTLESS):
-            key = (op, ins)
-            if key in cse:
-                tensor_of[name] = cse[key]
-                aliased.add(cse[key])
+        if kind in _WEIGHTLESS:
+            key = (_op_key(op), ins)
+            hit = cse.get(key)
+            if hit is not None:
+                tensor_of[name] = hit
+                aliased.add(hit)
                 continue
             cse[key] = name
         tensor_of[name] = name
         out_shape = shapes[name]
-        if isinstance(op, Add) and len(ins) > 2:
+        nbytes = _elements(out_shape) * eb
+        if kind is Add and len(ins) > 2:
             acc = ins[0]
             for k, other in enumerate(ins[1:-1], start=1):
                 tmp = f"{name}#{k}"
-                emit(_add(tmp, (name,), (acc, other), out_shape, "none"), out_shape)
+                tensors[tmp] = Tensor(tmp, out_shape, nbytes)
+                op_index[tmp] = len(ops)
+                ops.append(_add(tmp, (name,), (acc, other), out_shape, "none"))
                 acc = tmp
-            emit(_add(name, (name,), (acc, ins[-1]), out_shape, op.act), out_shape)
-            continue
-        emit(_kernel(node, ins, ir.in_shapes(node), out_shape, int8=int8), out_shape)
+            ins = (acc, ins[-1])
+        in_shapes = (shapes[inputs[0]],) if len(inputs) == 1 else tuple(shapes[s] for s in inputs)
+        spec_key = (_op_key(op), in_shapes, out_shape, int8)
+        spec = _SPECS.get(spec_key)
+        if spec is None:
+            if len(_SPECS) >= _MAX_SPECS:
+                _SPECS.clear()
+            spec = _SPECS[spec_key] = _spec(op, in_shapes, out_shape, int8)
+        tflite, op_class, macs, work, weights, biases, qch, scratch, act = spec
+        tensors[name] = Tensor(name, out_shape, nbytes)
+        op_index[name] = len(ops)
+        ops.append(DeployOp(name, tflite, op_class, (name,), ins, macs, work, weights, biases, qch, scratch, act))
     return DeployGraph(
-        precision=precision, ops=tuple(ops), tensors=tensors, input=ir.input_name,
+        precision=precision, ops=tuple(ops), tensors=tensors, input=first,
         output=tensor_of[ir.output], tensor_of=tensor_of,
     )
 
 
 def _fusable(
-    ir: ArchIR, node: Node, consumers: Mapping[str, tuple[str, ...]], tensor_of: Mapping[str, str],
+    ir: ArchIR, node: Node, readers: Mapping[str, int], tensor_of: Mapping[str, str],
     op_index: Mapping[str, int], ops: list[DeployOp],
 ) -> bool:
     src = node.inputs[0]
-    if tensor_of.get(src) != src or src not in op_index or src == ir.output or consumers[src] != (node.name,):
+    if tensor_of.get(src) != src or src not in op_index or src == ir.output or readers[src] != 1:
         return False
     producer = ir.node(src).op
     if not isinstance(producer, _FUSE_INTO) or producer.act != "none":
@@ -212,11 +226,25 @@ def _add(name: str, nodes: tuple[str, ...], ins: tuple[str, ...], shape: Shape, 
                     weights=0, biases=0, quant_channels=0, act=act)
 
 
-def _kernel(node: Node, ins: tuple[str, ...], in_shapes: tuple[Shape, ...], out: Shape, *, int8: bool) -> DeployOp:
-    """The single kernel implementing ``node`` (the one place that maps IR ops to kernels and their costs)."""
-    op = node.op
+_Spec = tuple[str, str, int, int, int, int, int, int, str]
+_SPECS: dict[tuple[object, ...], _Spec] = {}  # cache of _spec results: networks repeat ops
+_MAX_SPECS = 16384
+
+
+def _op_key(op: Op) -> tuple[object, ...]:
+    """A hashable key equal for equal ops, cheaper to hash and compare than the op (its fields are plain values)."""
+    fields = getattr(op, "__dict__", None)
+    return (type(op), *fields.values()) if fields is not None else (op,)
+
+
+def clear_spec_cache() -> None:
+    _SPECS.clear()
+
+
+def _spec(op: Op, in_shapes: tuple[Shape, ...], out: Shape, int8: bool) -> _Spec:
+    """(kernel, op class, MACs, work, weights, biases, quantisation channels, scratch bytes, fused activation) of
+    one IR op: the one place that maps IR ops to kernels and their costs."""
     n_out = _elements(out)
-    common = dict(name=node.name, nodes=(node.name,), inputs=ins)
     if isinstance(op, Conv2d):
         c_in = in_shapes[0][0]
         per_out = (c_in // op.groups) * op.kernel * op.kernel
@@ -224,48 +252,38 @@ def _kernel(node: Node, ins: tuple[str, ...], in_shapes: tuple[Shape, ...], out:
         weights = op.out_channels * per_out
         if op.groups > 1 and op.groups == c_in == op.out_channels:
             scratch = 0 if op.kernel == 3 else c_in * op.kernel * op.kernel * 2
-            return DeployOp(tflite="DEPTHWISE_CONV_2D", op_class="depthwise", macs=macs, work=macs,
-                            weights=weights, biases=op.out_channels, quant_channels=op.out_channels,
-                            scratch_bytes=scratch if int8 else 0, act=op.act, **common)
+            return ("DEPTHWISE_CONV_2D", "depthwise", macs, macs, weights, op.out_channels, op.out_channels,
+                    scratch if int8 else 0, op.act)
         pointwise = op.kernel == 1 and op.groups == 1
         # arm_convolve_s8_get_buffer_size: im2col of two output columns as int16; 1x1 convs need none.
         scratch = 0 if pointwise else 2 * per_out * 2
-        return DeployOp(tflite="CONV_2D", op_class="pointwise" if pointwise else "conv", macs=macs, work=macs,
-                        weights=weights, biases=op.out_channels, quant_channels=op.out_channels,
-                        scratch_bytes=scratch if int8 else 0, act=op.act, **common)
+        return ("CONV_2D", "pointwise" if pointwise else "conv", macs, macs, weights, op.out_channels,
+                op.out_channels, scratch if int8 else 0, op.act)
     if isinstance(op, DepthwiseConv2d):
         c = in_shapes[0][0]
         macs = n_out * op.kernel * op.kernel
         # arm_depthwise_conv_wrapper_s8: the 3x3 kernel needs no buffer, the generic one c*k*k int16 values.
         scratch = 0 if op.kernel == 3 else c * op.kernel * op.kernel * 2
-        return DeployOp(tflite="DEPTHWISE_CONV_2D", op_class="depthwise", macs=macs, work=macs,
-                        weights=c * op.kernel * op.kernel, biases=c, quant_channels=c,
-                        scratch_bytes=scratch if int8 else 0, act=op.act, **common)
+        return ("DEPTHWISE_CONV_2D", "depthwise", macs, macs, c * op.kernel * op.kernel, c, c,
+                scratch if int8 else 0, op.act)
     if isinstance(op, Dense):
-        n_in = _elements(in_shapes[0])
-        macs = n_in * op.out_features
+        macs = _elements(in_shapes[0]) * op.out_features
         # FULLY_CONNECTED weights are quantised per tensor by default (one scale), biases likewise.
-        return DeployOp(tflite="FULLY_CONNECTED", op_class="dense", macs=macs, work=macs, weights=macs,
-                        biases=op.out_features, quant_channels=1, act=op.act, **common)
+        return ("FULLY_CONNECTED", "dense", macs, macs, macs, op.out_features, 1, 0, op.act)
     if isinstance(op, Pool2d):
         kernel = "AVERAGE_POOL_2D" if op.mode == "avg" else "MAX_POOL_2D"
         scratch = 4 * in_shapes[0][0] if op.mode == "avg" else 0  # arm_avgpool_s8_get_buffer_size: c x int32
-        return DeployOp(tflite=kernel, op_class="pool", macs=0, work=n_out * op.kernel * op.kernel, weights=0,
-                        biases=0, quant_channels=0, scratch_bytes=scratch if int8 else 0, **common)
+        return (kernel, "pool", 0, n_out * op.kernel * op.kernel, 0, 0, 0, scratch if int8 else 0, "none")
     if isinstance(op, GlobalPool):
         kernel = "MEAN" if op.mode == "avg" else "REDUCE_MAX"
         scratch = 4 * in_shapes[0][0] if op.mode == "avg" else 0  # int32 accumulators of the int8 MEAN kernel
-        return DeployOp(tflite=kernel, op_class="pool", macs=0, work=_elements(in_shapes[0]), weights=0,
-                        biases=0, quant_channels=0, scratch_bytes=scratch if int8 else 0, **common)
+        return (kernel, "pool", 0, _elements(in_shapes[0]), 0, 0, 0, scratch if int8 else 0, "none")
     if isinstance(op, Add):
-        return _add(node.name, (node.name,), ins, out, op.act)
+        return ("ADD", "elementwise", 0, n_out, 0, 0, 0, 0, op.act)
     if isinstance(op, Concat):
-        return DeployOp(tflite="CONCATENATION", op_class="elementwise", macs=0, work=n_out, weights=0, biases=0,
-                        quant_channels=0, **common)
+        return ("CONCATENATION", "elementwise", 0, n_out, 0, 0, 0, 0, "none")
     if isinstance(op, Act):
-        return DeployOp(tflite=op.fn.upper(), op_class="elementwise", macs=0, work=n_out, weights=0, biases=0,
-                        quant_channels=0, **common)
+        return (op.fn.upper(), "elementwise", 0, n_out, 0, 0, 0, 0, "none")
     if isinstance(op, Zero):
-        return DeployOp(tflite="ZEROS_LIKE", op_class="elementwise", macs=0, work=n_out, weights=0, biases=0,
-                        quant_channels=0, **common)
+        return ("ZEROS_LIKE", "elementwise", 0, n_out, 0, 0, 0, 0, "none")
     raise TypeError(f"the cost model has no rule for op {type(op).__name__}")

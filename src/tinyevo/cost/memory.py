@@ -33,21 +33,21 @@ new bytes (MCUNetV2 / TinyEngine in-place depthwise).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from functools import lru_cache
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from tinyevo.cost.lowering import DeployGraph
 from tinyevo.registry import Registry
 
 
-@dataclass(frozen=True)
-class OpMemory:
-    """Activation bytes live while one kernel runs, and which tensors they are."""
+class OpMemory(NamedTuple):
+    """Activation bytes live while one kernel runs."""
 
     op: str
     live_bytes: int
-    tensors: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,18 @@ class MemoryPlan:
     order: tuple[str, ...]  # kernel (= output tensor) names in execution order
     peak_op: str | None  # the kernel running at the peak (None for a graph without kernels)
     live_at_peak: tuple[tuple[str, int], ...]  # (tensor, counted bytes), largest first
-    profile: tuple[OpMemory, ...]  # one entry per kernel, in execution order
+    live_bytes: tuple[int, ...]  # bytes live while each kernel of ``order`` runs
     count_input: bool = True
     count_output: bool = True
     inplace: bool = False
     exact: bool = True  # peak_bytes is the optimum of this planner's objective
     lower_bound: int = 0  # a proven lower bound of the optimal live-bytes peak
     offsets: Mapping[str, int] | None = None  # arena offset of each buffer (arena planners only)
+
+    @property
+    def profile(self) -> tuple[OpMemory, ...]:
+        """Per-kernel memory profile: (kernel, live bytes while it runs), in execution order."""
+        return tuple(OpMemory(op, b) for op, b in zip(self.order, self.live_bytes, strict=True))
 
 
 @runtime_checkable
@@ -83,27 +88,32 @@ PLANNERS: Registry[Planner] = Registry("memory planner")
 
 
 class _Problem:
-    """Integer-indexed view of a deploy graph for the live-memory model."""
+    """Integer-indexed view of a deploy graph for the live-memory model (tensor 0 = input, j + 1 = op j's output)."""
 
     def __init__(self, graph: DeployGraph, *, count_input: bool, count_output: bool, inplace: bool) -> None:
         self.graph = graph
-        names = [graph.input] + [op.name for op in graph.ops]
+        ops = graph.ops
+        names = [graph.input]
+        names.extend(op.name for op in ops)
         self.tensor_names = names
         tid = {n: i for i, n in enumerate(names)}
-        self.size = [graph.tensors[n].nbytes for n in names]
+        tensors = graph.tensors
+        self.size = [tensors[n].nbytes for n in names]
         if not count_input:
             self.size[0] = 0
         self.out_t = tid[graph.output]
         if not count_output:
             self.size[self.out_t] = 0
-        self.n = len(graph.ops)
-        # op j produces tensor j + 1; its distinct input tensors:
-        self.ins = [tuple(dict.fromkeys(tid[t] for t in op.inputs)) for op in graph.ops]
-        self.consumers: list[list[int]] = [[] for _ in names]
-        for j, ins in enumerate(self.ins):
+        self.n = len(ops)
+        self.ins: list[tuple[int, ...]] = []
+        consumers: list[list[int]] = [[] for _ in names]
+        for j, op in enumerate(ops):
+            ins = tuple(dict.fromkeys(tid[t] for t in op.inputs)) if len(op.inputs) > 1 else (tid[op.inputs[0]],)
+            self.ins.append(ins)
             for t in ins:
-                self.consumers[t].append(j)
-        self.inplace = [inplace and op.inplace_capable for op in graph.ops]
+                consumers[t].append(j)
+        self.consumers = consumers
+        self.inplace = [inplace and op.inplace_capable for op in ops]
 
     def step(self, live_t: set[int], done: set[int], j: int) -> tuple[int, int, list[int], int]:
         """(bytes while op j runs, bytes after it, tensors that die at it, in-place target or -1)."""
@@ -125,20 +135,42 @@ class _Problem:
                 best = t
         return best
 
-    def simulate(self, order: Sequence[int]) -> tuple[int, list[tuple[int, list[int], int]]]:
-        """Peak and per-op (bytes, live tensors, in-place target or -1) of executing ops in ``order``."""
+    def simulate(self, order: Sequence[int]) -> tuple[int, list[int], int, dict[int, int]]:
+        """Execute ops in ``order``: (peak, bytes while each op runs, position of the peak op, counted bytes of
+        each tensor live at the peak)."""
+        size = self.size
+        out_t = self.out_t
+        inplace = self.inplace
+        remaining = [len(c) for c in self.consumers]
         live_t = {0}
-        done: set[int] = set()
-        profile: list[tuple[int, list[int], int]] = []
-        peak = self.size[0]
-        for j in order:
-            during, _after, dying, target = self.step(live_t, done, j)
-            profile.append((during, sorted(live_t | {j + 1}), target))
-            peak = max(peak, during)
-            live_t.difference_update(dying)
+        cur = size[0]
+        peak = -1
+        peak_pos = -1
+        peak_live: dict[int, int] = {0: size[0]}
+        during_all: list[int] = []
+        for pos, j in enumerate(order):
+            out = size[j + 1]
+            dying = []
+            for t in self.ins[j]:
+                remaining[t] -= 1
+                if remaining[t] == 0 and t != out_t:
+                    dying.append(t)
+            target = self._inplace_target(j, dying) if inplace[j] else -1
+            during = cur + (max(0, out - size[target]) if target >= 0 else out)
+            during_all.append(during)
             live_t.add(j + 1)
-            done.add(j)
-        return peak, profile
+            if during > peak:
+                peak, peak_pos = during, pos
+                peak_live = {t: size[t] for t in live_t}
+                if target >= 0:  # the output shares the overwritten input's bytes
+                    peak_live[j + 1] = max(0, out - size[target])
+            for t in dying:
+                live_t.discard(t)
+                cur -= size[t]
+            cur += out
+        if not order:
+            peak = size[0]
+        return peak, during_all, peak_pos, peak_live
 
     def footprint_bound(self, ops: Sequence[int]) -> int:
         """Largest bytes any single op needs on its own (inputs + output, in place where allowed)."""
@@ -152,30 +184,18 @@ class _Problem:
         return best
 
 
-def _make_plan(name: str, prob: _Problem, order: Sequence[int], *, exact: bool, lower_bound: int,
+def _make_plan(name: str, prob: _Problem, order: Sequence[int], *, exact: bool, lower_bound: int | None,
                count_input: bool, count_output: bool, inplace: bool) -> MemoryPlan:
-    peak, profile = prob.simulate(order)
+    peak, during, pos, peak_live = prob.simulate(order)
     names = prob.tensor_names
     ops = prob.graph.ops
-    entries = tuple(
-        OpMemory(ops[j].name, b, tuple(names[t] for t in ts if prob.size[t]))
-        for j, (b, ts, _tgt) in zip(order, profile, strict=True)
-    )
-    peak_op = None
-    live: tuple[tuple[str, int], ...] = ((names[0], prob.size[0]),) if prob.size[0] else ()
-    if order:
-        k = max(range(len(entries)), key=lambda i: entries[i].live_bytes)
-        peak_op = entries[k].op
-        j = order[k]
-        _b, ts, target = profile[k]
-        counted = {t: prob.size[t] for t in ts}
-        if target >= 0:  # the output shares the overwritten input's bytes
-            counted[j + 1] = max(0, prob.size[j + 1] - prob.size[target])
-        live = tuple(sorted(((names[t], b) for t, b in counted.items() if prob.size[t]), key=lambda x: -x[1]))
+    live = tuple(sorted(((names[t], b) for t, b in peak_live.items() if b), key=lambda x: -x[1]))
     return MemoryPlan(
-        planner=name, peak_bytes=peak, order=tuple(ops[j].name for j in order), peak_op=peak_op,
-        live_at_peak=live, profile=entries, count_input=count_input, count_output=count_output,
-        inplace=inplace, exact=exact, lower_bound=lower_bound,
+        planner=name, peak_bytes=peak, order=tuple(ops[j].name for j in order),
+        peak_op=ops[order[pos]].name if order else None, live_at_peak=live,
+        live_bytes=tuple(during),
+        count_input=count_input, count_output=count_output, inplace=inplace, exact=exact,
+        lower_bound=peak if lower_bound is None else lower_bound,
     )
 
 
@@ -199,7 +219,11 @@ class _TooManyStates(Exception):
 
 @PLANNERS.register("optimal", help="minimum peak over all execution orders (exact search; MCUNet's number)")
 class OptimalPlanner:
-    """Minimum over execution orders of the peak live activation bytes (see the module docstring)."""
+    """Minimum over execution orders of the peak live activation bytes (see the module docstring).
+
+    Solved segments are cached by their structure and relative tensor sizes, so repeated cells and blocks
+    (within one network and across the networks of a search) are solved once.
+    """
 
     name = "optimal"
 
@@ -215,25 +239,23 @@ class OptimalPlanner:
         bound = 0
         for seg in _segments(prob):
             seg_order = None
-            if len(seg) <= self.max_segment_ops:
-                try:
-                    seg_order = _solve_segment(prob, seg, self.max_states)
-                except _TooManyStates:
-                    seg_order = None
+            if all(prev + 1 in prob.ins[j] for prev, j in zip(seg, seg[1:])):
+                seg_order = list(seg)  # each op reads the one before: the only valid order
+            elif len(seg) <= self.max_segment_ops:
+                seg_order = _solve_segment(prob, seg, self.max_states)
             if seg_order is None:
                 exact = False
                 seg_order = _heuristic_segment(prob, seg)
                 bound = max(bound, prob.footprint_bound(seg))
             order.extend(seg_order)
-        if exact:
-            bound = prob.simulate(order)[0]
-        return _make_plan(self.name, prob, order, exact=exact, lower_bound=bound,
+        return _make_plan(self.name, prob, order, exact=exact, lower_bound=None if exact else bound,
                           count_input=count_input, count_output=count_output, inplace=inplace)
 
 
 def _segments(prob: _Problem) -> list[list[int]]:
     """Split the op sequence after every op whose output is the only tensor crossing the prefix boundary."""
     remaining = [len(c) for c in prob.consumers]
+    out_t = prob.out_t
     open_count = 1  # tensors produced and still awaited (the input at first)
     segs: list[list[int]] = []
     cur: list[int] = []
@@ -241,88 +263,110 @@ def _segments(prob: _Problem) -> list[list[int]]:
         cur.append(j)
         for t in prob.ins[j]:
             remaining[t] -= 1
-            if remaining[t] == 0 and t != prob.out_t:
+            if remaining[t] == 0 and t != out_t:
                 open_count -= 1
-        if prob.consumers[j + 1] or j + 1 == prob.out_t:
+        if remaining[j + 1] or j + 1 == out_t:
             open_count += 1
-        if open_count == 1 and (prob.consumers[j + 1] or j + 1 == prob.out_t):
-            segs.append(cur)
-            cur = []
+            if open_count == 1:
+                segs.append(cur)
+                cur = []
     if cur:
         segs.append(cur)
     return segs
 
 
-def _solve_segment(prob: _Problem, seg: Sequence[int], max_states: int) -> list[int]:
-    """Exact minimum-peak order of one segment (memoised search over executed-op sets, as bitmasks)."""
-    m = len(seg)
-    local = {j: i for i, j in enumerate(seg)}
-    size = prob.size
-    out_size = [size[j + 1] for j in seg]
+def _solve_segment(prob: _Problem, seg: Sequence[int], max_states: int) -> list[int] | None:
+    """Exact minimum-peak order of one segment, or ``None`` when the search is too large.
+
+    A segment is a run of ops ``a .. b-1`` after a cut: everything it reads from before is the one cut tensor
+    ``a``. It is described by a canonical key (inputs in local numbering, tensor sizes divided by their gcd,
+    which outputs stay live after the segment, in-place flags) and solved by :func:`_solve_canonical`, which is
+    cached: repeated cells and blocks are solved once.
+    """
+    a, b = seg[0], seg[-1] + 1
+    ins_local = tuple(tuple(t - a for t in prob.ins[j]) for j in range(a, b))
+    if any(t < 0 for row in ins_local for t in row):  # pragma: no cover - segments are cut at single tensors
+        return None
+    sizes = prob.size[a:b + 1]
+    g = math.gcd(*sizes) or 1
+    out_t = prob.out_t
+    consumers = prob.consumers
+    pinned = tuple(t == out_t or bool(consumers[t]) and consumers[t][-1] >= b for t in range(a + 1, b + 1))
+    key = (ins_local, tuple(x // g for x in sizes), pinned, tuple(prob.inplace[a:b]), max_states)
+    found = _solve_canonical(key)
+    return None if found is None else [a + i for i in found]
+
+
+@lru_cache(maxsize=8192)
+def _solve_canonical(key: tuple) -> tuple[int, ...] | None:  # type: ignore[type-arg]
+    """Memoised search over executed-op sets (bitmasks) of a canonical segment (see :func:`_solve_segment`).
+
+    Tensor 0 is the cut tensor live at the start, tensor ``i + 1`` the output of op ``i``. Exact: a branch is
+    skipped only when its op alone already needs at least the best peak found from the same state.
+    """
+    ins_local, sizes, pinned, inplace, max_states = key
+    m = len(ins_local)
     pred = [0] * m
-    for i, j in enumerate(seg):
-        for t in prob.ins[j]:
-            if t - 1 in local:
-                pred[i] |= 1 << local[t - 1]
-    # For every input tensor of every op: the bitmask of its readers inside the segment; tensors read after the
-    # segment (the next cut) or the network output never die here.
     readers: dict[int, int] = {}
-    pinned: set[int] = {prob.out_t}
-    for t in {t for j in seg for t in prob.ins[j]} | {j + 1 for j in seg}:
-        mask = 0
-        for c in prob.consumers[t]:
-            if c in local:
-                mask |= 1 << local[c]
-            else:
-                pinned.add(t)
-        readers[t] = mask
-    ins = [prob.ins[j] for j in seg]
-    inplace = prob.inplace
+    for i, row in enumerate(ins_local):
+        for t in row:
+            if t > 0:
+                pred[i] |= 1 << (t - 1)
+            readers[t] = readers.get(t, 0) | (1 << i)
+    # per op: (size, readers mask, may die here) of each input
+    inputs = [tuple((sizes[t], readers[t], not (t > 0 and pinned[t - 1])) for t in row) for row in ins_local]
+    out_size = sizes[1:]
     full = (1 << m) - 1
-    memo: dict[int, tuple[int, int]] = {}
+    memo: dict[int, int] = {}  # done-mask -> best peak * 1024 + choice (ints: no garbage-collector traffic)
+    bits = [1 << i for i in range(m)]
 
     def best(done: int, cur: int) -> int:
         if done == full:
             return 0
         hit = memo.get(done)
         if hit is not None:
-            return hit[0]
+            return hit >> 10
         if len(memo) >= max_states:
             raise _TooManyStates
         res = 1 << 62
         choice = -1
         for i in range(m):
-            bit = 1 << i
+            bit = bits[i]
             if done & bit or pred[i] & ~done:
                 continue
             after_done = done | bit
             freed = 0
             tgt = 0
-            j = seg[i]
-            for t in ins[i]:
-                if t not in pinned and readers[t] & ~after_done == 0:
-                    freed += size[t]
-                    if inplace[j] and size[t] >= out_size[i] and size[t] > tgt:
-                        tgt = size[t]
-            during = cur + (max(0, out_size[i] - tgt) if inplace[j] and tgt else out_size[i])
+            for sz, rmask, can_die in inputs[i]:
+                if can_die and rmask & ~after_done == 0:
+                    freed += sz
+                    if sz > tgt:
+                        tgt = sz
+            out = out_size[i]
+            # in place, the output is written over a dying input at least as large: no new bytes
+            during = cur if inplace[i] and tgt >= out else cur + out
             if during >= res:
                 continue
-            sub = best(after_done, cur + out_size[i] - freed)
+            sub = best(after_done, cur + out - freed)
             val = during if during > sub else sub
             if val < res:
                 res, choice = val, i
-        memo[done] = (res, choice)
+        memo[done] = (res << 10) | choice
         return res
 
-    start = sum(size[t] for t in _live_before(prob, seg))
-    best(0, start)
+    if m >= 1024:  # pragma: no cover - callers cap segments at far fewer ops
+        return None
+    try:
+        best(0, sizes[0])
+    except _TooManyStates:
+        return None
     order: list[int] = []
     done = 0
     while done != full:
-        i = memo[done][1]
-        order.append(seg[i])
-        done |= 1 << i
-    return order
+        i = memo[done] & 1023
+        order.append(i)
+        done |= bits[i]
+    return tuple(order)
 
 
 def _live_before(prob: _Problem, seg: Sequence[int]) -> set[int]:
@@ -422,22 +466,18 @@ class TFLMPlanner:
             placed.append((offset, size, first, last))
             offsets[name] = offset
         arena = max((o + s for o, s, _f, _l in placed), default=0)
-        # per-op profile: buffers alive during each op
-        profile: list[OpMemory] = []
-        for j, op in enumerate(graph.ops):
-            alive = [(b[0], b[1]) for b in buffers if b[2] <= j <= b[3]]
-            profile.append(OpMemory(op.name, sum(s for _n, s in alive), tuple(nm for nm, _s in alive)))
+        # per-op profile: bytes of the buffers alive during each op
+        live_bytes = [sum(b[1] for b in buffers if b[2] <= j <= b[3]) for j in range(n)]
         peak_op = None
         live: tuple[tuple[str, int], ...] = ()
-        if profile:
-            k = max(range(len(profile)), key=lambda i: profile[i].live_bytes)
-            peak_op = profile[k].op
+        if live_bytes:
+            k = max(range(n), key=lambda i: live_bytes[i])
+            peak_op = graph.ops[k].name
             live = tuple(sorted(((b[0], b[1]) for b in buffers if b[2] <= k <= b[3]), key=lambda x: -x[1]))
         return MemoryPlan(
             planner=self.name, peak_bytes=arena, order=tuple(op.name for op in graph.ops), peak_op=peak_op,
-            live_at_peak=live, profile=tuple(profile), count_input=count_input, count_output=count_output,
-            inplace=False, exact=True, lower_bound=max((p.live_bytes for p in profile), default=arena),
-            offsets=offsets,
+            live_at_peak=live, live_bytes=tuple(live_bytes), count_input=count_input, count_output=count_output,
+            inplace=False, exact=True, lower_bound=max(live_bytes, default=arena), offsets=offsets,
         )
 
     def _align(self, n: int) -> int:

@@ -18,10 +18,11 @@ channel of every conv, depthwise conv and dense layer (BatchNorm folded into the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 from tinyevo.cost.flash import DEFAULT_LAYOUT, FlashBreakdown, FlatbufferLayout, flash_breakdown, op_constant_bytes
-from tinyevo.cost.lowering import DeployGraph, DeployOp, lower
+from tinyevo.cost.lowering import OP_CLASSES, DeployGraph, DeployOp, lower
 from tinyevo.cost.memory import MemoryPlan, Planner, get_planner
 from tinyevo.devices.profiles import DeviceProfile, get_device
 from tinyevo.ir import ArchIR, Shape
@@ -46,7 +47,10 @@ class OpCost:
 
 @dataclass(frozen=True)
 class CostReport:
-    """Everything the cost model knows about one architecture. ``as_metrics()`` is what searches consume."""
+    """Everything the cost model knows about one architecture. ``as_metrics()`` is what searches consume.
+
+    ``ops`` (the per-kernel costs) is computed on first access: searches that only need the totals skip it.
+    """
 
     precision: str
     device: str | None
@@ -58,12 +62,32 @@ class CostReport:
     energy_mj: float | None
     flash: FlashBreakdown
     memory: MemoryPlan
-    ops: tuple[OpCost, ...] = field(repr=False)
+    graph: DeployGraph = field(repr=False, compare=False)
+    device_profile: DeviceProfile | None = field(default=None, repr=False, compare=False)
+    layout: FlatbufferLayout = field(default=DEFAULT_LAYOUT, repr=False, compare=False)
 
     @property
     def live_at_peak(self) -> tuple[tuple[str, int], ...]:
         """(tensor, bytes) live at the SRAM peak, largest first."""
         return self.memory.live_at_peak
+
+    @cached_property
+    def ops(self) -> tuple[OpCost, ...]:
+        """Per-kernel costs, in graph order."""
+        graph, device = self.graph, self.device_profile
+        live = dict(zip(self.memory.order, self.memory.live_bytes, strict=True))
+        out = []
+        for i, op in enumerate(graph.ops):
+            cycles = latency = None
+            if device is not None:
+                cycles = op_cycles(graph, op, device)
+                latency = device.cycles_to_ms(cycles)
+            out.append(OpCost(
+                name=op.name, tflite=op.tflite, nodes=op.nodes, output_shape=graph.tensors[op.name].shape,
+                macs=op.macs, params=op.params, constant_bytes=op_constant_bytes(graph, i, self.layout),
+                io_bytes=_io_bytes(graph, op), live_bytes=live.get(op.name, 0), cycles=cycles, latency_ms=latency,
+            ))
+        return tuple(out)
 
     def as_metrics(self) -> dict[str, float]:
         """``macs``, ``params``, ``flash_bytes``, ``peak_sram_bytes`` and, with a device, ``latency_ms``,
@@ -145,34 +169,41 @@ def op_cycles(graph: DeployGraph, op: DeployOp, device: DeviceProfile) -> float:
     return compute + core.memory * moved + core.op_overhead
 
 
+def _total_cycles(graph: DeployGraph, device: DeviceProfile) -> float:
+    """``sum(op_cycles(graph, op, device) for op in graph.ops)``, inlined (this runs on every estimate)."""
+    core = device.core
+    f = core.float32 if graph.precision == "float32" else 1.0
+    eb = graph.element_bytes
+    nbytes = {name: t.nbytes for name, t in graph.tensors.items()}
+    coefficient = {c: core.coefficient(c) for c in OP_CLASSES}
+    compute = moved = 0.0
+    for op in graph.ops:
+        compute += coefficient[op.op_class] * op.work
+        io = nbytes[op.name]
+        for t in op.inputs:
+            io += nbytes[t]
+        moved += io + op.weights * eb + op.biases * 4
+    return compute * f + core.memory * moved + core.op_overhead * len(graph.ops)
+
+
 def _io_bytes(graph: DeployGraph, op: DeployOp) -> int:
     return sum(graph.tensors[t].nbytes for t in op.inputs) + graph.tensors[op.name].nbytes
 
 
 def _report(graph: DeployGraph, plan: MemoryPlan, device: DeviceProfile | None,
             layout: FlatbufferLayout) -> CostReport:
-    live = {m.op: m.live_bytes for m in plan.profile}
-    ops = []
-    total_cycles = 0.0
-    for i, op in enumerate(graph.ops):
-        cycles = latency = None
-        if device is not None:
-            cycles = op_cycles(graph, op, device)
-            latency = device.cycles_to_ms(cycles)
-            total_cycles += cycles
-        ops.append(OpCost(
-            name=op.name, tflite=op.tflite, nodes=op.nodes, output_shape=graph.tensors[op.name].shape,
-            macs=op.macs, params=op.params, constant_bytes=op_constant_bytes(graph, i, layout),
-            io_bytes=_io_bytes(graph, op), live_bytes=live.get(op.name, 0), cycles=cycles, latency_ms=latency,
-        ))
     flash = flash_breakdown(graph, layout)
     latency_ms = energy = None
     if device is not None:
+        total_cycles = _total_cycles(graph, device)
         latency_ms = device.cycles_to_ms(total_cycles)
         energy = device.energy_mj(latency_ms)
+    macs = params = 0
+    for op in graph.ops:
+        macs += op.macs
+        params += op.weights + op.biases
     return CostReport(
-        precision=graph.precision, device=device.name if device else None,
-        macs=sum(op.macs for op in graph.ops), params=sum(op.params for op in graph.ops),
+        precision=graph.precision, device=device.name if device else None, macs=macs, params=params,
         flash_bytes=flash.total, peak_sram_bytes=plan.peak_bytes, latency_ms=latency_ms, energy_mj=energy,
-        flash=flash, memory=plan, ops=tuple(ops),
+        flash=flash, memory=plan, graph=graph, device_profile=device, layout=layout,
     )
