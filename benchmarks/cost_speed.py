@@ -1,12 +1,13 @@
 """Speed of the cost model vs. building the torch module and counting MACs with fvcore.
 
 For random genomes of every registered space (default options), time
-(a) ``estimate_cost(ir, device=...)``: MACs, params, flash, exact optimal peak SRAM, latency, energy -- "cold":
-    the cost model's internal caches (per-op costs, solved memory segments) are cleared before every call, so a
-    network gets no help from the ones estimated before it (in a search they would be warm, and faster); and
-(b) ``build_model(ir)`` + ``fvcore.nn.FlopCountAnalysis(...).by_operator()``: MACs only, torch with one thread.
-Both start from the same decoded IR and are timed as medians of repeated calls (all cost-model timings first, then
-all torch timings). Prints a table and writes ``benchmarks/out/cost_speed.json``.
+(a) ``estimate_cost(ir, device=...)``: MACs, params, flash, exact optimal peak SRAM, latency, energy, "cold":
+    the cost model's internal caches (per-op costs, solved memory segments) are cleared before every call, so
+    a network gets no help from the ones estimated before it (in a search they would be warm, and faster); and
+(b) ``build_model(ir)`` + ``fvcore.nn.FlopCountAnalysis(...).by_operator()``: MACs only, torch on one
+    thread.
+Both start from the same decoded IR and are timed as medians of repeated calls (all cost-model timings first,
+then all torch timings). Prints a table and writes ``benchmarks/out/cost_speed.json``.
 
     python benchmarks/cost_speed.py --samples 5 --seed 0
 """
@@ -41,10 +42,10 @@ def fvcore_macs(ir) -> int:  # type: ignore[no-untyped-def]
 
 
 def timed(fn, repeats: int, *, cold: bool = False) -> tuple[float, object]:  # type: ignore[no-untyped-def]
-    """Median wall time of ``repeats`` calls of ``fn()`` (caches cleared before each when ``cold``), last result.
+    """Median time of ``repeats`` calls of ``fn()`` (caches cleared before each if ``cold``), last result.
 
-    The median, not the mean: on a shared machine a sub-millisecond call is sometimes descheduled, and one such
-    outlier would dominate a mean.
+    The median, not the mean: on a shared machine a sub-millisecond call is sometimes descheduled, and one
+    such outlier would dominate a mean.
     """
     out = None
     times = []
@@ -76,8 +77,8 @@ def main() -> None:
             genome = space.sample(rng)
             cases.append((name, i, genome, space.decode(genome)))
     # Phase 1: the cost model; phase 2: torch + fvcore. (Timing them interleaved slows the cost model several
-    # fold right after a torch run -- garbage collection of the traced graphs and torch worker threads -- which
-    # would measure torch's aftermath, not the cost model.)
+    # fold right after a torch run -- garbage collection of the traced graphs and torch worker threads --
+    # which would measure torch's aftermath, not the cost model.)
     gc.collect()
     costs = [timed(lambda ir=ir: estimate_cost(ir, device=args.device), args.repeats, cold=True)
              for _n, _i, _g, ir in cases]
@@ -101,12 +102,15 @@ def main() -> None:
             "median_speedup": statistics.median(r["speedup"] for r in rs),
             "all_exact": all(r["peak_exact"] for r in rs),
         })
-    table = Table(title=f"cost model vs torch build + fvcore ({args.samples} genomes per space, seed {args.seed})")
-    for col in ("space", "nodes", "cost model", "torch + fvcore", "min speed-up", "median speed-up", "exact SRAM"):
+    title = f"cost model vs torch build + fvcore ({args.samples} genomes per space, seed {args.seed})"
+    table = Table(title=title)
+    cols = ("space", "nodes", "cost model", "torch + fvcore", "min speed-up", "median speed-up", "exact SRAM")
+    for col in cols:
         table.add_column(col, justify="left" if col == "space" else "right")
     for s in summary:
         table.add_row(s["space"], f"{s['mean_nodes']:.0f}", f"{s['cost_model_ms']:.2f} ms",
-                      f"{s['torch_fvcore_ms']:.0f} ms", f"{s['min_speedup']:.0f}x", f"{s['median_speedup']:.0f}x",
+                      f"{s['torch_fvcore_ms']:.0f} ms", f"{s['min_speedup']:.0f}x",
+                      f"{s['median_speedup']:.0f}x",
                       "yes" if s["all_exact"] else "no")
     Console().print(table)
     overall = min(r["speedup"] for r in rows)

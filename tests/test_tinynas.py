@@ -17,7 +17,7 @@ from tinyevo.tinynas import optimize_space
 
 
 class ToySpace:
-    """A sub-space of ``depth`` 3x3 convs with ``8 * w`` channels on a 1 x r x r input (only sample/decode)."""
+    """``depth`` 3x3 convs with ``8 * w`` channels on a 1 x r x r input (a space with sample, decode only)."""
 
     name = "toy"
 
@@ -44,7 +44,8 @@ def toy(width: float, resolution: int) -> ToySpace:
 def test_chooses_highest_mean_macs_among_fitting() -> None:
     # peak SRAM of one conv = (1 + c) r^2 bytes: fits 1000 B for (c, r) in (2, 8), (4, 8), (8, 8), (2, 16)
     limits = Limits.from_options(sram=1000)
-    res = optimize_space(limits, factory=toy, width_multipliers=(0.25, 0.5, 1.0), resolutions=(8, 16), samples=3)
+    res = optimize_space(limits, factory=toy, width_multipliers=(0.25, 0.5, 1.0), resolutions=(8, 16),
+                         samples=3)
     table = {(r.width_multiplier, r.resolution): r for r in res.rows}
     assert [k for k, r in table.items() if r.feasible] == [(0.25, 8), (0.25, 16), (0.5, 8), (1.0, 8)]
     assert table[(0.5, 16)].fraction_feasible == 0.0 and math.isnan(table[(0.5, 16)].mean_macs)
@@ -80,8 +81,8 @@ def test_min_fraction_and_bad_options() -> None:
         return ToySpace(w, r, depths=(1, 2))
 
     with pytest.raises(InfeasibleError, match="at least 100%"):
-        optimize_space(Limits.from_options(sram=600), factory=mixed, width_multipliers=(1.0,), resolutions=(8,),
-                       samples=20, min_fraction=1.0)
+        optimize_space(Limits.from_options(sram=600), factory=mixed, width_multipliers=(1.0,),
+                       resolutions=(8,), samples=20, min_fraction=1.0)
     with pytest.raises(ConfigError, match="limits"):
         optimize_space(Limits(), factory=toy)
     with pytest.raises(ConfigError, match="device"):
@@ -106,8 +107,8 @@ def test_blocks_space_is_deterministic_and_gives_the_subspace() -> None:
 
 @pytest.mark.skipif("blocks" not in SPACES, reason="the blocks space is not available")
 def test_cli_tinynas(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["tinynas", "--device", "stm32f746", "--sram", "96KB", "--widths", "0.3,0.5", "--resolutions", "48,96",
-            "--samples", "2"]
+    argv = ["tinynas", "--device", "stm32f746", "--sram", "96KB", "--widths", "0.3,0.5",
+            "--resolutions", "48,96", "--samples", "2"]
     assert main(argv + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["rows"]) == 4 and out["limits"]["peak_sram_bytes"] == 96 * 1024

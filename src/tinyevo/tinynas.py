@@ -1,9 +1,9 @@
-"""TinyNAS stage 1 (MCUNet): choose the search sub-space (width multiplier x input resolution) for given limits.
+"""TinyNAS stage 1 (MCUNet): choose the sub-space (width multiplier x input resolution) that suits the limits.
 
-For every cell of a grid of width multipliers and resolutions, sample ``m`` architectures of that sub-space, keep
-those within the limits, and pick the sub-space whose satisfying architectures have the highest mean MACs
-(MCUNet's FLOPs-CDF heuristic: more computation that still fits tends to mean more accuracy). The evolution then
-runs inside the chosen sub-space::
+For every cell of a grid of width multipliers and resolutions, sample ``m`` architectures of that sub-space,
+keep those within the limits, and pick the sub-space whose satisfying architectures have the highest mean MACs
+(MCUNet's FLOPs-CDF heuristic: more computation that still fits tends to mean more accuracy). The evolution
+then runs inside the chosen sub-space::
 
     limits = Limits.from_options(device="stm32f746", sram="128KB")
     result = optimize_space(limits, samples=100, seed=0)
@@ -97,10 +97,10 @@ def optimize_space(
 ) -> TinyNASResult:
     """Scan the grid and choose the sub-space (see the module docstring).
 
-    ``cost_model`` defaults to :class:`~tinyevo.cost.MCUCostModel` on ``limits.device``. Sub-spaces in which less
-    than ``min_fraction`` of the samples fit are not chosen. Each cell gets its own random stream spawned from
-    ``seed``, so adding a cell to the grid does not change the samples of the others. ``on_row`` is called with
-    each finished row (for progress display).
+    ``cost_model`` defaults to :class:`~tinyevo.cost.MCUCostModel` on ``limits.device``. Sub-spaces in which
+    less than ``min_fraction`` of the samples fit are not chosen. Each cell gets its own random stream spawned
+    from ``seed``, so adding a cell to the grid does not change the samples of the others. ``on_row`` is
+    called with each finished row (for progress display).
     """
     if samples < 1:
         raise ConfigError(f"samples per sub-space must be >= 1, got {samples}")
@@ -147,7 +147,8 @@ def optimize_space(
     if not candidates:
         raise InfeasibleError(_infeasible_message(limits, rows, fits, smallest, samples, min_fraction))
     best = max(candidates, key=lambda row: (row.mean_macs, row.fraction_feasible))
-    return TinyNASResult(rows=tuple(rows), best=best, limits=limits, samples=samples, seed=seed, factory=factory)
+    return TinyNASResult(rows=tuple(rows), best=best, limits=limits, samples=samples, seed=seed,
+                         factory=factory)
 
 
 def _infeasible_message(limits: Limits, rows: Sequence[SubspaceStats], fits: dict[str, int],
@@ -158,9 +159,10 @@ def _infeasible_message(limits: Limits, rows: Sequence[SubspaceStats], fits: dic
     metric = min(bounds, key=lambda m: (fits[m], -smallest[m] / bounds[m]))
     low = smallest[metric]
     shown = format_size(low) if metric.endswith("_bytes") else f"{low:,.4g}"
-    head = (f"no sub-space of the grid ({len(rows)} sub-spaces x {samples} samples) has architectures within the "
-            f"limits")
+    head = (f"no sub-space of the grid ({len(rows)} sub-spaces x {samples} samples) has architectures "
+            "within the limits")
     if any(row.feasible for row in rows):
         head = f"no sub-space has at least {min_fraction:.0%} of its samples within the limits"
-    return (f"{head}; the tightest limit is {describe_bound(metric, bounds[metric])}: {fits[metric]} of {total} "
-            f"samples satisfy it (smallest seen: {shown}). Relax it, or scan smaller widths / resolutions.")
+    return (f"{head}; the tightest limit is {describe_bound(metric, bounds[metric])}: {fits[metric]} of "
+            f"{total} samples satisfy it (smallest seen: {shown}). Relax it, or scan smaller widths / "
+            "resolutions.")

@@ -44,7 +44,8 @@ def test_limit_checks(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_conventions_and_planners(capsys: pytest.CaptureFixture[str]) -> None:
     # a 64-channel input (64 KB) dominates the peak while the stem runs, unless input buffers are not counted
-    base = ["|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|", "--space", "nb201", "--input-channels", "64"]
+    base = ["|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|", "--space", "nb201",
+            "--input-channels", "64"]
     mcunet = run_json(capsys, *base)
     munas = run_json(capsys, *base, "--convention", "munas")
     tflm = run_json(capsys, *base, "--planner", "tflm")

@@ -104,7 +104,8 @@ def test_inplace_depthwise() -> None:
 def test_tflm_arena_hand_computed() -> None:
     graph = lower(chain3())
     plan = TFLMPlanner(scratch=False).plan(graph)
-    # sizes (16-byte aligned) and lifetimes: c1 256 [0,1], c2 128 [1,2], input 64 [0,0], gp 16 [2,3], fc 16 [3,3]
+    # sizes (16-byte aligned) and lifetimes:
+    # c1 256 [0,1], c2 128 [1,2], input 64 [0,0], gp 16 [2,3], fc 16 [3,3]
     assert plan.offsets == {"c1": 0, "c2": 256, "input": 256, "gp": 0, "fc": 16}
     assert plan.peak_bytes == 384
     with_scratch = TFLMPlanner().plan(graph)
@@ -134,7 +135,7 @@ def test_registry_has_the_planners() -> None:
     assert {"optimal", "sequential", "tflm"} <= set(PLANNERS.names())
 
 
-# --- property: the optimal planner equals brute force over every topological order ------------------------------
+# --- property: the optimal planner equals brute force over every topological order --------------------------
 
 @st.composite
 def small_dags(draw: st.DrawFn) -> ArchIR:
@@ -188,6 +189,10 @@ def test_optimal_equals_brute_force(ir: ArchIR, inplace: bool, count_io: bool) -
     # the reported order is a valid schedule achieving the peak
     assert sorted(plan.order) == sorted(op.name for op in lower(ir).ops)
     assert max(m.live_bytes for m in plan.profile) == plan.peak_bytes
+    # a starved search falls back to the heuristic, whose bounds bracket the optimum
+    rough = OptimalPlanner(max_states=2).plan(lower(ir), count_input=count_io, count_output=count_io,
+                                              inplace=inplace)
+    assert rough.lower_bound <= plan.peak_bytes <= rough.peak_bytes
 
 
 @pytest.mark.parametrize("name", ["optimal", "sequential", "tflm"])

@@ -49,8 +49,8 @@ def test_chain_macs_params_flash() -> None:
 
 
 def test_flash_metadata_counting() -> None:
-    one = FlatbufferLayout(fixed=1000, per_op=100, per_opcode=10, per_tensor=1, per_buffer=0, const_alignment=0,
-                           per_quantized_tensor=0, per_channel=0)
+    one = FlatbufferLayout(fixed=1000, per_op=100, per_opcode=10, per_tensor=1, per_buffer=0,
+                           const_alignment=0, per_quantized_tensor=0, per_channel=0)
     r = estimate_cost(chain3(), layout=one)
     # 4 kernels, 3 kernel types (CONV_2D, MEAN, FULLY_CONNECTED), 5 activation + 3 weight + 3 bias tensors
     assert r.flash.metadata == 1000 + 4 * 100 + 3 * 10 + 11

@@ -22,8 +22,8 @@ def test_lists_builtin_profiles(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_device_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "mine.toml"
-    f.write_text('[devices.cli-test-board]\ncore = "cortex-m7"\nclock_mhz = 300\nsram = "1MB"\nflash = "4MB"\n'
-                 'active_power_mw = 100\n')
+    f.write_text('[devices.cli-test-board]\ncore = "cortex-m7"\nclock_mhz = 300\nsram = "1MB"\n'
+                 'flash = "4MB"\nactive_power_mw = 100\n')
     assert main(["devices", "--device-file", str(f), "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["cli-test-board"]["sram_bytes"] == 1024 * 1024

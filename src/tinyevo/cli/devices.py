@@ -41,8 +41,10 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("devices", help="list device profiles",
-                              description="List the registered device profiles (built-in and from --device-file).")
+    p = subparsers.add_parser(
+        "devices", help="list device profiles",
+        description="List the registered device profiles (built-in and from --device-file).",
+    )
     p.add_argument("--device-file", metavar="TOML", action="append", default=[],
                    help="load extra device profiles from a TOML file (repeatable)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,4 +1,4 @@
-"""``tinyevo estimate GENOME --space SPACE --device DEV``: the MCU cost of one architecture and the limit checks."""
+"""``tinyevo estimate GENOME --space SPACE --device DEV``: MCU cost of one architecture, checked on limits."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ CONVENTIONS: dict[str, tuple[bool, bool]] = {"mcunet": (True, True), "munas": (F
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "estimate", help="MACs, params, flash, peak SRAM, latency and energy of one architecture",
-        description="Estimate the deployment cost of GENOME (a genome string of --space) on a microcontroller and "
-                    "check it against limits.",
+        description="Estimate the deployment cost of GENOME (a genome string of --space) on a "
+                    "microcontroller and check it against limits.",
     )
     p.add_argument("genome", metavar="GENOME", help="genome string, e.g. an NB201 architecture string")
     p.add_argument("--space", required=True, choices=SPACES.names(), help="search space of the genome")
-    p.add_argument("--resolution", type=int, metavar="R", help="input height and width (default: the space's)")
+    p.add_argument("--resolution", type=int, metavar="R", help="input height = width (default: the space's)")
     p.add_argument("--input-channels", type=int, metavar="C", help="input channels (default: the space's)")
     p.add_argument("--num-classes", type=int, metavar="K", help="classifier outputs (default: the space's)")
     add_device_options(p)
@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="peak SRAM planner: optimal order (default), IR order, or TFLM greedy arena")
     p.add_argument("--convention", choices=sorted(CONVENTIONS), default="mcunet",
                    help="count the network input and output buffers in peak SRAM (mcunet) or not (munas)")
-    p.add_argument("--inplace", action="store_true", help="depthwise convs and adds may overwrite a dying input")
+    p.add_argument("--inplace", action="store_true",
+                   help="depthwise convs and adds may overwrite a dying input")
     p.add_argument("--ops", action="store_true", help="also print the per-kernel table")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -66,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     space = _space_for(args)
     ir = space.decode(space.parse(args.genome))
     if args.resolution is not None and ir.input_shape[1:] != (args.resolution, args.resolution):
-        raise ConfigError(f"the genome fixes the input resolution to {ir.input_shape[1]}x{ir.input_shape[2]}; "
-                          f"drop --resolution or change the genome")
+        raise ConfigError(f"the genome fixes the input resolution to {ir.input_shape[1]}x"
+                          f"{ir.input_shape[2]}; drop --resolution or change the genome")
     count_input, count_output = CONVENTIONS[args.convention]
     report = estimate_cost(ir, device=limits.device, precision=args.precision, planner=args.planner,
                            count_input=count_input, count_output=count_output, inplace=args.inplace)
@@ -89,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
         }
         if args.ops:
             out["ops"] = [
-                {"name": o.name, "kernel": o.tflite, "nodes": list(o.nodes), "output_shape": list(o.output_shape),
-                 "macs": o.macs, "params": o.params, "live_bytes": o.live_bytes, "latency_ms": o.latency_ms}
+                {"name": o.name, "kernel": o.tflite, "nodes": list(o.nodes),
+                 "output_shape": list(o.output_shape), "macs": o.macs, "params": o.params,
+                 "live_bytes": o.live_bytes, "latency_ms": o.latency_ms}
                 for o in report.ops
             ]
         print(json.dumps(out, indent=2))
@@ -136,8 +138,8 @@ def _print_report(args: argparse.Namespace, report: CostReport, input_shape: tup
     for tensor, nbytes in mem.live_at_peak:
         console.print(f"  {tensor:<32} {format_size(nbytes):>10}")
     if checks:
-        verdict = "[green]within all limits[/green]" if all(checks.values()) else "[red]violates: " + ", ".join(
-            m for m, ok in checks.items() if not ok) + "[/red]"
+        failed = ", ".join(m for m, ok in checks.items() if not ok)
+        verdict = f"[red]violates: {failed}[/red]" if failed else "[green]within all limits[/green]"
         console.print(verdict)
     if args.ops:
         ops = Table(title="kernels")

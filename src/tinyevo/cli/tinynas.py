@@ -13,7 +13,13 @@ from rich.table import Table
 from tinyevo.cli.devices import add_device_options, limits_from_args
 from tinyevo.cost import MCUCostModel
 from tinyevo.errors import ConfigError
-from tinyevo.tinynas import DEFAULT_RESOLUTIONS, DEFAULT_WIDTHS, BlocksSubspaces, SubspaceStats, optimize_space
+from tinyevo.tinynas import (
+    DEFAULT_RESOLUTIONS,
+    DEFAULT_WIDTHS,
+    BlocksSubspaces,
+    SubspaceStats,
+    optimize_space,
+)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -32,17 +38,18 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "tinynas", help="choose the blocks sub-space (width x resolution) that fits the limits (TinyNAS stage 1)",
-        description="Sample architectures in every (width multiplier, resolution) sub-space of the blocks space, "
-                    "keep those within the limits and choose the sub-space whose fitting architectures have the "
-                    "highest mean MACs (MCUNet).",
+        "tinynas", help="choose the blocks sub-space (width x resolution) for the limits (TinyNAS stage 1)",
+        description="Sample architectures in every (width multiplier, resolution) sub-space of the "
+                    "blocks space, keep those within the limits and choose the sub-space whose fitting "
+                    "architectures have the highest mean MACs (MCUNet).",
     )
     add_device_options(p)
     p.add_argument("--widths", type=_floats, default=DEFAULT_WIDTHS, metavar="W,W,...",
                    help="width multipliers (default: 0.3,...,1.0)")
     p.add_argument("--resolutions", type=_ints, default=DEFAULT_RESOLUTIONS, metavar="R,R,...",
                    help="input resolutions (default: 48,64,...,176)")
-    p.add_argument("--samples", type=int, default=100, help="architectures sampled per sub-space (default 100)")
+    p.add_argument("--samples", type=int, default=100,
+                   help="architectures sampled per sub-space (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--input-channels", type=int, default=3)
     p.add_argument("--num-classes", type=int, default=10)
@@ -103,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             "-" if math.isnan(r.max_macs) else f"{r.max_macs / 1e6:.2f} M", style=style,
         )
     console.print(table)
-    console.print(f"chosen sub-space: width multiplier {best.width_multiplier:g}, resolution {best.resolution} "
+    console.print(f"chosen sub-space: width multiplier {best.width_multiplier:g}, resolution "
+                  f"{best.resolution} "
                   f"(mean MACs of fitting samples {best.mean_macs / 1e6:.2f} M, "
                   f"{best.fraction_feasible:.0%} fit); search it with the blocks space options "
                   f"width_multipliers=({best.width_multiplier:g},) resolutions=({best.resolution},)")

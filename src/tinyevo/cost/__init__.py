@@ -7,7 +7,15 @@
 from __future__ import annotations
 
 from tinyevo.cost.flash import DEFAULT_LAYOUT, FlashBreakdown, FlatbufferLayout, flash_breakdown
-from tinyevo.cost.lowering import INPLACE_KERNELS, OP_CLASSES, PRECISIONS, DeployGraph, DeployOp, Tensor, lower
+from tinyevo.cost.lowering import (
+    INPLACE_KERNELS,
+    OP_CLASSES,
+    PRECISIONS,
+    DeployGraph,
+    DeployOp,
+    Tensor,
+    lower,
+)
 from tinyevo.cost.memory import (
     PLANNERS,
     MemoryPlan,
@@ -22,7 +30,7 @@ from tinyevo.cost.model import CostModel, CostReport, MCUCostModel, OpCost, esti
 
 
 def clear_caches() -> None:
-    """Forget cached per-op costs and solved memory segments (for cold-start timing; results do not change)."""
+    """Forget the cached per-op costs and solved memory segments (for cold-start timing; same results)."""
     from tinyevo.cost.lowering import clear_spec_cache
     from tinyevo.cost.memory import _solve_canonical
 
@@ -30,8 +38,8 @@ def clear_caches() -> None:
     _solve_canonical.cache_clear()
 
 __all__ = [
-    "DEFAULT_LAYOUT", "INPLACE_KERNELS", "clear_caches", "OP_CLASSES", "PLANNERS", "PRECISIONS", "CostModel", "CostReport",
+    "DEFAULT_LAYOUT", "INPLACE_KERNELS", "OP_CLASSES", "PLANNERS", "PRECISIONS", "CostModel", "CostReport",
     "DeployGraph", "DeployOp", "FlashBreakdown", "FlatbufferLayout", "MCUCostModel", "MemoryPlan", "OpCost",
-    "OpMemory", "OptimalPlanner", "Planner", "SequentialPlanner", "TFLMPlanner", "Tensor", "estimate_cost",
-    "flash_breakdown", "get_planner", "lower", "op_cycles",
+    "OpMemory", "OptimalPlanner", "Planner", "SequentialPlanner", "TFLMPlanner", "Tensor", "clear_caches",
+    "estimate_cost", "flash_breakdown", "get_planner", "lower", "op_cycles",
 ]

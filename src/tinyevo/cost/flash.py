@@ -4,13 +4,14 @@
 
 * **weights**: one byte per element in int8 (four in float32);
 * **biases**: int32 (float32) per output channel; every conv and depthwise conv has one (BatchNorm folded);
-* **quantisation parameters** (int8 only): every tensor carries a ``QuantizationParameters`` table with a scale
-  vector (float32) and a zero-point vector (int64). Conv and depthwise weights and their biases are quantised per
-  output channel (one scale + zero point each), fully connected ones per tensor, activations per tensor;
+* **quantisation parameters** (int8 only): every tensor carries a ``QuantizationParameters`` table with a
+  scale vector (float32) and a zero-point vector (int64). Conv and depthwise weights and their biases are
+  quantised per output channel (one scale + zero point each), fully connected ones per tensor, activations per
+  tensor;
 * **metadata**: the flatbuffer tables around that data: one ``Operator`` per kernel (opcode index, input and
-  output index vectors, builtin options), one ``Tensor`` per tensor (shape vector, type, buffer index, name), one
-  ``Buffer`` per tensor (constant data is 16-byte aligned), one ``OperatorCode`` per distinct kernel type, and a
-  fixed part (model and subgraph tables, description, ``min_runtime_version`` and conversion metadata,
+  output index vectors, builtin options), one ``Tensor`` per tensor (shape vector, type, buffer index, name),
+  one ``Buffer`` per tensor (constant data is 16-byte aligned), one ``OperatorCode`` per distinct kernel type,
+  and a fixed part (model and subgraph tables, description, ``min_runtime_version`` and conversion metadata,
   signature def).
 
 The per-item constants are estimates from the flatbuffer schema (``tensorflow/lite/schema/schema.fbs``) with
@@ -31,9 +32,9 @@ class FlatbufferLayout:
     """Bytes a ``.tflite`` flatbuffer spends besides the constant data (see the module docstring)."""
 
     fixed: int = 1200  # Model/SubGraph tables, "MLIR Converted." description, metadata buffers, signature def
-    per_op: int = 64  # Operator table: vtable, opcode index, inputs/outputs int32 vectors, builtin options table
+    per_op: int = 64  # Operator table: vtable, opcode index, input/output int32 vectors, builtin options
     per_opcode: int = 24  # OperatorCode table per distinct kernel type
-    per_tensor: int = 88  # Tensor table: vtable, shape vector (4 + 4 x rank), type, buffer index, ~40-char name
+    per_tensor: int = 88  # Tensor table: vtable, shape vector (4 + 4 x rank), type, buffer, ~40-char name
     per_buffer: int = 12  # Buffer table + data vector length (constant buffers add alignment, below)
     const_alignment: int = 8  # average padding to 16-byte alignment per constant buffer
     per_quantized_tensor: int = 32  # QuantizationParameters table + scale / zero-point vector headers

@@ -5,13 +5,13 @@ decision that a later calibration against real ``.tflite`` files may tighten:
 
 * **BatchNorm** (implicit after every conv in the IR) folds into the conv at export: every ``Conv2d`` and
   ``DepthwiseConv2d`` gets an int32 bias; BN itself costs nothing.
-* **Fused activations**: an ``Act`` whose producer is a conv, depthwise conv, dense or add without an activation
-  and read by nothing else becomes that kernel's ``fused_activation_function`` (the TFLite converter does this);
-  otherwise it is a separate ``RELU`` / ``RELU6`` kernel with its own output tensor.
+* **Fused activations**: an ``Act`` whose producer is a conv, depthwise conv, dense or add without an
+  activation and read by nothing else becomes that kernel's ``fused_activation_function`` (the TFLite
+  converter does this); otherwise it is a separate ``RELU`` / ``RELU6`` kernel with its own output tensor.
 * **Identity** is an alias of its input: no kernel, no tensor.
-* **Common subexpressions**: weightless ops (activations, pools, adds, concat, zero) with identical attributes and
-  identical inputs are computed once (the converter's MLIR pipeline runs CSE). NAS-Bench-201 cells, which apply a
-  separate ReLU per edge to the same tensor, share one ReLU after export.
+* **Common subexpressions**: weightless ops (activations, pools, adds, concat, zero) with identical attributes
+  and identical inputs are computed once (the converter's MLIR pipeline runs CSE). NAS-Bench-201 cells, which
+  apply a separate ReLU per edge to the same tensor, share one ReLU after export.
 * **n-ary Add** becomes a chain of binary ``ADD`` kernels (``a + b``, then ``+ c``, ...), with an intermediate
   tensor each, as in the torch builder and in a TFLite export.
 * A **depthwise** ``Conv2d`` (``groups == in_channels == out_channels``) is a ``DEPTHWISE_CONV_2D``.
@@ -19,9 +19,9 @@ decision that a later calibration against real ``.tflite`` files may tighten:
 * **GlobalPool** is ``MEAN`` (average) or ``REDUCE_MAX``. **Zero** is a kernel writing zeros (``ZEROS_LIKE``).
 * Model input and output are int8 (full-integer quantisation, no ``QUANTIZE`` / ``DEQUANTIZE`` at the ends).
 
-Tensors are named after the IR node that produces them (after fusion: the last fused node). ``scratch_bytes`` is
-the CMSIS-NN scratch buffer a kernel asks the TFLM arena for (``arm_*_get_buffer_size``); only the TFLM-style
-arena planner uses it.
+Tensors are named after the IR node that produces them (after fusion: the last fused node). ``scratch_bytes``
+is the CMSIS-NN scratch buffer a kernel asks the TFLM arena for (``arm_*_get_buffer_size``); only the
+TFLM-style arena planner uses it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ PRECISIONS: dict[str, int] = {"int8": 1, "float32": 4}
 
 #: Op classes (keys of the per-core latency coefficients in :class:`~tinyevo.devices.CoreModel`).
 OP_CLASSES: tuple[str, ...] = ("conv", "pointwise", "depthwise", "dense", "pool", "elementwise")
-#: TFLite kernels that may write their output over an input that dies at them (the cost model's in-place option).
+#: TFLite kernels that may write their output over a dying input (the cost model's in-place option).
 INPLACE_KERNELS: frozenset[str] = frozenset({"DEPTHWISE_CONV_2D", "ADD"})
 _FUSE_INTO = (Conv2d, DepthwiseConv2d, Dense, Add)
 _WEIGHTLESS = frozenset({Act, Pool2d, GlobalPool, Add, Concat, Zero})
@@ -85,7 +85,7 @@ class DeployOp(NamedTuple):
     nodes: tuple[str, ...]  # the IR nodes this kernel implements (a conv and its fused activation, ...)
     inputs: tuple[str, ...]  # input tensor names
     macs: int
-    work: int  # latency work units: MACs (conv/depthwise/dense), window elements (pool), output elements (rest)
+    work: int  # latency work: MACs (conv / depthwise / dense), window elements (pool), output elements (rest)
     weights: int  # weight elements (constant tensor)
     biases: int  # bias elements (BN folded)
     quant_channels: int  # quantisation channels of the weight and bias tensors (per-channel: out channels)
@@ -141,7 +141,7 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
     op_index: dict[str, int] = {}  # tensor name -> index of the op producing it
     tensor_of: dict[str, str] = {}
     cse: dict[tuple[object, ...], str] = {}
-    aliased: set[str] = set()  # tensors that stand for more than one IR node (Identity, CSE): never fused into
+    aliased: set[str] = set()  # tensors standing for more than one IR node (Identity, CSE): never fused into
 
     first = ir.nodes[0].name
     tensors[first] = Tensor(first, shapes[first], _elements(shapes[first]) * eb)
@@ -163,7 +163,7 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
                 del cse[key]  # the fused tensor now holds the activated value
             i = op_index.pop(src)
             old = ops[i]
-            ops[i] = old._replace(name=name, nodes=old.nodes + (name,), act=op.fn)  # type: ignore[attr-defined]
+            ops[i] = old._replace(name=name, nodes=(*old.nodes, name), act=op.fn)  # type: ignore[union-attr]
             del tensors[src]
             tensors[name] = Tensor(name, shapes[name], _elements(shapes[name]) * eb)
             op_index[name] = i
@@ -200,7 +200,8 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
         tflite, op_class, macs, work, weights, biases, qch, scratch, act = spec
         tensors[name] = Tensor(name, out_shape, nbytes)
         op_index[name] = len(ops)
-        ops.append(DeployOp(name, tflite, op_class, (name,), ins, macs, work, weights, biases, qch, scratch, act))
+        ops.append(DeployOp(name, tflite, op_class, (name,), ins, macs, work, weights, biases, qch, scratch,
+                            act))
     return DeployGraph(
         precision=precision, ops=tuple(ops), tensors=tensors, input=first,
         output=tensor_of[ir.output], tensor_of=tensor_of,
@@ -232,7 +233,7 @@ _MAX_SPECS = 16384
 
 
 def _op_key(op: Op) -> tuple[object, ...]:
-    """A hashable key equal for equal ops, cheaper to hash and compare than the op (its fields are plain values)."""
+    """A hashable key, equal for equal ops, cheaper to hash and compare than the op (plain field values)."""
     fields = getattr(op, "__dict__", None)
     return (type(op), *fields.values()) if fields is not None else (op,)
 
@@ -242,8 +243,8 @@ def clear_spec_cache() -> None:
 
 
 def _spec(op: Op, in_shapes: tuple[Shape, ...], out: Shape, int8: bool) -> _Spec:
-    """(kernel, op class, MACs, work, weights, biases, quantisation channels, scratch bytes, fused activation) of
-    one IR op: the one place that maps IR ops to kernels and their costs."""
+    """(kernel, op class, MACs, work, weights, biases, quantisation channels, scratch bytes, fused
+    activation) of one IR op: the one place that maps IR ops to kernels and their costs."""
     n_out = _elements(out)
     if isinstance(op, Conv2d):
         c_in = in_shapes[0][0]

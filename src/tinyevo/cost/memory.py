@@ -1,34 +1,37 @@
 """Activation memory (peak SRAM) of a deployed graph, by pluggable planners.
 
 A planner takes a :class:`~tinyevo.cost.lowering.DeployGraph` and returns a :class:`MemoryPlan`: the execution
-order, the peak, the tensors live at the peak and a per-kernel profile. Three are registered in :data:`PLANNERS`:
+order, the peak, the tensors live at the peak and a per-kernel profile. Three are registered in
+:data:`PLANNERS`:
 
 ``optimal`` (default)
     The minimum over all valid execution orders of the DAG of the maximum total bytes of live activation
-    tensors (no fragmentation: the number MCUNet reports). Exact: the graph is first cut at every tensor that is
-    the only one alive between what comes before it and what comes after it (the order cannot mix across a cut,
-    so the peak is the max over segments); each segment is then solved by a memoised search over the sets of
-    executed kernels (the downsets of the DAG) with exact pruning. A segment whose search would visit more than
-    ``max_states`` sets (or that has more than ``max_segment_ops`` kernels) falls back to a heuristic: the better
-    of the given order and a greedy list schedule (always run the ready kernel with the smallest footprint),
-    reported with ``exact=False`` and a proven ``lower_bound`` (the largest single-kernel footprint: inputs +
-    output), so the optimum lies in ``[lower_bound, peak_bytes]``.
+    tensors (no fragmentation: the number MCUNet reports). Exact: the graph is first cut at every tensor that
+    is the only one alive between what comes before it and what comes after it (the order cannot mix across a
+    cut, so the peak is the max over segments); a segment in which every kernel reads the one before has a
+    single order; any other is solved by a memoised search over the sets of executed kernels (the downsets of
+    the DAG) with exact pruning, cached by the segment's structure and relative tensor sizes (repeated cells
+    and blocks are solved once). A segment whose search would visit more than ``max_states`` sets (or that has
+    more than ``max_segment_ops`` kernels) falls back to a heuristic: the better of the given order and a
+    greedy list schedule (always run the ready kernel that leaves the fewest live bytes), reported with
+    ``exact=False`` and a proven ``lower_bound`` (the exact segments' optima and, for the others, the largest
+    single-kernel footprint: inputs + output), so the optimum lies in ``[lower_bound, peak_bytes]``.
 ``sequential``
-    Live bytes in the given (IR) order, without reordering: what a runtime executing the graph as written needs
-    without fragmentation.
+    Live bytes in the given (IR) order, without reordering: what a runtime executing the graph as written
+    needs without fragmentation.
 ``tflm``
     TFLite Micro's ``GreedyMemoryPlanner`` in the given order: buffers (tensors, and each kernel's CMSIS-NN
     scratch buffer, alive only during that kernel) sorted by size, largest first, each placed at the lowest
-    arena offset that does not overlap, in address and lifetime, a buffer placed before; sizes rounded up to 16
-    bytes (``kBufferAlignment``). The peak is the arena high-water mark, which includes fragmentation. TFLM never
-    writes in place, so the in-place option does not apply.
+    arena offset that does not overlap, in address and lifetime, a buffer placed before; sizes rounded up to
+    16 bytes (``kBufferAlignment``). The peak is the arena high-water mark, which includes fragmentation. TFLM
+    never writes in place, so the in-place option does not apply.
 
-Live-memory model shared by ``optimal`` and ``sequential``: while a kernel runs, every tensor produced and still
-needed later is live, plus its inputs and its output. The network input is live from the start until its last
-reader runs; the network output stays live to the end. ``count_input`` / ``count_output`` choose whether those
-two buffers count: MCUNet (and the TFLM arena) count both, muNAS counts neither. With ``inplace`` a depthwise
-conv or add may write its output over an input that dies at it and is at least as large, so the output needs no
-new bytes (MCUNetV2 / TinyEngine in-place depthwise).
+Live-memory model shared by ``optimal`` and ``sequential``: while a kernel runs, every tensor produced and
+still needed later is live, plus its inputs and its output. The network input is live from the start until its
+last reader runs; the network output stays live to the end. ``count_input`` / ``count_output`` choose whether
+those two buffers count: MCUNet (and the TFLM arena) count both, muNAS counts neither. With ``inplace`` a
+depthwise conv or add may write its output over an input that dies at it and is at least as large, so the
+output needs no new bytes (MCUNetV2 / TinyEngine in-place depthwise).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class OpMemory(NamedTuple):
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    """The outcome of a planner: peak bytes, the order, what is live at the peak and the per-kernel profile."""
+    """A planner's result: peak bytes, the order, what is live at the peak and the per-kernel profile."""
 
     planner: str
     peak_bytes: int
@@ -88,7 +91,10 @@ PLANNERS: Registry[Planner] = Registry("memory planner")
 
 
 class _Problem:
-    """Integer-indexed view of a deploy graph for the live-memory model (tensor 0 = input, j + 1 = op j's output)."""
+    """Integer-indexed view of a deploy graph for the live-memory model.
+
+    Tensor 0 is the network input, tensor ``j + 1`` the output of op ``j``.
+    """
 
     def __init__(self, graph: DeployGraph, *, count_input: bool, count_output: bool, inplace: bool) -> None:
         self.graph = graph
@@ -108,7 +114,10 @@ class _Problem:
         self.ins: list[tuple[int, ...]] = []
         consumers: list[list[int]] = [[] for _ in names]
         for j, op in enumerate(ops):
-            ins = tuple(dict.fromkeys(tid[t] for t in op.inputs)) if len(op.inputs) > 1 else (tid[op.inputs[0]],)
+            if len(op.inputs) == 1:
+                ins: tuple[int, ...] = (tid[op.inputs[0]],)
+            else:
+                ins = tuple(dict.fromkeys(tid[t] for t in op.inputs))
             self.ins.append(ins)
             for t in ins:
                 consumers[t].append(j)
@@ -119,7 +128,10 @@ class _Problem:
         """(bytes while op j runs, bytes after it, tensors that die at it, in-place target or -1)."""
         cur = sum(self.size[t] for t in live_t)
         out = self.size[j + 1]
-        dying = [t for t in self.ins[j] if t != self.out_t and all(c in done or c == j for c in self.consumers[t])]
+        dying = [
+            t for t in self.ins[j]
+            if t != self.out_t and all(c in done or c == j for c in self.consumers[t])
+        ]
         target = self._inplace_target(j, dying)
         during = cur + (max(0, out - self.size[target]) if target >= 0 else out)
         after = cur + out - sum(self.size[t] for t in dying)
@@ -136,8 +148,11 @@ class _Problem:
         return best
 
     def simulate(self, order: Sequence[int]) -> tuple[int, list[int], int, dict[int, int]]:
-        """Execute ops in ``order``: (peak, bytes while each op runs, position of the peak op, counted bytes of
-        each tensor live at the peak)."""
+        """Execute ops in ``order``.
+
+        Returns the peak, the bytes while each op runs, the position of the peak op and the counted bytes of
+        each tensor live at the peak.
+        """
         size = self.size
         out_t = self.out_t
         inplace = self.inplace
@@ -235,20 +250,20 @@ class OptimalPlanner:
              inplace: bool = False) -> MemoryPlan:
         prob = _Problem(graph, count_input=count_input, count_output=count_output, inplace=inplace)
         order: list[int] = []
-        exact = True
-        bound = 0
+        solved: list[tuple[list[int], bool]] = []
         for seg in _segments(prob):
             seg_order = None
             if all(prev + 1 in prob.ins[j] for prev, j in zip(seg, seg[1:])):
                 seg_order = list(seg)  # each op reads the one before: the only valid order
             elif len(seg) <= self.max_segment_ops:
                 seg_order = _solve_segment(prob, seg, self.max_states)
-            if seg_order is None:
-                exact = False
-                seg_order = _heuristic_segment(prob, seg)
-                bound = max(bound, prob.footprint_bound(seg))
-            order.extend(seg_order)
-        return _make_plan(self.name, prob, order, exact=exact, lower_bound=None if exact else bound,
+            solved.append((seg_order or _heuristic_segment(prob, seg), seg_order is not None))
+            order.extend(solved[-1][0])
+        exact = all(ok for _o, ok in solved)
+        bound = None
+        if not exact:  # optimum >= each exact segment's optimum and each op's own footprint
+            bound = max(_segment_peak(prob, o) if ok else prob.footprint_bound(o) for o, ok in solved)
+        return _make_plan(self.name, prob, order, exact=exact, lower_bound=bound,
                           count_input=count_input, count_output=count_output, inplace=inplace)
 
 
@@ -280,8 +295,8 @@ def _solve_segment(prob: _Problem, seg: Sequence[int], max_states: int) -> list[
 
     A segment is a run of ops ``a .. b-1`` after a cut: everything it reads from before is the one cut tensor
     ``a``. It is described by a canonical key (inputs in local numbering, tensor sizes divided by their gcd,
-    which outputs stay live after the segment, in-place flags) and solved by :func:`_solve_canonical`, which is
-    cached: repeated cells and blocks are solved once.
+    which outputs stay live after the segment, in-place flags) and solved by :func:`_solve_canonical`, which
+    is cached: repeated cells and blocks are solved once.
     """
     a, b = seg[0], seg[-1] + 1
     ins_local = tuple(tuple(t - a for t in prob.ins[j]) for j in range(a, b))
@@ -426,7 +441,7 @@ def _greedy_order(prob: _Problem, seg: Sequence[int]) -> list[int]:
     return order
 
 
-@PLANNERS.register("tflm", help="TFLite Micro GreedyMemoryPlanner arena in the IR's order (with fragmentation)")
+@PLANNERS.register("tflm", help="TFLite Micro's greedy arena planner in the IR's order (with fragmentation)")
 class TFLMPlanner:
     """TFLite Micro's greedy arena planner (see the module docstring)."""
 
@@ -476,8 +491,9 @@ class TFLMPlanner:
             live = tuple(sorted(((b[0], b[1]) for b in buffers if b[2] <= k <= b[3]), key=lambda x: -x[1]))
         return MemoryPlan(
             planner=self.name, peak_bytes=arena, order=tuple(op.name for op in graph.ops), peak_op=peak_op,
-            live_at_peak=live, live_bytes=tuple(live_bytes), count_input=count_input, count_output=count_output,
-            inplace=False, exact=True, lower_bound=max(live_bytes, default=arena), offsets=offsets,
+            live_at_peak=live, live_bytes=tuple(live_bytes), count_input=count_input,
+            count_output=count_output, inplace=False, exact=True, lower_bound=max(live_bytes, default=arena),
+            offsets=offsets,
         )
 
     def _align(self, n: int) -> int:

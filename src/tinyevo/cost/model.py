@@ -5,14 +5,15 @@
 activation memory (:mod:`tinyevo.cost.memory`) and, with a device, estimates latency and energy:
 
 ``cycles = sum over kernels of (c[op class] x work x f + memory x bytes moved + op_overhead)``,
-``latency_ms = cycles / clock``, ``energy_mj = latency_ms x active power``, with the per-core coefficients ``c``,
-``memory``, ``op_overhead`` and the float32 factor ``f`` from the device's :class:`~tinyevo.devices.CoreModel`
-(sources in ``devices/builtin.toml``). Work is MACs for conv / depthwise / dense, window elements for pooling and
-output elements for element-wise kernels; bytes moved are activations read and written plus constants read.
+``latency_ms = cycles / clock``, ``energy_mj = latency_ms x active power``, with the per-core coefficients
+``c``, ``memory``, ``op_overhead`` and the float32 factor ``f`` from the device's
+:class:`~tinyevo.devices.CoreModel` (sources in ``devices/builtin.toml``). Work is MACs for conv / depthwise /
+dense, window elements for pooling and output elements for element-wise kernels; bytes moved are activations
+read and written plus constants read.
 
-Counting conventions: ``macs`` counts multiply-accumulates of convolutions and fully connected layers only (what
-fvcore reports for ``conv`` + ``linear``); ``params`` counts deployed parameters: weights plus one bias per output
-channel of every conv, depthwise conv and dense layer (BatchNorm folded into the conv bias).
+Counting conventions: ``macs`` counts multiply-accumulates of convolutions and fully connected layers only
+(what fvcore reports for ``conv`` + ``linear``); ``params`` counts deployed parameters: weights plus one bias
+per output channel of every conv, depthwise conv and dense layer (BatchNorm folded into the conv bias).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol, runtime_checkable
 
-from tinyevo.cost.flash import DEFAULT_LAYOUT, FlashBreakdown, FlatbufferLayout, flash_breakdown, op_constant_bytes
+from tinyevo.cost.flash import (
+    DEFAULT_LAYOUT,
+    FlashBreakdown,
+    FlatbufferLayout,
+    flash_breakdown,
+    op_constant_bytes,
+)
 from tinyevo.cost.lowering import OP_CLASSES, DeployGraph, DeployOp, lower
 from tinyevo.cost.memory import MemoryPlan, Planner, get_planner
 from tinyevo.devices.profiles import DeviceProfile, get_device
@@ -85,7 +92,8 @@ class CostReport:
             out.append(OpCost(
                 name=op.name, tflite=op.tflite, nodes=op.nodes, output_shape=graph.tensors[op.name].shape,
                 macs=op.macs, params=op.params, constant_bytes=op_constant_bytes(graph, i, self.layout),
-                io_bytes=_io_bytes(graph, op), live_bytes=live.get(op.name, 0), cycles=cycles, latency_ms=latency,
+                io_bytes=_io_bytes(graph, op), live_bytes=live.get(op.name, 0), cycles=cycles,
+                latency_ms=latency,
             ))
         return tuple(out)
 
@@ -117,9 +125,9 @@ class MCUCostModel:
     """The analytical microcontroller cost model with its options (see the module docstring).
 
     ``planner`` is a registered planner name (``optimal``, ``sequential``, ``tflm``) or a
-    :class:`~tinyevo.cost.memory.Planner`. ``count_input`` / ``count_output``: whether the network input and output
-    buffers count towards peak SRAM (MCUNet and the TFLM arena: both; muNAS: neither). ``inplace``: depthwise
-    convs and adds may overwrite a dying input.
+    :class:`~tinyevo.cost.memory.Planner`. ``count_input`` / ``count_output``: whether the network input and
+    output buffers count towards peak SRAM (MCUNet and the TFLM arena: both; muNAS: neither). ``inplace``:
+    depthwise convs and adds may overwrite a dying input.
     """
 
     device: DeviceProfile | None = None
@@ -149,7 +157,7 @@ def estimate_cost(
     inplace: bool = False,
     layout: FlatbufferLayout = DEFAULT_LAYOUT,
 ) -> CostReport:
-    """Cost of ``ir`` deployed at ``precision`` (``"int8"`` / ``"float32"``), with latency and energy on ``device``.
+    """Cost of ``ir`` deployed at ``precision`` (``"int8"``, ``"float32"``); latency and energy on ``device``.
 
     See :class:`MCUCostModel` for the options.
     """

@@ -31,7 +31,7 @@ def _positive(name: str, value: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds on cost metrics; ``None`` = unlimited. ``device`` is the profile latency/energy are estimated on."""
+    """Upper bounds on cost metrics (``None``: unlimited) and the device to estimate latency / energy on."""
 
     device: DeviceProfile | None = None
     sram_bytes: int | None = None
@@ -69,7 +69,7 @@ class Limits:
 
     def bounds(self) -> dict[str, float]:
         """Metric name -> upper bound, for the limits that are set."""
-        return {metric: float(getattr(self, f)) for f, metric in METRICS.items() if getattr(self, f) is not None}
+        return {m: float(getattr(self, f)) for f, m in METRICS.items() if getattr(self, f) is not None}
 
     def constraints(self, *, hard: bool = True) -> tuple[Constraint, ...]:
         """One ``metric <= bound`` constraint per set limit (on the ``CostReport.as_metrics()`` names)."""

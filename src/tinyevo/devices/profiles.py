@@ -17,7 +17,8 @@ passed to :func:`load_devices`. A file has two optional tables::
     description = "..."
     source = "datasheet ..."
 
-Loaded profiles are registered in :data:`DEVICES` (and cores in :data:`CORES`), so every CLI command can name them.
+Loaded profiles are registered in :data:`DEVICES` (and cores in :data:`CORES`), so every CLI command can name
+them.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ from tinyevo.registry import Registry
 class CoreModel:
     """Latency coefficients of one CPU core running int8 inference kernels (e.g. CMSIS-NN under TFLite Micro).
 
-    An op's cycles are ``coefficient[op class] x work + memory x bytes moved + op_overhead`` where ``work`` is MACs
-    for ``conv`` / ``pointwise`` / ``depthwise`` / ``dense``, window elements for ``pool`` and output elements for
-    ``elementwise`` ops (add, relu, concat, zero); ``bytes moved`` counts activations read and written plus
-    weights read. In float32 mode the compute term is multiplied by ``float32``. These are estimates, to be
-    calibrated by measurement; ``source`` says where they come from.
+    An op's cycles are ``coefficient[op class] x work + memory x bytes moved + op_overhead`` where ``work`` is
+    MACs for ``conv`` / ``pointwise`` / ``depthwise`` / ``dense``, window elements for ``pool`` and output
+    elements for ``elementwise`` ops (add, relu, concat, zero); ``bytes moved`` counts activations read and
+    written plus weights read. In float32 mode the compute term is multiplied by ``float32``. These are
+    estimates, to be calibrated by measurement; ``source`` says where they come from.
     """
 
     name: str
@@ -89,7 +90,7 @@ class DeviceProfile:
 
 CORES: Registry[CoreModel] = Registry("core")
 DEVICES: Registry[DeviceProfile] = Registry("device")
-"""Device profiles by name; ``DEVICES.create(name)`` (or :func:`get_device`) returns the :class:`DeviceProfile`."""
+"""Device profiles by name: ``DEVICES.create(name)`` / :func:`get_device` returns a :class:`DeviceProfile`."""
 
 
 def get_device(name: str | DeviceProfile) -> DeviceProfile:
@@ -107,7 +108,7 @@ def _register(registry: Registry, name: str, value: object, origin: str) -> None
     if name in registry:
         if registry.create(name) == value:
             return  # loading the same definition twice is harmless
-        raise ConfigError(f"{origin}: {registry.kind} {name!r} is already defined differently; pick another name")
+        raise ConfigError(f"{origin}: {registry.kind} {name!r} is already defined differently; rename it")
     registry.register(name, help=getattr(value, "description", ""))(lambda: value)
 
 
@@ -132,7 +133,9 @@ def _text(table: Mapping[str, object], key: str, where: str) -> str:
 def _check_keys(table: Mapping[str, object], allowed: set[str], where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
 
 
 def _core_from_table(name: str, table: Mapping[str, object], where: str) -> CoreModel:
@@ -146,7 +149,8 @@ def _core_from_table(name: str, table: Mapping[str, object], where: str) -> Core
 def _device_from_table(
     name: str, table: Mapping[str, object], cores: Mapping[str, CoreModel], where: str
 ) -> DeviceProfile:
-    _check_keys(table, {"core", "clock_mhz", "sram", "flash", "active_power_mw", "description", "source"}, where)
+    allowed = {"core", "clock_mhz", "sram", "flash", "active_power_mw", "description", "source"}
+    _check_keys(table, allowed, where)
     core_name = table.get("core")
     if not isinstance(core_name, str):
         raise ConfigError(f"{where}: 'core' must name a core, got {core_name!r}")
@@ -175,7 +179,9 @@ def _device_from_table(
     )
 
 
-def parse_devices(text: str, *, origin: str = "<string>") -> tuple[tuple[CoreModel, ...], tuple[DeviceProfile, ...]]:
+def parse_devices(
+    text: str, *, origin: str = "<string>"
+) -> tuple[tuple[CoreModel, ...], tuple[DeviceProfile, ...]]:
     """Cores and devices defined in TOML ``text`` (nothing is registered)."""
     try:
         doc = tomllib.loads(text)
@@ -227,6 +233,7 @@ def _load_builtin() -> None:
 _load_builtin()
 
 __all__ = [
-    "COEFFICIENTS", "CORES", "DEVICES", "CoreModel", "DeviceProfile", "get_core", "get_device", "load_devices",
+    "COEFFICIENTS", "CORES", "DEVICES", "CoreModel", "DeviceProfile", "get_core", "get_device",
+    "load_devices",
     "parse_devices",
 ]

@@ -1,8 +1,8 @@
 """Byte sizes: ``parse_size("64KB") == 65536``.
 
 Units follow the microcontroller convention: **1 KB = 1024 bytes, 1 MB = 1024 KB** (datasheets quote
-"320 Kbytes of SRAM" meaning 320 x 1024 bytes). ``KiB`` / ``MiB`` are accepted as synonyms; ``K`` / ``M`` as short
-forms. There are no decimal (1000-based) units.
+"320 Kbytes of SRAM" meaning 320 x 1024 bytes). ``KiB`` / ``MiB`` are accepted as synonyms; ``K`` / ``M`` as
+short forms. There are no decimal (1000-based) units.
 """
 
 from __future__ import annotations
