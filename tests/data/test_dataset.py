@@ -134,3 +134,17 @@ def test_resize_and_subset() -> None:
     assert np.array_equal(s.x_val, d.x_val) and np.array_equal(subset(d, 0.5, seed=3).x_train, s.x_train)
     with pytest.raises(DataError):
         subset(d, 0.0)
+
+
+def test_inputs_are_not_modified_and_pickling_keeps_read_only() -> None:
+    import pickle
+
+    x, y = _arrays(n=40)
+    xf, xt = x.astype(np.float32)[:, None], x[:12].astype(np.float32)[:, None]
+    before, before_t = xf.copy(), xt.copy()
+    d = from_arrays(xf, y, xt, y[:12], scale=0.5)
+    assert np.array_equal(xf, before) and np.array_equal(xt, before_t)
+    e = pickle.loads(pickle.dumps(d))
+    assert np.array_equal(e.x_test, d.x_test) and not e.x_train.flags.writeable
+    raw = from_arrays(x, y, normalize=False, scale=1 / 255)
+    assert float(raw.x_train.max()) <= 1.0

@@ -191,3 +191,22 @@ def test_audio_front_end_options_are_checked() -> None:
         AudioFrontEnd(features="spectrogram")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         AudioFrontEnd(n_mfcc=50, n_mels=40)
+
+
+def test_decoded_folders_are_cached_and_invalidated(tmp_path: Path, _data_cache_in_tmp: Path) -> None:
+    _image_tree(tmp_path / "imgs")
+    first = load_dataset(tmp_path / "imgs", normalize=False)
+    entries = list(_data_cache_in_tmp.glob("*.npz"))
+    assert len(entries) == 1
+    again = load_dataset(tmp_path / "imgs", normalize=False)
+    assert np.array_equal(again.x_train, first.x_train) and again.class_names == first.class_names
+    _png(tmp_path / "imgs" / "test" / "dog" / "0.png", 7, size=(6, 5))  # a changed file is noticed
+    changed = load_dataset(tmp_path / "imgs", normalize=False)
+    assert not np.array_equal(changed.x_test, first.x_test)
+    assert len(list(_data_cache_in_tmp.glob("*.npz"))) == 2
+    load_dataset(tmp_path / "imgs", cache=False, image_size=(3, 3))
+    assert len(list(_data_cache_in_tmp.glob("*.npz"))) == 2
+    for entry in _data_cache_in_tmp.glob("*.npz"):
+        entry.write_bytes(b"damaged")  # a damaged entry is rebuilt, not an error
+    rebuilt = load_dataset(tmp_path / "imgs", normalize=False)
+    assert np.array_equal(rebuilt.x_test, changed.x_test)

@@ -10,7 +10,7 @@ The test split is kept for the final report; searches score on the validation sp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,7 +46,6 @@ class Dataset:
     class_names: tuple[str, ...] = ()
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
-    meta: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         for split in ("train", "val", "test"):
@@ -61,6 +60,12 @@ class Dataset:
             _readonly(y)
         if not self.class_names:
             object.__setattr__(self, "class_names", tuple(str(i) for i in range(self.num_classes)))
+
+    def __setstate__(self, state: dict[str, object]) -> None:  # unpickled arrays stay read-only
+        self.__dict__.update(state)
+        for split in ("train", "val", "test"):
+            _readonly(getattr(self, f"x_{split}"))
+            _readonly(getattr(self, f"y_{split}"))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -101,6 +106,20 @@ def stratified_split(y: Array, fraction: float, rng: np.random.Generator) -> tup
     mask = np.ones(len(y), dtype=bool)
     mask[out] = False
     return np.flatnonzero(mask), out
+
+
+def _channel_stats(x: Array, chunk: int = 4096) -> tuple[Array, Array]:
+    """Per-channel mean and std (float64), accumulated in chunks so big data sets need no float64 copy."""
+    total = np.zeros(x.shape[1])
+    squares = np.zeros(x.shape[1])
+    for i in range(0, len(x), chunk):
+        c = x[i : i + chunk].astype(np.float64)
+        total += c.sum(axis=(0, 2, 3))
+        squares += np.square(c).sum(axis=(0, 2, 3))
+    n = len(x) * x.shape[2] * x.shape[3]
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
+    return mean, np.where(std > 1e-8, std, 1.0)
 
 
 def _as_nchw(x: Array, what: str, channels_last: bool | None) -> Array:
@@ -151,6 +170,7 @@ def from_arrays(
     class_names: Sequence[str] = (),
     channels_last: bool | None = None,
     normalize: bool = True,
+    scale: float = 1.0,
 ) -> Dataset:
     """Build a :class:`Dataset` from numpy arrays, checking everything a user can get wrong.
 
@@ -158,8 +178,9 @@ def from_arrays(
     entries, or forced with ``channels_last``) or ``(N, C, H, W)``; any numeric dtype. Without ``x_test`` a
     stratified test split of ``test_fraction`` is carved with the fixed seed :data:`TEST_SPLIT_SEED`, so the test
     set does not depend on the run seed. The validation split (``val_fraction`` of the training data, stratified,
-    seeded with ``seed``) comes out of the training data. With ``normalize`` every split is standardised per
-    channel with the mean / std of the (remaining) training split.
+    seeded with ``seed``) comes out of the training data. Inputs are multiplied by ``scale`` (e.g. 1/255 for
+    8-bit images); with ``normalize`` every split is then standardised per channel with the mean / std of the
+    (remaining) training split.
     """
     if (x_test is None) != (y_test is None):
         raise DataError("give both x_test and y_test, or neither")
@@ -198,18 +219,23 @@ def from_arrays(
     xv, yv = xt[held], yt[held]
     xt, yt = xt[keep], yt[keep]
 
-    xt32, xv32, xs32 = (a.astype(np.float32) for a in (xt, xv, xs))
+    # xt and xv were copied by fancy indexing; the user's test array must be copied before in-place changes
+    xt32, xv32 = np.asarray(xt, dtype=np.float32), np.asarray(xv, dtype=np.float32)
+    xs32 = np.array(xs, dtype=np.float32, copy=True)
+    if scale != 1.0:
+        for a in (xt32, xv32, xs32):
+            a *= np.float32(scale)
     for what, a in (("x_train", xt32), ("x_val", xv32), ("x_test", xs32)):
         if a.size and not np.all(np.isfinite(a)):
             raise DataError(f"{what} contains NaN or infinite values")
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     if normalize:
-        m = xt32.mean(axis=(0, 2, 3), dtype=np.float64)
-        s = xt32.std(axis=(0, 2, 3), dtype=np.float64)
-        s = np.where(s > 1e-8, s, 1.0)
-        shift, scale = m.astype(np.float32)[None, :, None, None], s.astype(np.float32)[None, :, None, None]
-        xt32, xv32, xs32 = ((a - shift) / scale for a in (xt32, xv32, xs32))
+        m, s = _channel_stats(xt32)
+        shift, div = m.astype(np.float32)[None, :, None, None], s.astype(np.float32)[None, :, None, None]
+        for a in (xt32, xv32, xs32):  # fresh arrays (fancy indexing copied them): safe to change in place
+            a -= shift
+            a /= div
         mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
     return Dataset(
         name=name,

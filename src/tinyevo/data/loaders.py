@@ -20,10 +20,13 @@ carved with a fixed seed, so the test set does not change with the run seed.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import os
 import re
 import tarfile
+import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -54,6 +57,7 @@ def load_dataset(
     image_size: tuple[int, int] | None = None,
     audio: AudioFrontEnd | None = None,
     normalize: bool = True,
+    cache: bool | str | Path = True,
 ) -> Dataset:
     """Load ``spec`` (``"digits"`` or a path) as a :class:`Dataset` with a seeded, stratified validation split.
 
@@ -70,21 +74,90 @@ def load_dataset(
     name = path.name.split(".")[0] or "data"
     if path.is_file() and path.suffix == ".npz":
         return _npz(path, name=name, **common)  # type: ignore[arg-type]
-    if path.is_dir():
-        files = list(_folder_files(path))
-    elif path.is_file() and _is_archive(path):
-        files = list(_archive_files(path))
-    else:
+    if not (path.is_dir() or (path.is_file() and _is_archive(path))):
         raise DataError(
             f"cannot load {text!r}: expected 'digits', a .npz file, a folder, or a .tar.gz / .tar / .zip archive"
         )
+    front = audio or AudioFrontEnd()
+    directory = _cache_dir(cache)
+    key = _cache_key(path, image_size, front) if directory is not None else ""
+    raw = _cache_load(directory / f"{key}.npz") if directory is not None else None
+    if raw is None:
+        raw = _decode(path, image_size=image_size, front=front)
+        if directory is not None:
+            _cache_save(directory / f"{key}.npz", raw)
+    return _assemble(raw, name=name, **common)  # type: ignore[arg-type]
+
+
+def _decode(path: Path, *, image_size: tuple[int, int] | None, front: AudioFrontEnd) -> _Raw:
+    files = list(_folder_files(path)) if path.is_dir() else list(_archive_files(path))
     n_img = sum(1 for f in files if f.path.suffix.lower() in IMAGE_EXTENSIONS)
     n_wav = sum(1 for f in files if f.path.suffix.lower() in AUDIO_EXTENSIONS)
     if n_img == 0 and n_wav == 0:
-        raise DataError(f"{text!r} contains no images ({'/'.join(IMAGE_EXTENSIONS)}) and no .wav files")
+        raise DataError(f"{str(path)!r} contains no images ({'/'.join(IMAGE_EXTENSIONS)}) and no .wav files")
     if n_wav > n_img:
-        return _wav_dataset(files, name=name, front=audio or AudioFrontEnd(), **common)  # type: ignore[arg-type]
-    return _image_dataset(files, name=name, image_size=image_size, **common)  # type: ignore[arg-type]
+        return _decode_wavs(files, front=front)
+    return _decode_images(files, image_size=image_size)
+
+
+# --- cache of decoded folders / archives ---------------------------------------------------------------------
+
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Decoded samples before splitting / normalisation (what the cache stores)."""
+
+    x: np.ndarray  # (N, C, H, W), uint8 images or float32 features
+    labels: tuple[str, ...]
+    splits: tuple[str, ...]  # "train", "test" or "" (not given)
+    scale: float
+    what: str
+
+
+def _cache_dir(cache: bool | str | Path) -> Path | None:
+    if cache is False:
+        return None
+    if cache is True:
+        env = os.environ.get("TINYEVO_CACHE_DIR")
+        return Path(env) if env else Path.home() / ".cache" / "tinyevo" / "data"
+    return Path(cache)
+
+
+def _cache_key(path: Path, image_size: tuple[int, int] | None, front: AudioFrontEnd) -> str:
+    """Digest of the source (path, sizes and modification times of its files) and the decoding options."""
+    h = hashlib.sha256()
+    h.update(f"v{_CACHE_VERSION}|{path.resolve()}|{image_size}|{front!r}".encode())
+    entries = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in entries:
+        st = p.stat()
+        h.update(f"|{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:32]
+
+
+def _cache_load(file: Path) -> _Raw | None:
+    if not file.exists():
+        return None
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            return _Raw(z["x"], tuple(z["labels"].tolist()), tuple(z["splits"].tolist()), float(z["scale"]),
+                        str(z["what"]))
+    except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt
+        log.warning("ignoring damaged data cache entry %s", file)
+        return None
+
+
+def _cache_save(file: Path, raw: _Raw) -> None:
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp.npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, x=raw.x, labels=np.array(raw.labels), splits=np.array(raw.splits),
+                     scale=np.float64(raw.scale), what=np.array(raw.what))
+        os.replace(tmp, file)
+    except OSError as exc:  # a read-only home directory only costs speed
+        log.warning("cannot write data cache %s: %s", file, exc)
 
 
 # --- built-in ------------------------------------------------------------------------------------------------
@@ -201,64 +274,54 @@ def _sort_classes(names: set[str]) -> list[str]:
     return sorted(names)
 
 
-def _assemble(
-    xs: list[np.ndarray], labels: list[str], splits: list[str | None], *, name: str, what: str, **common: object
-) -> Dataset:
-    classes = _sort_classes(set(labels))
+def _assemble(raw: _Raw, *, name: str, **common: object) -> Dataset:
+    classes = _sort_classes(set(raw.labels))
     if len(classes) < 2:
-        raise DataError(f"{what} has only one class ({classes[0] if classes else 'none'}); need at least two")
+        raise DataError(f"{raw.what} has only one class ({classes[0] if classes else 'none'}); need at least two")
     index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[c] for c in labels], dtype=np.int64)
-    x = np.stack(xs)
-    test = np.array([s == "test" for s in splits])
+    y = np.array([index[c] for c in raw.labels], dtype=np.int64)
+    x = raw.x
+    test = np.array([s == "test" for s in raw.splits])
+    opts = dict(name=name, class_names=classes, channels_last=False, scale=raw.scale, **common)
     if test.any():
         if test.all():
-            raise DataError(f"{what} has test files but no training files")
-        return from_arrays(
-            x[~test], y[~test], x[test], y[test], name=name, class_names=classes, channels_last=False,
-            **common,  # type: ignore[arg-type]
-        )
-    return from_arrays(x, y, name=name, class_names=classes, channels_last=False, **common)  # type: ignore[arg-type]
+            raise DataError(f"{raw.what} has test files but no training files")
+        return from_arrays(x[~test], y[~test], x[test], y[test], **opts)  # type: ignore[arg-type]
+    return from_arrays(x, y, **opts)  # type: ignore[arg-type]
 
 
 # --- images --------------------------------------------------------------------------------------------------
 
 
-def _image_dataset(
-    files: list[_File], *, name: str, image_size: tuple[int, int] | None, **common: object
-) -> Dataset:
+def _decode_images(files: list[_File], *, image_size: tuple[int, int] | None) -> _Raw:
     from PIL import Image, UnidentifiedImageError
 
     images = [f for f in files if f.path.suffix.lower() in IMAGE_EXTENSIONS]
-    decoded = []
+    size = (image_size[1], image_size[0]) if image_size else None  # PIL sizes are (W, H)
+    arrays: list[np.ndarray] = []  # uint8, (H, W) for grey images, (H, W, 3) for colour ones
     for f in images:
         try:
             with Image.open(io.BytesIO(f.data)) as im:
-                im.load()
-                decoded.append(im.copy())
+                im = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
+                if size is None:
+                    size = im.size
+                if im.size != size:
+                    if image_size is None:
+                        raise DataError(
+                            f"image {f.path} is {im.size[0]}x{im.size[1]} but others are {size[0]}x{size[1]} "
+                            "(W x H); pass image_size=(H, W) to resize every image"
+                        )
+                    im = im.resize(size, Image.Resampling.BILINEAR)
+                arrays.append(np.asarray(im, dtype=np.uint8))
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise DataError(f"cannot read image {f.path}: {exc}") from None
-    gray = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in decoded)
-    arrays = []
-    size = (image_size[1], image_size[0]) if image_size else None  # PIL sizes are (W, H)
-    for f, im in zip(images, decoded):
-        im = im.convert("L" if gray else "RGB")
-        if size is None:
-            size = im.size
-        if im.size != size:
-            if image_size is None:
-                raise DataError(
-                    f"image {f.path} is {im.size[0]}x{im.size[1]} but others are {size[0]}x{size[1]} (W x H); "
-                    "pass image_size=(H, W) to resize every image"
-                )
-            im = im.resize(size, Image.Resampling.BILINEAR)
-        a = np.asarray(im, dtype=np.uint8)
-        arrays.append(a[None] if a.ndim == 2 else np.moveaxis(a, 2, 0))
+    color = any(a.ndim == 3 for a in arrays)
+    x = np.empty((len(arrays), 3 if color else 1, size[1], size[0]), dtype=np.uint8)  # type: ignore[index]
+    for i, a in enumerate(arrays):
+        x[i] = np.moveaxis(a, 2, 0) if a.ndim == 3 else a[None]  # grey images broadcast to 3 channels
+    del arrays
     splits, labels = zip(*(_split_and_class(f.path) for f in images))
-    return _assemble(
-        [a.astype(np.float32) / 255.0 for a in arrays], list(labels), list(splits), name=name,
-        what="the image data", **common,
-    )
+    return _Raw(x, tuple(labels), tuple(s or "" for s in splits), 1 / 255, "the image data")
 
 
 # --- audio ---------------------------------------------------------------------------------------------------
@@ -266,7 +329,7 @@ def _image_dataset(
 _FSDD_NAME = re.compile(r"^([^_]+)_([^_]+)_(\d+)$")
 
 
-def _wav_dataset(files: list[_File], *, name: str, front: AudioFrontEnd, **common: object) -> Dataset:
+def _decode_wavs(files: list[_File], *, front: AudioFrontEnd) -> _Raw:
     wavs = [f for f in files if f.path.suffix.lower() in AUDIO_EXTENSIONS]
     testing: set[str] = set()
     for f in files:
@@ -297,4 +360,4 @@ def _wav_dataset(files: list[_File], *, name: str, front: AudioFrontEnd, **commo
     clips = [read_wav(f.data, str(f.path)) for f in wavs]
     rate = front.sample_rate or Counter(r for r, _ in clips).most_common(1)[0][0]
     feats = [features(resample(w, r, rate), rate, front) for r, w in clips]
-    return _assemble(feats, labels, splits, name=name, what="the audio data", **common)
+    return _Raw(np.stack(feats), tuple(labels), tuple(s or "" for s in splits), 1.0, "the audio data")
