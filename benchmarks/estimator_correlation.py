@@ -6,8 +6,8 @@ Architectures: ``--archs`` (default 32) distinct genomes of the ``chain`` space 
 evaluates, and what weight inheritance needs: each mutant's parent is recorded).
 
 "Full training" (the reference): ``--full-epochs`` (default 3) epochs on the whole training split (54,000
-images; 6,000 validation), AdamW lr 0.01, batch 128, cosine schedule, one torch thread, seed 0; validation accuracy
-measured 4x per epoch (the learning curve). Cheap estimators, each on the same seed:
+images; 6,000 validation), AdamW lr 0.01, batch 128, cosine schedule, one torch thread, seed 0; validation
+accuracy measured 4x per epoch (the learning curve). Cheap estimators, each on the same seed:
 
 * ``epochs-1``: 1 epoch on the full training split;
 * ``data-10%``: the full epochs on a stratified 10 % of the training split;
@@ -15,15 +15,15 @@ measured 4x per epoch (the learning curve). Cheap estimators, each on the same s
   networks / half the epochs on 14x14 inputs);
 * ``inherit``: 1 epoch starting from the parent's weights as trained by this estimator (random genomes start
   from scratch);
-* ``lc``: learning-curve extrapolation (CurveStopper(min_epochs=1, top_k=5)), replayed in order on the recorded
-  full-training curves -- training is deterministic, so the prefix until the stop point is exactly what the
-  ``lc`` estimator would train; its cost is the time to the stop point;
+* ``lc``: learning-curve extrapolation (CurveStopper(min_epochs=1, top_k=5)), replayed in order on the
+  recorded full-training curves -- training is deterministic, so the prefix until the stop point is exactly
+  what the ``lc`` estimator would train; its cost is the time to the stop point;
 * zero-cost proxies ``synflow``, ``naswot``, ``grad-norm``; and the baselines ``params`` and ``macs``.
 
 Usage (writes JSON to benchmarks/out/ after every architecture and resumes from it)::
 
     nice -n 10 python benchmarks/estimator_correlation.py                 # the full benchmark
-    python benchmarks/estimator_correlation.py --archs 8 --full-epochs 1 --fraction 0.1 --out /tmp/ec.json  # smoke
+    python benchmarks/estimator_correlation.py --archs 8 --full-epochs 1 --fraction 0.1 --out /tmp/ec.json
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def report(state: dict) -> dict:
         if name == "lc":
             stopped = [i for i, v in enumerate(vals) if v["stopped"]]
             row["stopped"] = len(stopped)
-            # a stop was wrong if the candidate's full accuracy would have reached the top-5 of those before it
+            # a wrong stop: the candidate's full accuracy would have reached the top-5 of those before it
             wrong = 0
             for i in stopped:
                 before = sorted((a["full"]["val_acc"] for a in archs[:i]), reverse=True)
@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         a["est"]["params"] = {"score": a["params"], "seconds": 0.0}
         a["est"]["macs"] = {"score": a["macs"], "seconds": 0.0}
         save()
-        print(f"[{i + 1}/{len(state['archs'])}] {time.perf_counter() - t0:7.0f}s full={a['full']['val_acc']:.4f} "
+        elapsed = time.perf_counter() - t0
+        print(f"[{i + 1}/{len(state['archs'])}] {elapsed:7.0f}s full={a['full']['val_acc']:.4f} "
               f"({a['full']['seconds']:.0f}s) {a['genome']}", flush=True)
 
     replay_lc(state["archs"], CurveStopper(min_epochs=1.0, top_k=5), args.full_epochs)
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     save()
     r = state["report"]
     print(f"\n{r['n_archs']} chain architectures on {data.summary()}")
-    print(f"full training: {args.full_epochs} epochs x {len(data.x_train)} images, mean {r['full_mean_seconds']:.1f} s"
+    print(f"full training: {args.full_epochs} epochs x {len(data.x_train)} images, "
+          f"mean {r['full_mean_seconds']:.1f} s"
           f" per architecture, val acc {r['full_val_acc_range'][0]:.4f} .. {r['full_val_acc_range'][1]:.4f}")
     print(f"{'estimator':<11} {'tau':>7} {'mean s':>9} {'speed-up':>9}  notes")
     for row in r["rows"]:

@@ -10,7 +10,9 @@ from tinyevo.data import TEST_SPLIT_SEED, Dataset, from_arrays, from_torch, resi
 from tinyevo.errors import DataError
 
 
-def _arrays(n: int = 60, k: int = 3, shape: tuple[int, ...] = (6, 6), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(
+    n: int = 60, k: int = 3, shape: tuple[int, ...] = (6, 6), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(n, *shape), dtype=np.uint8), np.arange(n) % k
 
@@ -126,8 +128,10 @@ def test_resize_and_subset() -> None:
     r = resize(d, (4, 6))
     assert r.input_shape == (1, 4, 6) and len(r.x_test) == len(d.x_test) and np.array_equal(r.y_val, d.y_val)
     # area-like averaging when downscaling: a constant image stays constant
-    c = from_arrays(np.ones((20, 8, 8)) * (np.arange(20) % 2)[:, None, None], np.arange(20) % 2, normalize=False)
-    np.testing.assert_allclose(resize(c, (4, 4)).x_train.reshape(len(c.x_train), -1).std(axis=1), 0, atol=1e-6)
+    labels = np.arange(20) % 2
+    c = from_arrays(np.ones((20, 8, 8)) * labels[:, None, None], labels, normalize=False)
+    small = resize(c, (4, 4)).x_train
+    np.testing.assert_allclose(small.reshape(len(small), -1).std(axis=1), 0, atol=1e-6)
     s = subset(d, 0.5, seed=3)
     assert len(s.x_train) == pytest.approx(len(d.x_train) / 2, abs=4)
     assert sorted(set(s.y_train.tolist())) == [0, 1, 2, 3]

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import io
 import tarfile
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from scipy.io import wavfile
 
 from tinyevo.data import AudioFrontEnd, load_dataset
 from tinyevo.errors import ConfigError, DataError
+
 
 def _png(path: Path, value: int, size: tuple[int, int] = (6, 5), mode: str = "L") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,14 @@ from estimator_helpers import conv_net
 
 from tinyevo.data import Dataset
 from tinyevo.errors import ConfigError, UnknownNameError
-from tinyevo.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, Estimator, EvalContext, TrainConfig, create_estimator
+from tinyevo.estimators import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    Estimator,
+    EvalContext,
+    TrainConfig,
+    create_estimator,
+)
 
 TINY = TrainConfig(epochs=2, batch_size=32)
 

@@ -32,7 +32,8 @@ def test_synflow_restores_the_model() -> None:
     from tinyevo.estimators import synflow
 
     synflow(model, (1, 6, 6))
-    assert all(torch.equal(before[k], v) and v.dtype == before[k].dtype for k, v in model.state_dict().items())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], v) and v.dtype == before[k].dtype for k, v in after.items())
 
 
 class _WidthSpace:

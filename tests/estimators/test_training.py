@@ -4,13 +4,12 @@ import math
 
 import pytest
 import torch
+from estimator_helpers import conv_net
 
 from tinyevo.data import Dataset
 from tinyevo.errors import ConfigError, DataError, EstimationError
 from tinyevo.estimators import TrainConfig, accuracy, train_model
 from tinyevo.estimators.training import _augment, _lr_at
-
-from estimator_helpers import conv_net
 
 FAST = TrainConfig(epochs=3, batch_size=32)
 
@@ -27,10 +26,11 @@ def test_training_is_deterministic_and_leaves_global_rng_alone(data: Dataset) ->
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    a = train_model(conv_net(), data, config=TrainConfig(epochs=1, batch_size=32, augment=("shift", "flip")), seed=5)
+    cfg = TrainConfig(epochs=1, batch_size=32, augment=("shift", "flip"))
+    a = train_model(conv_net(), data, config=cfg, seed=5)
     after = torch.rand(1)
     assert torch.equal(before, after)
-    b = train_model(conv_net(), data, config=TrainConfig(epochs=1, batch_size=32, augment=("shift", "flip")), seed=5)
+    b = train_model(conv_net(), data, config=cfg, seed=5)
     for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
     c = train_model(conv_net(), data, config=TrainConfig(epochs=1, batch_size=32), seed=6)

@@ -1,8 +1,8 @@
 """Data sets: the built-in ``digits`` set and users' images, audio clips, time series and arrays.
 
-``load_dataset(spec, *, seed=0, val_fraction=0.1)`` returns a frozen :class:`Dataset` with float32 inputs of shape
-``(N, C, H, W)`` and int64 labels; the validation split is carved from training data, the test split is kept for
-the final report.
+``load_dataset(spec, *, seed=0, val_fraction=0.1)`` returns a frozen :class:`Dataset` with float32 inputs of
+shape ``(N, C, H, W)`` and int64 labels; the validation split is carved from training data, the test split is
+kept for the final report.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from tinyevo.data.loaders import BUILTIN, load_dataset
 from tinyevo.data.transforms import resize, subset
 
 __all__ = [
-    "BUILTIN", "TEST_SPLIT_SEED", "AudioFrontEnd", "Dataset", "from_arrays", "from_torch", "load_dataset", "resize",
+    "BUILTIN", "TEST_SPLIT_SEED", "AudioFrontEnd", "Dataset", "from_arrays", "from_torch", "load_dataset",
+    "resize",
     "stratified_split", "subset",
 ]

@@ -1,8 +1,9 @@
-"""A keyword-spotting front end in numpy / scipy: waveform -> log-mel or MFCC "image" of shape (1, frames, bins).
+"""A keyword-spotting front end in numpy / scipy: waveform -> log-mel or MFCC "image" of shape (1, frames,
+bins).
 
 The defaults follow the usual tinyML KWS pipeline (e.g. the MLPerf Tiny DS-CNN): 1 s clips, 30 ms Hann window,
-20 ms hop, 40 mel bands, 10 MFCCs -> 49 x 10 features per clip. Clips are padded with zeros or cropped to a fixed
-length first, so every clip gives the same shape.
+20 ms hop, 40 mel bands, 10 MFCCs -> 49 x 10 features per clip. Clips are padded with zeros or cropped to a
+fixed length first, so every clip gives the same shape.
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ def features(wav: np.ndarray, sample_rate: int, front: AudioFrontEnd) -> np.ndar
     fmax = front.fmax if front.fmax is not None else sample_rate / 2
     mel = power @ mel_filterbank(sample_rate, n_fft, front.n_mels, front.fmin, fmax).T
     logmel = np.log(mel + 1e-6)
-    out = sfft.dct(logmel, type=2, axis=1, norm="ortho")[:, : front.n_mfcc] if front.features == "mfcc" else logmel
+    out = logmel
+    if front.features == "mfcc":
+        out = sfft.dct(logmel, type=2, axis=1, norm="ortho")[:, : front.n_mfcc]
     return out.astype(np.float32)[None]
 
 

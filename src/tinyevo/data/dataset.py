@@ -3,8 +3,8 @@
 Every loader ends in :func:`from_arrays`, the one place that checks shapes and labels, carves the validation
 split from the training data (seeded, stratified) and normalises with statistics of the training split only.
 
-Layout: inputs are ``float32`` arrays of shape ``(N, C, H, W)``; labels are ``int64`` in ``0 .. num_classes-1``.
-The test split is kept for the final report; searches score on the validation split.
+Layout: inputs are ``float32`` arrays of shape ``(N, C, H, W)``; labels are ``int64`` in ``0 ..
+num_classes-1``. The test split is kept for the final report; searches score on the validation split.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from tinyevo.errors import DataError
 Array = np.ndarray
 
 TEST_SPLIT_SEED = 0
-"""Seed of the test split carved from data without an explicit one: fixed, so every run reports on one test set."""
+"""Seed of the test split carved from data without an explicit one: fixed, so every run reports on one test
+set."""
 
 
 def _readonly(a: Array) -> Array:
@@ -31,8 +32,8 @@ def _readonly(a: Array) -> Array:
 class Dataset:
     """A classification data set split into train / validation / test (arrays are read-only).
 
-    ``mean`` and ``std`` are the per-channel statistics (of the raw training inputs) that were used to normalise
-    every split; a deployed model applies the same transform to raw sensor values.
+    ``mean`` and ``std`` are the per-channel statistics (of the raw training inputs) that were used to
+    normalise every split; a deployed model applies the same transform to raw sensor values.
     """
 
     name: str
@@ -81,16 +82,17 @@ class Dataset:
         )
 
     def with_splits(self, **arrays: Array) -> Dataset:
-        """A copy with some of ``x_train, y_train, x_val, ...`` replaced (used by :mod:`tinyevo.data.transforms`)."""
+        """A copy with some of ``x_train, y_train, x_val, ...`` replaced (used by
+        :mod:`tinyevo.data.transforms`)."""
         return replace(self, **arrays)  # type: ignore[arg-type]
 
 
-# --- helpers ---------------------------------------------------------------------------------------------------
+# --- helpers ------------------------------------------------------------------------------------------------
 
 
 def stratified_split(y: Array, fraction: float, rng: np.random.Generator) -> tuple[Array, Array]:
-    """Indices ``(keep, held_out)``: about ``fraction`` of every class held out (at least one where a class has
-    two or more samples and ``fraction > 0``). Both index arrays are sorted."""
+    """Indices ``(keep, held_out)``: about ``fraction`` of every class held out (at least one where a class
+    has two or more samples and ``fraction > 0``). Both index arrays are sorted."""
     if not 0.0 <= fraction < 1.0:
         raise DataError(f"split fraction must be in [0, 1), got {fraction}")
     held: list[Array] = []
@@ -176,11 +178,11 @@ def from_arrays(
 
     ``x`` may be ``(N, F)``, ``(N, H, W)``, ``(N, H, W, C)`` (Keras; detected when the last axis has 1, 3 or 4
     entries, or forced with ``channels_last``) or ``(N, C, H, W)``; any numeric dtype. Without ``x_test`` a
-    stratified test split of ``test_fraction`` is carved with the fixed seed :data:`TEST_SPLIT_SEED`, so the test
-    set does not depend on the run seed. The validation split (``val_fraction`` of the training data, stratified,
-    seeded with ``seed``) comes out of the training data. Inputs are multiplied by ``scale`` (e.g. 1/255 for
-    8-bit images); with ``normalize`` every split is then standardised per channel with the mean / std of the
-    (remaining) training split.
+    stratified test split of ``test_fraction`` is carved with the fixed seed :data:`TEST_SPLIT_SEED`, so the
+    test set does not depend on the run seed. The validation split (``val_fraction`` of the training data,
+    stratified, seeded with ``seed``) comes out of the training data. Inputs are multiplied by ``scale`` (e.g.
+    1/255 for 8-bit images); with ``normalize`` every split is then standardised per channel with the mean /
+    std of the (remaining) training split.
     """
     if (x_test is None) != (y_test is None):
         raise DataError("give both x_test and y_test, or neither")

@@ -2,17 +2,18 @@
 
 Supported paths (the format is recognised from the path and its contents):
 
-* ``.npz`` with ``x_train, y_train`` (and optionally ``x_test, y_test``; Keras style, images ``HxW`` or ``HxWxC``,
-  uint8 or float; an optional ``classes`` array names the classes);
-* ``.npz`` with ``x, y`` (sensor time series ``N x T x C`` or ``N x T``; optionally ``x_test, y_test``), read as a
-  one-channel ``T x C`` image;
+* ``.npz`` with ``x_train, y_train`` (and optionally ``x_test, y_test``; Keras style, images ``HxW`` or
+  ``HxWxC``, uint8 or float; an optional ``classes`` array names the classes);
+* ``.npz`` with ``x, y`` (sensor time series ``N x T x C`` or ``N x T``; optionally ``x_test, y_test``), read
+  as a one-channel ``T x C`` image;
 * a folder, or a ``.tar.gz`` / ``.tgz`` / ``.tar`` archive, of images (``train/<class>/*.png|jpg`` and
-  ``test/<class>/...``; without split folders ``<class>/*.png`` and a test split is carved) -- read with Pillow;
-* a folder or archive of ``.wav`` clips, labelled by their sub-folder or, when they all share one folder, by the
-  file-name prefix (FSDD's ``7_jackson_12.wav`` is class ``7``), turned into MFCC / log-mel features
+  ``test/<class>/...``; without split folders ``<class>/*.png`` and a test split is carved) -- read with
+  Pillow;
+* a folder or archive of ``.wav`` clips, labelled by their sub-folder or, when they all share one folder, by
+  the file-name prefix (FSDD's ``7_jackson_12.wav`` is class ``7``), turned into MFCC / log-mel features
   (:mod:`tinyevo.data.audio`). Split: ``train/`` and ``test/`` folders if present, else Speech Commands'
-  ``testing_list.txt``, else FSDD's convention (``<label>_<speaker>_<n>.wav`` with ``n`` in 0..4 is test), else a
-  carved stratified split.
+  ``testing_list.txt``, else FSDD's convention (``<label>_<speaker>_<n>.wav`` with ``n`` in 0..4 is test),
+  else a carved stratified split.
 
 Archives are streamed (never extracted to disk). Without an explicit test split, a stratified test split is
 carved with a fixed seed, so the test set does not change with the run seed.
@@ -59,10 +60,12 @@ def load_dataset(
     normalize: bool = True,
     cache: bool | str | Path = True,
 ) -> Dataset:
-    """Load ``spec`` (``"digits"`` or a path) as a :class:`Dataset` with a seeded, stratified validation split.
+    """Load ``spec`` (``"digits"`` or a path) as a :class:`Dataset` with a seeded, stratified validation
+    split.
 
-    ``image_size`` resizes every image to ``(H, W)`` (needed when an image folder mixes sizes); ``audio`` sets the
-    front end for ``.wav`` data. Any problem with the data raises one :class:`~tinyevo.errors.DataError` naming it.
+    ``image_size`` resizes every image to ``(H, W)`` (needed when an image folder mixes sizes); ``audio`` sets
+    the front end for ``.wav`` data. Any problem with the data raises one :class:`~tinyevo.errors.DataError`
+    naming it.
     """
     common = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize)
     text = str(spec)
@@ -76,7 +79,8 @@ def load_dataset(
         return _npz(path, name=name, **common)  # type: ignore[arg-type]
     if not (path.is_dir() or (path.is_file() and _is_archive(path))):
         raise DataError(
-            f"cannot load {text!r}: expected 'digits', a .npz file, a folder, or a .tar.gz / .tar / .zip archive"
+            f"cannot load {text!r}: expected 'digits', a .npz file, a folder, or a .tar.gz / .tar / .zip "
+            "archive"
         )
     front = audio or AudioFrontEnd()
     directory = _cache_dir(cache)
@@ -100,7 +104,7 @@ def _decode(path: Path, *, image_size: tuple[int, int] | None, front: AudioFront
     return _decode_images(files, image_size=image_size)
 
 
-# --- cache of decoded folders / archives ---------------------------------------------------------------------
+# --- cache of decoded folders / archives --------------------------------------------------------------------
 
 _CACHE_VERSION = 1
 
@@ -160,7 +164,7 @@ def _cache_save(file: Path, raw: _Raw) -> None:
         log.warning("cannot write data cache %s: %s", file, exc)
 
 
-# --- built-in ------------------------------------------------------------------------------------------------
+# --- built-in -----------------------------------------------------------------------------------------------
 
 
 def _digits(**common: object) -> Dataset:
@@ -171,7 +175,7 @@ def _digits(**common: object) -> Dataset:
     return from_arrays(x, d.target, name="digits", channels_last=False, **common)  # type: ignore[arg-type]
 
 
-# --- npz -----------------------------------------------------------------------------------------------------
+# --- npz ----------------------------------------------------------------------------------------------------
 
 
 def _npz(path: Path, *, name: str, **common: object) -> Dataset:
@@ -202,7 +206,7 @@ def _npz(path: Path, *, name: str, **common: object) -> Dataset:
     return from_arrays(x, y, xs, ys, name=name, class_names=classes, **common)  # type: ignore[arg-type]
 
 
-# --- file trees (folders and archives) -------------------------------------------------------------------------
+# --- file trees (folders and archives) ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,8 @@ def _is_archive(path: Path) -> bool:
 
 
 def _archive_files(path: Path) -> Iterator[_File]:
-    """Stream the wanted members of an archive (sequential reading: no random seeks in the compressed stream)."""
+    """Stream the wanted members of an archive (sequential reading: no random seeks in the compressed
+    stream)."""
     try:
         if path.name.lower().endswith(".zip"):
             with zipfile.ZipFile(path) as zf:
@@ -277,7 +282,8 @@ def _sort_classes(names: set[str]) -> list[str]:
 def _assemble(raw: _Raw, *, name: str, **common: object) -> Dataset:
     classes = _sort_classes(set(raw.labels))
     if len(classes) < 2:
-        raise DataError(f"{raw.what} has only one class ({classes[0] if classes else 'none'}); need at least two")
+        only = classes[0] if classes else "none"
+        raise DataError(f"{raw.what} has only one class ({only}); need at least two")
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in raw.labels], dtype=np.int64)
     x = raw.x
@@ -290,7 +296,7 @@ def _assemble(raw: _Raw, *, name: str, **common: object) -> Dataset:
     return from_arrays(x, y, **opts)  # type: ignore[arg-type]
 
 
-# --- images --------------------------------------------------------------------------------------------------
+# --- images -------------------------------------------------------------------------------------------------
 
 
 def _decode_images(files: list[_File], *, image_size: tuple[int, int] | None) -> _Raw:
@@ -324,7 +330,7 @@ def _decode_images(files: list[_File], *, image_size: tuple[int, int] | None) ->
     return _Raw(x, tuple(labels), tuple(s or "" for s in splits), 1 / 255, "the image data")
 
 
-# --- audio ---------------------------------------------------------------------------------------------------
+# --- audio --------------------------------------------------------------------------------------------------
 
 _FSDD_NAME = re.compile(r"^([^_]+)_([^_]+)_(\d+)$")
 
@@ -335,7 +341,8 @@ def _decode_wavs(files: list[_File], *, front: AudioFrontEnd) -> _Raw:
     for f in files:
         if f.path.name == "testing_list.txt":
             root = f.path.parent
-            testing |= {(root / line.strip()).as_posix() for line in f.data.decode().splitlines() if line.strip()}
+            listed = [line.strip() for line in f.data.decode().splitlines()]
+            testing |= {(root / line).as_posix() for line in listed if line}
     placed = [_split_and_class(f.path) for f in wavs]
     parents = {f.path.parent for f in wavs}
     by_prefix = len(parents) == 1  # all clips in one folder: the label is the file-name prefix
@@ -347,7 +354,8 @@ def _decode_wavs(files: list[_File], *, front: AudioFrontEnd) -> _Raw:
             cls = re.split(r"[_\-]", stem, maxsplit=1)[0]
             if cls == stem:
                 raise DataError(
-                    f"cannot tell the class of {f.path}: put clips in <class>/ folders or name them <class>_*.wav"
+                    f"cannot tell the class of {f.path}: put clips in <class>/ folders or name them "
+                    "<class>_*.wav"
                 )
         labels.append(cls)
         if split is None and testing:

@@ -4,7 +4,14 @@ weight inheritance, zero-cost proxies), selectable by name from :data:`ESTIMATOR
 from __future__ import annotations
 
 from tinyevo.estimators import presets as _presets  # noqa: F401 - registers the named estimators
-from tinyevo.estimators.base import DEFAULT_ESTIMATOR, ESTIMATORS, Combined, EvalContext, Estimator, create_estimator
+from tinyevo.estimators.base import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    Combined,
+    Estimator,
+    EvalContext,
+    create_estimator,
+)
 from tinyevo.estimators.curves import CurveStopper, predict_final
 from tinyevo.estimators.fidelity import Fidelity
 from tinyevo.estimators.inherit import InheritReport, WeightStore, inherit_weights
@@ -31,9 +38,11 @@ from tinyevo.estimators.training import (
 from tinyevo.estimators.transforms import scale_width, with_input_shape
 
 __all__ = [
-    "DEFAULT_ESTIMATOR", "ESTIMATORS", "PROXIES", "Combined", "ProxyEstimator", "grad_norm", "naswot", "proxy_score",
+    "DEFAULT_ESTIMATOR", "ESTIMATORS", "PROXIES", "Combined", "ProxyEstimator", "grad_norm", "naswot",
+    "proxy_score",
     "rank_genomes", "seed_population", "synflow", "CurveStopper", "EpochRecord", "EvalContext", "Estimator",
     "Fidelity", "InheritReport", "TrainConfig", "TrainResult", "TrainingEstimator", "WeightStore", "accuracy",
-    "create_estimator", "fit", "fit_data_to_ir", "inherit_weights", "predict_final", "scale_width", "train_model",
+    "create_estimator", "fit", "fit_data_to_ir", "inherit_weights", "predict_final", "scale_width",
+    "train_model",
     "with_input_shape",
 ]

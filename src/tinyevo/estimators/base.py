@@ -1,10 +1,10 @@
 """The estimator protocol (IR + data -> metrics), the evaluation context, and the estimator registry.
 
-An estimator scores one architecture: ``evaluate(ir, data, *, seed, context=None) -> dict[str, float]`` with at
-least ``val_acc`` (a fraction in [0, 1]) for training-based estimators; zero-cost proxies return their score
-instead (e.g. ``synflow``). ``context`` carries what the run engine knows about the candidate: its genome string
-(the key of stored weights), its parents (for weight inheritance) and the scores of finished candidates (for
-learning-curve early stopping).
+An estimator scores one architecture: ``evaluate(ir, data, *, seed, context=None) -> dict[str, float]`` with
+at least ``val_acc`` (a fraction in [0, 1]) for training-based estimators; zero-cost proxies return their
+score instead (e.g. ``synflow``). ``context`` carries what the run engine knows about the candidate: its
+genome string (the key of stored weights), its parents (for weight inheritance) and the scores of finished
+candidates (for learning-curve early stopping).
 
 Registered names are named compositions (presets) created as ``ESTIMATORS.create(name, config=None)``;
 :func:`create_estimator` also accepts ``"a+b"`` to run several and merge their metrics.
@@ -32,8 +32,8 @@ class EvalContext:
     * ``genome``: the candidate's canonical genome string (key under which weight inheritance stores weights);
     * ``parents``: genome strings of its parents, first = the one to inherit from;
     * ``parent_state``: the parent's ``state_dict`` when the caller has it at hand (wins over a store lookup);
-    * ``finished_scores``: ``val_acc`` of finished candidates of this run, for learning-curve early stopping (an
-      estimator also keeps its own record of the candidates it finished).
+    * ``finished_scores``: ``val_acc`` of finished candidates of this run, for learning-curve early stopping
+      (an estimator also keeps its own record of the candidates it finished).
     """
 
     genome: str | None = None

@@ -1,9 +1,10 @@
-"""Learning-curve extrapolation: predict final validation accuracy from the first epochs and stop hopeless runs.
+"""Learning-curve extrapolation: predict final validation accuracy from the first epochs and stop hopeless
+runs.
 
-After ``min_epochs`` the observed curve (validation accuracy measured ``evals_per_epoch`` times per epoch) is fitted
-with saturating models -- a power law ``a - b * t**-c`` and an exponential ``a - b * exp(-c t)`` -- and the more
-optimistic prediction at the final epoch is taken. A run stops when even that prediction (plus ``margin``) cannot
-reach the ``top_k``-th best accuracy of the finished candidates.
+After ``min_epochs`` the observed curve (validation accuracy measured ``evals_per_epoch`` times per epoch) is
+fitted with saturating models -- a power law ``a - b * t**-c`` and an exponential ``a - b * exp(-c t)`` -- and
+the more optimistic prediction at the final epoch is taken. A run stops when even that prediction (plus
+``margin``) cannot reach the ``top_k``-th best accuracy of the finished candidates.
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ def predict_final(epochs: Sequence[float], accs: Sequence[float], horizon: float
 class CurveStopper:
     """When to stop a run early (keyword-only settings).
 
-    ``min_epochs``: observe at least this much training before judging; ``top_k``: the run must be able to reach
-    the ``top_k``-th best finished accuracy (no stopping until ``top_k`` candidates have finished); ``margin``:
-    slack added to the prediction; ``evals_per_epoch``: validation points per epoch (the curve's resolution).
+    ``min_epochs``: observe at least this much training before judging; ``top_k``: the run must be able to
+    reach the ``top_k``-th best finished accuracy (no stopping until ``top_k`` candidates have finished);
+    ``margin``: slack added to the prediction; ``evals_per_epoch``: validation points per epoch (the curve's
+    resolution).
     """
 
     min_epochs: float = 1.0

@@ -18,9 +18,9 @@ SUBSET_SEED = 0
 class Fidelity:
     """How much cheaper than full training an evaluation is (1.0 everywhere = full fidelity).
 
-    ``data_fraction``: stratified share of the training split; ``resolution_scale``: input height / width factor
-    (the IR is rebuilt for the smaller input); ``width_multiplier``: channels of every conv / dense layer except
-    the classifier (see :func:`~tinyevo.estimators.transforms.scale_width`).
+    ``data_fraction``: stratified share of the training split; ``resolution_scale``: input height / width
+    factor (the IR is rebuilt for the smaller input); ``width_multiplier``: channels of every conv / dense
+    layer except the classifier (see :func:`~tinyevo.estimators.transforms.scale_width`).
     """
 
     data_fraction: float = 1.0
@@ -44,7 +44,8 @@ class Fidelity:
         out = subset(data, self.data_fraction, seed=SUBSET_SEED) if self.data_fraction < 1.0 else data
         if self.resolution_scale < 1.0:
             _, h, w = data.input_shape
-            out = resize(out, (max(1, round(h * self.resolution_scale)), max(1, round(w * self.resolution_scale))))
+            r = self.resolution_scale
+            out = resize(out, (max(1, round(h * r)), max(1, round(w * r))))
         return out
 
     def transform_ir(self, ir: ArchIR, data: Dataset) -> ArchIR:

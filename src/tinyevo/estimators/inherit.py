@@ -58,8 +58,9 @@ def inherit_weights(model: nn.Module, parent_state: StateDict) -> InheritReport:
 
 
 class WeightStore:
-    """Trained ``state_dict`` objects keyed by genome string: an in-memory LRU of ``max_items`` entries, backed by
-    ``directory`` (one ``.pt`` file per genome, loadable with ``torch.load(..., weights_only=True)``) if given."""
+    """Trained ``state_dict`` objects keyed by genome string: an in-memory LRU of ``max_items`` entries,
+    backed by ``directory`` (one ``.pt`` file per genome, loadable with ``torch.load(...,
+    weights_only=True)``) if given."""
 
     def __init__(self, directory: str | Path | None = None, *, max_items: int = 128) -> None:
         if max_items < 1:

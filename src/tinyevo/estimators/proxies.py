@@ -1,8 +1,8 @@
 """Zero-cost proxies: scores of an untrained network that correlate (loosely) with its trained accuracy.
 
 * ``synflow`` (Tanaka et al. 2020; Abdelfattah et al. 2021): sum of ``|theta * dR/dtheta|`` where ``R`` is the
-  output sum of the network with absolute-valued weights on an all-ones input (float64; BatchNorm in eval mode,
-  i.e. the identity at initialisation). Data-free.
+  output sum of the network with absolute-valued weights on an all-ones input (float64; BatchNorm in eval
+  mode, i.e. the identity at initialisation). Data-free.
 * ``naswot`` (Mellor et al. 2021): ``log det`` of the Hamming-similarity kernel of the binary ReLU activation
   codes of a mini-batch (``K = C C^T + (1-C)(1-C)^T``); a tiny ridge keeps it finite for degenerate nets.
 * ``grad_norm``: Euclidean norm of the cross-entropy gradient of all parameters on one mini-batch.
@@ -106,8 +106,8 @@ PROXIES: dict[str, Callable[[nn.Module, ArchIR, Dataset, int, int], float]] = {
 
 
 def proxy_score(name: str, ir: ArchIR, data: Dataset, *, seed: int = 0, batch_size: int = 64) -> float:
-    """The zero-cost proxy ``name`` (``synflow``, ``naswot`` or ``grad_norm``) of ``ir`` initialised with ``seed``;
-    the mini-batch is drawn with ``seed`` too."""
+    """The zero-cost proxy ``name`` (``synflow``, ``naswot`` or ``grad_norm``) of ``ir`` initialised with
+    ``seed``; the mini-batch is drawn with ``seed`` too."""
     if name not in PROXIES:
         raise UnknownNameError(f"unknown proxy {name!r}; known: {', '.join(PROXIES)}")
     data = fit_data_to_ir(ir, data)
@@ -120,8 +120,8 @@ def proxy_score(name: str, ir: ArchIR, data: Dataset, *, seed: int = 0, batch_si
 
 
 class ProxyEstimator:
-    """Estimator returning one zero-cost proxy as the metric named like the proxy (no ``val_acc``: optimise the
-    proxy's metric, or combine it with a training estimator, e.g. ``naswot+lowfi``)."""
+    """Estimator returning one zero-cost proxy as the metric named like the proxy (no ``val_acc``: optimise
+    the proxy's metric, or combine it with a training estimator, e.g. ``naswot+lowfi``)."""
 
     def __init__(self, proxy: str, *, batch_size: int = 64) -> None:
         if proxy not in PROXIES:
@@ -139,7 +139,9 @@ class ProxyEstimator:
 
 
 def _register(proxy: str) -> None:
-    @ESTIMATORS.register(proxy.replace("_", "-"), help=f"zero-cost proxy {proxy} (metric '{proxy}', higher is better)")
+    @ESTIMATORS.register(
+        proxy.replace("_", "-"), help=f"zero-cost proxy {proxy} (metric '{proxy}', higher is better)"
+    )
     def factory(*, config: TrainConfig | None = None) -> ProxyEstimator:
         return ProxyEstimator(proxy, batch_size=min(64, (config or TrainConfig()).batch_size))
 

@@ -7,8 +7,8 @@
         inherit=WeightStore("run/weights"),                  # weight inheritance from the parent
     )
 
-Metrics: ``val_acc`` (final validation accuracy, fraction), ``train_time_s``, ``epochs`` (trained), and, when the
-components are present, ``stopped_early`` (1.0 / 0.0), ``predicted_val_acc`` and ``inherited_fraction``.
+Metrics: ``val_acc`` (final validation accuracy, fraction), ``train_time_s``, ``epochs`` (trained), and, when
+the components are present, ``stopped_early`` (1.0 / 0.0), ``predicted_val_acc`` and ``inherited_fraction``.
 """
 
 from __future__ import annotations

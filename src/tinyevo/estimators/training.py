@@ -3,11 +3,11 @@
 One training loop serves every training-based estimator and the final retraining (:func:`train_model`):
 mini-batch SGD / Adam(W) with a per-step cosine schedule (optional linear warm-up), label smoothing, gradient
 clipping and optional shift / flip augmentation. It is deterministic given ``seed`` (weights from
-``build_model(ir, seed=seed)``, batch order and augmentation from generators derived from ``seed``; the global RNGs
-are not touched), and it runs with a bounded number of torch threads.
+``build_model(ir, seed=seed)``, batch order and augmentation from generators derived from ``seed``; the global
+RNGs are not touched), and it runs with a bounded number of torch threads.
 
-A ``monitor`` callback sees the validation accuracy at chosen points of training and may stop it (learning-curve
-extrapolation hooks in here).
+A ``monitor`` callback sees the validation accuracy at chosen points of training and may stop it
+(learning-curve extrapolation hooks in here).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ class TrainConfig:
     ``lr`` / ``weight_decay`` default by optimiser: SGD (Nesterov momentum) 0.05 / 5e-4, Adam 0.01 / 0,
     AdamW 0.01 / 1e-2. ``threads``: torch intra-op threads while training; default 1, because search trains
     many small networks whose speed-up from intra-op threads is small (and negative on a loaded machine):
-    parallelism comes from the executor's workers. Give more for one big final training. ``time_limit_s`` stops training early
-    (the cosine schedule still spans ``epochs``). ``augment``: ``"shift"`` (random translation by up to
-    ``shift_pixels``) and/or ``"flip"`` (random horizontal flip).
+    parallelism comes from the executor's workers. Give more for one big final training. ``time_limit_s``
+    stops training early (the cosine schedule still spans ``epochs``). ``augment``: ``"shift"`` (random
+    translation by up to ``shift_pixels``) and/or ``"flip"`` (random horizontal flip).
     """
 
     epochs: int = 10
@@ -103,7 +103,8 @@ class EpochRecord:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """A trained model (in eval mode), its learning curve and final metrics (``val_acc``, ``test_acc``, ...)."""
+    """A trained model (in eval mode), its learning curve and final metrics (``val_acc``, ``test_acc``,
+    ...)."""
 
     model: nn.Module
     history: tuple[EpochRecord, ...]
@@ -115,7 +116,7 @@ Monitor = Callable[[EpochRecord], bool]
 """Called at each evaluation point; returning True stops training."""
 
 
-# --- helpers ---------------------------------------------------------------------------------------------------
+# --- helpers ------------------------------------------------------------------------------------------------
 
 
 def available_cpus() -> int:
@@ -144,7 +145,8 @@ def fit_data_to_ir(ir: ArchIR, data: Dataset) -> Dataset:
     c, h, w = ir.input_shape
     if c != data.input_shape[0]:
         raise DataError(
-            f"the architecture expects {c} input channel(s) but the data {data.name!r} has {data.input_shape[0]}"
+            f"the architecture expects {c} input channel(s) but the data {data.name!r} has "
+            f"{data.input_shape[0]}"
         )
     return data if (h, w) == data.input_shape[1:] else resize(data, (h, w))
 
@@ -154,7 +156,9 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, batch_size: int = 1024) -> float:
+def accuracy(
+    model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, batch_size: int = 1024
+) -> float:
     """Top-1 accuracy of ``model`` (set to eval mode) on ``(x, y)``; NaN for an empty split."""
     if len(x) == 0:
         return math.nan
@@ -212,7 +216,7 @@ def _lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> fl
     return 0.5 * base * (1.0 + math.cos(math.pi * min(t, 1.0)))
 
 
-# --- the loop ----------------------------------------------------------------------------------------------------
+# --- the loop -----------------------------------------------------------------------------------------------
 
 
 def fit(
@@ -226,9 +230,9 @@ def fit(
 ) -> tuple[tuple[EpochRecord, ...], bool]:
     """Train ``model`` in place on ``data.x_train``; returns (learning curve, stopped early by the monitor).
 
-    The validation accuracy is measured ``evals_per_epoch`` times per epoch (the curve); training stops when the
-    ``monitor`` says so or ``config.time_limit_s`` is exceeded. Raises :class:`EstimationError` when the loss
-    becomes NaN or infinite.
+    The validation accuracy is measured ``evals_per_epoch`` times per epoch (the curve); training stops when
+    the ``monitor`` says so or ``config.time_limit_s`` is exceeded. Raises :class:`EstimationError` when the
+    loss becomes NaN or infinite.
     """
     cfg = config
     n = len(data.x_train)
@@ -266,7 +270,9 @@ def fit(
                 g["lr"] = lr
             loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
-                raise EstimationError(f"training diverged: the loss became {loss.item()} at epoch {epoch + 1}")
+                raise EstimationError(
+                    f"training diverged: the loss became {loss.item()} at epoch {epoch + 1}"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
@@ -311,8 +317,8 @@ def train_model(
     """Build ``ir`` with weights from ``seed`` (or ``init_state``), train it, and measure it on every split.
 
     This is the final retraining: ``metrics`` holds ``val_acc``, ``test_acc``, ``train_acc`` (on the training
-    split, in eval mode), ``train_loss``, ``train_time_s`` and ``epochs``. Data of another resolution than the IR's
-    input is resized to it.
+    split, in eval mode), ``train_loss``, ``train_time_s`` and ``epochs``. Data of another resolution than the
+    IR's input is resized to it.
     """
     data = fit_data_to_ir(ir, data)
     with torch_threads(config.threads):

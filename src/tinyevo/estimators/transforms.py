@@ -16,7 +16,10 @@ from tinyevo.ir import ArchIR, Conv2d, Dense, GraphBuilder, Input, Node, Op, Sha
 
 
 def rebuild(
-    ir: ArchIR, *, input_shape: Shape | None = None, op_for: Callable[[Node, tuple[Shape, ...]], Op] | None = None
+    ir: ArchIR,
+    *,
+    input_shape: Shape | None = None,
+    op_for: Callable[[Node, tuple[Shape, ...]], Op] | None = None,
 ) -> ArchIR:
     """A copy of ``ir`` with another input shape and/or ops replaced by ``op_for(node, new_input_shapes)``."""
     b = GraphBuilder(input_shape or ir.input_shape, input_name=ir.input_name)
@@ -28,15 +31,16 @@ def rebuild(
 
 
 def with_input_shape(ir: ArchIR, shape: Shape) -> ArchIR:
-    """``ir`` reading inputs of ``shape`` (C, H, W) (e.g. downscaled images); layer sizes follow the shapes."""
+    """``ir`` reading inputs of ``shape`` (C, H, W) (e.g. downscaled images); layer sizes follow the
+    shapes."""
     if tuple(shape) == ir.input_shape:
         return ir
     return rebuild(ir, input_shape=tuple(int(v) for v in shape))  # type: ignore[arg-type]
 
 
 def classifier_nodes(ir: ArchIR) -> set[str]:
-    """Names of the Dense / Conv2d nodes that set the number of outputs (reached from the output through ops that
-    keep channel counts: pooling, activations, identities, adds, depthwise convs)."""
+    """Names of the Dense / Conv2d nodes that set the number of outputs (reached from the output through ops
+    that keep channel counts: pooling, activations, identities, adds, depthwise convs)."""
     fixed: set[str] = set()
     stack, seen = [ir.output], set()
     while stack:
@@ -56,8 +60,8 @@ def scale_width(ir: ArchIR, multiplier: float, *, divisor: int = 1, min_channels
     """``ir`` with the channels of every conv and the units of every dense layer multiplied by ``multiplier``
     (rounded to a multiple of ``divisor``, at least ``min_channels``), except the classifier.
 
-    Grouped convolutions keep working: a conv with one group per input channel keeps that property, other groups
-    shrink to a common divisor of the new channel counts.
+    Grouped convolutions keep working: a conv with one group per input channel keeps that property, other
+    groups shrink to a common divisor of the new channel counts.
     """
     if not multiplier > 0:
         raise ConfigError(f"width multiplier must be positive, got {multiplier}")
