@@ -30,8 +30,24 @@ FAST = ["--epochs", "1", "--final-epochs", "1", "--strategy", "random", "--quiet
 @pytest.fixture(scope="module")
 def run_dir(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "run1"
-    code = main(["search", "--data", str(tiny_npz), "--budget", "3", "--sram", "2KB", "--flash", "16KB",
-                 "--out", str(out), "--seed", "1", *FAST])
+    code = main(
+        [
+            "search",
+            "--data",
+            str(tiny_npz),
+            "--budget",
+            "3",
+            "--sram",
+            "2KB",
+            "--flash",
+            "16KB",
+            "--out",
+            str(out),
+            "--seed",
+            "1",
+            *FAST,
+        ]
+    )
     assert code == 0
     return out
 
@@ -94,26 +110,30 @@ def test_resume_of_a_finished_run_adds_nothing(run_dir: Path) -> None:
         assert s.records() == before
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["search", "--budget", "0"], "--budget"),
-    (["search", "--budget", "many"], "invalid int"),
-    (["search", "--strategy", "nope"], "unknown strategy 'nope'"),
-    (["search", "--space", "nope"], "unknown search space 'nope'"),
-    (["search", "--device", "nope"], "unknown device 'nope'"),
-    (["search", "--estimator", "nope"], "unknown estimator 'nope'"),
-    (["search", "--sram", "64 parsecs"], "unit"),
-    (["search", "--time", "soon"], "duration"),
-    (["search", "--workers", "0"], "--workers"),
-    (["search", "--executor", "slurm"], "invalid choice"),
-    (["search", "--scheduler", "127.0.0.1:8786"], "tcp://HOST:PORT"),
-    (["search", "--data", "/no/such/file.npz", "--budget", "1"], ""),
-    (["search", "--config", "/no/such/run.toml"], "does not exist"),
-    (["resume", "/no/such/run"], "not a tinyevo run directory"),
-    (["show", "/no/such/run"], "not a tinyevo run directory"),
-    (["report", "/no/such/run"], "not a tinyevo run directory"),
-])
-def test_bad_options_are_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
-                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["search", "--budget", "0"], "--budget"),
+        (["search", "--budget", "many"], "invalid int"),
+        (["search", "--strategy", "nope"], "unknown strategy 'nope'"),
+        (["search", "--space", "nope"], "unknown search space 'nope'"),
+        (["search", "--device", "nope"], "unknown device 'nope'"),
+        (["search", "--estimator", "nope"], "unknown estimator 'nope'"),
+        (["search", "--sram", "64 parsecs"], "unit"),
+        (["search", "--time", "soon"], "duration"),
+        (["search", "--workers", "0"], "--workers"),
+        (["search", "--executor", "slurm"], "invalid choice"),
+        (["search", "--scheduler", "127.0.0.1:8786"], "tcp://HOST:PORT"),
+        (["search", "--data", "/no/such/file.npz", "--budget", "1"], ""),
+        (["search", "--config", "/no/such/run.toml"], "does not exist"),
+        (["resume", "/no/such/run"], "not a tinyevo run directory"),
+        (["show", "/no/such/run"], "not a tinyevo run directory"),
+        (["report", "/no/such/run"], "not a tinyevo run directory"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     try:
         code = main([*argv, *(["--out", str(tmp_path / "r")] if argv[0] == "search" else [])])
     except SystemExit as exc:  # argparse errors
@@ -129,9 +149,11 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     from tinyevo.cli.search import config_from_args
 
     toml = tmp_path / "run.toml"
-    toml.write_text('data = "digits"\nspace = "chain"\nbudget = 7\nsram = "8KB"\ntime = "2m"\nseed = 4\n'
-                    'objectives = ["val_acc:max", "latency_ms:min"]\n[space_options]\nmax_layers = 4\n'
-                    '[train]\nepochs = 2\n[final]\nepochs = 5\npareto = true\n')
+    toml.write_text(
+        'data = "digits"\nspace = "chain"\nbudget = 7\nsram = "8KB"\ntime = "2m"\nseed = 4\n'
+        'objectives = ["val_acc:max", "latency_ms:min"]\n[space_options]\nmax_layers = 4\n'
+        "[train]\nepochs = 2\n[final]\nepochs = 5\npareto = true\n"
+    )
     args = build_parser().parse_args(["search", "--config", str(toml), "--budget", "9", "--workers", "2"])
     cfg = config_from_args(args)
     assert cfg.budget.trials == 9 and cfg.budget.time_s == 120 and cfg.seed == 4

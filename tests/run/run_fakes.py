@@ -1,6 +1,7 @@
 """Fast fakes for run-engine tests: a cost function and an evaluator that do not train anything.
 
-Importable by spawned worker processes and by the subprocess script ``fake_search.py`` (tests/run is on sys.path).
+Importable by spawned worker processes and by the subprocess script ``fake_search.py`` (tests/run is on
+sys.path).
 """
 
 from __future__ import annotations
@@ -14,10 +15,18 @@ from types import SimpleNamespace
 from typing import Any
 
 from tinyevo.run.components import EvalTask
-from tinyevo.run.config import BudgetConfig, DataConfig, ExecutorConfig, FinalConfig, LimitsConfig, RunConfig, SpaceConfig
+from tinyevo.run.config import (
+    BudgetConfig,
+    DataConfig,
+    ExecutorConfig,
+    FinalConfig,
+    LimitsConfig,
+    RunConfig,
+    SpaceConfig,
+)
 from tinyevo.run.engine import RunParts
 from tinyevo.spaces import create_space
-from tinyevo.strategies.base import Constraint, Objective, Problem
+from tinyevo.strategies.base import Constraint, Problem
 
 
 def _unit(text: str) -> float:
@@ -28,13 +37,18 @@ def fake_cost(genome: object) -> dict[str, float]:
     """NB201 genomes: conv count as 'macs', a hash as 'peak_sram_bytes'."""
     s = str(genome)
     convs = s.count("conv_3x3") * 3 + s.count("conv_1x1")
-    return {"macs": float(convs), "params": float(convs * 10), "peak_sram_bytes": 1000.0 + 1000.0 * _unit(s + "sram"),
-            "flash_bytes": 2000.0 + 100.0 * convs}
+    return {
+        "macs": float(convs),
+        "params": float(convs * 10),
+        "peak_sram_bytes": 1000.0 + 1000.0 * _unit(s + "sram"),
+        "flash_bytes": 2000.0 + 100.0 * convs,
+    }
 
 
 @dataclass(frozen=True)
 class FakeEvaluate:
-    """val_acc from a hash of (genome, seed); raises for genomes containing ``fail_marker``; NaN for ``nan_marker``."""
+    """val_acc from a hash of (genome, seed); raises for genomes containing ``fail_marker``; NaN for
+    ``nan_marker``."""
 
     sleep_s: float = 0.0
     fail_marker: str | None = None
@@ -58,32 +72,58 @@ def fake_trainer(ir: Any, data: Any, *, config: Any, seed: int) -> Any:
     return SimpleNamespace(model=model, history=(), metrics={"val_acc": 0.5, "test_acc": 0.75})
 
 
-def fake_config(*, budget: int = 12, batch: int = 1, workers: int = 1, executor: str = "local", seed: int = 3,
-                strategy: str = "regularized-evolution", final: bool = False, pareto: bool = False,
-                time_s: float | None = None) -> RunConfig:
+def fake_config(
+    *,
+    budget: int = 12,
+    batch: int = 1,
+    workers: int = 1,
+    executor: str = "local",
+    seed: int = 3,
+    strategy: str = "regularized-evolution",
+    final: bool = False,
+    pareto: bool = False,
+    time_s: float | None = None,
+) -> RunConfig:
     return RunConfig(
-        data=DataConfig(spec="fake"), space=SpaceConfig(name="nb201", options={"channels": 4, "cells_per_stage": 1}),
-        strategy=strategy, limits=LimitsConfig(device=None, macs=12),
-        budget=BudgetConfig(trials=budget, time_s=time_s), executor=ExecutorConfig(name=executor, workers=workers,
-                                                                                   batch_size=batch),
-        final=FinalConfig(enabled=final, pareto=pareto, max_models=3, train={"epochs": 1}), seed=seed,
+        data=DataConfig(spec="fake"),
+        space=SpaceConfig(name="nb201", options={"channels": 4, "cells_per_stage": 1}),
+        strategy=strategy,
+        limits=LimitsConfig(device=None, macs=12),
+        budget=BudgetConfig(trials=budget, time_s=time_s),
+        executor=ExecutorConfig(name=executor, workers=workers, batch_size=batch),
+        final=FinalConfig(enabled=final, pareto=pareto, max_models=3, train={"epochs": 1}),
+        seed=seed,
     )
 
 
 def fake_parts(config: RunConfig, *, evaluate: FakeEvaluate | None = None) -> RunParts:
     space = create_space("nb201", input_shape=(3, 8, 8), num_classes=3, channels=4, cells_per_stage=1)
-    problem = Problem(objectives=tuple(config.objectives),
-                      constraints=(Constraint("macs", upper=float(config.limits.macs or 1e9)),))
-    parts = RunParts(space=space, problem=problem, cost=fake_cost, evaluate=evaluate or FakeEvaluate(),
-                     data=SimpleNamespace(), trainer=fake_trainer)
-    if config.strategy == "regularized-evolution":  # the same composition with a population small enough for tests
+    problem = Problem(
+        objectives=tuple(config.objectives),
+        constraints=(Constraint("macs", upper=float(config.limits.macs or 1e9)),),
+    )
+    parts = RunParts(
+        space=space,
+        problem=problem,
+        cost=fake_cost,
+        evaluate=evaluate or FakeEvaluate(),
+        data=SimpleNamespace(),
+        trainer=fake_trainer,
+    )
+    if (
+        config.strategy == "regularized-evolution"
+    ):  # the same composition with a population small enough for tests
         from tinyevo.strategies.evolution import EvolutionaryStrategy
         from tinyevo.strategies.operators import Mutation, Variation
         from tinyevo.strategies.selection import DiscardOldest, TournamentSelection
 
         parts.strategy_factory = lambda: EvolutionaryStrategy(
-            space, problem, population_size=4, parent_selection=TournamentSelection(size=2),
-            survivor_selection=DiscardOldest(), variation=Variation(crossover_prob=0.5, mutation=Mutation()),
+            space,
+            problem,
+            population_size=4,
+            parent_selection=TournamentSelection(size=2),
+            survivor_selection=DiscardOldest(),
+            variation=Variation(crossover_prob=0.5, mutation=Mutation()),
             seed=config.seed,
         )
     return parts
@@ -94,5 +134,16 @@ def trial_signature(run_dir: Path) -> list[tuple[Any, ...]]:
     from tinyevo.storage import DB_NAME, SQLiteStorage
 
     with SQLiteStorage(Path(run_dir) / DB_NAME, readonly=True) as s:
-        return [(r.number, r.trial.genome, r.trial.status.value, dict(r.trial.metrics), r.trial.parents,
-                 r.trial.origin, r.batch, r.eval_seed) for r in s.records()]
+        return [
+            (
+                r.number,
+                r.trial.genome,
+                r.trial.status.value,
+                dict(r.trial.metrics),
+                r.trial.parents,
+                r.trial.origin,
+                r.batch,
+                r.eval_seed,
+            )
+            for r in s.records()
+        ]

@@ -48,7 +48,9 @@ def test_end_to_end_fake_search_records_every_trial(tmp_path: Path) -> None:
 
 def test_failing_and_nan_evaluations_are_recorded_and_search_goes_on(tmp_path: Path) -> None:
     cfg = fake_config(budget=30, strategy="random", seed=5)
-    parts = fake_parts(cfg, evaluate=FakeEvaluate(fail_marker="avg_pool_3x3~0", nan_marker="skip_connect~0|+|skip"))
+    parts = fake_parts(
+        cfg, evaluate=FakeEvaluate(fail_marker="avg_pool_3x3~0", nan_marker="skip_connect~0|+|skip")
+    )
     res = start_run(cfg, run_dir=tmp_path / "r", parts=parts)
     failed = [t for t in res.trials if t.status is Status.FAILED]
     ok = [t for t in res.trials if t.status is Status.OK]
@@ -75,8 +77,12 @@ def test_process_pool_gives_the_same_trials_as_in_process(tmp_path: Path) -> Non
     cfg = fake_config(batch=2, budget=8)
     start_run(cfg, run_dir=tmp_path / "serial", parts=fake_parts(cfg))
     pool = LocalPoolExecutor(workers=2)
-    start_run(replace(cfg, executor=replace(cfg.executor, workers=2)), run_dir=tmp_path / "pool",
-              parts=fake_parts(cfg), executor=pool)
+    start_run(
+        replace(cfg, executor=replace(cfg.executor, workers=2)),
+        run_dir=tmp_path / "pool",
+        parts=fake_parts(cfg),
+        executor=pool,
+    )
     serial, parallel = trial_signature(tmp_path / "serial"), trial_signature(tmp_path / "pool")
     assert serial == parallel
     with SQLiteStorage(tmp_path / "pool" / DB_NAME, readonly=True) as s:
@@ -116,7 +122,9 @@ def test_resume_refuses_a_changed_run(tmp_path: Path) -> None:
     cfg = fake_config(budget=6)
     start_run(cfg, run_dir=tmp_path / "r", parts=fake_parts(cfg))
     parts = fake_parts(cfg)
-    parts.strategy_factory = lambda: STRATEGIES.create("regularized-evolution", parts.space, parts.problem, seed=99)
+    parts.strategy_factory = lambda: STRATEGIES.create(
+        "regularized-evolution", parts.space, parts.problem, seed=99
+    )
     with pytest.raises(ConfigError, match="does not match"):
         resume_run(tmp_path / "r", parts=parts)
 

@@ -18,7 +18,9 @@ def _trial(n: int, acc: float, sram: float, status: Status = Status.OK) -> Trial
     return Trial(number=n, genome=f"g{n}", status=status, metrics={"acc": acc, "sram": sram})
 
 
-points = st.lists(st.tuples(st.integers(0, 5).map(float), st.integers(0, 5).map(float)), min_size=0, max_size=12)
+points = st.lists(
+    st.tuples(st.integers(0, 5).map(float), st.integers(0, 5).map(float)), min_size=0, max_size=12
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -35,13 +37,19 @@ def test_pareto_front_is_exactly_the_non_dominated_set(pts: list[tuple[float, fl
 
 def test_selection_skips_infeasible_and_failed() -> None:
     problem = Problem(objectives=(Objective("acc"),))
-    trials = [_trial(0, 0.9, 5, Status.INFEASIBLE), _trial(1, 0.5, 1), _trial(2, 0.7, 3), _trial(3, 0.99, 1,
-                                                                                                   Status.FAILED)]
+    trials = [
+        _trial(0, 0.9, 5, Status.INFEASIBLE),
+        _trial(1, 0.5, 1),
+        _trial(2, 0.7, 3),
+        _trial(3, 0.99, 1, Status.FAILED),
+    ]
     assert [t.number for t in select_for_retraining(problem, trials, pareto=False, max_models=3)] == [2]
-    assert [t.number for t in select_for_retraining(problem, trials, pareto=True, max_models=3,
-                                                    objectives=OBJS)] == [2, 1]
-    assert [t.number for t in select_for_retraining(problem, trials, pareto=True, max_models=1,
-                                                    objectives=OBJS)] == [2]
+    assert [
+        t.number for t in select_for_retraining(problem, trials, pareto=True, max_models=3, objectives=OBJS)
+    ] == [2, 1]
+    assert [
+        t.number for t in select_for_retraining(problem, trials, pareto=True, max_models=1, objectives=OBJS)
+    ] == [2]
     assert select_for_retraining(problem, trials[:1], pareto=False, max_models=1) == []
 
 

@@ -1,4 +1,5 @@
-"""kill -9 of a running search at a random point, then resume: the trials equal those of an uninterrupted run."""
+"""kill -9 of a running search at a random point, then resume: the trials equal those of an uninterrupted
+run."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import fake_search
+import pytest
 from run_fakes import trial_signature
 
 from tinyevo.run.engine import start_run
@@ -22,8 +23,11 @@ SCRIPT = Path(__file__).resolve().parent / "fake_search.py"
 
 
 def _run(mode: str, run_dir: Path, batch: int, sleep_s: float) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, str(SCRIPT), mode, str(run_dir), str(batch), str(sleep_s)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), mode, str(run_dir), str(batch), str(sleep_s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _stored(db: Path) -> int:

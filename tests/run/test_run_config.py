@@ -17,9 +17,19 @@ from tinyevo.run.config import (
 from tinyevo.strategies.base import DEFAULT_STRATEGY
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("90", 90), ("90s", 90), ("30m", 1800), ("1.5h", 5400), ("1h30m", 5400), ("2 min", 120), (45, 45), (0.5, 0.5),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("30m", 1800),
+        ("1.5h", 5400),
+        ("1h30m", 5400),
+        ("2 min", 120),
+        (45, 45),
+        (0.5, 0.5),
+    ],
+)
 def test_parse_duration(text: str | float, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
@@ -44,10 +54,24 @@ def test_defaults_are_the_digits_demo() -> None:
 def test_json_round_trip_of_varied_configs() -> None:
     cfgs = [
         build_config(None),
-        build_config(None, data="d.npz", space="blocks", space_options={"width_multipliers": [0.5, 1.0]},
-                     strategy="nsga2", objectives=["val_acc", "latency_ms:min"], device="nrf52840",
-                     latency_ms=50, sram="64KB", budget=9, time="10m", workers=3, executor="process", seed=8,
-                     train={"epochs": 2, "augment": ["shift"]}, final={"pareto": True, "epochs": 3}),
+        build_config(
+            None,
+            data="d.npz",
+            space="blocks",
+            space_options={"width_multipliers": [0.5, 1.0]},
+            strategy="nsga2",
+            objectives=["val_acc", "latency_ms:min"],
+            device="nrf52840",
+            latency_ms=50,
+            sram="64KB",
+            budget=9,
+            time="10m",
+            workers=3,
+            executor="process",
+            seed=8,
+            train={"epochs": 2, "augment": ["shift"]},
+            final={"pareto": True, "epochs": 3},
+        ),
         build_config(None, device="none", macs=1e6, executor="dask", scheduler="tcp://10.0.0.1:8786"),
     ]
     for cfg in cfgs:
@@ -57,21 +81,24 @@ def test_json_round_trip_of_varied_configs() -> None:
     assert cfgs[2].limits.device is None
 
 
-@pytest.mark.parametrize("flags, match", [
-    ({"budget": 0}, "--budget"),
-    ({"seed": -1}, "--seed"),
-    ({"seed": "x"}, "--seed"),
-    ({"sram": "-4KB"}, "size"),
-    ({"val_fraction": 1.5}, "val_fraction"),
-    ({"workers": 0}, "--workers"),
-    ({"executor": "slurm"}, "unknown executor"),
-    ({"scheduler": "tcp://h:1", "executor": "local"}, "--scheduler needs --executor dask"),
-    ({"device": "none", "latency_ms": 5.0}, "need a --device"),
-    ({"train": {"epochz": 3}}, "unknown training option"),
-    ({"final": {"epochs": 0}}, "positive"),
-    ({"objectives": ["val_acc:up"]}, "direction"),
-    ({"space_options": {"num_classes": 3}}, "set from the data set"),
-])
+@pytest.mark.parametrize(
+    "flags, match",
+    [
+        ({"budget": 0}, "--budget"),
+        ({"seed": -1}, "--seed"),
+        ({"seed": "x"}, "--seed"),
+        ({"sram": "-4KB"}, "size"),
+        ({"val_fraction": 1.5}, "val_fraction"),
+        ({"workers": 0}, "--workers"),
+        ({"executor": "slurm"}, "unknown executor"),
+        ({"scheduler": "tcp://h:1", "executor": "local"}, "--scheduler needs --executor dask"),
+        ({"device": "none", "latency_ms": 5.0}, "need a --device"),
+        ({"train": {"epochz": 3}}, "unknown training option"),
+        ({"final": {"epochs": 0}}, "positive"),
+        ({"objectives": ["val_acc:up"]}, "direction"),
+        ({"space_options": {"num_classes": 3}}, "set from the data set"),
+    ],
+)
 def test_bad_values_raise_config_error(flags: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         build_config(None, **flags)

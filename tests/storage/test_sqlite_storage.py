@@ -15,13 +15,27 @@ from tinyevo.strategies.base import Status, Trial
 
 def _record(n: int, *, status: Status = Status.OK, metrics: dict[str, float] | None = None) -> TrialRecord:
     trial = Trial(
-        number=n, genome=f"g{n}", status=status, metrics=metrics or {"val_acc": 0.5, "macs": 100.0},
-        violation=0.0 if status is not Status.INFEASIBLE else 0.25, parents=("g0",) if n else (),
-        generation=n // 2, origin="mutation" if n else "random",
+        number=n,
+        genome=f"g{n}",
+        status=status,
+        metrics=metrics or {"val_acc": 0.5, "macs": 100.0},
+        violation=0.0 if status is not Status.INFEASIBLE else 0.25,
+        parents=("g0",) if n else (),
+        generation=n // 2,
+        origin="mutation" if n else "random",
         error="ValueError: boom" if status is Status.FAILED else None,
     )
-    return TrialRecord(trial=trial, cost={"macs": 100.0}, parent_ids=(0,) if n else (), batch=n, eval_seed=7 + n,
-                       started_at=1.0, finished_at=2.5, duration_s=1.5, worker="w0")
+    return TrialRecord(
+        trial=trial,
+        cost={"macs": 100.0},
+        parent_ids=(0,) if n else (),
+        batch=n,
+        eval_seed=7 + n,
+        started_at=1.0,
+        finished_at=2.5,
+        duration_s=1.5,
+        worker="w0",
+    )
 
 
 def test_is_a_storage(tmp_path: Path) -> None:
@@ -108,7 +122,9 @@ _floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 
 @settings(max_examples=30, deadline=None)
 @given(metrics=st.dictionaries(st.text(min_size=1, max_size=8), _floats, max_size=5))
-def test_metrics_round_trip_exactly(tmp_path_factory: pytest.TempPathFactory, metrics: dict[str, float]) -> None:
+def test_metrics_round_trip_exactly(
+    tmp_path_factory: pytest.TempPathFactory, metrics: dict[str, float]
+) -> None:
     db = tmp_path_factory.mktemp("h") / "t.db"
     rec = _record(0, metrics=metrics) if metrics else _record(0)
     with SQLiteStorage(db) as s:

@@ -20,9 +20,10 @@ def run_report_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "report", help="write plots and an HTML report of a run",
+        "report",
+        help="write plots and an HTML report of a run",
         description="Accuracy vs SRAM / flash / latency with the limits drawn, the best-so-far curve, and a "
-                    "self-contained HTML page with them and the tables (default: RUN/report/).",
+        "self-contained HTML page with them and the tables (default: RUN/report/).",
     )
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("--out", metavar="DIR", help="output directory (default RUN/report)")

@@ -1,8 +1,8 @@
 """``tinyevo resume RUN``: continue a run that was stopped or killed (even with kill -9).
 
-The strategy's state is rebuilt from the stored trials (same seed and config -> the same proposals); trials that
-were stored are not evaluated again. Workers / executor may change; the stored batch size is kept, so the final
-set of trials equals that of an uninterrupted run.
+The strategy's state is rebuilt from the stored trials (same seed and config -> the same proposals); trials
+that were stored are not evaluated again. Workers / executor may change; the stored batch size is kept, so the
+final set of trials equals that of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ def run_resume_command(args: argparse.Namespace) -> int:
         stored = config.executor
         name = args.executor or ("dask" if args.scheduler else stored.name)
         executor = ExecutorConfig(
-            name=name, workers=args.workers if args.workers is not None else stored.workers,
-            scheduler=args.scheduler if name == "dask" else None, batch_size=stored.batch,
+            name=name,
+            workers=args.workers if args.workers is not None else stored.workers,
+            scheduler=args.scheduler if name == "dask" else None,
+            batch_size=stored.batch,
         )
     time_s = parse_duration(args.time) if args.time is not None else None
     view = ProgressView(Console(stderr=True), objective=config.objectives[0].metric, enabled=not args.quiet)
@@ -44,8 +46,11 @@ def run_resume_command(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("resume", help="continue a stopped or killed run",
-                              description="Continue a run from its database; stored trials are not re-evaluated.")
+    p = subparsers.add_parser(
+        "resume",
+        help="continue a stopped or killed run",
+        description="Continue a run from its database; stored trials are not re-evaluated.",
+    )
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("--workers", type=int, metavar="N", help="parallel evaluations (default: as stored)")
     p.add_argument("--executor", choices=EXECUTOR_CHOICES, help="where evaluations run (default: as stored)")

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from tinyevo.run.config import EXECUTOR_CHOICES, RunConfig
 
-# --- rendering shared by search / resume / show ----------------------------------------------------------------
+# --- rendering shared by search / resume / show ---
 
 
 class ProgressView:
@@ -55,17 +55,26 @@ class ProgressView:
             return
         if ev.kind == "start":
             self._progress = Progress(
-                SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("evals | trials {task.fields[trials]} | best {task.fields[best]} | "
-                           "feasible {task.fields[feasible]} | failed {task.fields[failed]}"),
-                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                console=self.console, transient=False,
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(
+                    "evals | trials {task.fields[trials]} | best {task.fields[best]} | "
+                    "feasible {task.fields[feasible]} | failed {task.fields[failed]}"
+                ),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
             )
             self._progress.start()
             if ev.message:
                 self._progress.console.print(f"[dim]{ev.message}[/dim]")
-            self._task = self._progress.add_task("search", total=ev.budget, completed=ev.evaluations,
-                                                 **self._fields(ev))
+            self._task = self._progress.add_task(
+                "search", total=ev.budget, completed=ev.evaluations, **self._fields(ev)
+            )
         elif self._progress is None or self._task is None:
             return
         elif ev.kind == "trial":
@@ -99,16 +108,25 @@ def trials_table(view: Any, trials: list[Any], *, title: str) -> Table:
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column(obj, justify="right", no_wrap=True)
-    short = {"peak_sram_bytes": "SRAM", "flash_bytes": "flash", "latency_ms": "ms", "macs": "MACs",
-             "params": "params"}
+    short = {
+        "peak_sram_bytes": "SRAM",
+        "flash_bytes": "flash",
+        "latency_ms": "ms",
+        "macs": "MACs",
+        "params": "params",
+    }
     for m in TABLE_METRICS:
         table.add_column(short.get(m, m), justify="right", no_wrap=True)
     table.add_column("genome", overflow="fold", min_width=20)
     style = {"ok": "green", "infeasible": "yellow", "failed": "red"}
     for t in trials:
-        table.add_row(str(t.number), f"[{style[t.status.value]}]{t.status.value}[/]",
-                      fmt_metric(obj, t.metrics.get(obj)), *(fmt_metric(m, t.metrics.get(m)) for m in TABLE_METRICS),
-                      t.genome if t.status.value != "failed" else f"{t.genome}\n[red]{t.error}[/]")
+        table.add_row(
+            str(t.number),
+            f"[{style[t.status.value]}]{t.status.value}[/]",
+            fmt_metric(obj, t.metrics.get(obj)),
+            *(fmt_metric(m, t.metrics.get(m)) for m in TABLE_METRICS),
+            t.genome if t.status.value != "failed" else f"{t.genome}\n[red]{t.error}[/]",
+        )
     return table
 
 
@@ -121,10 +139,15 @@ def finals_table(view: Any) -> Table:
     table.add_column("weights", overflow="fold", min_width=20)
     for f in view.finals:
         m = f.metrics
-        table.add_row(str(f.trial), fmt_metric("test_acc", m.get("test_acc")), fmt_metric("val_acc", m.get("val_acc")),
-                      fmt_metric("peak_sram_bytes", m.get("peak_sram_bytes")),
-                      fmt_metric("flash_bytes", m.get("flash_bytes")), fmt_metric("latency_ms", m.get("latency_ms")),
-                      str(view.run_dir / f.weights))
+        table.add_row(
+            str(f.trial),
+            fmt_metric("test_acc", m.get("test_acc")),
+            fmt_metric("val_acc", m.get("val_acc")),
+            fmt_metric("peak_sram_bytes", m.get("peak_sram_bytes")),
+            fmt_metric("flash_bytes", m.get("flash_bytes")),
+            fmt_metric("latency_ms", m.get("latency_ms")),
+            str(view.run_dir / f.weights),
+        )
     return table
 
 
@@ -141,26 +164,36 @@ def print_summary(console: Console, run_dir: Path, *, top: int = 5) -> None:
         console.print("[yellow]no feasible model was found; relax the limits or raise the budget[/yellow]")
     if view.finals:
         console.print(finals_table(view))
-    console.print(f"trials: {len(view.records)} ({counts['ok']} ok, {counts['infeasible']} infeasible, "
-                  f"{counts['failed']} failed); Pareto front: {len(view.pareto())} models")
+    console.print(
+        f"trials: {len(view.records)} ({counts['ok']} ok, {counts['infeasible']} infeasible, "
+        f"{counts['failed']} failed); Pareto front: {len(view.pareto())} models"
+    )
     console.print(f"run directory: [bold]{view.run_dir}[/bold]")
 
 
-# --- options ---------------------------------------------------------------------------------------------------
+# --- options ---
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The options of ``tinyevo search`` (all default to None so that a config file is not overridden)."""
     g = p.add_argument_group("what to search")
     g.add_argument("--config", metavar="FILE", help="TOML run config (flags override it)")
-    g.add_argument("--data", metavar="digits|PATH", help="data set: 'digits' (built in) or a path (default digits)")
-    g.add_argument("--val-fraction", type=float, metavar="F", help="validation split carved from training data")
+    g.add_argument(
+        "--data", metavar="digits|PATH", help="data set: 'digits' (built in) or a path (default digits)"
+    )
+    g.add_argument(
+        "--val-fraction", type=float, metavar="F", help="validation split carved from training data"
+    )
     g.add_argument("--space", help="search space (default chain)")
     g.add_argument("--strategy", help="search strategy (default: tinyevo's default strategy)")
     g.add_argument("--estimator", help="estimator, e.g. train, naswot+train (default train)")
     g.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate during the search")
-    g.add_argument("--objective", action="append", metavar="METRIC[:max|min]",
-                   help="objective (repeat for several; default val_acc:max)")
+    g.add_argument(
+        "--objective",
+        action="append",
+        metavar="METRIC[:max|min]",
+        help="objective (repeat for several; default val_acc:max)",
+    )
     g = p.add_argument_group("device and limits")
     g.add_argument("--device", help="device profile (default stm32f412; 'none' for no device)")
     g.add_argument("--sram", metavar="SIZE", help="peak SRAM limit, e.g. 64KB (default: the device's)")
@@ -198,12 +231,29 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.no_final:
         final["enabled"] = False
     config = build_config(
-        file_values, data=args.data, val_fraction=args.val_fraction, space=args.space, strategy=args.strategy,
-        estimator=args.estimator, train={"epochs": args.epochs} if args.epochs is not None else None,
-        objectives=args.objective, device=args.device, sram=args.sram, flash=args.flash,
-        latency_ms=args.latency_ms, energy_mj=args.energy_mj, macs=args.macs, params=args.params,
-        precision=args.precision, budget=args.budget, time=args.time, workers=args.workers,
-        executor=args.executor, scheduler=args.scheduler, seed=args.seed, final=final or None,
+        file_values,
+        data=args.data,
+        val_fraction=args.val_fraction,
+        space=args.space,
+        strategy=args.strategy,
+        estimator=args.estimator,
+        train={"epochs": args.epochs} if args.epochs is not None else None,
+        objectives=args.objective,
+        device=args.device,
+        sram=args.sram,
+        flash=args.flash,
+        latency_ms=args.latency_ms,
+        energy_mj=args.energy_mj,
+        macs=args.macs,
+        params=args.params,
+        precision=args.precision,
+        budget=args.budget,
+        time=args.time,
+        workers=args.workers,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        seed=args.seed,
+        final=final or None,
     )
     validate_names(config)
     return config
@@ -215,7 +265,9 @@ def report_stop(err: Console, stopped: str) -> None:
     elif stopped == "time":
         err.print("[yellow]the search stopped at its time limit; 'tinyevo resume' continues it[/yellow]")
     elif stopped == "max-trials":
-        err.print("[yellow]the search stopped at its trial limit: most candidates broke the hard limits[/yellow]")
+        err.print(
+            "[yellow]the search stopped at its trial limit: most candidates broke the hard limits[/yellow]"
+        )
 
 
 def run_search_command(args: argparse.Namespace) -> int:
@@ -250,10 +302,11 @@ def load_out_from_config(path: str) -> str | None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
-        "search", help="run a hardware-aware architecture search",
+        "search",
+        help="run a hardware-aware architecture search",
         description="Search architectures that fit a microcontroller, retrain the best and save it. With no "
-                    "options: digits data, chain space, default strategy, stm32f412 with demo limits of 4 KB "
-                    "SRAM / 64 KB flash, 40 evaluations, a few minutes.",
+        "options: digits data, chain space, default strategy, stm32f412 with demo limits of 4 KB "
+        "SRAM / 64 KB flash, 40 evaluations, a few minutes.",
     )
     add_run_options(p)
     p.set_defaults(func=run_search_command)

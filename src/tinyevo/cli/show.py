@@ -28,12 +28,16 @@ def run_show_command(args: argparse.Namespace) -> int:
     cfg = view.config
     counts = view.counts()
     limits = ", ".join(describe_bound(m, v) for m, v in view.bounds.items()) or "none"
-    console.print(f"[bold]{view.run_dir}[/bold]  data={cfg.data.spec} space={cfg.space.name} "
-                  f"strategy={cfg.strategy} estimator={cfg.estimator.name} device={cfg.limits.device} "
-                  f"seed={cfg.seed} phase={view.phase}")
+    console.print(
+        f"[bold]{view.run_dir}[/bold]  data={cfg.data.spec} space={cfg.space.name} "
+        f"strategy={cfg.strategy} estimator={cfg.estimator.name} device={cfg.limits.device} "
+        f"seed={cfg.seed} phase={view.phase}"
+    )
     console.print(f"limits: {limits}")
-    console.print(f"trials: {len(view.records)} ({counts['ok']} ok, {counts['infeasible']} infeasible, "
-                  f"{counts['failed']} failed) of a budget of {cfg.budget.trials} evaluations")
+    console.print(
+        f"trials: {len(view.records)} ({counts['ok']} ok, {counts['infeasible']} infeasible, "
+        f"{counts['failed']} failed) of a budget of {cfg.budget.trials} evaluations"
+    )
     ranked = view.ranked()
     shown = ranked if args.all else ranked[: args.top]
     console.print(trials_table(view, shown, title=f"Trials, best first ({len(shown)} of {len(ranked)})"))

@@ -20,6 +20,12 @@ def create_executor(name: str, *, workers: int = 1, scheduler: str | None = None
 
 
 __all__ = [
-    "EXECUTORS", "EXECUTOR_NAMES", "Executor", "InProcessExecutor", "LocalPoolExecutor", "TaskResult",
-    "create_executor", "run_task",
+    "EXECUTORS",
+    "EXECUTOR_NAMES",
+    "Executor",
+    "InProcessExecutor",
+    "LocalPoolExecutor",
+    "TaskResult",
+    "create_executor",
+    "run_task",
 ]

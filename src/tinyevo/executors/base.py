@@ -1,8 +1,8 @@
 """The executor protocol: run one function over a batch of items, report each result as it finishes.
 
-Executors only run code; they never touch storage (only the driver writes the run database). A task that raises
-is reported with ``error`` set (``"ExcType: message"``) instead of raising in the driver; a task whose worker
-process died is re-run up to ``retries`` times before it is reported as failed.
+Executors only run code; they never touch storage (only the driver writes the run database). A task that
+raises is reported with ``error`` set (``"ExcType: message"``) instead of raising in the driver; a task whose
+worker process died is re-run up to ``retries`` times before it is reported as failed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class TaskResult(Generic[R]):
-    """The outcome of one task: ``value`` if it returned, else ``error``; ``index`` is its position in the batch."""
+    """The outcome of one task: ``value`` if it returned, else ``error``; ``index`` is its position in the
+    batch."""
 
     index: int
     value: R | None

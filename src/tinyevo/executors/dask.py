@@ -1,8 +1,8 @@
 """Dask distributed executor (optional extra ``tinyevo[dask]``).
 
 Without a scheduler address it starts a :class:`distributed.LocalCluster` bound to ``127.0.0.1`` with the
-dashboard off (one single-threaded worker process per ``workers``). With ``scheduler="tcp://HOST:PORT"`` it joins
-an existing cluster; ``workers`` then only sets how many tasks the driver keeps in flight.
+dashboard off (one single-threaded worker process per ``workers``). With ``scheduler="tcp://HOST:PORT"`` it
+joins an existing cluster; ``workers`` then only sets how many tasks the driver keeps in flight.
 
 Tasks are submitted with ``pure=False``. When a worker dies, the scheduler re-runs its tasks on another worker
 (up to ``distributed.scheduler.allowed-failures`` times, set from ``retries`` for a cluster this executor
@@ -57,8 +57,11 @@ class DaskExecutor:
         if scheduler is None:
             with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
                 self._cluster = distributed.LocalCluster(
-                    host="127.0.0.1", n_workers=workers, threads_per_worker=threads_per_worker,
-                    processes=processes, dashboard_address=None,
+                    host="127.0.0.1",
+                    n_workers=workers,
+                    threads_per_worker=threads_per_worker,
+                    processes=processes,
+                    dashboard_address=None,
                 )
             self._client = distributed.Client(self._cluster)
         else:
@@ -95,7 +98,9 @@ class DaskExecutor:
             self._cluster = None
 
 
-@EXECUTORS.register("dask", help="Dask distributed: a LocalCluster on 127.0.0.1, or --scheduler tcp://HOST:PORT")
+@EXECUTORS.register(
+    "dask", help="Dask distributed: a LocalCluster on 127.0.0.1, or --scheduler tcp://HOST:PORT"
+)
 def create_dask(*, workers: int = 2, scheduler: str | None = None) -> DaskExecutor:
     """A Dask distributed executor."""
     return DaskExecutor(workers=workers, scheduler=scheduler)

@@ -36,8 +36,8 @@ class LocalPoolExecutor:
     """A pool of ``workers`` local processes (``spawn`` start method: safe with torch's thread pools).
 
     ``fn`` and the items must be picklable. If a worker process dies (killed, out of memory), the pool is
-    rebuilt and every task that had not finished is submitted again, at most ``retries`` more times each; a task
-    still unfinished after that is reported as failed with the error ``WorkerLost``.
+    rebuilt and every task that had not finished is submitted again, at most ``retries`` more times each; a
+    task still unfinished after that is reported as failed with the error ``WorkerLost``.
     """
 
     def __init__(self, *, workers: int = 2, retries: int = 2, start_method: str = "spawn") -> None:
@@ -76,8 +76,15 @@ class LocalPoolExecutor:
                     except BrokenProcessPool:
                         broken = True
                         if attempts[i] > self.retries:
-                            yield TaskResult(i, None, f"WorkerLost: the worker process running this task died "
-                                             f"({attempts[i]} attempts)", "", 0.0, attempts[i])
+                            yield TaskResult(
+                                i,
+                                None,
+                                f"WorkerLost: the worker process running this task died "
+                                f"({attempts[i]} attempts)",
+                                "",
+                                0.0,
+                                attempts[i],
+                            )
                         else:
                             todo.append(i)
                         continue

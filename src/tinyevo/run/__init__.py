@@ -1,4 +1,5 @@
-"""The run engine: typed run configuration, the search driver with storage and resume, final retraining, reports."""
+"""The run engine: typed run configuration, the search driver with storage and resume, final retraining,
+reports."""
 
 from __future__ import annotations
 

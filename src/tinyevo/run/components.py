@@ -1,7 +1,7 @@
 """Turning a :class:`RunConfig` into the working parts of a run: data, space, problem, cost and evaluation.
 
-The evaluation function travels to workers (process pool, Dask), so it is a small picklable object holding only
-configuration; each worker process loads the data set, the space and the estimator once and caches them.
+The evaluation function travels to workers (process pool, Dask), so it is a small picklable object holding
+only configuration; each worker process loads the data set, the space and the estimator once and caches them.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class EvalTask:
 
 
 Evaluate = Callable[[EvalTask], Metrics]
-"""A picklable callable scoring one task (``val_acc`` and friends); it may raise (the trial is then failed)."""
+"""A picklable callable scoring one task (``val_acc`` and friends); it may raise (the trial is then
+failed)."""
 
 CostFn = Callable[[Genome], Metrics]
 """Cost metrics of a genome (cheap; runs in the driver before anything is trained)."""
@@ -47,7 +48,7 @@ def derive_seed(run_seed: int, number: int, stream: int = 0) -> int:
     return int(np.random.SeedSequence([run_seed, number, stream]).generate_state(1, dtype=np.uint32)[0])
 
 
-# --- per-process caches ----------------------------------------------------------------------------------------
+# --- per-process caches ---
 
 
 @functools.lru_cache(maxsize=4)
@@ -69,8 +70,9 @@ def _options_key(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_space(name: str, options: tuple[tuple[str, Any], ...], input_shape: tuple[int, ...],
-                  num_classes: int) -> SearchSpace:
+def _cached_space(
+    name: str, options: tuple[tuple[str, Any], ...], input_shape: tuple[int, ...], num_classes: int
+) -> SearchSpace:
     from tinyevo.spaces import create_space
 
     return create_space(name, input_shape=input_shape, num_classes=num_classes, **dict(options))
@@ -87,7 +89,8 @@ def make_space(cfg: SpaceConfig, *, input_shape: tuple[int, ...], num_classes: i
 
 
 def train_config(options: Mapping[str, Any], *, threads: int | None = None) -> Any:
-    """A :class:`~tinyevo.estimators.training.TrainConfig` from options; ``threads`` fills in an unset thread count."""
+    """A :class:`~tinyevo.estimators.training.TrainConfig` from options; ``threads`` fills in an unset thread
+    count."""
     from tinyevo.estimators.training import TrainConfig
 
     opts = dict(options)
@@ -107,8 +110,8 @@ def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: in
 class TrainingEvaluator:
     """Evaluates genome strings with the configured estimator on the configured data (picklable).
 
-    ``threads``: torch threads per evaluation (``None``: the estimator's default); process-pool and Dask workers
-    get ``max(1, cpus // workers)`` so that parallel trainings do not oversubscribe the machine.
+    ``threads``: torch threads per evaluation (``None``: the estimator's default); process-pool and Dask
+    workers get ``max(1, cpus // workers)`` so that parallel trainings do not oversubscribe the machine.
     """
 
     data: DataConfig
@@ -152,8 +155,13 @@ def make_limits(cfg: LimitsConfig) -> Any:
     from tinyevo.devices import Limits
 
     return Limits.from_options(
-        device=cfg.device, sram=cfg.sram, flash=cfg.flash, latency_ms=cfg.latency_ms, energy_mj=cfg.energy_mj,
-        macs=cfg.macs, params=cfg.params,
+        device=cfg.device,
+        sram=cfg.sram,
+        flash=cfg.flash,
+        latency_ms=cfg.latency_ms,
+        energy_mj=cfg.energy_mj,
+        macs=cfg.macs,
+        params=cfg.params,
     )
 
 

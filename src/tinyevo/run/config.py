@@ -1,9 +1,9 @@
 """Typed, frozen configuration of a run, parsed once at the edge (CLI flags and ``--config run.toml``).
 
 Precedence: built-in defaults < config file < command-line flags. :func:`build_config` validates everything a
-user can get wrong (unknown names, bad sizes, bad durations, unknown keys) and raises :class:`ConfigError` with a
-message naming the option. The run stores :meth:`RunConfig.to_json` once, and ``tinyevo resume`` rebuilds the same
-config with :meth:`RunConfig.from_json`.
+user can get wrong (unknown names, bad sizes, bad durations, unknown keys) and raises :class:`ConfigError`
+with a message naming the option. The run stores :meth:`RunConfig.to_json` once, and ``tinyevo resume``
+rebuilds the same config with :meth:`RunConfig.from_json`.
 
 A config file uses the flag names (``-`` or ``_``) as top-level keys, plus three optional tables::
 
@@ -81,7 +81,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SpaceConfig:
-    """A registered search space and its keyword-only options (``input_shape``/``num_classes`` come from data)."""
+    """A registered search space and its keyword-only options (``input_shape``/``num_classes`` come from
+    data)."""
 
     name: str = "chain"
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -149,7 +150,8 @@ class BudgetConfig:
 @dataclass(frozen=True)
 class ExecutorConfig:
     """Where evaluations run. ``batch_size`` (default: ``workers``) is how many candidates are asked at once;
-    it is part of the run's identity (it fixes the ask/tell order), so resuming keeps it even with other workers."""
+    it is part of the run's identity (it fixes the ask/tell order), so resuming keeps it even with other
+    workers."""
 
     name: str = "local"
     workers: int = 1
@@ -211,7 +213,7 @@ class RunConfig:
         if not self.strategy:
             raise ConfigError("--strategy must not be empty")
 
-    # --- JSON (stored once in the run database) ----------------------------------------------------------------
+    # --- JSON (stored once in the run database) ---
     def to_json(self) -> dict[str, Any]:
         return {
             "data": {"spec": self.data.spec, "val_fraction": self.data.val_fraction},
@@ -223,7 +225,9 @@ class RunConfig:
             "budget": {f.name: getattr(self.budget, f.name) for f in fields(BudgetConfig)},
             "executor": {f.name: getattr(self.executor, f.name) for f in fields(ExecutorConfig)},
             "final": {
-                "enabled": self.final.enabled, "pareto": self.final.pareto, "max_models": self.final.max_models,
+                "enabled": self.final.enabled,
+                "pareto": self.final.pareto,
+                "max_models": self.final.max_models,
                 "train": _thaw(self.final.train),
             },
             "seed": self.seed,
@@ -236,26 +240,40 @@ class RunConfig:
                 data=DataConfig(**obj["data"]),
                 space=SpaceConfig(name=obj["space"]["name"], options=_freeze(obj["space"]["options"])),
                 strategy=obj["strategy"],
-                estimator=EstimatorConfig(name=obj["estimator"]["name"], train=_freeze(obj["estimator"]["train"])),
+                estimator=EstimatorConfig(
+                    name=obj["estimator"]["name"], train=_freeze(obj["estimator"]["train"])
+                ),
                 limits=LimitsConfig(**obj["limits"]),
                 objectives=tuple(parse_objective(s) for s in obj["objectives"]),
                 budget=BudgetConfig(**obj["budget"]),
                 executor=ExecutorConfig(**obj["executor"]),
                 final=FinalConfig(
-                    enabled=obj["final"]["enabled"], pareto=obj["final"]["pareto"],
-                    max_models=obj["final"]["max_models"], train=_freeze(obj["final"]["train"]),
+                    enabled=obj["final"]["enabled"],
+                    pareto=obj["final"]["pareto"],
+                    max_models=obj["final"]["max_models"],
+                    train=_freeze(obj["final"]["train"]),
                 ),
                 seed=obj["seed"],
             )
         except (KeyError, TypeError) as exc:
-            raise ConfigError(f"stored run configuration is incomplete or from another version ({exc})") from None
+            raise ConfigError(
+                f"stored run configuration is incomplete or from another version ({exc})"
+            ) from None
 
 
-# --- small parsers ---------------------------------------------------------------------------------------------
+# --- small parsers ---
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
-_DURATION_UNITS = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0,
-                   "d": 86400.0}
+_DURATION_UNITS = {
+    None: 1.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "d": 86400.0,
+}
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -290,12 +308,35 @@ def parse_objective(text: str) -> Objective:
     return Objective(metric, (direction.strip() or "max"))  # type: ignore[arg-type]
 
 
-# --- building a config from file values + flags ----------------------------------------------------------------
+# --- building a config from file values + flags ---
 
 _TOP_KEYS = {
-    "data", "val_fraction", "space", "strategy", "estimator", "device", "sram", "flash", "latency_ms", "energy_mj",
-    "macs", "params", "precision", "objectives", "budget", "time", "max_trials", "workers", "executor",
-    "scheduler", "batch_size", "seed", "out", "space_options", "train", "final",
+    "data",
+    "val_fraction",
+    "space",
+    "strategy",
+    "estimator",
+    "device",
+    "sram",
+    "flash",
+    "latency_ms",
+    "energy_mj",
+    "macs",
+    "params",
+    "precision",
+    "objectives",
+    "budget",
+    "time",
+    "max_trials",
+    "workers",
+    "executor",
+    "scheduler",
+    "batch_size",
+    "seed",
+    "out",
+    "space_options",
+    "train",
+    "final",
 }
 _FINAL_KEYS = {"enabled", "pareto", "max_models"}
 
@@ -313,7 +354,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     out = {str(k).replace("-", "_"): v for k, v in raw.items()}
     unknown = sorted(set(out) - _TOP_KEYS)
     if unknown:
-        raise ConfigError(f"unknown key(s) in {p}: {', '.join(unknown)}; known: {', '.join(sorted(_TOP_KEYS))}")
+        raise ConfigError(
+            f"unknown key(s) in {p}: {', '.join(unknown)}; known: {', '.join(sorted(_TOP_KEYS))}"
+        )
     for table in ("space_options", "train", "final"):
         if table in out and not isinstance(out[table], dict):
             raise ConfigError(f"{table} in {p} must be a table ([{table}])")
@@ -343,7 +386,9 @@ def _check_train_options(where: str, options: Mapping[str, Any]) -> dict[str, An
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(opts) - known)
     if unknown:
-        raise ConfigError(f"unknown training option(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown training option(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     try:
         TrainConfig(**opts)
     except TypeError as exc:
@@ -373,8 +418,12 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
     if v.get("scheduler") is not None and v.get("executor") is None:
         v["executor"] = "dask"  # joining a cluster implies the Dask executor
 
-    if (str(v.get("data", "digits")) == "digits" and "device" not in v and v.get("sram") is None
-            and v.get("flash") is None):
+    if (
+        str(v.get("data", "digits")) == "digits"
+        and "device" not in v
+        and v.get("sram") is None
+        and v.get("flash") is None
+    ):
         v.update(DIGITS_DEMO_LIMITS)  # the built-in demo: limits tight enough that the trade-off shows
 
     def size(name: str) -> int | None:
@@ -403,28 +452,37 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             raise ConfigError(f"--seed must be an integer, got {seed!r}") from None
     time_s = None if v.get("time") is None else parse_duration(v["time"])
     return RunConfig(
-        data=DataConfig(spec=str(v.get("data", "digits")),
-                        val_fraction=_typed("val_fraction", v.get("val_fraction", 0.1), float)),
+        data=DataConfig(
+            spec=str(v.get("data", "digits")),
+            val_fraction=_typed("val_fraction", v.get("val_fraction", 0.1), float),
+        ),
         space=SpaceConfig(name=str(v.get("space", "chain")), options=_freeze(v.get("space_options") or {})),
         strategy=str(v.get("strategy", DEFAULT_STRATEGY)),
         estimator=EstimatorConfig(
-            name=str(v.get("estimator", DEFAULT_ESTIMATOR)), train=_check_train_options("[train]", est_train),
+            name=str(v.get("estimator", DEFAULT_ESTIMATOR)),
+            train=_check_train_options("[train]", est_train),
         ),
         limits=LimitsConfig(
-            device=device, sram=size("sram"), flash=size("flash"),
+            device=device,
+            sram=size("sram"),
+            flash=size("flash"),
             latency_ms=_typed("--latency-ms", v.get("latency_ms"), float),
             energy_mj=_typed("--energy-mj", v.get("energy_mj"), float),
-            macs=_typed("--macs", v.get("macs"), (int, float)), params=_typed("--params", v.get("params"), (int, float)),
+            macs=_typed("--macs", v.get("macs"), (int, float)),
+            params=_typed("--params", v.get("params"), (int, float)),
             precision=v.get("precision", "int8"),
         ),
         objectives=tuple(parse_objective(o) for o in (objectives or ["val_acc:max"])),
         budget=BudgetConfig(
-            trials=_typed("--budget", v.get("budget", BudgetConfig().trials), int), time_s=time_s,
+            trials=_typed("--budget", v.get("budget", BudgetConfig().trials), int),
+            time_s=time_s,
             max_trials=_typed("max_trials", v.get("max_trials"), int),
         ),
         executor=ExecutorConfig(
-            name=str(v.get("executor", "local")), workers=_typed("--workers", v.get("workers", 1), int),
-            scheduler=v.get("scheduler"), batch_size=_typed("batch_size", v.get("batch_size"), int),
+            name=str(v.get("executor", "local")),
+            workers=_typed("--workers", v.get("workers", 1), int),
+            scheduler=v.get("scheduler"),
+            batch_size=_typed("batch_size", v.get("batch_size"), int),
         ),
         final=FinalConfig(
             enabled=_typed("final.enabled", final_tbl.get("enabled", True), bool),
@@ -437,7 +495,8 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
 
 
 def validate_names(config: RunConfig) -> None:
-    """Check every registered name in ``config`` (space, strategy, estimator parts, device) before a run starts."""
+    """Check every registered name in ``config`` (space, strategy, estimator parts, device) before a run
+    starts."""
     from tinyevo.spaces import SPACES
     from tinyevo.strategies import STRATEGIES
 

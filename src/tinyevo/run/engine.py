@@ -12,10 +12,10 @@ The driver works in **batches** of ``B = config.executor.batch`` candidates (def
 4. tell the strategy every trial of the batch **in ask order**.
 
 Trial numbers are ask positions, and each evaluation's seed is derived from (run seed, trial number), so the
-sequence of asks and tells -- and therefore the trials -- depends only on the seed and the configuration, not on
-which worker finished first. ``resume`` runs the very same loop: a candidate whose trial is already stored is not
-evaluated again; its stored outcome is used instead (the re-asked genome must match, else the run was changed).
-A kill at any point loses at most the unfinished evaluations of the current batch.
+sequence of asks and tells -- and therefore the trials -- depends only on the seed and the configuration, not
+on which worker finished first. ``resume`` runs the very same loop: a candidate whose trial is already stored
+is not evaluated again; its stored outcome is used instead (the re-asked genome must match, else the run was
+changed). A kill at any point loses at most the unfinished evaluations of the current batch.
 
 Only the driver writes the database. Library code never prints: progress goes to a callback.
 """
@@ -122,7 +122,8 @@ class _Counts:
 
 @dataclass
 class RunParts:
-    """The working parts of a run. :func:`build_parts` makes them from a config; tests may swap any of them."""
+    """The working parts of a run. :func:`build_parts` makes them from a config; tests may swap any of
+    them."""
 
     space: Any
     problem: Problem
@@ -143,8 +144,9 @@ def build_parts(config: RunConfig) -> RunParts:
     problem = make_problem(config, limits)
     local = config.executor.name != "dask" or config.executor.scheduler is None
     threads = default_threads(config.executor.workers) if local else None
-    evaluate = TrainingEvaluator(data=config.data, space=config.space, estimator=config.estimator,
-                                 seed=config.seed, threads=threads)
+    evaluate = TrainingEvaluator(
+        data=config.data, space=config.space, estimator=config.estimator, seed=config.seed, threads=threads
+    )
     cost = CostFunction(space, device=limits.device, precision=config.limits.precision)
     return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
 
@@ -185,36 +187,64 @@ class Engine:
         self._counts = _Counts()
         self._start = time.monotonic()
 
-    # --- helpers -----------------------------------------------------------------------------------------------
+    # --- helpers ---
     def _emit(self, kind: EventKind, **extra: Any) -> None:
         if self.progress is None:
             return
         c = self._counts
-        self.progress(ProgressEvent(
-            kind=kind, trials=c.trials, evaluations=c.evaluations, budget=self.config.budget.trials, ok=c.ok,
-            infeasible=c.infeasible, failed=c.failed, best=c.best, elapsed_s=time.monotonic() - self._start,
-            time_limit_s=self.time_s, **extra,
-        ))
+        self.progress(
+            ProgressEvent(
+                kind=kind,
+                trials=c.trials,
+                evaluations=c.evaluations,
+                budget=self.config.budget.trials,
+                ok=c.ok,
+                infeasible=c.infeasible,
+                failed=c.failed,
+                best=c.best,
+                elapsed_s=time.monotonic() - self._start,
+                time_limit_s=self.time_s,
+                **extra,
+            )
+        )
 
     def _strategy(self) -> Strategy:
         if self.parts.strategy_factory is not None:
             return self.parts.strategy_factory()
         return STRATEGIES.create(self.config.strategy, self.parts.space, self.problem, seed=self.config.seed)
 
-    def _commit(self, trial: Trial, *, cost: Mapping[str, float], batch: int, started: float,
-                duration: float = 0.0, worker: str = "", eval_seed: int | None = None) -> None:
+    def _commit(
+        self,
+        trial: Trial,
+        *,
+        cost: Mapping[str, float],
+        batch: int,
+        started: float,
+        duration: float = 0.0,
+        worker: str = "",
+        eval_seed: int | None = None,
+    ) -> None:
         parent_ids = self.storage.numbers_of(tuple(trial.parents))
-        self.storage.add(TrialRecord(
-            trial=trial, cost=dict(cost), parent_ids=parent_ids, batch=batch, eval_seed=eval_seed,
-            started_at=started, finished_at=time.time(), duration_s=duration, worker=worker,
-        ))
+        self.storage.add(
+            TrialRecord(
+                trial=trial,
+                cost=dict(cost),
+                parent_ids=parent_ids,
+                batch=batch,
+                eval_seed=eval_seed,
+                started_at=started,
+                finished_at=time.time(),
+                duration_s=duration,
+                worker=worker,
+            )
+        )
         self._counts.add(trial, self.problem)
         self._emit("trial", trial=trial)
 
     def _over_time(self) -> bool:
         return self.time_s is not None and time.monotonic() - self._start >= self.time_s
 
-    # --- the search --------------------------------------------------------------------------------------------
+    # --- the search ---
     def search(self) -> tuple[list[Trial], StopReason]:
         stored = {r.number: r for r in self.storage.records()}
         for r in stored.values():
@@ -225,7 +255,11 @@ class Engine:
             self._emit("start")
         self.storage.set_state("phase", "search")
         strategy = self._strategy()
-        budget, limit, size = self.config.budget.trials, self.config.budget.trial_limit, self.config.executor.batch
+        budget, limit, size = (
+            self.config.budget.trials,
+            self.config.budget.trial_limit,
+            self.config.executor.batch,
+        )
         told: list[Trial] = []
         evaluations = 0
         batch = 0
@@ -266,8 +300,14 @@ class Engine:
             log.warning("stored trials %s were not reached by the search (config changed?)", extra)
         return told, stop
 
-    def _run_batch(self, batch: int, n0: int, cands: list[Candidate], stored: Mapping[int, TrialRecord],
-                   told: list[Trial]) -> dict[int, Trial]:
+    def _run_batch(
+        self,
+        batch: int,
+        n0: int,
+        cands: list[Candidate],
+        stored: Mapping[int, TrialRecord],
+        told: list[Trial],
+    ) -> dict[int, Trial]:
         results: dict[int, Trial] = {}
         todo: list[tuple[int, Candidate, dict[str, float], float]] = []
         for i, cand in enumerate(cands):
@@ -285,9 +325,15 @@ class Engine:
             try:
                 cost = {k: float(v) for k, v in self.parts.cost(cand.genome).items()}
             except Exception as exc:  # noqa: BLE001 - a genome the cost model cannot handle is a failed trial
-                trial = Trial(number=number, genome=str(cand.genome), status=Status.FAILED,
-                              error=f"cost model: {type(exc).__name__}: {exc}", parents=cand.parents,
-                              generation=cand.generation, origin=cand.origin)
+                trial = Trial(
+                    number=number,
+                    genome=str(cand.genome),
+                    status=Status.FAILED,
+                    error=f"cost model: {type(exc).__name__}: {exc}",
+                    parents=cand.parents,
+                    generation=cand.generation,
+                    origin=cand.origin,
+                )
                 self._commit(trial, cost={}, batch=batch, started=started)
                 results[i] = trial
                 continue
@@ -298,37 +344,63 @@ class Engine:
             else:
                 todo.append((i, cand, cost, started))
         if todo:
-            scores = tuple(float(t.metrics["val_acc"]) for t in told
-                           if t.status is Status.OK and "val_acc" in t.metrics)
+            scores = tuple(
+                float(t.metrics["val_acc"]) for t in told if t.status is Status.OK and "val_acc" in t.metrics
+            )
             tasks = [
-                EvalTask(number=n0 + i, genome=str(c.genome), seed=derive_seed(self.config.seed, n0 + i),
-                         parents=tuple(c.parents), finished_scores=scores)
+                EvalTask(
+                    number=n0 + i,
+                    genome=str(c.genome),
+                    seed=derive_seed(self.config.seed, n0 + i),
+                    parents=tuple(c.parents),
+                    finished_scores=scores,
+                )
                 for i, c, _, _ in todo
             ]
             for res in self.executor.map(self.parts.evaluate, tasks):
                 i, cand, cost, started = todo[res.index]
                 number = n0 + i
                 if res.error is not None:
-                    trial = Trial(number=number, genome=str(cand.genome), status=Status.FAILED, metrics=cost,
-                                  error=res.error, parents=cand.parents, generation=cand.generation,
-                                  origin=cand.origin)
+                    trial = Trial(
+                        number=number,
+                        genome=str(cand.genome),
+                        status=Status.FAILED,
+                        metrics=cost,
+                        error=res.error,
+                        parents=cand.parents,
+                        generation=cand.generation,
+                        origin=cand.origin,
+                    )
                 else:
                     value = res.value
-                    trial = finish_trial(number, cand, self.problem, cost=cost,
-                                         evaluate=lambda _g, v=value: _as_metrics(v))
-                self._commit(trial, cost=cost, batch=batch, started=started, duration=res.duration_s,
-                             worker=res.worker, eval_seed=tasks[res.index].seed)
+                    trial = finish_trial(
+                        number, cand, self.problem, cost=cost, evaluate=lambda _g, v=value: _as_metrics(v)
+                    )
+                self._commit(
+                    trial,
+                    cost=cost,
+                    batch=batch,
+                    started=started,
+                    duration=res.duration_s,
+                    worker=res.worker,
+                    eval_seed=tasks[res.index].seed,
+                )
                 results[i] = trial
         return results
 
-    # --- final retraining --------------------------------------------------------------------------------------
+    # --- final retraining ---
     def finalize(self, trials: list[Trial]) -> list[FinalModel]:
         fcfg = self.config.final
         if not fcfg.enabled:
             return []
         self.storage.set_state("phase", "final")
-        chosen = select_for_retraining(self.problem, trials, pareto=fcfg.pareto, max_models=fcfg.max_models,
-                                       objectives=pareto_objectives(self.problem))
+        chosen = select_for_retraining(
+            self.problem,
+            trials,
+            pareto=fcfg.pareto,
+            max_models=fcfg.max_models,
+            objectives=pareto_objectives(self.problem),
+        )
         done = {f.trial for f in self.storage.finals()}
         todo = [t for t in chosen if t.number not in done]
         if todo:
@@ -339,9 +411,16 @@ class Engine:
             tcfg = train_config(fcfg.train)
             costs = {r.number: r.cost for r in self.storage.records()}
             for t in todo:
-                model = retrain(t, space=self.parts.space, data=data, train_config=tcfg,
-                                seed=derive_seed(self.config.seed, t.number, 1), run_dir=self.run_dir,
-                                cost=costs.get(t.number, {}), trainer=self.parts.trainer)
+                model = retrain(
+                    t,
+                    space=self.parts.space,
+                    data=data,
+                    train_config=tcfg,
+                    seed=derive_seed(self.config.seed, t.number, 1),
+                    run_dir=self.run_dir,
+                    cost=costs.get(t.number, {}),
+                    trainer=self.parts.trainer,
+                )
                 self.storage.add_final(model)
                 self._emit("final-model", final=model)
         wanted = {t.number for t in chosen}
@@ -367,8 +446,11 @@ def _as_metrics(value: object) -> dict[str, float]:
 
 
 def _executor_for(cfg: ExecutorConfig, override: Executor | None) -> Executor:
-    return override if override is not None else create_executor(cfg.name, workers=cfg.workers,
-                                                                  scheduler=cfg.scheduler)
+    return (
+        override
+        if override is not None
+        else create_executor(cfg.name, workers=cfg.workers, scheduler=cfg.scheduler)
+    )
 
 
 def start_run(
@@ -380,7 +462,8 @@ def start_run(
     executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Start a new run in ``run_dir`` (default: a new directory under ``runs_root``) and carry it to the end."""
+    """Start a new run in ``run_dir`` (default: a new directory under ``runs_root``) and carry it to the
+    end."""
     if config.executor.batch_size is None:  # store the batch size explicitly: it fixes the ask/tell order
         config = replace(config, executor=replace(config.executor, batch_size=config.executor.workers))
     parts = parts if parts is not None else build_parts(config)
@@ -396,8 +479,9 @@ def start_run(
         raise
     try:
         storage.create(new_meta(config.seed, config.to_json()))
-        engine = Engine(run_dir, config, storage, parts, executor=ex, progress=progress,
-                        time_s=config.budget.time_s)
+        engine = Engine(
+            run_dir, config, storage, parts, executor=ex, progress=progress, time_s=config.budget.time_s
+        )
         return engine.run()
     finally:
         ex.close()
@@ -429,8 +513,8 @@ def resume_run(
 ) -> RunResult:
     """Continue a run from its database: replay the stored trials, evaluate the rest, then retrain.
 
-    ``executor_config`` may change where evaluations run (workers, Dask); the batch size stays the stored one, so
-    the trials are the same as those of an uninterrupted run. ``time_s`` bounds this session's search time
+    ``executor_config`` may change where evaluations run (workers, Dask); the batch size stays the stored one,
+    so the trials are the same as those of an uninterrupted run. ``time_s`` bounds this session's search time
     (default: the stored ``--time``).
     """
     db = _db(run_dir)
@@ -440,11 +524,22 @@ def resume_run(
         config = RunConfig.from_json(storage.meta().config)
         if executor_config is not None:
             ex = executor_config
-            config = replace(config, executor=ExecutorConfig(
-                name=ex.name, workers=ex.workers, scheduler=ex.scheduler, batch_size=config.executor.batch))
+            config = replace(
+                config,
+                executor=ExecutorConfig(
+                    name=ex.name, workers=ex.workers, scheduler=ex.scheduler, batch_size=config.executor.batch
+                ),
+            )
         parts = parts if parts is not None else build_parts(config)
-        engine = Engine(run_dir, config, storage, parts, executor=_executor_for(config.executor, executor),
-                        progress=progress, time_s=time_s if time_s is not None else config.budget.time_s)
+        engine = Engine(
+            run_dir,
+            config,
+            storage,
+            parts,
+            executor=_executor_for(config.executor, executor),
+            progress=progress,
+            time_s=time_s if time_s is not None else config.budget.time_s,
+        )
         return engine.run()
     finally:
         storage.close()

@@ -29,7 +29,9 @@ FINAL_DIR = "final"
 def dominates(a: Mapping[str, float], b: Mapping[str, float], objectives: Sequence[Objective]) -> bool:
     sa = [o.score(a) for o in objectives]
     sb = [o.score(b) for o in objectives]
-    return all(x >= y for x, y in zip(sa, sb, strict=True)) and any(x > y for x, y in zip(sa, sb, strict=True))
+    return all(x >= y for x, y in zip(sa, sb, strict=True)) and any(
+        x > y for x, y in zip(sa, sb, strict=True)
+    )
 
 
 def pareto_front(trials: Sequence[Trial], objectives: Sequence[Objective]) -> list[Trial]:
@@ -49,7 +51,11 @@ def pareto_front(trials: Sequence[Trial], objectives: Sequence[Objective]) -> li
 
 
 def select_for_retraining(
-    problem: Problem, trials: Sequence[Trial], *, pareto: bool, max_models: int,
+    problem: Problem,
+    trials: Sequence[Trial],
+    *,
+    pareto: bool,
+    max_models: int,
     objectives: Sequence[Objective] | None = None,
 ) -> list[Trial]:
     """The best feasible trial, or up to ``max_models`` Pareto-front trials (best first objective first)."""
@@ -80,10 +86,18 @@ def model_dir(run_dir: Path, trial: int) -> Path:
 
 
 def retrain(
-    trial: Trial, *, space: Any, data: Any, train_config: Any, seed: int, run_dir: Path,
-    cost: Mapping[str, float], trainer: Trainer | None = None,
+    trial: Trial,
+    *,
+    space: Any,
+    data: Any,
+    train_config: Any,
+    seed: int,
+    run_dir: Path,
+    cost: Mapping[str, float],
+    trainer: Trainer | None = None,
 ) -> FinalModel:
-    """Retrain ``trial``'s architecture from scratch with ``train_config``, test it and save it under ``run_dir``."""
+    """Retrain ``trial``'s architecture from scratch with ``train_config``, test it and save it under
+    ``run_dir``."""
     import torch
 
     if trainer is None:
@@ -100,14 +114,24 @@ def retrain(
     metrics = {k: float(v) for k, v in result.metrics.items()}
     metrics.setdefault("final_train_s", seconds)
     doc = {
-        "trial": trial.number, "genome": trial.genome, "seed": seed, "final": metrics, "search": dict(trial.metrics),
-        "cost": dict(cost), "train_config": train_config,
+        "trial": trial.number,
+        "genome": trial.genome,
+        "seed": seed,
+        "final": metrics,
+        "search": dict(trial.metrics),
+        "cost": dict(cost),
+        "train_config": train_config,
     }
-    _atomic_write(out / "metrics.json",
-                  lambda p: p.write_text(json.dumps(doc, indent=2, default=_json_default, allow_nan=True)))
+    _atomic_write(
+        out / "metrics.json",
+        lambda p: p.write_text(json.dumps(doc, indent=2, default=_json_default, allow_nan=True)),
+    )
     history = [asdict(h) if is_dataclass(h) else h for h in getattr(result, "history", ())]
     _atomic_write(out / "history.json", lambda p: p.write_text(json.dumps(history, indent=1, allow_nan=True)))
     return FinalModel(
-        trial=trial.number, genome=trial.genome, metrics={**dict(cost), **metrics},
-        weights=str((out / "model.pt").relative_to(run_dir)), created_at=time.time(),
+        trial=trial.number,
+        genome=trial.genome,
+        metrics={**dict(cost), **metrics},
+        weights=str((out / "model.pt").relative_to(run_dir)),
+        created_at=time.time(),
     )

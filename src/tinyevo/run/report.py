@@ -45,25 +45,55 @@ def _plot_tradeoff(view: RunView, metric: str, label: str, path: Path) -> bool:
     if not with_metric:
         return False
     fig, ax = _figure()
-    ok = [t for t in with_metric if t.status is Status.OK and obj.metric in t.metrics
-          and math.isfinite(t.metrics[obj.metric])]
+    ok = [
+        t
+        for t in with_metric
+        if t.status is Status.OK and obj.metric in t.metrics and math.isfinite(t.metrics[obj.metric])
+    ]
     bad = [t for t in with_metric if t not in ok]
     if ok:
-        ax.scatter([t.metrics[metric] for t in ok], [t.metrics[obj.metric] for t in ok], s=18, alpha=0.7,
-                   color="tab:blue", label=f"evaluated ({len(ok)})")
+        ax.scatter(
+            [t.metrics[metric] for t in ok],
+            [t.metrics[obj.metric] for t in ok],
+            s=18,
+            alpha=0.7,
+            color="tab:blue",
+            label=f"evaluated ({len(ok)})",
+        )
         front = sorted(view.pareto(), key=lambda t: t.metrics.get(metric, math.inf))
         front = [t for t in front if metric in t.metrics]
         if metric == "peak_sram_bytes" and front:
-            ax.step([t.metrics[metric] for t in front], [t.metrics[obj.metric] for t in front], where="post",
-                    color="tab:orange", lw=1.5, label="Pareto front")
+            ax.step(
+                [t.metrics[metric] for t in front],
+                [t.metrics[obj.metric] for t in front],
+                where="post",
+                color="tab:orange",
+                lw=1.5,
+                label="Pareto front",
+            )
     if bad:
         ymin = min((t.metrics[obj.metric] for t in ok), default=0.0)
-        ax.scatter([t.metrics[metric] for t in bad], [ymin] * len(bad), marker="|", s=60, color="grey",
-                   alpha=0.6, label=f"infeasible / failed ({len(bad)})")
+        ax.scatter(
+            [t.metrics[metric] for t in bad],
+            [ymin] * len(bad),
+            marker="|",
+            s=60,
+            color="grey",
+            alpha=0.6,
+            label=f"infeasible / failed ({len(bad)})",
+        )
     finals = [f for f in view.finals if metric in f.metrics and "test_acc" in f.metrics]
     if finals and obj.metric.endswith("acc"):
-        ax.scatter([f.metrics[metric] for f in finals], [f.metrics["test_acc"] for f in finals], marker="*",
-                   s=160, color="tab:green", edgecolor="black", zorder=5, label="retrained (test_acc)")
+        ax.scatter(
+            [f.metrics[metric] for f in finals],
+            [f.metrics["test_acc"] for f in finals],
+            marker="*",
+            s=160,
+            color="tab:green",
+            edgecolor="black",
+            zorder=5,
+            label="retrained (test_acc)",
+        )
     bound = view.bounds.get(metric)
     if bound is not None:
         ax.axvline(bound, color="tab:red", ls="--", lw=1.5, label=f"limit {fmt_metric(metric, bound)}")
@@ -81,16 +111,31 @@ def _plot_tradeoff(view: RunView, metric: str, label: str, path: Path) -> bool:
 
 def _plot_best_so_far(view: RunView, path: Path) -> bool:
     obj = view.objective
-    points = [(t.number, t.metrics[obj.metric]) for t in view.trials
-              if t.status is Status.OK and obj.metric in t.metrics and math.isfinite(t.metrics[obj.metric])]
+    points = [
+        (t.number, t.metrics[obj.metric])
+        for t in view.trials
+        if t.status is Status.OK and obj.metric in t.metrics and math.isfinite(t.metrics[obj.metric])
+    ]
     if not points:
         return False
     fig, ax = _figure()
-    ax.scatter([p[0] for p in points], [p[1] for p in points], s=12, alpha=0.5, color="tab:blue",
-               label="feasible trial")
+    ax.scatter(
+        [p[0] for p in points],
+        [p[1] for p in points],
+        s=12,
+        alpha=0.5,
+        color="tab:blue",
+        label="feasible trial",
+    )
     curve = view.best_so_far()
-    ax.step([c[0] for c in curve], [c[1] for c in curve], where="post", color="tab:orange", lw=2,
-            label="best so far")
+    ax.step(
+        [c[0] for c in curve],
+        [c[1] for c in curve],
+        where="post",
+        color="tab:orange",
+        lw=2,
+        label="best so far",
+    )
     ax.set_xlabel("trial")
     ax.set_ylabel(obj.metric)
     ax.set_title(f"best {obj.metric} so far")
@@ -113,7 +158,7 @@ def write_plots(view: RunView, out_dir: Path) -> tuple[Path, ...]:
     return tuple(written)
 
 
-# --- HTML ------------------------------------------------------------------------------------------------------
+# --- HTML ---
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
@@ -128,8 +173,10 @@ img { max-width: 48%; margin: 0.5%; border: 1px solid #ddd; }
 def _table(head: list[str], rows: list[list[str]], left: frozenset[int] | set[int] = frozenset()) -> str:
     h = "".join(f"<th>{html.escape(c)}</th>" for c in head)
     body = "".join(
-        "<tr>" + "".join(f"<td{' class=g' if i in left else ''}>{html.escape(c)}</td>" for i, c in enumerate(r))
-        + "</tr>" for r in rows
+        "<tr>"
+        + "".join(f"<td{' class=g' if i in left else ''}>{html.escape(c)}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
     )
     return f"<table><tr>{h}</tr>{body}</table>"
 
@@ -137,28 +184,49 @@ def _table(head: list[str], rows: list[list[str]], left: frozenset[int] | set[in
 def _trial_rows(view: RunView, trials: list[Trial]) -> tuple[list[str], list[list[str]]]:
     obj = view.objective.metric
     head = ["#", "status", obj, *TABLE_METRICS, "genome"]
-    rows = [[str(t.number), t.status.value, fmt_metric(obj, t.metrics.get(obj)),
-             *(fmt_metric(m, t.metrics.get(m)) for m in TABLE_METRICS), t.genome] for t in trials]
+    rows = [
+        [
+            str(t.number),
+            t.status.value,
+            fmt_metric(obj, t.metrics.get(obj)),
+            *(fmt_metric(m, t.metrics.get(m)) for m in TABLE_METRICS),
+            t.genome,
+        ]
+        for t in trials
+    ]
     return head, rows
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def render_html(view: RunView, images: tuple[Path, ...], *, top: int = 15) -> str:
     cfg = view.config
     counts = view.counts()
     limits = ", ".join(f"{m} &le; {html.escape(fmt_metric(m, v))}" for m, v in view.bounds.items()) or "none"
-    summary = _table(["setting", "value"], [
-        ["run directory", str(view.run_dir)],
-        ["created", datetime.fromtimestamp(view.meta.created_at).isoformat(timespec="seconds")],
-        ["data", cfg.data.spec], ["space", cfg.space.name], ["strategy", cfg.strategy],
-        ["estimator", cfg.estimator.name], ["device", str(cfg.limits.device)], ["seed", str(cfg.seed)],
-        ["budget", f"{cfg.budget.trials} evaluations"], ["phase", str(view.phase)],
-        ["trials", f"{len(view.records)} ({counts['ok']} ok, {counts['infeasible']} infeasible, "
-                   f"{counts['failed']} failed)"],
-    ], left={1})
-    imgs = "".join(
-        f'<img alt="{html.escape(p.stem)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
-        for p in images
+    summary = _table(
+        ["setting", "value"],
+        [
+            ["run directory", str(view.run_dir)],
+            ["created", datetime.fromtimestamp(view.meta.created_at).isoformat(timespec="seconds")],
+            ["data", cfg.data.spec],
+            ["space", cfg.space.name],
+            ["strategy", cfg.strategy],
+            ["estimator", cfg.estimator.name],
+            ["device", str(cfg.limits.device)],
+            ["seed", str(cfg.seed)],
+            ["budget", f"{cfg.budget.trials} evaluations"],
+            ["phase", str(view.phase)],
+            [
+                "trials",
+                f"{len(view.records)} ({counts['ok']} ok, {counts['infeasible']} infeasible, "
+                f"{counts['failed']} failed)",
+            ],
+        ],
+        left={1},
     )
+    imgs = "".join(f'<img alt="{html.escape(p.stem)}" src="data:image/png;base64,{_b64(p)}">' for p in images)
     best_head, best_rows = _trial_rows(view, [t for t in view.ranked() if t.status is Status.OK][:top])
     par_head, par_rows = _trial_rows(view, view.pareto())
     finals = ""
@@ -166,14 +234,20 @@ def render_html(view: RunView, images: tuple[Path, ...], *, top: int = 15) -> st
         fm = ("test_acc", "val_acc", *TABLE_METRICS)
         finals = "<h2>Retrained models</h2>" + _table(
             ["trial", *fm, "weights", "genome"],
-            [[str(f.trial), *(fmt_metric(m, f.metrics.get(m)) for m in fm), f.weights, f.genome] for f in view.finals],
+            [
+                [str(f.trial), *(fmt_metric(m, f.metrics.get(m)) for m in fm), f.weights, f.genome]
+                for f in view.finals
+            ],
             left={len(fm) + 1, len(fm) + 2},
         )
     failed = [t for t in view.trials if t.status is Status.FAILED]
     failed_html = ""
     if failed:
         failed_html = "<h2>Failed trials</h2>" + _table(
-            ["#", "error", "genome"], [[str(t.number), t.error or "", t.genome] for t in failed[:50]], left={1, 2})
+            ["#", "error", "genome"],
+            [[str(t.number), t.error or "", t.genome] for t in failed[:50]],
+            left={1, 2},
+        )
     pobj = ", ".join(f"{o.metric} ({o.direction})" for o in view.pareto_objectives())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tinyevo run report</title><style>{_CSS}</style></head>

@@ -1,4 +1,5 @@
-"""A read-only view of a stored run (for ``tinyevo show`` and ``tinyevo report``); safe while the run is going."""
+"""A read-only view of a stored run (for ``tinyevo show`` and ``tinyevo report``); safe while the run is
+going."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ class RunView:
         return pareto_front(self.trials, self.pareto_objectives())
 
     def best_so_far(self) -> list[tuple[int, float]]:
-        """(trial number, best first-objective value among feasible ok trials up to it), for ok trials onwards."""
+        """(trial number, best first-objective value among feasible ok trials up to it), for ok trials
+        onwards."""
         out, best = [], -math.inf
         obj = self.objective
         for t in self.trials:
@@ -81,8 +83,14 @@ def open_run(run_dir: str | Path) -> RunView:
     config = RunConfig.from_json(meta.config)
     limits = make_limits(config.limits)
     return RunView(
-        run_dir=db.parent, meta=meta, config=config, records=records, finals=finals, phase=phase,
-        problem=make_problem(config, limits), bounds=dict(limits.bounds()),
+        run_dir=db.parent,
+        meta=meta,
+        config=config,
+        records=records,
+        finals=finals,
+        phase=phase,
+        problem=make_problem(config, limits),
+        bounds=dict(limits.bounds()),
     )
 
 
@@ -94,21 +102,36 @@ def record_json(r: TrialRecord) -> dict[str, Any]:
     """One trial as a JSON-safe object (non-finite numbers become ``null``)."""
     t = r.trial
     return {
-        "number": t.number, "genome": t.genome, "status": t.status.value,
-        "metrics": {k: _clean(v) for k, v in t.metrics.items()}, "cost": {k: _clean(v) for k, v in r.cost.items()},
-        "violation": _clean(t.violation), "error": t.error, "parents": list(t.parents),
-        "parent_ids": list(r.parent_ids), "generation": t.generation, "origin": t.origin, "batch": r.batch,
-        "eval_seed": r.eval_seed, "started_at": r.started_at, "finished_at": r.finished_at,
-        "duration_s": r.duration_s, "worker": r.worker,
+        "number": t.number,
+        "genome": t.genome,
+        "status": t.status.value,
+        "metrics": {k: _clean(v) for k, v in t.metrics.items()},
+        "cost": {k: _clean(v) for k, v in r.cost.items()},
+        "violation": _clean(t.violation),
+        "error": t.error,
+        "parents": list(t.parents),
+        "parent_ids": list(r.parent_ids),
+        "generation": t.generation,
+        "origin": t.origin,
+        "batch": r.batch,
+        "eval_seed": r.eval_seed,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "duration_s": r.duration_s,
+        "worker": r.worker,
     }
 
 
 def final_json(f: FinalModel) -> dict[str, Any]:
-    return {"trial": f.trial, "genome": f.genome, "metrics": {k: _clean(v) for k, v in f.metrics.items()},
-            "weights": f.weights}
+    return {
+        "trial": f.trial,
+        "genome": f.genome,
+        "metrics": {k: _clean(v) for k, v in f.metrics.items()},
+        "weights": f.weights,
+    }
 
 
-# --- formatting helpers shared by show and report --------------------------------------------------------------
+# --- formatting helpers shared by show and report ---
 
 
 def fmt_metric(name: str, value: float | None) -> str:

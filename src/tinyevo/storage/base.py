@@ -2,7 +2,8 @@
 
 A run is stored as one :class:`RunMeta` (seed and configuration, written once) plus one :class:`TrialRecord`
 per finished trial, committed the moment the driver has it, and the :class:`FinalModel` records of the final
-retraining. Only the driver writes; readers (``tinyevo show`` / ``report``) may open the store while a run is going.
+retraining. Only the driver writes; readers (``tinyevo show`` / ``report``) may open the store while a run
+is going.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ class RunMeta:
 class TrialRecord:
     """A finished trial plus what the driver knows about how it was produced.
 
-    ``trial.metrics`` holds every metric (cost and fitness); ``cost`` is the cost-model subset computed before any
-    training. ``parent_ids`` are the trial numbers of ``trial.parents`` within this run, where known. ``batch`` is the
-    index of the ask batch the trial belongs to (the engine asks, evaluates and tells in batches).
+    ``trial.metrics`` holds every metric (cost and fitness); ``cost`` is the cost-model subset computed before
+    any training. ``parent_ids`` are the trial numbers of ``trial.parents`` within this run, where known.
+    ``batch`` is the index of the ask batch the trial belongs to (the engine asks, evaluates and tells in
+    batches).
     """
 
     trial: Trial

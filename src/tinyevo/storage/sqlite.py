@@ -1,8 +1,8 @@
 """SQLite (stdlib ``sqlite3``, WAL journal) implementation of :class:`~tinyevo.storage.base.Storage`.
 
 One file per run. Every :meth:`SQLiteStorage.add` is its own transaction with ``synchronous=FULL``, so a trial
-that ``add`` returned for survives a ``kill -9`` of the driver. Metrics are stored as JSON objects (``NaN`` and
-``Infinity`` round-trip exactly, which keeps a resumed strategy's view identical to the original one).
+that ``add`` returned for survives a ``kill -9`` of the driver. Metrics are stored as JSON objects (``NaN``
+and ``Infinity`` round-trip exactly, which keeps a resumed strategy's view identical to the original one).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ CREATE TABLE IF NOT EXISTS final_models (
 """
 
 _TRIAL_COLUMNS = (
-    "number, genome, status, metrics, cost, violation, error, parents, parent_ids, generation, origin, batch, "
-    "eval_seed, started_at, finished_at, duration_s, worker"
+    "number, genome, status, metrics, cost, violation, error, parents, parent_ids, generation, origin, "
+    "batch, eval_seed, started_at, finished_at, duration_s, worker"
 )
 
 
@@ -106,21 +106,26 @@ class SQLiteStorage:
             self.close()
             raise StorageError(f"{self.path} is not a tinyevo run database ({exc})") from None
 
-    # --- run meta ---------------------------------------------------------------------------------------------
+    # --- run meta ---
     def create(self, meta: RunMeta) -> None:
         try:
             self._con.execute(
-                "INSERT INTO run (id, schema_version, seed, config, created_at, version) VALUES (1, ?, ?, ?, ?, ?)",
+                "INSERT INTO run (id, schema_version, seed, config, created_at, version) "
+                "VALUES (1, ?, ?, ?, ?, ?)",
                 (SCHEMA_VERSION, int(meta.seed), _dumps(dict(meta.config)), meta.created_at, meta.version),
             )
         except sqlite3.IntegrityError:
-            raise StorageError(f"{self.path} already holds a run; use 'tinyevo resume' to continue it") from None
+            raise StorageError(
+                f"{self.path} already holds a run; use 'tinyevo resume' to continue it"
+            ) from None
 
     def has_run(self) -> bool:
         return self._con.execute("SELECT COUNT(*) FROM run").fetchone()[0] == 1
 
     def meta(self) -> RunMeta:
-        row = self._con.execute("SELECT seed, config, created_at, version, schema_version FROM run").fetchone()
+        row = self._con.execute(
+            "SELECT seed, config, created_at, version, schema_version FROM run"
+        ).fetchone()
         if row is None:
             raise StorageError(f"{self.path} holds no run")
         if row[4] > SCHEMA_VERSION:
@@ -129,13 +134,26 @@ class SQLiteStorage:
             )
         return RunMeta(seed=int(row[0]), config=json.loads(row[1]), created_at=float(row[2]), version=row[3])
 
-    # --- trials ------------------------------------------------------------------------------------------------
+    # --- trials ---
     def add(self, record: TrialRecord) -> None:
         t = record.trial
         row = (
-            t.number, t.genome, t.status.value, _dumps(dict(t.metrics)), _dumps(dict(record.cost)), t.violation,
-            t.error, _dumps(list(t.parents)), _dumps(list(record.parent_ids)), t.generation, t.origin,
-            record.batch, record.eval_seed, record.started_at, record.finished_at, record.duration_s,
+            t.number,
+            t.genome,
+            t.status.value,
+            _dumps(dict(t.metrics)),
+            _dumps(dict(record.cost)),
+            t.violation,
+            t.error,
+            _dumps(list(t.parents)),
+            _dumps(list(record.parent_ids)),
+            t.generation,
+            t.origin,
+            record.batch,
+            record.eval_seed,
+            record.started_at,
+            record.finished_at,
+            record.duration_s,
             record.worker,
         )
         marks = ", ".join("?" * len(row))
@@ -163,11 +181,18 @@ class SQLiteStorage:
                 out.append(int(row[0]))
         return tuple(out)
 
-    # --- final models ------------------------------------------------------------------------------------------
+    # --- final models ---
     def add_final(self, model: FinalModel) -> None:
         self._con.execute(
-            "INSERT OR REPLACE INTO final_models (trial, genome, metrics, weights, created_at) VALUES (?, ?, ?, ?, ?)",
-            (model.trial, model.genome, _dumps(dict(model.metrics)), model.weights, model.created_at or time.time()),
+            "INSERT OR REPLACE INTO final_models (trial, genome, metrics, weights, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                model.trial,
+                model.genome,
+                _dumps(dict(model.metrics)),
+                model.weights,
+                model.created_at or time.time(),
+            ),
         )
 
     def finals(self) -> list[FinalModel]:
@@ -176,7 +201,7 @@ class SQLiteStorage:
         ).fetchall()
         return [FinalModel(int(r[0]), r[1], _metrics(r[2]), r[3], float(r[4])) for r in rows]
 
-    # --- state -------------------------------------------------------------------------------------------------
+    # --- state ---
     def set_state(self, key: str, value: str) -> None:
         self._con.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
 
@@ -198,7 +223,8 @@ class SQLiteStorage:
 
 
 def _acquire_writer_lock(path: Path) -> IO[bytes] | None:
-    """One writer per run: an exclusive ``flock`` on ``<db>.lock``, released when the process ends (even by kill -9)."""
+    """One writer per run: an exclusive ``flock`` on ``<db>.lock``, released when the process ends (even by
+    kill -9)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX; no lock
@@ -213,17 +239,46 @@ def _acquire_writer_lock(path: Path) -> IO[bytes] | None:
 
 
 def _record(row: tuple[Any, ...]) -> TrialRecord:
-    (number, genome, status, metrics, cost, violation, error, parents, parent_ids, generation, origin, batch,
-     eval_seed, started_at, finished_at, duration_s, worker) = row
+    (
+        number,
+        genome,
+        status,
+        metrics,
+        cost,
+        violation,
+        error,
+        parents,
+        parent_ids,
+        generation,
+        origin,
+        batch,
+        eval_seed,
+        started_at,
+        finished_at,
+        duration_s,
+        worker,
+    ) = row
     trial = Trial(
-        number=int(number), genome=genome, status=Status(status), metrics=_metrics(metrics),
-        violation=float(violation), parents=tuple(json.loads(parents)), generation=int(generation),
-        origin=origin, error=error,
+        number=int(number),
+        genome=genome,
+        status=Status(status),
+        metrics=_metrics(metrics),
+        violation=float(violation),
+        parents=tuple(json.loads(parents)),
+        generation=int(generation),
+        origin=origin,
+        error=error,
     )
     return TrialRecord(
-        trial=trial, cost=_metrics(cost), parent_ids=tuple(int(i) for i in json.loads(parent_ids)),
-        batch=int(batch), eval_seed=None if eval_seed is None else int(eval_seed), started_at=float(started_at),
-        finished_at=float(finished_at), duration_s=float(duration_s), worker=worker,
+        trial=trial,
+        cost=_metrics(cost),
+        parent_ids=tuple(int(i) for i in json.loads(parent_ids)),
+        batch=int(batch),
+        eval_seed=None if eval_seed is None else int(eval_seed),
+        started_at=float(started_at),
+        finished_at=float(finished_at),
+        duration_s=float(duration_s),
+        worker=worker,
     )
 
 
