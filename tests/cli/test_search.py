@@ -164,3 +164,43 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("budgett = 3\n")
     assert main(["search", "--config", str(bad)]) == 2
+
+
+def test_progress_view_renders_events() -> None:
+    import io
+
+    from rich.console import Console
+
+    from tinyevo.cli.search import ProgressView
+    from tinyevo.run.engine import ProgressEvent
+    from tinyevo.storage import FinalModel
+    from tinyevo.strategies.base import Status, Trial
+
+    buf = io.StringIO()
+    view = ProgressView(Console(file=buf, width=160, force_terminal=False), objective="val_acc")
+    best = Trial(number=1, genome="g1", status=Status.OK, metrics={"val_acc": 0.875})
+    common = dict(budget=4, ok=1, failed=0, elapsed_s=1.0)
+    view(ProgressEvent(kind="start", trials=0, evaluations=0, infeasible=0, best=None, **common))
+    view(ProgressEvent(kind="trial", trials=2, evaluations=1, infeasible=1, best=best, trial=best, **common))
+    view(ProgressEvent(kind="search-done", trials=2, evaluations=1, infeasible=1, best=best, **common))
+    view(
+        ProgressEvent(
+            kind="final-start",
+            trials=2,
+            evaluations=1,
+            infeasible=1,
+            best=best,
+            message="retraining 1 model(s)",
+            **common,
+        )
+    )
+    final = FinalModel(1, "g1", {"test_acc": 0.9}, "final/trial-0001/model.pt")
+    view(
+        ProgressEvent(
+            kind="final-model", trials=2, evaluations=1, infeasible=1, best=best, final=final, **common
+        )
+    )
+    view(ProgressEvent(kind="done", trials=2, evaluations=1, infeasible=1, best=best, **common))
+    out = buf.getvalue()
+    assert "best 87.50%" in out and "feasible 50%" in out and "1/4" in out
+    assert "retrained trial 1: test_acc 90.00%" in out

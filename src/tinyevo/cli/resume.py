@@ -32,6 +32,11 @@ def run_resume_command(args: argparse.Namespace) -> int:
             scheduler=args.scheduler if name == "dask" else None,
             batch_size=stored.batch,
         )
+    if executor is not None and executor.workers > executor.batch:
+        Console(stderr=True).print(
+            f"[yellow]note: this run asks {executor.batch} candidate(s) at a time (fixed when it started), so "
+            f"at most {executor.batch} of the {executor.workers} workers are busy[/yellow]"
+        )
     time_s = parse_duration(args.time) if args.time is not None else None
     view = ProgressView(Console(stderr=True), objective=config.objectives[0].metric, enabled=not args.quiet)
     try:
