@@ -204,3 +204,31 @@ def test_progress_view_renders_events() -> None:
     out = buf.getvalue()
     assert "best 87.50%" in out and "feasible 50%" in out and "1/4" in out
     assert "retrained trial 1: test_acc 90.00%" in out
+
+
+def test_resume_with_real_training_reproduces_the_lost_trials(run_dir: Path, tmp_path: Path) -> None:
+    """A crash that lost the last trials: resume re-trains them to the same metrics (timings aside)."""
+    with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
+        meta, recs = s.meta(), s.records()
+    crashed = tmp_path / "crashed"
+    with SQLiteStorage(crashed / DB_NAME) as d:
+        d.create(meta)
+        for r in recs[: len(recs) // 2]:
+            d.add(r)
+    assert main(["resume", str(crashed), "--quiet"]) == 0
+    with SQLiteStorage(crashed / DB_NAME, readonly=True) as s:
+        again = s.records()
+
+    def sig(rs: list) -> list:
+        return [
+            (
+                r.number,
+                r.trial.genome,
+                r.trial.status,
+                {k: v for k, v in r.trial.metrics.items() if "time" not in k},
+            )
+            for r in rs
+        ]
+
+    assert sig(again) == sig(recs)
+    assert meta.config["estimator"]["train"]["threads"] >= 1  # fixed when the run started

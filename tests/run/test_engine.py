@@ -161,3 +161,17 @@ def test_final_retraining_saves_loadable_weights_once(tmp_path: Path) -> None:
     before = {f.trial: f.created_at for f in res.finals}
     again = resume_run(tmp_path / "r", parts=fake_parts(cfg))
     assert {f.trial: f.created_at for f in again.finals} == before  # not retrained a second time
+
+
+def test_run_identity_fixes_batch_and_threads() -> None:
+    from tinyevo.run.components import default_threads
+    from tinyevo.run.engine import resolve_run_identity
+
+    cfg = fake_config(batch=1)
+    cfg = replace(cfg, executor=replace(cfg.executor, workers=2, batch_size=None))
+    fixed = resolve_run_identity(cfg)
+    assert fixed.executor.batch == 2 and fixed.executor.batch_size == 2
+    assert fixed.estimator.train["threads"] == default_threads(2) >= 1
+    assert resolve_run_identity(fixed) == fixed
+    remote = replace(cfg, executor=replace(cfg.executor, name="dask", scheduler="tcp://10.0.0.1:8786"))
+    assert "threads" not in resolve_run_identity(remote).estimator.train

@@ -110,8 +110,8 @@ def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: in
 class TrainingEvaluator:
     """Evaluates genome strings with the configured estimator on the configured data (picklable).
 
-    ``threads``: torch threads per evaluation (``None``: the estimator's default); process-pool and Dask
-    workers get ``max(1, cpus // workers)`` so that parallel trainings do not oversubscribe the machine.
+    ``threads`` fills in the torch threads per evaluation when the training options leave them unset (the run
+    engine stores them in the run's config, see :func:`tinyevo.run.engine.resolve_run_identity`).
     """
 
     data: DataConfig
@@ -177,10 +177,8 @@ def pareto_objectives(problem: Problem) -> tuple[Objective, ...]:
     return (problem.objectives[0], Objective("peak_sram_bytes", "min"))
 
 
-def default_threads(workers: int) -> int | None:
-    """Torch threads per evaluation for ``workers`` parallel evaluations (``None``: leave torch's default)."""
-    if workers <= 1:
-        return None
+def default_threads(workers: int) -> int:
+    """Torch threads per evaluation for ``workers`` parallel evaluations on this machine."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux

@@ -142,10 +142,8 @@ def build_parts(config: RunConfig) -> RunParts:
     space = make_space(config.space, input_shape=data.input_shape, num_classes=data.num_classes)
     limits = make_limits(config.limits)
     problem = make_problem(config, limits)
-    local = config.executor.name != "dask" or config.executor.scheduler is None
-    threads = default_threads(config.executor.workers) if local else None
     evaluate = TrainingEvaluator(
-        data=config.data, space=config.space, estimator=config.estimator, seed=config.seed, threads=threads
+        data=config.data, space=config.space, estimator=config.estimator, seed=config.seed
     )
     cost = CostFunction(space, device=limits.device, precision=config.limits.precision)
     return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
@@ -453,6 +451,23 @@ def _executor_for(cfg: ExecutorConfig, override: Executor | None) -> Executor:
     )
 
 
+def resolve_run_identity(config: RunConfig) -> RunConfig:
+    """Fix, before a run is stored, the settings that its trials depend on but that default per machine.
+
+    * the batch size (default: ``workers``) fixes the ask/tell order;
+    * the torch threads per evaluation (default: CPUs // workers on this machine, for local executors) fix the
+      floating-point summation order of training, so a resume with another ``--workers`` trains identically.
+    """
+    ex = config.executor
+    if ex.batch_size is None:
+        config = replace(config, executor=replace(ex, batch_size=ex.workers))
+    local = ex.name != "dask" or ex.scheduler is None
+    if local and config.estimator.train.get("threads") is None:
+        train = {**config.estimator.train, "threads": default_threads(ex.workers)}
+        config = replace(config, estimator=replace(config.estimator, train=train))
+    return config
+
+
 def start_run(
     config: RunConfig,
     *,
@@ -464,8 +479,7 @@ def start_run(
 ) -> RunResult:
     """Start a new run in ``run_dir`` (default: a new directory under ``runs_root``) and carry it to the
     end."""
-    if config.executor.batch_size is None:  # store the batch size explicitly: it fixes the ask/tell order
-        config = replace(config, executor=replace(config.executor, batch_size=config.executor.workers))
+    config = resolve_run_identity(config)
     parts = parts if parts is not None else build_parts(config)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)
     if (run_dir / DB_NAME).exists():
