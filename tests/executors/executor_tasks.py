@@ -23,3 +23,7 @@ def crash_once(marker: str) -> str:
 
 def always_crash(_: object) -> None:
     os._exit(17)
+
+
+def out_of_memory(n: int) -> bytes:
+    raise MemoryError(f"cannot allocate {n} bytes")

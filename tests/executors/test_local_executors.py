@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from executor_tasks import always_crash, crash_once, square
+from executor_tasks import always_crash, crash_once, out_of_memory, square
 
 from tinyevo.errors import ConfigError, UnknownNameError
 from tinyevo.executors import (
@@ -74,3 +74,9 @@ def test_pool_gives_up_after_retries(pool: LocalPoolExecutor) -> None:
     res = _by_index(list(pool.map(always_crash, [None])))
     assert res[0].error is not None and res[0].error.startswith("WorkerLost")
     assert res[0].attempts == 2
+
+
+def test_out_of_memory_is_a_reported_error(pool: LocalPoolExecutor) -> None:
+    for ex in (InProcessExecutor(), pool):
+        (res,) = list(ex.map(out_of_memory, [10**12]))
+        assert res.error == "MemoryError: cannot allocate 1000000000000 bytes"
