@@ -78,12 +78,14 @@ class _Pool(nn.Module):
         symmetric = left == right and top == bottom
         if symmetric or (self.stride >= 2 and right - left in (0, 1) and bottom - top in (0, 1)):
             # One native pooling op (exports to a single TFLite SAME pool, no PAD/DIV): with stride >= 2, an
-            # extra pad column on the right/bottom is what ceil_mode adds; count_include_pad=False divides by
-            # the number of real elements, as TF does.
+            # extra pad column on the right/bottom is what ceil_mode adds (and ceil_mode changes no shape when
+            # the SAME padding is symmetric); count_include_pad=False divides by the number of real elements, as
+            # TF does.
+            ceil = self.stride >= 2 and any(self.pads)
             if self.mode == "max":
-                return F.max_pool2d(x, self.kernel, self.stride, padding=(top, left), ceil_mode=not symmetric)
+                return F.max_pool2d(x, self.kernel, self.stride, padding=(top, left), ceil_mode=ceil)
             return F.avg_pool2d(
-                x, self.kernel, self.stride, padding=(top, left), ceil_mode=not symmetric, count_include_pad=False
+                x, self.kernel, self.stride, padding=(top, left), ceil_mode=ceil, count_include_pad=False
             )
         if self.mode == "max":
             if any(self.pads):
