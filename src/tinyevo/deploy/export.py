@@ -66,9 +66,10 @@ class ExportOptions:
 class DeployReport:
     """What was exported and what it measured. Sizes in bytes, accuracies as fractions; ``None`` = not measured.
 
-    ``arena_bytes`` is TFLite-Micro's "Arena allocation total" (``arena_head_bytes``: activations and scratch
-    buffers planned by TFLM; ``arena_tail_bytes``: persistent interpreter data, measured on a 64-bit host, smaller
-    on a 32-bit MCU). ``estimated_*`` come from :func:`tinyevo.cost.estimate_cost` on the exported architecture
+    ``arena_bytes`` is the smallest ``arena_size`` with which TFLite-Micro loads and runs the model (bisected);
+    ``arena_reported_bytes`` is the allocator's "Arena allocation total" after allocation, split into
+    ``arena_head_bytes`` (activations and scratch buffers planned by TFLM) and ``arena_tail_bytes`` (persistent
+    interpreter data). Measured on the 64-bit host; pointer-sized structs in the tail are smaller on a 32-bit MCU. ``estimated_*`` come from :func:`tinyevo.cost.estimate_cost` on the exported architecture
     (``estimated_peak_sram_tflm_bytes`` with its TFLM-style planner).
     """
 
@@ -78,6 +79,7 @@ class DeployReport:
     model_bytes: int
     tflite_bytes: int | None = None
     arena_bytes: int | None = None
+    arena_reported_bytes: int | None = None
     arena_head_bytes: int | None = None
     arena_tail_bytes: int | None = None
     estimated_flash_bytes: float | None = None
@@ -205,10 +207,11 @@ def export_model(
             flatbuffer = to_tflite_float(model, lean.input_shape)
         arena = measure_arena(flatbuffer)
         info = inspect_flatbuffer(flatbuffer)
-        run = run_tflm(flatbuffer, x_test, arena_size=arena.total)
+        run = run_tflm(flatbuffer, x_test, arena_size=arena.required)
         fields[("int8" if int8 else "float") + "_accuracy_tflm"] = accuracy(run.predictions, y_test)
         fields["tflm_torch_agreement"] = accuracy(run.predictions, torch_pred)
-        fields.update(tflite_bytes=len(flatbuffer), arena_bytes=arena.total, arena_head_bytes=arena.head,
+        fields.update(tflite_bytes=len(flatbuffer), arena_bytes=arena.required, arena_reported_bytes=arena.total,
+                      arena_head_bytes=arena.head,
                       arena_tail_bytes=arena.tail, ops=info.op_names())
         model_bytes = len(flatbuffer)
         if fmt == "tflite":
@@ -218,7 +221,8 @@ def export_model(
         else:
             from tinyevo.deploy.carray import write_c_files
 
-            arena_doc = {"arena_bytes": arena.total, "arena_head_bytes": arena.head,
+            arena_doc = {"arena_bytes": arena.required, "arena_reported_bytes": arena.total,
+                         "arena_head_bytes": arena.head,
                          "arena_tail_bytes": arena.tail, "model_bytes": len(flatbuffer),
                          "measured_on": "tflite-micro Python interpreter (64-bit host, reference kernels)",
                          "sections": {k: {"used": u, "requested": r, "count": c}

@@ -54,16 +54,79 @@ def load_weights(ir: ArchIR, state_dict: Mapping[str, torch.Tensor] | None, *, s
     return model.eval()
 
 
+class _DenseNHWC(nn.Module):
+    """A builder ``_Dense`` over a feature map, flattening in (H, W, C) order with permuted weight columns.
+
+    Numerically the same function; in TFLite the flatten of an NHWC tensor is then one RESHAPE instead of a
+    TRANSPOSE (to channel-major order) plus a RESHAPE.
+    """
+
+    def __init__(self, dense: nn.Module, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        c, h, w = shape
+        self.linear = nn.Linear(dense.linear.in_features, dense.linear.out_features)
+        with torch.no_grad():
+            weight = dense.linear.weight.reshape(-1, c, h, w).permute(0, 2, 3, 1).reshape(-1, c * h * w)
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(dense.linear.bias)
+        self.act = dense.act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.linear(x.permute(0, 2, 3, 1).flatten(1)))
+        return y[:, :, None, None]
+
+
+class _TwoChannelPool(nn.Module):
+    """Runs a 1-channel padded average pool on two copies of its input and keeps one.
+
+    litert-torch 0.10 lowers a padded stride-2 average pool of a single-channel tensor to
+    ``STABLEHLO_REDUCE_WINDOW`` ops that TFLite-Micro cannot run; with two channels it emits AVERAGE_POOL_2D
+    (plus a CONCATENATION and a SLICE on this small tensor).
+    """
+
+    def __init__(self, pool: nn.Module) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(torch.cat([x, x], 1))[:, :1]
+
+
+def export_friendly(model: IRModule) -> IRModule:
+    """A copy of ``model``, numerically the same, whose layers export to clean TFLite graphs.
+
+    Dense layers over feature maps flatten in NHWC order (:class:`_DenseNHWC`); padded strided average pools
+    of 1-channel tensors get a second channel (:class:`_TwoChannelPool`).
+    """
+    import copy
+
+    from tinyevo.ir import Dense, Pool2d
+
+    out = copy.deepcopy(model)
+    ir = model.ir
+    for node in ir.nodes:
+        key = node.name.replace(".", "_")
+        if isinstance(node.op, Dense):
+            shape = ir.shapes[node.inputs[0]]
+            if shape[1] * shape[2] > 1:
+                out.layers[key] = _DenseNHWC(model.layers[key], shape)
+        elif isinstance(node.op, Pool2d) and node.op.mode == "avg" and node.op.stride >= 2:
+            if ir.shapes[node.inputs[0]][0] == 1 and any(getattr(model.layers[key], "pads", ())):
+                out.layers[key] = _TwoChannelPool(model.layers[key])
+    return out.train(model.training)
+
+
 class ChannelLast(nn.Module):
     """Takes ``(N, H, W, C)`` input (TFLite's layout) and runs a channel-first network on it.
 
     The permute is absorbed by the TFLite converter's layout pass, so the ``.tflite`` has NHWC I/O and no
-    TRANSPOSE at its boundary.
+    TRANSPOSE at its boundary; layers are adjusted by :func:`export_friendly` (e.g. dense layers over feature
+    maps flatten in NHWC order, so there is no TRANSPOSE before them either).
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model = export_friendly(model) if isinstance(model, IRModule) else model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.permute(0, 3, 1, 2))

@@ -129,6 +129,7 @@ class Pruned:
     channels_before: int  # prunable channels (outputs of dense convs)
     channels_after: int
     removed: tuple[tuple[str, int], ...]  # (conv node, channel index) removed
+    kept: dict[str, tuple[int, ...]]  # node of the original IR -> indices of its output channels that remain
 
     @property
     def removed_fraction(self) -> float:
@@ -215,7 +216,7 @@ def prune_channels(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], fraction:
     before = sum(ir.shapes[n.name][0] for n in convs)
     after = sum(new_ir.shapes[n.name][0] for n in convs)
     removed = tuple(sorted(m for r in removed_roots for m in members.get(r, [])))
-    return Pruned(new_ir, new_state, before, after, removed)
+    return Pruned(new_ir, new_state, before, after, removed, {n.name: tuple(kept(n.name)) for n in ir.nodes})
 
 
 def _copy_prefix(src: Mapping[str, torch.Tensor], dst: dict[str, torch.Tensor], key: str,

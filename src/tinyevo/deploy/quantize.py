@@ -65,6 +65,8 @@ def _specs(*, observer: Observer, per_channel: bool, qat: bool) -> tuple[Any, An
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
 
     eps = 2**-12
+    HistogramObserver = _finite(HistogramObserver)  # noqa: N806 - observer classes
+    MinMaxObserver = _finite(MinMaxObserver)  # noqa: N806
     if qat:
         act_ctr = FusedMovingAvgObsFakeQuantize.with_args(observer=MovingAverageMinMaxObserver, eps=eps)
         w_obs = MovingAveragePerChannelMinMaxObserver if per_channel else MovingAverageMinMaxObserver
@@ -82,6 +84,20 @@ def _specs(*, observer: Observer, per_channel: bool, qat: bool) -> tuple[Any, An
         ch_axis=0, is_dynamic=False, observer_or_fake_quant_ctr=w_ctr,
     )
     return act, weight
+
+
+def _finite(observer: type) -> type:
+    """``observer`` ignoring infinite values (the -inf padding of a SAME max pool must not set the range)."""
+
+    class Finite(observer):  # type: ignore[misc, valid-type]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.numel() and not torch.isfinite(x).all():
+                super().forward(torch.where(torch.isfinite(x), x, torch.zeros_like(x)))
+                return x
+            return super().forward(x)
+
+    Finite.__name__ = Finite.__qualname__ = f"Finite{observer.__name__}"
+    return Finite
 
 
 def make_quantizer(*, observer: Observer = "histogram", per_channel: bool = True, qat: bool = False) -> Any:
@@ -168,7 +184,8 @@ def make_quantizer(*, observer: Observer = "histogram", per_channel: bool = True
                     shared = SharedQuantizationSpec((first, node))
                     inputs = {first: act}
                     for other in node.args[0][1:]:
-                        inputs[other] = shared
+                        if other is not first:
+                            inputs[other] = shared
                     node.meta["quantization_annotation"] = QuantizationAnnotation(
                         input_qspec_map=inputs, output_qspec=shared, _annotated=True)
                 elif t in _PADS and _pads_with_neg_inf(node):

@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 
+import numpy as np
 import torch
 
 from tinyevo.deploy.errors import DeployError, require
@@ -56,10 +57,114 @@ def _nhwc_padding_rule() -> None:
         node.target = pad_nhwc
 
 
-def to_tflite(quantized: Quantized, input_shape: tuple[int, int, int]) -> bytes:
+def _same_quantization(a: object, b: object) -> bool:
+    qa, qb = getattr(a, "quantization", None), getattr(b, "quantization", None)
+    if qa is None or qb is None:
+        return qa is qb
+    return (np.array_equal(np.asarray(qa.scale), np.asarray(qb.scale))
+            and np.array_equal(np.asarray(qa.zeroPoint), np.asarray(qb.zeroPoint)))
+
+
+def _fold_reshapes_into_fc(obj: object, schema: object) -> int:
+    """Drop RESHAPE ops read only by FULLY_CONNECTED ops (which flatten their input themselves).
+
+    A RESHAPE in TFLM copies its input into a new arena buffer, so flattening a feature map before a dense
+    layer costs a second copy of it at the SRAM peak. Only reshapes with identical input / output quantisation
+    whose readers are FULLY_CONNECTED inputs with a 2-d output are folded (their ``keep_num_dims`` is cleared:
+    the output stays ``[batch, units]``). Returns the count.
+    """
+    sg = obj.subgraphs[0]  # type: ignore[attr-defined]
+    codes = obj.operatorCodes  # type: ignore[attr-defined]
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+    def kind(op: object) -> str:
+        c = codes[op.opcodeIndex]  # type: ignore[attr-defined]
+        return op_names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "")
+
+    readers: dict[int, list[tuple[int, int]]] = {}
+    for j, op in enumerate(sg.operators):
+        for pos, t in enumerate(op.inputs):
+            readers.setdefault(int(t), []).append((j, pos))
+    outputs = {int(t) for t in sg.outputs}
+    drop: set[int] = set()
+    for i, op in enumerate(sg.operators):
+        if kind(op) != "RESHAPE":
+            continue
+        src, out = int(op.inputs[0]), int(op.outputs[0])
+        users = readers.get(out, [])
+        if out in outputs or not users or not _same_quantization(sg.tensors[src], sg.tensors[out]):
+            continue
+        if not all(pos == 0 and kind(sg.operators[j]) == "FULLY_CONNECTED"
+                   and len(sg.tensors[int(sg.operators[j].outputs[0])].shape) == 2 for j, pos in users):
+            continue
+        for j, _pos in users:
+            ins = list(sg.operators[j].inputs)
+            ins[0] = src
+            sg.operators[j].inputs = ins
+            if sg.operators[j].builtinOptions is not None:  # output [batch, units] from an N-d input
+                sg.operators[j].builtinOptions.keepNumDims = False
+        drop.add(i)
+    if not drop:
+        return 0
+    sg.operators = [op for i, op in enumerate(sg.operators) if i not in drop]
+    # remove tensors nothing refers to any more, renumbering the rest
+    used = {int(t) for op in sg.operators for t in list(op.inputs) + list(op.outputs) if t >= 0}
+    used |= {int(t) for t in sg.inputs} | outputs
+    keep = [t for t in range(len(sg.tensors)) if t in used]
+    index = {old: new for new, old in enumerate(keep)}
+    sg.tensors = [sg.tensors[t] for t in keep]
+    for op in sg.operators:
+        op.inputs = [index[int(t)] if t >= 0 else -1 for t in op.inputs]
+        op.outputs = [index[int(t)] for t in op.outputs]
+    sg.inputs = [index[int(t)] for t in sg.inputs]
+    sg.outputs = [index[int(t)] for t in sg.outputs]
+    return len(drop)
+
+
+def strip_flatbuffer(model: bytes, *, fold_reshapes: bool = True) -> bytes:
+    """``model`` without the strings an MCU never reads, re-aligned for TFLite-Micro.
+
+    Removes the description, subgraph and tensor names and the signature defs (litert-torch names every tensor
+    after its module path, ~100 bytes each: a third of a small model's flash), keeps the metadata buffers
+    (``min_runtime_version``), optionally folds flatten-RESHAPEs into the dense layers reading them
+    (:func:`_fold_reshapes_into_fc`), then re-packs and re-aligns the constant buffers with TFLM's own
+    ``tflite_flatbuffer_align`` tool (16-byte aligned weights).
+    """
+    require("tflite_micro", purpose="flatbuffer stripping")
+    import tempfile
+
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper as align
+
+    try:
+        obj = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(model), 0))
+    except Exception as exc:
+        raise DeployError(f"not a valid .tflite flatbuffer ({exc})") from exc
+    obj.description = None
+    obj.signatureDefs = None
+    for sg in obj.subgraphs or ():
+        sg.name = None
+        for t in sg.tensors or ():
+            t.name = None
+    if fold_reshapes:
+        _fold_reshapes_into_fc(obj, schema)
+    builder = flatbuffers.Builder(len(model) + 1024)
+    builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = f"{tmp}/in.tflite", f"{tmp}/out.tflite"
+        with open(src, "wb") as f:
+            f.write(bytes(builder.Output()))
+        align.align_tflite_model(src, dst)
+        with open(dst, "rb") as f:
+            return f.read()
+
+
+def to_tflite(quantized: Quantized, input_shape: tuple[int, int, int], *, strip: bool = True) -> bytes:
     """Convert an int8 program (NHWC input) to a fully int8 ``.tflite`` with int8 NHWC input and output.
 
-    ``input_shape`` is the IR's ``(C, H, W)``; the flatbuffer is traced at batch 1.
+    ``input_shape`` is the IR's ``(C, H, W)``; the flatbuffer is traced at batch 1. ``strip`` removes tensor
+    names and signatures (:func:`strip_flatbuffer`).
     """
     require("litert_torch", purpose="TFLite export")
     import litert_torch
@@ -77,10 +182,11 @@ def to_tflite(quantized: Quantized, input_shape: tuple[int, int, int]) -> bytes:
     except Exception as exc:  # the converter raises many types
         raise DeployError(f"litert-torch could not convert the int8 model: {exc}") from exc
     log.debug("litert-torch output: %s", sink.getvalue()[-2000:])
-    return bytes(edge.model_content())
+    model = bytes(edge.model_content())
+    return strip_flatbuffer(model) if strip else model
 
 
-def to_tflite_float(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> bytes:
+def to_tflite_float(model: torch.nn.Module, input_shape: tuple[int, int, int], *, strip: bool = True) -> bytes:
     """A float32 ``.tflite`` (NHWC I/O) of a channel-first float ``model``."""
     require("litert_torch", purpose="TFLite export")
     import litert_torch
@@ -95,4 +201,5 @@ def to_tflite_float(model: torch.nn.Module, input_shape: tuple[int, int, int]) -
             edge = litert_torch.convert(ChannelLast(model).eval(), (torch.zeros(1, h, w, c),))
     except Exception as exc:
         raise DeployError(f"litert-torch could not convert the model: {exc}") from exc
-    return bytes(edge.model_content())
+    flat = bytes(edge.model_content())
+    return strip_flatbuffer(flat) if strip else flat

@@ -57,11 +57,18 @@ def _captured_fds(*fds: int) -> Iterator[list[str]]:
 
 @dataclass(frozen=True)
 class ArenaReport:
-    """TFLM's own account of its tensor arena, in bytes."""
+    """TFLM's tensor arena, in bytes.
+
+    ``total`` / ``head`` / ``tail`` are what the RecordingMicroAllocator reports after allocation.
+    ``required`` is the smallest ``arena_size`` with which the interpreter actually loads and runs the model
+    (bisected): it can exceed ``total`` because kernels' Prepare() allocates temporary TfLiteTensors (and their
+    per-channel quantisation arrays) between head and tail, which are freed before the report is taken.
+    """
 
     total: int
     head: int  # non-persistent: planned activations + scratch buffers
     tail: int  # persistent: eval tensors, per-op data, node structs, quantisation params
+    required: int  # smallest working arena_size
     sections: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # name -> (used, requested, count)
 
 
@@ -72,6 +79,7 @@ class TensorInfo:
     dtype: str
     nbytes: int
     constant: bool
+    quant_channels: int = 0  # number of (scale, zero point) pairs in its quantisation table
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,9 @@ def inspect_flatbuffer(model: bytes) -> FlatbufferInfo:
         const = buf is not None and (buf.data is not None and len(buf.data) > 0 or (buf.size or 0) > 0)
         nbytes = int(np.prod(shape, dtype=np.int64)) * size if shape else size
         name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        tensors.append(TensorInfo(name, shape, dtype, nbytes, bool(const)))
+        q = t.quantization
+        channels = len(q.scale) if q is not None and q.scale is not None else 0
+        tensors.append(TensorInfo(name, shape, dtype, nbytes, bool(const), channels))
     ops = []
     for op in sg.operators or ():
         code = runtime.get_builtin_code_from_operator_code(obj.operatorCodes[op.opcodeIndex])
@@ -168,12 +178,15 @@ def measure_arena(model: bytes, *, arena_size: int | None = None) -> ArenaReport
     head = _HEAD.search(log_text)
     tail = _TAIL.search(log_text)
     sections = {s: (int(u), int(r), int(c)) for s, u, r, c in _SECTION.findall(log_text)}
-    return ArenaReport(int(m.group(1)), int(head.group(1)) if head else -1, int(tail.group(1)) if tail else -1,
+    total = int(m.group(1))
+    required = min_arena_size(model, upper=max(arena_size or 0, _default_arena(model), 2 * total + 4096),
+                              lower=max(1, total // 2))
+    return ArenaReport(total, int(head.group(1)) if head else -1, int(tail.group(1)) if tail else -1, required,
                        sections)
 
 
-def min_arena_size(model: bytes, *, upper: int | None = None) -> int:
-    """The smallest ``arena_size`` with which TFLM loads and runs ``model`` (bisection)."""
+def min_arena_size(model: bytes, *, upper: int | None = None, lower: int = 1) -> int:
+    """The smallest ``arena_size`` in ``[lower, upper]`` with which TFLM loads and runs ``model`` (bisection)."""
     runtime = _runtime()
 
     def fits(n: int) -> bool:
@@ -190,7 +203,7 @@ def min_arena_size(model: bytes, *, upper: int | None = None) -> int:
     hi = upper or _default_arena(model)
     if not fits(hi):
         raise DeployError(f"TFLite-Micro cannot run the model even with a {hi}-byte arena")
-    lo = 1
+    lo = max(1, min(lower, hi))
     while lo < hi:
         mid = (lo + hi) // 2
         if fits(mid):

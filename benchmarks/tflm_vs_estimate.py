@@ -1,0 +1,225 @@
+"""Cost-model estimates vs. what TFLite-Micro really allocates, for random architectures.
+
+For random genomes of the ``chain``, ``blocks`` and ``nb201`` spaces (small options), each network (seeded random
+weights, int8 PT2E calibration on random inputs) is exported to an int8 ``.tflite`` with litert-torch and loaded
+in the ``tflite-micro`` Python interpreter. Per architecture it records
+
+* the flatbuffer size vs. the cost model's ``flash_bytes``;
+* TFLM's arena: total, head (non-persistent: the greedy planner's activation layout + kernel scratch) and tail
+  (persistent interpreter data), vs. the cost model's ``peak_sram_bytes`` (default planner) and with its ``tflm``
+  planner;
+* a replay of TFLM's greedy planner on the real flatbuffer's tensors (``replay``) and the optimal-order
+  lower bound on them, to separate planner behaviour, scratch buffers and graph differences (extra / missing ops).
+
+Prints a table and writes ``benchmarks/out/tflm_vs_estimate.json`` (one row per architecture plus a summary).
+Needs the ``tinyevo[deploy]`` extra.
+
+    python benchmarks/tflm_vs_estimate.py --per-space 8 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from tinyevo.cost import TFLMPlanner, estimate_cost, lower
+from tinyevo.deploy.errors import DeployError
+from tinyevo.deploy.graph import strip_passthrough
+from tinyevo.deploy.model import load_weights
+from tinyevo.deploy.quantize import QuantConfig, quantize_int8
+from tinyevo.deploy.tflite import strip_flatbuffer, to_tflite
+from tinyevo.deploy.tflm import FlatbufferInfo, inspect_flatbuffer, measure_arena
+from tinyevo.spaces import create_space
+
+SPACE_OPTIONS: dict[str, dict[str, object]] = {
+    "chain": {"input_shape": (1, 28, 28), "num_classes": 10},
+    "blocks": {"input_shape": (3, 64, 64), "num_classes": 10, "width_multipliers": (0.3, 0.5, 0.75),
+               "resolutions": (32, 48, 64)},
+    "nb201": {"input_shape": (3, 32, 32), "num_classes": 10, "channels": 8, "cells_per_stage": 1},
+}
+
+
+def _align(n: int, a: int = 16) -> int:
+    return -(-n // a) * a
+
+
+def replay_tflm_planner(info: FlatbufferInfo) -> dict[str, int]:
+    """TFLM's GreedyMemoryPlanner on the real graph's activation tensors (no scratch buffers).
+
+    Lifetimes as in TFLM's AllocationInfoBuilder: graph inputs live from op 0, an op's outputs from that op, a
+    tensor until its last reader, graph outputs until the last op; sizes aligned to 16 bytes; buffers placed
+    largest first at the lowest offset that does not overlap a placed buffer alive at the same time.
+    """
+    n_ops = len(info.ops)
+    first: dict[int, int] = {t: 0 for t in info.inputs}
+    last: dict[int, int] = {}
+    for j, op in enumerate(info.ops):
+        for t in op.inputs:
+            if t >= 0 and not info.tensors[t].constant:
+                last[t] = j
+        for t in op.outputs:
+            first.setdefault(t, j)
+    for t in info.outputs:
+        last[t] = n_ops - 1
+    bufs = [(t, _align(info.tensors[t].nbytes), first[t], last.get(t, first[t])) for t in first]
+    placed: list[tuple[int, int, int, int]] = []
+    for _t, size, f, la in sorted(bufs, key=lambda b: -b[1]):
+        offset = 0
+        for o, s, _f, _l in sorted((p for p in placed if p[2] <= la and f <= p[3]), key=lambda p: p[0]):
+            if offset + size <= o:
+                break
+            offset = max(offset, o + s)
+        placed.append((offset, size, f, la))
+    greedy = max((o + s for o, s, _f, _l in placed), default=0)
+    # lower bound for this op order: the largest set of simultaneously live buffers
+    live = max((sum(s for s, f, la in ((b[1], b[2], b[3]) for b in bufs) if f <= j <= la) for j in range(n_ops)),
+               default=0)
+    return {"replay": greedy, "live_bound": live}
+
+
+def run_one(space_name: str, genome: str, ir, seed: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    lean = strip_passthrough(ir)
+    model = load_weights(lean, None, seed=seed)
+    x = rng.normal(size=(16, *lean.input_shape)).astype(np.float32)
+    t0 = time.perf_counter()
+    q = quantize_int8(model, x, config=QuantConfig(calibration_samples=16, batch_size=16, observer="minmax",
+                                                   qat_threshold=None), rng=rng)
+    raw = to_tflite(q, lean.input_shape, strip=False)
+    fb = strip_flatbuffer(raw)
+    convert_s = time.perf_counter() - t0
+    info = inspect_flatbuffer(fb)
+    arena = measure_arena(fb)
+    est = estimate_cost(ir)
+    est_tflm = estimate_cost(ir, planner="tflm")
+    est_opt = estimate_cost(ir, planner="optimal")
+    est_tflm_noscratch = estimate_cost(ir, planner=TFLMPlanner(scratch=False))
+    est_ops: dict[str, int] = {}
+    for op in lower(ir).ops:
+        est_ops[op.tflite] = est_ops.get(op.tflite, 0) + 1
+    rep = replay_tflm_planner(info)
+    ops: dict[str, int] = {}
+    for name in info.op_names():
+        ops[name] = ops.get(name, 0) + 1
+    activation_tensors = sum(1 for t in info.tensors if not t.constant)
+    op_diff = {k: ops.get(k, 0) - est_ops.get(k, 0) for k in sorted(set(ops) | set(est_ops))
+               if ops.get(k, 0) != est_ops.get(k, 0)}
+    return {
+        "space": space_name, "genome": genome, "n_ops": len(info.ops), "ops": ops,
+        "n_tensors": len(info.tensors), "n_activation_tensors": activation_tensors,
+        "tflite_bytes": len(fb), "tflite_bytes_unstripped": len(raw), "constant_bytes": info.constant_bytes,
+        "quant_channels": sum(t.quant_channels for t in info.tensors),
+        "n_quantized_tensors": sum(1 for t in info.tensors if t.quant_channels),
+        "n_opcodes": len(set(info.op_names())),
+        "est_flash_bytes": est.flash_bytes, "est_flash_breakdown": {
+            "weights": est.flash.weights, "biases": est.flash.biases, "quantization": est.flash.quantization,
+            "metadata": est.flash.metadata},
+        "arena_total": arena.total, "arena_head": arena.head, "arena_tail": arena.tail,
+        "arena_sections": {k: list(v) for k, v in arena.sections.items()},
+        "arena_required": arena.required,
+        "est_peak_sram_bytes": est.peak_sram_bytes, "est_peak_sram_tflm_planner": est_tflm.peak_sram_bytes,
+        "est_peak_sram_optimal": est_opt.peak_sram_bytes,
+        "est_peak_sram_tflm_planner_no_scratch": est_tflm_noscratch.peak_sram_bytes,
+        "est_ops": est_ops, "op_diff_real_minus_est": op_diff,
+        "replay_tflm_planner": rep["replay"], "live_bound": rep["live_bound"],
+        "est_kernels": len(est.ops), "macs": est.macs, "params": est.params, "convert_s": convert_s,
+    }
+
+
+def _err(est: float, real: float) -> float:
+    return 100.0 * (est - real) / real if real else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--per-space", type=int, default=8, help="architectures per space (nb201 gets half)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--spaces", default="chain,blocks,nb201")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "tflm_vs_estimate.json"))
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    for noisy in ("jax", "absl", "root"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    console = Console(width=200)
+    rows: list[dict] = []
+    failed: list[dict] = []
+    rng = np.random.default_rng(args.seed)
+    for space_name in args.spaces.split(","):
+        space = create_space(space_name, **SPACE_OPTIONS.get(space_name, {}))  # type: ignore[arg-type]
+        n = args.per_space if space_name != "nb201" else max(1, args.per_space // 2)
+        seen: set[str] = set()
+        tries = 0
+        while len(seen) < n and tries < 20 * n:
+            tries += 1
+            g = space.sample(rng)
+            if str(g) in seen:
+                continue
+            seen.add(str(g))
+            try:
+                row = run_one(space_name, str(g), space.decode(g), seed=args.seed + len(rows) + len(failed))
+            except DeployError as exc:
+                failed.append({"space": space_name, "genome": str(g), "error": str(exc)})
+                console.print(f"[red]{space_name} FAILED[/red] {str(g)[:60]}: {exc}")
+                continue
+            rows.append(row)
+            console.print(f"{space_name:<6} {row['tflite_bytes']:>8} B flash (est {row['est_flash_bytes']}), arena "
+                          f"head {row['arena_head']} (est {row['est_peak_sram_bytes']}, tflm-planner "
+                          f"{row['est_peak_sram_tflm_planner']}, replay {row['replay_tflm_planner']})  {str(g)[:60]}")
+    table = Table(title="TFLite-Micro vs cost model (int8)")
+    for col in ("space", "ops", "flash B", "est B", "err %", "head B", "est B", "err %", "tflm-pl B", "err %",
+                "replay B", "tail B", "required B"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["space"]), str(r["n_ops"]), str(r["tflite_bytes"]), str(r["est_flash_bytes"]),
+            f"{_err(r['est_flash_bytes'], r['tflite_bytes']):+.1f}", str(r["arena_head"]),
+            str(r["est_peak_sram_bytes"]), f"{_err(r['est_peak_sram_bytes'], r['arena_head']):+.1f}",
+            str(r["est_peak_sram_tflm_planner"]), f"{_err(r['est_peak_sram_tflm_planner'], r['arena_head']):+.1f}",
+            str(r["replay_tflm_planner"]), str(r["arena_tail"]), str(r["arena_required"]),
+        )
+    console.print(table)
+    flash_err = np.array([_err(r["est_flash_bytes"], r["tflite_bytes"]) for r in rows])
+    sram_err = np.array([_err(r["est_peak_sram_bytes"], r["arena_head"]) for r in rows])
+    tflm_err = np.array([_err(r["est_peak_sram_tflm_planner"], r["arena_head"]) for r in rows])
+    total_err = np.array([_err(r["est_peak_sram_bytes"], r["arena_total"]) for r in rows])
+    # flatbuffer overhead model: tflite - constant bytes = fixed + per_op * ops + per_tensor * tensors
+    #                                                     + per_channel * quantisation (scale, zero point) pairs
+    a = np.array([[1.0, r["n_ops"], r["n_tensors"], r["quant_channels"]] for r in rows])
+    b = np.array([r["tflite_bytes"] - r["constant_bytes"] for r in rows], dtype=float)
+    coef = np.linalg.lstsq(a, b, rcond=None)[0] if len(rows) >= 4 else np.full(4, np.nan)
+    resid = b - a @ coef if len(rows) >= 4 else np.full(len(rows), np.nan)
+    waste = [100.0 * (r["arena_head"] - r["est_peak_sram_optimal"]) / r["arena_head"] for r in rows
+             if r["arena_head"]]
+
+    def stats(e: np.ndarray) -> dict[str, float]:
+        return {"mean_abs": float(np.mean(np.abs(e))), "max_abs": float(np.max(np.abs(e))),
+                "within_2pct": int(np.sum(np.abs(e) <= 2)), "within_5pct": int(np.sum(np.abs(e) <= 5))}
+
+    summary = {
+        "n": len(rows), "failed": len(failed), "flash_error_pct": stats(flash_err), "peak_sram_vs_head_error_pct": stats(sram_err),
+        "tflm_planner_vs_head_error_pct": stats(tflm_err), "peak_sram_vs_total_error_pct": stats(total_err),
+        "flatbuffer_overhead_fit": {"fixed": float(coef[0]), "per_op": float(coef[1]), "per_tensor": float(coef[2]),
+                                    "per_quant_channel": float(coef[3]),
+                                    "max_abs_residual_bytes": float(np.max(np.abs(resid)))},
+        "replay_equals_head": int(sum(r["replay_tflm_planner"] == r["arena_head"] for r in rows)),
+        "tflm_waste_vs_optimal_pct_mean": float(np.mean(waste)) if waste else float("nan"),
+        "tflm_waste_vs_optimal_pct_max": float(np.max(waste)) if waste else float("nan"),
+    }
+    console.print(json.dumps(summary, indent=1))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "platform": platform.platform(), "summary": summary,
+                               "rows": rows, "failed": failed}, indent=1, default=str))
+    console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

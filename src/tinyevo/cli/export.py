@@ -1,0 +1,81 @@
+"""``tinyevo export RUN [--trial ID] --format tflite|onnx|c [--int8] [--out DIR]``: deployable files of a run.
+
+Exports a retrained trial (default: the best one) of a run. ``tflite`` and ``c`` are int8 by default
+(``--no-int8`` for float32), ``onnx`` is float by default. For ``tflite`` and ``c`` the model is run on the
+TFLite-Micro interpreter on the test split and ``report.json`` records the flatbuffer size, the arena TFLM needs,
+the cost model's estimates and float / int8 accuracy in PyTorch and on TFLM. Needs ``pip install 'tinyevo[deploy]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from rich.console import Console
+from rich.table import Table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("export", help="export a retrained model (int8 .tflite, C array, ONNX)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("--trial", type=int, metavar="ID", help="trial number (default: the best retrained trial)")
+    p.add_argument("--format", dest="fmt", choices=("tflite", "onnx", "c"), default="tflite")
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                   help="int8 quantisation (default: on for tflite and c, off for onnx)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: RUN/export/trial-NNNN-FORMAT)")
+    p.add_argument("--test-samples", type=int, metavar="N", help="test rows to measure accuracy on (default: all)")
+    p.add_argument("--calibration-samples", type=int, default=512, metavar="N",
+                   help="training rows for int8 calibration (default 512)")
+    p.add_argument("--qat-threshold", type=float, default=1.0, metavar="PTS",
+                   help="run quantisation-aware fine-tuning when int8 loses more than PTS accuracy points "
+                        "(default 1.0; negative disables)")
+    p.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
+                   help="remove this fraction of channels (L1 norm) and fine-tune before export (default 0)")
+    p.add_argument("--prune-epochs", type=int, default=2, metavar="N", help="fine-tuning epochs after pruning")
+    p.add_argument("--name", default="model", help="base name of the files (and of the C array)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from tinyevo.deploy.export import ExportOptions
+    from tinyevo.deploy.quantize import QuantConfig
+    from tinyevo.deploy.run import export_trial
+
+    quant = QuantConfig(calibration_samples=args.calibration_samples,
+                        qat_threshold=None if args.qat_threshold < 0 else args.qat_threshold / 100.0)
+    options = ExportOptions(int8=args.int8, quant=quant, test_samples=args.test_samples, name=args.name,
+                            prune=args.prune, prune_epochs=args.prune_epochs)
+    report = export_trial(args.run, trial=args.trial, fmt=args.fmt, out_dir=args.out, options=options)
+    doc = report.as_json()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    console = Console()
+    table = Table(title=f"export ({report.format}, {'int8' if report.int8 else 'float32'})", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rows = [
+        ("model file", report.model_bytes, "B"), ("TFLM arena (needed)", report.arena_bytes, "B"),
+        ("TFLM arena: activations (head)", report.arena_head_bytes, "B"),
+        ("TFLM arena: persistent (tail)", report.arena_tail_bytes, "B"),
+        ("estimated flash", report.estimated_flash_bytes, "B"),
+        ("estimated peak SRAM", report.estimated_peak_sram_bytes, "B"),
+        ("accuracy float (PyTorch)", report.float_accuracy_torch, "%"),
+        ("accuracy int8 (PyTorch)", report.int8_accuracy_torch, "%"),
+        ("accuracy int8 (TFLite-Micro)", report.int8_accuracy_tflm, "%"),
+        ("accuracy float (TFLite-Micro)", report.float_accuracy_tflm, "%"),
+        ("accuracy (ONNX Runtime)", report.accuracy_onnx, "%"),
+    ]
+    for label, value, unit in rows:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        table.add_row(label, f"{100 * value:.2f} %" if unit == "%" else f"{int(value):,} B")
+    console.print(table)
+    if report.qat_used:
+        console.print("quantisation-aware fine-tuning was used")
+    for f in report.files:
+        console.print(f"wrote {f}")
+    return 0

@@ -1,0 +1,91 @@
+"""Deploying a trial of a stored run: find its architecture, its retrained weights and its data set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tinyevo.deploy.errors import DeployError
+from tinyevo.deploy.export import DeployReport, ExportOptions, Format, export_model
+from tinyevo.ir import ArchIR
+from tinyevo.strategies.base import Status, Trial
+
+
+@dataclass(frozen=True)
+class TrialModel:
+    """A retrained trial of a run, ready to export."""
+
+    run_dir: Path
+    trial: Trial
+    ir: ArchIR
+    weights: Path
+    data_spec: str
+
+
+def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, Trial, Path]:
+    """(run view, trial, weights file) of ``trial`` (default: the best retrained trial) of a run.
+
+    Raises :class:`DeployError` for a trial that does not exist, failed, is infeasible, or has no retrained
+    weights.
+    """
+    from tinyevo.run.view import open_run
+
+    view = open_run(run_dir)
+    by_number = {t.number: t for t in view.trials}
+    finals = {f.trial: f for f in view.finals}
+    if trial is None:
+        if not finals:
+            raise DeployError(
+                f"run {view.run_dir} has no retrained model to export (final retraining was disabled or has not "
+                "finished); finish it with `tinyevo resume`, or pass --trial of a retrained model"
+            )
+        best = view.best()
+        number = best.number if best is not None and best.number in finals else next(iter(finals))
+    else:
+        number = trial
+    t = by_number.get(number)
+    if t is None:
+        known = f"0..{max(by_number)}" if by_number else "none"
+        raise DeployError(f"run {view.run_dir} has no trial {number} (trials: {known})")
+    if t.status is Status.FAILED:
+        raise DeployError(f"trial {number} failed during the search ({t.error or 'no error message'}); "
+                          "only successfully evaluated trials can be exported")
+    if t.status is Status.INFEASIBLE:
+        raise DeployError(f"trial {number} is infeasible: it violates the run's hard limits (total violation "
+                          f"{t.violation:.1%}) and was never trained; pick a feasible trial")
+    final = finals.get(number)
+    if final is None:
+        done = ", ".join(str(n) for n in sorted(finals)) or "none"
+        raise DeployError(f"trial {number} has no trained weights; only retrained models can be exported "
+                          f"(retrained trials: {done})")
+    weights = view.run_dir / final.weights
+    if not weights.is_file():
+        raise DeployError(f"the weights of trial {number} are missing: {weights}")
+    return view, t, weights
+
+
+def export_trial(
+    run_dir: str | Path,
+    *,
+    trial: int | None = None,
+    fmt: Format = "tflite",
+    out_dir: str | Path | None = None,
+    options: ExportOptions = ExportOptions(),
+) -> DeployReport:
+    """Export a retrained trial of a run (default out dir: ``RUN/export/trial-NNNN-FORMAT``)."""
+    import torch
+
+    from tinyevo.run.components import cached_dataset, make_space
+
+    view, t, weights = find_trial(run_dir, trial=trial)
+    cfg = view.config
+    data = cached_dataset(cfg.data.spec, cfg.seed, cfg.data.val_fraction)
+    space = make_space(cfg.space, input_shape=data.input_shape, num_classes=data.num_classes)
+    ir = space.decode(space.parse(t.genome))
+    state = torch.load(weights, weights_only=True)
+    out = Path(out_dir) if out_dir is not None else view.run_dir / "export" / f"trial-{t.number:04d}-{fmt}"
+    device = options.device if options.device is not None else cfg.limits.device
+    from dataclasses import replace
+
+    return export_model(ir, state, data, fmt=fmt, out_dir=out, options=replace(options, device=device))
