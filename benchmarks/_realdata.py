@@ -1,0 +1,171 @@
+"""Shared driver of the real-data benchmarks (``mnist_munas.py``, ``fsdd_kws.py``, ``cifar10_mlperf.py``).
+
+Each benchmark runs ``tinyevo search --config benchmarks/configs/<name>.toml`` in a subprocess (the same CLI a
+user runs), under a hard wall-clock limit, logging to ``benchmarks/out/<name>.log``, then reads the run
+directory with :func:`tinyevo.run.view.open_run` and writes ``benchmarks/out/<name>.json`` and a table.
+``--parse-only`` skips the search and only summarises an existing run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+CONFIGS = ROOT / "benchmarks" / "configs"
+
+
+def shared_dir() -> Path:
+    env = os.environ.get("TINYEVO_SHARED")
+    return Path(env) if env else (ROOT / ".." / "shared").resolve()
+
+
+def parser(name: str, doc: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, default=CONFIGS / f"{name}.toml", help="run config (TOML)")
+    p.add_argument("--run-dir", type=Path, default=OUT / f"{name}_run", help="tinyevo run directory")
+    p.add_argument("--wall-limit", type=float, default=3600.0,
+                   help="hard wall-clock limit of the whole tinyevo search process, seconds")
+    p.add_argument("--parse-only", action="store_true", help="only summarise an existing --run-dir")
+    p.add_argument("extra", nargs="*", help="extra `tinyevo search` flags after --, e.g. -- --time 10m")
+    return p
+
+
+def run_search(args: argparse.Namespace, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the search CLI (unless --parse-only); returns what was run and how long it took."""
+    cmd = [sys.executable, "-m", "tinyevo.cli.main", "search", "--config", str(args.config),
+           "--out", str(args.run_dir), "--quiet", *extra, *args.extra]
+    info: dict[str, Any] = {"command": shlex.join(cmd), "wall_limit_s": args.wall_limit}
+    if args.parse_only:
+        info["command"] = None
+        return info
+    if args.run_dir.exists():
+        raise SystemExit(f"{args.run_dir} exists; remove it, or use `tinyevo resume` / --parse-only")
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = OUT / f"{args.run_dir.name.removesuffix('_run')}.log"
+    start = time.time()
+    with log.open("w") as fh:
+        fh.write(f"$ {info['command']}\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            info["returncode"] = proc.wait(timeout=args.wall_limit)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            info["returncode"] = None
+            info["killed_at_wall_limit"] = True
+    info["total_wall_s"] = time.time() - start
+    info["log"] = str(log.relative_to(ROOT))
+    return info
+
+
+def _num(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def summarise(run_dir: Path) -> dict[str, Any]:
+    """Search trials, best trial, final retraining metrics and timings of a run directory."""
+    from tinyevo.run.view import open_run
+    from tinyevo.strategies.base import Status
+
+    view = open_run(run_dir)
+    trials = view.trials
+    counts = view.counts()
+    ok = [r for r in view.records if r.trial.status is Status.OK]
+    starts = [r.started_at for r in view.records if r.started_at is not None]
+    ends = [r.finished_at for r in view.records if r.finished_at is not None]
+    best = view.best()
+    out: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "phase": view.phase,
+        "config": view.config.to_json(),
+        "limits": {k: _num(v) for k, v in view.bounds.items()},
+        "trials": len(trials),
+        "trial_status": counts,
+        "trained_trials": len(ok),
+        "search_eval_s": sum(r.duration_s or 0.0 for r in view.records),
+        "search_span_s": (max(ends) - min(starts)) if starts and ends else None,
+        "best_trial": None,
+        "final": [],
+    }
+    if best is not None:
+        out["best_trial"] = {"number": best.number, "genome": best.genome,
+                             "metrics": {k: _num(v) for k, v in best.metrics.items()}}
+    for f in view.finals:
+        out["final"].append({"trial": f.trial, "genome": f.genome,
+                             "metrics": {k: _num(v) for k, v in f.metrics.items()}, "weights": f.weights})
+    return out
+
+
+def int8_accuracy(run_dir: Path, final: dict[str, Any]) -> float | None:
+    """Test accuracy of the int8-quantised final model if the deploy extra offers it; else None."""
+    try:
+        import tinyevo.deploy as deploy  # noqa: F401
+    except Exception:
+        return None
+    return None  # the deploy module's API is not wired here yet: reported as not measured
+
+
+def report(name: str, info: dict[str, Any], summary: dict[str, Any], goal: str) -> dict[str, Any]:
+    """Print a table and write benchmarks/out/<name>.json."""
+    final = summary["final"][0] if summary["final"] else None
+    fm = final["metrics"] if final else {}
+    row = {
+        "benchmark": name,
+        "goal": goal,
+        "genome": final["genome"] if final else (summary["best_trial"] or {}).get("genome"),
+        "test_acc": fm.get("test_acc"),
+        "val_acc_final": fm.get("val_acc"),
+        "search_val_acc": ((summary["best_trial"] or {}).get("metrics") or {}).get("val_acc"),
+        "peak_sram_bytes": fm.get("peak_sram_bytes"),
+        "flash_bytes": fm.get("flash_bytes"),
+        "params": fm.get("params"),
+        "macs": fm.get("macs"),
+        "latency_ms": fm.get("latency_ms"),
+        "energy_mj": fm.get("energy_mj"),
+        "device": summary["config"]["limits"]["device"],
+        "search_wall_s": summary["search_span_s"],
+        "final_train_s": fm.get("final_train_s", fm.get("train_time_s")),
+        "final_epochs": fm.get("epochs"),
+        "trials": summary["trials"],
+        "trial_status": summary["trial_status"],
+        "total_wall_s": info.get("total_wall_s"),
+        "command": info.get("command"),
+    }
+    doc = {"summary": row, "run": info, "details": summary}
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=2, default=str))
+    width = max(len(k) for k in row)
+    for k, v in row.items():
+        if isinstance(v, float):
+            v = f"{100 * v:.2f} %" if k.endswith("acc") else f"{v:,.4g}" if v < 1e4 else f"{v:,.0f}"
+        print(f"{k:<{width}}  {v}")
+    print(f"wrote {path.relative_to(ROOT)}")
+    return doc
+
+
+def main(name: str, doc: str, goal: str, argv: Sequence[str] | None = None,
+         check_data: Sequence[Path] = ()) -> int:
+    args = parser(name, doc).parse_args(argv)
+    for p in check_data:
+        if not p.exists():
+            print(f"data file {p} is missing (set TINYEVO_SHARED)", file=sys.stderr)
+            return 2
+    info = run_search(args)
+    if not (args.run_dir / "tinyevo.db").exists() and not args.run_dir.is_dir():
+        print(f"no run directory at {args.run_dir}; see the log", file=sys.stderr)
+        return 1
+    report(name, info, summarise(args.run_dir), goal)
+    return 0 if info.get("returncode") in (0, None) and not info.get("killed_at_wall_limit") else 1
