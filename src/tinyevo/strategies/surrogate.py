@@ -1,0 +1,378 @@
+"""Surrogate-assisted evolution: tinyevo's default strategy (``surrogate-evolution``).
+
+How a proposal is made (after ``initial`` random samples):
+
+1. **Breed.** Whenever a trial enters the elite (the ``elite`` best by :func:`~tinyevo.strategies.base.rank_key`),
+   its offspring join a pool of unseen candidates: ``mutants`` one-edit mutants, as many two-edit mutants and
+   ``crossovers`` crossover children with other elite members, plus ``random_pool`` uniform samples.
+2. **Screen.** A cheap predictor -- kernel ridge regression with a degree-2 polynomial kernel on
+   ``space.features`` (every pairwise gene interaction), fitted to the rank-transformed fitness of all evaluated
+   trials -- scores the whole pool; the best-predicted candidate is proposed.
+3. **Local search on stagnation.** After ``patience`` evaluations without improvement, the unseen one-edit
+   neighbours of the incumbent are proposed first (best-predicted first) until its neighbourhood is exhausted,
+   and fresh uniform samples are added to the pool on every stagnant step, so the search can leave a basin.
+4. **Exploration.** With probability ``explore`` a proposal is a uniform random sample.
+
+Only the space protocol (``sample``, ``mutate``, ``crossover``, ``features``) and told trials are used, so the
+strategy works on every registered space. Hard constraints: infeasible trials are told with their cost metrics,
+so one more predictor per hard constraint learns that metric from all trials; candidates predicted to violate a
+bound rank behind those predicted feasible (ordered by predicted violation). Deterministic given ``seed`` (one
+``numpy.random.Generator``; ask depends only on the seed and the trials told), so
+:func:`~tinyevo.strategies.base.replay` rebuilds the state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from tinyevo.errors import ConfigError, SearchExhaustedError
+from tinyevo.spaces.base import Genome, SearchSpace
+from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Trial, fitness, rank_key
+
+
+# --- predictors --------------------------------------------------------------------------------------------------
+class FittedModel(Protocol):
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class Predictor(Protocol):
+    """Configuration of a regression model; ``fit`` returns the fitted model (the predictor itself is immutable)."""
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> FittedModel: ...
+
+
+@dataclass(frozen=True)
+class PolyKernelRidge:
+    """Kernel ridge regression with kernel ``(1 + <u, v> / d) ** degree`` on standardised features.
+
+    Degree 2 models every pairwise feature interaction (for one-hot genomes: pairs of gene choices) through an
+    ``n x n`` solve, cheap for the few hundred trials of a search and independent of the feature length.
+    """
+
+    degree: int = 2
+    alpha: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.degree < 1:
+            raise ConfigError(f"kernel degree must be >= 1, got {self.degree}")
+        if self.alpha <= 0:
+            raise ConfigError(f"ridge alpha must be > 0, got {self.alpha}")
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _FittedKernelRidge:
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        keep = std > 1e-12
+        scale = np.where(keep, std, 1.0)
+        z = np.where(keep, (x - mean) / scale, 0.0)
+        d = max(int(keep.sum()), 1)
+        k = (1.0 + z @ z.T / d) ** self.degree
+        y_mean = float(y.mean())
+        k[np.diag_indices_from(k)] += self.alpha
+        try:
+            coef = np.linalg.solve(k, y - y_mean)
+        except np.linalg.LinAlgError:  # pragma: no cover - alpha > 0 makes k positive definite
+            coef = np.linalg.lstsq(k, y - y_mean, rcond=None)[0]
+        return _FittedKernelRidge(mean, scale, keep, d, self.degree, z, coef, y_mean)
+
+
+@dataclass(frozen=True, eq=False)
+class _FittedKernelRidge:
+    mean: np.ndarray
+    scale: np.ndarray
+    keep: np.ndarray
+    d: int
+    degree: int
+    z: np.ndarray
+    coef: np.ndarray
+    y_mean: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        z = np.where(self.keep, (np.asarray(x, dtype=np.float64) - self.mean) / self.scale, 0.0)
+        n, d = self.z.shape
+        if self.degree == 2 and d * d <= n * d * 2:
+            # primal form of the quadratic kernel: sum_i c_i (1 + z.z_i/d)^2 = c0 + 2/d z.w1 + 1/d^2 z'W2 z
+            w1 = self.z.T @ self.coef
+            w2 = (self.z * self.coef[:, None]).T @ self.z
+            q = np.einsum("ij,ij->i", z @ w2, z)
+            return self.coef.sum() + (2.0 / self.d) * (z @ w1) + q / (self.d * self.d) + self.y_mean
+        return ((1.0 + z @ self.z.T / self.d) ** self.degree) @ self.coef + self.y_mean
+
+
+def rank_gauss(y: np.ndarray) -> np.ndarray:
+    """Ranks (ties averaged) mapped to standard-normal quantiles: insensitive to outliers such as broken nets."""
+    from scipy.special import ndtri
+
+    y = np.asarray(y, dtype=np.float64)
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    mid = upper - (counts - 1) / 2.0  # average 1-based rank of each distinct value
+    return ndtri((mid[inverse] - 0.5) / len(y))
+
+
+# --- internal state ----------------------------------------------------------------------------------------------
+class _FeatureBank:
+    """Feature vectors of genomes, computed once each, stored row-wise in a growing matrix."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.rows: dict[str, int] = {}
+        self._buf = np.zeros((0, 0))
+        self._n = 0
+
+    def row(self, key: str, genome: Genome) -> int:
+        r = self.rows.get(key)
+        if r is not None:
+            return r
+        f = np.asarray(self.space.features(genome), dtype=np.float64).ravel()
+        if self._n == 0:
+            self._buf = np.zeros((256, f.size))
+        elif f.size != self._buf.shape[1]:
+            raise ConfigError(
+                f"space {getattr(self.space, 'name', '?')!r} returned features of length {f.size} after "
+                f"{self._buf.shape[1]}; features() must have a fixed length"
+            )
+        if self._n == self._buf.shape[0]:
+            self._buf = np.concatenate([self._buf, np.zeros_like(self._buf)])
+        self._buf[self._n] = f
+        self.rows[key] = self._n
+        self._n += 1
+        return self._n - 1
+
+    def matrix(self, rows: list[int]) -> np.ndarray:
+        return self._buf[np.asarray(rows, dtype=np.int64)]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    genome: Genome
+    parents: tuple[str, ...]
+    origin: str
+
+
+@dataclass(frozen=True)
+class _Told:
+    trial: Trial
+    genome: Genome
+    row: int
+    key: tuple[int, float, float]  # rank_key
+
+
+class SurrogateEvolution:
+    """Evolution whose offspring are screened by a cheap surrogate before evaluation (see the module doc).
+
+    Options (keyword-only): ``initial`` random samples before the surrogate is used (>= 2); ``elite`` trials
+    that breed; ``mutants`` one-edit (and as many two-edit) mutants per elite member; ``crossovers`` children
+    per elite member; ``random_pool`` uniform samples added when the elite changes or the search stagnates;
+    ``patience`` evaluations without improvement before local search around the incumbent; ``explore``
+    probability of a uniform random proposal; ``predictor`` (default :class:`PolyKernelRidge`);
+    ``max_retries`` sampling attempts before :class:`~tinyevo.errors.SearchExhaustedError`.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        problem: Problem,
+        *,
+        seed: int = 0,
+        initial: int = 20,
+        elite: int = 5,
+        mutants: int = 48,
+        crossovers: int = 8,
+        random_pool: int = 64,
+        patience: int = 10,
+        explore: float = 0.2,
+        predictor: Predictor | None = None,
+        max_retries: int = 200,
+    ) -> None:
+        if initial < 2:
+            raise ConfigError(f"surrogate-evolution needs initial >= 2 random trials, got {initial}")
+        if elite < 1 or mutants < 1 or crossovers < 0 or random_pool < 0 or patience < 1 or max_retries < 1:
+            raise ConfigError(
+                "surrogate-evolution needs elite, mutants, patience, max_retries >= 1 and crossovers, "
+                "random_pool >= 0"
+            )
+        if not 0.0 <= explore <= 1.0:
+            raise ConfigError(f"explore must be a probability in [0, 1], got {explore}")
+        self.space = space
+        self.problem = problem
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.initial = initial
+        self.elite = elite
+        self.mutants = mutants
+        self.crossovers = crossovers
+        self.random_pool = random_pool
+        self.patience = patience
+        self.explore = explore
+        self.predictor: Predictor = predictor if predictor is not None else PolyKernelRidge()
+        self.max_retries = max_retries
+
+        self._bank = _FeatureBank(space)
+        self._seen: set[str] = set()
+        self._pool: dict[str, _Entry] = {}
+        self._told: list[_Told] = []
+        self._scored_rows: list[int] = []  # evaluated trials with a finite fitness: feature rows ...
+        self._scored_y: list[float] = []  # ... and fitness
+        self._best = -math.inf
+        self._stagnant = 0  # evaluations since the best fitness last improved
+        self._bred: set[str] = set()  # elite members whose offspring went into the pool
+        self._neighbours: dict[str, dict[str, _Entry]] = {}  # incumbent -> its unseen one-edit neighbours
+        self._exhausted: set[str] = set()  # incumbents whose neighbourhood sampling finds nothing new
+        self._generation = 0
+
+    # --- protocol --------------------------------------------------------------------------------------------
+    def ask(self) -> Candidate:
+        self._generation += 1
+        if len(self._scored_y) < self.initial or self.rng.random() < self.explore:
+            return self._random()
+        self._breed()
+        model = self._fit()
+        if self._stagnant >= self.patience:
+            for _ in range(self.random_pool // 4):
+                self._add(self.space.sample(self.rng), (), "random")
+            local = self._local()
+            if local:
+                return self._take(local, self._best_key(local, model))
+        if not self._pool:
+            return self._random()
+        return self._take(self._pool, self._best_key(self._pool, model))
+
+    def tell(self, candidate: Candidate, trial: Trial) -> None:
+        key = str(candidate.genome)
+        self._seen.add(key)
+        self._pool.pop(key, None)
+        row = self._bank.row(key, candidate.genome)
+        self._told.append(_Told(trial, candidate.genome, row, rank_key(self.problem, trial)))
+        if trial.status is Status.INFEASIBLE:
+            return  # never evaluated: costs no budget, says nothing about fitness
+        f = fitness(self.problem, trial)
+        if math.isfinite(f):
+            self._scored_rows.append(row)
+            self._scored_y.append(f)
+        if f > self._best:
+            self._best, self._stagnant = f, 0
+        else:
+            self._stagnant += 1
+
+    # --- proposals -------------------------------------------------------------------------------------------
+    def _random(self) -> Candidate:
+        for _ in range(self.max_retries):
+            g = self.space.sample(self.rng)
+            key = str(g)
+            if key not in self._seen:
+                self._seen.add(key)
+                self._pool.pop(key, None)
+                return Candidate(g, generation=self._generation, origin="random")
+        if self._pool:  # sampling finds only seen genomes: fall back on the bred pool
+            return self._take(self._pool, next(iter(self._pool)))
+        raise SearchExhaustedError(
+            f"surrogate-evolution found no unseen genome in {self.max_retries} samples after {len(self._seen)} "
+            "proposals; the search space looks exhausted"
+        )
+
+    def _take(self, pool: dict[str, _Entry], key: str) -> Candidate:
+        e = pool.pop(key)
+        self._pool.pop(key, None)
+        self._seen.add(key)
+        return Candidate(e.genome, parents=e.parents, generation=self._generation, origin=e.origin)
+
+    def _add(self, g: Genome, parents: tuple[str, ...], origin: str) -> None:
+        key = str(g)
+        if key in self._seen or key in self._pool:
+            return
+        self._bank.row(key, g)
+        self._pool[key] = _Entry(g, parents, origin)
+
+    def _elite(self) -> list[_Told]:
+        ok = [t for t in self._told if t.trial.status is Status.OK]
+        ok.sort(key=lambda t: t.key, reverse=True)
+        return ok[: self.elite]
+
+    def _breed(self) -> None:
+        elite = self._elite()
+        fresh = [t for t in elite if t.trial.genome not in self._bred]
+        for t in fresh:
+            self._bred.add(t.trial.genome)
+            parent = (t.trial.genome,)
+            for _ in range(self.mutants):
+                self._add(self.space.mutate(t.genome, self.rng), parent, "mutation")
+            for _ in range(self.mutants):
+                self._add(self.space.mutate(self.space.mutate(t.genome, self.rng), self.rng), parent, "mutation")
+            if len(elite) > 1:
+                for _ in range(self.crossovers):
+                    mate = elite[int(self.rng.integers(len(elite)))]
+                    if mate.trial.genome != t.trial.genome:
+                        child = self.space.crossover(t.genome, mate.genome, self.rng)
+                        self._add(child, (t.trial.genome, mate.trial.genome), "crossover")
+        if fresh:
+            for _ in range(self.random_pool):
+                self._add(self.space.sample(self.rng), (), "random")
+
+    def _local(self) -> dict[str, _Entry]:
+        """Unseen one-edit neighbours of the best elite member whose neighbourhood is not exhausted."""
+        for t in self._elite():
+            name = t.trial.genome
+            if name in self._exhausted:
+                continue
+            found = self._neighbours.setdefault(name, {})
+            for key in [k for k in found if k in self._seen]:
+                del found[key]
+            if not found:
+                for _ in range(self.mutants):
+                    g = self.space.mutate(t.genome, self.rng)
+                    key = str(g)
+                    if key not in self._seen and key not in found:
+                        self._bank.row(key, g)
+                        found[key] = _Entry(g, (name,), "mutation")
+            if found:
+                return found
+            self._exhausted.add(name)
+        return {}
+
+    # --- surrogate -------------------------------------------------------------------------------------------
+    def _fit(self) -> FittedModel:
+        y = np.asarray(self._scored_y)
+        return self.predictor.fit(self._bank.matrix(self._scored_rows), rank_gauss(y))
+
+    def _best_key(self, pool: dict[str, _Entry], model: FittedModel) -> str:
+        keys = list(pool)
+        x = self._bank.matrix([self._bank.rows[k] for k in keys])
+        score = model.predict(x)
+        viol = self._predicted_violation(x)
+        if viol is not None:
+            # feasible-predicted candidates first (by score), then by smaller predicted violation
+            score = np.where(viol > 0, -1e9 - viol, score)
+        return keys[int(np.argmax(score))]
+
+    def _predicted_violation(self, x: np.ndarray) -> np.ndarray | None:
+        """Predicted total hard-constraint violation of each row of ``x`` (None without useful data)."""
+        total: np.ndarray | None = None
+        for c in self.problem.hard_constraints:
+            rows, values = [], []
+            for t in self._told:
+                v = t.trial.metrics.get(c.metric)
+                if v is not None and math.isfinite(v):
+                    rows.append(t.row)
+                    values.append(float(v))
+            if len(values) < 2 or not any(c.violation({c.metric: v}) > 0 for v in values):
+                continue  # nothing learned yet, or the bound never bit
+            pred = self.predictor.fit(self._bank.matrix(rows), np.asarray(values)).predict(x)
+            over = np.zeros(len(pred))
+            if c.upper is not None:
+                over += np.maximum(pred - c.upper, 0.0) / max(abs(c.upper), 1e-12)
+            if c.lower is not None:
+                over += np.maximum(c.lower - pred, 0.0) / max(abs(c.lower), 1e-12)
+            total = over if total is None else total + over
+        return total
+
+
+@STRATEGIES.register("surrogate-evolution", help="surrogate-screened evolution (kernel ridge); tinyevo's default")
+def surrogate_evolution(space: SearchSpace, problem: Problem, *, seed: int = 0) -> SurrogateEvolution:
+    """Surrogate-assisted evolution with the default settings."""
+    return SurrogateEvolution(space, problem, seed=seed)
