@@ -147,7 +147,7 @@ def report(state: dict) -> dict:
         tau = kendalltau(scores[finite], full[finite]).statistic if finite.sum() > 2 else math.nan
         cost = float(np.mean([v["seconds"] for v in vals]))
         row = {"estimator": name, "kendall_tau": float(tau), "mean_seconds": cost,
-               "speedup_vs_full": full_cost / cost if cost > 0 else math.inf, "n": int(finite.sum())}
+               "speedup_vs_full": full_cost / cost if cost > 0 else None, "n": int(finite.sum())}
         if name == "lc":
             stopped = [i for i, v in enumerate(vals) if v["stopped"]]
             row["stopped"] = len(stopped)
@@ -175,7 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="default: ../shared/data/mnist.npz")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "estimator_correlation.json"))
+    p.add_argument("--report-only", action="store_true", help="only print the table of an existing --out")
     args = p.parse_args(argv)
+    if args.report_only:
+        state = json.loads(Path(args.out).read_text())
+        replay_lc(state["archs"], CurveStopper(min_epochs=1.0, top_k=5), state["settings"]["full_epochs"])
+        state["report"] = report(state)
+        Path(args.out).write_text(json.dumps(state, indent=1))
+        print_table(state["report"], state["settings"], Path(args.out))
+        return 0
 
     data_path = Path(args.data) if args.data else shared_dir() / "data" / "mnist.npz"
     if not data_path.exists():
@@ -245,11 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     replay_lc(state["archs"], CurveStopper(min_epochs=1.0, top_k=5), args.full_epochs)
     state["report"] = report(state)
     save()
-    r = state["report"]
-    print(f"\n{r['n_archs']} chain architectures on {data.summary()}")
-    print(f"full training: {args.full_epochs} epochs x {len(data.x_train)} images, "
-          f"mean {r['full_mean_seconds']:.1f} s"
-          f" per architecture, val acc {r['full_val_acc_range'][0]:.4f} .. {r['full_val_acc_range'][1]:.4f}")
+    print_table(state["report"], settings, out)
+    return 0
+
+
+def print_table(r: dict, settings: dict, out: Path) -> None:
+    print(f"\n{r['n_archs']} chain architectures on {settings['data']}")
+    print(f"full training: {settings['full_epochs']} epochs on the training split (fraction "
+          f"{settings['fraction']:g}), mean {r['full_mean_seconds']:.1f} s per architecture, "
+          f"val acc {r['full_val_acc_range'][0]:.4f} .. {r['full_val_acc_range'][1]:.4f}")
     print(f"{'estimator':<11} {'tau':>7} {'mean s':>9} {'speed-up':>9}  notes")
     for row in r["rows"]:
         notes = ""
@@ -257,10 +269,11 @@ def main(argv: list[str] | None = None) -> int:
             notes = f"stopped {row['stopped']}, wrong stops {row['wrong_stops']}"
         if "mean_inherited_fraction" in row:
             notes = f"mean inherited fraction {row['mean_inherited_fraction']:.2f}"
-        print(f"{row['estimator']:<11} {row['kendall_tau']:7.3f} {row['mean_seconds']:9.3f} "
-              f"{row['speedup_vs_full']:9.1f}  {notes}")
+        speed = row["speedup_vs_full"]
+        speed_text = f"{speed:9.1f}" if speed is not None else f"{'-':>9}"
+        tau, secs = row["kendall_tau"], row["mean_seconds"]
+        print(f"{row['estimator']:<11} {tau:7.3f} {secs:9.3f} {speed_text}  {notes}")
     print(f"\nJSON: {out}")
-    return 0
 
 
 if __name__ == "__main__":
