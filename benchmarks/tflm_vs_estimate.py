@@ -69,7 +69,8 @@ def replay_tflm_planner(info: FlatbufferInfo) -> dict[str, int]:
             first.setdefault(t, j)
     for t in info.outputs:
         last[t] = n_ops - 1
-    bufs = [(t, _align(info.tensors[t].nbytes), first[t], last.get(t, first[t])) for t in first]
+    # TFLM adds buffers in tensor-index order and sorts them by size with a stable (bubble) sort
+    bufs = [(t, _align(info.tensors[t].nbytes), first[t], last.get(t, first[t])) for t in sorted(first)]
     placed: list[tuple[int, int, int, int]] = []
     for _t, size, f, la in sorted(bufs, key=lambda b: -b[1]):
         offset = 0
@@ -85,7 +86,8 @@ def replay_tflm_planner(info: FlatbufferInfo) -> dict[str, int]:
     return {"replay": greedy, "live_bound": live}
 
 
-def run_one(space_name: str, genome: str, ir, seed: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-untyped-def]
+            model_dir: Path | None = None) -> dict[str, object]:
     rng = np.random.default_rng(seed)
     lean = strip_passthrough(ir)
     model = load_weights(lean, None, seed=seed)
@@ -98,6 +100,9 @@ def run_one(space_name: str, genome: str, ir, seed: int) -> dict[str, object]:  
     convert_s = time.perf_counter() - t0
     info = inspect_flatbuffer(fb)
     arena = measure_arena(fb)
+    if model_dir is not None:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / f"{space_name}-{seed}.tflite").write_bytes(fb)
     est = estimate_cost(ir)
     est_tflm = estimate_cost(ir, planner="tflm")
     est_opt = estimate_cost(ir, planner="optimal")
@@ -113,7 +118,7 @@ def run_one(space_name: str, genome: str, ir, seed: int) -> dict[str, object]:  
     op_diff = {k: ops.get(k, 0) - est_ops.get(k, 0) for k in sorted(set(ops) | set(est_ops))
                if ops.get(k, 0) != est_ops.get(k, 0)}
     return {
-        "space": space_name, "genome": genome, "n_ops": len(info.ops), "ops": ops,
+        "space": space_name, "genome": genome, "file": f"{space_name}-{seed}.tflite", "n_ops": len(info.ops), "ops": ops,
         "n_tensors": len(info.tensors), "n_activation_tensors": activation_tensors,
         "tflite_bytes": len(fb), "tflite_bytes_unstripped": len(raw), "constant_bytes": info.constant_bytes,
         "quant_channels": sum(t.quant_channels for t in info.tensors),
@@ -164,7 +169,8 @@ def main() -> None:
                 continue
             seen.add(str(g))
             try:
-                row = run_one(space_name, str(g), space.decode(g), seed=args.seed + len(rows) + len(failed))
+                row = run_one(space_name, str(g), space.decode(g), seed=args.seed + len(rows) + len(failed),
+                              model_dir=Path(args.out).parent / "tflm_models")
             except DeployError as exc:
                 failed.append({"space": space_name, "genome": str(g), "error": str(exc)})
                 console.print(f"[red]{space_name} FAILED[/red] {str(g)[:60]}: {exc}")

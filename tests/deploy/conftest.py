@@ -16,7 +16,7 @@ from tinyevo.spaces import create_space
 from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage, TrialRecord, new_meta
 from tinyevo.strategies.base import Status, Trial
 
-GENOME = "conv_k3_s1_c8-dsc_k3_s2_c12_r-maxpool_k3_s2-gap"
+GENOME = "conv_k3_s1_c16-dsc_k3_s2_c24_r-gap"
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def trained(digits: Dataset) -> Trained:
 
     space = create_space("chain", input_shape=digits.input_shape, num_classes=digits.num_classes)
     ir = space.decode(space.parse(GENOME))
-    result = train_model(ir, digits, config=TrainConfig(epochs=6, batch_size=64, threads=1), seed=0)
+    result = train_model(ir, digits, config=TrainConfig(epochs=12, batch_size=32, threads=1), seed=0)
     state = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
     return Trained(digits, ir, state, float(result.metrics["test_acc"]))
 

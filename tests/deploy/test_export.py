@@ -41,12 +41,15 @@ def test_int8_model_on_tflm_matches_pytorch_int8_and_the_estimate(c_export: tupl
     # the proof: TFLM's int8 accuracy within 0.5 points of PyTorch's int8 accuracy, little lost to int8
     assert abs(report.int8_accuracy_tflm - report.int8_accuracy_torch) <= 0.005
     assert report.tflm_torch_agreement >= 0.99
-    assert report.float_accuracy_torch > 0.8
+    assert report.float_accuracy_torch > 0.9
     assert report.int8_accuracy_torch >= report.float_accuracy_torch - 0.03
-    # memory: the planned activations equal the cost model's peak SRAM for this plain chain network
-    assert report.arena_head_bytes == pytest.approx(report.estimated_peak_sram_bytes, rel=0.02)
+    # memory: TFLM's planned activations equal the cost model's TFLM-planner estimate; the default (optimal
+    # order) estimate is a lower bound: TFLM runs the projection shortcut after the depthwise branch
+    assert report.arena_head_bytes == pytest.approx(report.estimated_peak_sram_tflm_bytes, rel=0.02)
+    assert report.estimated_peak_sram_bytes <= report.arena_head_bytes
     assert report.arena_bytes >= report.arena_head_bytes + report.arena_tail_bytes - 16
-    assert report.estimated_flash_bytes == pytest.approx(report.tflite_bytes, rel=0.25)
+    assert report.tflite_bytes > report.params  # int8 weights, int32 biases and the flatbuffer around them
+    assert 0.5 < report.estimated_flash_bytes / report.tflite_bytes < 1.5
     doc = json.loads((out / "report.json").read_text())
     for key in ("tflite_bytes", "arena_bytes", "estimated_flash_bytes", "estimated_peak_sram_bytes",
                 "int8_accuracy_torch", "int8_accuracy_tflm"):
@@ -109,14 +112,14 @@ def test_bad_requests_give_clear_errors(tmp_path: Path, trained: Trained) -> Non
 def test_cli_exports_the_best_retrained_trial(run_dir: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    code = main(["export", str(run_dir), "--format", "tflite", "--out", str(out), "--test-samples", "120",
-                 "--calibration-samples", "128", "--json"])
+    code = main(["export", str(run_dir), "--format", "tflite", "--out", str(out), "--calibration-samples", "128",
+                 "--json"])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert (out / "model.tflite").stat().st_size == doc["tflite_bytes"]
     assert json.loads((out / "report.json").read_text()) == doc
-    assert abs(doc["int8_accuracy_tflm"] - doc["int8_accuracy_torch"]) <= 0.005 + 1e-9
-    assert doc["test_samples"] == 120
+    assert abs(doc["int8_accuracy_tflm"] - doc["int8_accuracy_torch"]) <= 0.005
+    assert doc["test_samples"] == 359 and doc["format"] == "tflite" and doc["int8"] is True
 
 
 @pytest.mark.parametrize("trial,message", [

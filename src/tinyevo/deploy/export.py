@@ -5,7 +5,7 @@
 * ``tflite``: ``model.tflite`` (int8 by default: int8 NHWC input and output, per-channel weights) and
   ``report.json``: flatbuffer size, TFLite-Micro's measured arena, the cost model's estimates, float / int8
   accuracy in PyTorch and int8 accuracy on TFLite-Micro on the test split;
-* ``c``: the same model as ``model.h`` (an aligned ``uint8_t`` array) plus ``model_arena.json`` and ``report.json``;
+* ``c``: the same, plus the model as ``model.h`` (an aligned ``uint8_t`` array) and ``model_arena.json``;
 * ``onnx``: ``model.onnx`` (float, NCHW, one file) or with ``int8`` a QDQ int8 model quantised by ONNX Runtime
   on the same calibration rows, with ONNX Runtime's test accuracy in ``report.json``.
 
@@ -214,11 +214,10 @@ def export_model(
                       arena_head_bytes=arena.head,
                       arena_tail_bytes=arena.tail, ops=info.op_names())
         model_bytes = len(flatbuffer)
-        if fmt == "tflite":
-            path = out / f"{options.name}.tflite"
-            path.write_bytes(flatbuffer)
-            files.append(path)
-        else:
+        path = out / f"{options.name}.tflite"
+        path.write_bytes(flatbuffer)
+        files.append(path)
+        if fmt == "c":
             from tinyevo.deploy.carray import write_c_files
 
             arena_doc = {"arena_bytes": arena.required, "arena_reported_bytes": arena.total,

@@ -44,11 +44,14 @@ _SHARED = {
     _aten.flatten.using_ints, _aten.view.default,
     _aten.reshape.default, _aten.unsqueeze.default, _aten.squeeze.dim, _aten.squeeze.dims,
     _aten.slice.Tensor, _aten.contiguous.default, _aten.clone.default,
+    # a standalone ReLU shares too: the converter fuses it into a preceding pool / concat, whose TFLite kernel
+    # then needs equal input and output scales
+    _aten.relu.default, _aten.hardtanh.default,
 }
 # zero padding stays unannotated so that the converter folds it into the following conv (SAME padding)
 _PADS = {_aten.pad.default, _aten.constant_pad_nd.default}
 # ops whose output range differs from the input's (requantised by the TFLite kernel)
-_OWN_OUTPUT = {_aten.mean.dim, _aten.amax.default, _aten.relu.default, _aten.hardtanh.default}
+_OWN_OUTPUT = {_aten.mean.dim, _aten.amax.default}
 
 Observer = Literal["histogram", "minmax"]
 

@@ -179,10 +179,10 @@ def to_tflite(quantized: Quantized, input_shape: tuple[int, int, int], *, strip:
             edge = litert_torch.convert(
                 quantized.program, sample, quant_config=QuantConfig(pt2e_quantizer=quantized.quantizer)
             )
+            model = bytes(edge.model_content())
     except Exception as exc:  # the converter raises many types
         raise DeployError(f"litert-torch could not convert the int8 model: {exc}") from exc
     log.debug("litert-torch output: %s", sink.getvalue()[-2000:])
-    model = bytes(edge.model_content())
     return strip_flatbuffer(model) if strip else model
 
 
@@ -199,7 +199,7 @@ def to_tflite_float(model: torch.nn.Module, input_shape: tuple[int, int, int], *
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             edge = litert_torch.convert(ChannelLast(model).eval(), (torch.zeros(1, h, w, c),))
+            flat = bytes(edge.model_content())
     except Exception as exc:
         raise DeployError(f"litert-torch could not convert the model: {exc}") from exc
-    flat = bytes(edge.model_content())
     return strip_flatbuffer(flat) if strip else flat

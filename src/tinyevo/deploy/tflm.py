@@ -128,7 +128,7 @@ def inspect_flatbuffer(model: bytes) -> FlatbufferInfo:
         buf = obj.buffers[t.buffer] if obj.buffers is not None and t.buffer < len(obj.buffers) else None
         const = buf is not None and (buf.data is not None and len(buf.data) > 0 or (buf.size or 0) > 0)
         nbytes = int(np.prod(shape, dtype=np.int64)) * size if shape else size
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        name = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
         q = t.quantization
         channels = len(q.scale) if q is not None and q.scale is not None else 0
         tensors.append(TensorInfo(name, shape, dtype, nbytes, bool(const), channels))
