@@ -8,8 +8,11 @@ in the ``tflite-micro`` Python interpreter. Per architecture it records
 * TFLM's arena: total, head (non-persistent: the greedy planner's activation layout + kernel scratch) and tail
   (persistent interpreter data), vs. the cost model's ``peak_sram_bytes`` (default planner) and with its ``tflm``
   planner;
-* a replay of TFLM's greedy planner on the real flatbuffer's tensors (``replay``) and the optimal-order
-  lower bound on them, to separate planner behaviour, scratch buffers and graph differences (extra / missing ops).
+* a replay of TFLM's greedy planner on the real flatbuffer's tensors (``replay``: tensors in index order,
+  ties in size broken later-tensor-first as TFLM's reversed bubble sort does, plus the int8 MEAN scratch) and
+  the same rule applied to the cost model's own lowered graph (``rule``), to separate planner behaviour,
+  scratch buffers and graph differences (extra / missing ops);
+* linear fits of the flatbuffer overhead and of TFLM's persistent (tail) arena part.
 
 Prints a table and writes ``benchmarks/out/tflm_vs_estimate.json`` (one row per architecture plus a summary).
 Needs the ``tinyevo[deploy]`` extra.
@@ -51,12 +54,36 @@ def _align(n: int, a: int = 16) -> int:
     return -(-n // a) * a
 
 
+def greedy_arena(bufs: list[tuple[int, int, int]]) -> int:
+    """TFLM's GreedyMemoryPlanner on ``(size, first op, last op)`` buffers listed in the order TFLM adds them.
+
+    TFLM puts the buffers into its sort array from the back and bubble-sorts it by size, descending and stable,
+    so among equal sizes the buffer added *last* is placed first. Each buffer goes at the lowest offset where it
+    does not overlap an already placed buffer that is alive at the same time (sizes 16-byte aligned).
+    """
+    order = sorted(reversed(bufs), key=lambda b: -b[0])
+    placed: list[tuple[int, int, int, int]] = []
+    for size, f, la in order:
+        offset = 0
+        for o, sz, _f, _l in sorted((p for p in placed if p[2] <= la and f <= p[3]), key=lambda p: p[0]):
+            if offset + size <= o:
+                break
+            offset = max(offset, o + sz)
+        placed.append((offset, size, f, la))
+    return max((o + sz for o, sz, _f, _l in placed), default=0)
+
+
+def mean_scratch(out_elements: int) -> list[int]:
+    """Scratch buffers an int8 MEAN / SUM asks for in TFLM (reference kernels): int32 sums per output element,
+    plus two small index buffers (measured: total = align16(4 * outputs) + 32)."""
+    return [_align(4 * out_elements), 16, 16]
+
+
 def replay_tflm_planner(info: FlatbufferInfo) -> dict[str, int]:
-    """TFLM's GreedyMemoryPlanner on the real graph's activation tensors (no scratch buffers).
+    """TFLM's arena head recomputed from the real flatbuffer: tensors in index order, then kernel scratch.
 
     Lifetimes as in TFLM's AllocationInfoBuilder: graph inputs live from op 0, an op's outputs from that op, a
-    tensor until its last reader, graph outputs until the last op; sizes aligned to 16 bytes; buffers placed
-    largest first at the lowest offset that does not overlap a placed buffer alive at the same time.
+    tensor until its last reader, graph outputs until the last op.
     """
     n_ops = len(info.ops)
     first: dict[int, int] = {t: 0 for t in info.inputs}
@@ -69,21 +96,33 @@ def replay_tflm_planner(info: FlatbufferInfo) -> dict[str, int]:
             first.setdefault(t, j)
     for t in info.outputs:
         last[t] = n_ops - 1
-    # TFLM adds buffers in tensor-index order and sorts them by size with a stable (bubble) sort
-    bufs = [(t, _align(info.tensors[t].nbytes), first[t], last.get(t, first[t])) for t in sorted(first)]
-    placed: list[tuple[int, int, int, int]] = []
-    for _t, size, f, la in sorted(bufs, key=lambda b: -b[1]):
-        offset = 0
-        for o, s, _f, _l in sorted((p for p in placed if p[2] <= la and f <= p[3]), key=lambda p: p[0]):
-            if offset + size <= o:
-                break
-            offset = max(offset, o + s)
-        placed.append((offset, size, f, la))
-    greedy = max((o + s for o, s, _f, _l in placed), default=0)
-    # lower bound for this op order: the largest set of simultaneously live buffers
-    live = max((sum(s for s, f, la in ((b[1], b[2], b[3]) for b in bufs) if f <= j <= la) for j in range(n_ops)),
-               default=0)
-    return {"replay": greedy, "live_bound": live}
+    bufs = [(_align(info.tensors[t].nbytes), first[t], last.get(t, first[t])) for t in sorted(first)]
+    for j, op in enumerate(info.ops):
+        if op.name in ("MEAN", "SUM") and info.tensors[op.inputs[0]].dtype == "int8":
+            bufs += [(s, j, j) for s in mean_scratch(info.tensors[op.outputs[0]].nbytes)]
+    live = max((sum(s for s, f, la in bufs if f <= j <= la) for j in range(n_ops)), default=0)
+    return {"replay": greedy_arena(bufs), "live_bound": live}
+
+
+def tflm_rule_on_cost_graph(ir) -> int:  # type: ignore[no-untyped-def]
+    """The same TFLM rule applied to the cost model's own lowered graph (what its ``tflm`` planner would give
+    with TFLM's tie order and reference-kernel scratch instead of CMSIS-NN scratch)."""
+    g = lower(ir)
+    index = {g.input: 0}
+    first = {g.input: 0}
+    last: dict[str, int] = {}
+    for j, op in enumerate(g.ops):
+        for t in op.inputs:
+            last[t] = j
+        index.setdefault(op.output, len(index))
+        first.setdefault(op.output, j)
+    last[g.output] = len(g.ops) - 1
+    names = sorted(index, key=index.get)
+    bufs = [(_align(g.tensors[t].nbytes), first[t], last.get(t, first[t])) for t in names]
+    for j, op in enumerate(g.ops):
+        if op.tflite in ("MEAN", "SUM"):
+            bufs += [(s, j, j) for s in mean_scratch(g.tensors[op.output].nbytes)]
+    return greedy_arena(bufs)
 
 
 def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-untyped-def]
@@ -94,7 +133,7 @@ def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-unty
     x = rng.normal(size=(16, *lean.input_shape)).astype(np.float32)
     t0 = time.perf_counter()
     q = quantize_int8(model, x, config=QuantConfig(calibration_samples=16, batch_size=16, observer="minmax",
-                                                   qat_threshold=None), rng=rng)
+                                                   qat_mode="never"), rng=rng)
     raw = to_tflite(q, lean.input_shape, strip=False)
     fb = strip_flatbuffer(raw)
     convert_s = time.perf_counter() - t0
@@ -124,6 +163,7 @@ def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-unty
         "quant_channels": sum(t.quant_channels for t in info.tensors),
         "n_quantized_tensors": sum(1 for t in info.tensors if t.quant_channels),
         "n_opcodes": len(set(info.op_names())),
+        "weight_channels": sum(t.quant_channels for t in info.tensors if t.constant and t.dtype == "int8"),
         "est_flash_bytes": est.flash_bytes, "est_flash_breakdown": {
             "weights": est.flash.weights, "biases": est.flash.biases, "quantization": est.flash.quantization,
             "metadata": est.flash.metadata},
@@ -135,6 +175,7 @@ def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-unty
         "est_peak_sram_tflm_planner_no_scratch": est_tflm_noscratch.peak_sram_bytes,
         "est_ops": est_ops, "op_diff_real_minus_est": op_diff,
         "replay_tflm_planner": rep["replay"], "live_bound": rep["live_bound"],
+        "est_tflm_rule_on_cost_graph": tflm_rule_on_cost_graph(ir),
         "est_kernels": len(est.ops), "macs": est.macs, "params": est.params, "convert_s": convert_s,
     }
 
@@ -179,9 +220,9 @@ def main() -> None:
             console.print(f"{space_name:<6} {row['tflite_bytes']:>8} B flash (est {row['est_flash_bytes']}), arena "
                           f"head {row['arena_head']} (est {row['est_peak_sram_bytes']}, tflm-planner "
                           f"{row['est_peak_sram_tflm_planner']}, replay {row['replay_tflm_planner']})  {str(g)[:60]}")
-    table = Table(title="TFLite-Micro vs cost model (int8)")
+    table = Table(title="TFLite-Micro vs cost model (int8; head = TFLM's planned activations + scratch)")
     for col in ("space", "ops", "flash B", "est B", "err %", "head B", "est B", "err %", "tflm-pl B", "err %",
-                "replay B", "tail B", "required B"):
+                "rule B", "err %", "replay B", "tail B", "arena B"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
@@ -189,12 +230,14 @@ def main() -> None:
             f"{_err(r['est_flash_bytes'], r['tflite_bytes']):+.1f}", str(r["arena_head"]),
             str(r["est_peak_sram_bytes"]), f"{_err(r['est_peak_sram_bytes'], r['arena_head']):+.1f}",
             str(r["est_peak_sram_tflm_planner"]), f"{_err(r['est_peak_sram_tflm_planner'], r['arena_head']):+.1f}",
+            str(r["est_tflm_rule_on_cost_graph"]), f"{_err(r['est_tflm_rule_on_cost_graph'], r['arena_head']):+.1f}",
             str(r["replay_tflm_planner"]), str(r["arena_tail"]), str(r["arena_required"]),
         )
     console.print(table)
     flash_err = np.array([_err(r["est_flash_bytes"], r["tflite_bytes"]) for r in rows])
     sram_err = np.array([_err(r["est_peak_sram_bytes"], r["arena_head"]) for r in rows])
     tflm_err = np.array([_err(r["est_peak_sram_tflm_planner"], r["arena_head"]) for r in rows])
+    rule_err = np.array([_err(r["est_tflm_rule_on_cost_graph"], r["arena_head"]) for r in rows])
     total_err = np.array([_err(r["est_peak_sram_bytes"], r["arena_total"]) for r in rows])
     # flatbuffer overhead model: tflite - constant bytes = fixed + per_op * ops + per_tensor * tensors
     #                                                     + per_channel * quantisation (scale, zero point) pairs
@@ -202,6 +245,12 @@ def main() -> None:
     b = np.array([r["tflite_bytes"] - r["constant_bytes"] for r in rows], dtype=float)
     coef = np.linalg.lstsq(a, b, rcond=None)[0] if len(rows) >= 4 else np.full(4, np.nan)
     resid = b - a @ coef if len(rows) >= 4 else np.full(len(rows), np.nan)
+    # persistent arena part (64-bit host): tail = fixed + per_op * ops + per_tensor * tensors
+    #                                          + per_weight_channel * (output channels of quantised weights)
+    ta = np.array([[1.0, r["n_ops"], r["n_tensors"], r["weight_channels"]] for r in rows])
+    tb = np.array([r["arena_tail"] for r in rows], dtype=float)
+    tcoef = np.linalg.lstsq(ta, tb, rcond=None)[0] if len(rows) >= 4 else np.full(4, np.nan)
+    tresid = tb - ta @ tcoef if len(rows) >= 4 else np.full(len(rows), np.nan)
     waste = [100.0 * (r["arena_head"] - r["est_peak_sram_optimal"]) / r["arena_head"] for r in rows
              if r["arena_head"]]
 
@@ -211,10 +260,15 @@ def main() -> None:
 
     summary = {
         "n": len(rows), "failed": len(failed), "flash_error_pct": stats(flash_err), "peak_sram_vs_head_error_pct": stats(sram_err),
-        "tflm_planner_vs_head_error_pct": stats(tflm_err), "peak_sram_vs_total_error_pct": stats(total_err),
+        "tflm_planner_vs_head_error_pct": stats(tflm_err),
+        "tflm_rule_on_cost_graph_vs_head_error_pct": stats(rule_err), "peak_sram_vs_total_error_pct": stats(total_err),
         "flatbuffer_overhead_fit": {"fixed": float(coef[0]), "per_op": float(coef[1]), "per_tensor": float(coef[2]),
                                     "per_quant_channel": float(coef[3]),
                                     "max_abs_residual_bytes": float(np.max(np.abs(resid)))},
+        "tail_fit_64bit_host": {"fixed": float(tcoef[0]), "per_op": float(tcoef[1]), "per_tensor": float(tcoef[2]),
+                                "per_weight_channel": float(tcoef[3]),
+                                "max_abs_residual_bytes": float(np.max(np.abs(tresid)))},
+        "required_minus_reported_total_bytes": [int(r["arena_required"] - r["arena_total"]) for r in rows],
         "replay_equals_head": int(sum(r["replay_tflm_planner"] == r["arena_head"] for r in rows)),
         "tflm_waste_vs_optimal_pct_mean": float(np.mean(waste)) if waste else float("nan"),
         "tflm_waste_vs_optimal_pct_max": float(np.max(waste)) if waste else float("nan"),

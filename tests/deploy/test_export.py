@@ -23,7 +23,7 @@ from tinyevo.cli.main import main  # noqa: E402
 from tinyevo.deploy import DeployError, ExportOptions, QuantConfig, export_model  # noqa: E402
 from tinyevo.deploy.tflm import inspect_flatbuffer, measure_arena, run_tflm  # noqa: E402
 
-FAST = QuantConfig(calibration_samples=256, qat_threshold=None)
+FAST = QuantConfig(calibration_samples=256, qat_mode="never")
 
 
 @pytest.fixture(scope="module")

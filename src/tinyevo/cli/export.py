@@ -28,9 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--test-samples", type=int, metavar="N", help="test rows to measure accuracy on (default: all)")
     p.add_argument("--calibration-samples", type=int, default=512, metavar="N",
                    help="training rows for int8 calibration (default 512)")
+    p.add_argument("--qat", choices=("auto", "always", "never"), default="auto",
+                   help="quantisation-aware fine-tuning: when PTQ loses more than --qat-threshold (auto, the "
+                        "default), always, or never")
     p.add_argument("--qat-threshold", type=float, default=1.0, metavar="PTS",
-                   help="run quantisation-aware fine-tuning when int8 loses more than PTS accuracy points "
-                        "(default 1.0; negative disables)")
+                   help="accuracy points PTQ may lose before --qat auto fine-tunes (default 1.0)")
     p.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
                    help="remove this fraction of channels (L1 norm) and fine-tune before export (default 0)")
     p.add_argument("--prune-epochs", type=int, default=2, metavar="N", help="fine-tuning epochs after pruning")
@@ -44,8 +46,8 @@ def run_export(args: argparse.Namespace) -> int:
     from tinyevo.deploy.quantize import QuantConfig
     from tinyevo.deploy.run import export_trial
 
-    quant = QuantConfig(calibration_samples=args.calibration_samples,
-                        qat_threshold=None if args.qat_threshold < 0 else args.qat_threshold / 100.0)
+    quant = QuantConfig(calibration_samples=args.calibration_samples, qat_mode=args.qat,
+                        qat_threshold=args.qat_threshold / 100.0)
     options = ExportOptions(int8=args.int8, quant=quant, test_samples=args.test_samples, name=args.name,
                             prune=args.prune, prune_epochs=args.prune_epochs)
     report = export_trial(args.run, trial=args.trial, fmt=args.fmt, out_dir=args.out, options=options)
@@ -74,6 +76,12 @@ def run_export(args: argparse.Namespace) -> int:
             continue
         table.add_row(label, f"{100 * value:.2f} %" if unit == "%" else f"{int(value):,} B")
     console.print(table)
+    if report.pruning:
+        pr = report.pruning
+        console.print(f"pruned {100 * pr['removed_fraction']:.0f} % of the channels: params {pr['params_before']:,} -> "
+                      f"{pr['params_after']:,}, MACs {pr['macs_before']:,} -> {pr['macs_after']:,}, test accuracy "
+                      f"{100 * pr['accuracy_before']:.2f} % -> {100 * pr['accuracy_pruned']:.2f} % (pruned) -> "
+                      f"{100 * pr['accuracy_finetuned']:.2f} % (fine-tuned)")
     if report.qat_used:
         console.print("quantisation-aware fine-tuning was used")
     for f in report.files:

@@ -93,6 +93,7 @@ class DeployReport:
     accuracy_onnx: float | None = None
     qat_used: bool = False
     pruned_fraction: float = 0.0
+    pruning: dict[str, float] | None = None  # PruneResult.as_json(): sizes and accuracies before / after
     params: int | None = None
     test_samples: int = 0
     ops: tuple[str, ...] = ()
@@ -103,6 +104,8 @@ class DeployReport:
         for k, v in asdict(self).items():
             if isinstance(v, float) and not math.isfinite(v):
                 v = None
+            if isinstance(v, dict):
+                v = {a: (None if isinstance(b, float) and not math.isfinite(b) else b) for a, b in v.items()}
             out[k] = list(v) if isinstance(v, tuple) else v
         return out
 
@@ -176,6 +179,7 @@ def export_model(
         lean, model, pruned = result.ir, load_weights(result.ir, result.state_dict), result.removed_fraction
     x_test, y_test = _test_rows(data, options.test_samples)
     fields: dict[str, Any] = {
+        "pruning": result.as_json() if options.prune > 0 else None,
         "float_accuracy_torch": accuracy(predict(model, x_test), y_test),
         "params": int(sum(p.numel() for p in model.parameters())),
         "test_samples": len(x_test), "pruned_fraction": pruned,

@@ -132,9 +132,34 @@ class ChannelLast(nn.Module):
         return self.model(x.permute(0, 3, 1, 2))
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every conv + BatchNorm pair folded into one conv with a bias (eval statistics).
+
+    Used for quantisation-aware fine-tuning with frozen BN statistics: the exported graph then has no
+    BatchNorm, so PT2E's conv-BN QAT rewriting (slow: it re-traces many patterns) is not needed.
+    """
+    import copy
+
+    out = copy.deepcopy(model)
+    for module in out.modules():
+        conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
+        if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
+            continue
+        with torch.no_grad():
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                               conv.dilation, conv.groups, bias=True)
+            folded.weight.copy_(conv.weight * scale[:, None, None, None])
+            base = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            folded.bias.copy_(bn.bias + (base - bn.running_mean) * scale)
+        module.conv = folded
+        module.bn = nn.Identity()
+    return out
+
+
 def nhwc(x: np.ndarray) -> np.ndarray:
     """``(N, C, H, W)`` -> ``(N, H, W, C)`` (contiguous float32)."""
-    return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
+    return np.array(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32, order="C")  # a writable copy
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from tinyevo.deploy.errors import DeployError, require
-from tinyevo.deploy.model import ChannelLast, FinetuneConfig, accuracy, finetune, nhwc, predict
+from tinyevo.deploy.model import ChannelLast, FinetuneConfig, accuracy, finetune, fold_batchnorm, nhwc, predict
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ Observer = Literal["histogram", "minmax"]
 
 
 def _specs(*, observer: Observer, per_channel: bool, qat: bool) -> tuple[Any, Any]:
-    from torchao.quantization.pt2e.fake_quantize import FusedMovingAvgObsFakeQuantize
+    from torchao.quantization.pt2e.fake_quantize import FakeQuantize, FusedMovingAvgObsFakeQuantize
     from torchao.quantization.pt2e.observer import (
         HistogramObserver,
         MinMaxObserver,
@@ -71,7 +71,8 @@ def _specs(*, observer: Observer, per_channel: bool, qat: bool) -> tuple[Any, An
     HistogramObserver = _finite(HistogramObserver)  # noqa: N806 - observer classes
     MinMaxObserver = _finite(MinMaxObserver)  # noqa: N806
     if qat:
-        act_ctr = FusedMovingAvgObsFakeQuantize.with_args(observer=MovingAverageMinMaxObserver, eps=eps)
+        # the unfused FakeQuantize calls its observer, so the finite filter (max-pool -inf padding) applies
+        act_ctr = FakeQuantize.with_args(observer=_finite(MovingAverageMinMaxObserver), eps=eps)
         w_obs = MovingAveragePerChannelMinMaxObserver if per_channel else MovingAverageMinMaxObserver
         w_ctr = FusedMovingAvgObsFakeQuantize.with_args(observer=w_obs, eps=eps)
     else:
@@ -233,14 +234,17 @@ def _is_relu_clamp(node: torch.fx.Node) -> bool:
 class QuantConfig:
     """How to quantise: calibration set, observers, and when to fall back to quantisation-aware fine-tuning.
 
-    ``qat_threshold``: run QAT when the int8 test accuracy (on ``eval_samples`` held-out rows of the training
-    split) is more than this many points (fraction, 0.01 = 1 point) below float; ``None`` never runs QAT.
+    ``qat_mode``: ``"auto"`` runs quantisation-aware fine-tuning (``qat``) when the int8 accuracy on
+    ``eval_samples`` held-out training rows is more than ``qat_threshold`` (fraction, 0.01 = 1 point) below
+    float, and keeps whichever int8 program is better on those rows; ``"always"`` returns the QAT program;
+    ``"never"`` (or ``qat_threshold=None``) stops after PTQ.
     """
 
     calibration_samples: int = 512
     batch_size: int = 64
     observer: Observer = "histogram"
     per_channel: bool = True
+    qat_mode: Literal["auto", "always", "never"] = "auto"
     qat_threshold: float | None = 0.01
     qat: FinetuneConfig = FinetuneConfig(epochs=1, lr=1e-4, batch_size=32)
     eval_samples: int = 1000
@@ -250,6 +254,8 @@ class QuantConfig:
             raise DeployError("calibration_samples and batch_size must be positive")
         if self.observer not in ("histogram", "minmax"):
             raise DeployError(f"observer must be 'histogram' or 'minmax', got {self.observer!r}")
+        if self.qat_mode not in ("auto", "always", "never"):
+            raise DeployError(f"qat_mode must be 'auto', 'always' or 'never', got {self.qat_mode!r}")
 
 
 @dataclass(frozen=True)
@@ -317,18 +323,21 @@ def quantize_int8(
     program = convert_pt2e(prepared, fold_quantize=False)
     move_exported_model_to_eval(program)
 
-    if y_train is None or config.qat_threshold is None:
+    never = config.qat_mode == "never" or (config.qat_mode == "auto" and config.qat_threshold is None)
+    if y_train is None or never:
+        if config.qat_mode == "always":
+            raise DeployError("quantisation-aware training needs training labels")
         return Quantized(program, quantizer, False, float("nan"), float("nan"))
     y_check = np.asarray(y_train)[check]
     acc_float = accuracy(predict(wrapped, x[check]), y_check)
     acc_int8 = accuracy(predict(program, x[check]), y_check)
     log.info("PTQ on %d check rows: float %.4f, int8 %.4f", len(check), acc_float, acc_int8)
-    if acc_float - acc_int8 <= config.qat_threshold:
+    if config.qat_mode == "auto" and acc_float - acc_int8 <= (config.qat_threshold or 0.0):
         return Quantized(program, quantizer, False, acc_float, acc_int8)
 
-    # quantisation-aware fine-tuning from the float weights (BN kept, folded by convert_pt2e)
+    # quantisation-aware fine-tuning from the float weights, BN folded with frozen statistics
     qat_quantizer = make_quantizer(per_channel=config.per_channel, qat=True)
-    train_model = ChannelLast(copy.deepcopy(model).train())
+    train_model = ChannelLast(fold_batchnorm(model).train())
     bs = min(config.qat.batch_size, len(x))
     qat_prog = prepare_qat_pt2e(_export(train_model, torch.from_numpy(x[:bs])), qat_quantizer)
     train_rows = np.setdiff1d(np.arange(len(x)), check)
@@ -340,6 +349,6 @@ def quantize_int8(
     move_exported_model_to_eval(qat_program)
     acc_qat = accuracy(predict(qat_program, x[check]), y_check)
     log.info("QAT on %d check rows: int8 %.4f (PTQ %.4f)", len(check), acc_qat, acc_int8)
-    if acc_qat > acc_int8:
+    if acc_qat > acc_int8 or config.qat_mode == "always":
         return Quantized(qat_program, qat_quantizer, True, acc_float, acc_qat)
     return Quantized(program, quantizer, False, acc_float, acc_int8)
