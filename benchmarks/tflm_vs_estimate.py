@@ -61,9 +61,9 @@ def greedy_arena(bufs: list[tuple[int, int, int]]) -> int:
     so among equal sizes the buffer added *last* is placed first. Each buffer goes at the lowest offset where it
     does not overlap an already placed buffer that is alive at the same time (sizes 16-byte aligned).
     """
-    order = sorted(reversed(bufs), key=lambda b: -b[0])
+    order = sorted(range(len(bufs)), key=lambda i: (-bufs[i][0], -i))  # equal sizes: last added first
     placed: list[tuple[int, int, int, int]] = []
-    for size, f, la in order:
+    for size, f, la in (bufs[i] for i in order):
         offset = 0
         for o, sz, _f, _l in sorted((p for p in placed if p[2] <= la and f <= p[3]), key=lambda p: p[0]):
             if offset + size <= o:

@@ -46,7 +46,7 @@ def test_empty_model_and_bad_alignment_are_refused() -> None:
 def test_header_compiles_and_the_array_is_aligned(tmp_path: Path, compiler: str, std: str, suffix: str) -> None:
     if shutil.which(compiler) is None:
         pytest.skip(f"{compiler} is not installed")
-    h, j = write_c_files(tmp_path, PAYLOAD, name="tinyevo_model", arena={"arena_bytes": 1234})
+    _h, j = write_c_files(tmp_path, PAYLOAD, name="tinyevo_model", arena={"arena_bytes": 1234})
     assert json.loads(j.read_text())["arena_bytes"] == 1234
     main = tmp_path / f"main.{suffix}"
     main.write_text(

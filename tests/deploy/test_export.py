@@ -17,11 +17,11 @@ pytest.importorskip("torchao", reason="needs the tinyevo[deploy] extra (torchao)
 pytest.importorskip("litert_torch", reason="needs the tinyevo[deploy] extra (litert-torch)")
 pytest.importorskip("tflite_micro", reason="needs the tinyevo[deploy] extra (tflite-micro)")
 
-from conftest import Trained  # noqa: E402
+from conftest import Trained
 
-from tinyevo.cli.main import main  # noqa: E402
-from tinyevo.deploy import DeployError, ExportOptions, QuantConfig, export_model  # noqa: E402
-from tinyevo.deploy.tflm import inspect_flatbuffer, measure_arena, run_tflm  # noqa: E402
+from tinyevo.cli.main import main
+from tinyevo.deploy import DeployError, ExportOptions, QuantConfig, export_model
+from tinyevo.deploy.tflm import inspect_flatbuffer, measure_arena, run_tflm
 
 FAST = QuantConfig(calibration_samples=256, qat_mode="never")
 

@@ -9,10 +9,10 @@ import torch
 pytest.importorskip("torchao", reason="needs the tinyevo[deploy] extra (torchao)")
 pytest.importorskip("litert_torch", reason="needs the tinyevo[deploy] extra (litert-torch)")
 
-from conftest import Trained  # noqa: E402
+from conftest import Trained
 
-from tinyevo.deploy import DeployError, QuantConfig, quantize_int8  # noqa: E402
-from tinyevo.deploy.model import FinetuneConfig, accuracy, load_weights  # noqa: E402
+from tinyevo.deploy import DeployError, QuantConfig, quantize_int8
+from tinyevo.deploy.model import FinetuneConfig, accuracy, load_weights
 
 
 def _q_ops(program: torch.fx.GraphModule) -> list[str]:

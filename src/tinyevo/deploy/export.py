@@ -62,6 +62,9 @@ class ExportOptions:
             raise DeployError(f"prune must be a fraction in [0, 1), got {self.prune}")
 
 
+DEFAULT_OPTIONS = ExportOptions()
+
+
 @dataclass(frozen=True)
 class DeployReport:
     """What was exported and what it measured. Sizes in bytes, accuracies as fractions; ``None`` = not measured.
@@ -152,7 +155,7 @@ def export_model(
     *,
     fmt: Format = "tflite",
     out_dir: str | Path,
-    options: ExportOptions = ExportOptions(),
+    options: ExportOptions = DEFAULT_OPTIONS,
 ) -> DeployReport:
     """Export the trained network ``(ir, state_dict)`` and measure it (see the module docstring).
 

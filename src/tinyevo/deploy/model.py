@@ -110,9 +110,9 @@ def export_friendly(model: IRModule) -> IRModule:
             shape = ir.shapes[node.inputs[0]]
             if shape[1] * shape[2] > 1:
                 out.layers[key] = _DenseNHWC(model.layers[key], shape)
-        elif isinstance(node.op, Pool2d) and node.op.mode == "avg" and node.op.stride >= 2:
-            if ir.shapes[node.inputs[0]][0] == 1 and any(getattr(model.layers[key], "pads", ())):
-                out.layers[key] = _TwoChannelPool(model.layers[key])
+        elif (isinstance(node.op, Pool2d) and node.op.mode == "avg" and node.op.stride >= 2
+              and ir.shapes[node.inputs[0]][0] == 1 and any(getattr(model.layers[key], "pads", ()))):
+            out.layers[key] = _TwoChannelPool(model.layers[key])
     return out.train(model.training)
 
 

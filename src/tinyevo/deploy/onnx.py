@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tinyevo.deploy.errors import DeployError, require
-from tinyevo.deploy.quantize import QuantConfig
+from tinyevo.deploy.quantize import DEFAULT_QUANT, QuantConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def export_onnx(
     *,
     int8: bool = False,
     calibration: np.ndarray | None = None,
-    config: QuantConfig = QuantConfig(),
+    config: QuantConfig = DEFAULT_QUANT,
     rng: np.random.Generator | None = None,
 ) -> OnnxModel:
     """Write ``model`` (channel-first, eval mode) to ``path`` as one ONNX file.

@@ -172,7 +172,7 @@ def prune_channels(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], fraction:
             by_space.setdefault(space(mem[0][0]), []).append(root)
     removed_roots: set[tuple[str, int]] = set()
     for roots in by_space.values():
-        k = min(int(math.floor(fraction * len(roots))), len(roots) - 1)
+        k = min(math.floor(fraction * len(roots)), len(roots) - 1)
         ranked = sorted(roots, key=lambda r: (importance[r], r))
         removed_roots.update(ranked[:k])
     # every conv keeps at least its most important channel
@@ -204,7 +204,7 @@ def prune_channels(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], fraction:
             _copy_prefix(state_dict, new_state, k, {"conv.weight": lambda t, c=keep: t[c],
                                                     "bn.": lambda t, c=keep: t[c] if t.ndim else t})
         elif isinstance(op, Dense):
-            c, h, w = ir.shapes[node.inputs[0]]
+            _c, h, w = ir.shapes[node.inputs[0]]
             feats = [ch * h * w + j for ch in kept(node.inputs[0]) for j in range(h * w)]
             nodes.append(node)
             _copy_prefix(state_dict, new_state, k, {"linear.weight": lambda t, f=feats: t[:, f],

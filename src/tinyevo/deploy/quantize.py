@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -26,7 +26,15 @@ import torch
 from torch import nn
 
 from tinyevo.deploy.errors import DeployError, require
-from tinyevo.deploy.model import ChannelLast, FinetuneConfig, accuracy, finetune, fold_batchnorm, nhwc, predict
+from tinyevo.deploy.model import (
+    ChannelLast,
+    FinetuneConfig,
+    accuracy,
+    finetune,
+    fold_batchnorm,
+    nhwc,
+    predict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +76,8 @@ def _specs(*, observer: Observer, per_channel: bool, qat: bool) -> tuple[Any, An
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
 
     eps = 2**-12
-    HistogramObserver = _finite(HistogramObserver)  # noqa: N806 - observer classes
-    MinMaxObserver = _finite(MinMaxObserver)  # noqa: N806
+    HistogramObserver = _finite(HistogramObserver)
+    MinMaxObserver = _finite(MinMaxObserver)
     if qat:
         # the unfused FakeQuantize calls its observer, so the finite filter (max-pool -inf padding) applies
         act_ctr = FakeQuantize.with_args(observer=_finite(MovingAverageMinMaxObserver), eps=eps)
@@ -246,7 +254,7 @@ class QuantConfig:
     per_channel: bool = True
     qat_mode: Literal["auto", "always", "never"] = "auto"
     qat_threshold: float | None = 0.01
-    qat: FinetuneConfig = FinetuneConfig(epochs=1, lr=1e-4, batch_size=32)
+    qat: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(epochs=1, lr=1e-4, batch_size=32))
     eval_samples: int = 1000
 
     def __post_init__(self) -> None:
@@ -256,6 +264,9 @@ class QuantConfig:
             raise DeployError(f"observer must be 'histogram' or 'minmax', got {self.observer!r}")
         if self.qat_mode not in ("auto", "always", "never"):
             raise DeployError(f"qat_mode must be 'auto', 'always' or 'never', got {self.qat_mode!r}")
+
+
+DEFAULT_QUANT = QuantConfig()
 
 
 @dataclass(frozen=True)
@@ -292,7 +303,7 @@ def quantize_int8(
     x_train: np.ndarray,
     y_train: np.ndarray | None = None,
     *,
-    config: QuantConfig = QuantConfig(),
+    config: QuantConfig = DEFAULT_QUANT,
     rng: np.random.Generator,
 ) -> Quantized:
     """Quantise a float channel-first ``model`` (eval mode) to int8 with PT2E.

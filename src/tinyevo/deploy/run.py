@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyevo.deploy.errors import DeployError
-from tinyevo.deploy.export import DeployReport, ExportOptions, Format, export_model
+from tinyevo.deploy.export import DEFAULT_OPTIONS, DeployReport, ExportOptions, Format, export_model
 from tinyevo.ir import ArchIR
 from tinyevo.strategies.base import Status, Trial
 
@@ -71,7 +71,7 @@ def export_trial(
     trial: int | None = None,
     fmt: Format = "tflite",
     out_dir: str | Path | None = None,
-    options: ExportOptions = ExportOptions(),
+    options: ExportOptions = DEFAULT_OPTIONS,
 ) -> DeployReport:
     """Export a retrained trial of a run (default out dir: ``RUN/export/trial-NNNN-FORMAT``)."""
     import torch

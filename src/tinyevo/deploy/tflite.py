@@ -31,7 +31,10 @@ def _nhwc_padding_rule() -> None:
         return
     _PATCHED = True
     try:
-        from litert_torch._convert.fx_passes.optimize_layout_transposes_pass import layout_check, layout_rewrite
+        from litert_torch._convert.fx_passes.optimize_layout_transposes_pass import (
+            layout_check,
+            layout_rewrite,
+        )
     except ImportError:  # pragma: no cover - other litert-torch versions
         log.warning("litert-torch layout internals not found; asymmetric SAME padding may export as PAD ops")
         return

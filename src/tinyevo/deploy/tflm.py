@@ -30,7 +30,7 @@ _TAIL = re.compile(r"Arena allocation tail (\d+) bytes")
 _SECTION = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+)")
 
 
-def _runtime():  # noqa: ANN202 - module object
+def _runtime():
     require("tflite_micro", purpose="running models on TFLite-Micro")
     from tflite_micro.python.tflite_micro import runtime
 
@@ -145,12 +145,12 @@ def inspect_flatbuffer(model: bytes) -> FlatbufferInfo:
     )
 
 
-def _interpreter(model: bytes, arena_size: int):  # noqa: ANN202
+def _interpreter(model: bytes, arena_size: int):
     runtime = _runtime()
     with _captured_fds(2) as text:
         try:
             return runtime.Interpreter.from_bytes(model, arena_size=int(arena_size))
-        except Exception as exc:
+        except (RuntimeError, ValueError) as exc:
             err = exc
     log_text = text[0].strip().splitlines()
     detail = log_text[-1] if log_text else str(err)
