@@ -65,6 +65,7 @@ def run_export(args: argparse.Namespace) -> int:
         ("TFLM arena: persistent (tail)", report.arena_tail_bytes, "B"),
         ("estimated flash", report.estimated_flash_bytes, "B"),
         ("estimated peak SRAM", report.estimated_peak_sram_bytes, "B"),
+        ("estimated peak SRAM (TFLM planner)", report.estimated_peak_sram_tflm_bytes, "B"),
         ("accuracy float (PyTorch)", report.float_accuracy_torch, "%"),
         ("accuracy int8 (PyTorch)", report.int8_accuracy_torch, "%"),
         ("accuracy int8 (TFLite-Micro)", report.int8_accuracy_tflm, "%"),
