@@ -1,24 +1,31 @@
 """Surrogate-assisted evolution: tinyevo's default strategy (``surrogate-evolution``).
 
-How a proposal is made (after ``initial`` random samples):
+How a proposal is made (after ``initial`` uniform random samples):
 
-1. **Breed.** Whenever a trial enters the elite (the ``elite`` best by :func:`~tinyevo.strategies.base.rank_key`),
-   its offspring join a pool of unseen candidates: ``mutants`` one-edit mutants, as many two-edit mutants and
-   ``crossovers`` crossover children with other elite members, plus ``random_pool`` uniform samples.
-2. **Screen.** A cheap predictor -- kernel ridge regression with a degree-2 polynomial kernel on
+1. **Niche elite.** The elite are up to ``elite`` *niche leaders*: the best trial, then the next best that is at
+   least ``niche_edits`` typical mutation steps away (L1 distance of ``space.features``) from every leader so
+   far, and so on. Keeping leaders of several basins stops the search from collapsing onto one local optimum.
+2. **Breed.** Whenever a trial becomes a leader, its offspring join a pool of unseen candidates: ``mutants``
+   one-edit mutants, as many two-edit mutants and ``crossovers`` crossover children with other leaders, plus
+   ``random_pool`` uniform samples.
+3. **Screen.** A cheap predictor -- kernel ridge regression with a degree-2 polynomial kernel on
    ``space.features`` (every pairwise gene interaction), fitted to the rank-transformed fitness of all evaluated
    trials -- scores the whole pool; the best-predicted candidate is proposed.
-3. **Local search on stagnation.** After ``patience`` evaluations without improvement, the unseen one-edit
-   neighbours of the incumbent are proposed first (best-predicted first) until its neighbourhood is exhausted,
-   and fresh uniform samples are added to the pool on every stagnant step, so the search can leave a basin.
-4. **Exploration.** With probability ``explore`` a proposal is a uniform random sample.
+4. **Local search on stagnation.** After ``patience`` evaluations without improvement, the unseen one-edit
+   neighbours of the first leader whose neighbourhood is not yet exhausted are proposed (best-predicted first),
+   and fresh uniform samples join the pool on every stagnant step. So a leader's neighbourhood is searched
+   exhaustively before the search moves on to the next niche.
+5. **Exploration.** With probability ``explore`` a proposal is a uniform random sample (under hard constraints:
+   the first of a few samples predicted feasible).
 
 Only the space protocol (``sample``, ``mutate``, ``crossover``, ``features``) and told trials are used, so the
 strategy works on every registered space. Hard constraints: infeasible trials are told with their cost metrics,
 so one more predictor per hard constraint learns that metric from all trials; candidates predicted to violate a
-bound rank behind those predicted feasible (ordered by predicted violation). Deterministic given ``seed`` (one
-``numpy.random.Generator``; ask depends only on the seed and the trials told), so
-:func:`~tinyevo.strategies.base.replay` rebuilds the state.
+bound rank behind those predicted feasible (ordered by predicted violation). Failed trials are never re-asked
+and do not enter the fitness model. Deterministic given ``seed`` (one ``numpy.random.Generator``; ask depends
+only on the seed and the trials told), so :func:`~tinyevo.strategies.base.replay` rebuilds the state.
+
+Measured on NB201 CIFAR-10 (``benchmarks/nb201_strategies.py``): see the README for the table.
 """
 
 from __future__ import annotations
@@ -166,12 +173,13 @@ class _Told:
 class SurrogateEvolution:
     """Evolution whose offspring are screened by a cheap surrogate before evaluation (see the module doc).
 
-    Options (keyword-only): ``initial`` random samples before the surrogate is used (>= 2); ``elite`` trials
-    that breed; ``mutants`` one-edit (and as many two-edit) mutants per elite member; ``crossovers`` children
-    per elite member; ``random_pool`` uniform samples added when the elite changes or the search stagnates;
-    ``patience`` evaluations without improvement before local search around the incumbent; ``explore``
-    probability of a uniform random proposal; ``predictor`` (default :class:`PolyKernelRidge`);
-    ``max_retries`` sampling attempts before :class:`~tinyevo.errors.SearchExhaustedError`.
+    Options (keyword-only): ``initial`` random samples before the surrogate is used (>= 2); ``elite`` niche
+    leaders that breed; ``niche_edits`` minimum distance between leaders in typical one-edit mutation steps
+    (0 = plain top-``elite``); ``mutants`` one-edit (and as many two-edit) mutants per leader; ``crossovers``
+    children per leader; ``random_pool`` uniform samples added when a leader changes or the search stagnates;
+    ``patience`` evaluations without improvement before local search; ``explore`` probability of a uniform
+    random proposal; ``predictor`` (default :class:`PolyKernelRidge`); ``max_retries`` sampling attempts
+    before :class:`~tinyevo.errors.SearchExhaustedError`.
     """
 
     def __init__(
@@ -189,6 +197,7 @@ class SurrogateEvolution:
         explore: float = 0.2,
         predictor: Predictor | None = None,
         max_retries: int = 200,
+        niche_edits: float = 3.0,
     ) -> None:
         if initial < 2:
             raise ConfigError(f"surrogate-evolution needs initial >= 2 random trials, got {initial}")
@@ -197,6 +206,8 @@ class SurrogateEvolution:
                 "surrogate-evolution needs elite, mutants, patience, max_retries >= 1 and crossovers, "
                 "random_pool >= 0"
             )
+        if niche_edits < 0:
+            raise ConfigError(f"niche_edits must be >= 0, got {niche_edits}")
         if not 0.0 <= explore <= 1.0:
             raise ConfigError(f"explore must be a probability in [0, 1], got {explore}")
         self.space = space
@@ -212,6 +223,8 @@ class SurrogateEvolution:
         self.explore = explore
         self.predictor: Predictor = predictor if predictor is not None else PolyKernelRidge()
         self.max_retries = max_retries
+        self.niche_edits = niche_edits
+        self._radius: float | None = None  # niche radius in feature space (L1), set on first use
 
         self._bank = _FeatureBank(space)
         self._seen: set[str] = set()
@@ -229,8 +242,10 @@ class SurrogateEvolution:
     # --- protocol --------------------------------------------------------------------------------------------
     def ask(self) -> Candidate:
         self._generation += 1
-        if len(self._scored_y) < self.initial or self.rng.random() < self.explore:
+        if len(self._scored_y) < self.initial:
             return self._random()
+        if self.rng.random() < self.explore:
+            return self._explore()
         self._breed()
         model = self._fit()
         if self._stagnant >= self.patience:
@@ -276,6 +291,28 @@ class SurrogateEvolution:
             "proposals; the search space looks exhausted"
         )
 
+    def _explore(self) -> Candidate:
+        """A uniform random proposal; under hard constraints, the first of a few samples predicted feasible."""
+        if not self.problem.hard_constraints:
+            return self._random()
+        draws: dict[str, Genome] = {}
+        for _ in range(self.max_retries):
+            g = self.space.sample(self.rng)
+            key = str(g)
+            if key not in self._seen:
+                draws.setdefault(key, g)
+                if len(draws) == 16:
+                    break
+        if not draws:
+            return self._random()
+        keys = list(draws)
+        viol = self._predicted_violation(self._bank.matrix([self._bank.row(k, draws[k]) for k in keys]))
+        pick = 0 if viol is None else int(np.argmax(viol <= 0) if (viol <= 0).any() else np.argmin(viol))
+        key = keys[pick]
+        self._seen.add(key)
+        self._pool.pop(key, None)
+        return Candidate(draws[key], generation=self._generation, origin="random")
+
     def _take(self, pool: dict[str, _Entry], key: str) -> Candidate:
         e = pool.pop(key)
         self._pool.pop(key, None)
@@ -288,11 +325,6 @@ class SurrogateEvolution:
             return
         self._bank.row(key, g)
         self._pool[key] = _Entry(g, parents, origin)
-
-    def _elite(self) -> list[_Told]:
-        ok = [t for t in self._told if t.trial.status is Status.OK]
-        ok.sort(key=lambda t: t.key, reverse=True)
-        return ok[: self.elite]
 
     def _breed(self) -> None:
         elite = self._elite()
@@ -314,8 +346,35 @@ class SurrogateEvolution:
             for _ in range(self.random_pool):
                 self._add(self.space.sample(self.rng), (), "random")
 
+    def _elite(self) -> list[_Told]:
+        """The niche leaders: up to ``elite`` best trials, pairwise at least ``niche_edits`` typical edits apart.
+
+        Greedy in rank order: a trial joins when it is far enough (L1 distance of features) from every leader so
+        far. The radius is ``niche_edits`` times the mean feature distance of a one-edit mutation, measured once.
+        """
+        ok = [t for t in self._told if t.trial.status is Status.OK]
+        ok.sort(key=lambda t: t.key, reverse=True)
+        if not ok:
+            return []
+        x = self._bank.matrix([t.row for t in ok])
+        if self._radius is None:
+            sample = ok[:20]
+            moved = np.array([self.space.features(self.space.mutate(t.genome, self.rng)) for t in sample], float)
+            self._radius = self.niche_edits * float(np.abs(x[: len(sample)] - moved).sum(axis=1).mean())
+        leaders: list[_Told] = []
+        gap = np.full(len(ok), np.inf)  # L1 distance of each trial to its nearest leader
+        i = 0
+        while i < len(ok) and len(leaders) < self.elite:
+            leaders.append(ok[i])
+            gap = np.minimum(gap, np.abs(x - x[i]).sum(axis=1))
+            far = np.flatnonzero(gap[i + 1 :] >= self._radius - 1e-9)
+            if far.size == 0:
+                break
+            i += 1 + int(far[0])
+        return leaders
+
     def _local(self) -> dict[str, _Entry]:
-        """Unseen one-edit neighbours of the best elite member whose neighbourhood is not exhausted."""
+        """Unseen one-edit neighbours of the first niche leader whose neighbourhood is not exhausted."""
         for t in self._elite():
             name = t.trial.genome
             if name in self._exhausted:
