@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -55,7 +56,12 @@ def run_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    console = Console()
+    print_deploy_report(Console(), report)
+    return 0
+
+
+def print_deploy_report(console: Console, report: Any) -> None:
+    """Render a :class:`~tinyevo.deploy.export.DeployReport`: measured (TFLM) next to estimated numbers."""
     table = Table(title=f"export ({report.format}, {'int8' if report.int8 else 'float32'})", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -87,4 +93,3 @@ def run_export(args: argparse.Namespace) -> int:
         console.print("quantisation-aware fine-tuning was used")
     for f in report.files:
         console.print(f"wrote {f}")
-    return 0

@@ -214,6 +214,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--final-epochs", type=int, metavar="N", help="epochs of the final retraining")
     g.add_argument("--pareto", action="store_true", default=None, help="retrain every Pareto-front model")
     g.add_argument("--no-final", action="store_true", help="skip the final retraining")
+    g.add_argument("--verify", action="store_true",
+                   help="export the best retrained model to int8 .tflite and measure it on TFLite-Micro "
+                        "(needs the deploy extra)")
     p.add_argument("--out", metavar="DIR", help="run directory (default: a new directory under ./runs/)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -290,7 +293,19 @@ def run_search_command(args: argparse.Namespace) -> int:
         raise
     print_summary(console, result.run_dir)
     report_stop(err, result.stopped)
+    if getattr(args, "verify", False):
+        verify_on_tflm(console, err, result.run_dir)
     return 0
+
+
+def verify_on_tflm(console: Console, err: Console, run_dir: Path) -> None:
+    """Export the best retrained model to int8 .tflite and print TFLM's measured arena and accuracy."""
+    from tinyevo.cli.export import print_deploy_report
+    from tinyevo.deploy.run import export_trial
+
+    err.print("verifying the best model on TFLite-Micro (int8 export) ...")
+    report = export_trial(run_dir, fmt="tflite")
+    print_deploy_report(console, report)
 
 
 def load_out_from_config(path: str) -> str | None:
