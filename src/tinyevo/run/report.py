@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -249,6 +250,7 @@ def render_html(view: RunView, images: tuple[Path, ...], *, top: int = 15) -> st
             left={1, 2},
         )
     pobj = ", ".join(f"{o.metric} ({o.direction})" for o in view.pareto_objectives())
+    deployed = _deployment_html(view.run_dir)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tinyevo run report</title><style>{_CSS}</style></head>
 <body>
@@ -258,6 +260,7 @@ def render_html(view: RunView, images: tuple[Path, ...], *, top: int = 15) -> st
 <h2>Plots</h2>
 {imgs}
 {finals}
+{deployed}
 <h2>Best feasible trials</h2>
 {_table(best_head, best_rows, left={len(best_head) - 1})}
 <h2>Pareto front ({html.escape(pobj)})</h2>
@@ -265,6 +268,35 @@ def render_html(view: RunView, images: tuple[Path, ...], *, top: int = 15) -> st
 {failed_html}
 </body></html>
 """
+
+
+_DEPLOY_ROWS: tuple[tuple[str, str, str], ...] = (
+    # (label, measured key, estimated key) of an export's report.json
+    ("flash / .tflite bytes", "tflite_bytes", "estimated_flash_bytes"),
+    ("peak SRAM / TFLM arena bytes", "arena_bytes", "estimated_peak_sram_bytes"),
+    ("int8 accuracy (TFLM vs PyTorch)", "int8_accuracy_tflm", "int8_accuracy_torch"),
+)
+
+
+def _deployment_html(run_dir: Path) -> str:
+    """Estimated vs measured numbers of every export of the run (``RUN/export/*/report.json``), if any."""
+    rows: list[list[str]] = []
+    for path in sorted(run_dir.glob("export/*/report.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for label, measured, estimated in _DEPLOY_ROWS:
+            m, e = doc.get(measured), doc.get(estimated)
+            if m is None or e is None:
+                continue
+            err = f"{100 * (e - m) / m:+.1f} %" if m else "-"
+            rows.append([path.parent.name, label, f"{m:,.4g}", f"{e:,.4g}", err])
+    if not rows:
+        return ""
+    return "<h2>Deployment: measured on TFLite-Micro vs estimated</h2>" + _table(
+        ["export", "quantity", "measured", "estimated", "estimate error"], rows, left={0, 1}
+    )
 
 
 def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None) -> ReportFiles:
