@@ -21,6 +21,7 @@ from tinyevo.cost import (
     lower,
 )
 from tinyevo.cost.memory import _Problem
+from tinyevo.errors import ConfigError
 from tinyevo.ir import Add, ArchIR, Concat, Conv2d, Dense, DepthwiseConv2d, GlobalPool, GraphBuilder, Pool2d
 
 
@@ -116,14 +117,25 @@ def test_tflm_arena_hand_computed() -> None:
     graph = lower(chain3())
     plan = TFLMPlanner(scratch=False).plan(graph)
     # sizes (16-byte aligned) and lifetimes:
-    # c1 256 [0,1], c2 128 [1,2], input 64 [0,0], gp 16 [2,3], fc 16 [3,3]
-    assert plan.offsets == {"c1": 0, "c2": 256, "input": 256, "gp": 0, "fc": 16}
+    # c1 256 [0,1], c2 128 [1,2], input 64 [0,0], gp 16 [2,3], fc 16 [3,3]; added in tensor order (input, c1,
+    # c2, gp, fc); equal sizes: the later one first (TFLM's reversed bubble sort), so fc goes at 0 before gp,
+    # which then overlaps c2 [256, 384) and fc [0, 16) in time -> 16
+    assert plan.offsets == {"c1": 0, "c2": 256, "input": 256, "gp": 16, "fc": 0}
     assert plan.peak_bytes == 384
-    with_scratch = TFLMPlanner().plan(graph)
-    # CMSIS-NN scratch: c1 2*9*2 = 36 -> 48, c2 2*36*2 = 144, gp 4*8 = 32
-    assert with_scratch.offsets is not None and with_scratch.offsets["c2:scratch"] == 256
-    assert with_scratch.peak_bytes == 528
-    assert estimate_cost(chain3(), planner="tflm").peak_sram_bytes == 528
+    reference = TFLMPlanner().plan(graph)
+    # reference kernels: only MEAN asks for scratch (align16(4 x 8) = 32, 16, 16 during op 2): placed at 0, 32,
+    # 48 (alive with c2 only); gp then overlaps c2 and the scratch -> 64
+    assert reference.offsets is not None and reference.offsets["gp"] == 64
+    assert reference.offsets["gp:scratch"] == 0 and reference.peak_bytes == 384
+    assert estimate_cost(chain3(), planner="tflm").peak_sram_bytes == 384
+    cmsis = TFLMPlanner(kernels="cmsis-nn").plan(graph)
+    # CMSIS-NN scratch: c1 2*9*2 = 36 -> 48, c2 2*36*2 = 144, gp 4*8 = 32; c2:scratch (alive with c1 at op 1)
+    # goes above c1, c2 above both: 256 + 144 + 128 = 528
+    assert cmsis.offsets is not None and cmsis.offsets["c2:scratch"] == 256 and cmsis.offsets["c2"] == 400
+    assert cmsis.peak_bytes == 528
+    assert estimate_cost(chain3(), planner="tflm-cmsis").peak_sram_bytes == 528
+    with pytest.raises(ConfigError):
+        TFLMPlanner(kernels="fast")
 
 
 def test_tflm_fragmentation_is_at_least_live_bytes() -> None:
@@ -143,7 +155,7 @@ def test_heuristic_fallback_reports_bounds() -> None:
 
 
 def test_registry_has_the_planners() -> None:
-    assert {"optimal", "sequential", "tflm"} <= set(PLANNERS.names())
+    assert {"optimal", "sequential", "tflm", "tflm-cmsis"} <= set(PLANNERS.names())
 
 
 # --- property: the optimal planner equals brute force over every topological order --------------------------

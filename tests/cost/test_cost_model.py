@@ -41,10 +41,10 @@ def test_chain_macs_params_flash() -> None:
     # params: weights + folded-BN / dense biases: (36 + 4) + (288 + 8) + (80 + 10)
     assert r.params == 40 + 296 + 90
     assert [o.macs for o in r.ops] == [2304, 4608, 0, 80]
-    # int8 flash without metadata: weights 1 B + biases 4 B
-    assert r.flash_bytes == 404 + 22 * 4
+    # int8 flash without metadata: weights 1 B + biases 4 B + MEAN's int32 axis operand (2 x 4 B)
+    assert r.flash_bytes == 404 + 22 * 4 + 8
     f32 = estimate_cost(chain3(), precision="float32", layout=ZERO_LAYOUT)
-    assert f32.flash_bytes == 404 * 4 + 22 * 4
+    assert f32.flash_bytes == 404 * 4 + 22 * 4 + 8
     assert f32.macs == r.macs
 
 
@@ -52,13 +52,15 @@ def test_flash_metadata_counting() -> None:
     one = FlatbufferLayout(fixed=1000, per_op=100, per_opcode=10, per_tensor=1, per_buffer=0,
                            const_alignment=0, per_quantized_tensor=0, per_channel=0)
     r = estimate_cost(chain3(), layout=one)
-    # 4 kernels, 3 kernel types (CONV_2D, MEAN, FULLY_CONNECTED), 5 activation + 3 weight + 3 bias tensors
-    assert r.flash.metadata == 1000 + 4 * 100 + 3 * 10 + 11
+    # 4 kernels, 4 kernel types (c1 reads one channel: DEPTHWISE_CONV_2D; CONV_2D, MEAN, FULLY_CONNECTED),
+    # 5 activation + 3 weight + 3 bias tensors + MEAN's axis tensor
+    assert r.flash.metadata == 1000 + 4 * 100 + 4 * 10 + 12
     quant = FlatbufferLayout(fixed=0, per_op=0, per_opcode=0, per_tensor=0, per_buffer=0, const_alignment=0,
                              per_quantized_tensor=0, per_channel=1)
     q = estimate_cost(chain3(), layout=quant)
-    # per-channel scales of conv weights + biases (2 x (4 + 8)), per-tensor dense (2 x 1), 5 activations x 1
-    assert q.flash.quantization == 2 * 12 + 2 + 5
+    # per-channel scales of conv weights + biases (2 x (4 + 8)), per-channel dense (2 x 10), 5 activations x 1;
+    # the int32 axis tensor has none
+    assert q.flash.quantization == 2 * 12 + 2 * 10 + 5
     assert estimate_cost(chain3(), precision="float32", layout=quant).flash.quantization == 0
     default = estimate_cost(chain3())
     assert default.flash_bytes == default.flash.total > r.flash.weights + r.flash.biases
@@ -152,3 +154,41 @@ def test_cost_model_object_matches_function() -> None:
     ir = chain3()
     model = MCUCostModel(device=get_device("stm32f412"), planner="tflm")
     assert model.estimate(ir) == estimate_cost(ir, device="stm32f412", planner="tflm")
+
+
+def test_converter_rewrites_are_lowered() -> None:
+    g = lower(chain3())
+    # a conv reading one channel runs as DEPTHWISE_CONV_2D (depth multiplier 4)
+    assert [op.tflite for op in g.ops] == ["DEPTHWISE_CONV_2D", "CONV_2D", "MEAN", "FULLY_CONNECTED"]
+    b = GraphBuilder((4, 6, 6))
+    x = b.add(Conv2d(8, kernel=3, stride=6), b.input, name="c")  # -> 8x1x1
+    x = b.add(GlobalPool(), x, name="gp")
+    assert [op.tflite for op in lower(b.build(x)).ops] == ["CONV_2D", "SUM"]  # mean over 1x1 = SUM
+
+
+def test_relu_after_pool_fuses() -> None:
+    b = GraphBuilder((4, 8, 8))
+    x = b.add(Pool2d(mode="avg", kernel=3, stride=2), b.input, name="p")
+    x = b.add(Act(), x, name="r")
+    g = lower(b.build(b.add(Conv2d(4, kernel=1), x, name="c")))
+    assert [(op.tflite, op.act) for op in g.ops] == [("AVERAGE_POOL_2D", "relu"), ("CONV_2D", "none")]
+
+
+def test_even_stride1_same_pools_export_padded() -> None:
+    b = GraphBuilder((4, 8, 8))
+    x = b.add(Pool2d(mode="avg", kernel=2, stride=1, padding="same"), b.input, name="a1")
+    x = b.add(Pool2d(mode="max", kernel=2, stride=1, padding="same"), x, name="m")
+    x = b.add(Pool2d(mode="avg", kernel=2, stride=1, padding="same"), x, name="a2")
+    x = b.add(Pool2d(mode="avg", kernel=3, stride=1, padding="same"), x, name="a3")  # symmetric: one kernel
+    g = lower(b.build(x))
+    assert [op.tflite for op in g.ops] == [
+        "PAD", "AVERAGE_POOL_2D", "AVERAGE_POOL_2D", "DIV",  # pad, window sums, window counts, divide
+        "PADV2", "MAX_POOL_2D",
+        "PAD", "AVERAGE_POOL_2D", "DIV",  # the window-count map of the same shape is shared
+        "AVERAGE_POOL_2D",
+    ]
+    assert g.tensors["a1#pad"].shape == (4, 9, 9)
+    assert g.ops[3].inputs == ("a1#sum", "a1#count") and g.ops[8].inputs == ("a2#sum", "a1#count")
+    assert g.output == "a3" and g.tensors["a1#count"].shape == (1, 8, 8)
+    # constants: one shared int32 paddings tensor (32 B), the PADV2 value (1 B), one 9x9 int8 ones map
+    assert estimate_cost(b.build(x), layout=ZERO_LAYOUT).flash_bytes == 32 + 1 + 81

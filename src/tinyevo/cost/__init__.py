@@ -9,12 +9,14 @@ from __future__ import annotations
 from tinyevo.cost.flash import DEFAULT_LAYOUT, FlashBreakdown, FlatbufferLayout, flash_breakdown
 from tinyevo.cost.lowering import (
     INPLACE_KERNELS,
+    KERNELS,
     OP_CLASSES,
     PRECISIONS,
     DeployGraph,
     DeployOp,
     Tensor,
     lower,
+    scratch_buffers,
 )
 from tinyevo.cost.memory import (
     PLANNERS,
@@ -23,6 +25,7 @@ from tinyevo.cost.memory import (
     OptimalPlanner,
     Planner,
     SequentialPlanner,
+    TFLMCmsisPlanner,
     TFLMPlanner,
     get_planner,
 )
@@ -38,8 +41,8 @@ def clear_caches() -> None:
     _solve_canonical.cache_clear()
 
 __all__ = [
-    "DEFAULT_LAYOUT", "INPLACE_KERNELS", "OP_CLASSES", "PLANNERS", "PRECISIONS", "CostModel", "CostReport",
+    "DEFAULT_LAYOUT", "INPLACE_KERNELS", "KERNELS", "OP_CLASSES", "PLANNERS", "PRECISIONS", "CostModel", "CostReport",
     "DeployGraph", "DeployOp", "FlashBreakdown", "FlatbufferLayout", "MCUCostModel", "MemoryPlan", "OpCost",
-    "OpMemory", "OptimalPlanner", "Planner", "SequentialPlanner", "TFLMPlanner", "Tensor", "clear_caches",
-    "estimate_cost", "flash_breakdown", "get_planner", "lower", "op_cycles",
+    "OpMemory", "OptimalPlanner", "Planner", "SequentialPlanner", "TFLMCmsisPlanner", "TFLMPlanner", "Tensor", "clear_caches",
+    "estimate_cost", "flash_breakdown", "get_planner", "lower", "op_cycles", "scratch_buffers",
 ]

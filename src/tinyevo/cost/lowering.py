@@ -11,17 +11,28 @@ decision that a later calibration against real ``.tflite`` files may tighten:
 * **Identity** is an alias of its input: no kernel, no tensor.
 * **Common subexpressions**: weightless ops (activations, pools, adds, concat, zero) with identical attributes
   and identical inputs are computed once (the converter's MLIR pipeline runs CSE). NAS-Bench-201 cells, which
-  apply a separate ReLU per edge to the same tensor, share one ReLU after export.
+  apply a separate ReLU per edge to the same tensor, share one ReLU after export. (The converter also fuses
+  such a shared ReLU into its producer when nothing else reads that tensor, and reorders kernels; neither is
+  modelled: the TFLM arena depends on that order, and fusing without it fits the measurements worse.)
 * **n-ary Add** becomes a chain of binary ``ADD`` kernels (``a + b``, then ``+ c``, ...), with an intermediate
   tensor each, as in the torch builder and in a TFLite export.
 * A **depthwise** ``Conv2d`` (``groups == in_channels == out_channels``) is a ``DEPTHWISE_CONV_2D``.
 * **Dense** reads its input flattened (``FULLY_CONNECTED`` flattens internally; no ``RESHAPE`` kernel).
-* **GlobalPool** is ``MEAN`` (average) or ``REDUCE_MAX``. **Zero** is a kernel writing zeros (``ZEROS_LIKE``).
+* **GlobalPool** is ``MEAN`` (average) or ``REDUCE_MAX``; an average over a 1 x 1 map is exported as ``SUM``.
+  **Zero** is a kernel writing zeros (``ZEROS_LIKE``).
+* A conv with **one input channel** (``groups == 1``) runs as ``DEPTHWISE_CONV_2D`` (depth multiplier = out
+  channels): the converter rewrites it so (same weights, MACs and op class).
+* An ``Act`` after a **Pool2d** fuses into it (``AVERAGE_POOL_2D`` / ``MAX_POOL_2D`` have a fused activation).
 * Model input and output are int8 (full-integer quantisation, no ``QUANTIZE`` / ``DEQUANTIZE`` at the ends).
 
 Tensors are named after the IR node that produces them (after fusion: the last fused node). ``scratch_bytes``
-is the CMSIS-NN scratch buffer a kernel asks the TFLM arena for (``arm_*_get_buffer_size``); only the
-TFLM-style arena planner uses it.
+is the CMSIS-NN scratch buffer a kernel asks the TFLM arena for (``arm_*_get_buffer_size``);
+:func:`scratch_buffers` gives a kernel's scratch buffers for either kernel library; only the TFLM-style arena
+planner uses them.
+
+* A stride-1 **same pool with asymmetric padding** (an even kernel) is ``PADV2`` + ``MAX_POOL_2D`` (max) or
+  ``PAD`` + ``AVERAGE_POOL_2D`` + ``DIV`` by a window-count map (average), as the converter exports the torch
+  builder's explicit padding.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ from tinyevo.ir import (
     Pool2d,
     Shape,
     Zero,
+    same_pads,
 )
 
 PRECISIONS: dict[str, int] = {"int8": 1, "float32": 4}
@@ -55,7 +67,9 @@ PRECISIONS: dict[str, int] = {"int8": 1, "float32": 4}
 OP_CLASSES: tuple[str, ...] = ("conv", "pointwise", "depthwise", "dense", "pool", "elementwise")
 #: TFLite kernels that may write their output over a dying input (the cost model's in-place option).
 INPLACE_KERNELS: frozenset[str] = frozenset({"DEPTHWISE_CONV_2D", "ADD"})
-_FUSE_INTO = (Conv2d, DepthwiseConv2d, Dense, Add)
+_FUSE_INTO = (Conv2d, DepthwiseConv2d, Dense, Add, Pool2d)
+#: Kernel libraries whose scratch buffers :func:`scratch_buffers` models.
+KERNELS: tuple[str, ...] = ("reference", "cmsis-nn")
 _WEIGHTLESS = frozenset({Act, Pool2d, GlobalPool, Add, Concat, Zero})
 
 
@@ -91,6 +105,9 @@ class DeployOp(NamedTuple):
     quant_channels: int  # quantisation channels of the weight and bias tensors (per-channel: out channels)
     scratch_bytes: int = 0  # CMSIS-NN scratch buffer (int8 only)
     act: str = "none"  # fused activation
+    # small constant operands besides weights and biases (axes, paddings, ...): (key, bytes, quantisation
+    # channels); equal keys are one tensor shared by the graph
+    constants: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def output(self) -> str:
@@ -142,6 +159,7 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
     tensor_of: dict[str, str] = {}
     cse: dict[tuple[object, ...], str] = {}
     aliased: set[str] = set()  # tensors standing for more than one IR node (Identity, CSE): never fused into
+    count_maps: dict[tuple[object, ...], str] = {}  # padded average pools: (shape, kernel, pads) -> count tensor
 
     first = ir.nodes[0].name
     tensors[first] = Tensor(first, shapes[first], _elements(shapes[first]) * eb)
@@ -190,6 +208,10 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
                 ops.append(_add(tmp, (name,), (acc, other), out_shape, "none"))
                 acc = tmp
             ins = (acc, ins[-1])
+        if kind is Pool2d and _pad_explicitly(op, shapes[inputs[0]]):  # type: ignore[arg-type]
+            _lower_padded_pool(name, op, ins[0], shapes[inputs[0]], out_shape, eb,  # type: ignore[arg-type]
+                               tensors, ops, op_index, count_maps)
+            continue
         in_shapes = (shapes[inputs[0]],) if len(inputs) == 1 else tuple(shapes[s] for s in inputs)
         spec_key = (_op_key(op), in_shapes, out_shape, int8)
         spec = _SPECS.get(spec_key)
@@ -201,7 +223,7 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
         tensors[name] = Tensor(name, out_shape, nbytes)
         op_index[name] = len(ops)
         ops.append(DeployOp(name, tflite, op_class, (name,), ins, macs, work, weights, biases, qch, scratch,
-                            act))
+                            act, _AXIS if tflite in ("MEAN", "SUM", "REDUCE_MAX") else ()))
     return DeployGraph(
         precision=precision, ops=tuple(ops), tensors=tensors, input=first,
         output=tensor_of[ir.output], tensor_of=tensor_of,
@@ -216,9 +238,79 @@ def _fusable(
     if tensor_of.get(src) != src or src not in op_index or src == ir.output or readers[src] != 1:
         return False
     producer = ir.node(src).op
-    if not isinstance(producer, _FUSE_INTO) or producer.act != "none":
+    if not isinstance(producer, _FUSE_INTO) or getattr(producer, "act", "none") != "none":
         return False
     return ops[op_index[src]].act == "none" and ops[op_index[src]].nodes[-1] == src
+
+
+_AXIS = (("axis(1,2)", 8, 0),)  # the int32 reduction-axis operand of MEAN / SUM / REDUCE_MAX
+
+
+def _pad_explicitly(op: Pool2d, in_shape: Shape) -> bool:
+    """Whether a pool exports with an explicit pad: a stride-1 ``same`` pool padded asymmetrically (an even
+    kernel), as the torch builder writes it (``F.pad`` + a valid pool)."""
+    if op.padding != "same" or op.stride != 1:
+        return False
+    top, bottom = same_pads(in_shape[1], op.kernel, 1)
+    left, right = same_pads(in_shape[2], op.kernel, 1)
+    return top != bottom or left != right
+
+
+def _lower_padded_pool(
+    name: str, op: Pool2d, src: str, in_shape: Shape, out_shape: Shape, eb: int, tensors: dict[str, Tensor],
+    ops: list[DeployOp], op_index: dict[str, int], count_maps: dict[tuple[object, ...], str],
+) -> None:
+    """A stride-1 ``same`` pool with asymmetric padding, as the converter exports it (measured):
+    max: ``PADV2`` (pad value -128) + a valid ``MAX_POOL_2D``; average (dividing by the real elements per
+    window): ``PAD`` + a valid ``AVERAGE_POOL_2D``, the window counts as an ``AVERAGE_POOL_2D`` of a constant
+    ones map (once per shape), and ``DIV``."""
+    c, h, w = in_shape
+    pads = (*same_pads(h, op.kernel, 1), *same_pads(w, op.kernel, 1))
+    padded = (c, h + pads[0] + pads[1], w + pads[2] + pads[3])
+    pad_const = (f"pads{pads}", 32, 0)  # int32 [4, 2] paddings
+
+    def add(tname: str, tflite: str, op_class: str, ins: tuple[str, ...], shape: Shape, work: int,
+            constants: tuple[tuple[str, int, int], ...] = ()) -> None:
+        tensors[tname] = Tensor(tname, shape, _elements(shape) * eb)
+        op_index[tname] = len(ops)
+        ops.append(DeployOp(tname, tflite, op_class, (name,), ins, 0, work, 0, 0, 0, constants=constants))
+
+    n_out = _elements(out_shape)
+    window = op.kernel * op.kernel
+    if op.mode == "max":
+        add(f"{name}#pad", "PADV2", "elementwise", (src,), padded, _elements(padded),
+            (pad_const, ("padv2_value", 1, 1)))
+        add(name, "MAX_POOL_2D", "pool", (f"{name}#pad",), out_shape, n_out * window)
+        return
+    add(f"{name}#pad", "PAD", "elementwise", (src,), padded, _elements(padded), (pad_const,))
+    add(f"{name}#sum", "AVERAGE_POOL_2D", "pool", (f"{name}#pad",), out_shape, n_out * window)
+    key = (padded[1:], op.kernel, pads)
+    count = count_maps.get(key)
+    if count is None:
+        count = count_maps[key] = f"{name}#count"
+        ones = (f"ones{key}", padded[1] * padded[2] * eb, 1)
+        add(count, "AVERAGE_POOL_2D", "pool", (), (1, *out_shape[1:]), out_shape[1] * out_shape[2] * window,
+            (ones,))
+    add(name, "DIV", "elementwise", (f"{name}#sum", count), out_shape, n_out)
+
+
+def scratch_buffers(graph: DeployGraph, op: DeployOp, *, kernels: str = "reference") -> tuple[int, ...]:
+    """Bytes of each scratch buffer ``op`` asks the TFLM arena for with ``kernels`` (``"reference"`` or
+    ``"cmsis-nn"``); only int8 kernels ask for any.
+
+    Reference kernels: only int8 ``MEAN`` / ``SUM`` (int32 sums per output element plus two small index buffers;
+    measured with the Python TFLM: ``align16(4 x output elements) + 32`` bytes). CMSIS-NN: the kernel's
+    ``scratch_bytes`` (``arm_*_get_buffer_size``).
+    """
+    if graph.precision != "int8":
+        return ()
+    if kernels == "reference":
+        if op.tflite in ("MEAN", "SUM"):
+            return (-(-4 * graph.tensors[op.name].elements // 16) * 16, 16, 16)
+        return ()
+    if kernels == "cmsis-nn":
+        return (op.scratch_bytes,) if op.scratch_bytes else ()
+    raise ConfigError(f"unknown kernels {kernels!r}; expected one of {', '.join(KERNELS)}")
 
 
 def _add(name: str, nodes: tuple[str, ...], ins: tuple[str, ...], shape: Shape, act: str) -> DeployOp:
@@ -258,7 +350,8 @@ def _spec(op: Op, in_shapes: tuple[Shape, ...], out: Shape, int8: bool) -> _Spec
         pointwise = op.kernel == 1 and op.groups == 1
         # arm_convolve_s8_get_buffer_size: im2col of two output columns as int16; 1x1 convs need none.
         scratch = 0 if pointwise else 2 * per_out * 2
-        return ("CONV_2D", "pointwise" if pointwise else "conv", macs, macs, weights, op.out_channels,
+        kernel = "DEPTHWISE_CONV_2D" if c_in == 1 and op.groups == 1 else "CONV_2D"  # the converter's rewrite
+        return (kernel, "pointwise" if pointwise else "conv", macs, macs, weights, op.out_channels,
                 op.out_channels, scratch if int8 else 0, op.act)
     if isinstance(op, DepthwiseConv2d):
         c = in_shapes[0][0]
@@ -269,14 +362,14 @@ def _spec(op: Op, in_shapes: tuple[Shape, ...], out: Shape, int8: bool) -> _Spec
                 scratch if int8 else 0, op.act)
     if isinstance(op, Dense):
         macs = _elements(in_shapes[0]) * op.out_features
-        # FULLY_CONNECTED weights are quantised per tensor by default (one scale), biases likewise.
-        return ("FULLY_CONNECTED", "dense", macs, macs, macs, op.out_features, 1, 0, op.act)
+        # FULLY_CONNECTED weights and biases are quantised per output unit (measured in exported .tflite files).
+        return ("FULLY_CONNECTED", "dense", macs, macs, macs, op.out_features, op.out_features, 0, op.act)
     if isinstance(op, Pool2d):
         kernel = "AVERAGE_POOL_2D" if op.mode == "avg" else "MAX_POOL_2D"
         scratch = 4 * in_shapes[0][0] if op.mode == "avg" else 0  # arm_avgpool_s8_get_buffer_size: c x int32
         return (kernel, "pool", 0, n_out * op.kernel * op.kernel, 0, 0, 0, scratch if int8 else 0, "none")
     if isinstance(op, GlobalPool):
-        kernel = "MEAN" if op.mode == "avg" else "REDUCE_MAX"
+        kernel = "REDUCE_MAX" if op.mode == "max" else "SUM" if in_shapes[0][1:] == (1, 1) else "MEAN"
         scratch = 4 * in_shapes[0][0] if op.mode == "avg" else 0  # int32 accumulators of the int8 MEAN kernel
         return (kernel, "pool", 0, _elements(in_shapes[0]), 0, 0, 0, scratch if int8 else 0, "none")
     if isinstance(op, Add):

@@ -19,12 +19,21 @@ order, the peak, the tensors live at the peak and a per-kernel profile. Three ar
 ``sequential``
     Live bytes in the given (IR) order, without reordering: what a runtime executing the graph as written
     needs without fragmentation.
-``tflm``
-    TFLite Micro's ``GreedyMemoryPlanner`` in the given order: buffers (tensors, and each kernel's CMSIS-NN
-    scratch buffer, alive only during that kernel) sorted by size, largest first, each placed at the lowest
-    arena offset that does not overlap, in address and lifetime, a buffer placed before; sizes rounded up to
-    16 bytes (``kBufferAlignment``). The peak is the arena high-water mark, which includes fragmentation. TFLM
-    never writes in place, so the in-place option does not apply.
+``tflm`` (reference kernels) and ``tflm-cmsis`` (CMSIS-NN kernels)
+    TFLite Micro's ``GreedyMemoryPlanner`` in the given order (TFLM runs the ops as stored, no reordering).
+    Buffers are added in tensor-index order, i.e. production order (the network input first), then each
+    kernel's scratch buffers (alive only during that kernel); TFLM fills its sort array from the back and
+    bubble-sorts it by size, largest first, so among equal (aligned) sizes the buffer added *later* is placed
+    first. Each goes at the lowest arena offset that does not overlap, in address and lifetime, a buffer placed
+    before; sizes are rounded up to 16 bytes (``kBufferAlignment``). Lifetimes run from the producing kernel
+    to the last reader; the input lives from kernel 0, the output until the last kernel. The peak is the arena
+    high-water mark (the "head" of the arena, i.e. activations and scratch, fragmentation included; the
+    persistent tail is not part of it). Scratch depends on the kernels: the reference kernels (what the Python
+    ``tflite-micro`` interpreter runs) only ask for it in int8 ``MEAN`` / ``SUM``; CMSIS-NN also in convs,
+    depthwise convs and average pools (see :func:`~tinyevo.cost.lowering.scratch_buffers`). TFLM never writes
+    in place, so the in-place option does not apply. Measured against the Python TFLM on 20 random networks
+    (``benchmarks/tflm_vs_estimate.py``): the replay of this rule on the real flatbuffers equals TFLM's arena
+    head for all 20.
 
 Live-memory model shared by ``optimal`` and ``sequential``: while a kernel runs, every tensor produced and
 still needed later is live, plus its inputs and its output. The network input is live from the start until its
@@ -42,7 +51,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from tinyevo.cost.lowering import DeployGraph
+from tinyevo.cost.lowering import KERNELS, DeployGraph, scratch_buffers
+from tinyevo.errors import ConfigError
 from tinyevo.registry import Registry
 
 
@@ -441,22 +451,30 @@ def _greedy_order(prob: _Problem, seg: Sequence[int]) -> list[int]:
     return order
 
 
-@PLANNERS.register("tflm", help="TFLite Micro's greedy arena planner in the IR's order (with fragmentation)")
+@PLANNERS.register("tflm", help="TFLite Micro's greedy arena planner in the IR's order, reference kernels")
 class TFLMPlanner:
-    """TFLite Micro's greedy arena planner (see the module docstring)."""
+    """TFLite Micro's greedy arena planner (see the module docstring).
+
+    ``kernels`` selects the scratch buffers: ``"reference"`` (TFLM's reference kernels, as in the Python
+    interpreter) or ``"cmsis-nn"`` (the optimised Arm kernels of a Cortex-M build). ``scratch=False`` drops
+    scratch buffers altogether.
+    """
 
     name = "tflm"
 
-    def __init__(self, *, alignment: int = 16, scratch: bool = True) -> None:
+    def __init__(self, *, alignment: int = 16, scratch: bool = True, kernels: str = "reference") -> None:
+        if kernels not in KERNELS:
+            raise ConfigError(f"unknown kernels {kernels!r}; expected one of {', '.join(KERNELS)}")
         self.alignment = alignment
         self.scratch = scratch
+        self.kernels = kernels
 
     def plan(self, graph: DeployGraph, *, count_input: bool = True, count_output: bool = True,
              inplace: bool = False) -> MemoryPlan:
         prob = _Problem(graph, count_input=count_input, count_output=count_output, inplace=False)
         n = prob.n
         last_op = max(n - 1, 0)
-        # buffers: (name, size, first op, last op)
+        # buffers in the order TFLM adds them: (name, size, first op, last op)
         buffers: list[tuple[str, int, int, int]] = []
         for t, name in enumerate(prob.tensor_names):
             if prob.size[t] == 0:
@@ -467,11 +485,13 @@ class TFLMPlanner:
             buffers.append((name, self._align(prob.size[t]), first, last))
         if self.scratch:
             for j, op in enumerate(graph.ops):
-                if op.scratch_bytes:
-                    buffers.append((f"{op.name}:scratch", self._align(op.scratch_bytes), j, j))
+                for k, size in enumerate(scratch_buffers(graph, op, kernels=self.kernels)):
+                    buffers.append((f"{op.name}:scratch{k or ''}", self._align(size), j, j))
         placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
         offsets: dict[str, int] = {}
-        for name, size, first, last in sorted(buffers, key=lambda b: -b[1]):  # stable: ties keep tensor order
+        # largest first; equal sizes: the buffer added later first (TFLM's reversed, bubble-sorted array)
+        by_size = sorted(range(len(buffers)), key=lambda i: (-buffers[i][1], -i))
+        for name, size, first, last in (buffers[i] for i in by_size):
             overlapping = sorted((o, s) for o, s, f, la in placed if f <= last and first <= la)
             offset = 0
             for o, s in overlapping:
@@ -499,6 +519,16 @@ class TFLMPlanner:
     def _align(self, n: int) -> int:
         a = self.alignment
         return -(-n // a) * a if a > 1 else n
+
+
+@PLANNERS.register("tflm-cmsis", help="TFLite Micro's greedy arena planner with CMSIS-NN kernel scratch")
+class TFLMCmsisPlanner(TFLMPlanner):
+    """:class:`TFLMPlanner` with the CMSIS-NN kernels' scratch buffers (a Cortex-M build of TFLM)."""
+
+    name = "tflm-cmsis"
+
+    def __init__(self, *, alignment: int = 16, scratch: bool = True) -> None:
+        super().__init__(alignment=alignment, scratch=scratch, kernels="cmsis-nn")
 
 
 def get_planner(planner: str | Planner) -> Planner:
