@@ -34,7 +34,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from tinyevo.cost import TFLMPlanner, estimate_cost, lower
+from tinyevo.cost import TFLMPlanner, estimate_cost, lower, tflm_persistent_bytes
 from tinyevo.deploy.errors import DeployError
 from tinyevo.deploy.graph import strip_passthrough
 from tinyevo.deploy.model import load_weights
@@ -170,6 +170,7 @@ def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-unty
             "weights": est.flash.weights, "biases": est.flash.biases, "quantization": est.flash.quantization,
             "metadata": est.flash.metadata},
         "arena_total": arena.total, "arena_head": arena.head, "arena_tail": arena.tail,
+        "est_tflm_persistent_bytes": tflm_persistent_bytes(lower(ir)),
         "arena_sections": {k: list(v) for k, v in arena.sections.items()},
         "arena_required": arena.required,
         "est_peak_sram_bytes": est.peak_sram_bytes, "est_peak_sram_tflm_planner": est_tflm.peak_sram_bytes,
@@ -254,6 +255,7 @@ def main() -> None:
     tb = np.array([r["arena_tail"] for r in rows], dtype=float)
     tcoef = np.linalg.lstsq(ta, tb, rcond=None)[0] if len(rows) >= 4 else np.full(4, np.nan)
     tresid = tb - ta @ tcoef if len(rows) >= 4 else np.full(len(rows), np.nan)
+    tail_err = np.array([_err(r["est_tflm_persistent_bytes"], r["arena_tail"]) for r in rows])
     waste = [100.0 * (r["arena_head"] - r["est_peak_sram_optimal"]) / r["arena_head"] for r in rows
              if r["arena_head"]]
 
@@ -264,7 +266,8 @@ def main() -> None:
     summary = {
         "n": len(rows), "failed": len(failed), "flash_error_pct": stats(flash_err), "peak_sram_vs_head_error_pct": stats(sram_err),
         "tflm_planner_vs_head_error_pct": stats(tflm_err),
-        "tflm_rule_on_cost_graph_vs_head_error_pct": stats(rule_err), "peak_sram_vs_total_error_pct": stats(total_err),
+        "tflm_rule_on_cost_graph_vs_head_error_pct": stats(rule_err),
+        "tflm_persistent_vs_tail_error_pct": stats(tail_err), "peak_sram_vs_total_error_pct": stats(total_err),
         "flatbuffer_overhead_fit": {"fixed": float(coef[0]), "per_op": float(coef[1]), "per_tensor": float(coef[2]),
                                     "per_quant_channel": float(coef[3]),
                                     "max_abs_residual_bytes": float(np.max(np.abs(resid)))},

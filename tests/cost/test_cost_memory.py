@@ -257,3 +257,13 @@ def test_cached_segments_scale_correctly() -> None:
 
 def test_cost_model_follows_the_protocol() -> None:
     assert isinstance(MCUCostModel(), CostModel)
+
+
+def test_tflm_persistent_bytes_counts_the_flatbuffer() -> None:
+    from tinyevo.cost import tflm_persistent_bytes
+    from tinyevo.cost.flash import tensor_counts
+
+    graph = lower(chain3())
+    # 5 activation + 3 weight + 3 bias tensors + MEAN's axis; weight channels c1 4 + c2 8 + fc 10 (per channel)
+    assert tensor_counts(graph) == (12, 22)
+    assert tflm_persistent_bytes(graph) == round(651 + 86.3 * 4 + 56.8 * 12 + 7.9 * 22)

@@ -28,6 +28,7 @@ from tinyevo.cost.memory import (
     TFLMCmsisPlanner,
     TFLMPlanner,
     get_planner,
+    tflm_persistent_bytes,
 )
 from tinyevo.cost.model import CostModel, CostReport, MCUCostModel, OpCost, estimate_cost, op_cycles
 
@@ -44,5 +45,5 @@ __all__ = [
     "DEFAULT_LAYOUT", "INPLACE_KERNELS", "KERNELS", "OP_CLASSES", "PLANNERS", "PRECISIONS", "CostModel", "CostReport",
     "DeployGraph", "DeployOp", "FlashBreakdown", "FlatbufferLayout", "MCUCostModel", "MemoryPlan", "OpCost",
     "OpMemory", "OptimalPlanner", "Planner", "SequentialPlanner", "TFLMCmsisPlanner", "TFLMPlanner", "Tensor", "clear_caches",
-    "estimate_cost", "flash_breakdown", "get_planner", "lower", "op_cycles", "scratch_buffers",
+    "estimate_cost", "flash_breakdown", "get_planner", "lower", "op_cycles", "scratch_buffers", "tflm_persistent_bytes",
 ]

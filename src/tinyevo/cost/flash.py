@@ -113,3 +113,13 @@ def flash_breakdown(graph: DeployGraph, layout: FlatbufferLayout = DEFAULT_LAYOU
     )
     return FlashBreakdown(weights=weights, biases=biases, quantization=quant, metadata=metadata,
                           other_constants=sum(b for b, _ch in other.values()))
+
+
+def tensor_counts(graph: DeployGraph) -> tuple[int, int]:
+    """(tensors, int8 weight quantisation channels) of the flatbuffer ``graph`` exports: activation tensors,
+    weight and bias tensors and the shared small constants; the channels of its int8 constant tensors (weight
+    out channels, plus one per int8 small constant)."""
+    const = sum((op.weights > 0) + (op.biases > 0) for op in graph.ops)
+    other = {key: channels for op in graph.ops for key, _b, channels in op.constants}
+    channels = sum(op.quant_channels for op in graph.ops if op.weights) + sum(other.values())
+    return len(graph.tensors) + const + len(other), channels

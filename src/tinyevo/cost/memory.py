@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from tinyevo.cost.flash import tensor_counts
 from tinyevo.cost.lowering import KERNELS, DeployGraph, scratch_buffers
 from tinyevo.errors import ConfigError
 from tinyevo.registry import Registry
@@ -529,6 +530,18 @@ class TFLMCmsisPlanner(TFLMPlanner):
 
     def __init__(self, *, alignment: int = 16, scratch: bool = True) -> None:
         super().__init__(alignment=alignment, scratch=scratch, kernels="cmsis-nn")
+
+
+def tflm_persistent_bytes(graph: DeployGraph) -> int:
+    """Estimated persistent ("tail") part of a TFLM arena for ``graph``, on a 64-bit host: eval tensors, node
+    structs, per-kernel op data and quantisation parameters. Not part of ``peak_sram_bytes`` (which is the
+    planned activation head); the whole arena is about head + tail. A linear fit to the Python ``tflite-micro``
+    interpreter on 20 random networks (``benchmarks/tflm_vs_estimate.py --per-space 8 --seed 0``, summary
+    ``tail_fit_64bit_host``, max residual 84 B): 651 + 86.3 x kernels + 56.8 x tensors + 7.9 x int8 weight
+    channels. A 32-bit MCU build needs less (smaller pointers and structs).
+    """
+    tensors, channels = tensor_counts(graph)
+    return round(651 + 86.3 * len(graph.ops) + 56.8 * tensors + 7.9 * channels)
 
 
 def get_planner(planner: str | Planner) -> Planner:
