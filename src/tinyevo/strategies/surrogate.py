@@ -61,7 +61,7 @@ class PolyKernelRidge:
     """
 
     degree: int = 2
-    alpha: float = 0.1
+    alpha: float = 0.3
 
     def __post_init__(self) -> None:
         if self.degree < 1:
