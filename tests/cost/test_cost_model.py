@@ -192,3 +192,13 @@ def test_even_stride1_same_pools_export_padded() -> None:
     assert g.output == "a3" and g.tensors["a1#count"].shape == (1, 8, 8)
     # constants: one shared int32 paddings tensor (32 B), the PADV2 value (1 B), one 9x9 int8 ones map
     assert estimate_cost(b.build(x), layout=ZERO_LAYOUT).flash_bytes == 32 + 1 + 81
+
+
+def test_global_pool_on_a_one_channel_input_reads_a_reshape() -> None:
+    b = GraphBuilder((1, 8, 8))
+    g = lower(b.build(b.add(Dense(4), b.add(GlobalPool(), b.input, name="gp"), name="fc")))
+    assert [op.tflite for op in g.ops] == ["RESHAPE", "MEAN", "FULLY_CONNECTED"]
+    assert g.ops[1].inputs == ("gp#reshape",) and g.tensors["gp#reshape"].nbytes == 64
+    b3 = GraphBuilder((3, 8, 8))
+    g3 = lower(b3.build(b3.add(GlobalPool(), b3.input, name="gp")))
+    assert [op.tflite for op in g3.ops] == ["MEAN"]

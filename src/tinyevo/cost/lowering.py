@@ -30,6 +30,7 @@ is the CMSIS-NN scratch buffer a kernel asks the TFLM arena for (``arm_*_get_buf
 :func:`scratch_buffers` gives a kernel's scratch buffers for either kernel library; only the TFLM-style arena
 planner uses them.
 
+* A **global pool on a 1-channel network input** reads it through a ``RESHAPE`` (the layout transpose).
 * A stride-1 **same pool with asymmetric padding** (an even kernel) is ``PADV2`` + ``MAX_POOL_2D`` (max) or
   ``PAD`` + ``AVERAGE_POOL_2D`` + ``DIV`` by a window-count map (average), as the converter exports the torch
   builder's explicit padding.
@@ -212,6 +213,15 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
             _lower_padded_pool(name, op, ins[0], shapes[inputs[0]], out_shape, eb,  # type: ignore[arg-type]
                                tensors, ops, op_index, count_maps)
             continue
+        if kind is GlobalPool and ins == (first,) and shapes[first][0] == 1:
+            # measured: a global pool straight on a 1-channel network input keeps NCHW, the input's layout
+            # transpose becoming a RESHAPE (with an int32 [4] shape operand)
+            tmp = f"{name}#reshape"
+            tensors[tmp] = Tensor(tmp, shapes[first], tensors[first].nbytes)
+            op_index[tmp] = len(ops)
+            ops.append(DeployOp(tmp, "RESHAPE", "elementwise", (name,), ins, 0, tensors[first].elements, 0, 0, 0,
+                                constants=(("shape[4]", 16, 0),)))
+            ins = (tmp,)
         in_shapes = (shapes[inputs[0]],) if len(inputs) == 1 else tuple(shapes[s] for s in inputs)
         spec_key = (_op_key(op), in_shapes, out_shape, int8)
         spec = _SPECS.get(spec_key)
