@@ -1,6 +1,7 @@
 """Surrogate-assisted evolution: tinyevo's default strategy (``surrogate-evolution``).
 
-How a proposal is made (after ``initial`` uniform random samples):
+How a proposal is made (after ``initial`` evaluated uniform random samples; under hard constraints, once some
+trials violated a bound, each of them is the first of a few samples predicted feasible):
 
 1. **Niche elite.** The elite are up to ``elite`` *niche leaders*: the best trial, then the next best that is at
    least ``niche_edits`` typical mutation steps away (L1 distance of ``space.features``) from every leader so
@@ -179,7 +180,8 @@ class SurrogateEvolution:
     children per leader; ``random_pool`` uniform samples added when a leader changes or the search stagnates;
     ``patience`` evaluations without improvement before local search; ``explore`` probability of a uniform
     random proposal; ``predictor`` (default :class:`PolyKernelRidge`); ``max_retries`` sampling attempts
-    before :class:`~tinyevo.errors.SearchExhaustedError`.
+    before :class:`~tinyevo.errors.SearchExhaustedError`; ``max_train`` trials a model is fitted on (the fit
+    is cubic in it); ``max_pool`` candidates kept (beyond it the worst-predicted half is dropped).
     """
 
     def __init__(
@@ -198,6 +200,8 @@ class SurrogateEvolution:
         predictor: Predictor | None = None,
         max_retries: int = 200,
         niche_edits: float = 3.0,
+        max_train: int = 400,
+        max_pool: int = 4000,
     ) -> None:
         if initial < 2:
             raise ConfigError(f"surrogate-evolution needs initial >= 2 random trials, got {initial}")
@@ -206,6 +210,8 @@ class SurrogateEvolution:
                 "surrogate-evolution needs elite, mutants, patience, max_retries >= 1 and crossovers, "
                 "random_pool >= 0"
             )
+        if max_train < 4 or max_pool < 2:
+            raise ConfigError(f"max_train must be >= 4 and max_pool >= 2, got {max_train}, {max_pool}")
         if niche_edits < 0:
             raise ConfigError(f"niche_edits must be >= 0, got {niche_edits}")
         if not 0.0 <= explore <= 1.0:
@@ -224,6 +230,8 @@ class SurrogateEvolution:
         self.predictor: Predictor = predictor if predictor is not None else PolyKernelRidge()
         self.max_retries = max_retries
         self.niche_edits = niche_edits
+        self.max_train = max_train
+        self.max_pool = max_pool
         self._radius: float | None = None  # niche radius in feature space (L1), set on first use
 
         self._bank = _FeatureBank(space)
@@ -238,12 +246,13 @@ class SurrogateEvolution:
         self._neighbours: dict[str, dict[str, _Entry]] = {}  # incumbent -> its unseen one-edit neighbours
         self._exhausted: set[str] = set()  # incumbents whose neighbourhood sampling finds nothing new
         self._generation = 0
+        self._constraint_data: list[tuple[list[int], list[float]]] = [([], []) for _ in problem.hard_constraints]
 
     # --- protocol --------------------------------------------------------------------------------------------
     def ask(self) -> Candidate:
         self._generation += 1
         if len(self._scored_y) < self.initial:
-            return self._random()
+            return self._explore()
         if self.rng.random() < self.explore:
             return self._explore()
         self._breed()
@@ -264,6 +273,11 @@ class SurrogateEvolution:
         self._pool.pop(key, None)
         row = self._bank.row(key, candidate.genome)
         self._told.append(_Told(trial, candidate.genome, row, rank_key(self.problem, trial)))
+        for c, (rows, values) in zip(self.problem.hard_constraints, self._constraint_data, strict=True):
+            v = trial.metrics.get(c.metric)
+            if v is not None and math.isfinite(v):
+                rows.append(row)
+                values.append(float(v))
         if trial.status is Status.INFEASIBLE:
             return  # never evaluated: costs no budget, says nothing about fitness
         f = fitness(self.problem, trial)
@@ -396,8 +410,15 @@ class SurrogateEvolution:
 
     # --- surrogate -------------------------------------------------------------------------------------------
     def _fit(self) -> FittedModel:
-        y = np.asarray(self._scored_y)
-        return self.predictor.fit(self._bank.matrix(self._scored_rows), rank_gauss(y))
+        """The fitness model on (at most ``max_train``) evaluated trials: the best half and the most recent."""
+        rows, y = np.asarray(self._scored_rows), np.asarray(self._scored_y)
+        if len(y) > self.max_train:
+            half = self.max_train // 2
+            best = np.argsort(-y, kind="stable")[:half]
+            recent = np.setdiff1d(np.arange(len(y) - (self.max_train - half), len(y)), best)
+            keep = np.concatenate([best, recent])
+            rows, y = rows[keep], y[keep]
+        return self.predictor.fit(self._bank.matrix(list(rows)), rank_gauss(y))
 
     def _best_key(self, pool: dict[str, _Entry], model: FittedModel) -> str:
         keys = list(pool)
@@ -407,21 +428,33 @@ class SurrogateEvolution:
         if viol is not None:
             # feasible-predicted candidates first (by score), then by smaller predicted violation
             score = np.where(viol > 0, -1e9 - viol, score)
-        return keys[int(np.argmax(score))]
+        best = keys[int(np.argmax(score))]
+        if pool is self._pool and len(keys) > self.max_pool:  # forget the least promising half
+            for i in np.argsort(score, kind="stable")[: len(keys) - self.max_pool // 2]:
+                del self._pool[keys[int(i)]]
+        return best
 
     def _predicted_violation(self, x: np.ndarray) -> np.ndarray | None:
-        """Predicted total hard-constraint violation of each row of ``x`` (None without useful data)."""
+        """Predicted total hard-constraint violation of each row of ``x`` (None without useful data).
+
+        One model per hard constraint, fitted to that metric of the most recent ``max_train`` trials that report
+        it (infeasible ones included: the driver records their cost metrics); positive metrics (sizes,
+        latencies) are modelled on a log scale.
+        """
         total: np.ndarray | None = None
-        for c in self.problem.hard_constraints:
-            rows, values = [], []
-            for t in self._told:
-                v = t.trial.metrics.get(c.metric)
-                if v is not None and math.isfinite(v):
-                    rows.append(t.row)
-                    values.append(float(v))
-            if len(values) < 2 or not any(c.violation({c.metric: v}) > 0 for v in values):
-                continue  # nothing learned yet, or the bound never bit
-            pred = self.predictor.fit(self._bank.matrix(rows), np.asarray(values)).predict(x)
+        for c, (rows, values) in zip(self.problem.hard_constraints, self._constraint_data, strict=True):
+            v = np.asarray(values[-self.max_train :])
+            if len(v) < 2:
+                continue
+            over_upper = c.upper is not None and (v > c.upper).any()
+            under_lower = c.lower is not None and (v < c.lower).any()
+            if not (over_upper or under_lower):
+                continue  # the bound never bit: nothing to avoid yet
+            log = bool((v > 0).all())
+            target = np.log(v) if log else v
+            pred = self.predictor.fit(self._bank.matrix(rows[-self.max_train :]), target).predict(x)
+            if log:
+                pred = np.exp(np.minimum(pred, 700.0))
             over = np.zeros(len(pred))
             if c.upper is not None:
                 over += np.maximum(pred - c.upper, 0.0) / max(abs(c.upper), 1e-12)
