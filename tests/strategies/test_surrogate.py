@@ -152,7 +152,7 @@ def test_hard_constraint_learned(nb201) -> None:
 def test_kernel_ridge_fits_quadratic_functions() -> None:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 2, size=(150, 8)).astype(float)
-    f = lambda v: v @ np.arange(8) + 3 * v[:, 0] * v[:, 1] - 2 * v[:, 2] * v[:, 5]  # noqa: E731
+    f = lambda v: v @ np.arange(8) + 3 * v[:, 0] * v[:, 1] - 2 * v[:, 2] * v[:, 5]
     model = PolyKernelRidge(alpha=1e-3).fit(x, f(x))
     xt = rng.integers(0, 2, size=(40, 8)).astype(float)
     assert np.abs(model.predict(xt) - f(xt)).max() < 0.05

@@ -26,7 +26,9 @@ bound rank behind those predicted feasible (ordered by predicted violation). Fai
 and do not enter the fitness model. Deterministic given ``seed`` (one ``numpy.random.Generator``; ask depends
 only on the seed and the trials told), so :func:`~tinyevo.strategies.base.replay` rebuilds the state.
 
-Measured on NB201 CIFAR-10 (``benchmarks/nb201_strategies.py``): see the README for the table.
+Measured on NB201 CIFAR-10 ``valid_acc``, seeds 0..199 (``python benchmarks/nb201_strategies.py``): mean best
+91.587 / optimum found in 94.5 % of seeds at 100 queries, 91.6067 / 100 % at 300 (Optuna TPE: 91.539 / 50 % and
+91.590 / 96.5 %).
 """
 
 from __future__ import annotations

@@ -23,7 +23,15 @@ import numpy as np
 
 from tinyevo.errors import ConfigError, UnknownNameError
 from tinyevo.spaces.base import create_space
-from tinyevo.strategies.base import DEFAULT_STRATEGY, STRATEGIES, Constraint, Objective, Problem, Status, Strategy
+from tinyevo.strategies.base import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    Constraint,
+    Objective,
+    Problem,
+    Status,
+    Strategy,
+)
 from tinyevo.strategies.loop import run_search
 from tinyevo.tabular.benchmarks import TableLookup, TabularBenchmark
 from tinyevo.tabular.peers import PEERS, OptunaPeer
