@@ -8,7 +8,7 @@ from estimator_helpers import conv_net
 
 from tinyevo.data import Dataset
 from tinyevo.errors import ConfigError, DataError, EstimationError
-from tinyevo.estimators import TrainConfig, accuracy, train_model
+from tinyevo.estimators import TrainConfig, accuracy, train_model, training
 from tinyevo.estimators.training import _augment, _lr_at
 
 FAST = TrainConfig(epochs=3, batch_size=32)
@@ -77,6 +77,59 @@ def test_resizes_data_to_the_ir_and_checks_channels(data: Dataset) -> None:
 def test_time_limit_stops(data: Dataset) -> None:
     r = train_model(conv_net(), data, config=TrainConfig(epochs=50, batch_size=32, time_limit_s=0.0), seed=0)
     assert len(r.history) == 1
+
+
+class _FakeClock:
+    """A ``time`` stand-in whose clock only moves when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_time_limit_fits_the_schedule_to_the_epochs_that_fit(
+    data: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _FakeClock()
+    monkeypatch.setattr(training, "time", clock)
+
+    def ten_seconds_per_epoch(rec: object) -> bool:  # evaluated once per epoch, at its end
+        clock.now += 10.0
+        return False
+
+    cfg = TrainConfig(epochs=10, batch_size=32, time_limit_s=35.0)
+    r = train_model(conv_net(), data, config=cfg, seed=0, monitor=ten_seconds_per_epoch)
+    # the first epoch took 10 s of the 35: three epochs fit, and the cosine ends with the third
+    assert [h.epoch for h in r.history] == [1.0, 2.0, 3.0]
+    assert [h.planned_epochs for h in r.history] == [10, 3, 3]
+    assert r.metrics["epochs"] == 3.0 and r.metrics["epochs_planned"] == 3.0
+    assert r.metrics["epochs_configured"] == 10.0
+    assert r.history[-1].lr < 0.05 * cfg.resolved_lr  # the schedule completed (it used to end near 0.8 x lr)
+    assert not r.stopped_early
+
+
+def test_time_limit_keeps_the_epochs_that_fit(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _FakeClock()
+    monkeypatch.setattr(training, "time", clock)
+
+    def one_second_per_epoch(rec: object) -> bool:
+        clock.now += 1.0
+        return False
+
+    cfg = TrainConfig(epochs=3, batch_size=32, time_limit_s=100.0)
+    r = train_model(conv_net(), data, config=cfg, seed=0, monitor=one_second_per_epoch)
+    assert [h.planned_epochs for h in r.history] == [3, 3, 3]
+    assert r.metrics["epochs"] == 3.0 and r.metrics["epochs_planned"] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("epochs", "first", "limit", "expected"),
+    [(10, 10.0, 35.0, 3), (10, 1.0, 100.0, 10), (10, 50.0, 35.0, 1), (10, 0.0, 35.0, 10), (4, 5.0, 20.0, 4)],
+)
+def test_epochs_within(epochs: int, first: float, limit: float, expected: int) -> None:
+    assert training._epochs_within(epochs, first, limit) == expected
 
 
 @pytest.mark.parametrize(

@@ -41,8 +41,10 @@ class TrainConfig:
     AdamW 0.01 / 1e-2. ``threads``: torch intra-op threads while training; default 1, because search trains
     many small networks whose speed-up from intra-op threads is small (and negative on a loaded machine):
     parallelism comes from the executor's workers. Give more for one big final training. ``time_limit_s``
-    stops training early (the cosine schedule still spans ``epochs``). ``augment``: ``"shift"`` (random
-    translation by up to ``shift_pixels``) and/or ``"flip"`` (random horizontal flip).
+    bounds the training time: the first epoch is timed, and when ``epochs`` cannot finish in time the schedule
+    is fitted to as many epochs as can (at least one); training also stops once the limit is exceeded.
+    ``augment``: ``"shift"`` (random translation by up to ``shift_pixels``) and/or ``"flip"`` (random
+    horizontal flip).
     """
 
     epochs: int = 10
@@ -99,6 +101,7 @@ class EpochRecord:
     lr: float
     seconds: float  # time since the start of training, validation included
     eval_seconds: float = 0.0  # of which spent measuring validation accuracy
+    planned_epochs: int = 0  # the epochs the schedule spans (fewer than configured when fitted to time_limit_s)
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,13 @@ def _lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> fl
     return 0.5 * base * (1.0 + math.cos(math.pi * min(t, 1.0)))
 
 
+def _epochs_within(epochs: int, first_epoch_s: float, time_limit_s: float) -> int:
+    """How many of ``epochs`` fit in ``time_limit_s`` when one takes ``first_epoch_s`` (at least the one done)."""
+    if first_epoch_s <= 0.0:
+        return epochs
+    return max(1, min(epochs, math.floor(time_limit_s / first_epoch_s)))
+
+
 # --- the loop -----------------------------------------------------------------------------------------------
 
 
@@ -231,8 +241,9 @@ def fit(
     """Train ``model`` in place on ``data.x_train``; returns (learning curve, stopped early by the monitor).
 
     The validation accuracy is measured ``evals_per_epoch`` times per epoch (the curve); training stops when
-    the ``monitor`` says so or ``config.time_limit_s`` is exceeded. Raises :class:`EstimationError` when the
-    loss becomes NaN or infinite.
+    the ``monitor`` says so or ``config.time_limit_s`` is exceeded. With a time limit, the first epoch is timed
+    and the schedule is refitted to the epochs that fit in the limit (``EpochRecord.planned_epochs``). Raises
+    :class:`EstimationError` when the loss becomes NaN or infinite.
     """
     cfg = config
     n = len(data.x_train)
@@ -244,7 +255,8 @@ def fit(
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     bs = min(cfg.batch_size, n)
     steps_per_epoch = n // bs + (1 if n % bs >= 2 else 0)  # a last batch of one sample would break BatchNorm
-    total = steps_per_epoch * cfg.epochs
+    planned = cfg.epochs
+    total = steps_per_epoch * planned
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     checkpoints = {
         min(steps_per_epoch, max(1, round(steps_per_epoch * (i + 1) / evals_per_epoch)))
@@ -258,6 +270,8 @@ def fit(
     eval_seconds = 0.0
     model.train()
     for epoch in range(cfg.epochs):
+        if epoch >= planned:
+            break
         perm = torch.from_numpy(rng.permutation(n))
         running, seen = 0.0, 0
         for i in range(steps_per_epoch):
@@ -293,6 +307,7 @@ def fit(
                     lr=lr,
                     seconds=elapsed,
                     eval_seconds=eval_seconds,
+                    planned_epochs=planned,
                 )
                 history.append(rec)
                 if monitor is not None and monitor(rec):
@@ -301,6 +316,10 @@ def fit(
                 if cfg.time_limit_s is not None and elapsed > cfg.time_limit_s:
                     model.eval()
                     return tuple(history), False
+        if epoch == 0 and cfg.time_limit_s is not None:
+            # fit the schedule to the time: the remaining steps follow a cosine that ends with the last epoch
+            planned = _epochs_within(cfg.epochs, time.perf_counter() - start, cfg.time_limit_s)
+            total = steps_per_epoch * planned
     model.eval()
     return tuple(history), False
 
@@ -317,8 +336,9 @@ def train_model(
     """Build ``ir`` with weights from ``seed`` (or ``init_state``), train it, and measure it on every split.
 
     This is the final retraining: ``metrics`` holds ``val_acc``, ``test_acc``, ``train_acc`` (on the training
-    split, in eval mode), ``train_loss``, ``train_time_s`` and ``epochs``. Data of another resolution than the
-    IR's input is resized to it.
+    split, in eval mode), ``train_loss``, ``train_time_s``, ``epochs`` (those trained, fractional when stopped
+    within one), ``epochs_configured`` and ``epochs_planned`` (those the schedule spanned after fitting it to
+    ``config.time_limit_s``). Data of another resolution than the IR's input is resized to it.
     """
     data = fit_data_to_ir(ir, data)
     with torch_threads(config.threads):
@@ -335,5 +355,7 @@ def train_model(
             "train_loss": history[-1].train_loss if history else math.nan,
             "train_time_s": train_time,
             "epochs": history[-1].epoch if history else 0.0,
+            "epochs_configured": float(config.epochs),
+            "epochs_planned": float(history[-1].planned_epochs) if history else float(config.epochs),
         }
     return TrainResult(model=model, history=history, metrics=metrics, stopped_early=stopped)
