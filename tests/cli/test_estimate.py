@@ -11,7 +11,7 @@ from tinyevo.cost import estimate_cost
 from tinyevo.spaces import create_space
 
 NB201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
-KEYS = {"macs", "params", "flash_bytes", "peak_sram_bytes", "latency_ms", "energy_mj"}
+KEYS = {"macs", "params", "weight_bytes", "flash_bytes", "peak_sram_bytes", "latency_ms", "energy_mj"}
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
@@ -42,6 +42,15 @@ def test_limit_checks(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["within_limits"] is False
 
 
+def test_weights_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    base = [NB201, "--space", "nb201", "--resolution", "16"]
+    out = run_json(capsys, *base, "--weights", "1KB")
+    assert out["flash_bytes"] > out["weight_bytes"] > 1024
+    assert out["limits"] == {"weight_bytes": {"limit": 1024, "ok": False}}
+    roomy = run_json(capsys, *base, "--weights", str(out["weight_bytes"]))
+    assert roomy["limits"]["weight_bytes"]["ok"] is True and roomy["within_limits"] is True
+
+
 def test_conventions_and_planners(capsys: pytest.CaptureFixture[str]) -> None:
     # a 64-channel input (64 KB) dominates the peak while the stem runs, unless input buffers are not counted
     base = ["|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|", "--space", "nb201",
@@ -58,9 +67,10 @@ def test_conventions_and_planners(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_text_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["estimate", NB201, "--space", "nb201", "--device", "rp2040", "--resolution", "16",
-                 "--sram", "8KB", "--ops"]) == 0
+                 "--sram", "8KB", "--weights", "1KB", "--ops"]) == 0
     text = capsys.readouterr().out
-    for word in ("MACs", "peak SRAM", "latency", "energy", "live tensors", "violates", "CONV_2D"):
+    for word in ("MACs", "weights", "peak SRAM", "latency", "energy", "live tensors", "violates", "CONV_2D",
+                 "weight_bytes"):
         assert word in text
 
 

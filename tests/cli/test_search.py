@@ -123,6 +123,8 @@ def test_resume_of_a_finished_run_adds_nothing(run_dir: Path) -> None:
         (["search", "--time", "soon"], "duration"),
         (["search", "--workers", "0"], "--workers"),
         (["search", "--executor", "slurm"], "invalid choice"),
+        (["search", "--sram-convention", "tflm"], "invalid choice"),
+        (["search", "--weights", "4.5 parsecs"], "unit"),
         (["search", "--scheduler", "127.0.0.1:8786"], "tcp://HOST:PORT"),
         (["search", "--data", "/no/such/file.npz", "--budget", "1"], ""),
         (["search", "--config", "/no/such/run.toml"], "does not exist"),
@@ -164,6 +166,63 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("budgett = 3\n")
     assert main(["search", "--config", str(bad)]) == 2
+
+
+def test_sram_convention_and_weights_from_file_and_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tinyevo.cli.main import build_parser
+    from tinyevo.cli.search import config_from_args
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('sram = "2.5KB"\nweights = "4.5KB"\nsram_convention = "munas"\n')
+    cfg = config_from_args(build_parser().parse_args(["search", "--config", str(toml)]))
+    assert cfg.limits.sram_convention == "munas" and cfg.limits.weights == 4608
+    flags = ["search", "--config", str(toml), "--sram-convention", "mcunet", "--weights", "2KB"]
+    cfg = config_from_args(build_parser().parse_args(flags))
+    assert cfg.limits.sram_convention == "mcunet" and cfg.limits.weights == 2048  # flags win
+    bad = tmp_path / "bad.toml"
+    bad.write_text('sram_convention = "tflm"\n')
+    capsys.readouterr()
+    assert main(["search", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--sram-convention must be mcunet or munas, got 'tflm'" in err
+
+
+def test_search_with_the_munas_convention_and_a_weights_limit(
+    tiny_npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tinyevo.cost import estimate_cost
+    from tinyevo.data import load_dataset
+    from tinyevo.run.components import make_space
+    from tinyevo.run.config import RunConfig
+
+    out = tmp_path / "munas"
+    argv = ["search", "--data", str(tiny_npz), "--budget", "2", "--sram", "2KB", "--weights", "3KB",
+            "--sram-convention", "munas", "--no-final", "--out", str(out), *FAST]
+    assert main(argv) == 0
+    with SQLiteStorage(out / DB_NAME, readonly=True) as s:
+        recs, stored = s.records(), s.meta().config
+    assert stored["limits"]["sram_convention"] == "munas" and stored["limits"]["weights"] == 3072
+    config = RunConfig.from_json(stored)
+    data = load_dataset(str(tiny_npz), seed=config.seed, val_fraction=config.data.val_fraction)
+    space = make_space(config.space, input_shape=data.input_shape, num_classes=data.num_classes)
+    for r in recs:
+        report = estimate_cost(space.decode(space.parse(r.trial.genome)), device="stm32f412",
+                               count_input=False, count_output=False)
+        assert r.cost["peak_sram_bytes"] == report.peak_sram_bytes
+        assert r.cost["weight_bytes"] == report.weight_bytes
+        feasible = report.peak_sram_bytes <= 2048 and report.weight_bytes <= 3072
+        assert (r.trial.status.value != "infeasible") == feasible
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    shown = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "weight_bytes <= 3.0 KB" in shown and "peak SRAM convention: munas" in shown
+    assert main(["report", str(out)]) == 0
+    assert "<td>peak SRAM convention</td><td class=g>munas</td>" in (out / "report" / "report.html").read_text()
+    assert main(["resume", str(out), "--quiet"]) == 0  # the stored convention: nothing new to evaluate
+    with SQLiteStorage(out / DB_NAME, readonly=True) as s:
+        assert s.records() == recs
 
 
 def test_progress_view_renders_events() -> None:

@@ -48,6 +48,15 @@ def test_chain_macs_params_flash() -> None:
     assert f32.macs == r.macs
 
 
+def test_weight_bytes_are_weights_at_precision_plus_int32_biases() -> None:
+    # chain3: 404 weight elements (36 + 288 + 80) and 22 biases (4 + 8 + 10); metadata and quantisation
+    # parameters (the default layout's) do not count
+    r = estimate_cost(chain3())
+    assert r.weight_bytes == 404 * 1 + 22 * 4
+    assert r.as_metrics()["weight_bytes"] == 404 + 88 < r.flash_bytes
+    assert estimate_cost(chain3(), precision="float32").weight_bytes == 404 * 4 + 22 * 4
+
+
 def test_flash_metadata_counting() -> None:
     one = FlatbufferLayout(fixed=1000, per_op=100, per_opcode=10, per_tensor=1, per_buffer=0,
                            const_alignment=0, per_quantized_tensor=0, per_channel=0)
@@ -137,9 +146,10 @@ def test_latency_and_energy_formula() -> None:
 def test_as_metrics_keys() -> None:
     ir = chain3()
     plain = estimate_cost(ir).as_metrics()
-    assert set(plain) == {"macs", "params", "flash_bytes", "peak_sram_bytes"}
+    assert set(plain) == {"macs", "params", "weight_bytes", "flash_bytes", "peak_sram_bytes"}
     full = estimate_cost(ir, device="stm32f746").as_metrics()
-    assert set(full) == {"macs", "params", "flash_bytes", "peak_sram_bytes", "latency_ms", "energy_mj"}
+    assert set(full) == {"macs", "params", "weight_bytes", "flash_bytes", "peak_sram_bytes", "latency_ms",
+                         "energy_mj"}
     assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in full.values())
 
 

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinyevo.devices import DEVICES, Limits, format_size, get_device, load_devices, parse_devices, parse_size
+from tinyevo.devices import (
+    DEVICES,
+    Limits,
+    describe_bound,
+    format_size,
+    get_device,
+    load_devices,
+    parse_devices,
+    parse_size,
+)
 from tinyevo.errors import ConfigError, UnknownNameError
 
 KB, MB = 1024, 1024 * 1024
@@ -161,6 +170,19 @@ def test_limits_explicit_wins() -> None:
     only = Limits.from_options(flash="256KB", params=1000, energy_mj=2.0)
     assert only.device is None and only.sram_bytes is None and only.flash_bytes == 256 * KB
     assert {c.metric for c in only.constraints()} == {"flash_bytes", "params", "energy_mj"}
+
+
+def test_limits_weights_bound_weight_bytes() -> None:
+    lim = Limits.from_options(device="stm32f412", weights="4.5KB")
+    assert lim.weight_bytes == 4608
+    assert lim.bounds() == {"peak_sram_bytes": 256 * KB, "flash_bytes": 1 * MB, "weight_bytes": 4608}
+    assert Limits.from_options(device="stm32f412").weight_bytes is None  # a device has no weights limit
+    only = Limits.from_options(weights=1000)
+    assert only.check({"weight_bytes": 1000.0}) == {"weight_bytes": True}
+    assert only.check({"weight_bytes": 1001.0}) == {"weight_bytes": False}
+    assert describe_bound("weight_bytes", 4608) == "weight_bytes <= 4.5 KB"
+    with pytest.raises(ConfigError):
+        Limits.from_options(weights="4.5 parsecs")
 
 
 def test_limits_check() -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -88,6 +90,9 @@ def test_json_round_trip_of_varied_configs() -> None:
         ({"seed": -1}, "--seed"),
         ({"seed": "x"}, "--seed"),
         ({"sram": "-4KB"}, "size"),
+        ({"weights": "4.5 parsecs"}, "unit"),
+        ({"weights": 0}, "--weights"),
+        ({"sram_convention": "tflm"}, "--sram-convention must be mcunet or munas"),
         ({"val_fraction": 1.5}, "val_fraction"),
         ({"workers": 0}, "--workers"),
         ({"executor": "slurm"}, "unknown executor"),
@@ -102,6 +107,19 @@ def test_json_round_trip_of_varied_configs() -> None:
 def test_bad_values_raise_config_error(flags: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         build_config(None, **flags)
+
+
+def test_sram_convention_and_weights_limit_are_stored_with_the_run() -> None:
+    default = build_config(None)
+    assert default.limits.sram_convention == "mcunet" and default.limits.weights is None
+    cfg = build_config(None, device="stm32f412", sram="2.5KB", weights="4.5KB", sram_convention="munas")
+    assert cfg.limits.sram_convention == "munas" and cfg.limits.weights == 4608 and cfg.limits.sram == 2560
+    stored = cfg.to_json()
+    assert stored["limits"]["sram_convention"] == "munas" and stored["limits"]["weights"] == 4608
+    assert RunConfig.from_json(stored) == cfg
+    # a run stored before these options existed reads back as mcunet without a weights limit
+    old = {**stored, "limits": {k: v for k, v in stored["limits"].items() if k not in ("weights", "sram_convention")}}
+    assert RunConfig.from_json(old).limits == replace(cfg.limits, weights=None, sram_convention="mcunet")
 
 
 def test_unknown_device_name() -> None:

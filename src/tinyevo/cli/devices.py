@@ -12,7 +12,7 @@ from tinyevo.devices import DEVICES, Limits, format_size, get_device, load_devic
 
 
 def add_device_options(parser: argparse.ArgumentParser, *, limits: bool = True) -> None:
-    """``--device``, ``--device-file`` and (with ``limits``) ``--sram/--flash/--latency-ms/...``."""
+    """``--device``, ``--device-file`` and (with ``limits``) ``--sram/--flash/--weights/--latency-ms/...``."""
     parser.add_argument("--device", metavar="DEV", help="device profile (see `tinyevo devices`)")
     parser.add_argument("--device-file", metavar="TOML", action="append", default=[],
                         help="load extra device profiles from a TOML file (repeatable)")
@@ -21,6 +21,8 @@ def add_device_options(parser: argparse.ArgumentParser, *, limits: bool = True) 
     g = parser.add_argument_group("limits (explicit values win over the device's SRAM / flash)")
     g.add_argument("--sram", metavar="SIZE", help="peak SRAM limit, e.g. 64KB (KB = 1024 bytes)")
     g.add_argument("--flash", metavar="SIZE", help="flash limit, e.g. 256KB or 1MB")
+    g.add_argument("--weights", metavar="SIZE",
+                   help="limit on weight + bias bytes (model size without .tflite metadata), e.g. 4.5KB")
     g.add_argument("--latency-ms", type=float, metavar="MS", help="latency limit in milliseconds")
     g.add_argument("--energy-mj", type=float, metavar="MJ", help="energy limit in millijoules per inference")
     g.add_argument("--macs", type=float, metavar="N", help="limit on multiply-accumulates")
@@ -35,8 +37,8 @@ def load_device_files(args: argparse.Namespace) -> None:
 def limits_from_args(args: argparse.Namespace) -> Limits:
     load_device_files(args)
     return Limits.from_options(
-        device=args.device, sram=args.sram, flash=args.flash, latency_ms=args.latency_ms,
-        energy_mj=args.energy_mj, macs=args.macs, params=args.params,
+        device=args.device, sram=args.sram, flash=args.flash, weights=args.weights,
+        latency_ms=args.latency_ms, energy_mj=args.energy_mj, macs=args.macs, params=args.params,
     )
 
 

@@ -10,18 +10,16 @@ from rich.console import Console
 from rich.table import Table
 
 from tinyevo.cli.devices import add_device_options, limits_from_args
-from tinyevo.cost import PLANNERS, PRECISIONS, CostReport, estimate_cost
+from tinyevo.cost import PLANNERS, PRECISIONS, SRAM_CONVENTIONS, CostReport, estimate_cost
 from tinyevo.devices import describe_bound, format_size
 from tinyevo.errors import ConfigError
 from tinyevo.spaces import SPACES, create_space
 
-#: Peak-SRAM conventions: whether the network input / output buffers count.
-CONVENTIONS: dict[str, tuple[bool, bool]] = {"mcunet": (True, True), "munas": (False, False)}
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "estimate", help="MACs, params, flash, peak SRAM, latency and energy of one architecture",
+        "estimate",
+        help="MACs, params, weight bytes, flash, peak SRAM, latency and energy of one architecture",
         description="Estimate the deployment cost of GENOME (a genome string of --space) on a "
                     "microcontroller and check it against limits.",
     )
@@ -34,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="int8")
     p.add_argument("--planner", choices=PLANNERS.names(), default="optimal",
                    help="peak SRAM planner: optimal order (default), IR order, or TFLM greedy arena")
-    p.add_argument("--convention", choices=sorted(CONVENTIONS), default="mcunet",
+    p.add_argument("--convention", choices=sorted(SRAM_CONVENTIONS), default="mcunet",
                    help="count the network input and output buffers in peak SRAM (mcunet) or not (munas)")
     p.add_argument("--inplace", action="store_true",
                    help="depthwise convs and adds may overwrite a dying input")
@@ -69,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resolution is not None and ir.input_shape[1:] != (args.resolution, args.resolution):
         raise ConfigError(f"the genome fixes the input resolution to {ir.input_shape[1]}x"
                           f"{ir.input_shape[2]}; drop --resolution or change the genome")
-    count_input, count_output = CONVENTIONS[args.convention]
+    count_input, count_output = SRAM_CONVENTIONS[args.convention]
     report = estimate_cost(ir, device=limits.device, precision=args.precision, planner=args.planner,
                            count_input=count_input, count_output=count_output, inplace=args.inplace)
     metrics = report.as_metrics()
@@ -79,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         out: dict[str, object] = {
             "genome": str(space.parse(args.genome)), "space": args.space,
             "input_shape": list(ir.input_shape), "device": report.device, "precision": report.precision,
-            "macs": report.macs, "params": report.params, "flash_bytes": report.flash_bytes,
+            "macs": report.macs, "params": report.params, "weight_bytes": report.weight_bytes,
+            "flash_bytes": report.flash_bytes,
             "peak_sram_bytes": report.peak_sram_bytes, "latency_ms": report.latency_ms,
             "energy_mj": report.energy_mj,
             "planner": report.memory.planner, "convention": args.convention, "inplace": args.inplace,
@@ -119,6 +118,7 @@ def _print_report(args: argparse.Namespace, report: CostReport, input_shape: tup
     rows = [
         ("MACs", "macs", _fmt_count(report.macs)),
         ("params", "params", _fmt_count(report.params)),
+        ("weights", "weight_bytes", format_size(report.weight_bytes)),
         ("flash", "flash_bytes", format_size(report.flash_bytes)),
         ("peak SRAM", "peak_sram_bytes", format_size(report.peak_sram_bytes)),
     ]

@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tinyevo.run.config import EXECUTOR_CHOICES, RunConfig
+from tinyevo.run.config import EXECUTOR_CHOICES, SRAM_CONVENTION_CHOICES, RunConfig
 
 # --- rendering shared by search / resume / show ---
 
@@ -198,6 +198,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="device profile (default stm32f412; 'none' for no device)")
     g.add_argument("--sram", metavar="SIZE", help="peak SRAM limit, e.g. 64KB (default: the device's)")
     g.add_argument("--flash", metavar="SIZE", help="flash limit, e.g. 256KB (default: the device's)")
+    g.add_argument("--weights", metavar="SIZE",
+                   help="limit on weight + bias bytes (model size without .tflite metadata), e.g. 4.5KB")
+    g.add_argument("--sram-convention", choices=SRAM_CONVENTION_CHOICES,
+                   help="peak SRAM counts the network input and output buffers (mcunet, default) "
+                        "or not (munas)")
     g.add_argument("--latency-ms", type=float, metavar="MS", help="latency limit on the device")
     g.add_argument("--energy-mj", type=float, metavar="MJ", help="energy-per-inference limit")
     g.add_argument("--macs", type=float, metavar="N", help="MACs limit")
@@ -245,6 +250,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         device=args.device,
         sram=args.sram,
         flash=args.flash,
+        weights=args.weights,
+        sram_convention=args.sram_convention,
         latency_ms=args.latency_ms,
         energy_mj=args.energy_mj,
         macs=args.macs,

@@ -1,7 +1,7 @@
 """MCU cost model: MACs, params, flash, peak SRAM, latency and energy of an :class:`~tinyevo.ir.ArchIR`.
 
 ``estimate_cost(ir, device="stm32f746").as_metrics()`` gives the metrics searches constrain
-(``macs``, ``params``, ``flash_bytes``, ``peak_sram_bytes``, ``latency_ms``, ``energy_mj``).
+(``macs``, ``params``, ``weight_bytes``, ``flash_bytes``, ``peak_sram_bytes``, ``latency_ms``, ``energy_mj``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,15 @@ from tinyevo.cost.memory import (
     get_planner,
     tflm_persistent_bytes,
 )
-from tinyevo.cost.model import CostModel, CostReport, MCUCostModel, OpCost, estimate_cost, op_cycles
+from tinyevo.cost.model import (
+    SRAM_CONVENTIONS,
+    CostModel,
+    CostReport,
+    MCUCostModel,
+    OpCost,
+    estimate_cost,
+    op_cycles,
+)
 
 
 def clear_caches() -> None:
@@ -42,8 +50,35 @@ def clear_caches() -> None:
     _solve_canonical.cache_clear()
 
 __all__ = [
-    "DEFAULT_LAYOUT", "INPLACE_KERNELS", "KERNELS", "OP_CLASSES", "PLANNERS", "PRECISIONS", "CostModel", "CostReport",
-    "DeployGraph", "DeployOp", "FlashBreakdown", "FlatbufferLayout", "MCUCostModel", "MemoryPlan", "OpCost",
-    "OpMemory", "OptimalPlanner", "Planner", "SequentialPlanner", "TFLMCmsisPlanner", "TFLMPlanner", "Tensor", "clear_caches",
-    "estimate_cost", "flash_breakdown", "get_planner", "lower", "op_cycles", "scratch_buffers", "tflm_persistent_bytes",
+    "DEFAULT_LAYOUT",
+    "INPLACE_KERNELS",
+    "KERNELS",
+    "OP_CLASSES",
+    "PLANNERS",
+    "PRECISIONS",
+    "SRAM_CONVENTIONS",
+    "CostModel",
+    "CostReport",
+    "DeployGraph",
+    "DeployOp",
+    "FlashBreakdown",
+    "FlatbufferLayout",
+    "MCUCostModel",
+    "MemoryPlan",
+    "OpCost",
+    "OpMemory",
+    "OptimalPlanner",
+    "Planner",
+    "SequentialPlanner",
+    "TFLMCmsisPlanner",
+    "TFLMPlanner",
+    "Tensor",
+    "clear_caches",
+    "estimate_cost",
+    "flash_breakdown",
+    "get_planner",
+    "lower",
+    "op_cycles",
+    "scratch_buffers",
+    "tflm_persistent_bytes",
 ]

@@ -14,6 +14,12 @@ read and written plus constants read.
 Counting conventions: ``macs`` counts multiply-accumulates of convolutions and fully connected layers only
 (what fvcore reports for ``conv`` + ``linear``); ``params`` counts deployed parameters: weights plus one bias
 per output channel of every conv, depthwise conv and dense layer (BatchNorm folded into the conv bias).
+``weight_bytes`` is the bytes of those parameters as TFLite Micro stores them: weights at the precision's
+element size (1 byte in int8, 4 in float32) and biases as int32 (float32) -- the "model size" muNAS bounds,
+without the quantisation parameters and flatbuffer metadata that ``flash_bytes`` adds.
+
+Peak-SRAM conventions (:data:`SRAM_CONVENTIONS`): ``mcunet`` counts the network input and output buffers (as
+MCUNet and the TFLM arena do), ``munas`` counts neither (as muNAS does).
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from tinyevo.cost.lowering import OP_CLASSES, DeployGraph, DeployOp, lower
 from tinyevo.cost.memory import MemoryPlan, Planner, get_planner
 from tinyevo.devices.profiles import DeviceProfile, get_device
 from tinyevo.ir import ArchIR, Shape
+
+SRAM_CONVENTIONS: dict[str, tuple[bool, bool]] = {"mcunet": (True, True), "munas": (False, False)}
+"""Peak-SRAM convention -> (``count_input``, ``count_output``) of :func:`estimate_cost`."""
 
 
 @dataclass(frozen=True)
@@ -97,12 +106,19 @@ class CostReport:
             ))
         return tuple(out)
 
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights (at the precision's element size) and biases (int32 / float32): the model size
+        without quantisation parameters and flatbuffer metadata."""
+        return self.flash.weights + self.flash.biases
+
     def as_metrics(self) -> dict[str, float]:
-        """``macs``, ``params``, ``flash_bytes``, ``peak_sram_bytes`` and, with a device, ``latency_ms``,
-        ``energy_mj``."""
+        """``macs``, ``params``, ``weight_bytes``, ``flash_bytes``, ``peak_sram_bytes`` and, with a device,
+        ``latency_ms``, ``energy_mj``."""
         out = {
             "macs": float(self.macs),
             "params": float(self.params),
+            "weight_bytes": float(self.weight_bytes),
             "flash_bytes": float(self.flash_bytes),
             "peak_sram_bytes": float(self.peak_sram_bytes),
         }

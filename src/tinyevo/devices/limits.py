@@ -14,6 +14,7 @@ from tinyevo.strategies.base import Constraint
 METRICS: dict[str, str] = {
     "sram_bytes": "peak_sram_bytes",
     "flash_bytes": "flash_bytes",
+    "weight_bytes": "weight_bytes",
     "latency_ms": "latency_ms",
     "energy_mj": "energy_mj",
     "macs": "macs",
@@ -31,11 +32,16 @@ def _positive(name: str, value: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds on cost metrics (``None``: unlimited) and the device to estimate latency / energy on."""
+    """Upper bounds on cost metrics (``None``: unlimited) and the device to estimate latency / energy on.
+
+    ``flash_bytes`` bounds the whole ``.tflite`` flatbuffer; ``weight_bytes`` only the weights and biases as
+    stored (the "model size" of muNAS; see :attr:`tinyevo.cost.CostReport.weight_bytes`).
+    """
 
     device: DeviceProfile | None = None
     sram_bytes: int | None = None
     flash_bytes: int | None = None
+    weight_bytes: int | None = None
     latency_ms: float | None = None
     energy_mj: float | None = None
     macs: float | None = None
@@ -52,6 +58,7 @@ class Limits:
         device: str | DeviceProfile | None = None,
         sram: str | int | None = None,
         flash: str | int | None = None,
+        weights: str | int | None = None,
         latency_ms: float | None = None,
         energy_mj: float | None = None,
         macs: float | None = None,
@@ -59,13 +66,15 @@ class Limits:
     ) -> Limits:
         """Limits from a device (its SRAM and flash) and/or explicit values; an explicit value wins.
 
-        ``sram`` / ``flash`` are bytes or size strings (``"64KB"``, KB = 1024 bytes).
+        ``sram`` / ``flash`` / ``weights`` are bytes or size strings (``"64KB"``, KB = 1024 bytes); a device
+        has no weights limit of its own.
         """
         dev = get_device(device) if device is not None else None
         sram_b = parse_size(sram) if sram is not None else (dev.sram_bytes if dev else None)
         flash_b = parse_size(flash) if flash is not None else (dev.flash_bytes if dev else None)
-        return cls(device=dev, sram_bytes=sram_b, flash_bytes=flash_b, latency_ms=latency_ms,
-                   energy_mj=energy_mj, macs=macs, params=params)
+        weights_b = parse_size(weights) if weights is not None else None
+        return cls(device=dev, sram_bytes=sram_b, flash_bytes=flash_b, weight_bytes=weights_b,
+                   latency_ms=latency_ms, energy_mj=energy_mj, macs=macs, params=params)
 
     def bounds(self) -> dict[str, float]:
         """Metric name -> upper bound, for the limits that are set."""

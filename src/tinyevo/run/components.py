@@ -133,20 +133,27 @@ class TrainingEvaluator:
 
 @dataclass
 class CostFunction:
-    """Cost-model metrics of a genome: decode, then :func:`tinyevo.cost.estimate_cost` on the device."""
+    """Cost-model metrics of a genome: decode, then :func:`tinyevo.cost.estimate_cost` on the device.
+
+    ``sram_convention``: ``mcunet`` (peak SRAM counts the network input and output buffers) or ``munas``
+    (neither counts); see :data:`tinyevo.cost.SRAM_CONVENTIONS`.
+    """
 
     space: SearchSpace
     device: Any = None
     precision: str = "int8"
+    sram_convention: str = "mcunet"
     _cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     def __call__(self, genome: Genome) -> dict[str, float]:
-        from tinyevo.cost import estimate_cost
+        from tinyevo.cost import SRAM_CONVENTIONS, estimate_cost
 
         key = str(genome)
         if key not in self._cache:
             ir = self.space.decode(genome)
-            report = estimate_cost(ir, device=self.device, precision=self.precision)
+            count_input, count_output = SRAM_CONVENTIONS[self.sram_convention]
+            report = estimate_cost(ir, device=self.device, precision=self.precision, count_input=count_input,
+                                   count_output=count_output)
             self._cache[key] = dict(report.as_metrics())
         return dict(self._cache[key])
 
@@ -158,6 +165,7 @@ def make_limits(cfg: LimitsConfig) -> Any:
         device=cfg.device,
         sram=cfg.sram,
         flash=cfg.flash,
+        weights=cfg.weights,
         latency_ms=cfg.latency_ms,
         energy_mj=cfg.energy_mj,
         macs=cfg.macs,

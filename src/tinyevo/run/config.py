@@ -11,6 +11,8 @@ A config file uses the flag names (``-`` or ``_``) as top-level keys, plus three
     space = "chain"
     device = "stm32f412"
     sram = "64KB"
+    weights = "32KB"           # weight + bias bytes (model size without .tflite metadata)
+    sram_convention = "mcunet" # peak SRAM counts the input and output buffers; "munas": neither counts
     budget = 40
     time = "30m"
     objectives = ["val_acc:max"]
@@ -41,6 +43,7 @@ from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
 DEFAULT_ESTIMATOR = "train"  # tinyevo.estimators.DEFAULT_ESTIMATOR; repeated so config needs no torch import
 DEFAULT_DEVICE = "stm32f412"
 EXECUTOR_CHOICES = ("local", "process", "dask")
+SRAM_CONVENTION_CHOICES = ("mcunet", "munas")  # tinyevo.cost.SRAM_CONVENTIONS; repeated (no cost import)
 DIGITS_DEMO_LIMITS = {"sram": "4KB", "flash": "64KB"}
 """Limits used on the built-in ``digits`` data when neither a device nor SRAM / flash limits are given: the
 default device's 256 KB / 1 MB would let every 8x8-input network through."""
@@ -103,7 +106,12 @@ class EstimatorConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """Device and explicit limits (explicit values win over the device's SRAM / flash)."""
+    """Device and explicit limits (explicit values win over the device's SRAM / flash).
+
+    ``weights``: bound on weight + bias bytes (``weight_bytes``). ``sram_convention``: how the run's cost
+    model counts peak SRAM, ``mcunet`` (the network input and output buffers count, as in the TFLM arena) or
+    ``munas`` (neither counts).
+    """
 
     device: str | None = DEFAULT_DEVICE
     sram: int | None = None  # bytes
@@ -113,9 +121,14 @@ class LimitsConfig:
     macs: float | None = None
     params: float | None = None
     precision: Literal["int8", "float32"] = "int8"
+    weights: int | None = None  # bytes
+    sram_convention: Literal["mcunet", "munas"] = "mcunet"
 
     def __post_init__(self) -> None:
-        for name in ("sram", "flash", "latency_ms", "energy_mj", "macs", "params"):
+        if self.sram_convention not in SRAM_CONVENTION_CHOICES:
+            choices = " or ".join(SRAM_CONVENTION_CHOICES)
+            raise ConfigError(f"--sram-convention must be {choices}, got {self.sram_convention!r}")
+        for name in ("sram", "flash", "weights", "latency_ms", "energy_mj", "macs", "params"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
@@ -319,6 +332,8 @@ _TOP_KEYS = {
     "device",
     "sram",
     "flash",
+    "weights",
+    "sram_convention",
     "latency_ms",
     "energy_mj",
     "macs",
@@ -471,6 +486,8 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             macs=_typed("--macs", v.get("macs"), (int, float)),
             params=_typed("--params", v.get("params"), (int, float)),
             precision=v.get("precision", "int8"),
+            weights=size("weights"),
+            sram_convention=v.get("sram_convention", "mcunet"),
         ),
         objectives=tuple(parse_objective(o) for o in (objectives or ["val_acc:max"])),
         budget=BudgetConfig(

@@ -145,7 +145,8 @@ def build_parts(config: RunConfig) -> RunParts:
     evaluate = TrainingEvaluator(
         data=config.data, space=config.space, estimator=config.estimator, seed=config.seed
     )
-    cost = CostFunction(space, device=limits.device, precision=config.limits.precision)
+    cost = CostFunction(space, device=limits.device, precision=config.limits.precision,
+                        sram_convention=config.limits.sram_convention)
     return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
 
 

@@ -216,6 +216,7 @@ def render_html(view: RunView, images: tuple[Path, ...], *, top: int = 15) -> st
             ["strategy", cfg.strategy],
             ["estimator", cfg.estimator.name],
             ["device", str(cfg.limits.device)],
+            ["peak SRAM convention", cfg.limits.sram_convention],
             ["seed", str(cfg.seed)],
             ["budget", f"{cfg.budget.trials} evaluations"],
             ["phase", str(view.phase)],
