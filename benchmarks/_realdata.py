@@ -3,6 +3,8 @@
 Each benchmark runs ``tinyevo search --config benchmarks/configs/<name>.toml`` in a subprocess (the same CLI a
 user runs), under a hard wall-clock limit, logging to ``benchmarks/out/<name>.log``, then reads the run
 directory with :func:`tinyevo.run.view.open_run` and writes ``benchmarks/out/<name>.json`` and a table.
+Everything about the run (limits, the peak-SRAM convention, training) is in the config file;
+``--sram-convention`` overrides the config's convention on the command line (passed through to the CLI).
 ``--parse-only`` skips the search and only summarises an existing run directory.
 """
 
@@ -17,7 +19,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,30 +32,26 @@ def shared_dir() -> Path:
     return Path(env) if env else (ROOT / ".." / "shared").resolve()
 
 
-def parser(name: str, doc: str, default_convention: str = "mcunet") -> argparse.ArgumentParser:
+def parser(name: str, doc: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=CONFIGS / f"{name}.toml", help="run config (TOML)")
     p.add_argument("--run-dir", type=Path, default=OUT / f"{name}_run", help="tinyevo run directory")
     p.add_argument("--wall-limit", type=float, default=3600.0,
                    help="hard wall-clock limit of the whole tinyevo search process, seconds")
     p.add_argument("--parse-only", action="store_true", help="only summarise an existing --run-dir")
-    p.add_argument("--sram-convention", choices=("mcunet", "munas"), default=default_convention,
-                   help="peak SRAM convention of the search's cost model: mcunet (input and output buffers "
-                        "count; what `tinyevo search` uses) or munas (neither counts)")
+    p.add_argument("--sram-convention", choices=("mcunet", "munas"),
+                   help="override the config's peak SRAM convention: mcunet (input and output buffers count) "
+                        "or munas (neither counts); passed to `tinyevo search --sram-convention`")
     p.add_argument("extra", nargs="*", help="extra `tinyevo search` flags after --, e.g. -- --time 10m")
     return p
 
 
 def run_search(args: argparse.Namespace, extra: Sequence[str] = ()) -> dict[str, Any]:
     """Run the search CLI (unless --parse-only); returns what was run and how long it took."""
-    if args.sram_convention == "mcunet":  # the plain CLI
-        cmd = [sys.executable, "-m", "tinyevo.cli.main", "search", "--config", str(args.config),
-               "--out", str(args.run_dir), "--quiet", *extra, *args.extra]
-    else:  # the library API with the cost function swapped (see library_search)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "search", "--config", str(args.config),
-               "--out", str(args.run_dir), "--sram-convention", args.sram_convention, *extra, *args.extra]
-    info: dict[str, Any] = {"command": shlex.join(cmd), "wall_limit_s": args.wall_limit,
-                            "sram_convention": args.sram_convention}
+    convention = [] if args.sram_convention is None else ["--sram-convention", args.sram_convention]
+    cmd = [sys.executable, "-m", "tinyevo.cli.main", "search", "--config", str(args.config),
+           "--out", str(args.run_dir), "--quiet", *convention, *extra, *args.extra]
+    info: dict[str, Any] = {"command": shlex.join(cmd), "wall_limit_s": args.wall_limit}
     if args.parse_only:
         info["command"] = None
         return info
@@ -77,71 +74,6 @@ def run_search(args: argparse.Namespace, extra: Sequence[str] = ()) -> dict[str,
     info["total_wall_s"] = time.time() - start
     info["log"] = str(log.relative_to(ROOT))
     return info
-
-
-CONVENTIONS = {"mcunet": (True, True), "munas": (False, False)}
-"""(count_input, count_output) of the peak-SRAM conventions, as in ``tinyevo estimate --convention``."""
-
-
-@dataclass
-class ConventionCost:
-    """The run's cost function (:class:`tinyevo.run.components.CostFunction`) with a chosen peak-SRAM
-    convention: ``tinyevo search`` always counts the input and output buffers."""
-
-    space: Any
-    device: Any = None
-    precision: str = "int8"
-    convention: str = "munas"
-    _cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
-
-    def __call__(self, genome: Any) -> dict[str, float]:
-        from tinyevo.cost import estimate_cost
-
-        key = str(genome)
-        if key not in self._cache:
-            count_input, count_output = CONVENTIONS[self.convention]
-            report = estimate_cost(self.space.decode(genome), device=self.device, precision=self.precision,
-                                   count_input=count_input, count_output=count_output)
-            self._cache[key] = dict(report.as_metrics())
-        return dict(self._cache[key])
-
-
-def library_search(argv: Sequence[str]) -> int:
-    """``python benchmarks/_realdata.py search --config F --out DIR --sram-convention munas [flags]``: the same
-    run as ``tinyevo search`` (config file + the flags below), through :func:`tinyevo.run.engine.start_run`
-    with the cost function swapped for :class:`ConventionCost`. Only the flags the benchmarks use are
-    accepted."""
-    from dataclasses import replace
-
-    from tinyevo.run.config import build_config, load_config_file, validate_names
-    from tinyevo.run.engine import build_parts, resolve_run_identity, start_run
-
-    p = argparse.ArgumentParser(prog="_realdata.py search")
-    p.add_argument("--config", required=True)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--sram-convention", choices=tuple(CONVENTIONS), default="munas")
-    p.add_argument("--time")
-    p.add_argument("--budget", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--final-epochs", type=int)
-    p.add_argument("--estimator")
-    a = p.parse_args(argv)
-    flags: dict[str, Any] = {"time": a.time, "budget": a.budget, "estimator": a.estimator}
-    if a.epochs is not None:
-        flags["train"] = {"epochs": a.epochs}
-    if a.final_epochs is not None:
-        flags["final"] = {"epochs": a.final_epochs}
-    config = build_config(load_config_file(a.config), **flags)
-    validate_names(config)
-    config = resolve_run_identity(config)
-    parts = build_parts(config)
-    cost = ConventionCost(parts.space, device=parts.limits.device, precision=config.limits.precision,
-                          convention=a.sram_convention)
-    result = start_run(config, run_dir=a.out, parts=replace(parts, cost=cost))
-    print(f"stop: {result.stopped}; trials: {len(result.trials)}; best: {result.best.genome if result.best else None}")
-    for f in result.finals:
-        print(f"final trial {f.trial}: {f.genome} {dict(f.metrics)}")
-    return 0
 
 
 def _num(v: Any) -> Any:
@@ -233,6 +165,8 @@ def report(name: str, info: dict[str, Any], summary: dict[str, Any], goal: str,
         "val_acc_final": fm.get("val_acc"),
         "search_val_acc": ((summary["best_trial"] or {}).get("metrics") or {}).get("val_acc"),
         "peak_sram_bytes": fm.get("peak_sram_bytes"),
+        "sram_convention": summary["config"]["limits"].get("sram_convention", "mcunet"),
+        "weight_bytes": fm.get("weight_bytes"),
         "flash_bytes": fm.get("flash_bytes"),
         "params": fm.get("params"),
         "macs": fm.get("macs"),
@@ -243,6 +177,7 @@ def report(name: str, info: dict[str, Any], summary: dict[str, Any], goal: str,
         "final_train_s": fm.get("final_train_s", fm.get("train_time_s")),
         **int8,
         "final_epochs": fm.get("epochs"),
+        "final_epochs_planned": fm.get("epochs_planned"),
         "trials": summary["trials"],
         "trial_status": summary["trial_status"],
         "total_wall_s": info.get("total_wall_s"),
@@ -262,8 +197,8 @@ def report(name: str, info: dict[str, Any], summary: dict[str, Any], goal: str,
 
 
 def main(name: str, doc: str, goal: str, argv: Sequence[str] | None = None,
-         check_data: Sequence[Path] = (), sram_convention: str = "mcunet") -> int:
-    args = parser(name, doc, sram_convention).parse_args(argv)
+         check_data: Sequence[Path] = ()) -> int:
+    args = parser(name, doc).parse_args(argv)
     for p in check_data:
         if not p.exists():
             print(f"data file {p} is missing (set TINYEVO_SHARED)", file=sys.stderr)
@@ -280,8 +215,3 @@ def main(name: str, doc: str, goal: str, argv: Sequence[str] | None = None,
     report(name, info, summary, goal, int8)
     return 0 if info.get("returncode") in (0, None) and not info.get("killed_at_wall_limit") else 1
 
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["search"]:
-        sys.exit("usage: python benchmarks/_realdata.py search --config F --out DIR [--sram-convention munas] ...")
-    sys.exit(library_search(sys.argv[2:]))

@@ -5,17 +5,17 @@ a low-fidelity search (two epochs per candidate on the full training split, 18 m
 then a long final retraining of the best model (35 epochs, AdamW, cosine schedule, +-2 px shift
 augmentation). Goal: >= 99.0 % test accuracy within one hour of wall time, search and final training included.
 
-Conventions, and how they differ from muNAS:
+The script runs the plain ``tinyevo search --config benchmarks/configs/mnist_munas.toml``. Conventions, set in
+that config, and how they relate to muNAS:
 
-* **peak SRAM** is tinyevo's exact optimal-order activation peak in the *muNAS convention* (neither the
-  network input nor its output buffer counts; ``estimate_cost(..., count_input=False, count_output=False)``,
-  ``tinyevo estimate --convention munas``). ``tinyevo search`` always counts both (MCUNet / TFLM arena), so
-  this script runs the search through the library API (``start_run`` with the run's cost function swapped,
-  see ``_realdata.library_search``); ``--sram-convention mcunet`` runs the plain CLI instead (stricter: the
-  28x28 int8 input alone is 784 B).
+* **peak SRAM** is tinyevo's exact optimal-order activation peak in the *muNAS convention*
+  (``sram_convention = "munas"``: neither the network input nor its output buffer counts, as
+  ``tinyevo estimate --convention munas``). tinyevo's default, ``mcunet``, counts both (MCUNet / TFLM arena);
+  ``--sram-convention mcunet`` runs the search under it (stricter: the 28x28 int8 input alone is 784 B).
 * **model size**: muNAS bounds the int8 parameter bytes. tinyevo's ``flash_bytes`` models a whole ``.tflite``
   flatbuffer (about 1.2 KB fixed plus per-tensor / per-op metadata, ~6 KB for a 700-parameter net), so the
-  muNAS 4.5 KB is applied as ``params <= 4608`` and the .tflite flash estimate is reported next to it.
+  muNAS 4.5 KB is applied to ``weight_bytes`` (``weights = "4.5KB"``: int8 weights at one byte each plus
+  int32 biases, as TFLite Micro stores them) and the .tflite flash estimate is reported next to it.
 
 Needs ``../shared/data/mnist.npz`` (or ``$TINYEVO_SHARED/data/mnist.npz``)::
 
@@ -31,4 +31,4 @@ from _realdata import main, shared_dir
 
 if __name__ == "__main__":
     sys.exit(main("mnist_munas", __doc__ or "", goal="test_acc >= 0.99 within 1 h wall time",
-                  check_data=[shared_dir() / "data" / "mnist.npz"], sram_convention="munas"))
+                  check_data=[shared_dir() / "data" / "mnist.npz"]))
