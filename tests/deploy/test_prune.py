@@ -107,3 +107,13 @@ def test_random_space_architectures_prune_equivalently(seed: int, fraction: floa
     sp = create_space(space, **options)
     ir = sp.decode(sp.sample(np.random.default_rng(seed)))
     _check_equivalent(ir, fraction, seed)
+
+
+def test_a_conv_classifier_keeps_its_output_channels() -> None:
+    b = GraphBuilder((1, 6, 6))
+    c = b.add(Conv2d(8, kernel=3, act="relu"), b.input, name="c")
+    cls = b.add(Conv2d(4, kernel=1), c, name="cls")
+    ir = b.build(b.add(GlobalPool(), cls, name="g"))
+    pruned = prune_channels(ir, build_model(ir, seed=0).state_dict(), 0.5)
+    assert pruned.ir.output_shape == ir.output_shape == (4, 1, 1)
+    assert pruned.ir.shapes["c"][0] == 4

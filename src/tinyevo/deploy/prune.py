@@ -3,8 +3,8 @@
 Channels are tracked through the graph as *classes*: every output channel of a dense ``Conv2d`` starts a class;
 depthwise convs, pooling, activations and skips pass classes through; an ``Add`` ties the channels it sums
 (they must be pruned together); a ``Concat`` lists its inputs' classes side by side; a ``Dense`` reading a
-feature map reads each class's ``H * W`` features. Channels of the network input, of grouped convs and of dense
-layers are never pruned.
+feature map reads each class's ``H * W`` features. Channels of the network input and output, of grouped convs and
+of dense layers are never pruned.
 
 A class's importance is the sum of the L1 norms of its filters after folding BatchNorm (``|gamma| / sqrt(var +
 eps) * |W|``: the filter as deployed). Within each *channel space* (the classes of a set of convs tied by adds)
@@ -106,6 +106,7 @@ def _trace(ir: ArchIR) -> tuple[dict[str, list[tuple[str, int]]], _Classes]:
             ids[node.name] = cls.new(node.name, c, prunable=False)
         else:
             raise DeployError(f"pruning has no rule for op {type(op).__name__} (node {node.name!r})")
+    cls.fix(ids[ir.output])  # the network's outputs (classes) stay, e.g. of a conv classifier
     return ids, cls
 
 

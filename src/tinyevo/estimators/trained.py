@@ -9,6 +9,17 @@
 
 Metrics: ``val_acc`` (final validation accuracy, fraction), ``train_time_s``, ``epochs`` (trained), and, when
 the components are present, ``stopped_early`` (1.0 / 0.0), ``predicted_val_acc`` and ``inherited_fraction``.
+
+Pruning as an estimator option (``TrainConfig(prune_ratio=0.5)``, ``[train] prune_ratio = 0.5`` in a run config):
+after training, the candidate is pruned to that ratio (structured L1 channel pruning,
+:func:`tinyevo.deploy.prune.prune_channels`) and fine-tuned for ``prune_finetune_epochs``; ``val_acc`` is then the
+pruned model's, and the metrics add ``unpruned_val_acc``, ``pruned_fraction`` (of the prunable channels),
+``prune_time_s`` (included in ``train_time_s``) and the pruned architecture's int8 cost from
+:func:`tinyevo.cost.estimate_cost`: ``pruned_params``, ``pruned_macs``, ``pruned_flash_bytes``,
+``pruned_peak_sram_bytes``. The cost is that of the candidate at full size: when the fidelity trains a
+width-scaled network, each conv keeps the fraction of its channels that pruning kept in the trained network.
+Learning-curve early stopping compares the unpruned curve (its own record holds unpruned accuracies); weight
+inheritance stores the unpruned weights (children inherit from the parent's architecture, not its pruned one).
 """
 
 from __future__ import annotations
@@ -16,6 +27,9 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from dataclasses import replace
+
+from torch import nn
 
 from tinyevo.data import Dataset
 from tinyevo.errors import ConfigError
@@ -23,8 +37,16 @@ from tinyevo.estimators.base import EvalContext
 from tinyevo.estimators.curves import CurveStopper
 from tinyevo.estimators.fidelity import Fidelity
 from tinyevo.estimators.inherit import WeightStore, inherit_weights
-from tinyevo.estimators.training import EpochRecord, TrainConfig, fit, fit_data_to_ir, torch_threads
-from tinyevo.ir import ArchIR
+from tinyevo.estimators.training import (
+    EpochRecord,
+    TrainConfig,
+    accuracy,
+    fit,
+    fit_data_to_ir,
+    torch_threads,
+)
+from tinyevo.estimators.transforms import rebuild
+from tinyevo.ir import ArchIR, Conv2d, Node, Op, Shape
 from tinyevo.nn import build_model
 
 
@@ -108,14 +130,60 @@ class TrainingEstimator:
                 model, data2, config=self.config, seed=seed, monitor=monitor,
                 evals_per_epoch=self.early_stop.evals_per_epoch if self.early_stop is not None else 1,
             )
+            val_acc = history[-1].val_acc if history else math.nan
+            if self.config.prune_ratio > 0:
+                t_prune = time.perf_counter()
+                metrics.update(self._prune(ir, ir2, data2, model, seed=seed))
+                metrics["unpruned_val_acc"] = val_acc
+                metrics["prune_time_s"] = time.perf_counter() - t_prune
             elapsed = time.perf_counter() - start
-        val_acc = history[-1].val_acc if history else math.nan
-        metrics.update(val_acc=val_acc, train_time_s=elapsed, epochs=history[-1].epoch if history else 0.0)
+        metrics.update(val_acc=metrics.pop("pruned_val_acc", val_acc), train_time_s=elapsed,
+                       epochs=history[-1].epoch if history else 0.0)
         if self.early_stop is not None:
             metrics["stopped_early"] = 1.0 if stopped else 0.0
             metrics["predicted_val_acc"] = predicted[-1] if stopped and predicted else val_acc
             if not stopped and math.isfinite(val_acc):
-                self.finished.append(val_acc)
+                self.finished.append(val_acc)  # unpruned: the curves it is compared with are
         if self.inherit is not None and ctx.genome is not None:
             self.inherit.put(ctx.genome, model.state_dict())
         return metrics
+
+    def _prune(self, ir: ArchIR, trained: ArchIR, data: Dataset, model: nn.Module, *, seed: int) -> dict[str, float]:
+        """Prune the trained ``model`` (of IR ``trained``), fine-tune it, and measure it (``pruned_*``)."""
+        from tinyevo.cost import estimate_cost
+        from tinyevo.deploy.prune import prune_channels
+
+        cfg = self.config
+        pruned = prune_channels(trained, model.state_dict(), cfg.prune_ratio)
+        small = build_model(pruned.ir, seed=seed)
+        small.load_state_dict(pruned.state_dict)
+        if cfg.prune_finetune_epochs > 0:
+            history, _ = fit(small, data, config=cfg.finetune_config, seed=seed)
+            val_acc = history[-1].val_acc if history else math.nan
+        else:
+            val_acc = accuracy(small, data.x_val, data.y_val, batch_size=cfg.eval_batch_size)
+        cost = estimate_cost(pruned_at_full_size(ir, trained, pruned.ir))
+        return {
+            "pruned_val_acc": val_acc, "pruned_fraction": pruned.removed_fraction,
+            "pruned_params": float(cost.params), "pruned_macs": float(cost.macs),
+            "pruned_flash_bytes": float(cost.flash_bytes), "pruned_peak_sram_bytes": float(cost.peak_sram_bytes),
+        }
+
+
+def pruned_at_full_size(ir: ArchIR, trained: ArchIR, pruned: ArchIR) -> ArchIR:
+    """``ir`` pruned as ``trained`` (a fidelity-transformed ``ir``: other resolution / widths) was pruned into
+    ``pruned``: each dense conv keeps the same fraction of its channels (rounded, at least one). Exact when
+    ``trained`` has ``ir``'s widths (only the input resolution differs, or nothing)."""
+    if trained == ir:
+        return pruned
+
+    def op_for(node: Node, shapes: tuple[Shape, ...]) -> Op:
+        op = node.op
+        if isinstance(op, Conv2d) and op.groups == 1:
+            before = trained.node(node.name).op.out_channels  # type: ignore[attr-defined]
+            after = pruned.node(node.name).op.out_channels  # type: ignore[attr-defined]
+            if after != before:
+                return replace(op, out_channels=max(1, round(op.out_channels * after / before)))
+        return op
+
+    return rebuild(ir, op_for=op_for)

@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -45,6 +45,11 @@ class TrainConfig:
     is fitted to as many epochs as can (at least one); training also stops once the limit is exceeded.
     ``augment``: ``"shift"`` (random translation by up to ``shift_pixels``) and/or ``"flip"`` (random
     horizontal flip).
+
+    ``prune_ratio`` > 0 makes the training estimator evaluate each candidate *after* structured L1 channel
+    pruning of that fraction of its prunable channels (:func:`tinyevo.deploy.prune.prune_channels`) and
+    ``prune_finetune_epochs`` epochs of fine-tuning at ``prune_finetune_lr`` (default: a tenth of ``lr``); see
+    :class:`~tinyevo.estimators.TrainingEstimator`. :func:`train_model` (the final retraining) ignores them.
     """
 
     epochs: int = 10
@@ -62,6 +67,9 @@ class TrainConfig:
     threads: int | None = None
     eval_batch_size: int = 1024
     time_limit_s: float | None = None
+    prune_ratio: float = 0.0
+    prune_finetune_epochs: int = 1
+    prune_finetune_lr: float | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
@@ -79,10 +87,27 @@ class TrainConfig:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        ratio = self.prune_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
+            raise ConfigError(f"prune_ratio must be a fraction in [0, 1), got {ratio!r}")
+        epochs = self.prune_finetune_epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ConfigError(f"prune_finetune_epochs must be an integer >= 0, got {epochs!r}")
+        if self.prune_finetune_lr is not None and not self.prune_finetune_lr > 0:
+            raise ConfigError(f"prune_finetune_lr must be positive, got {self.prune_finetune_lr}")
 
     @property
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else {"sgd": 0.05, "adam": 0.01, "adamw": 0.01}[self.optimizer]
+
+    @property
+    def finetune_config(self) -> TrainConfig:
+        """How a pruned candidate is fine-tuned: ``prune_finetune_epochs`` (at least 1) epochs at
+        ``prune_finetune_lr`` (default a tenth of the training lr), no warm-up, no time limit, otherwise as
+        configured."""
+        lr = self.prune_finetune_lr if self.prune_finetune_lr is not None else 0.1 * self.resolved_lr
+        return replace(self, epochs=max(1, self.prune_finetune_epochs), lr=lr, warmup_epochs=0.0,
+                       time_limit_s=None, prune_ratio=0.0)
 
     @property
     def resolved_weight_decay(self) -> float:
