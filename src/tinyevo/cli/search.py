@@ -215,6 +215,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--executor", choices=EXECUTOR_CHOICES, help="local (default), process or dask")
     g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="join an existing Dask cluster")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g.add_argument("--init", action="append", metavar="GENOME|NAME|zoo",
+                   help="evaluate this genome first (repeatable): a genome string, a known architecture "
+                        "(e.g. resnet8-like; see `tinyevo zoo`) or 'zoo' for all known ones that fit the space")
     g = p.add_argument_group("after the search")
     g.add_argument("--final-epochs", type=int, metavar="N", help="epochs of the final retraining")
     g.add_argument("--pareto", action="store_true", default=None, help="retrain every Pareto-front model")
@@ -263,6 +266,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         executor=args.executor,
         scheduler=args.scheduler,
         seed=args.seed,
+        init=args.init,
         final=final or None,
     )
     validate_names(config)

@@ -217,8 +217,14 @@ class RunConfig:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
     seed: int = 0
+    init: tuple[str, ...] = ()
+    """Seed genomes evaluated first (rich initialisation): genome strings, zoo names (``resnet8-like``,
+    ``zoo:ds-cnn-like``) or ``zoo`` for every known architecture valid in the space
+    (:func:`tinyevo.spaces.zoo.resolve_seeds`)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.init, tuple) or not all(isinstance(i, str) and i.strip() for i in self.init):
+            raise ConfigError(f"init must be a list of genome strings or zoo names, got {self.init!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
         if not self.objectives:
@@ -244,6 +250,7 @@ class RunConfig:
                 "train": _thaw(self.final.train),
             },
             "seed": self.seed,
+            "init": list(self.init),
         }
 
     @classmethod
@@ -267,6 +274,7 @@ class RunConfig:
                     train=_freeze(obj["final"]["train"]),
                 ),
                 seed=obj["seed"],
+                init=tuple(obj.get("init", ())),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(
@@ -348,6 +356,7 @@ _TOP_KEYS = {
     "scheduler",
     "batch_size",
     "seed",
+    "init",
     "out",
     "space_options",
     "train",
@@ -508,7 +517,18 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             train=_check_train_options("[final]", {**final_train_defaults, **final_train}),
         ),
         seed=_typed("--seed", seed, int),
+        init=_init_list(v.get("init")),
     )
+
+
+def _init_list(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(i, str) for i in value):
+        raise ConfigError(f"init must be a genome string or zoo name, or a list of them; got {value!r}")
+    return tuple(value)
 
 
 def validate_names(config: RunConfig) -> None:

@@ -50,9 +50,11 @@ from tinyevo.run.components import (
 )
 from tinyevo.run.config import ExecutorConfig, RunConfig
 from tinyevo.run.final import Trainer, retrain, select_for_retraining
+from tinyevo.spaces.zoo import resolve_seeds
 from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage, TrialRecord, new_meta
 from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Strategy, Trial, rank_key
 from tinyevo.strategies.loop import finish_trial
+from tinyevo.strategies.warmstart import WarmStart
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,8 @@ def build_parts(config: RunConfig) -> RunParts:
     evaluate = TrainingEvaluator(
         data=config.data, space=config.space, estimator=config.estimator, seed=config.seed
     )
+    if config.init:
+        resolve_seeds(space, config.init)  # bad seeds fail here, before a run directory exists
     cost = CostFunction(space, device=limits.device, precision=config.limits.precision,
                         sram_convention=config.limits.sram_convention)
     return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
@@ -210,7 +214,10 @@ class Engine:
     def _strategy(self) -> Strategy:
         if self.parts.strategy_factory is not None:
             return self.parts.strategy_factory()
-        return STRATEGIES.create(self.config.strategy, self.parts.space, self.problem, seed=self.config.seed)
+        strategy = STRATEGIES.create(self.config.strategy, self.parts.space, self.problem, seed=self.config.seed)
+        if self.config.init:
+            strategy = WarmStart(strategy, resolve_seeds(self.parts.space, self.config.init))
+        return strategy
 
     def _commit(
         self,

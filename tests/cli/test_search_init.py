@@ -1,0 +1,78 @@
+"""``tinyevo search --init`` (rich initialisation from genomes and the zoo) and ``tinyevo zoo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyevo.cli.main import main
+from tinyevo.storage import DB_NAME, SQLiteStorage
+
+SEEDS = ["conv_k3_s1_c8-gap", "dsc_k3_s2_c4-flat"]
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(1)
+    y = np.arange(45) % 3
+    x = rng.normal(size=(45, 6, 6)).astype(np.float32) + y[:, None, None]
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x[:9], y_test=y[:9])
+    return path
+
+
+def test_seed_genomes_are_evaluated_first_and_stored(tiny_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = ["search", "--data", str(tiny_npz), "--budget", "4", "--sram", "8KB", "--flash", "64KB",
+            "--init", SEEDS[0], "--init", SEEDS[1], "--epochs", "1", "--no-final", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    with SQLiteStorage(out / DB_NAME, readonly=True) as s:
+        recs, stored = s.records(), s.meta().config
+    assert [r.trial.genome for r in recs[:2]] == SEEDS
+    assert [r.trial.origin for r in recs[:2]] == ["seed", "seed"]
+    assert all(r.trial.origin != "seed" for r in recs[2:])
+    assert stored["init"] == SEEDS
+    assert main(["resume", str(out), "--quiet"]) == 0  # the warm start replays from storage
+    with SQLiteStorage(out / DB_NAME, readonly=True) as s:
+        assert s.records() == recs
+
+
+@pytest.mark.parametrize(
+    "init, message",
+    [("zoo:nope", "unknown zoo architecture 'nope'"), ("conv_k3_s1_c7-gap", "bad seed genome")],
+)
+def test_bad_seeds_are_one_line_errors_before_a_run_exists(
+    init: str, message: str, tiny_npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["search", "--data", str(tiny_npz), "--init", init, "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err
+    assert not (out / DB_NAME).exists()
+
+
+def test_init_from_a_config_file(tmp_path: Path) -> None:
+    from tinyevo.cli.main import build_parser
+    from tinyevo.cli.search import config_from_args
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('init = ["zoo", "conv_k3_s1_c8-gap"]\n')
+    cfg = config_from_args(build_parser().parse_args(["search", "--config", str(toml)]))
+    assert cfg.init == ("zoo", "conv_k3_s1_c8-gap")
+    cfg = config_from_args(build_parser().parse_args(["search", "--config", str(toml), "--init", "lenet5-like"]))
+    assert cfg.init == ("lenet5-like",)  # the flag wins
+    toml.write_text("init = 3\n")
+    assert main(["search", "--config", str(toml), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_zoo_lists_known_architectures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["zoo", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"chain", "nb201"} <= {r["space"] for r in rows}
+    assert all(r["genome"] and r["source"] for r in rows)
+    assert main(["zoo", "--space", "chain"]) == 0
+    assert "resnet8-like" in capsys.readouterr().out
+    assert main(["zoo", "--space", "nope"]) == 2
