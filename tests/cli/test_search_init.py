@@ -76,3 +76,13 @@ def test_zoo_lists_known_architectures(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["zoo", "--space", "chain"]) == 0
     assert "resnet8-like" in capsys.readouterr().out
     assert main(["zoo", "--space", "nope"]) == 2
+
+
+def test_several_objectives_default_to_nsga2_unless_a_strategy_is_named() -> None:
+    from tinyevo.run.config import build_config
+    from tinyevo.strategies import DEFAULT_STRATEGY
+
+    assert build_config().strategy == DEFAULT_STRATEGY
+    assert build_config(objectives=["val_acc:max", "latency_ms:min"]).strategy == "nsga2"
+    named = build_config(objectives=["val_acc:max", "latency_ms:min"], strategy="random")
+    assert named.strategy == "random"

@@ -185,7 +185,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--val-fraction", type=float, metavar="F", help="validation split carved from training data"
     )
     g.add_argument("--space", help="search space (default chain)")
-    g.add_argument("--strategy", help="search strategy (default: tinyevo's default strategy)")
+    g.add_argument("--strategy", help="search strategy (default: surrogate-evolution; nsga2 with several objectives)")
     g.add_argument("--estimator", help="estimator, e.g. train, naswot+train (default train)")
     g.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate during the search")
     g.add_argument(

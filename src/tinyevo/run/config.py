@@ -42,6 +42,9 @@ from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
 
 DEFAULT_ESTIMATOR = "train"  # tinyevo.estimators.DEFAULT_ESTIMATOR; repeated so config needs no torch import
 DEFAULT_DEVICE = "stm32f412"
+MULTI_OBJECTIVE_STRATEGY = "nsga2"
+"""The strategy used when several objectives are given and no strategy is named: the default strategy
+(surrogate-evolution) optimises the first objective only, NSGA-II searches for the Pareto front."""
 EXECUTOR_CHOICES = ("local", "process", "dask")
 SRAM_CONVENTION_CHOICES = ("mcunet", "munas")  # tinyevo.cost.SRAM_CONVENTIONS; repeated (no cost import)
 DIGITS_DEMO_LIMITS = {"sram": "4KB", "flash": "64KB"}
@@ -297,7 +300,7 @@ _DURATION_UNITS = {
 }
 
 
-def parse_duration(value: str | int | float) -> float:
+def parse_duration(value: str | float) -> float:
     """Seconds in ``"90"``, ``"90s"``, ``"30m"``, ``"1.5h"``, ``"1h30m"`` (or a number of seconds)."""
     if isinstance(value, bool):
         raise ConfigError(f"not a duration: {value!r}")
@@ -481,7 +484,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             val_fraction=_typed("val_fraction", v.get("val_fraction", 0.1), float),
         ),
         space=SpaceConfig(name=str(v.get("space", "chain")), options=_freeze(v.get("space_options") or {})),
-        strategy=str(v.get("strategy", DEFAULT_STRATEGY)),
+        strategy=str(v.get("strategy", DEFAULT_STRATEGY if len(objectives or ()) <= 1 else MULTI_OBJECTIVE_STRATEGY)),
         estimator=EstimatorConfig(
             name=str(v.get("estimator", DEFAULT_ESTIMATOR)),
             train=_check_train_options("[train]", est_train),
