@@ -86,3 +86,30 @@ def test_several_objectives_default_to_nsga2_unless_a_strategy_is_named() -> Non
     assert build_config(objectives=["val_acc:max", "latency_ms:min"]).strategy == "nsga2"
     named = build_config(objectives=["val_acc:max", "latency_ms:min"], strategy="random")
     assert named.strategy == "random"
+
+
+def test_the_tflm_planner_prices_sram_as_the_tflm_arena(tmp_path: Path, tiny_npz: Path) -> None:
+    from tinyevo.cost import estimate_cost
+    from tinyevo.data import load_dataset
+    from tinyevo.run.components import make_space
+    from tinyevo.run.config import RunConfig
+
+    out = tmp_path / "run"
+    argv = ["search", "--data", str(tiny_npz), "--budget", "3", "--sram", "8KB", "--planner", "tflm",
+            "--epochs", "1", "--no-final", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    with SQLiteStorage(out / DB_NAME, readonly=True) as s:
+        recs, stored = s.records(), s.meta().config
+    assert stored["limits"]["planner"] == "tflm"
+    config = RunConfig.from_json(stored)
+    data = load_dataset(str(tiny_npz), seed=config.seed, val_fraction=config.data.val_fraction)
+    space = make_space(config.space, input_shape=data.input_shape, num_classes=data.num_classes)
+    for r in recs:
+        ir = space.decode(space.parse(r.trial.genome))
+        assert r.cost["peak_sram_bytes"] == estimate_cost(ir, device="stm32f412", planner="tflm").peak_sram_bytes
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--planner", "greedy", "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text('planner = "greedy"\n')
+    assert main(["search", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2

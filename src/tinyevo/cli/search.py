@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tinyevo.run.config import EXECUTOR_CHOICES, SRAM_CONVENTION_CHOICES, RunConfig
+from tinyevo.run.config import EXECUTOR_CHOICES, PLANNER_CHOICES, SRAM_CONVENTION_CHOICES, RunConfig
 
 # --- rendering shared by search / resume / show ---
 
@@ -203,6 +203,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sram-convention", choices=SRAM_CONVENTION_CHOICES,
                    help="peak SRAM counts the network input and output buffers (mcunet, default) "
                         "or not (munas)")
+    g.add_argument("--planner", choices=PLANNER_CHOICES,
+                   help="peak SRAM planner: optimal order (default), sequential, or tflm / tflm-cmsis (TFLite "
+                        "Micro's real arena, measured to match exactly)")
     g.add_argument("--latency-ms", type=float, metavar="MS", help="latency limit on the device")
     g.add_argument("--energy-mj", type=float, metavar="MJ", help="energy-per-inference limit")
     g.add_argument("--macs", type=float, metavar="N", help="MACs limit")
@@ -255,6 +258,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         flash=args.flash,
         weights=args.weights,
         sram_convention=args.sram_convention,
+        planner=args.planner,
         latency_ms=args.latency_ms,
         energy_mj=args.energy_mj,
         macs=args.macs,

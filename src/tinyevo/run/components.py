@@ -136,13 +136,15 @@ class CostFunction:
     """Cost-model metrics of a genome: decode, then :func:`tinyevo.cost.estimate_cost` on the device.
 
     ``sram_convention``: ``mcunet`` (peak SRAM counts the network input and output buffers) or ``munas``
-    (neither counts); see :data:`tinyevo.cost.SRAM_CONVENTIONS`.
+    (neither counts); see :data:`tinyevo.cost.SRAM_CONVENTIONS`. ``planner``: a name in
+    :data:`tinyevo.cost.PLANNERS` (``optimal``, ``sequential``, ``tflm``, ``tflm-cmsis``).
     """
 
     space: SearchSpace
     device: Any = None
     precision: str = "int8"
     sram_convention: str = "mcunet"
+    planner: str = "optimal"
     _cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     def __call__(self, genome: Genome) -> dict[str, float]:
@@ -153,7 +155,7 @@ class CostFunction:
             ir = self.space.decode(genome)
             count_input, count_output = SRAM_CONVENTIONS[self.sram_convention]
             report = estimate_cost(ir, device=self.device, precision=self.precision, count_input=count_input,
-                                   count_output=count_output)
+                                   count_output=count_output, planner=self.planner)
             self._cache[key] = dict(report.as_metrics())
         return dict(self._cache[key])
 

@@ -47,6 +47,7 @@ MULTI_OBJECTIVE_STRATEGY = "nsga2"
 (surrogate-evolution) optimises the first objective only, NSGA-II searches for the Pareto front."""
 EXECUTOR_CHOICES = ("local", "process", "dask")
 SRAM_CONVENTION_CHOICES = ("mcunet", "munas")  # tinyevo.cost.SRAM_CONVENTIONS; repeated (no cost import)
+PLANNER_CHOICES = ("optimal", "sequential", "tflm", "tflm-cmsis")  # tinyevo.cost.PLANNERS; repeated
 DIGITS_DEMO_LIMITS = {"sram": "4KB", "flash": "64KB"}
 """Limits used on the built-in ``digits`` data when neither a device nor SRAM / flash limits are given: the
 default device's 256 KB / 1 MB would let every 8x8-input network through."""
@@ -113,7 +114,9 @@ class LimitsConfig:
 
     ``weights``: bound on weight + bias bytes (``weight_bytes``). ``sram_convention``: how the run's cost
     model counts peak SRAM, ``mcunet`` (the network input and output buffers count, as in the TFLM arena) or
-    ``munas`` (neither counts).
+    ``munas`` (neither counts). ``planner``: how peak SRAM is planned: ``optimal`` (the best execution order and
+    placement: what a memory-aware code generator achieves), ``sequential`` (IR order), ``tflm`` /
+    ``tflm-cmsis`` (TFLite Micro's greedy arena incl. its persistent allocations: the arena you will need).
     """
 
     device: str | None = DEFAULT_DEVICE
@@ -126,8 +129,11 @@ class LimitsConfig:
     precision: Literal["int8", "float32"] = "int8"
     weights: int | None = None  # bytes
     sram_convention: Literal["mcunet", "munas"] = "mcunet"
+    planner: str = "optimal"
 
     def __post_init__(self) -> None:
+        if self.planner not in PLANNER_CHOICES:
+            raise ConfigError(f"--planner must be one of {', '.join(PLANNER_CHOICES)}, got {self.planner!r}")
         if self.sram_convention not in SRAM_CONVENTION_CHOICES:
             choices = " or ".join(SRAM_CONVENTION_CHOICES)
             raise ConfigError(f"--sram-convention must be {choices}, got {self.sram_convention!r}")
@@ -345,6 +351,7 @@ _TOP_KEYS = {
     "flash",
     "weights",
     "sram_convention",
+    "planner",
     "latency_ms",
     "energy_mj",
     "macs",
@@ -500,6 +507,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             precision=v.get("precision", "int8"),
             weights=size("weights"),
             sram_convention=v.get("sram_convention", "mcunet"),
+            planner=v.get("planner", "optimal"),
         ),
         objectives=tuple(parse_objective(o) for o in (objectives or ["val_acc:max"])),
         budget=BudgetConfig(

@@ -150,7 +150,7 @@ def build_parts(config: RunConfig) -> RunParts:
     if config.init:
         resolve_seeds(space, config.init)  # bad seeds fail here, before a run directory exists
     cost = CostFunction(space, device=limits.device, precision=config.limits.precision,
-                        sram_convention=config.limits.sram_convention)
+                        sram_convention=config.limits.sram_convention, planner=config.limits.planner)
     return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
 
 

@@ -217,13 +217,14 @@ def render_html(view: RunView, images: tuple[Path, ...], *, top: int = 15) -> st
             ["estimator", cfg.estimator.name],
             ["device", str(cfg.limits.device)],
             ["peak SRAM convention", cfg.limits.sram_convention],
+            ["peak SRAM planner", cfg.limits.planner],
             ["seed", str(cfg.seed)],
             ["budget", f"{cfg.budget.trials} evaluations"],
             ["phase", str(view.phase)],
             [
                 "trials",
-                f"{len(view.records)} ({counts['ok']} ok, {counts['infeasible']} infeasible, "
-                f"{counts['failed']} failed)",
+                (f"{len(view.records)} ({counts['ok']} ok, {counts['infeasible']} infeasible, "
+                 f"{counts['failed']} failed)"),
             ],
         ],
         left={1},
