@@ -207,6 +207,18 @@ def make_quantizer(*, observer: Observer = "histogram", per_channel: bool = True
                         output_qspec=SharedQuantizationSpec((node.args[0], node)),
                         _annotated=True,
                     )
+                elif (t in _PADS and not all(u.target in _WEIGHTED for u in node.users)
+                      and isinstance(node.args[0], torch.fx.Node) and annotated(node.args[0])):
+                    # zero padding read by a pool (SAME average pool with an even kernel): PAD keeps its
+                    # input's parameters. Unannotated, the pool's input edge would get its own observer, which
+                    # sees a narrower range than the (shared, upstream) parameters of the producer, and the
+                    # converter would requantise with a QUANTIZE op before the PAD. (The pad of the constant
+                    # window-count map stays unannotated: the converter folds it into a constant.)
+                    node.meta["quantization_annotation"] = QuantizationAnnotation(
+                        input_qspec_map={node.args[0]: input_spec(node.args[0])},
+                        output_qspec=SharedQuantizationSpec((node.args[0], node)),
+                        _annotated=True,
+                    )
                 elif t in _SHARED or t in _OWN_OUTPUT:
                     src = node.args[0]
                     if not isinstance(src, torch.fx.Node):
