@@ -41,7 +41,8 @@ FORMATS: tuple[str, ...] = ("tflite", "onnx", "c")
 class ExportOptions:
     """How to export. ``int8=None`` picks the format's default (int8 for tflite and c, float for onnx).
 
-    ``test_samples`` caps the test rows run through the runtimes (``None``: the whole test split).
+    ``test_samples`` caps the test rows run through the runtimes (a seeded random subset; ``None``: the whole
+    test split).
     ``prune``: fraction of channels to remove before quantisation (0 = no pruning), fine-tuned with
     ``prune_epochs`` epochs.
     """
@@ -127,10 +128,13 @@ def _estimates(ir: ArchIR, device: str | None) -> dict[str, float | None]:
     }
 
 
-def _test_rows(data: Any, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _test_rows(data: Any, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The test split, or ``limit`` rows of it drawn at random (seeded; in their original order): not the first
+    rows, because a test split may be sorted by class (the usual ``mnist.npz`` is)."""
     x, y = np.asarray(data.x_test), np.asarray(data.y_test)
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
+    if limit is not None and limit < len(x):
+        rows = np.sort(np.random.default_rng(seed).choice(len(x), size=limit, replace=False))
+        x, y = x[rows], y[rows]
     if len(x) == 0:
         raise DeployError("the data set has an empty test split; accuracy cannot be measured")
     return x, y
@@ -180,7 +184,7 @@ def export_model(
         result = prune_and_finetune(lean, model.state_dict(), data, config=PruneConfig(
             fraction=options.prune, epochs=options.prune_epochs), seed=options.seed)
         lean, model, pruned = result.ir, load_weights(result.ir, result.state_dict), result.removed_fraction
-    x_test, y_test = _test_rows(data, options.test_samples)
+    x_test, y_test = _test_rows(data, options.test_samples, options.seed)
     fields: dict[str, Any] = {
         "pruning": result.as_json() if options.prune > 0 else None,
         "float_accuracy_torch": accuracy(predict(model, x_test), y_test),
