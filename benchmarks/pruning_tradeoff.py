@@ -153,7 +153,7 @@ def main() -> None:
         )
     console.print(table)
     if tflm:
-        console.print(f"* on the first {args.test_samples} test rows (run through TFLM); float acc: whole test split")
+        console.print(f"* on {args.test_samples} random test rows (seeded) run through TFLM; float acc: whole test split")
     for g, n in names.items():
         console.print(f"{n}: {g}")
     total = time.perf_counter() - start
