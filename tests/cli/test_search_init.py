@@ -113,3 +113,10 @@ def test_the_tflm_planner_prices_sram_as_the_tflm_arena(tmp_path: Path, tiny_npz
     bad = tmp_path / "bad.toml"
     bad.write_text('planner = "greedy"\n')
     assert main(["search", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_prune_ratio_in_final_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    toml = tmp_path / "run.toml"
+    toml.write_text("[final]\nprune_ratio = 0.5\n")
+    assert main(["search", "--config", str(toml), "--out", str(tmp_path / "r")]) == 2
+    assert "prune_ratio in [final] is not supported" in capsys.readouterr().err

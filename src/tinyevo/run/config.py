@@ -525,11 +525,19 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             enabled=_typed("final.enabled", final_tbl.get("enabled", True), bool),
             pareto=_typed("final.pareto", final_tbl.get("pareto", False), bool),
             max_models=_typed("final.max_models", final_tbl.get("max_models", 5), int),
-            train=_check_train_options("[final]", {**final_train_defaults, **final_train}),
+            train=_check_final_train(_check_train_options("[final]", {**final_train_defaults, **final_train})),
         ),
         seed=_typed("--seed", seed, int),
         init=_init_list(v.get("init")),
     )
+
+
+def _check_final_train(opts: dict[str, Any]) -> dict[str, Any]:
+    if opts.get("prune_ratio"):
+        raise ConfigError("prune_ratio in [final] is not supported: the retrained model keeps its genome; prune it "
+                          "at export (`tinyevo export RUN --prune 0.25`) or score pruned candidates with "
+                          "[train] prune_ratio")
+    return opts
 
 
 def _init_list(value: Any) -> tuple[str, ...]:
