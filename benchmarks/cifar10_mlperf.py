@@ -7,9 +7,9 @@ has a budget profile:
 * ``--profile cpu-small`` (default, ``benchmarks/configs/cifar10_mlperf.toml``): 12 minutes of low-fidelity
   search (``lowfi``: a quarter of the training data, half-width networks, one epoch) and 8 epochs of final
   training with shift / flip augmentation. An honest small run, far from the goal.
-* ``--profile cpu-1h`` (``benchmarks/configs/cifar10_mlperf_cpu1h.toml``): the population seeded with the
-  known chain-space architectures (``init = ["zoo"]``), 15 minutes of low-fidelity search on two workers and
-  40 minutes of final training on both cores (about an hour in all). Writes ``cifar10_mlperf_cpu-1h.json``.
+* ``--profile cpu-45m`` (``benchmarks/configs/cifar10_mlperf_cpu45.toml``): the population seeded with the
+  known chain-space architectures (``init = ["zoo"]``), 12 minutes of low-fidelity search on two workers and
+  30 minutes of final training on both cores (about 45 minutes in all). Writes ``cifar10_mlperf_cpu-45m.json``.
 * ``--profile full``: 10 epochs per candidate at full fidelity, 6 hours of search, 200 final epochs, 4
   threads for the final training.
 
@@ -19,7 +19,7 @@ the estimated int8 ``.tflite`` size; latency is a cost-model estimate on the STM
 Needs ``../shared/data/cifar10-jpg.tar.gz`` (or ``$TINYEVO_SHARED/data/...``)::
 
     python benchmarks/cifar10_mlperf.py --wall-limit 1800                 # CPU-small profile
-    python benchmarks/cifar10_mlperf.py --profile cpu-1h --wall-limit 4200
+    python benchmarks/cifar10_mlperf.py --profile cpu-45m --wall-limit 3300
     python benchmarks/cifar10_mlperf.py --profile full --wall-limit 36000
 """
 
@@ -34,7 +34,7 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 OUT = Path(__file__).resolve().parent / "out"
 PROFILES = {
     "cpu-small": [],
-    "cpu-1h": [],
+    "cpu-45m": [],
     "full": ["--estimator", "train", "--epochs", "10", "--time", "6h", "--final-epochs", "200"],
 }
 
@@ -48,9 +48,9 @@ if __name__ == "__main__":
         profile = argv[i + 1]
         del argv[i : i + 2]
     name = "cifar10_mlperf"
-    if profile == "cpu-1h":
+    if profile == "cpu-45m":
         name = f"cifar10_mlperf_{profile}"
-        argv = ["--config", str(CONFIGS / "cifar10_mlperf_cpu1h.toml"), "--run-dir", str(OUT / f"{name}_run"), *argv]
+        argv = ["--config", str(CONFIGS / "cifar10_mlperf_cpu45.toml"), "--run-dir", str(OUT / f"{name}_run"), *argv]
     extra = PROFILES[profile]
     if extra:
         argv = [*argv, *([] if "--" in argv else ["--"]), *extra]
