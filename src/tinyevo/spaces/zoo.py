@@ -69,10 +69,6 @@ def zoo_entries(space_name: str) -> tuple[ZooEntry, ...]:
     return tuple(ZOO.get(space_name, {}).values())
 
 
-def _entry_genome(space: SearchSpace[Genome], entry: ZooEntry) -> Genome:
-    return space.parse(entry.genome)
-
-
 def resolve_seeds(space: SearchSpace[Genome], items: Iterable[str]) -> tuple[Genome, ...]:
     """Genomes for the seed list ``items`` (see the module docstring), duplicates removed, order kept."""
     out: list[Genome] = []
@@ -90,7 +86,7 @@ def resolve_seeds(space: SearchSpace[Genome], items: Iterable[str]) -> tuple[Gen
             valid = 0
             for entry in known.values():
                 try:
-                    add(_entry_genome(space, entry))
+                    add(space.parse(entry.genome))
                     valid += 1
                 except InvalidGenomeError:
                     continue  # excluded by this space's options
@@ -100,7 +96,7 @@ def resolve_seeds(space: SearchSpace[Genome], items: Iterable[str]) -> tuple[Gen
         name = item.removeprefix("zoo:")
         if name in known:
             try:
-                add(_entry_genome(space, known[name]))
+                add(space.parse(known[name].genome))
             except InvalidGenomeError as exc:
                 raise ConfigError(f"zoo architecture {name!r} is not valid in this {space.name} space: {exc}") from exc
             continue
