@@ -35,6 +35,7 @@ OUT = Path(__file__).resolve().parent / "out"
 PROFILES = {
     "cpu-small": [],
     "cpu-45m": [],
+    "gpu": ["--no-final"],
     "full": ["--estimator", "train", "--epochs", "10", "--time", "6h", "--final-epochs", "200"],
 }
 
@@ -48,9 +49,10 @@ if __name__ == "__main__":
         profile = argv[i + 1]
         del argv[i : i + 2]
     name = "cifar10_mlperf"
-    if profile == "cpu-45m":
+    if profile in ("cpu-45m", "gpu"):
         name = f"cifar10_mlperf_{profile}"
-        argv = ["--config", str(CONFIGS / "cifar10_mlperf_cpu45.toml"), "--run-dir", str(OUT / f"{name}_run"), *argv]
+        config = CONFIGS / ("cifar10_mlperf_cpu45.toml" if profile == "cpu-45m" else "cifar10_mlperf_gpu.toml")
+        argv = ["--config", str(config), "--run-dir", str(OUT / f"{name}_run"), *argv]
     extra = PROFILES[profile]
     if extra:
         argv = [*argv, *([] if "--" in argv else ["--"]), *extra]

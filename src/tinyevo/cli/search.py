@@ -133,14 +133,18 @@ def trials_table(view: Any, trials: list[Any], *, title: str) -> Table:
 def finals_table(view: Any) -> Table:
     from tinyevo.run.view import fmt_metric
 
-    table = Table(title="Retrained models (test split)", title_justify="left")
+    from tinyevo.run.final import best_final
+
+    chosen = best_final(view.finals) if len(view.finals) > 1 else None
+    title = "Retrained models (test split)" + ("; * = the run's model (best val_acc)" if chosen else "")
+    table = Table(title=title, title_justify="left")
     for col in ("trial", "test_acc", "val_acc", "SRAM", "flash", "ms"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("weights", overflow="fold", min_width=20)
     for f in view.finals:
         m = f.metrics
         table.add_row(
-            str(f.trial),
+            f"{f.trial}*" if chosen is not None and f.trial == chosen.trial else str(f.trial),
             fmt_metric("test_acc", m.get("test_acc")),
             fmt_metric("val_acc", m.get("val_acc")),
             fmt_metric("peak_sram_bytes", m.get("peak_sram_bytes")),

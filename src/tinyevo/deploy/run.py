@@ -24,11 +24,13 @@ class TrialModel:
 
 
 def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, Trial, Path]:
-    """(run view, trial, weights file) of ``trial`` (default: the best retrained trial) of a run.
+    """(run view, trial, weights file) of ``trial`` (default: the retrained model with the best final validation
+    accuracy, :func:`tinyevo.run.final.best_final`) of a run.
 
     Raises :class:`DeployError` for a trial that does not exist, failed, is infeasible, or has no retrained
     weights.
     """
+    from tinyevo.run.final import best_final
     from tinyevo.run.view import open_run
 
     view = open_run(run_dir)
@@ -40,8 +42,7 @@ def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, T
                 f"run {view.run_dir} has no retrained model to export (final retraining was disabled or has not "
                 "finished); finish it with `tinyevo resume`, or pass --trial of a retrained model"
             )
-        best = view.best()
-        number = best.number if best is not None and best.number in finals else next(iter(finals))
+        number = best_final(view.finals).trial  # type: ignore[union-attr]
     else:
         number = trial
     t = by_number.get(number)

@@ -130,6 +130,7 @@ class TrainingEstimator:
                 model, data2, config=self.config, seed=seed, monitor=monitor,
                 evals_per_epoch=self.early_stop.evals_per_epoch if self.early_stop is not None else 1,
             )
+            model.to("cpu")  # fit leaves it on the training device
             val_acc = history[-1].val_acc if history else math.nan
             if self.config.prune_ratio > 0:
                 t_prune = time.perf_counter()

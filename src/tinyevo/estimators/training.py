@@ -1,10 +1,12 @@
-"""Training an IR on a :class:`~tinyevo.data.Dataset` with PyTorch on the CPU.
+"""Training an IR on a :class:`~tinyevo.data.Dataset` with PyTorch, on the CPU (default) or a GPU.
 
 One training loop serves every training-based estimator and the final retraining (:func:`train_model`):
 mini-batch SGD / Adam(W) with a per-step cosine schedule (optional linear warm-up), label smoothing, gradient
 clipping and optional shift / flip augmentation. It is deterministic given ``seed`` (weights from
 ``build_model(ir, seed=seed)``, batch order and augmentation from generators derived from ``seed``; the global
-RNGs are not touched), and it runs with a bounded number of torch threads.
+RNGs are not touched), and it runs with a bounded number of torch threads. ``TrainConfig(device="cuda")`` (or
+``"auto"``: a GPU when PyTorch sees one) trains on a GPU: the data are copied to it once and augmented there;
+results are then reproducible only up to GPU non-determinism.
 
 A ``monitor`` callback sees the validation accuracy at chosen points of training and may stop it
 (learning-curve extrapolation hooks in here).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -31,6 +34,26 @@ from tinyevo.ir import ArchIR
 from tinyevo.nn import build_model
 
 AUGMENTATIONS = ("shift", "flip")
+_DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of a :attr:`TrainConfig.device` name: ``cpu``, ``cuda`` / ``cuda:N``, or ``auto`` (the
+    first GPU when PyTorch sees one, else the CPU). Asking for a GPU that PyTorch cannot see is a
+    :class:`ConfigError`."""
+    if not _DEVICE_RE.match(name):
+        raise ConfigError(f"unknown training device {name!r}; expected cpu, cuda, cuda:N or auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"training device {name!r} asked for, but PyTorch sees no CUDA GPU "
+                              "(use device = \"cpu\" or \"auto\")")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"training device {name!r} asked for, but PyTorch sees "
+                              f"{torch.cuda.device_count()} GPU(s)")
+    return torch.device(name)
 
 
 @dataclass(frozen=True)
@@ -44,7 +67,8 @@ class TrainConfig:
     bounds the training time: the first epoch is timed, and when ``epochs`` cannot finish in time the schedule
     is fitted to as many epochs as can (at least one); training also stops once the limit is exceeded.
     ``augment``: ``"shift"`` (random translation by up to ``shift_pixels``) and/or ``"flip"`` (random
-    horizontal flip).
+    horizontal flip). ``device``: where to train, ``"cpu"`` (default), ``"cuda"`` / ``"cuda:N"`` or ``"auto"``
+    (:func:`resolve_device`).
 
     ``prune_ratio`` > 0 makes the training estimator evaluate each candidate *after* structured L1 channel
     pruning of that fraction of its prunable channels (:func:`tinyevo.deploy.prune.prune_channels`) and
@@ -70,6 +94,7 @@ class TrainConfig:
     prune_ratio: float = 0.0
     prune_finetune_epochs: int = 1
     prune_finetune_lr: float | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
@@ -95,6 +120,8 @@ class TrainConfig:
             raise ConfigError(f"prune_finetune_epochs must be an integer >= 0, got {epochs!r}")
         if self.prune_finetune_lr is not None and not self.prune_finetune_lr > 0:
             raise ConfigError(f"prune_finetune_lr must be positive, got {self.prune_finetune_lr}")
+        if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
+            raise ConfigError(f"unknown training device {self.device!r}; expected cpu, cuda, cuda:N or auto")
 
     @property
     def resolved_lr(self) -> float:
@@ -192,31 +219,46 @@ def accuracy(
         return math.nan
     xt = x if isinstance(x, torch.Tensor) else _tensor(x)
     yt = y if isinstance(y, torch.Tensor) else _tensor(y)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
     correct = 0
     for i in range(0, len(xt), batch_size):
-        logits = model(xt[i : i + batch_size])
-        correct += int((logits.argmax(1) == yt[i : i + batch_size]).sum())
+        logits = model(xt[i : i + batch_size].to(device))
+        correct += int((logits.argmax(1) == yt[i : i + batch_size].to(device)).sum())
     model.train(was_training)
     return correct / len(xt)
 
 
 def _augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     if "flip" in cfg.augment:
-        flip = torch.rand(len(x), generator=gen) < 0.5
+        flip = torch.rand(len(x), generator=gen, device=x.device) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if "shift" in cfg.augment and cfg.shift_pixels > 0:
         p = cfg.shift_pixels
         n, _, h, w = x.shape
         padded = F.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=gen)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=gen)
-        rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, x.shape[1], h, w + 2 * p)
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=gen, device=x.device)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=gen, device=x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])[:, None, :, None].expand(n, x.shape[1], h, w + 2 * p)
         x = padded.gather(2, rows)
-        cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, x.shape[1], h, w)
+        cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])[:, None, None, :].expand(n, x.shape[1], h, w)
         x = x.gather(3, cols)
     return x
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """cuDNN picks the fastest convolution algorithms while training on a GPU (fixed shapes), then restores."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -244,11 +286,12 @@ def _lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> fl
     return 0.5 * base * (1.0 + math.cos(math.pi * min(t, 1.0)))
 
 
-def _epochs_within(epochs: int, first_epoch_s: float, time_limit_s: float) -> int:
-    """How many of ``epochs`` fit in ``time_limit_s`` when one takes ``first_epoch_s`` (at least the one done)."""
-    if first_epoch_s <= 0.0:
+def _epochs_within(epochs: int, epoch_s: float, left_s: float, *, done: int = 0) -> int:
+    """How many of ``epochs`` can be trained in all: the ``done`` ones plus those that fit in the ``left_s``
+    seconds left when one takes ``epoch_s`` (at least the ones done)."""
+    if epoch_s <= 0.0:
         return epochs
-    return max(1, min(epochs, math.floor(time_limit_s / first_epoch_s)))
+    return max(max(1, done), min(epochs, done + math.floor(max(left_s, 0.0) / epoch_s)))
 
 
 # --- the loop -----------------------------------------------------------------------------------------------
@@ -265,6 +308,8 @@ def fit(
 ) -> tuple[tuple[EpochRecord, ...], bool]:
     """Train ``model`` in place on ``data.x_train``; returns (learning curve, stopped early by the monitor).
 
+    The model is moved to ``config.device`` and left there (:func:`train_model` moves it back to the CPU).
+
     The validation accuracy is measured ``evals_per_epoch`` times per epoch (the curve); training stops when
     the ``monitor`` says so or ``config.time_limit_s`` is exceeded. With a time limit, the first epoch is timed
     and the schedule is refitted to the epochs that fit in the limit (``EpochRecord.planned_epochs``). Raises
@@ -274,10 +319,13 @@ def fit(
     n = len(data.x_train)
     if n < 2:
         raise DataError("need at least two training samples")
-    x, y = _tensor(data.x_train), _tensor(data.y_train)
-    xv, yv = _tensor(data.x_val), _tensor(data.y_val)
+    device = resolve_device(cfg.device)
+    on_cpu = device.type == "cpu"
+    model.to(device)
+    x, y = _tensor(data.x_train).to(device), _tensor(data.y_train).to(device)
+    xv, yv = _tensor(data.x_val).to(device), _tensor(data.y_val).to(device)
     rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
     bs = min(cfg.batch_size, n)
     steps_per_epoch = n // bs + (1 if n % bs >= 2 else 0)  # a last batch of one sample would break BatchNorm
     planned = cfg.epochs
@@ -297,8 +345,9 @@ def fit(
     for epoch in range(cfg.epochs):
         if epoch >= planned:
             break
-        perm = torch.from_numpy(rng.permutation(n))
-        running, seen = 0.0, 0
+        perm = torch.from_numpy(rng.permutation(n)).to(device)
+        running, seen = torch.zeros((), device=device), 0  # summed on the device: no sync per step on a GPU
+        epoch_start = time.perf_counter()
         for i in range(steps_per_epoch):
             idx = perm[i * bs : (i + 1) * bs]
             xb, yb = x[idx], y[idx]
@@ -308,7 +357,7 @@ def fit(
             for g in opt.param_groups:
                 g["lr"] = lr
             loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
+            if on_cpu and not torch.isfinite(loss):
                 raise EstimationError(
                     f"training diverged: the loss became {loss.item()} at epoch {epoch + 1}"
                 )
@@ -318,16 +367,19 @@ def fit(
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
-            running += loss.item() * len(idx)
+            running += loss.detach() * len(idx)
             seen += len(idx)
             if i + 1 in checkpoints:
+                train_loss = float(running) / max(seen, 1)
+                if not math.isfinite(train_loss):  # on a GPU the loss is checked here, not at every step
+                    raise EstimationError(f"training diverged: the loss became {train_loss} in epoch {epoch + 1}")
                 t_eval = time.perf_counter()
                 val_acc = accuracy(model, xv, yv, batch_size=cfg.eval_batch_size)
                 elapsed = time.perf_counter() - start
                 eval_seconds += elapsed - (t_eval - start)
                 rec = EpochRecord(
                     epoch=epoch + (i + 1) / steps_per_epoch,
-                    train_loss=running / max(seen, 1),
+                    train_loss=train_loss,
                     val_acc=val_acc,
                     lr=lr,
                     seconds=elapsed,
@@ -341,9 +393,12 @@ def fit(
                 if cfg.time_limit_s is not None and elapsed > cfg.time_limit_s:
                     model.eval()
                     return tuple(history), False
-        if epoch == 0 and cfg.time_limit_s is not None:
-            # fit the schedule to the time: the remaining steps follow a cosine that ends with the last epoch
-            planned = _epochs_within(cfg.epochs, time.perf_counter() - start, cfg.time_limit_s)
+        if epoch <= 1 and cfg.time_limit_s is not None:
+            # fit the schedule to the time: the remaining steps follow a cosine that ends with the last epoch.
+            # Planned after the first epoch, and again after the second, whose time excludes one-off start-up
+            # costs (a GPU's kernel selection and warm-up make the first epoch several times slower).
+            now = time.perf_counter()
+            planned = _epochs_within(cfg.epochs, now - epoch_start, cfg.time_limit_s - (now - start), done=epoch + 1)
             total = steps_per_epoch * planned
     model.eval()
     return tuple(history), False
@@ -366,7 +421,7 @@ def train_model(
     ``config.time_limit_s``). Data of another resolution than the IR's input is resized to it.
     """
     data = fit_data_to_ir(ir, data)
-    with torch_threads(config.threads):
+    with torch_threads(config.threads), _cudnn_autotune(resolve_device(config.device)):
         model = build_model(ir, seed=seed)
         if init_state is not None:
             model.load_state_dict(init_state)
@@ -383,4 +438,5 @@ def train_model(
             "epochs_configured": float(config.epochs),
             "epochs_planned": float(history[-1].planned_epochs) if history else float(config.epochs),
         }
+        model.to("cpu")
     return TrainResult(model=model, history=history, metrics=metrics, stopped_early=stopped)

@@ -23,8 +23,8 @@ A config file uses the flag names (``-`` or ``_``) as top-level keys, plus three
     [train]            # TrainConfig of the search estimator (epochs, batch_size, optimizer, lr, ...)
     epochs = 3
 
-    [final]            # retraining after the search: enabled, pareto, max_models + TrainConfig fields
-    epochs = 30
+    [final]            # retraining after the search: enabled, pareto, max_models, top_k, workers + TrainConfig
+    epochs = 30        # fields (device = "auto" trains on a GPU when there is one)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -199,17 +199,24 @@ class ExecutorConfig:
 
 @dataclass(frozen=True)
 class FinalConfig:
-    """Retraining after the search: the best feasible model, or (``pareto``) each Pareto-front model (at most
-    ``max_models``), trained with ``train`` (TrainConfig options) and evaluated on the test split."""
+    """Retraining after the search: the ``top_k`` best feasible models (default the best one), or (``pareto``)
+    each Pareto-front model (at most ``max_models``), trained with ``train`` (TrainConfig options, e.g.
+    ``device = "cuda"``) and evaluated on the test split. ``workers`` > 1 retrains that many models at once, each
+    in its own process. Of several retrained models, the one with the best final validation accuracy is the
+    run's model (:func:`tinyevo.run.final.best_final`)."""
 
     enabled: bool = True
     pareto: bool = False
     max_models: int = 5
     train: Mapping[str, Any] = field(default_factory=lambda: {"epochs": 30, "batch_size": 64})
+    top_k: int = 1
+    workers: int = 1
 
     def __post_init__(self) -> None:
-        if self.max_models < 1:
-            raise ConfigError(f"final max_models must be at least 1, got {self.max_models}")
+        for name in ("max_models", "top_k", "workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"final {name} must be an integer >= 1, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,8 @@ class RunConfig:
                 "pareto": self.final.pareto,
                 "max_models": self.final.max_models,
                 "train": _thaw(self.final.train),
+                "top_k": self.final.top_k,
+                "workers": self.final.workers,
             },
             "seed": self.seed,
             "init": list(self.init),
@@ -281,6 +290,8 @@ class RunConfig:
                     pareto=obj["final"]["pareto"],
                     max_models=obj["final"]["max_models"],
                     train=_freeze(obj["final"]["train"]),
+                    top_k=obj["final"].get("top_k", 1),
+                    workers=obj["final"].get("workers", 1),
                 ),
                 seed=obj["seed"],
                 init=tuple(obj.get("init", ())),
@@ -372,7 +383,7 @@ _TOP_KEYS = {
     "train",
     "final",
 }
-_FINAL_KEYS = {"enabled", "pareto", "max_models"}
+_FINAL_KEYS = {"enabled", "pareto", "max_models", "top_k", "workers"}
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -525,6 +536,8 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             enabled=_typed("final.enabled", final_tbl.get("enabled", True), bool),
             pareto=_typed("final.pareto", final_tbl.get("pareto", False), bool),
             max_models=_typed("final.max_models", final_tbl.get("max_models", 5), int),
+            top_k=_typed("final.top_k", final_tbl.get("top_k", 1), int),
+            workers=_typed("final.workers", final_tbl.get("workers", 1), int),
             train=_check_final_train(_check_train_options("[final]", {**final_train_defaults, **final_train})),
         ),
         seed=_typed("--seed", seed, int),
@@ -568,3 +581,16 @@ def validate_names(config: RunConfig) -> None:
         if not part.strip():
             raise ConfigError(f"bad estimator name {config.estimator.name!r}")
         ESTIMATORS.get(part.strip())
+
+
+def with_final_options(config: RunConfig, *, train: Mapping[str, Any] | None = None, **final: Any) -> RunConfig:
+    """``config`` with its ``[final]`` section changed: ``final`` sets FinalConfig fields (``top_k``,
+    ``workers``, ``pareto``, ``max_models``; None = unchanged) and ``train`` overrides training options (e.g.
+    ``{"device": "cuda", "epochs": 200}``), validated as in a config file."""
+    unknown = sorted(set(final) - (_FINAL_KEYS - {"enabled"}))
+    if unknown:
+        raise ConfigError(f"unknown [final] option(s): {', '.join(unknown)}")
+    fc = config.final
+    changes = {k: v for k, v in final.items() if v is not None}
+    opts = _check_final_train(_check_train_options("[final]", {**_thaw(fc.train), **dict(train or {})}))
+    return replace(config, final=replace(fc, **changes, train=_freeze(opts)))

@@ -49,7 +49,7 @@ from tinyevo.run.components import (
     train_config,
 )
 from tinyevo.run.config import ExecutorConfig, RunConfig
-from tinyevo.run.final import Trainer, retrain, select_for_retraining
+from tinyevo.run.final import RetrainTask, Trainer, retrain_many, select_for_retraining
 from tinyevo.spaces.zoo import resolve_seeds
 from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage, TrialRecord, new_meta
 from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Strategy, Trial, rank_key
@@ -395,9 +395,11 @@ class Engine:
         return results
 
     # --- final retraining ---
-    def finalize(self, trials: list[Trial]) -> list[FinalModel]:
+    def finalize(self, trials: list[Trial], *, force: bool = False, enabled: bool | None = None) -> list[FinalModel]:
+        """Retrain the chosen trials (``[final]``) not retrained yet (all of them with ``force``); returns the
+        chosen trials' final models. ``enabled`` overrides ``[final] enabled`` (``tinyevo retrain``)."""
         fcfg = self.config.final
-        if not fcfg.enabled:
+        if not (fcfg.enabled if enabled is None else enabled):
             return []
         self.storage.set_state("phase", "final")
         chosen = select_for_retraining(
@@ -406,29 +408,31 @@ class Engine:
             pareto=fcfg.pareto,
             max_models=fcfg.max_models,
             objectives=pareto_objectives(self.problem),
+            top_k=fcfg.top_k,
         )
-        done = {f.trial for f in self.storage.finals()}
+        done = set() if force else {f.trial for f in self.storage.finals()}
         todo = [t for t in chosen if t.number not in done]
         if todo:
             self._emit("final-start", message=f"retraining {len(todo)} model(s)")
-            data = self.parts.data
-            if data is None:
+            parallel = fcfg.workers > 1 and len(todo) > 1
+            data = None if parallel else self.parts.data  # workers load the data set themselves
+            if data is None and not parallel:
                 data = cached_dataset(self.config.data.spec, self.config.seed, self.config.data.val_fraction)
+            spec = (self.config.data.spec, self.config.seed, self.config.data.val_fraction)
             tcfg = train_config(fcfg.train)
             costs = {r.number: r.cost for r in self.storage.records()}
-            for t in todo:
-                model = retrain(
-                    t,
-                    space=self.parts.space,
-                    data=data,
-                    train_config=tcfg,
-                    seed=derive_seed(self.config.seed, t.number, 1),
-                    run_dir=self.run_dir,
-                    cost=costs.get(t.number, {}),
-                    trainer=self.parts.trainer,
-                )
+            tasks = [
+                RetrainTask(trial=t, space=self.parts.space, train_config=tcfg,
+                            seed=derive_seed(self.config.seed, t.number, 1), run_dir=self.run_dir,
+                            cost=costs.get(t.number, {}), data=data, data_spec=spec, trainer=self.parts.trainer)
+                for t in todo
+            ]
+
+            def commit(model: FinalModel) -> None:
                 self.storage.add_final(model)
                 self._emit("final-model", final=model)
+
+            retrain_many(tasks, workers=fcfg.workers, on_done=commit)
         wanted = {t.number for t in chosen}
         return [f for f in self.storage.finals() if f.trial in wanted]
 
@@ -563,5 +567,45 @@ def resume_run(
             time_s=time_s if time_s is not None else config.budget.time_s,
         )
         return engine.run()
+    finally:
+        storage.close()
+
+
+def retrain_run(
+    run_dir: Path,
+    *,
+    config: RunConfig | None = None,
+    keep_done: bool = False,
+    parts: RunParts | None = None,
+    progress: Progress | None = None,
+) -> list[FinalModel]:
+    """(Re)do the final retraining of a run whose search has finished, e.g. on a GPU machine after a search on
+    a laptop: ``config`` is the run's config with another ``[final]`` section
+    (:func:`tinyevo.run.config.with_final_options`; default: as stored). Every chosen model is retrained and
+    replaces its earlier final model, except with ``keep_done`` those already retrained. The search trials are
+    not touched, and the changed ``[final]`` options are not stored: each model's ``metrics.json`` records the
+    training configuration it was trained with. Returns the chosen trials' final models."""
+    db = _db(run_dir)
+    run_dir = db.parent
+    storage = SQLiteStorage(db)
+    try:
+        stored = RunConfig.from_json(storage.meta().config)
+        phase = storage.get_state("phase")
+        if phase not in ("final", "done"):
+            raise ConfigError(
+                f"the search of {run_dir} has not finished (phase {phase!r}); finish it with `tinyevo resume "
+                f"{run_dir}` first"
+            )
+        config = config if config is not None else stored
+        parts = parts if parts is not None else build_parts(config)
+        trials = [r.trial for r in storage.records()]
+        engine = Engine(run_dir, config, storage, parts, executor=create_executor("local", workers=1),
+                        progress=progress)
+        try:
+            finals = engine.finalize(trials, force=not keep_done, enabled=True)
+        finally:
+            engine.executor.close()
+        storage.set_state("phase", "done")
+        return finals
     finally:
         storage.close()

@@ -1,4 +1,8 @@
-"""After the search: pick the best feasible model (or the Pareto front), retrain it longer, test it, save it.
+"""After the search: pick the best feasible models (or the Pareto front), retrain them longer, test, save.
+
+:func:`retrain_many` retrains several models, one per process when asked (``[final] workers``); of several
+retrained models the one with the best final validation accuracy is the run's model (:func:`best_final`): the
+test split never takes part in choosing.
 
 Each retrained model gets a folder ``final/trial-NNNN/`` in the run directory with ``model.pt`` (a
 ``state_dict``, loadable with ``torch.load(path, weights_only=True)``), ``genome.txt``, ``metrics.json`` and
@@ -13,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +61,32 @@ def select_for_retraining(
     pareto: bool,
     max_models: int,
     objectives: Sequence[Objective] | None = None,
+    top_k: int = 1,
 ) -> list[Trial]:
-    """The best feasible trial, or up to ``max_models`` Pareto-front trials (best first objective first)."""
+    """The ``top_k`` best feasible trials (best first; ties keep the earlier trial), or up to ``max_models``
+    Pareto-front trials (best first objective first)."""
     ok = [t for t in trials if t.status is Status.OK]
     if not ok:
         return []
     if not pareto:
-        return [max(ok, key=lambda t: rank_key(problem, t))]
+        order = sorted(range(len(ok)), key=lambda i: (rank_key(problem, ok[i]), -i), reverse=True)
+        return [ok[i] for i in order[: max(1, top_k)]]
     return pareto_front(ok, objectives or problem.objectives)[:max_models]
+
+
+def best_final(finals: Sequence[FinalModel]) -> FinalModel | None:
+    """The retrained model with the highest final validation accuracy (``val_acc``; models without one rank
+    last, ties keep the earlier trial): the run's model when several were retrained. None for no models."""
+
+    def key(f: FinalModel) -> float:
+        v = f.metrics.get("val_acc", math.nan)
+        return -math.inf if v is None or not math.isfinite(v) else float(v)
+
+    best: FinalModel | None = None
+    for f in sorted(finals, key=lambda f: f.trial):
+        if best is None or key(f) > key(best):
+            best = f
+    return best
 
 
 def _json_default(obj: object) -> object:
@@ -135,3 +157,70 @@ def retrain(
         weights=str((out / "model.pt").relative_to(run_dir)),
         created_at=time.time(),
     )
+
+
+@dataclass(frozen=True)
+class RetrainTask:
+    """One model to retrain, picklable for a worker process. ``data`` is the data set, or None to load
+    ``data_spec`` (spec, seed, validation fraction) in the worker (cached per process)."""
+
+    trial: Trial
+    space: Any
+    train_config: Any
+    seed: int
+    run_dir: Path
+    cost: Mapping[str, float]
+    data: Any = None
+    data_spec: tuple[str, int, float] | None = None
+    trainer: Trainer | None = None
+
+
+def run_retrain_task(task: RetrainTask) -> FinalModel:
+    """Retrain one :class:`RetrainTask` (runs in a worker process or in the driver)."""
+    data = task.data
+    if data is None:
+        from tinyevo.run.components import cached_dataset
+
+        if task.data_spec is None:
+            raise ValueError("a retraining task needs data or a data spec")
+        data = cached_dataset(*task.data_spec)
+    return retrain(task.trial, space=task.space, data=data, train_config=task.train_config, seed=task.seed,
+                   run_dir=task.run_dir, cost=task.cost, trainer=task.trainer)
+
+
+def retrain_many(
+    tasks: Sequence[RetrainTask],
+    *,
+    workers: int = 1,
+    on_done: Callable[[FinalModel], None] | None = None,
+) -> list[FinalModel]:
+    """Retrain every task, ``workers`` at a time (each in its own process when > 1), calling ``on_done`` with
+    each model as it finishes (the driver commits it there). Raises :class:`EstimationError` naming the trials
+    whose retraining failed, after the others have finished."""
+    from tinyevo.errors import EstimationError
+
+    done: list[FinalModel] = []
+    errors: list[str] = []
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            model = run_retrain_task(task)
+            done.append(model)
+            if on_done is not None:
+                on_done(model)
+        return done
+    from tinyevo.executors.local import LocalPoolExecutor
+
+    pool = LocalPoolExecutor(workers=min(workers, len(tasks)), retries=0)
+    try:
+        for res in pool.map(run_retrain_task, list(tasks)):
+            if res.error is not None or res.value is None:
+                errors.append(f"trial {tasks[res.index].trial.number}: {res.error}")
+                continue
+            done.append(res.value)
+            if on_done is not None:
+                on_done(res.value)
+    finally:
+        pool.close()
+    if errors:
+        raise EstimationError("final retraining failed for " + "; ".join(errors))
+    return done

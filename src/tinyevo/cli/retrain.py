@@ -1,0 +1,101 @@
+"""``tinyevo retrain RUN``: (re)do a run's final retraining with other settings.
+
+The common use: search on a laptop or a CPU server with ``--no-final`` (or a short final training), then on a GPU
+machine ``tinyevo retrain RUN --top-k 8 --workers 8 --device cuda --epochs 200``, which retrains the 8 best
+candidates at once and keeps the one with the best final validation accuracy as the run's model (``export``'s
+default). The search trials are untouched; ``[final]`` training options not given keep their stored values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tinyevo.errors import ConfigError
+
+
+def _parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, the values read as TOML (``lr=0.05``, ``augment=["flip"]``, ``optimizer="sgd"``;
+    a bare word is taken as a string)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        out[key.strip().replace("-", "_")] = parsed
+    return out
+
+
+def run_retrain_command(args: argparse.Namespace) -> int:
+    from tinyevo.run.config import parse_duration, with_final_options
+    from tinyevo.run.engine import load_run_config, retrain_run
+    from tinyevo.run.final import best_final
+
+    run_dir = Path(args.run)
+    train = _parse_set(args.set)
+    if args.device is not None:
+        train["device"] = args.device
+    if args.epochs is not None:
+        train["epochs"] = args.epochs
+    if args.time_limit is not None:
+        train["time_limit_s"] = parse_duration(args.time_limit)
+    if args.threads is not None:
+        train["threads"] = args.threads
+    config = with_final_options(load_run_config(run_dir), train=train, top_k=args.top_k, workers=args.workers,
+                                pareto=args.pareto, max_models=args.max_models)
+    from tinyevo.estimators.training import resolve_device
+
+    resolve_device(str(config.final.train.get("device", "cpu")))  # no GPU -> one clear error before any work
+    err = Console(stderr=True)
+
+    def progress(ev: Any) -> None:
+        if args.quiet:
+            return
+        if ev.kind == "final-start":
+            err.print(f"{ev.message} ({config.final.workers} at a time) ...")
+        elif ev.kind == "final-model" and ev.final is not None:
+            m = ev.final.metrics
+            err.print(f"retrained trial {ev.final.trial}: val_acc {100 * m.get('val_acc', float('nan')):.2f}% "
+                      f"test_acc {100 * m.get('test_acc', float('nan')):.2f}% in {m.get('final_train_s', 0):.0f} s")
+
+    finals = retrain_run(run_dir, config=config, keep_done=args.keep_done, progress=progress)
+    from tinyevo.cli.search import print_summary
+
+    print_summary(Console(), run_dir)
+    chosen = best_final(finals)
+    if chosen is not None and len(finals) > 1:
+        Console().print(f"run model (best final val_acc): trial {chosen.trial}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "retrain",
+        help="redo a run's final retraining (longer, more models, on a GPU)",
+        description="Retrain the best models of a finished search with other [final] settings; the model with "
+                    "the best final validation accuracy becomes the run's model.",
+    )
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("--top-k", type=int, metavar="K", help="retrain the K best feasible trials (default: as stored)")
+    p.add_argument("--pareto", action=argparse.BooleanOptionalAction, default=None,
+                   help="retrain the Pareto front instead (at most --max-models)")
+    p.add_argument("--max-models", type=int, metavar="N", help="Pareto-front models to retrain")
+    p.add_argument("--workers", type=int, metavar="N", help="models retrained at once, one process each")
+    p.add_argument("--device", metavar="DEV", help="training device: cpu, cuda, cuda:N or auto")
+    p.add_argument("--epochs", type=int, metavar="N", help="training epochs")
+    p.add_argument("--time-limit", metavar="DURATION",
+                   help="training time per model, e.g. 10m (the cosine schedule is fitted to it)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per model")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other [final] training option, value in TOML (e.g. --set lr=0.05); repeatable")
+    p.add_argument("--keep-done", action="store_true", help="skip trials that already have a retrained model")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
+    p.set_defaults(func=run_retrain_command)
