@@ -108,7 +108,10 @@ def summarise(run_dir: Path) -> dict[str, Any]:
     if best is not None:
         out["best_trial"] = {"number": best.number, "genome": best.genome,
                              "metrics": {k: _num(v) for k, v in best.metrics.items()}}
-    for f in view.finals:
+    from tinyevo.run.final import best_final
+
+    chosen = best_final(view.finals)  # the run's model (best final val_acc) first
+    for f in sorted(view.finals, key=lambda f: (chosen is None or f.trial != chosen.trial, f.trial)):
         out["final"].append({"trial": f.trial, "genome": f.genome,
                              "metrics": {k: _num(v) for k, v in f.metrics.items()}, "weights": f.weights})
     return out
@@ -118,7 +121,7 @@ DEPLOY_MODULES = ("torchao", "litert_torch", "tflite_micro")
 
 
 def int8_accuracy(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    """int8 test accuracy of the first retrained model through the deploy extra (PT2E int8 -> .tflite ->
+    """int8 test accuracy of the run's retrained model (the first in ``summary["final"]``) through the deploy extra (PT2E int8 -> .tflite ->
     TFLite-Micro), or why it was not measured."""
     import importlib.util
 

@@ -66,7 +66,7 @@ def run_retrain_command(args: argparse.Namespace) -> int:
             err.print(f"retrained trial {ev.final.trial}: val_acc {100 * m.get('val_acc', float('nan')):.2f}% "
                       f"test_acc {100 * m.get('test_acc', float('nan')):.2f}% in {m.get('final_train_s', 0):.0f} s")
 
-    finals = retrain_run(run_dir, config=config, keep_done=args.keep_done, progress=progress)
+    finals = retrain_run(run_dir, config=config, keep_done=args.keep_done, trials=args.trial, progress=progress)
     from tinyevo.cli.search import print_summary
 
     print_summary(Console(), run_dir)
@@ -85,6 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("--top-k", type=int, metavar="K", help="retrain the K best feasible trials (default: as stored)")
+    p.add_argument("--trial", type=int, action="append", metavar="N",
+                   help="retrain this trial (repeatable) instead of the [final] choice, e.g. the run's model for longer")
     p.add_argument("--pareto", action=argparse.BooleanOptionalAction, default=None,
                    help="retrain the Pareto front instead (at most --max-models)")
     p.add_argument("--max-models", type=int, metavar="N", help="Pareto-front models to retrain")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -395,21 +395,37 @@ class Engine:
         return results
 
     # --- final retraining ---
-    def finalize(self, trials: list[Trial], *, force: bool = False, enabled: bool | None = None) -> list[FinalModel]:
-        """Retrain the chosen trials (``[final]``) not retrained yet (all of them with ``force``); returns the
-        chosen trials' final models. ``enabled`` overrides ``[final] enabled`` (``tinyevo retrain``)."""
+    def finalize(
+        self,
+        trials: list[Trial],
+        *,
+        force: bool = False,
+        enabled: bool | None = None,
+        only: Sequence[int] | None = None,
+    ) -> list[FinalModel]:
+        """Retrain the chosen trials (``[final]``, or the trial numbers ``only``) not retrained yet (all of them
+        with ``force``); returns the chosen trials' final models. ``enabled`` overrides ``[final] enabled``
+        (``tinyevo retrain``)."""
         fcfg = self.config.final
         if not (fcfg.enabled if enabled is None else enabled):
             return []
+        if only is not None:
+            by_number = {t.number: t for t in trials}
+            bad = [n for n in only if n not in by_number or by_number[n].status is not Status.OK]
+            if bad:
+                raise ConfigError(f"trial {bad[0]} cannot be retrained: only successfully evaluated trials can "
+                                  f"(the run has trials 0..{len(trials) - 1})")
+            chosen = [by_number[n] for n in dict.fromkeys(only)]
+        else:
+            chosen = select_for_retraining(
+                self.problem,
+                trials,
+                pareto=fcfg.pareto,
+                max_models=fcfg.max_models,
+                objectives=pareto_objectives(self.problem),
+                top_k=fcfg.top_k,
+            )
         self.storage.set_state("phase", "final")
-        chosen = select_for_retraining(
-            self.problem,
-            trials,
-            pareto=fcfg.pareto,
-            max_models=fcfg.max_models,
-            objectives=pareto_objectives(self.problem),
-            top_k=fcfg.top_k,
-        )
         done = set() if force else {f.trial for f in self.storage.finals()}
         todo = [t for t in chosen if t.number not in done]
         if todo:
@@ -576,13 +592,15 @@ def retrain_run(
     *,
     config: RunConfig | None = None,
     keep_done: bool = False,
+    trials: Sequence[int] | None = None,
     parts: RunParts | None = None,
     progress: Progress | None = None,
 ) -> list[FinalModel]:
     """(Re)do the final retraining of a run whose search has finished, e.g. on a GPU machine after a search on
     a laptop: ``config`` is the run's config with another ``[final]`` section
     (:func:`tinyevo.run.config.with_final_options`; default: as stored). Every chosen model is retrained and
-    replaces its earlier final model, except with ``keep_done`` those already retrained. The search trials are
+    replaces its earlier final model, except with ``keep_done`` those already retrained. ``trials`` retrains
+    these trial numbers instead of the ``[final]`` choice. The search trials are
     not touched, and the changed ``[final]`` options are not stored: each model's ``metrics.json`` records the
     training configuration it was trained with. Returns the chosen trials' final models."""
     db = _db(run_dir)
@@ -598,11 +616,11 @@ def retrain_run(
             )
         config = config if config is not None else stored
         parts = parts if parts is not None else build_parts(config)
-        trials = [r.trial for r in storage.records()]
+        stored_trials = [r.trial for r in storage.records()]
         engine = Engine(run_dir, config, storage, parts, executor=create_executor("local", workers=1),
                         progress=progress)
         try:
-            finals = engine.finalize(trials, force=not keep_done, enabled=True)
+            finals = engine.finalize(stored_trials, force=not keep_done, enabled=True, only=trials)
         finally:
             engine.executor.close()
         storage.set_state("phase", "done")
