@@ -34,14 +34,14 @@ from tinyevo.ir import ArchIR
 from tinyevo.nn import build_model
 
 AUGMENTATIONS = ("shift", "flip")
-_DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
+_DEVICE_RE = re.compile(r"cpu|auto|cuda(:\d+)?")  # matched with fullmatch: "$" would accept "cpu\n"
 
 
 def resolve_device(name: str) -> torch.device:
     """The torch device of a :attr:`TrainConfig.device` name: ``cpu``, ``cuda`` / ``cuda:N``, or ``auto`` (the
     first GPU when PyTorch sees one, else the CPU). Asking for a GPU that PyTorch cannot see is a
     :class:`ConfigError`."""
-    if not _DEVICE_RE.match(name):
+    if not _DEVICE_RE.fullmatch(name):
         raise ConfigError(f"unknown training device {name!r}; expected cpu, cuda, cuda:N or auto")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -120,7 +120,7 @@ class TrainConfig:
             raise ConfigError(f"prune_finetune_epochs must be an integer >= 0, got {epochs!r}")
         if self.prune_finetune_lr is not None and not self.prune_finetune_lr > 0:
             raise ConfigError(f"prune_finetune_lr must be positive, got {self.prune_finetune_lr}")
-        if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
+        if not isinstance(self.device, str) or not _DEVICE_RE.fullmatch(self.device):
             raise ConfigError(f"unknown training device {self.device!r}; expected cpu, cuda, cuda:N or auto")
 
     @property
