@@ -146,3 +146,67 @@ def test_threads_are_restored(data: Dataset) -> None:
     before = torch.get_num_threads()
     train_model(conv_net(), data, config=TrainConfig(epochs=1, threads=1), seed=0)
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize(
+    ("epochs", "epoch_s", "left", "done", "expected"),
+    [
+        (10, 2.0, 18.0, 2, 10),  # 2 done + 9 that fit, capped at the 10 configured
+        (10, 2.0, 10.0, 2, 7),  # 2 done + 5 that fit
+        (10, 30.0, 10.0, 2, 2),  # none fit: keep the ones done
+        (10, 5.0, -3.0, 1, 1),  # over time already
+        (3, 1.0, 100.0, 2, 3),
+        (10, 0.0, 5.0, 2, 10),  # an epoch that took no measurable time: all of them
+    ],
+)
+def test_epochs_within_counts_the_epochs_done(epochs: int, epoch_s: float, left: float, done: int,
+                                              expected: int) -> None:
+    assert training._epochs_within(epochs, epoch_s, left, done=done) == expected
+
+
+def test_slow_first_epoch_then_fast_second_plans_more_epochs(
+    data: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU's first epoch pays for warm-up: the plan made after the second epoch, from that epoch's time,
+    allows more epochs than the first epoch alone suggests."""
+    clock = _FakeClock()
+    monkeypatch.setattr(training, "time", clock)
+    epoch_times = iter([20.0, 2.0] + [2.0] * 20)
+
+    def timed(rec: object) -> bool:  # evaluated once per epoch, at its end
+        clock.now += next(epoch_times)
+        return False
+
+    cfg = TrainConfig(epochs=10, batch_size=32, time_limit_s=40.0)
+    # the first epoch alone: 20 s of 40 -> 2 epochs
+    assert training._epochs_within(10, 20.0, 20.0, done=1) == 2
+    r = train_model(conv_net(), data, config=cfg, seed=0, monitor=timed)
+    # after epoch 2 (2 s, 18 s left): 2 + 9 -> all 10 configured epochs fit (20 + 9 x 2 = 38 s)
+    assert [h.planned_epochs for h in r.history] == [10, 2] + [10] * 8
+    assert [h.epoch for h in r.history] == [float(e) for e in range(1, 11)]
+    assert r.metrics["epochs_planned"] == 10.0 == r.metrics["epochs"]
+    assert r.history[-1].seconds <= cfg.time_limit_s and not r.stopped_early
+
+
+def test_the_second_plan_can_shorten_the_first(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _FakeClock()
+    monkeypatch.setattr(training, "time", clock)
+    epoch_times = iter([2.0, 8.0] + [8.0] * 20)
+
+    def timed(rec: object) -> bool:
+        clock.now += next(epoch_times)
+        return False
+
+    cfg = TrainConfig(epochs=10, batch_size=32, time_limit_s=30.0)
+    r = train_model(conv_net(), data, config=cfg, seed=0, monitor=timed)
+    # after epoch 1: 2 s of 30 -> 10 epochs; after epoch 2 (8 s, 20 s left): 2 + 2 = 4
+    assert [h.planned_epochs for h in r.history] == [10, 10, 4, 4]
+    assert r.metrics["epochs"] == 4.0 == r.metrics["epochs_planned"]
+    assert r.history[-1].lr < 0.05 * cfg.resolved_lr  # the refitted cosine ends with the 4th epoch
+
+
+def test_time_limit_history_is_consistent_with_the_metrics(data: Dataset) -> None:
+    """Real clock, a limit far away: the plan never changes and every epoch is trained."""
+    r = train_model(conv_net(), data, config=TrainConfig(epochs=3, batch_size=32, time_limit_s=600.0), seed=0)
+    assert [h.planned_epochs for h in r.history] == [3, 3, 3]
+    assert r.metrics["epochs_planned"] == float(r.history[-1].planned_epochs) == r.metrics["epochs"] == 3.0
