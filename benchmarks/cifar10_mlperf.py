@@ -1,8 +1,7 @@
 """CIFAR-10 under 75 KB peak SRAM / 75 KB flash (int8): the MLPerf Tiny image-classification setting.
 
-Goal: >= 85 % test accuracy (the MLPerf Tiny IC quality target). tinyevo's trainer runs on the CPU; reaching
-the goal needs a long search and ~200 epochs of final training (hours of a GPU-class machine), so the script
-has a budget profile:
+Goal: >= 85 % test accuracy (the MLPerf Tiny IC quality target). Reaching it needs a long search and ~200 epochs
+of final training, so the script has budget profiles:
 
 * ``--profile cpu-small`` (default, ``benchmarks/configs/cifar10_mlperf.toml``): 12 minutes of low-fidelity
   search (``lowfi``: a quarter of the training data, half-width networks, one epoch) and 8 epochs of final
@@ -10,6 +9,14 @@ has a budget profile:
 * ``--profile cpu-45m`` (``benchmarks/configs/cifar10_mlperf_cpu45.toml``): the population seeded with the
   known chain-space architectures (``init = ["zoo"]``), 12 minutes of low-fidelity search on two workers and
   30 minutes of final training on both cores (about 45 minutes in all). Writes ``cifar10_mlperf_cpu-45m.json``.
+* ``--profile gpu`` then ``--profile gpu-stage2`` then ``tinyevo retrain`` (search on the CPU, finish on a GPU):
+  stage 1 (``cifar10_mlperf_gpu.toml``, CPU): 30 minutes of low-fidelity search with the SRAM limit priced as
+  TFLite-Micro's real arena (``planner = "tflm"``), no final training. Stage 2 (``cifar10_mlperf_gpu_stage2.toml``,
+  GPU): the search goes on for 7 minutes at full fidelity (8 epochs, all the data, full width, 8 candidates at
+  once on one GPU), seeded with stage 1's 12 best genomes (``init = ["run:...:12", "zoo"]``). Stage 3 (GPU):
+  ``tinyevo retrain benchmarks/out/cifar10_mlperf_gpu-stage2_run`` retrains stage 2's 6 best, 6 at once, each
+  fitted to 8 minutes, and keeps the best by final validation accuracy. ``--profile gpu-stage2 --parse-only``
+  (with the deploy extra) then measures the int8 model on TFLite-Micro on the CPU.
 * ``--profile full``: 10 epochs per candidate at full fidelity, 6 hours of search, 200 final epochs, 4
   threads for the final training.
 
@@ -20,6 +27,10 @@ Needs ``../shared/data/cifar10-jpg.tar.gz`` (or ``$TINYEVO_SHARED/data/...``)::
 
     python benchmarks/cifar10_mlperf.py --wall-limit 1800                 # CPU-small profile
     python benchmarks/cifar10_mlperf.py --profile cpu-45m --wall-limit 3300
+    python benchmarks/cifar10_mlperf.py --profile gpu --wall-limit 2400                 # stage 1, CPU
+    python benchmarks/cifar10_mlperf.py --profile gpu-stage2 --wall-limit 570          # stage 2, GPU
+    tinyevo retrain benchmarks/out/cifar10_mlperf_gpu-stage2_run                         # stage 3, GPU
+    python benchmarks/cifar10_mlperf.py --profile gpu-stage2 --parse-only              # int8 on TFLM, CPU
     python benchmarks/cifar10_mlperf.py --profile full --wall-limit 36000
 """
 
@@ -32,11 +43,13 @@ from _realdata import main, shared_dir
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 OUT = Path(__file__).resolve().parent / "out"
+# profile -> (config file or None for the default cifar10_mlperf.toml, extra `tinyevo search` flags)
 PROFILES = {
-    "cpu-small": [],
-    "cpu-45m": [],
-    "gpu": ["--no-final"],
-    "full": ["--estimator", "train", "--epochs", "10", "--time", "6h", "--final-epochs", "200"],
+    "cpu-small": (None, []),
+    "cpu-45m": ("cifar10_mlperf_cpu45.toml", []),
+    "gpu": ("cifar10_mlperf_gpu.toml", ["--no-final"]),
+    "gpu-stage2": ("cifar10_mlperf_gpu_stage2.toml", ["--no-final"]),
+    "full": (None, ["--estimator", "train", "--epochs", "10", "--time", "6h", "--final-epochs", "200"]),
 }
 
 if __name__ == "__main__":
@@ -49,11 +62,10 @@ if __name__ == "__main__":
         profile = argv[i + 1]
         del argv[i : i + 2]
     name = "cifar10_mlperf"
-    if profile in ("cpu-45m", "gpu"):
+    config, extra = PROFILES[profile]
+    if config is not None:
         name = f"cifar10_mlperf_{profile}"
-        config = CONFIGS / ("cifar10_mlperf_cpu45.toml" if profile == "cpu-45m" else "cifar10_mlperf_gpu.toml")
-        argv = ["--config", str(config), "--run-dir", str(OUT / f"{name}_run"), *argv]
-    extra = PROFILES[profile]
+        argv = ["--config", str(CONFIGS / config), "--run-dir", str(OUT / f"{name}_run"), *argv]
     if extra:
         argv = [*argv, *([] if "--" in argv else ["--"]), *extra]
     sys.exit(main(name, __doc__ or "", goal=f"test_acc >= 0.85 (profile {profile})", argv=argv,

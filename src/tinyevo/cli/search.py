@@ -224,7 +224,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--init", action="append", metavar="GENOME|NAME|zoo",
                    help="evaluate this genome first (repeatable): a genome string, a known architecture "
-                        "(e.g. resnet8-like; see `tinyevo zoo`) or 'zoo' for all known ones that fit the space")
+                        "(e.g. resnet8-like; see `tinyevo zoo`), 'zoo' for all known ones that fit the space, "
+                        "or run:DIR[:K] for the K best trials of an earlier run")
     g = p.add_argument_group("after the search")
     g.add_argument("--final-epochs", type=int, metavar="N", help="epochs of the final retraining")
     g.add_argument("--pareto", action="store_true", default=None, help="retrain every Pareto-front model")

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from tinyevo.errors import ConfigError
+from tinyevo.errors import ConfigError, StorageError
 from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
 
 DEFAULT_ESTIMATOR = "train"  # tinyevo.estimators.DEFAULT_ESTIMATOR; repeated so config needs no torch import
@@ -560,7 +560,34 @@ def _init_list(value: Any) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(i, str) for i in value):
         raise ConfigError(f"init must be a genome string or zoo name, or a list of them; got {value!r}")
-    return tuple(value)
+    out: list[str] = []
+    for item in value:
+        out.extend(run_seeds(item) if item.startswith("run:") else [item])
+    return tuple(out)
+
+
+def run_seeds(item: str) -> list[str]:
+    """The genomes an ``init`` item ``run:DIR[:K]`` stands for: the K (default 10) best successfully evaluated
+    trials of the earlier run in DIR, best first (e.g. to continue a low-fidelity search at a higher fidelity or
+    on another machine). They are expanded when the config is built, so the new run stores the genomes."""
+    from tinyevo.run.view import open_run
+    from tinyevo.strategies.base import Status
+
+    body = item[len("run:"):]
+    path, k = body, 10
+    head, sep, tail = body.rpartition(":")
+    if sep and tail.isdigit():
+        path, k = head, int(tail)
+    if not path or k < 1:
+        raise ConfigError(f"init item {item!r}: expected run:DIR or run:DIR:K with K >= 1")
+    try:
+        view = open_run(path)
+    except StorageError as exc:
+        raise ConfigError(f"init item {item!r}: {exc}") from None
+    genomes = [t.genome for t in view.ranked() if t.status is Status.OK]
+    if not genomes:
+        raise ConfigError(f"init item {item!r}: the run in {path} has no successfully evaluated trial")
+    return list(dict.fromkeys(genomes))[:k]
 
 
 def validate_names(config: RunConfig) -> None:

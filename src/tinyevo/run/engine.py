@@ -149,6 +149,10 @@ def build_parts(config: RunConfig) -> RunParts:
     )
     if config.init:
         resolve_seeds(space, config.init)  # bad seeds fail here, before a run directory exists
+    if config.executor.name != "dask":  # local workers train where the driver runs: no GPU -> fail before the run
+        from tinyevo.estimators.training import resolve_device
+
+        resolve_device(str(config.estimator.train.get("device", "cpu")))
     cost = CostFunction(space, device=limits.device, precision=config.limits.precision,
                         sram_convention=config.limits.sram_convention, planner=config.limits.planner)
     return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
