@@ -439,7 +439,9 @@ class Engine:
             if data is None and not parallel:
                 data = cached_dataset(self.config.data.spec, self.config.seed, self.config.data.val_fraction)
             spec = (self.config.data.spec, self.config.seed, self.config.data.val_fraction)
-            tcfg = train_config(fcfg.train)
+            # workers share the CPUs (unless [final] threads says otherwise), as the search's evaluations do
+            threads = default_threads(min(fcfg.workers, len(todo))) if parallel else None
+            tcfg = train_config(fcfg.train, threads=threads)
             costs = {r.number: r.cost for r in self.storage.records()}
             tasks = [
                 RetrainTask(trial=t, space=self.parts.space, train_config=tcfg,

@@ -198,20 +198,16 @@ def retrain_many(
     each model as it finishes (the driver commits it there). Raises :class:`EstimationError` naming the trials
     whose retraining failed, after the others have finished."""
     from tinyevo.errors import EstimationError
+    from tinyevo.executors.base import TaskResult
+    from tinyevo.executors.local import InProcessExecutor, LocalPoolExecutor
 
     done: list[FinalModel] = []
     errors: list[str] = []
-    if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            model = run_retrain_task(task)
-            done.append(model)
-            if on_done is not None:
-                on_done(model)
-        return done
-    from tinyevo.executors.local import LocalPoolExecutor
-
-    pool = LocalPoolExecutor(workers=min(workers, len(tasks)), retries=0)
+    # one at a time in this process, or a pool; either way a failed model does not stop the others
+    pool = (InProcessExecutor() if workers <= 1 or len(tasks) <= 1
+            else LocalPoolExecutor(workers=min(workers, len(tasks)), retries=0))
     try:
+        res: TaskResult[FinalModel]
         for res in pool.map(run_retrain_task, list(tasks)):
             if res.error is not None or res.value is None:
                 errors.append(f"trial {tasks[res.index].trial.number}: {res.error}")
