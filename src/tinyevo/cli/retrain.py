@@ -66,10 +66,12 @@ def run_retrain_command(args: argparse.Namespace) -> int:
             err.print(f"retrained trial {ev.final.trial}: val_acc {100 * m.get('val_acc', float('nan')):.2f}% "
                       f"test_acc {100 * m.get('test_acc', float('nan')):.2f}% in {m.get('final_train_s', 0):.0f} s")
 
-    finals = retrain_run(run_dir, config=config, keep_done=args.keep_done, trials=args.trial, progress=progress)
+    retrain_run(run_dir, config=config, keep_done=args.keep_done, trials=args.trial, progress=progress)
     from tinyevo.cli.search import print_summary
+    from tinyevo.run.view import open_run
 
     print_summary(Console(), run_dir)
+    finals = open_run(run_dir).finals  # every stored model, as the table's * and export's default
     chosen = best_final(finals)
     if chosen is not None and len(finals) > 1:
         Console().print(f"run model (best final val_acc): trial {chosen.trial}")

@@ -1,0 +1,198 @@
+"""`tinyevo retrain RUN` on a finished tiny search (real estimator and training, 1 epoch).
+
+(Named test_retrain_command.py: tests/run/test_retrain.py has the basename test_retrain, and two test modules
+of one basename cannot be collected without __init__.py files.)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tinyevo.cli.main import main
+from tinyevo.cli.retrain import _parse_set
+from tinyevo.errors import ConfigError
+from tinyevo.run.final import best_final
+from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished search without final retraining (at least three feasible trials)."""
+    rng = np.random.default_rng(0)
+    n, k = 60, 3
+    y = np.arange(n) % k
+    x = rng.normal(size=(n, 6, 6)).astype(np.float32) + y[:, None, None]
+    root = tmp_path_factory.mktemp("retrain")
+    np.savez(root / "tiny.npz", x_train=x, y_train=y, x_test=x[:15], y_test=y[:15])
+    out = root / "run"
+    argv = ["search", "--data", str(root / "tiny.npz"), "--budget", "4", "--sram", "2KB", "--flash", "16KB",
+            "--out", str(out), "--seed", "1", "--epochs", "1", "--strategy", "random", "--no-final", "--quiet"]
+    assert main(argv) == 0
+    with SQLiteStorage(out / DB_NAME, readonly=True) as s:
+        assert s.finals() == [] and s.get_state("phase") == "done"
+        assert sum(r.trial.ok for r in s.records()) >= 3
+    return out
+
+
+@pytest.fixture
+def run_dir(searched: Path, tmp_path: Path) -> Path:
+    """A private copy of the finished search."""
+    return Path(shutil.copytree(searched, tmp_path / "run"))
+
+
+def _finals(run_dir: Path) -> dict[int, FinalModel]:
+    with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
+        return {f.trial: f for f in s.finals()}
+
+
+def _starred(out: str) -> list[int]:
+    """Trial numbers marked with '*' in the finals table."""
+    return [int(cell.strip()[:-1]) for line in out.splitlines() for cell in line.split("│")[1:2]
+            if cell.strip().endswith("*") and cell.strip()[:-1].isdigit()]
+
+
+def test_retrain_top_2_prints_the_table_and_marks_the_run_model(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["retrain", str(run_dir), "--top-k", "2", "--epochs", "1", "--threads", "1"]) == 0
+    cap = capsys.readouterr()
+    finals = _finals(run_dir)
+    assert len(finals) == 2
+    chosen = best_final(list(finals.values()))
+    assert chosen is not None
+    assert "Retrained models" in cap.out and "* = the run's model" in cap.out
+    assert _starred(cap.out) == [chosen.trial]
+    assert f"run model (best final val_acc): trial {chosen.trial}" in cap.out
+    assert "retraining 2 model(s) (1 at a time)" in cap.err and cap.err.count("retrained trial") == 2
+    for f in finals.values():
+        assert f.metrics["epochs_configured"] == 1.0
+        state = torch.load(run_dir / f.weights, weights_only=True)
+        assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_quiet_set_and_keep_done(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["retrain", str(run_dir), "-q", "--set", "lr=0.05", "--set", 'augment=["flip"]',
+                 "--set", "optimizer=sgd", "--set", "label-smoothing=0.1"]) == 0
+    cap = capsys.readouterr()
+    assert cap.err == "" and "run model" not in cap.out  # one model: nothing to choose between
+    (only,) = _finals(run_dir).values()
+    doc = json.loads((run_dir / only.weights).with_name("metrics.json").read_text())
+    cfg = doc["train_config"]
+    assert cfg["lr"] == 0.05 and cfg["augment"] == ["flip"] and cfg["optimizer"] == "sgd"
+    assert cfg["label_smoothing"] == 0.1
+
+    assert main(["retrain", str(run_dir), "-q", "--top-k", "2", "--keep-done"]) == 0
+    after = _finals(run_dir)
+    assert len(after) == 2 and after[only.trial] == only  # kept, not retrained
+
+
+def test_the_run_model_line_agrees_with_the_table_and_export(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Models retrained earlier stay in the run; the '*' row, the 'run model' line and export's default agree."""
+    from tinyevo.deploy.run import find_trial
+
+    assert main(["retrain", str(run_dir), "-q", "--top-k", "3"]) == 0
+    finals = _finals(run_dir)
+    assert len(finals) == 3
+    stale = max(finals)  # one of the three, made the best on validation
+    with SQLiteStorage(run_dir / DB_NAME) as s:
+        s.add_final(replace(finals[stale], metrics={**finals[stale].metrics, "val_acc": 1.01}))
+    capsys.readouterr()
+    # retrain the two others (e.g. longer): the third keeps its earlier model, still the best on validation
+    argv = ["retrain", str(run_dir), "-q", *(a for n in finals if n != stale for a in ("--trial", str(n)))]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert _starred(out) == [stale]
+    assert f"run model (best final val_acc): trial {stale}" in out
+    assert find_trial(run_dir)[1].number == stale
+
+
+def test_retrain_a_chosen_trial(run_dir: Path) -> None:
+    with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
+        ok = [r.number for r in s.records() if r.trial.ok]
+    assert main(["retrain", str(run_dir), "-q", "--trial", str(ok[-1])]) == 0
+    assert list(_finals(run_dir)) == [ok[-1]]
+
+
+def _one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "foo=1"], "unknown training option(s) in [final]: foo"),
+        (["--set", "noequals"], "--set needs KEY=VALUE"),
+        (["--set", "=3"], "--set needs KEY=VALUE"),
+        (["--set", "prune_ratio=0.5"], "prune_ratio in [final] is not supported"),
+        (["--set", "epochs=0"], "positive"),
+        (["--device", "gpu"], "unknown training device 'gpu'"),
+        (["--top-k", "0"], "final top_k must be an integer >= 1"),
+        (["--workers", "0"], "final workers must be an integer >= 1"),
+        (["--time-limit", "soon"], "duration"),
+        (["--top-k", "two"], "invalid int"),
+        (["--trial", "999"], "trial 999 cannot be retrained"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(
+    run_dir: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _one_line_exit_2(["retrain", str(run_dir), *extra], capsys)
+    assert message in err
+    assert _finals(run_dir) == {} and not (run_dir / "final").exists()
+
+
+def test_a_missing_run_dir_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "not a tinyevo run directory" in _one_line_exit_2(["retrain", str(tmp_path / "nope")], capsys)
+
+
+def test_an_unfinished_search_is_exit_2(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with SQLiteStorage(run_dir / DB_NAME) as s:
+        s.set_state("phase", "search")
+    assert "has not finished" in _one_line_exit_2(["retrain", str(run_dir)], capsys)
+    assert _finals(run_dir) == {}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a CUDA GPU")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_a_gpu_is_exit_2_before_training(
+    run_dir: Path, device: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tinyevo.run import engine
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("retrain_run must not be reached")
+
+    monkeypatch.setattr(engine, "retrain_run", no_training)
+    err = _one_line_exit_2(["retrain", str(run_dir), "--device", device, "--top-k", "2"], capsys)
+    assert "sees no CUDA GPU" in err
+    assert _finals(run_dir) == {}
+    with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
+        assert s.get_state("phase") == "done"
+
+
+def test_parse_set_reads_toml_values() -> None:
+    assert _parse_set(None) == {}
+    assert _parse_set(["lr=0.05", "augment=['flip', 'shift']", "optimizer=sgd", "label-smoothing = 0.1",
+                       "epochs=3", "grad_clip=1e3", 'schedule="constant"']) == {
+        "lr": 0.05, "augment": ["flip", "shift"], "optimizer": "sgd", "label_smoothing": 0.1, "epochs": 3,
+        "grad_clip": 1000.0, "schedule": "constant"}
+    assert _parse_set(["device=cuda:0"]) == {"device": "cuda:0"}  # not TOML: taken as the bare string
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        _parse_set(["lr"])
