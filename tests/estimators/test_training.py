@@ -210,3 +210,24 @@ def test_time_limit_history_is_consistent_with_the_metrics(data: Dataset) -> Non
     r = train_model(conv_net(), data, config=TrainConfig(epochs=3, batch_size=32, time_limit_s=600.0), seed=0)
     assert [h.planned_epochs for h in r.history] == [3, 3, 3]
     assert r.metrics["epochs_planned"] == float(r.history[-1].planned_epochs) == r.metrics["epochs"] == 3.0
+
+
+def test_epochs_that_slow_down_shrink_the_plan(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared GPU or CPU can slow later epochs: the plan shrinks (never grows after the second epoch), so the
+    cosine still ends inside the time limit instead of being cut off before it anneals."""
+    clock = _FakeClock()
+    monkeypatch.setattr(training, "time", clock)
+    epoch_times = iter([2.0, 2.0, 2.0, 10.0, 10.0] + [10.0] * 20)
+
+    def timed(rec: object) -> bool:
+        clock.now += next(epoch_times)
+        return False
+
+    cfg = TrainConfig(epochs=10, batch_size=32, time_limit_s=30.0)
+    r = train_model(conv_net(), data, config=cfg, seed=0, monitor=timed)
+    # after epoch 4 (16 s, mean of the last three epochs after the first 4.67 s, 14 s left): 4 + 3 = 7; after
+    # epoch 5 (26 s, mean 7.33 s, 4 s left): 5 -> training ends with the 5th epoch, inside the 30 s (the last
+    # record carries the final plan)
+    assert [h.planned_epochs for h in r.history] == [10, 10, 10, 10, 5]
+    assert r.metrics["epochs"] == 5.0 == r.metrics["epochs_planned"]
+    assert r.history[-1].seconds <= cfg.time_limit_s and not r.stopped_early

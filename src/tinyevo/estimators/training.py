@@ -341,6 +341,7 @@ def fit(
     start = time.perf_counter()
     step = 0
     eval_seconds = 0.0
+    epoch_times: list[float] = []
     model.train()
     for epoch in range(cfg.epochs):
         if epoch >= planned:
@@ -393,13 +394,20 @@ def fit(
                 if cfg.time_limit_s is not None and elapsed > cfg.time_limit_s:
                     model.eval()
                     return tuple(history), False
-        if epoch <= 1 and cfg.time_limit_s is not None:
+        if cfg.time_limit_s is not None:
             # fit the schedule to the time: the remaining steps follow a cosine that ends with the last epoch.
             # Planned after the first epoch, and again after the second, whose time excludes one-off start-up
-            # costs (a GPU's kernel selection and warm-up make the first epoch several times slower).
+            # costs (a GPU's kernel selection and warm-up make the first epoch several times slower). Later, when
+            # epochs slow down (a shared GPU or CPU), the plan only shrinks, so the schedule still ends in time.
             now = time.perf_counter()
-            planned = _epochs_within(cfg.epochs, now - epoch_start, cfg.time_limit_s - (now - start), done=epoch + 1)
+            epoch_times.append(now - epoch_start)
+            later = epoch_times[1:][-3:]  # the mean of the last three epochs, never the start-up one
+            recent = epoch_times[-1] if epoch <= 1 else sum(later) / len(later)
+            fits = _epochs_within(cfg.epochs, recent, cfg.time_limit_s - (now - start), done=epoch + 1)
+            planned = fits if epoch <= 1 else min(planned, fits)
             total = steps_per_epoch * planned
+    if history and history[-1].planned_epochs != planned:  # the last re-plan came after the last record
+        history[-1] = replace(history[-1], planned_epochs=planned)
     model.eval()
     return tuple(history), False
 
