@@ -380,3 +380,50 @@ def test_bad_run_seeds_are_config_errors(searched: Searched, item: str) -> None:
 
     with pytest.raises(ConfigError, match="init item"):
         run_seeds(item.format(run=searched.run_dir))
+
+
+# --- --continue: one more cycle from the earlier final weights -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContinuingTrainer:
+    """Records the state it starts from: the mean of the earlier weights (or NaN from scratch)."""
+
+    def __call__(self, ir: Any, data: Any, *, config: Any, seed: int, init_state: Any = None) -> Any:
+        import torch
+
+        model = torch.nn.Linear(3, 2)
+        start = math.nan
+        if init_state is not None:
+            model.load_state_dict(init_state)
+            start = float(init_state["weight"].mean())
+        with torch.no_grad():
+            model.weight.add_(1.0)  # "training" moves the weights
+        return SimpleNamespace(model=model, history=(), metrics={"val_acc": 0.5, "test_acc": 0.5,
+                                                                  "epochs": float(config.epochs), "start": start})
+
+
+def test_continue_starts_from_the_earlier_final_weights(searched: Searched) -> None:
+    import torch
+
+    best = searched.ranked[0]
+    parts = replace(searched.parts, trainer=ContinuingTrainer())
+    cfg = with_final_options(searched.config, train={"epochs": 3})
+    retrain_run(searched.run_dir, config=cfg, parts=parts, trials=[best])
+    first = _finals(searched.run_dir)[best]
+    w1 = torch.load(searched.run_dir / first.weights, weights_only=True)["weight"]
+    assert math.isnan(first.metrics["start"])  # from scratch
+    cfg2 = with_final_options(searched.config, train={"epochs": 2})
+    retrain_run(searched.run_dir, config=cfg2, parts=parts, trials=[best], continue_training=True)
+    second = _finals(searched.run_dir)[best]
+    assert second.metrics["start"] == pytest.approx(float(w1.mean()))  # started where the first cycle ended
+    assert second.metrics["epochs_total"] == 5.0  # 3 + 2 over both cycles
+    doc = json.loads((searched.run_dir / second.weights).with_name("metrics.json").read_text())
+    assert doc["continued_from"]["epochs"] == 3.0
+
+
+def test_continue_without_earlier_weights_is_a_config_error(searched: Searched) -> None:
+    parts = replace(searched.parts, trainer=ContinuingTrainer())
+    with pytest.raises(ConfigError, match="no retrained weights to continue from"):
+        retrain_run(searched.run_dir, parts=parts, trials=[searched.ranked[0]], continue_training=True)
+    assert _finals(searched.run_dir) == {}

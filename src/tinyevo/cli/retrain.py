@@ -66,7 +66,8 @@ def run_retrain_command(args: argparse.Namespace) -> int:
             err.print(f"retrained trial {ev.final.trial}: val_acc {100 * m.get('val_acc', float('nan')):.2f}% "
                       f"test_acc {100 * m.get('test_acc', float('nan')):.2f}% in {m.get('final_train_s', 0):.0f} s")
 
-    retrain_run(run_dir, config=config, keep_done=args.keep_done, trials=args.trial, progress=progress)
+    retrain_run(run_dir, config=config, keep_done=args.keep_done, trials=args.trial,
+                continue_training=args.continue_training, progress=progress)
     from tinyevo.cli.search import print_summary
     from tinyevo.run.view import open_run
 
@@ -100,6 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per model")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other [final] training option, value in TOML (e.g. --set lr=0.05); repeatable")
+    p.add_argument("--continue", dest="continue_training", action="store_true",
+                   help="start from each model's earlier final weights (one more schedule cycle, e.g. "
+                        "--continue --epochs 40 --set lr=0.01) instead of from scratch")
     p.add_argument("--keep-done", action="store_true", help="skip trials that already have a retrained model")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
     p.set_defaults(func=run_retrain_command)

@@ -406,10 +406,12 @@ class Engine:
         force: bool = False,
         enabled: bool | None = None,
         only: Sequence[int] | None = None,
+        continue_training: bool = False,
     ) -> list[FinalModel]:
         """Retrain the chosen trials (``[final]``, or the trial numbers ``only``) not retrained yet (all of them
         with ``force``); returns the chosen trials' final models. ``enabled`` overrides ``[final] enabled``
-        (``tinyevo retrain``)."""
+        (``tinyevo retrain``). ``continue_training`` starts each model from its earlier final weights (one more
+        schedule cycle) instead of from scratch."""
         fcfg = self.config.final
         if not (fcfg.enabled if enabled is None else enabled):
             return []
@@ -432,6 +434,12 @@ class Engine:
         self.storage.set_state("phase", "final")
         done = set() if force else {f.trial for f in self.storage.finals()}
         todo = [t for t in chosen if t.number not in done]
+        earlier = {f.trial: self.run_dir / f.weights for f in self.storage.finals()}
+        if continue_training:
+            missing = [t.number for t in todo if not earlier.get(t.number, Path()).is_file()]
+            if missing:
+                raise ConfigError(f"trial {missing[0]} has no retrained weights to continue from; retrain it "
+                                  "without --continue first")
         if todo:
             self._emit("final-start", message=f"retraining {len(todo)} model(s)")
             parallel = fcfg.workers > 1 and len(todo) > 1
@@ -446,7 +454,8 @@ class Engine:
             tasks = [
                 RetrainTask(trial=t, space=self.parts.space, train_config=tcfg,
                             seed=derive_seed(self.config.seed, t.number, 1), run_dir=self.run_dir,
-                            cost=costs.get(t.number, {}), data=data, data_spec=spec, trainer=self.parts.trainer)
+                            cost=costs.get(t.number, {}), data=data, data_spec=spec, trainer=self.parts.trainer,
+                            continue_from=earlier[t.number] if continue_training else None)
                 for t in todo
             ]
 
@@ -599,6 +608,7 @@ def retrain_run(
     config: RunConfig | None = None,
     keep_done: bool = False,
     trials: Sequence[int] | None = None,
+    continue_training: bool = False,
     parts: RunParts | None = None,
     progress: Progress | None = None,
 ) -> list[FinalModel]:
@@ -606,7 +616,8 @@ def retrain_run(
     a laptop: ``config`` is the run's config with another ``[final]`` section
     (:func:`tinyevo.run.config.with_final_options`; default: as stored). Every chosen model is retrained and
     replaces its earlier final model, except with ``keep_done`` those already retrained. ``trials`` retrains
-    these trial numbers instead of the ``[final]`` choice. The search trials are
+    these trial numbers instead of the ``[final]`` choice. ``continue_training`` starts from each model's earlier
+    final weights (a warm restart: one more cosine cycle) instead of from scratch. The search trials are
     not touched, and the changed ``[final]`` options are not stored: each model's ``metrics.json`` records the
     training configuration it was trained with. Returns the chosen trials' final models."""
     db = _db(run_dir)
@@ -626,7 +637,8 @@ def retrain_run(
         engine = Engine(run_dir, config, storage, parts, executor=create_executor("local", workers=1),
                         progress=progress)
         try:
-            finals = engine.finalize(stored_trials, force=not keep_done, enabled=True, only=trials)
+            finals = engine.finalize(stored_trials, force=not keep_done, enabled=True, only=trials,
+                                     continue_training=continue_training)
         finally:
             engine.executor.close()
         storage.set_state("phase", "done")

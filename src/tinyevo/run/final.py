@@ -25,7 +25,8 @@ from tinyevo.storage.base import FinalModel
 from tinyevo.strategies.base import Objective, Problem, Status, Trial, rank_key
 
 Trainer = Callable[..., Any]
-"""``trainer(ir, data, *, config, seed) -> TrainResult`` (default: :func:`tinyevo.estimators.train_model`)."""
+"""``trainer(ir, data, *, config, seed[, init_state]) -> TrainResult`` (default: :func:`tinyevo.estimators.train_model`;
+``init_state`` is passed only to continue from earlier weights)."""
 
 FINAL_DIR = "final"
 
@@ -117,24 +118,36 @@ def retrain(
     run_dir: Path,
     cost: Mapping[str, float],
     trainer: Trainer | None = None,
+    continue_from: Path | None = None,
 ) -> FinalModel:
-    """Retrain ``trial``'s architecture from scratch with ``train_config``, test it and save it under
-    ``run_dir``."""
+    """Retrain ``trial``'s architecture with ``train_config`` from scratch (or, ``continue_from``, from the weights
+    of an earlier final model: one more schedule cycle), test it and save it under ``run_dir``."""
     import torch
 
     if trainer is None:
         from tinyevo.estimators import train_model as trainer
     ir = space.decode(space.parse(trial.genome))
-    start = time.perf_counter()
-    result = trainer(ir, data, config=train_config, seed=seed)
-    seconds = time.perf_counter() - start
     out = model_dir(run_dir, trial.number)
+    before: dict[str, Any] | None = None
+    extra: dict[str, Any] = {}
+    if continue_from is not None:
+        extra["init_state"] = torch.load(continue_from, weights_only=True)
+        earlier = Path(continue_from).with_name("metrics.json")
+        before = json.loads(earlier.read_text()).get("final") if earlier.is_file() else None
+    start = time.perf_counter()
+    result = trainer(ir, data, config=train_config, seed=seed, **extra)
+    seconds = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     _atomic_write(out / "model.pt", lambda p: torch.save(state, p))
     _atomic_write(out / "genome.txt", lambda p: p.write_text(trial.genome + "\n"))
     metrics = {k: float(v) for k, v in result.metrics.items()}
     metrics.setdefault("final_train_s", seconds)
+    if continue_from is not None:  # epochs and seconds over every cycle of this model
+        prior = before or {}
+        metrics["epochs_total"] = float(prior.get("epochs_total", prior.get("epochs", 0.0))) + metrics.get("epochs", 0.0)
+        metrics["final_train_s_total"] = float(prior.get("final_train_s_total", prior.get("final_train_s", 0.0))) + \
+            metrics["final_train_s"]
     doc = {
         "trial": trial.number,
         "genome": trial.genome,
@@ -143,6 +156,7 @@ def retrain(
         "search": dict(trial.metrics),
         "cost": dict(cost),
         "train_config": train_config,
+        "continued_from": before,
     }
     _atomic_write(
         out / "metrics.json",
@@ -173,6 +187,7 @@ class RetrainTask:
     data: Any = None
     data_spec: tuple[str, int, float] | None = None
     trainer: Trainer | None = None
+    continue_from: Path | None = None  # weights of an earlier final model to start from
 
 
 def run_retrain_task(task: RetrainTask) -> FinalModel:
@@ -185,7 +200,7 @@ def run_retrain_task(task: RetrainTask) -> FinalModel:
             raise ValueError("a retraining task needs data or a data spec")
         data = cached_dataset(*task.data_spec)
     return retrain(task.trial, space=task.space, data=data, train_config=task.train_config, seed=task.seed,
-                   run_dir=task.run_dir, cost=task.cost, trainer=task.trainer)
+                   run_dir=task.run_dir, cost=task.cost, trainer=task.trainer, continue_from=task.continue_from)
 
 
 def retrain_many(
