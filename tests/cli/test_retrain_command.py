@@ -71,7 +71,7 @@ def test_retrain_top_2_prints_the_table_and_marks_the_run_model(
     assert "Retrained models" in cap.out and "* = the run's model" in cap.out
     assert _starred(cap.out) == [chosen.trial]
     assert f"run model (best final val_acc): trial {chosen.trial}" in cap.out
-    assert "retraining 2 model(s) (1 at a time)" in cap.err and cap.err.count("retrained trial") == 2
+    assert "retraining 2 model(s) ..." in cap.err and cap.err.count("retrained trial") == 2
     for f in finals.values():
         assert f.metrics["epochs_configured"] == 1.0
         state = torch.load(run_dir / f.weights, weights_only=True)

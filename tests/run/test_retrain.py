@@ -427,3 +427,16 @@ def test_continue_without_earlier_weights_is_a_config_error(searched: Searched) 
     with pytest.raises(ConfigError, match="no retrained weights to continue from"):
         retrain_run(searched.run_dir, parts=parts, trials=[searched.ranked[0]], continue_training=True)
     assert _finals(searched.run_dir) == {}
+
+
+def test_a_search_asking_for_a_missing_gpu_fails_before_it_starts(tmp_path: Path) -> None:
+    import torch
+
+    from tinyevo.run.config import build_config
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    config = build_config({"train": {"epochs": 1, "device": "cuda"}}, budget=2)
+    with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+        start_run(config, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -60,7 +60,7 @@ def run_retrain_command(args: argparse.Namespace) -> int:
         if args.quiet:
             return
         if ev.kind == "final-start":
-            err.print(f"{ev.message} ({config.final.workers} at a time) ...")
+            err.print(f"{ev.message} ...")
         elif ev.kind == "final-model" and ev.final is not None:
             m = ev.final.metrics
             err.print(f"retrained trial {ev.final.trial}: val_acc {100 * m.get('val_acc', float('nan')):.2f}% "

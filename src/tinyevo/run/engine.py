@@ -138,6 +138,15 @@ class RunParts:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def check_search_device(config: RunConfig) -> None:
+    """Local workers train where the driver runs: a search asking for a GPU that is not there fails before it
+    starts (not once per trial). Dask workers may run elsewhere and are not checked."""
+    if config.executor.name != "dask":
+        from tinyevo.estimators.training import resolve_device
+
+        resolve_device(str(config.estimator.train.get("device", "cpu")))
+
+
 def build_parts(config: RunConfig) -> RunParts:
     """Data (for shapes), space, limits, problem, cost function and the picklable evaluator of ``config``."""
     data = cached_dataset(config.data.spec, config.seed, config.data.val_fraction)
@@ -149,10 +158,6 @@ def build_parts(config: RunConfig) -> RunParts:
     )
     if config.init:
         resolve_seeds(space, config.init)  # bad seeds fail here, before a run directory exists
-    if config.executor.name != "dask":  # local workers train where the driver runs: no GPU -> fail before the run
-        from tinyevo.estimators.training import resolve_device
-
-        resolve_device(str(config.estimator.train.get("device", "cpu")))
     cost = CostFunction(space, device=limits.device, precision=config.limits.precision,
                         sram_convention=config.limits.sram_convention, planner=config.limits.planner)
     return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
@@ -441,7 +446,9 @@ class Engine:
                 raise ConfigError(f"trial {missing[0]} has no retrained weights to continue from; retrain it "
                                   "without --continue first")
         if todo:
-            self._emit("final-start", message=f"retraining {len(todo)} model(s)")
+            at_once = min(fcfg.workers, len(todo))
+            self._emit("final-start", message=f"retraining {len(todo)} model(s)"
+                       + (f", {at_once} at a time" if at_once > 1 else ""))
             parallel = fcfg.workers > 1 and len(todo) > 1
             data = None if parallel else self.parts.data  # workers load the data set themselves
             if data is None and not parallel:
@@ -523,6 +530,8 @@ def start_run(
     """Start a new run in ``run_dir`` (default: a new directory under ``runs_root``) and carry it to the
     end."""
     config = resolve_run_identity(config)
+    if parts is None:
+        check_search_device(config)
     parts = parts if parts is not None else build_parts(config)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)
     if (run_dir / DB_NAME).exists():
@@ -587,6 +596,8 @@ def resume_run(
                     name=ex.name, workers=ex.workers, scheduler=ex.scheduler, batch_size=config.executor.batch
                 ),
             )
+        if parts is None:
+            check_search_device(config)
         parts = parts if parts is not None else build_parts(config)
         engine = Engine(
             run_dir,
