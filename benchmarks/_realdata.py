@@ -193,7 +193,7 @@ def report(name: str, info: dict[str, Any], summary: dict[str, Any], goal: str,
     width = max(len(k) for k in row)
     for k, v in row.items():
         if isinstance(v, float):
-            v = f"{100 * v:.2f} %" if k.endswith("acc") else f"{v:,.4g}" if v < 1e4 else f"{v:,.0f}"
+            v = f"{100 * v:.2f} %" if "_acc" in k else f"{v:,.4g}" if v < 1e4 else f"{v:,.0f}"
         print(f"{k:<{width}}  {v}")
     print(f"wrote {path.relative_to(ROOT)}")
     return doc
