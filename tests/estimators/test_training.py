@@ -9,7 +9,8 @@ from estimator_helpers import conv_net
 from tinyevo.data import Dataset
 from tinyevo.errors import ConfigError, DataError, EstimationError
 from tinyevo.estimators import TrainConfig, accuracy, train_model, training
-from tinyevo.estimators.training import _augment, _lr_at
+from tinyevo.estimators.training import EpochRecord, _augment, _lr_at
+from tinyevo.nn import build_model
 
 FAST = TrainConfig(epochs=3, batch_size=32)
 
@@ -231,3 +232,50 @@ def test_epochs_that_slow_down_shrink_the_plan(data: Dataset, monkeypatch: pytes
     assert [h.planned_epochs for h in r.history] == [10, 10, 10, 10, 5]
     assert r.metrics["epochs"] == 5.0 == r.metrics["epochs_planned"]
     assert r.history[-1].seconds <= cfg.time_limit_s and not r.stopped_early
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_training_resumes_from_its_checkpoint_with_the_same_result(data: Dataset, tmp_path) -> None:
+    import torch
+
+    cfg = TrainConfig(epochs=5, batch_size=32, augment=("shift", "flip"), optimizer="sgd")
+    whole = train_model(conv_net(), data, config=cfg, seed=3)
+    ckpt = tmp_path / "ckpt.pt"
+
+    def kill_in_epoch_4(rec: EpochRecord) -> bool:
+        if rec.epoch >= 4:
+            raise _Killed
+        return False
+
+    model = build_model(conv_net(), seed=3)
+    with pytest.raises(_Killed):
+        training.fit(model, data, config=cfg, seed=3, monitor=kill_in_epoch_4, checkpoint=ckpt, checkpoint_every_s=0)
+    assert ckpt.is_file()
+    resumed = train_model(conv_net(), data, config=cfg, seed=3, checkpoint=ckpt)
+    assert [h.epoch for h in resumed.history] == [h.epoch for h in whole.history]
+    assert [h.val_acc for h in resumed.history] == [h.val_acc for h in whole.history]
+    for (k, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_a_checkpoint_of_another_training_is_ignored(data: Dataset, tmp_path) -> None:
+    cfg = TrainConfig(epochs=3, batch_size=32)
+    ckpt = tmp_path / "ckpt.pt"
+
+    def kill(rec: EpochRecord) -> bool:
+        if rec.epoch >= 2:
+            raise _Killed
+        return False
+
+    with pytest.raises(_Killed):
+        training.fit(build_model(conv_net(), seed=0), data, config=cfg, seed=0, monitor=kill, checkpoint=ckpt,
+                     checkpoint_every_s=0)
+    other_seed = train_model(conv_net(), data, config=cfg, seed=1, checkpoint=ckpt)
+    fresh = train_model(conv_net(), data, config=cfg, seed=1)
+    assert [h.val_acc for h in other_seed.history] == [h.val_acc for h in fresh.history]
+    assert len(other_seed.history) == 3  # trained from the first epoch, not from the saved one
+    ckpt.write_bytes(b"not a checkpoint")
+    assert len(train_model(conv_net(), data, config=cfg, seed=1, checkpoint=ckpt).history) == 3

@@ -440,3 +440,25 @@ def test_a_search_asking_for_a_missing_gpu_fails_before_it_starts(tmp_path: Path
     with pytest.raises(ConfigError, match="sees no CUDA GPU"):
         start_run(config, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_tinyevos_trainer_checkpoints_each_model_in_its_folder(searched: Searched,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import tinyevo.estimators as estimators
+    from tinyevo.run.final import CHECKPOINT, model_dir
+
+    seen: list[Path] = []
+
+    def fake_train_model(ir: Any, data: Any, *, config: Any, seed: int, checkpoint: Path, **kw: Any) -> Any:
+        seen.append(Path(checkpoint))
+        Path(checkpoint).write_bytes(b"state")  # as if saved during the training
+        return SimpleNamespace(model=torch.nn.Linear(3, 2), history=(), metrics={"val_acc": 0.5})
+
+    monkeypatch.setattr(estimators, "train_model", fake_train_model)
+    best = searched.ranked[0]
+    retrain_run(searched.run_dir, parts=replace(searched.parts, trainer=None), trials=[best])
+    assert seen == [model_dir(searched.run_dir, best) / CHECKPOINT]
+    assert not seen[0].exists()  # removed once the model was saved
+    assert (model_dir(searched.run_dir, best) / "model.pt").is_file()

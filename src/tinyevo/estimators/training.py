@@ -305,10 +305,21 @@ def fit(
     seed: int,
     monitor: Monitor | None = None,
     evals_per_epoch: int = 1,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every_s: float = 60.0,
+    checkpoint_tag: str = "",
 ) -> tuple[tuple[EpochRecord, ...], bool]:
     """Train ``model`` in place on ``data.x_train``; returns (learning curve, stopped early by the monitor).
 
     The model is moved to ``config.device`` and left there (:func:`train_model` moves it back to the CPU).
+
+    ``checkpoint``: a file where the training state (weights, optimiser, schedule, RNG states, curve, time spent)
+    is saved at the end of an epoch at most every ``checkpoint_every_s`` seconds. When the file exists and was
+    written by the same training (configuration, seed, data size, architecture, ``checkpoint_tag``), training
+    resumes from it: a training killed at any point, or cut by a 10-minute GPU job, goes on where it was saved,
+    with the same result as an uninterrupted one on the same device. A checkpoint of another training is ignored
+    and overwritten. ``time_limit_s`` counts the time of every session. Resuming on another kind of device
+    reseeds the augmentation stream.
 
     The validation accuracy is measured ``evals_per_epoch`` times per epoch (the curve); training stops when
     the ``monitor`` says so or ``config.time_limit_s`` is exceeded. With a time limit, the first epoch is timed
@@ -342,8 +353,25 @@ def fit(
     step = 0
     eval_seconds = 0.0
     epoch_times: list[float] = []
+    first_epoch = 0
+    fingerprint = _fingerprint(model, cfg, seed=seed, n=n, tag=checkpoint_tag)
+    saved = _load_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        first_epoch, step, planned = int(saved["epoch"]), int(saved["step"]), int(saved["planned"])
+        total = steps_per_epoch * planned
+        history = [EpochRecord(**h) for h in saved["history"]]
+        eval_seconds, epoch_times = float(saved["eval_seconds"]), [float(t) for t in saved["epoch_times"]]
+        rng.bit_generator.state = saved["np_rng"]
+        if saved["gen_device"] == device.type:
+            gen.set_state(saved["gen_state"])
+        else:  # generator states do not move between device kinds
+            gen.manual_seed(int(rng.integers(2**62)))
+        start -= float(saved["elapsed"])
+    last_save = time.perf_counter()
     model.train()
-    for epoch in range(cfg.epochs):
+    for epoch in range(first_epoch, cfg.epochs):
         if epoch >= planned:
             break
         perm = torch.from_numpy(rng.permutation(n)).to(device)
@@ -406,10 +434,50 @@ def fit(
             fits = _epochs_within(cfg.epochs, recent, cfg.time_limit_s - (now - start), done=epoch + 1)
             planned = fits if epoch <= 1 else min(planned, fits)
             total = steps_per_epoch * planned
+        if checkpoint is not None and epoch + 1 < planned and time.perf_counter() - last_save >= checkpoint_every_s:
+            _save_checkpoint(checkpoint, {
+                "fingerprint": fingerprint, "epoch": epoch + 1, "step": step, "planned": planned,
+                "history": [dict(vars(h)) for h in history], "eval_seconds": eval_seconds,
+                "epoch_times": epoch_times, "np_rng": rng.bit_generator.state, "gen_device": device.type,
+                "gen_state": gen.get_state(), "elapsed": time.perf_counter() - start,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": opt.state_dict(),
+            })
+            last_save = time.perf_counter()
     if history and history[-1].planned_epochs != planned:  # the last re-plan came after the last record
         history[-1] = replace(history[-1], planned_epochs=planned)
     model.eval()
     return tuple(history), False
+
+
+def _fingerprint(model: nn.Module, cfg: TrainConfig, *, seed: int, n: int, tag: str) -> str:
+    """What must agree for a checkpoint to be resumed: the training's math (not its device, threads or time
+    limit), seed, data size, architecture (parameter names and shapes) and the caller's tag."""
+    import json
+    from dataclasses import asdict
+
+    math_cfg = {k: v for k, v in asdict(cfg).items() if k not in ("device", "threads", "eval_batch_size",
+                                                                    "time_limit_s")}
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    return json.dumps({"config": math_cfg, "seed": seed, "n": n, "tag": tag, "shapes": shapes}, sort_keys=True,
+                      default=str)
+
+
+def _load_checkpoint(path: str | os.PathLike[str], fingerprint: str) -> dict | None:
+    """The checkpoint in ``path`` if it exists, is readable and matches ``fingerprint``; else None."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a damaged checkpoint only costs the time it saved
+        return None
+    return saved if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint else None
+
+
+def _save_checkpoint(path: str | os.PathLike[str], state: dict) -> None:
+    tmp = f"{os.fspath(path)}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def train_model(
@@ -420,13 +488,15 @@ def train_model(
     seed: int,
     init_state: Mapping[str, torch.Tensor] | None = None,
     monitor: Monitor | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Build ``ir`` with weights from ``seed`` (or ``init_state``), train it, and measure it on every split.
 
     This is the final retraining: ``metrics`` holds ``val_acc``, ``test_acc``, ``train_acc`` (on the training
     split, in eval mode), ``train_loss``, ``train_time_s``, ``epochs`` (those trained, fractional when stopped
     within one), ``epochs_configured`` and ``epochs_planned`` (those the schedule spanned after fitting it to
-    ``config.time_limit_s``). Data of another resolution than the IR's input is resized to it.
+    ``config.time_limit_s``). Data of another resolution than the IR's input is resized to it. ``checkpoint``:
+    see :func:`fit` (a training that started from ``init_state`` resumes only from its own checkpoints).
     """
     data = fit_data_to_ir(ir, data)
     with torch_threads(config.threads), _cudnn_autotune(resolve_device(config.device)):
@@ -434,7 +504,8 @@ def train_model(
         if init_state is not None:
             model.load_state_dict(init_state)
         start = time.perf_counter()
-        history, stopped = fit(model, data, config=config, seed=seed, monitor=monitor)
+        history, stopped = fit(model, data, config=config, seed=seed, monitor=monitor, checkpoint=checkpoint,
+                               checkpoint_tag="from-init-state" if init_state is not None else "")
         train_time = time.perf_counter() - start
         metrics = {
             "val_acc": history[-1].val_acc if history else math.nan,

@@ -7,7 +7,9 @@ test split never takes part in choosing.
 Each retrained model gets a folder ``final/trial-NNNN/`` in the run directory with ``model.pt`` (a
 ``state_dict``, loadable with ``torch.load(path, weights_only=True)``), ``genome.txt``, ``metrics.json`` and
 ``history.json``. Files are written atomically, then the model is committed to storage, so a run killed during
-retraining redoes only the unfinished models on resume.
+retraining redoes only the unfinished models on resume, and each of those goes on from its last checkpoint
+(``checkpoint.pt``, saved at most once a minute at an epoch's end by tinyevo's trainer, removed once the model is
+saved). Long trainings can so be run as a series of short jobs (`tinyevo retrain --keep-done` again and again).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ Trainer = Callable[..., Any]
 ``init_state`` is passed only to continue from earlier weights)."""
 
 FINAL_DIR = "final"
+CHECKPOINT = "checkpoint.pt"  # the training state of a model being retrained (removed once it is saved)
 
 
 def dominates(a: Mapping[str, float], b: Mapping[str, float], objectives: Sequence[Objective]) -> bool:
@@ -124,10 +127,15 @@ def retrain(
     of an earlier final model: one more schedule cycle), test it and save it under ``run_dir``."""
     import torch
 
-    if trainer is None:
-        from tinyevo.estimators import train_model as trainer
     ir = space.decode(space.parse(trial.genome))
     out = model_dir(run_dir, trial.number)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / CHECKPOINT
+    if trainer is None:  # tinyevo's trainer: checkpointed, so a killed retraining goes on where it was saved
+        from tinyevo.estimators import train_model
+
+        def trainer(*args: Any, **kwargs: Any) -> Any:
+            return train_model(*args, checkpoint=ckpt, **kwargs)
     before: dict[str, Any] | None = None
     extra: dict[str, Any] = {}
     if continue_from is not None:
@@ -137,7 +145,6 @@ def retrain(
     start = time.perf_counter()
     result = trainer(ir, data, config=train_config, seed=seed, **extra)
     seconds = time.perf_counter() - start
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     _atomic_write(out / "model.pt", lambda p: torch.save(state, p))
     _atomic_write(out / "genome.txt", lambda p: p.write_text(trial.genome + "\n"))
@@ -164,6 +171,7 @@ def retrain(
     )
     history = [asdict(h) if is_dataclass(h) else h for h in getattr(result, "history", ())]
     _atomic_write(out / "history.json", lambda p: p.write_text(json.dumps(history, indent=1, allow_nan=True)))
+    ckpt.unlink(missing_ok=True)
     return FinalModel(
         trial=trial.number,
         genome=trial.genome,
