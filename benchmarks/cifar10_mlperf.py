@@ -15,8 +15,11 @@ of final training, so the script has budget profiles:
   GPU): the search goes on for 7 minutes at full fidelity (8 epochs, all the data, full width, 8 candidates at
   once on one GPU), seeded with stage 1's 12 best genomes (``init = ["run:...:12", "zoo"]``). Stage 3 (GPU):
   ``tinyevo retrain benchmarks/out/cifar10_mlperf_gpu-stage2_run`` retrains stage 2's 6 best, 6 at once, each
-  fitted to 8 minutes, and keeps the best by final validation accuracy. ``--profile gpu-stage2 --parse-only``
-  (with the deploy extra) then measures the int8 model on TFLite-Micro on the CPU.
+  fitted to 8 minutes, and keeps the best by final validation accuracy. Stage 4 (GPU): the chosen trial alone,
+  fitted to 7 minutes (``tinyevo retrain RUN --trial N --workers 1 --time-limit 420s``). ``--profile gpu-stage2
+  --parse-only`` (with the deploy extra) then measures the int8 model on TFLite-Micro on the CPU. Each GPU stage
+  fits in one 10-minute job; a longer final training can span jobs (checkpoints: ``tinyevo retrain --keep-done``
+  resumes it) or add cycles (``--continue``).
 * ``--profile full``: 10 epochs per candidate at full fidelity, 6 hours of search, 200 final epochs, 4
   threads for the final training.
 
@@ -30,6 +33,7 @@ Needs ``../shared/data/cifar10-jpg.tar.gz`` (or ``$TINYEVO_SHARED/data/...``)::
     python benchmarks/cifar10_mlperf.py --profile gpu --wall-limit 2400                 # stage 1, CPU
     python benchmarks/cifar10_mlperf.py --profile gpu-stage2 --wall-limit 570          # stage 2, GPU
     tinyevo retrain benchmarks/out/cifar10_mlperf_gpu-stage2_run                         # stage 3, GPU
+    tinyevo retrain benchmarks/out/cifar10_mlperf_gpu-stage2_run --trial 104 --workers 1 --time-limit 420s  # 4
     python benchmarks/cifar10_mlperf.py --profile gpu-stage2 --parse-only              # int8 on TFLM, CPU
     python benchmarks/cifar10_mlperf.py --profile full --wall-limit 36000
 """
