@@ -80,3 +80,16 @@ def test_learning_curve_records_unpruned_accuracy(data: Dataset) -> None:
                             early_stop=CurveStopper(min_epochs=1.0, top_k=1))
     m = est.evaluate(conv_net(), data, seed=0)
     assert m["stopped_early"] == 0.0 and est.finished == [m["unpruned_val_acc"]]
+
+
+def test_pruned_costs_use_the_runs_cost_options(data: Dataset) -> None:
+    """The pruned_* costs are priced like the run prices candidates (precision, planner, SRAM convention)."""
+    from tinyevo.estimators.base import EvalContext
+
+    est = TrainingEstimator(config=TrainConfig(epochs=1, batch_size=32, prune_ratio=0.5))
+    options = {"precision": "float32", "planner": "tflm", "count_input": False, "count_output": False}
+    m = est.evaluate(conv_net(), data, seed=0, context=EvalContext(cost_options=options))
+    default = est.evaluate(conv_net(), data, seed=0)
+    pruned = estimate_cost(conv_net(width=4), **options)  # conv1 8 -> 4, conv2 16 -> 8, as in the test above
+    assert m["pruned_flash_bytes"] == pruned.flash_bytes and m["pruned_peak_sram_bytes"] == pruned.peak_sram_bytes
+    assert m["pruned_flash_bytes"] > default["pruned_flash_bytes"]  # float32 weights, not int8

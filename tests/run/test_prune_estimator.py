@@ -56,3 +56,13 @@ def test_search_with_pruned_evaluation(tmp_path: Path) -> None:
 def test_a_bad_prune_ratio_is_rejected_when_the_config_is_built() -> None:
     with pytest.raises(ConfigError, match="prune_ratio"):
         build_config(train={"prune_ratio": 1.5})
+
+
+def test_the_evaluator_prices_pruned_candidates_like_the_run(tmp_path: Path) -> None:
+    from tinyevo.run.engine import build_parts
+
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG)
+    cfg = build_config(load_config_file(path), sram_convention="munas", planner="tflm", precision="float32")
+    opts = dict(build_parts(cfg).evaluate.cost_options)
+    assert opts == {"precision": "float32", "planner": "tflm", "count_input": False, "count_output": False}

@@ -13,7 +13,7 @@ Registered names are named compositions (presets) created as ``ESTIMATORS.create
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tinyevo.errors import ConfigError
@@ -33,13 +33,17 @@ class EvalContext:
     * ``parents``: genome strings of its parents, first = the one to inherit from;
     * ``parent_state``: the parent's ``state_dict`` when the caller has it at hand (wins over a store lookup);
     * ``finished_scores``: ``val_acc`` of finished candidates of this run, for learning-curve early stopping
-      (an estimator also keeps its own record of the candidates it finished).
+      (an estimator also keeps its own record of the candidates it finished);
+    * ``cost_options``: keyword arguments of :func:`tinyevo.cost.estimate_cost` (``precision``, ``planner``,
+      ``count_input``, ``count_output``) with which the run prices networks, for metrics an estimator prices
+      itself (the ``pruned_*`` costs).
     """
 
     genome: str | None = None
     parents: tuple[str, ...] = ()
     parent_state: Mapping[str, object] | None = None
     finished_scores: tuple[float, ...] = ()
+    cost_options: Mapping[str, object] = field(default_factory=dict)
 
 
 @runtime_checkable

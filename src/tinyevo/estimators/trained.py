@@ -27,6 +27,8 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 from dataclasses import replace
 
 from torch import nn
@@ -134,7 +136,7 @@ class TrainingEstimator:
             val_acc = history[-1].val_acc if history else math.nan
             if self.config.prune_ratio > 0:
                 t_prune = time.perf_counter()
-                metrics.update(self._prune(ir, ir2, data2, model, seed=seed))
+                metrics.update(self._prune(ir, ir2, data2, model, seed=seed, cost_options=ctx.cost_options))
                 metrics["unpruned_val_acc"] = val_acc
                 metrics["prune_time_s"] = time.perf_counter() - t_prune
             elapsed = time.perf_counter() - start
@@ -149,8 +151,10 @@ class TrainingEstimator:
             self.inherit.put(ctx.genome, model.state_dict())
         return metrics
 
-    def _prune(self, ir: ArchIR, trained: ArchIR, data: Dataset, model: nn.Module, *, seed: int) -> dict[str, float]:
-        """Prune the trained ``model`` (of IR ``trained``), fine-tune it, and measure it (``pruned_*``)."""
+    def _prune(self, ir: ArchIR, trained: ArchIR, data: Dataset, model: nn.Module, *, seed: int,
+               cost_options: Mapping[str, Any] | None = None) -> dict[str, float]:
+        """Prune the trained ``model`` (of IR ``trained``), fine-tune it, and measure it (``pruned_*``, priced
+        with the run's ``cost_options``: precision, planner and SRAM convention)."""
         from tinyevo.cost import estimate_cost
         from tinyevo.deploy.prune import prune_channels
 
@@ -163,7 +167,7 @@ class TrainingEstimator:
             val_acc = history[-1].val_acc if history else math.nan
         else:
             val_acc = accuracy(small, data.x_val, data.y_val, batch_size=cfg.eval_batch_size)
-        cost = estimate_cost(pruned_at_full_size(ir, trained, pruned.ir))
+        cost = estimate_cost(pruned_at_full_size(ir, trained, pruned.ir), **dict(cost_options or {}))
         return {
             "pruned_val_acc": val_acc, "pruned_fraction": pruned.removed_fraction,
             "pruned_params": float(cost.params), "pruned_macs": float(cost.macs),

@@ -119,6 +119,7 @@ class TrainingEvaluator:
     estimator: EstimatorConfig
     seed: int
     threads: int | None = None
+    cost_options: tuple[tuple[str, Any], ...] = ()  # how the run prices networks (for the pruned_* costs)
 
     def __call__(self, task: EvalTask) -> dict[str, float]:
         from tinyevo.estimators.base import EvalContext
@@ -127,7 +128,8 @@ class TrainingEvaluator:
         space = make_space(self.space, input_shape=data.input_shape, num_classes=data.num_classes)
         est = _cached_estimator(self.estimator.name, _options_key(self.estimator.train), self.threads)
         ir = space.decode(space.parse(task.genome))
-        ctx = EvalContext(genome=task.genome, parents=task.parents, finished_scores=task.finished_scores)
+        ctx = EvalContext(genome=task.genome, parents=task.parents, finished_scores=task.finished_scores,
+                          cost_options=dict(self.cost_options))
         return dict(est.evaluate(ir, data, seed=task.seed, context=ctx))
 
 

@@ -153,8 +153,13 @@ def build_parts(config: RunConfig) -> RunParts:
     space = make_space(config.space, input_shape=data.input_shape, num_classes=data.num_classes)
     limits = make_limits(config.limits)
     problem = make_problem(config, limits)
+    from tinyevo.cost import SRAM_CONVENTIONS
+
+    count_input, count_output = SRAM_CONVENTIONS[config.limits.sram_convention]
     evaluate = TrainingEvaluator(
-        data=config.data, space=config.space, estimator=config.estimator, seed=config.seed
+        data=config.data, space=config.space, estimator=config.estimator, seed=config.seed,
+        cost_options=(("precision", config.limits.precision), ("planner", config.limits.planner),
+                      ("count_input", count_input), ("count_output", count_output)),
     )
     if config.init:
         resolve_seeds(space, config.init)  # bad seeds fail here, before a run directory exists
