@@ -279,3 +279,22 @@ def test_a_checkpoint_of_another_training_is_ignored(data: Dataset, tmp_path) ->
     assert len(other_seed.history) == 3  # trained from the first epoch, not from the saved one
     ckpt.write_bytes(b"not a checkpoint")
     assert len(train_model(conv_net(), data, config=cfg, seed=1, checkpoint=ckpt).history) == 3
+
+
+def test_recalibrate_batchnorm_reestimates_the_statistics_only(data: Dataset) -> None:
+    model = build_model(conv_net(), seed=0)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    momenta = [m.momentum for m in bns]
+    model.eval()
+    used = training.recalibrate_batchnorm(model, data.x_train, batches=2, batch_size=8, seed=0)
+    assert used == min(16, len(data.x_train))
+    assert not model.training and [m.momentum for m in bns] == momenta
+    for k, v in model.state_dict().items():
+        if k in weights:
+            assert torch.equal(v, weights[k]), k  # weights untouched
+    # the running mean of the first BN is now the batch mean of its input over the rows used (cumulative average)
+    first = bns[0]
+    assert not torch.allclose(first.running_mean, torch.zeros_like(first.running_mean))
+    assert training.recalibrate_batchnorm(torch.nn.Linear(2, 2), data.x_train) == 0  # no BatchNorm

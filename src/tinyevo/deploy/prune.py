@@ -238,12 +238,14 @@ def _copy_prefix(src: Mapping[str, torch.Tensor], dst: dict[str, torch.Tensor], 
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """Pruning as a deployment step: remove ``fraction`` of the channels, then fine-tune ``epochs`` epochs."""
+    """Pruning as a deployment step: remove ``fraction`` of the channels, re-estimate the BatchNorm statistics on
+    training data (``recalibrate_bn``; no weight changes), then fine-tune ``epochs`` epochs."""
 
     fraction: float = 0.25
     epochs: int = 2
     lr: float = 1e-3
     batch_size: int = 64
+    recalibrate_bn: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction < 1.0:
@@ -266,8 +268,9 @@ class PruneResult:
     flash_before: int
     flash_after: int
     accuracy_before: float
-    accuracy_pruned: float  # before fine-tuning
+    accuracy_pruned: float  # before fine-tuning (after the BatchNorm re-estimation, when enabled)
     accuracy_finetuned: float
+    accuracy_pruned_raw: float = math.nan  # before fine-tuning and before the BatchNorm re-estimation
 
     def as_json(self) -> dict[str, float]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("ir", "state_dict")}
@@ -278,7 +281,7 @@ def prune_and_finetune(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], data:
     """Prune ``(ir, state_dict)``, fine-tune on ``data.x_train`` and measure test accuracy before and after."""
     from tinyevo.cost import estimate_cost
     from tinyevo.deploy.model import accuracy, load_weights, predict
-    from tinyevo.estimators.training import TrainConfig, train_model
+    from tinyevo.estimators.training import TrainConfig, recalibrate_batchnorm, train_model
 
     base = load_weights(ir, state_dict)
     full_state = base.state_dict()
@@ -286,13 +289,17 @@ def prune_and_finetune(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], data:
     model = load_weights(pruned.ir, pruned.state_dict)
     x, y = np.asarray(data.x_test), np.asarray(data.y_test)
     acc_before = accuracy(predict(base, x), y)
-    acc_pruned = accuracy(predict(model, x), y)
+    acc_pruned = acc_raw = accuracy(predict(model, x), y)
     state = pruned.state_dict
+    if config.recalibrate_bn and recalibrate_batchnorm(model, np.asarray(data.x_train), seed=seed):
+        model.eval()
+        state = {**pruned.state_dict, **{k: v.detach().clone() for k, v in model.state_dict().items()}}
+        acc_pruned = accuracy(predict(model, x), y)
     acc_ft = acc_pruned
     if config.epochs > 0:
         tc = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, optimizer="adam", lr=config.lr,
                          weight_decay=0.0)
-        result = train_model(pruned.ir, data, config=tc, seed=seed, init_state=pruned.state_dict)
+        result = train_model(pruned.ir, data, config=tc, seed=seed, init_state=state)
         state = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
         acc_ft = accuracy(predict(result.model.eval(), x), y)
     c0, c1 = estimate_cost(ir), estimate_cost(pruned.ir)
@@ -300,5 +307,5 @@ def prune_and_finetune(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], data:
         ir=pruned.ir, state_dict=state, removed_fraction=pruned.removed_fraction,
         params_before=c0.params, params_after=c1.params, macs_before=c0.macs, macs_after=c1.macs,
         flash_before=c0.flash_bytes, flash_after=c1.flash_bytes, accuracy_before=acc_before,
-        accuracy_pruned=acc_pruned, accuracy_finetuned=acc_ft,
+        accuracy_pruned=acc_pruned, accuracy_finetuned=acc_ft, accuracy_pruned_raw=acc_raw,
     )

@@ -33,6 +33,8 @@ from tinyevo.estimators.training import (
     accuracy,
     fit,
     fit_data_to_ir,
+    recalibrate_batchnorm,
+    resolve_device,
     train_model,
 )
 from tinyevo.estimators.transforms import scale_width, with_input_shape
@@ -44,5 +46,7 @@ __all__ = [
     "Fidelity", "InheritReport", "TrainConfig", "TrainResult", "TrainingEstimator", "WeightStore", "accuracy",
     "create_estimator", "fit", "fit_data_to_ir", "inherit_weights", "predict_final", "scale_width",
     "train_model",
+    "recalibrate_batchnorm",
+    "resolve_device",
     "with_input_shape",
 ]

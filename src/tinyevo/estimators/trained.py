@@ -43,6 +43,7 @@ from tinyevo.estimators.training import (
     EpochRecord,
     TrainConfig,
     accuracy,
+    recalibrate_batchnorm,
     fit,
     fit_data_to_ir,
     torch_threads,
@@ -162,6 +163,7 @@ class TrainingEstimator:
         pruned = prune_channels(trained, model.state_dict(), cfg.prune_ratio)
         small = build_model(pruned.ir, seed=seed)
         small.load_state_dict(pruned.state_dict)
+        recalibrate_batchnorm(small, data.x_train, seed=seed)  # stale statistics after pruning; no weight change
         if cfg.prune_finetune_epochs > 0:
             history, _ = fit(small, data, config=cfg.finetune_config, seed=seed)
             val_acc = history[-1].val_acc if history else math.nan
