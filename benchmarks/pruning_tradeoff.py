@@ -2,8 +2,10 @@
 
 Trains fixed ``chain`` networks (MNIST from ``../shared/data/mnist.npz`` when present, else the built-in digits;
 ``--data``), prunes each to 0 / 25 / 50 / 75 % of its prunable channels (:func:`tinyevo.deploy.prune_channels`:
-BN-folded L1 norm, per channel space) and fine-tunes the pruned network for ``--finetune-epochs`` epochs (Adam,
-lr 1e-3, as :func:`tinyevo.deploy.prune_and_finetune` does). Per (network, ratio, fine-tuned or not) it reports the cost
+BN-folded L1 norm, per channel space), re-estimates its BatchNorm statistics on training data
+(:func:`tinyevo.estimators.recalibrate_batchnorm`, no weight change) and fine-tunes it for ``--finetune-epochs``
+epochs (Adam, lr 1e-3), as :func:`tinyevo.deploy.prune_and_finetune` does. Rows: pruned only, pruned + BN
+re-estimated, pruned + BN re-estimated + fine-tuned. Per (network, ratio, fine-tuned or not) it reports the cost
 model's params, MACs, int8 flash and peak SRAM, the float test accuracy, and, with the ``tinyevo[deploy]`` extra
 (``--no-tflm`` skips it), the int8 ``.tflite`` size, TFLite-Micro's arena and the int8 accuracy measured on TFLM
 (PTQ only, no QAT, on ``--test-samples`` test rows).
@@ -36,7 +38,7 @@ from tinyevo.cost import estimate_cost
 from tinyevo.data import Dataset, load_dataset, subset
 from tinyevo.deploy.model import accuracy, load_weights, predict
 from tinyevo.deploy.prune import prune_channels
-from tinyevo.estimators.training import TrainConfig, train_model
+from tinyevo.estimators.training import TrainConfig, recalibrate_batchnorm, train_model
 from tinyevo.spaces import create_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,21 +113,25 @@ def main() -> None:
                       f"{trained.metrics['test_acc']:.4f}")
         for ratio in ratios:
             pruned = prune_channels(ir, base_state, ratio)
-            variants: list[tuple[int, dict[str, torch.Tensor]]] = [(0, pruned.state_dict)]
+            recal = load_weights(pruned.ir, pruned.state_dict)
+            recalibrate_batchnorm(recal, np.asarray(data.x_train), seed=args.seed)
+            recal_state = {**pruned.state_dict, **{k: v.detach().clone() for k, v in recal.state_dict().items()}}
+            variants: list[tuple[int, bool, dict[str, torch.Tensor]]] = [(0, False, pruned.state_dict),
+                                                                         (0, True, recal_state)]
             if args.finetune_epochs > 0:
                 ft = TrainConfig(epochs=args.finetune_epochs, batch_size=64, optimizer="adam", lr=1e-3,
                                  weight_decay=0.0, threads=args.threads)
-                tuned = train_model(pruned.ir, data, config=ft, seed=args.seed, init_state=pruned.state_dict)
-                variants.append((args.finetune_epochs,
+                tuned = train_model(pruned.ir, data, config=ft, seed=args.seed, init_state=recal_state)
+                variants.append((args.finetune_epochs, True,
                                  {k: v.detach().clone() for k, v in tuned.model.state_dict().items()}))
             cost = estimate_cost(pruned.ir)
             cost_tflm = estimate_cost(pruned.ir, planner="tflm")
-            for ft_epochs, state in variants:
+            for ft_epochs, bn, state in variants:
                 t1 = time.perf_counter()
                 model = load_weights(pruned.ir, state)
                 row: dict[str, Any] = {
                     "network": genome, "ratio": ratio, "removed_fraction": pruned.removed_fraction,
-                    "finetune_epochs": ft_epochs, "params": cost.params, "macs": cost.macs,
+                    "finetune_epochs": ft_epochs, "bn_recalibrated": bn, "params": cost.params, "macs": cost.macs,
                     "est_flash_bytes": cost.flash_bytes, "est_peak_sram_bytes": cost.peak_sram_bytes,
                     "est_peak_sram_tflm_bytes": cost_tflm.peak_sram_bytes,
                     "float_test_acc": accuracy(predict(model, x_test), y_test), "test_samples": len(y_test),
@@ -135,16 +141,17 @@ def main() -> None:
                                             seed=args.seed))
                 row["seconds"] = time.perf_counter() - t1
                 rows.append(row)
-                console.print(f"  ratio {ratio:.2f} ft {ft_epochs}: params {cost.params}, float "
+                console.print(f"  ratio {ratio:.2f} BN {'re-estimated' if bn else 'as trained'} ft {ft_epochs}: params {cost.params}, float "
                               f"{row['float_test_acc']:.4f}, int8 TFLM {row.get('int8_accuracy_tflm')}")
     table = Table(title=f"structured L1 channel pruning on {Path(args.data).name} (int8 cost model; TFLM measured)")
-    for col in ("net", "pruned", "ft ep", "params", "MACs", "est flash B", "est SRAM B", "float acc",
+    for col in ("net", "pruned", "BN re-est", "ft ep", "params", "MACs", "est flash B", "est SRAM B", "float acc",
                 "tflite B", "TFLM arena B", "float acc*", "int8 TFLM acc*"):
         table.add_column(col, justify="right")
     names = {g: chr(ord("A") + i) for i, g in enumerate(dict.fromkeys(r["network"] for r in rows))}
     for r in rows:
         table.add_row(
-            names[r["network"]], f"{100 * r['ratio']:.0f} %", str(r["finetune_epochs"]), str(r["params"]),
+            names[r["network"]], f"{100 * r['ratio']:.0f} %", "yes" if r["bn_recalibrated"] else "no",
+            str(r["finetune_epochs"]), str(r["params"]),
             str(r["macs"]), str(r["est_flash_bytes"]), str(r["est_peak_sram_bytes"]),
             f"{100 * r['float_test_acc']:.2f}",
             str(r.get("tflite_bytes", "-")), str(r.get("arena_bytes", "-")),
