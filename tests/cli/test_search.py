@@ -95,6 +95,7 @@ def test_report_writes_pngs_and_self_contained_html(run_dir: Path) -> None:
     rep = run_dir / "report"
     pngs = sorted(p.name for p in rep.glob("*.png"))
     assert "val_acc_vs_peak_sram_bytes.png" in pngs and "val_acc_vs_flash_bytes.png" in pngs
+    assert "final_curves.png" in pngs  # the retrained model's learning curve
     for p in rep.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (rep / "report.html").read_text()

@@ -369,7 +369,7 @@ def test_run_seeds_are_the_best_genomes_of_the_earlier_run(searched: Searched) -
     by_number = {t.number: t.genome for t in view.trials}
     best_two = list(dict.fromkeys(by_number[n] for n in searched.ranked))[:2]
     assert run_seeds(f"run:{searched.run_dir}:2") == best_two
-    assert len(run_seeds(f"run:{searched.run_dir}")) == min(10, len(set(by_number[n] for n in searched.ranked)))
+    assert len(run_seeds(f"run:{searched.run_dir}")) == min(10, len({by_number[n] for n in searched.ranked}))
     config = build_config({}, init=[f"run:{searched.run_dir}:2", "zoo"])
     assert config.init == (*best_two, "zoo")  # expanded: the new run stores the genomes themselves
 
@@ -446,7 +446,7 @@ def test_tinyevos_trainer_checkpoints_each_model_in_its_folder(searched: Searche
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    import tinyevo.estimators as estimators
+    from tinyevo import estimators
     from tinyevo.run.final import CHECKPOINT, model_dir
 
     seen: list[Path] = []
@@ -462,3 +462,20 @@ def test_tinyevos_trainer_checkpoints_each_model_in_its_folder(searched: Searche
     assert seen == [model_dir(searched.run_dir, best) / CHECKPOINT]
     assert not seen[0].exists()  # removed once the model was saved
     assert (model_dir(searched.run_dir, best) / "model.pt").is_file()
+
+
+def test_report_draws_the_final_curves_and_skips_unreadable_histories(searched: Searched) -> None:
+    from tinyevo.run.final import model_dir
+    from tinyevo.run.report import write_report
+
+    parts = replace(searched.parts, trainer=ScriptedTrainer())
+    finals = retrain_run(searched.run_dir, config=with_final_options(searched.config, top_k=2), parts=parts)
+    curve = [{"epoch": 1.0, "val_acc": 0.4}, {"epoch": 2.0, "val_acc": 0.6}]
+    (model_dir(searched.run_dir, finals[0].trial) / "history.json").write_text(json.dumps(curve))
+    (model_dir(searched.run_dir, finals[1].trial) / "history.json").write_text("not json")
+    files = write_report(searched.run_dir)
+    assert any(p.name == "final_curves.png" for p in files.images)
+    for f in finals:
+        (model_dir(searched.run_dir, f.trial) / "history.json").unlink()
+    again = write_report(searched.run_dir, out_dir=searched.run_dir / "r2")
+    assert not any(p.name == "final_curves.png" for p in again.images)

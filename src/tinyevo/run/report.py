@@ -1,4 +1,5 @@
-"""Run reports: PNG plots (accuracy vs SRAM / flash / latency with the limits drawn, best-so-far curve) and a
+"""Run reports: PNG plots (accuracy vs SRAM / flash / latency with the limits drawn, best-so-far curve, learning
+curves of the retrained models) and a
 self-contained HTML page (images inlined as base64) with the plots and the tables.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no global state, no display needed).
@@ -146,6 +147,39 @@ def _plot_best_so_far(view: RunView, path: Path) -> bool:
     return True
 
 
+def _plot_final_curves(view: RunView, path: Path) -> bool:
+    """Validation accuracy per epoch of every retrained model (``final/trial-NNNN/history.json``); the run's model
+    (best final validation accuracy) drawn thick."""
+    from tinyevo.run.final import best_final, model_dir
+
+    curves = []
+    for f in view.finals:
+        file = model_dir(view.run_dir, f.trial) / "history.json"
+        try:
+            history = json.loads(file.read_text())
+        except (OSError, ValueError):
+            continue
+        points = [(h["epoch"], h["val_acc"]) for h in history
+                  if isinstance(h, dict) and isinstance(h.get("val_acc"), (int, float)) and math.isfinite(h["val_acc"])]
+        if points:
+            curves.append((f.trial, points))
+    if not curves:
+        return False
+    chosen = best_final(view.finals)
+    fig, ax = _figure()
+    for trial, points in curves:
+        mine = chosen is not None and trial == chosen.trial
+        ax.plot([p[0] for p in points], [p[1] for p in points], lw=2.2 if mine else 1.0, alpha=1.0 if mine else 0.7,
+                label=f"trial {trial}" + (" (run's model)" if mine else ""))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val_acc")
+    ax.set_title("final retraining: validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.savefig(path)
+    return True
+
+
 def write_plots(view: RunView, out_dir: Path) -> tuple[Path, ...]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -155,6 +189,9 @@ def write_plots(view: RunView, out_dir: Path) -> tuple[Path, ...]:
             written.append(path)
     path = out_dir / "best_so_far.png"
     if _plot_best_so_far(view, path):
+        written.append(path)
+    path = out_dir / "final_curves.png"
+    if _plot_final_curves(view, path):
         written.append(path)
     return tuple(written)
 
