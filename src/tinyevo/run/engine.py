@@ -635,7 +635,9 @@ def retrain_run(
     these trial numbers instead of the ``[final]`` choice. ``continue_training`` starts from each model's earlier
     final weights (a warm restart: one more cosine cycle) instead of from scratch. The search trials are
     not touched, and the changed ``[final]`` options are not stored: each model's ``metrics.json`` records the
-    training configuration it was trained with. Returns the chosen trials' final models."""
+    training configuration it was trained with. Returns the chosen trials' final models. With ``[final] workers``
+    > 1 the models train in spawned processes, which import the calling script: guard a script's entry point
+    with ``if __name__ == "__main__":`` (see ``examples/two_fidelity_search.py``)."""
     db = _db(run_dir)
     run_dir = db.parent
     storage = SQLiteStorage(db)
