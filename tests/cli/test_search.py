@@ -292,3 +292,23 @@ def test_resume_with_real_training_reproduces_the_lost_trials(run_dir: Path, tmp
 
     assert sig(again) == sig(recs)
     assert meta.config["estimator"]["train"]["threads"] >= 1  # fixed when the run started
+
+
+def test_torch_device_sets_where_candidates_and_final_models_train(tiny_npz: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from tinyevo.run.engine import load_run_config
+
+    out = tmp_path / "run"
+    assert main(["search", "--data", str(tiny_npz), "--budget", "2", "--torch-device", "auto", "--out", str(out),
+                 *FAST]) == 0
+    cfg = load_run_config(out)
+    assert cfg.estimator.train["device"] == "auto" == cfg.final.train["device"]
+    capsys.readouterr()
+    assert main(["search", "--data", str(tiny_npz), "--torch-device", "gpu", *FAST]) == 2
+    assert "unknown training device 'gpu'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["search", "--data", str(tiny_npz), "--torch-device", "cuda", "--out", str(tmp_path / "x"),
+                     *FAST]) == 2
+        assert "sees no CUDA GPU" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -192,6 +192,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--strategy", help="search strategy (default: surrogate-evolution; nsga2 with several objectives)")
     g.add_argument("--estimator", help="estimator, e.g. train, naswot+train (default train)")
     g.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate during the search")
+    g.add_argument("--torch-device", metavar="DEV",
+                   help="where PyTorch trains candidates and final models: cpu (default), cuda, cuda:N or auto")
     g.add_argument(
         "--objective",
         action="append",
@@ -249,6 +251,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         final["pareto"] = True
     if args.no_final:
         final["enabled"] = False
+    train: dict[str, Any] = {}
+    if args.epochs is not None:
+        train["epochs"] = args.epochs
+    if args.torch_device is not None:  # where PyTorch trains: the candidates and the final models
+        train["device"] = final["device"] = args.torch_device
     config = build_config(
         file_values,
         data=args.data,
@@ -256,7 +263,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         space=args.space,
         strategy=args.strategy,
         estimator=args.estimator,
-        train={"epochs": args.epochs} if args.epochs is not None else None,
+        train=train or None,
         objectives=args.objective,
         device=args.device,
         sram=args.sram,
