@@ -298,3 +298,21 @@ def test_recalibrate_batchnorm_reestimates_the_statistics_only(data: Dataset) ->
     first = bns[0]
     assert not torch.allclose(first.running_mean, torch.zeros_like(first.running_mean))
     assert training.recalibrate_batchnorm(torch.nn.Linear(2, 2), data.x_train) == 0  # no BatchNorm
+
+
+def test_the_plan_grows_back_early_when_epochs_speed_up(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine busy at the start (here epoch 2 takes 5 s, the rest 1 s): until a quarter of the plan is done
+    the plan follows the epoch times both ways, so the slow epoch does not cut the training for good."""
+    clock = _FakeClock()
+    monkeypatch.setattr(training, "time", clock)
+    epoch_times = iter([1.0, 5.0] + [1.0] * 200)
+
+    def timed(rec: object) -> bool:
+        clock.now += next(epoch_times)
+        return False
+
+    cfg = TrainConfig(epochs=100, batch_size=64, time_limit_s=200.0)
+    r = train_model(conv_net(), data, config=cfg, seed=0, monitor=timed)
+    # after epoch 2: 2 + 194 // 5 = 40; epoch 3: mean(5, 1) = 3 -> 3 + 64 = 67; epoch 4: 2.33 -> 86; epoch 5: 1 -> 100
+    assert [h.planned_epochs for h in r.history][:6] == [100, 100, 40, 67, 86, 100]
+    assert r.metrics["epochs"] == 100.0 == r.metrics["epochs_planned"]

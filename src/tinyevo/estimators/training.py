@@ -463,14 +463,15 @@ def fit(
         if cfg.time_limit_s is not None:
             # fit the schedule to the time: the remaining steps follow a cosine that ends with the last epoch.
             # Planned after the first epoch, and again after the second, whose time excludes one-off start-up
-            # costs (a GPU's kernel selection and warm-up make the first epoch several times slower). Later, when
-            # epochs slow down (a shared GPU or CPU), the plan only shrinks, so the schedule still ends in time.
+            # costs (a GPU's kernel selection and warm-up make the first epoch several times slower). Until a
+            # quarter of the plan is done the plan follows the epoch times both ways (a machine shared at the
+            # start); later it only shrinks (a shared GPU or CPU slowing down), so the schedule still ends in time.
             now = time.perf_counter()
             epoch_times.append(now - epoch_start)
             later = epoch_times[1:][-3:]  # the mean of the last three epochs, never the start-up one
             recent = epoch_times[-1] if epoch <= 1 else sum(later) / len(later)
             fits = _epochs_within(cfg.epochs, recent, cfg.time_limit_s - (now - start), done=epoch + 1)
-            planned = fits if epoch <= 1 else min(planned, fits)
+            planned = fits if epoch <= 1 or 4 * (epoch + 1) <= planned else min(planned, fits)
             total = steps_per_epoch * planned
         if checkpoint is not None and epoch + 1 < planned and time.perf_counter() - last_save >= checkpoint_every_s:
             _save_checkpoint(checkpoint, {
