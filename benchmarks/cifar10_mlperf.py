@@ -18,7 +18,7 @@ of final training, so the script has budget profiles:
   fitted to 8 minutes, and keeps the best by final validation accuracy. Stage 4 (GPU): the chosen trial alone,
   fitted to 7 minutes (``tinyevo retrain RUN --trial N --workers 1 --time-limit 420s``). ``--profile gpu-stage2
   --parse-only`` (with the deploy extra) then measures the int8 model on TFLite-Micro on the CPU. Each GPU stage
-  fits in one 10-minute job; a longer final training can span jobs (checkpoints: ``tinyevo retrain --keep-done``
+  fits in one 10-minute job; a longer final training can span jobs (checkpoints: the same ``tinyevo retrain`` command
   resumes it) or add cycles (``--continue``).
 * ``--profile full``: 10 epochs per candidate at full fidelity, 6 hours of search, 200 final epochs, 4
   threads for the final training.

@@ -9,7 +9,8 @@ Each retrained model gets a folder ``final/trial-NNNN/`` in the run directory wi
 ``history.json``. Files are written atomically, then the model is committed to storage, so a run killed during
 retraining redoes only the unfinished models on resume, and each of those goes on from its last checkpoint
 (``checkpoint.pt``, saved at most once a minute at an epoch's end by tinyevo's trainer, removed once the model is
-saved). Long trainings can so be run as a series of short jobs (`tinyevo retrain --keep-done` again and again).
+saved). Long trainings can so be run as a series of short jobs: the same ``tinyevo retrain`` command again in each
+job resumes from the checkpoint (the checkpoint must come from the same training: configuration, seed, data).
 """
 
 from __future__ import annotations
