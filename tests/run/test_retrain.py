@@ -479,3 +479,57 @@ def test_report_draws_the_final_curves_and_skips_unreadable_histories(searched: 
         (model_dir(searched.run_dir, f.trial) / "history.json").unlink()
     again = write_report(searched.run_dir, out_dir=searched.run_dir / "r2")
     assert not any(p.name == "final_curves.png" for p in again.images)
+
+
+def test_running_the_same_retrain_again_resumes_a_killed_training(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end on digits: a retraining killed after 2 of 4 epochs resumes from its checkpoint when the same
+    retrain runs again, and ends with the weights of an uninterrupted retraining."""
+    import functools
+
+    import torch
+
+    from tinyevo.estimators import training
+    from tinyevo.run.config import build_config
+    from tinyevo.run.final import CHECKPOINT, model_dir
+
+    config = build_config({"budget": 3, "train": {"epochs": 1}, "final": {"enabled": False}, "seed": 0})
+    runs = {}
+    for name in ("whole", "killed"):
+        runs[name] = tmp_path / name
+        start_run(config, run_dir=runs[name])
+    final = with_final_options(config, train={"epochs": 4, "batch_size": 32})
+    retrain_run(runs["whole"], config=final)
+
+    monkeypatch.setattr(training, "fit", functools.partial(training.fit, checkpoint_every_s=0.0))
+    real_fit = training.fit
+
+    class Killed(Exception):
+        pass
+
+    def killing_fit(*args: Any, monitor: Any = None, **kw: Any) -> Any:
+        def kill(rec: Any) -> bool:
+            if rec.epoch > 2:
+                raise Killed
+            return False
+
+        return real_fit(*args, monitor=kill, **kw)
+
+    monkeypatch.setattr(training, "fit", killing_fit)
+    with pytest.raises(EstimationError, match="Killed"):
+        retrain_run(runs["killed"], config=final)
+    (ckpt,) = sorted(runs["killed"].glob(f"final/*/{CHECKPOINT}"))  # the killed model's training state
+    assert _finals(runs["killed"]) == {}
+    monkeypatch.setattr(training, "fit", real_fit)
+    loaded: list[Any] = []
+    real_load = training._load_checkpoint
+    monkeypatch.setattr(training, "_load_checkpoint", lambda *a: loaded.append(real_load(*a)) or loaded[-1])
+    (resumed,) = retrain_run(runs["killed"], config=final)
+    assert [saved["epoch"] for saved in loaded] == [2]  # resumed after epoch 2, not trained from scratch
+    assert not ckpt.exists()
+    (whole,) = _finals(runs["whole"]).values()
+    assert resumed.trial == whole.trial and resumed.metrics["epochs"] == 4.0
+    assert ckpt.parent == model_dir(runs["killed"], resumed.trial)
+    a = torch.load(runs["whole"] / whole.weights, weights_only=True)
+    b = torch.load(runs["killed"] / resumed.weights, weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
