@@ -131,9 +131,8 @@ def trials_table(view: Any, trials: list[Any], *, title: str) -> Table:
 
 
 def finals_table(view: Any) -> Table:
-    from tinyevo.run.view import fmt_metric
-
     from tinyevo.run.final import best_final
+    from tinyevo.run.view import fmt_metric
 
     chosen = best_final(view.finals) if len(view.finals) > 1 else None
     title = "Retrained models (test split)" + ("; * = the run's model (best val_acc)" if chosen else "")
