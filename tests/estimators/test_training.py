@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -90,6 +91,19 @@ class _FakeClock:
         return self.now
 
 
+def _epochs_taking(monkeypatch: pytest.MonkeyPatch, seconds: list[float]) -> Callable[[object], bool]:
+    """A monitor (called once per epoch, at its end) that makes epoch k take ``seconds[k]`` on a fake clock."""
+    clock = _FakeClock()
+    monkeypatch.setattr(training, "time", clock)
+    times = iter(seconds)
+
+    def timed(rec: object) -> bool:
+        clock.now += next(times)
+        return False
+
+    return timed
+
+
 def test_time_limit_fits_the_schedule_to_the_epochs_that_fit(
     data: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -170,13 +184,7 @@ def test_slow_first_epoch_then_fast_second_plans_more_epochs(
 ) -> None:
     """A GPU's first epoch pays for warm-up: the plan made after the second epoch, from that epoch's time,
     allows more epochs than the first epoch alone suggests."""
-    clock = _FakeClock()
-    monkeypatch.setattr(training, "time", clock)
-    epoch_times = iter([20.0, 2.0] + [2.0] * 20)
-
-    def timed(rec: object) -> bool:  # evaluated once per epoch, at its end
-        clock.now += next(epoch_times)
-        return False
+    timed = _epochs_taking(monkeypatch, [20.0, 2.0] + [2.0] * 20)
 
     cfg = TrainConfig(epochs=10, batch_size=32, time_limit_s=40.0)
     # the first epoch alone: 20 s of 40 -> 2 epochs
@@ -190,13 +198,7 @@ def test_slow_first_epoch_then_fast_second_plans_more_epochs(
 
 
 def test_the_second_plan_can_shorten_the_first(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = _FakeClock()
-    monkeypatch.setattr(training, "time", clock)
-    epoch_times = iter([2.0, 8.0] + [8.0] * 20)
-
-    def timed(rec: object) -> bool:
-        clock.now += next(epoch_times)
-        return False
+    timed = _epochs_taking(monkeypatch, [2.0, 8.0] + [8.0] * 20)
 
     cfg = TrainConfig(epochs=10, batch_size=32, time_limit_s=30.0)
     r = train_model(conv_net(), data, config=cfg, seed=0, monitor=timed)
@@ -216,13 +218,7 @@ def test_time_limit_history_is_consistent_with_the_metrics(data: Dataset) -> Non
 def test_epochs_that_slow_down_shrink_the_plan(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
     """A shared GPU or CPU can slow later epochs: the plan shrinks (never grows after the second epoch), so the
     cosine still ends inside the time limit instead of being cut off before it anneals."""
-    clock = _FakeClock()
-    monkeypatch.setattr(training, "time", clock)
-    epoch_times = iter([2.0, 2.0, 2.0, 10.0, 10.0] + [10.0] * 20)
-
-    def timed(rec: object) -> bool:
-        clock.now += next(epoch_times)
-        return False
+    timed = _epochs_taking(monkeypatch, [2.0, 2.0, 2.0, 10.0, 10.0] + [10.0] * 20)
 
     cfg = TrainConfig(epochs=10, batch_size=32, time_limit_s=30.0)
     r = train_model(conv_net(), data, config=cfg, seed=0, monitor=timed)
@@ -303,13 +299,7 @@ def test_recalibrate_batchnorm_reestimates_the_statistics_only(data: Dataset) ->
 def test_the_plan_grows_back_early_when_epochs_speed_up(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine busy at the start (here epoch 2 takes 5 s, the rest 1 s): until a quarter of the plan is done
     the plan follows the epoch times both ways, so the slow epoch does not cut the training for good."""
-    clock = _FakeClock()
-    monkeypatch.setattr(training, "time", clock)
-    epoch_times = iter([1.0, 5.0] + [1.0] * 200)
-
-    def timed(rec: object) -> bool:
-        clock.now += next(epoch_times)
-        return False
+    timed = _epochs_taking(monkeypatch, [1.0, 5.0] + [1.0] * 200)
 
     cfg = TrainConfig(epochs=100, batch_size=64, time_limit_s=200.0)
     r = train_model(conv_net(), data, config=cfg, seed=0, monitor=timed)
