@@ -176,10 +176,10 @@ def test_cuda_without_a_gpu_is_exit_2_before_training(
 ) -> None:
     from tinyevo.run import engine
 
-    def no_training(*args: object, **kwargs: object) -> None:
-        raise AssertionError("retrain_run must not be reached")
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no data may be loaded, nothing built or trained")
 
-    monkeypatch.setattr(engine, "retrain_run", no_training)
+    monkeypatch.setattr(engine, "build_parts", no_work)
     err = _one_line_exit_2(["retrain", str(run_dir), "--device", device, "--top-k", "2"], capsys)
     assert "sees no CUDA GPU" in err
     assert _finals(run_dir) == {}

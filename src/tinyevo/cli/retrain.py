@@ -51,9 +51,6 @@ def run_retrain_command(args: argparse.Namespace) -> int:
         train["threads"] = args.threads
     config = with_final_options(load_run_config(run_dir), train=train, top_k=args.top_k, workers=args.workers,
                                 pareto=args.pareto, max_models=args.max_models)
-    from tinyevo.estimators.training import resolve_device
-
-    resolve_device(str(config.final.train.get("device", "cpu")))  # no GPU -> one clear error before any work
     err = Console(stderr=True)
 
     def progress(ev: Any) -> None:

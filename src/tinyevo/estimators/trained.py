@@ -28,8 +28,8 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
 from dataclasses import replace
+from typing import Any
 
 from torch import nn
 
@@ -43,9 +43,9 @@ from tinyevo.estimators.training import (
     EpochRecord,
     TrainConfig,
     accuracy,
-    recalibrate_batchnorm,
     fit,
     fit_data_to_ir,
+    recalibrate_batchnorm,
     torch_threads,
 )
 from tinyevo.estimators.transforms import rebuild

@@ -15,12 +15,13 @@ A ``monitor`` callback sees the validation accuracy at chosen points of training
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -37,12 +38,16 @@ AUGMENTATIONS = ("shift", "flip")
 _DEVICE_RE = re.compile(r"cpu|auto|cuda(:\d+)?")  # matched with fullmatch: "$" would accept "cpu\n"
 
 
+def _check_device_name(name: object) -> None:
+    if not isinstance(name, str) or not _DEVICE_RE.fullmatch(name):
+        raise ConfigError(f"unknown training device {name!r}; expected cpu, cuda, cuda:N or auto")
+
+
 def resolve_device(name: str) -> torch.device:
     """The torch device of a :attr:`TrainConfig.device` name: ``cpu``, ``cuda`` / ``cuda:N``, or ``auto`` (the
     first GPU when PyTorch sees one, else the CPU). Asking for a GPU that PyTorch cannot see is a
     :class:`ConfigError`."""
-    if not _DEVICE_RE.fullmatch(name):
-        raise ConfigError(f"unknown training device {name!r}; expected cpu, cuda, cuda:N or auto")
+    _check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
@@ -120,8 +125,7 @@ class TrainConfig:
             raise ConfigError(f"prune_finetune_epochs must be an integer >= 0, got {epochs!r}")
         if self.prune_finetune_lr is not None and not self.prune_finetune_lr > 0:
             raise ConfigError(f"prune_finetune_lr must be positive, got {self.prune_finetune_lr}")
-        if not isinstance(self.device, str) or not _DEVICE_RE.fullmatch(self.device):
-            raise ConfigError(f"unknown training device {self.device!r}; expected cpu, cuda, cuda:N or auto")
+        _check_device_name(self.device)
 
     @property
     def resolved_lr(self) -> float:
@@ -360,8 +364,8 @@ def fit(
     reseeds the augmentation stream.
 
     The validation accuracy is measured ``evals_per_epoch`` times per epoch (the curve); training stops when
-    the ``monitor`` says so or ``config.time_limit_s`` is exceeded. With a time limit, the first epoch is timed
-    and the schedule is refitted to the epochs that fit in the limit (``EpochRecord.planned_epochs``). Raises
+    the ``monitor`` says so or ``config.time_limit_s`` is exceeded. With a time limit, the schedule is re-planned
+    after every epoch to the epochs that fit in the time left (``EpochRecord.planned_epochs``; see the loop). Raises
     :class:`EstimationError` when the loss becomes NaN or infinite.
     """
     cfg = config
@@ -492,9 +496,6 @@ def fit(
 def _fingerprint(model: nn.Module, cfg: TrainConfig, *, seed: int, n: int, tag: str) -> str:
     """What must agree for a checkpoint to be resumed: the training's math (not its device, threads or time
     limit), seed, data size, architecture (parameter names and shapes) and the caller's tag."""
-    import json
-    from dataclasses import asdict
-
     math_cfg = {k: v for k, v in asdict(cfg).items() if k not in ("device", "threads", "eval_batch_size",
                                                                     "time_limit_s")}
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}

@@ -149,15 +149,23 @@ class CostFunction:
     planner: str = "optimal"
     _cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """How networks are priced: the keyword arguments of :func:`tinyevo.cost.estimate_cost` besides the
+        device (also given to estimators that price networks themselves, e.g. the ``pruned_*`` costs)."""
+        from tinyevo.cost import SRAM_CONVENTIONS
+
+        count_input, count_output = SRAM_CONVENTIONS[self.sram_convention]
+        return {"precision": self.precision, "planner": self.planner, "count_input": count_input,
+                "count_output": count_output}
+
     def __call__(self, genome: Genome) -> dict[str, float]:
-        from tinyevo.cost import SRAM_CONVENTIONS, estimate_cost
+        from tinyevo.cost import estimate_cost
 
         key = str(genome)
         if key not in self._cache:
             ir = self.space.decode(genome)
-            count_input, count_output = SRAM_CONVENTIONS[self.sram_convention]
-            report = estimate_cost(ir, device=self.device, precision=self.precision, count_input=count_input,
-                                   count_output=count_output, planner=self.planner)
+            report = estimate_cost(ir, device=self.device, **self.options)
             self._cache[key] = dict(report.as_metrics())
         return dict(self._cache[key])
 

@@ -153,18 +153,14 @@ def build_parts(config: RunConfig) -> RunParts:
     space = make_space(config.space, input_shape=data.input_shape, num_classes=data.num_classes)
     limits = make_limits(config.limits)
     problem = make_problem(config, limits)
-    from tinyevo.cost import SRAM_CONVENTIONS
-
-    count_input, count_output = SRAM_CONVENTIONS[config.limits.sram_convention]
+    cost = CostFunction(space, device=limits.device, precision=config.limits.precision,
+                        sram_convention=config.limits.sram_convention, planner=config.limits.planner)
     evaluate = TrainingEvaluator(
         data=config.data, space=config.space, estimator=config.estimator, seed=config.seed,
-        cost_options=(("precision", config.limits.precision), ("planner", config.limits.planner),
-                      ("count_input", count_input), ("count_output", count_output)),
+        cost_options=tuple(cost.options.items()),
     )
     if config.init:
         resolve_seeds(space, config.init)  # bad seeds fail here, before a run directory exists
-    cost = CostFunction(space, device=limits.device, precision=config.limits.precision,
-                        sram_convention=config.limits.sram_convention, planner=config.limits.planner)
     return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
 
 
@@ -446,7 +442,7 @@ class Engine:
         todo = [t for t in chosen if t.number not in done]
         earlier = {f.trial: self.run_dir / f.weights for f in self.storage.finals()}
         if continue_training:
-            missing = [t.number for t in todo if not earlier.get(t.number, Path()).is_file()]
+            missing = [t.number for t in todo if t.number not in earlier or not earlier[t.number].is_file()]
             if missing:
                 raise ConfigError(f"trial {missing[0]} has no retrained weights to continue from; retrain it "
                                   "without --continue first")
@@ -454,13 +450,11 @@ class Engine:
             at_once = min(fcfg.workers, len(todo))
             self._emit("final-start", message=f"retraining {len(todo)} model(s)"
                        + (f", {at_once} at a time" if at_once > 1 else ""))
-            parallel = fcfg.workers > 1 and len(todo) > 1
-            data = None if parallel else self.parts.data  # workers load the data set themselves
-            if data is None and not parallel:
-                data = cached_dataset(self.config.data.spec, self.config.seed, self.config.data.val_fraction)
             spec = (self.config.data.spec, self.config.seed, self.config.data.val_fraction)
-            # workers share the CPUs (unless [final] threads says otherwise), as the search's evaluations do
-            threads = default_threads(min(fcfg.workers, len(todo))) if parallel else None
+            if at_once > 1:  # worker processes load the data set themselves and share the CPUs (unless
+                data, threads = None, default_threads(at_once)  # [final] threads says otherwise)
+            else:
+                data, threads = self.parts.data if self.parts.data is not None else cached_dataset(*spec), None
             tcfg = train_config(fcfg.train, threads=threads)
             costs = {r.number: r.cost for r in self.storage.records()}
             tasks = [
@@ -650,6 +644,9 @@ def retrain_run(
                 f"{run_dir}` first"
             )
         config = config if config is not None else stored
+        from tinyevo.estimators.training import resolve_device
+
+        resolve_device(str(config.final.train.get("device", "cpu")))  # no GPU -> one clear error before any work
         parts = parts if parts is not None else build_parts(config)
         stored_trials = [r.trial for r in storage.records()]
         engine = Engine(run_dir, config, storage, parts, executor=create_executor("local", workers=1),
