@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,14 +14,8 @@ from tinyevo.storage import DB_NAME, SQLiteStorage
 
 
 @pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    n, k = 60, 3
-    y = np.arange(n) % k
-    x = rng.normal(size=(n, 6, 6)).astype(np.float32) + y[:, None, None]  # separable by brightness
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x_train=x, y_train=y, x_test=x[:15], y_test=y[:15])
-    return path
+def tiny_npz(make_tiny_npz: Callable[..., Path]) -> Path:
+    return make_tiny_npz(60, seed=0, n_test=15)
 
 
 FAST = ["--epochs", "1", "--final-epochs", "1", "--strategy", "random", "--quiet"]

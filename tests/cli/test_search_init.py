@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tinyevo.cli.main import main
@@ -15,13 +15,8 @@ SEEDS = ["conv_k3_s1_c8-gap", "dsc_k3_s2_c4-flat"]
 
 
 @pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(1)
-    y = np.arange(45) % 3
-    x = rng.normal(size=(45, 6, 6)).astype(np.float32) + y[:, None, None]
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x_train=x, y_train=y, x_test=x[:9], y_test=y[:9])
-    return path
+def tiny_npz(make_tiny_npz: Callable[..., Path]) -> Path:
+    return make_tiny_npz(45, seed=1)
 
 
 def test_seed_genomes_are_evaluated_first_and_stored(tiny_npz: Path, tmp_path: Path) -> None:

@@ -7,12 +7,12 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 from run_fakes import fake_config, fake_parts
 
@@ -204,14 +204,9 @@ class ScriptedTrainer:
 
 
 @pytest.fixture(scope="module")
-def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_npz(make_tiny_npz: Callable[..., Path]) -> Path:
     """A real data file for worker processes to load (the fake trainer ignores its contents)."""
-    rng = np.random.default_rng(0)
-    y = np.arange(30) % 3
-    x = rng.normal(size=(30, 6, 6)).astype(np.float32) + y[:, None, None]
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x_train=x, y_train=y, x_test=x[:9], y_test=y[:9])
-    return path
+    return make_tiny_npz(30, seed=0)
 
 
 @dataclass
