@@ -153,9 +153,8 @@ def retrain(
     metrics.setdefault("final_train_s", seconds)
     if continue_from is not None:  # epochs and seconds over every cycle of this model
         prior = before or {}
-        metrics["epochs_total"] = float(prior.get("epochs_total", prior.get("epochs", 0.0))) + metrics.get("epochs", 0.0)
-        metrics["final_train_s_total"] = float(prior.get("final_train_s_total", prior.get("final_train_s", 0.0))) + \
-            metrics["final_train_s"]
+        for key in ("epochs", "final_train_s"):
+            metrics[f"{key}_total"] = float(prior.get(f"{key}_total", prior.get(key, 0.0))) + metrics.get(key, 0.0)
     doc = {
         "trial": trial.number,
         "genome": trial.genome,
