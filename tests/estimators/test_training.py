@@ -306,3 +306,36 @@ def test_the_plan_grows_back_early_when_epochs_speed_up(data: Dataset, monkeypat
     # after epoch 2: 2 + 194 // 5 = 40; epoch 3: mean(5, 1) = 3 -> 3 + 64 = 67; epoch 4: 2.33 -> 86; epoch 5: 1 -> 100
     assert [h.planned_epochs for h in r.history][:6] == [100, 100, 40, 67, 86, 100]
     assert r.metrics["epochs"] == 100.0 == r.metrics["epochs_planned"]
+
+
+@pytest.mark.parametrize("channels_last", [None, True, False])
+def test_channels_last_trains_alike_and_gives_the_model_back_in_the_usual_order(
+    data: Dataset, channels_last: bool | None
+) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=32, augment=("shift",), channels_last=channels_last)
+    result = train_model(conv_net(), data, config=cfg, seed=3)
+    for name, p in result.model.state_dict().items():
+        assert p.is_contiguous(), name  # exported, pruned and saved models see the usual layout
+    plain = train_model(conv_net(), data, config=TrainConfig(epochs=1, batch_size=32, augment=("shift",),
+                                                             channels_last=False), seed=3)
+    # the same math in another memory order: equal up to float rounding, not bit for bit
+    for (k, a), b in zip(result.model.state_dict().items(), plain.model.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-4, rtol=1e-3), k
+
+
+def test_channels_last_is_used_while_training_on_the_cpu_by_default(data: Dataset) -> None:
+    seen: list[bool] = []
+
+    def monitor(rec: EpochRecord) -> bool:
+        seen.append(any(p.ndim == 4 and p.is_contiguous(memory_format=torch.channels_last)
+                        and not p.is_contiguous() for p in model.parameters()))
+        return False
+
+    model = build_model(conv_net(), seed=0)
+    training.fit(model, data, config=TrainConfig(epochs=1, batch_size=32), seed=0, monitor=monitor)
+    assert seen == [True]
+    model = build_model(conv_net(), seed=0)
+    seen.clear()
+    training.fit(model, data, config=TrainConfig(epochs=1, batch_size=32, channels_last=False), seed=0,
+                 monitor=monitor)
+    assert seen == [False]
