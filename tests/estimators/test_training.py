@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 import torch
 from estimator_helpers import conv_net
 
-from tinyevo.data import Dataset
+from tinyevo.data import Dataset, resize
 from tinyevo.errors import ConfigError, DataError, EstimationError
 from tinyevo.estimators import TrainConfig, accuracy, train_model, training
 from tinyevo.estimators.training import EpochRecord, _augment, _lr_at
@@ -150,7 +151,7 @@ def test_epochs_within(epochs: int, first: float, limit: float, expected: int) -
 @pytest.mark.parametrize(
     "kwargs",
     [dict(epochs=0), dict(optimizer="rmsprop"), dict(schedule="step"), dict(augment=("mixup",)), dict(lr=0.0),
-     dict(threads=0), dict(label_smoothing=1.0)],
+     dict(threads=0), dict(label_smoothing=1.0), dict(distill_alpha=1.5), dict(distill_temperature=0.0)],
 )
 def test_bad_config(kwargs: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError):
@@ -339,3 +340,76 @@ def test_channels_last_is_used_while_training_on_the_cpu_by_default(data: Datase
     training.fit(model, data, config=TrainConfig(epochs=1, batch_size=32, channels_last=False), seed=0,
                  monitor=monitor)
     assert seen == [False]
+
+
+def _flipped(data: Dataset) -> Dataset:
+    """The same images with the two labels swapped."""
+    return replace(data, y_train=1 - data.y_train, y_val=1 - data.y_val, y_test=1 - data.y_test)
+
+
+def test_a_student_learns_its_teachers_answers(data: Dataset) -> None:
+    # the teacher learned swapped labels; a student that listens only to it (alpha = 1) learns them too, and one
+    # that listens only to the labels (alpha = 0) ignores it
+    teacher = train_model(conv_net(), _flipped(data), config=FAST, seed=0).model
+    assert accuracy(teacher, data.x_val, data.y_val) < 0.1
+    only_teacher = train_model(conv_net(), data, config=replace(FAST, distill_alpha=1.0), seed=1, teacher=teacher)
+    assert only_teacher.metrics["val_acc"] < 0.1
+    mixed = train_model(conv_net(), data, config=replace(FAST, distill_alpha=0.5), seed=1, teacher=teacher)
+    assert mixed.metrics["val_acc"] > only_teacher.metrics["val_acc"]
+    assert all(p.device.type == "cpu" and p.is_contiguous() for p in teacher.parameters())
+    assert not teacher.training
+
+
+def test_a_teacher_with_weight_zero_changes_nothing(data: Dataset) -> None:
+    teacher = train_model(conv_net(), _flipped(data), config=FAST, seed=0).model
+    cfg = replace(FAST, augment=("shift", "flip"), distill_alpha=0.0)
+    a = train_model(conv_net(), data, config=cfg, seed=2, teacher=teacher)
+    b = train_model(conv_net(), data, config=cfg, seed=2)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+
+
+def test_a_teacher_of_another_resolution_sees_resized_batches(data: Dataset) -> None:
+    big = resize(data, (12, 12))
+    teacher = train_model(conv_net(size=12), _flipped(big), config=FAST, seed=0).model
+    student = train_model(conv_net(), data, config=replace(FAST, distill_alpha=1.0), seed=1, teacher=teacher)
+    assert student.metrics["val_acc"] < 0.2  # it learned the teacher's swapped labels through the resized input
+
+
+def test_a_teacher_must_predict_the_same_classes(data: Dataset) -> None:
+    teacher = build_model(conv_net(classes=3), seed=0)
+    with pytest.raises(ConfigError, match="3 classes"):
+        train_model(conv_net(), data, config=FAST, seed=0, teacher=teacher)
+    with pytest.raises(ConfigError, match="input channel"):
+        train_model(conv_net(), data, config=FAST, seed=0, teacher=build_model(conv_net(channels=3), seed=0))
+
+
+def test_a_checkpoint_is_resumed_only_with_the_same_teacher(data: Dataset, tmp_path) -> None:
+    cfg = replace(FAST, epochs=3)
+    ckpt = tmp_path / "ckpt.pt"
+
+    def first_record_of_a_killed_run_then_resume(saved_with: torch.nn.Module | None,
+                                                 resumed_with: torch.nn.Module | None) -> bool:
+        ckpt.unlink(missing_ok=True)
+        seen: list[EpochRecord] = []
+
+        def kill(rec: EpochRecord) -> bool:
+            seen.append(rec)
+            if rec.epoch >= 2:
+                raise _Killed
+            return False
+
+        with pytest.raises(_Killed):
+            training.fit(build_model(conv_net(), seed=0), data, config=cfg, seed=0, monitor=kill, checkpoint=ckpt,
+                         checkpoint_every_s=0, teacher=saved_with)
+        history, _ = training.fit(build_model(conv_net(), seed=0), data, config=cfg, seed=0, checkpoint=ckpt,
+                                  teacher=resumed_with)
+        assert [h.epoch for h in history] == [1.0, 2.0, 3.0]
+        return history[0] == seen[0]  # the saved record came back: it resumed
+
+    teacher, other = build_model(conv_net(), seed=5), build_model(conv_net(), seed=6)
+    assert first_record_of_a_killed_run_then_resume(teacher, teacher)
+    assert first_record_of_a_killed_run_then_resume(None, None)
+    assert not first_record_of_a_killed_run_then_resume(None, teacher)
+    assert not first_record_of_a_killed_run_then_resume(teacher, other)
+    assert not first_record_of_a_killed_run_then_resume(teacher, None)

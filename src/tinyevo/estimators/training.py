@@ -15,6 +15,7 @@ A ``monitor`` callback sees the validation accuracy at chosen points of training
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -78,6 +79,11 @@ class TrainConfig:
     where PyTorch's depthwise and small convolutions run about 1.6x faster that way
     (``benchmarks/train_speed.py``), and not on a GPU, where it was not measured.
 
+    ``distill_alpha`` / ``distill_temperature``: when :func:`fit` is given a ``teacher`` network (knowledge
+    distillation), the loss is ``(1 - alpha) * cross_entropy(student, labels) + alpha * T^2 * KL(teacher_T ||
+    student_T)``, where ``_T`` are the softmax outputs at temperature ``T`` (Hinton et al., 2015). Without a
+    teacher they do nothing.
+
     ``prune_ratio`` > 0 makes the training estimator evaluate each candidate *after* structured L1 channel
     pruning of that fraction of its prunable channels (:func:`tinyevo.deploy.prune.prune_channels`) and
     ``prune_finetune_epochs`` epochs of fine-tuning at ``prune_finetune_lr`` (default: a tenth of ``lr``); see
@@ -104,6 +110,8 @@ class TrainConfig:
     prune_finetune_lr: float | None = None
     device: str = "cpu"
     channels_last: bool | None = None
+    distill_alpha: float = 0.9
+    distill_temperature: float = 4.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
@@ -130,6 +138,11 @@ class TrainConfig:
         if self.prune_finetune_lr is not None and not self.prune_finetune_lr > 0:
             raise ConfigError(f"prune_finetune_lr must be positive, got {self.prune_finetune_lr}")
         _check_device_name(self.device)
+        alpha, temp = self.distill_alpha, self.distill_temperature
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"distill_alpha must be in [0, 1], got {alpha!r}")
+        if isinstance(temp, bool) or not isinstance(temp, (int, float)) or not temp > 0:
+            raise ConfigError(f"distill_temperature must be positive, got {temp!r}")
 
     @property
     def resolved_lr(self) -> float:
@@ -340,6 +353,34 @@ def _epochs_within(epochs: int, epoch_s: float, left_s: float, *, done: int = 0)
     return max(max(1, done), min(epochs, done + math.floor(max(left_s, 0.0) / epoch_s)))
 
 
+class _Distiller:
+    """The distillation term of the loss: the teacher's softened outputs on the same (augmented) batch."""
+
+    def __init__(self, teacher: nn.Module, cfg: TrainConfig, input_shape: torch.Size) -> None:
+        self.teacher = teacher
+        self.alpha, self.t = float(cfg.distill_alpha), float(cfg.distill_temperature)
+        ir = getattr(teacher, "ir", None)
+        want = tuple(ir.input_shape) if isinstance(ir, ArchIR) else tuple(input_shape)
+        if want[0] != input_shape[0]:
+            raise ConfigError(f"the teacher expects {want[0]} input channel(s) but the data has {input_shape[0]}")
+        self.size = None if want[1:] == tuple(input_shape[1:]) else tuple(int(v) for v in want[1:])
+        digest = hashlib.sha1()
+        for key, value in teacher.state_dict().items():
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        self.digest = digest.hexdigest()[:16]
+
+    def loss(self, hard: torch.Tensor, logits: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            xt = xb if self.size is None else F.interpolate(xb, size=self.size, mode="bilinear", align_corners=False)
+            target = self.teacher(xt)
+        if target.shape != logits.shape:
+            raise ConfigError(f"the teacher predicts {target.shape[-1]} classes but the model {logits.shape[-1]}")
+        soft = F.kl_div(F.log_softmax(logits / self.t, dim=1), F.log_softmax(target / self.t, dim=1),
+                        reduction="batchmean", log_target=True) * (self.t * self.t)
+        return (1.0 - self.alpha) * hard + self.alpha * soft
+
+
 # --- the loop -----------------------------------------------------------------------------------------------
 
 
@@ -354,8 +395,14 @@ def fit(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every_s: float = 60.0,
     checkpoint_tag: str = "",
+    teacher: nn.Module | None = None,
 ) -> tuple[tuple[EpochRecord, ...], bool]:
     """Train ``model`` in place on ``data.x_train``; returns (learning curve, stopped early by the monitor).
+
+    ``teacher``: a trained network whose softened outputs the model learns from as well as from the labels
+    (knowledge distillation, weighted by ``config.distill_alpha`` at temperature ``config.distill_temperature``).
+    It sees the same augmented batches, resized to its own input resolution when that differs, and is not changed
+    (it is moved to the training device and put in eval mode). It must predict the same number of classes.
 
     The model is moved to ``config.device`` and left there (:func:`train_model` moves it back to the CPU).
 
@@ -374,16 +421,20 @@ def fit(
     """
     device = resolve_device(config.device)
     model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cpu"
-    if not (channels_last and any(p.ndim == 4 for p in model.parameters())):
-        return _fit(model, data, config, seed, device, monitor, evals_per_epoch, checkpoint, checkpoint_every_s,
-                    checkpoint_tag)
-    model.to(memory_format=torch.channels_last)
+    nets = [m for m in (model, teacher) if m is not None and any(p.ndim == 4 for p in m.parameters())]
+    if not channels_last:
+        nets = []
+    for m in nets:
+        m.to(memory_format=torch.channels_last)
     try:
         return _fit(model, data, config, seed, device, monitor, evals_per_epoch, checkpoint, checkpoint_every_s,
-                    checkpoint_tag)
+                    checkpoint_tag, teacher)
     finally:
-        model.to(memory_format=torch.contiguous_format)  # the model is given back in the usual memory order
+        for m in nets:
+            m.to(memory_format=torch.contiguous_format)  # the models are given back in the usual memory order
 
 
 def _fit(
@@ -397,6 +448,7 @@ def _fit(
     checkpoint: str | os.PathLike[str] | None,
     checkpoint_every_s: float,
     checkpoint_tag: str,
+    teacher: nn.Module | None,
 ) -> tuple[tuple[EpochRecord, ...], bool]:
     n = len(data.x_train)
     if n < 2:
@@ -423,6 +475,9 @@ def _fit(
     eval_seconds = 0.0
     epoch_times: list[float] = []
     first_epoch = 0
+    distill = _Distiller(teacher, cfg, x.shape[1:]) if teacher is not None else None
+    if distill is not None:
+        checkpoint_tag = f"{checkpoint_tag}|teacher:{distill.digest}"
     fingerprint = _fingerprint(model, cfg, seed=seed, n=n, tag=checkpoint_tag)
     saved = _load_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
     if saved is not None:
@@ -454,7 +509,10 @@ def _fit(
             lr = _lr_at(step, total, warmup, base_lr, cfg.schedule)
             for g in opt.param_groups:
                 g["lr"] = lr
-            loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+            if distill is not None:
+                loss = distill.loss(loss, logits, xb)
             if on_cpu and not torch.isfinite(loss):
                 raise EstimationError(
                     f"training diverged: the loss became {loss.item()} at epoch {epoch + 1}"
@@ -523,8 +581,10 @@ def _fit(
 def _fingerprint(model: nn.Module, cfg: TrainConfig, *, seed: int, n: int, tag: str) -> str:
     """What must agree for a checkpoint to be resumed: the training's math (not its device, threads or time
     limit), seed, data size, architecture (parameter names and shapes) and the caller's tag."""
-    math_cfg = {k: v for k, v in asdict(cfg).items() if k not in ("device", "threads", "eval_batch_size", "channels_last",
-                                                                    "time_limit_s")}
+    ignored = {"device", "threads", "eval_batch_size", "channels_last", "time_limit_s"}
+    if "|teacher:" not in tag:  # the distillation options change nothing without a teacher
+        ignored |= {"distill_alpha", "distill_temperature"}
+    math_cfg = {k: v for k, v in asdict(cfg).items() if k not in ignored}
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     return json.dumps({"config": math_cfg, "seed": seed, "n": n, "tag": tag, "shapes": shapes}, sort_keys=True,
                       default=str)
@@ -556,6 +616,7 @@ def train_model(
     init_state: Mapping[str, torch.Tensor] | None = None,
     monitor: Monitor | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
     """Build ``ir`` with weights from ``seed`` (or ``init_state``), train it, and measure it on every split.
 
@@ -564,6 +625,7 @@ def train_model(
     within one), ``epochs_configured`` and ``epochs_planned`` (those the schedule spanned after fitting it to
     ``config.time_limit_s``). Data of another resolution than the IR's input is resized to it. ``checkpoint``:
     see :func:`fit` (a training that started from ``init_state`` resumes only from its own checkpoints).
+    ``teacher``: distil from this trained network (see :func:`fit`); it is given back on the CPU.
     """
     data = fit_data_to_ir(ir, data)
     with torch_threads(config.threads), _cudnn_autotune(resolve_device(config.device)):
@@ -572,7 +634,7 @@ def train_model(
             model.load_state_dict(init_state)
         start = time.perf_counter()
         history, stopped = fit(model, data, config=config, seed=seed, monitor=monitor, checkpoint=checkpoint,
-                               checkpoint_tag="from-init-state" if init_state is not None else "")
+                               checkpoint_tag="from-init-state" if init_state is not None else "", teacher=teacher)
         train_time = time.perf_counter() - start
         metrics = {
             "val_acc": history[-1].val_acc if history else math.nan,
@@ -585,4 +647,6 @@ def train_model(
             "epochs_planned": float(history[-1].planned_epochs) if history else float(config.epochs),
         }
         model.to("cpu")
+        if teacher is not None:
+            teacher.to("cpu")
     return TrainResult(model=model, history=history, metrics=metrics, stopped_early=stopped)
