@@ -196,3 +196,40 @@ def test_parse_set_reads_toml_values() -> None:
     assert _parse_set(["device=cuda:0"]) == {"device": "cuda:0"}  # not TOML: taken as the bare string
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         _parse_set(["lr"])
+
+
+def test_retrain_with_a_teacher_distils_from_it(run_dir: Path, tmp_path: Path) -> None:
+    teacher_run = Path(shutil.copytree(run_dir, tmp_path / "teacher"))
+    with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
+        ok = [r.number for r in s.records() if r.trial.ok]
+    assert main(["retrain", str(teacher_run), "-q", "--trial", str(ok[0]), "--epochs", "2"]) == 0
+    plain = Path(shutil.copytree(run_dir, tmp_path / "plain"))
+    argv = ["-q", "--trial", str(ok[-1]), "--epochs", "1", "--set", "distill_alpha=0.7"]
+    assert main(["retrain", str(plain), *argv]) == 0
+    assert main(["retrain", str(run_dir), *argv, "--teacher", f"{teacher_run}:{ok[0]}"]) == 0
+    doc = json.loads((run_dir / "final" / f"trial-{ok[-1]:04d}" / "metrics.json").read_text())
+    assert doc["teacher"] == f"{teacher_run}:{ok[0]}" and doc["train_config"]["distill_alpha"] == 0.7
+    weights = f"final/trial-{ok[-1]:04d}/model.pt"
+    taught, alone = (torch.load(d / weights, weights_only=True) for d in (run_dir, plain))
+    assert any(not torch.equal(taught[k], alone[k]) for k in alone)  # the same training but for the teacher
+    # the teacher may also be given as the run alone (its run's model)
+    again = Path(shutil.copytree(plain, tmp_path / "again"))
+    assert main(["retrain", str(again), *argv, "--teacher", str(teacher_run)]) == 0
+    by_run = torch.load(again / weights, weights_only=True)
+    assert all(torch.equal(by_run[k], taught[k]) for k in taught)  # the same teacher, so the same training
+
+
+@pytest.mark.parametrize(
+    ("teacher", "message"),
+    [("{tmp}/nope", "not a tinyevo run directory"), ("{run}", "has no retrained model"),
+     ("{run}:999", "has no trial 999")],
+)
+def test_a_bad_teacher_is_one_line_exit_2_before_anything_changes(
+    run_dir: Path, tmp_path: Path, teacher: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = teacher.format(tmp=tmp_path, run=run_dir)
+    err = _one_line_exit_2(["retrain", str(run_dir), "--teacher", spec], capsys)
+    assert message in err and f"teacher {spec!r}" in err
+    assert _finals(run_dir) == {}
+    with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
+        assert s.get_state("phase") == "done"

@@ -3,7 +3,7 @@
 The common use: search on a laptop or a CPU server with ``--no-final`` (or a short final training), then on a GPU
 machine ``tinyevo retrain RUN --top-k 8 --workers 8 --device cuda --epochs 200``, which retrains the 8 best
 candidates at once and keeps the one with the best final validation accuracy as the run's model (``export``'s
-default). The search trials are untouched; ``[final]`` training options not given keep their stored values.
+default). ``--teacher BIG_RUN`` trains them by knowledge distillation from a bigger retrained model. The search trials are untouched; ``[final]`` training options not given keep their stored values.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def run_retrain_command(args: argparse.Namespace) -> int:
     if args.threads is not None:
         train["threads"] = args.threads
     config = with_final_options(load_run_config(run_dir), train=train, top_k=args.top_k, workers=args.workers,
-                                pareto=args.pareto, max_models=args.max_models)
+                                pareto=args.pareto, max_models=args.max_models, teacher=args.teacher)
     err = Console(stderr=True)
 
     def progress(ev: Any) -> None:
@@ -101,6 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--continue", dest="continue_training", action="store_true",
                    help="start from each model's earlier final weights (one more schedule cycle, e.g. "
                         "--continue --epochs 40 --set lr=0.01) instead of from scratch")
+    p.add_argument("--teacher", metavar="RUN[:N]",
+                   help="distil from a retrained model of another run: its run's model, or trial N "
+                        "(weigh it with --set distill_alpha=0.9 --set distill_temperature=4)")
     p.add_argument("--keep-done", action="store_true", help="skip trials that already have a retrained model")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
     p.set_defaults(func=run_retrain_command)

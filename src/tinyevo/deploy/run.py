@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +10,6 @@ from tinyevo.deploy.errors import DeployError
 from tinyevo.deploy.export import DEFAULT_OPTIONS, DeployReport, ExportOptions, Format, export_model
 from tinyevo.ir import ArchIR
 from tinyevo.strategies.base import Status, Trial
-
-
-@dataclass(frozen=True)
-class TrialModel:
-    """A retrained trial of a run, ready to export."""
-
-    run_dir: Path
-    trial: Trial
-    ir: ArchIR
-    weights: Path
-    data_spec: str
 
 
 def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, Trial, Path]:
@@ -66,15 +55,9 @@ def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, T
     return view, t, weights
 
 
-def export_trial(
-    run_dir: str | Path,
-    *,
-    trial: int | None = None,
-    fmt: Format = "tflite",
-    out_dir: str | Path | None = None,
-    options: ExportOptions = DEFAULT_OPTIONS,
-) -> DeployReport:
-    """Export a retrained trial of a run (default out dir: ``RUN/export/trial-NNNN-FORMAT``)."""
+def load_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, Trial, ArchIR, dict[str, Any], Any]:
+    """(run view, trial, architecture, retrained ``state_dict``, data set) of a retrained trial of a run (default:
+    the run's model); errors as :func:`find_trial`."""
     import torch
 
     from tinyevo.run.components import cached_dataset, make_space
@@ -84,9 +67,19 @@ def export_trial(
     data = cached_dataset(cfg.data.spec, cfg.seed, cfg.data.val_fraction)
     space = make_space(cfg.space, input_shape=data.input_shape, num_classes=data.num_classes)
     ir = space.decode(space.parse(t.genome))
-    state = torch.load(weights, weights_only=True)
-    out = Path(out_dir) if out_dir is not None else view.run_dir / "export" / f"trial-{t.number:04d}-{fmt}"
-    device = options.device if options.device is not None else cfg.limits.device
-    from dataclasses import replace
+    return view, t, ir, torch.load(weights, weights_only=True), data
 
+
+def export_trial(
+    run_dir: str | Path,
+    *,
+    trial: int | None = None,
+    fmt: Format = "tflite",
+    out_dir: str | Path | None = None,
+    options: ExportOptions = DEFAULT_OPTIONS,
+) -> DeployReport:
+    """Export a retrained trial of a run (default out dir: ``RUN/export/trial-NNNN-FORMAT``)."""
+    view, t, ir, state, data = load_trial(run_dir, trial=trial)
+    out = Path(out_dir) if out_dir is not None else view.run_dir / "export" / f"trial-{t.number:04d}-{fmt}"
+    device = options.device if options.device is not None else view.config.limits.device
     return export_model(ir, state, data, fmt=fmt, out_dir=out, options=replace(options, device=device))

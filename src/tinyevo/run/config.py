@@ -203,7 +203,9 @@ class FinalConfig:
     each Pareto-front model (at most ``max_models``), trained with ``train`` (TrainConfig options, e.g.
     ``device = "cuda"``) and evaluated on the test split. ``workers`` > 1 retrains that many models at once, each
     in its own process. Of several retrained models, the one with the best final validation accuracy is the
-    run's model (:func:`tinyevo.run.final.best_final`)."""
+    run's model (:func:`tinyevo.run.final.best_final`). ``teacher``: a retrained model of another run, ``"RUN_DIR"``
+    (its run's model) or ``"RUN_DIR:N"`` (trial N), that each model learns from too (knowledge distillation; the
+    ``distill_alpha`` / ``distill_temperature`` training options weigh it)."""
 
     enabled: bool = True
     pareto: bool = False
@@ -211,12 +213,15 @@ class FinalConfig:
     train: Mapping[str, Any] = field(default_factory=lambda: {"epochs": 30, "batch_size": 64})
     top_k: int = 1
     workers: int = 1
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_models", "top_k", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"final {name} must be an integer >= 1, got {value!r}")
+        if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher.strip()):
+            raise ConfigError(f"final teacher must be a run directory, optionally with :TRIAL; got {self.teacher!r}")
 
 
 @dataclass(frozen=True)
@@ -266,6 +271,7 @@ class RunConfig:
                 "train": _thaw(self.final.train),
                 "top_k": self.final.top_k,
                 "workers": self.final.workers,
+                "teacher": self.final.teacher,
             },
             "seed": self.seed,
             "init": list(self.init),
@@ -292,6 +298,7 @@ class RunConfig:
                     train=_freeze(obj["final"]["train"]),
                     top_k=obj["final"].get("top_k", 1),
                     workers=obj["final"].get("workers", 1),
+                    teacher=obj["final"].get("teacher"),
                 ),
                 seed=obj["seed"],
                 init=tuple(obj.get("init", ())),
@@ -383,7 +390,7 @@ _TOP_KEYS = {
     "train",
     "final",
 }
-_FINAL_KEYS = {"enabled", "pareto", "max_models", "top_k", "workers"}
+_FINAL_KEYS = {"enabled", "pareto", "max_models", "top_k", "workers", "teacher"}
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -538,6 +545,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             max_models=_typed("final.max_models", final_tbl.get("max_models", 5), int),
             top_k=_typed("final.top_k", final_tbl.get("top_k", 1), int),
             workers=_typed("final.workers", final_tbl.get("workers", 1), int),
+            teacher=final_tbl.get("teacher"),
             train=_check_final_train(_check_train_options("[final]", {**final_train_defaults, **final_train})),
         ),
         seed=_typed("--seed", seed, int),
@@ -612,7 +620,7 @@ def validate_names(config: RunConfig) -> None:
 
 def with_final_options(config: RunConfig, *, train: Mapping[str, Any] | None = None, **final: Any) -> RunConfig:
     """``config`` with its ``[final]`` section changed: ``final`` sets FinalConfig fields (``top_k``,
-    ``workers``, ``pareto``, ``max_models``; None = unchanged) and ``train`` overrides training options (e.g.
+    ``workers``, ``pareto``, ``max_models``, ``teacher``; None = unchanged) and ``train`` overrides training options (e.g.
     ``{"device": "cuda", "epochs": 200}``), validated as in a config file."""
     unknown = sorted(set(final) - (_FINAL_KEYS - {"enabled"}))
     if unknown:

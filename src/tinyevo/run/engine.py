@@ -49,7 +49,7 @@ from tinyevo.run.components import (
     train_config,
 )
 from tinyevo.run.config import ExecutorConfig, RunConfig
-from tinyevo.run.final import RetrainTask, Trainer, retrain_many, select_for_retraining
+from tinyevo.run.final import RetrainTask, Trainer, load_teacher, retrain_many, select_for_retraining
 from tinyevo.spaces.zoo import resolve_seeds
 from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage, TrialRecord, new_meta
 from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Strategy, Trial, rank_key
@@ -437,6 +437,8 @@ class Engine:
                 objectives=pareto_objectives(self.problem),
                 top_k=fcfg.top_k,
             )
+        if fcfg.teacher is not None:
+            load_teacher(fcfg.teacher)  # a missing or unusable teacher fails here, before anything changes
         self.storage.set_state("phase", "final")
         done = set() if force else {f.trial for f in self.storage.finals()}
         todo = [t for t in chosen if t.number not in done]
@@ -461,7 +463,8 @@ class Engine:
                 RetrainTask(trial=t, space=self.parts.space, train_config=tcfg,
                             seed=derive_seed(self.config.seed, t.number, 1), run_dir=self.run_dir,
                             cost=costs.get(t.number, {}), data=data, data_spec=spec, trainer=self.parts.trainer,
-                            continue_from=earlier[t.number] if continue_training else None)
+                            continue_from=earlier[t.number] if continue_training else None,
+                            teacher=fcfg.teacher)
                 for t in todo
             ]
 

@@ -123,9 +123,11 @@ def retrain(
     cost: Mapping[str, float],
     trainer: Trainer | None = None,
     continue_from: Path | None = None,
+    teacher: str | None = None,
 ) -> FinalModel:
     """Retrain ``trial``'s architecture with ``train_config`` from scratch (or, ``continue_from``, from the weights
-    of an earlier final model: one more schedule cycle), test it and save it under ``run_dir``."""
+    of an earlier final model: one more schedule cycle), test it and save it under ``run_dir``. ``teacher``: distil
+    from that retrained model (:func:`load_teacher`)."""
     import torch
 
     ir = space.decode(space.parse(trial.genome))
@@ -143,6 +145,8 @@ def retrain(
         extra["init_state"] = torch.load(continue_from, weights_only=True)
         earlier = Path(continue_from).with_name("metrics.json")
         before = json.loads(earlier.read_text()).get("final") if earlier.is_file() else None
+    if teacher is not None:
+        extra["teacher"] = load_teacher(teacher)
     start = time.perf_counter()
     result = trainer(ir, data, config=train_config, seed=seed, **extra)
     seconds = time.perf_counter() - start
@@ -164,6 +168,7 @@ def retrain(
         "cost": dict(cost),
         "train_config": train_config,
         "continued_from": before,
+        "teacher": teacher,
     }
     _atomic_write(
         out / "metrics.json",
@@ -181,6 +186,32 @@ def retrain(
     )
 
 
+def parse_teacher(spec: str) -> tuple[Path, int | None]:
+    """``"RUN_DIR"`` -> (RUN_DIR, None: the run's model); ``"RUN_DIR:N"`` -> (RUN_DIR, trial N)."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.isdigit() and head:
+        return Path(head), int(tail)
+    return Path(spec), None
+
+
+def load_teacher(spec: str) -> Any:
+    """The network of a retrained model of a run (``"RUN_DIR"`` for its run's model or ``"RUN_DIR:N"``) in eval
+    mode, to distil from. A missing run, trial or weights is a :class:`~tinyevo.errors.ConfigError` naming it."""
+    from tinyevo.deploy.errors import DeployError
+    from tinyevo.deploy.run import load_trial
+    from tinyevo.errors import ConfigError, StorageError
+    from tinyevo.nn import build_model
+
+    run_dir, number = parse_teacher(spec)
+    try:
+        _, _, ir, state, _ = load_trial(run_dir, trial=number)
+    except (DeployError, StorageError) as exc:
+        raise ConfigError(f"teacher {spec!r}: {exc}") from None
+    model = build_model(ir, seed=0)
+    model.load_state_dict(state)
+    return model.eval()
+
+
 @dataclass(frozen=True)
 class RetrainTask:
     """One model to retrain, picklable for a worker process. ``data`` is the data set, or None to load
@@ -196,6 +227,7 @@ class RetrainTask:
     data_spec: tuple[str, int, float] | None = None
     trainer: Trainer | None = None
     continue_from: Path | None = None  # weights of an earlier final model to start from
+    teacher: str | None = None  # a retrained model to distil from (:func:`load_teacher`)
 
 
 def run_retrain_task(task: RetrainTask) -> FinalModel:
@@ -208,7 +240,8 @@ def run_retrain_task(task: RetrainTask) -> FinalModel:
             raise ValueError("a retraining task needs data or a data spec")
         data = cached_dataset(*task.data_spec)
     return retrain(task.trial, space=task.space, data=data, train_config=task.train_config, seed=task.seed,
-                   run_dir=task.run_dir, cost=task.cost, trainer=task.trainer, continue_from=task.continue_from)
+                   run_dir=task.run_dir, cost=task.cost, trainer=task.trainer, continue_from=task.continue_from,
+                   teacher=task.teacher)
 
 
 def retrain_many(
