@@ -125,6 +125,34 @@ def test_config_file_top_k_and_workers_round_trip(tmp_path: Path) -> None:
     assert RunConfig.from_json(stored) == cfg
 
 
+def test_config_file_teacher_and_distillation_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('[final]\nteacher = "runs/big:7"\ndistill_alpha = 0.5\ndistill_temperature = 2.0\n')
+    cfg = build_config(load_config_file(path))
+    assert cfg.final.teacher == "runs/big:7" and "teacher" not in cfg.final.train
+    assert cfg.final.train["distill_alpha"] == 0.5 and cfg.final.train["distill_temperature"] == 2.0
+    stored = json.loads(json.dumps(cfg.to_json()))
+    assert stored["final"]["teacher"] == "runs/big:7" and RunConfig.from_json(stored) == cfg
+    assert with_final_options(cfg, teacher="other").final.teacher == "other"
+    assert with_final_options(cfg, teacher=None).final.teacher == "runs/big:7"  # None = unchanged
+    assert build_config({}).final.teacher is None
+
+
+@pytest.mark.parametrize("teacher", ["", "  ", 3, ["a"]])
+def test_a_bad_teacher_in_the_config_is_a_config_error(teacher: object) -> None:
+    with pytest.raises(ConfigError, match="final teacher must be a run directory"):
+        build_config({"final": {"teacher": teacher}})
+
+
+def test_parse_teacher() -> None:
+    from tinyevo.run.final import parse_teacher
+
+    assert parse_teacher("runs/big") == (Path("runs/big"), None)
+    assert parse_teacher("runs/big:12") == (Path("runs/big"), 12)
+    assert parse_teacher("C:/runs/big") == (Path("C:/runs/big"), None)  # not a trial number
+    assert parse_teacher("runs/v1:x") == (Path("runs/v1:x"), None)
+
+
 @pytest.mark.parametrize(("table", "match"), [({"top_k": 0}, "top_k"), ({"workers": "4"}, "workers"),
                                                ({"top_k": 2.5}, "top_k")])
 def test_bad_top_k_or_workers_in_a_config_file(table: dict[str, Any], match: str) -> None:
