@@ -28,8 +28,9 @@ from tinyevo.storage.base import FinalModel
 from tinyevo.strategies.base import Objective, Problem, Status, Trial, rank_key
 
 Trainer = Callable[..., Any]
-"""``trainer(ir, data, *, config, seed[, init_state]) -> TrainResult`` (default: :func:`tinyevo.estimators.train_model`;
-``init_state`` is passed only to continue from earlier weights)."""
+"""``trainer(ir, data, *, config, seed[, init_state][, teacher]) -> TrainResult`` (default:
+:func:`tinyevo.estimators.train_model`; ``init_state`` is passed only to continue from earlier weights, ``teacher``
+only when ``[final] teacher`` is set)."""
 
 FINAL_DIR = "final"
 CHECKPOINT = "checkpoint.pt"  # the training state of a model being retrained (removed once it is saved)
