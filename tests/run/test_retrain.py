@@ -412,6 +412,8 @@ def test_bad_run_seeds_are_config_errors(searched: Searched, item: str) -> None:
 class ContinuingTrainer:
     """Records the state it starts from: the mean of the earlier weights (or NaN from scratch)."""
 
+    val_acc: float = 0.5
+
     def __call__(self, ir: Any, data: Any, *, config: Any, seed: int, init_state: Any = None) -> Any:
         import torch
 
@@ -422,7 +424,7 @@ class ContinuingTrainer:
             start = float(init_state["weight"].mean())
         with torch.no_grad():
             model.weight.add_(1.0)  # "training" moves the weights
-        return SimpleNamespace(model=model, history=(), metrics={"val_acc": 0.5, "test_acc": 0.5,
+        return SimpleNamespace(model=model, history=(), metrics={"val_acc": self.val_acc, "test_acc": 0.5,
                                                                   "epochs": float(config.epochs), "start": start})
 
 
@@ -443,6 +445,32 @@ def test_continue_starts_from_the_earlier_final_weights(searched: Searched) -> N
     assert second.metrics["epochs_total"] == 5.0  # 3 + 2 over both cycles
     doc = json.loads((searched.run_dir / second.weights).with_name("metrics.json").read_text())
     assert doc["continued_from"]["epochs"] == 3.0
+
+
+def test_keep_best_keeps_the_earlier_model_when_the_new_cycle_validates_worse(searched: Searched) -> None:
+    import torch
+
+    best = searched.ranked[0]
+    run = searched.run_dir
+    retrain_run(run, parts=replace(searched.parts, trainer=ContinuingTrainer(0.5)), trials=[best])
+    model = run / _finals(run)[best].weights
+    w1 = torch.load(model, weights_only=True)["weight"]
+
+    def cycle(val_acc: float, keep_best: bool) -> FinalModel:
+        retrain_run(run, parts=replace(searched.parts, trainer=ContinuingTrainer(val_acc)), trials=[best],
+                    continue_training=True, keep_best=keep_best)
+        return _finals(run)[best]
+
+    kept = cycle(0.4, keep_best=True)
+    assert kept.metrics["val_acc"] == 0.5 and torch.equal(torch.load(model, weights_only=True)["weight"], w1)
+    assert json.loads(model.with_name("metrics.json").read_text())["final"]["val_acc"] == 0.5
+    rejected = model.parent / "rejected"
+    assert json.loads((rejected / "metrics.json").read_text())["final"]["val_acc"] == 0.4
+    assert torch.equal(torch.load(rejected / "model.pt", weights_only=True)["weight"], w1 + 1.0)
+    assert not (model.parent / "checkpoint.pt").exists()
+    assert cycle(0.6, keep_best=True).metrics["val_acc"] == 0.6  # better: it replaces the earlier model
+    assert torch.equal(torch.load(model, weights_only=True)["weight"], w1 + 1.0)
+    assert cycle(0.3, keep_best=False).metrics["val_acc"] == 0.3  # without keep_best every cycle replaces
 
 
 def test_continue_without_earlier_weights_is_a_config_error(searched: Searched) -> None:

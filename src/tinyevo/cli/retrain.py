@@ -64,7 +64,7 @@ def run_retrain_command(args: argparse.Namespace) -> int:
                       f"test_acc {100 * m.get('test_acc', float('nan')):.2f}% in {m.get('final_train_s', 0):.0f} s")
 
     retrain_run(run_dir, config=config, keep_done=args.keep_done, trials=args.trial,
-                continue_training=args.continue_training, progress=progress)
+                continue_training=args.continue_training, keep_best=args.keep_best, progress=progress)
     from tinyevo.cli.search import print_summary
     from tinyevo.run.view import open_run
 
@@ -104,6 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--teacher", metavar="RUN[:N]",
                    help="distil from a retrained model of another run: its run's model, or trial N "
                         "(weigh it with --set distill_alpha=0.9 --set distill_temperature=4)")
+    p.add_argument("--keep-best", action="store_true",
+                   help="with --continue: keep a model's earlier weights when the new cycle ends with a lower "
+                        "validation accuracy (the new cycle's files go to final/trial-NNNN/rejected/)")
     p.add_argument("--keep-done", action="store_true", help="skip trials that already have a retrained model")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
     p.set_defaults(func=run_retrain_command)

@@ -413,11 +413,13 @@ class Engine:
         enabled: bool | None = None,
         only: Sequence[int] | None = None,
         continue_training: bool = False,
+        keep_best: bool = False,
     ) -> list[FinalModel]:
         """Retrain the chosen trials (``[final]``, or the trial numbers ``only``) not retrained yet (all of them
         with ``force``); returns the chosen trials' final models. ``enabled`` overrides ``[final] enabled``
         (``tinyevo retrain``). ``continue_training`` starts each model from its earlier final weights (one more
-        schedule cycle) instead of from scratch."""
+        schedule cycle) instead of from scratch; ``keep_best`` then keeps a model's earlier weights when the new cycle
+        ends with a lower validation accuracy."""
         fcfg = self.config.final
         if not (fcfg.enabled if enabled is None else enabled):
             return []
@@ -464,7 +466,7 @@ class Engine:
                             seed=derive_seed(self.config.seed, t.number, 1), run_dir=self.run_dir,
                             cost=costs.get(t.number, {}), data=data, data_spec=spec, trainer=self.parts.trainer,
                             continue_from=earlier[t.number] if continue_training else None,
-                            teacher=fcfg.teacher)
+                            teacher=fcfg.teacher, keep_best=keep_best and continue_training)
                 for t in todo
             ]
 
@@ -622,6 +624,7 @@ def retrain_run(
     keep_done: bool = False,
     trials: Sequence[int] | None = None,
     continue_training: bool = False,
+    keep_best: bool = False,
     parts: RunParts | None = None,
     progress: Progress | None = None,
 ) -> list[FinalModel]:
@@ -630,7 +633,9 @@ def retrain_run(
     (:func:`tinyevo.run.config.with_final_options`; default: as stored). Every chosen model is retrained and
     replaces its earlier final model, except with ``keep_done`` those already retrained. ``trials`` retrains
     these trial numbers instead of the ``[final]`` choice. ``continue_training`` starts from each model's earlier
-    final weights (a warm restart: one more cosine cycle) instead of from scratch. The search trials are
+    final weights (a warm restart: one more cosine cycle) instead of from scratch; with ``keep_best`` a cycle that
+    ends with a lower validation accuracy leaves the earlier model in place (its files go to
+    ``final/trial-NNNN/rejected/``). The search trials are
     not touched, and the changed ``[final]`` options are not stored: each model's ``metrics.json`` records the
     training configuration it was trained with. Returns the chosen trials' final models. With ``[final] workers``
     > 1 the models train in spawned processes, which import the calling script: guard a script's entry point
@@ -656,7 +661,7 @@ def retrain_run(
                         progress=progress)
         try:
             finals = engine.finalize(stored_trials, force=not keep_done, enabled=True, only=trials,
-                                     continue_training=continue_training)
+                                     continue_training=continue_training, keep_best=keep_best)
         finally:
             engine.executor.close()
         storage.set_state("phase", "done")

@@ -125,10 +125,13 @@ def retrain(
     trainer: Trainer | None = None,
     continue_from: Path | None = None,
     teacher: str | None = None,
+    keep_best: bool = False,
 ) -> FinalModel:
     """Retrain ``trial``'s architecture with ``train_config`` from scratch (or, ``continue_from``, from the weights
     of an earlier final model: one more schedule cycle), test it and save it under ``run_dir``. ``teacher``: distil
-    from that retrained model (:func:`load_teacher`)."""
+    from that retrained model (:func:`load_teacher`). ``keep_best`` (with ``continue_from``): when the new cycle ends
+    with a lower validation accuracy than the earlier model, the earlier model stays and the new cycle's files go to
+    ``final/trial-NNNN/rejected/``."""
     import torch
 
     ir = space.decode(space.parse(trial.genome))
@@ -151,11 +154,16 @@ def retrain(
     start = time.perf_counter()
     result = trainer(ir, data, config=train_config, seed=seed, **extra)
     seconds = time.perf_counter() - start
+    metrics = {k: float(v) for k, v in result.metrics.items()}
+    metrics.setdefault("final_train_s", seconds)
+    worse = (keep_best and before is not None
+             and float(before.get("val_acc", math.nan)) > metrics.get("val_acc", math.nan))
+    if worse:  # (a NaN on either side compares False: then the new cycle replaces the earlier one)
+        out = out / "rejected"
+        out.mkdir(exist_ok=True)
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     _atomic_write(out / "model.pt", lambda p: torch.save(state, p))
     _atomic_write(out / "genome.txt", lambda p: p.write_text(trial.genome + "\n"))
-    metrics = {k: float(v) for k, v in result.metrics.items()}
-    metrics.setdefault("final_train_s", seconds)
     if continue_from is not None:  # epochs and seconds over every cycle of this model
         prior = before or {}
         for key in ("epochs", "final_train_s"):
@@ -178,6 +186,10 @@ def retrain(
     history = [asdict(h) if is_dataclass(h) else h for h in getattr(result, "history", ())]
     _atomic_write(out / "history.json", lambda p: p.write_text(json.dumps(history, indent=1, allow_nan=True)))
     ckpt.unlink(missing_ok=True)
+    if worse:
+        return FinalModel(trial=trial.number, genome=trial.genome, metrics={**dict(cost), **(before or {})},
+                          weights=str((model_dir(run_dir, trial.number) / "model.pt").relative_to(run_dir)),
+                          created_at=time.time())
     return FinalModel(
         trial=trial.number,
         genome=trial.genome,
@@ -229,6 +241,7 @@ class RetrainTask:
     trainer: Trainer | None = None
     continue_from: Path | None = None  # weights of an earlier final model to start from
     teacher: str | None = None  # a retrained model to distil from (:func:`load_teacher`)
+    keep_best: bool = False  # with continue_from: keep the earlier model when the new cycle validates worse
 
 
 def run_retrain_task(task: RetrainTask) -> FinalModel:
@@ -242,7 +255,7 @@ def run_retrain_task(task: RetrainTask) -> FinalModel:
         data = cached_dataset(*task.data_spec)
     return retrain(task.trial, space=task.space, data=data, train_config=task.train_config, seed=task.seed,
                    run_dir=task.run_dir, cost=task.cost, trainer=task.trainer, continue_from=task.continue_from,
-                   teacher=task.teacher)
+                   teacher=task.teacher, keep_best=task.keep_best)
 
 
 def retrain_many(
