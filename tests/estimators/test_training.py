@@ -217,8 +217,8 @@ def test_time_limit_history_is_consistent_with_the_metrics(data: Dataset) -> Non
 
 
 def test_epochs_that_slow_down_shrink_the_plan(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A shared GPU or CPU can slow later epochs: the plan shrinks (never grows after the second epoch), so the
-    cosine still ends inside the time limit instead of being cut off before it anneals."""
+    """A shared GPU or CPU can slow later epochs: the plan shrinks, so the cosine still ends inside the time limit
+    instead of being cut off before it anneals."""
     timed = _epochs_taking(monkeypatch, [2.0, 2.0, 2.0, 10.0, 10.0] + [10.0] * 20)
 
     cfg = TrainConfig(epochs=10, batch_size=32, time_limit_s=30.0)
@@ -413,3 +413,35 @@ def test_a_checkpoint_is_resumed_only_with_the_same_teacher(data: Dataset, tmp_p
     assert not first_record_of_a_killed_run_then_resume(None, teacher)
     assert not first_record_of_a_killed_run_then_resume(teacher, other)
     assert not first_record_of_a_killed_run_then_resume(teacher, None)
+
+
+def test_a_late_plan_grows_back_without_raising_the_learning_rate(
+    data: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epochs 11-13 (after a quarter of the plan) are slow, then fast again: the plan shrinks, then grows back, and
+    the cosine goes on from the current rate (it never jumps up) and still ends inside the limit."""
+    timed = _epochs_taking(monkeypatch, [1.0] * 10 + [5.0] * 3 + [1.0] * 100)
+    cfg = TrainConfig(epochs=40, batch_size=64, time_limit_s=60.0)
+    r = train_model(conv_net(), data, config=cfg, seed=0, monitor=timed)
+    plans = [h.planned_epochs for h in r.history]
+    low = min(plans[10:])
+    assert plans[:10] == [40] * 10 and low < 40
+    assert plans[-1] > low + 2  # grew back after shrinking
+    lrs = [h.lr for h in r.history]
+    assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:], strict=False)), lrs
+    assert lrs[-1] < 0.05 * cfg.resolved_lr  # it still anneals
+    assert r.metrics["epochs"] == float(plans[-1]) == r.metrics["epochs_planned"]
+    assert r.history[-1].seconds <= cfg.time_limit_s
+    assert plans[10:17] == [40, 30, 22, 20, 23, 29, 40]  # the mean of the last three epoch times, as planned
+
+
+def test_lr_anchor_continues_the_cosine_from_the_given_rate() -> None:
+    base, total, warmup = 0.1, 100, 0
+    at_50 = _lr_at(50, total, warmup, base, "cosine")
+    assert at_50 == pytest.approx(0.05)
+    # the plan grows to 150 steps at step 50: the cosine restarts from 0.05 and reaches 0 at step 150
+    anchor = (50, at_50)
+    assert _lr_at(50, 150, warmup, base, "cosine", anchor) == pytest.approx(at_50)
+    assert _lr_at(100, 150, warmup, base, "cosine", anchor) == pytest.approx(0.025)
+    assert _lr_at(150, 150, warmup, base, "cosine", anchor) == pytest.approx(0.0, abs=1e-12)
+    assert _lr_at(10, 150, warmup, base, "cosine", anchor) == _lr_at(10, 150, warmup, base, "cosine")  # before it

@@ -336,13 +336,17 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def _lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> float:
+def _lr_at(step: int, total: int, warmup: int, base: float, schedule: str,
+           anchor: tuple[int, float] | None = None) -> float:
+    """The learning rate of ``step``: linear warm-up, then constant or a cosine down to 0 at ``total``. ``anchor``
+    ``(step0, lr0)``: the cosine restarts from ``lr0`` at ``step0`` (a plan grown late, see :func:`fit`)."""
     if warmup and step < warmup:
         return base * (step + 1) / warmup
     if schedule == "constant":
         return base
-    t = (step - warmup) / max(total - warmup, 1)
-    return 0.5 * base * (1.0 + math.cos(math.pi * min(t, 1.0)))
+    start, top = (warmup, base) if anchor is None or step < anchor[0] else anchor
+    t = (step - start) / max(total - start, 1)
+    return 0.5 * top * (1.0 + math.cos(math.pi * min(t, 1.0)))
 
 
 def _epochs_within(epochs: int, epoch_s: float, left_s: float, *, done: int = 0) -> int:
@@ -479,11 +483,14 @@ def _fit(
     if distill is not None:
         checkpoint_tag = f"{checkpoint_tag}|teacher:{distill.digest}"
     fingerprint = _fingerprint(model, cfg, seed=seed, n=n, tag=checkpoint_tag)
+    anchor: tuple[int, float] | None = None  # where a late-grown plan's cosine restarts (step, lr)
     saved = _load_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
     if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         first_epoch, step, planned = int(saved["epoch"]), int(saved["step"]), int(saved["planned"])
+        if saved.get("anchor") is not None:
+            anchor = (int(saved["anchor"][0]), float(saved["anchor"][1]))
         total = steps_per_epoch * planned
         history = [EpochRecord(**h) for h in saved["history"]]
         eval_seconds, epoch_times = float(saved["eval_seconds"]), [float(t) for t in saved["epoch_times"]]
@@ -506,7 +513,7 @@ def _fit(
             xb, yb = x[idx], y[idx]
             if cfg.augment:
                 xb = _augment(xb, cfg, gen)
-            lr = _lr_at(step, total, warmup, base_lr, cfg.schedule)
+            lr = _lr_at(step, total, warmup, base_lr, cfg.schedule, anchor)
             for g in opt.param_groups:
                 g["lr"] = lr
             logits = model(xb)
@@ -554,17 +561,26 @@ def _fit(
             # Planned after the first epoch, and again after the second, whose time excludes one-off start-up
             # costs (a GPU's kernel selection and warm-up make the first epoch several times slower). Until a
             # quarter of the plan is done the plan follows the epoch times both ways (a machine shared at the
-            # start); later it only shrinks (a shared GPU or CPU slowing down), so the schedule still ends in time.
+            # start). Later it shrinks when epochs slow down (a shared GPU or CPU), so the schedule still ends in
+            # time, and grows again by two or more epochs when they speed up: the cosine then goes on from the
+            # current learning rate over the longer plan (an anchor), so the rate never jumps up.
             now = time.perf_counter()
             epoch_times.append(now - epoch_start)
             later = epoch_times[1:][-3:]  # the mean of the last three epochs, never the start-up one
             recent = epoch_times[-1] if epoch <= 1 else sum(later) / len(later)
             fits = _epochs_within(cfg.epochs, recent, cfg.time_limit_s - (now - start), done=epoch + 1)
-            planned = fits if epoch <= 1 or 4 * (epoch + 1) <= planned else min(planned, fits)
+            if epoch <= 1 or 4 * (epoch + 1) <= planned:
+                planned = fits
+            elif fits >= planned + 2 and cfg.schedule == "cosine" and step >= warmup:
+                anchor = (step, _lr_at(step, total, warmup, base_lr, cfg.schedule, anchor))
+                planned = fits
+            else:
+                planned = min(planned, fits)
             total = steps_per_epoch * planned
         if checkpoint is not None and epoch + 1 < planned and time.perf_counter() - last_save >= checkpoint_every_s:
             _save_checkpoint(checkpoint, {
                 "fingerprint": fingerprint, "epoch": epoch + 1, "step": step, "planned": planned,
+                "anchor": None if anchor is None else [anchor[0], anchor[1]],
                 "history": [dict(vars(h)) for h in history], "eval_seconds": eval_seconds,
                 "epoch_times": epoch_times, "np_rng": rng.bit_generator.state, "gen_device": device.type,
                 "gen_state": gen.get_state(), "elapsed": time.perf_counter() - start,
