@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -428,7 +429,7 @@ def test_a_late_plan_grows_back_without_raising_the_learning_rate(
     assert plans[:10] == [40] * 10 and low < 40
     assert plans[-1] > low + 2  # grew back after shrinking
     lrs = [h.lr for h in r.history]
-    assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:], strict=False)), lrs
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(lrs)), lrs
     assert lrs[-1] < 0.05 * cfg.resolved_lr  # it still anneals
     assert r.metrics["epochs"] == float(plans[-1]) == r.metrics["epochs_planned"]
     assert r.history[-1].seconds <= cfg.time_limit_s
