@@ -446,3 +446,31 @@ def test_lr_anchor_continues_the_cosine_from_the_given_rate() -> None:
     assert _lr_at(100, 150, warmup, base, "cosine", anchor) == pytest.approx(0.025)
     assert _lr_at(150, 150, warmup, base, "cosine", anchor) == pytest.approx(0.0, abs=1e-12)
     assert _lr_at(10, 150, warmup, base, "cosine", anchor) == _lr_at(10, 150, warmup, base, "cosine")  # before it
+
+
+def test_a_late_grown_plan_resumes_from_its_checkpoint_with_the_same_schedule(
+    data: Dataset, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    times = [1.0] * 10 + [5.0] * 3 + [1.0] * 100
+    cfg = TrainConfig(epochs=40, batch_size=64, time_limit_s=60.0)
+    whole = train_model(conv_net(), data, config=cfg, seed=0, monitor=_epochs_taking(monkeypatch, times))
+    ckpt = tmp_path / "ckpt.pt"
+    timed = _epochs_taking(monkeypatch, times)
+
+    def killed_in_epoch_20(rec: EpochRecord) -> bool:
+        if rec.epoch >= 20:
+            raise _Killed
+        return timed(rec)
+
+    model = build_model(conv_net(), seed=0)
+    with pytest.raises(_Killed):
+        training.fit(model, data, config=cfg, seed=0, monitor=killed_in_epoch_20, checkpoint=ckpt,
+                     checkpoint_every_s=0)
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["epoch"] == 19 and saved["anchor"] is not None  # saved after the plan grew back (epoch 16)
+    resumed = train_model(conv_net(), data, config=cfg, seed=0, checkpoint=ckpt,
+                          monitor=_epochs_taking(monkeypatch, times[19:]))
+    assert [h.planned_epochs for h in resumed.history] == [h.planned_epochs for h in whole.history]
+    assert [h.lr for h in resumed.history] == [h.lr for h in whole.history]
+    for (k, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
