@@ -3,7 +3,8 @@
 The common use: search on a laptop or a CPU server with ``--no-final`` (or a short final training), then on a GPU
 machine ``tinyevo retrain RUN --top-k 8 --workers 8 --device cuda --epochs 200``, which retrains the 8 best
 candidates at once and keeps the one with the best final validation accuracy as the run's model (``export``'s
-default). ``--teacher BIG_RUN`` trains them by knowledge distillation from a bigger retrained model. The search trials are untouched; ``[final]`` training options not given keep their stored values.
+default). ``--teacher BIG_RUN`` trains them by knowledge distillation from a bigger retrained model. The search
+trials are untouched; ``[final]`` training options not given keep their stored values.
 """
 
 from __future__ import annotations

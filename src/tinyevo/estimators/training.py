@@ -428,9 +428,7 @@ def fit(
     if teacher is not None:
         teacher.to(device).eval()
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cpu"
-    nets = [m for m in (model, teacher) if m is not None and any(p.ndim == 4 for p in m.parameters())]
-    if not channels_last:
-        nets = []
+    nets = [m for m in (model, teacher) if channels_last and m is not None and any(p.ndim == 4 for p in m.parameters())]
     for m in nets:
         m.to(memory_format=torch.channels_last)
     try:
@@ -480,9 +478,8 @@ def _fit(
     epoch_times: list[float] = []
     first_epoch = 0
     distill = _Distiller(teacher, cfg, x.shape[1:]) if teacher is not None else None
-    if distill is not None:
-        checkpoint_tag = f"{checkpoint_tag}|teacher:{distill.digest}"
-    fingerprint = _fingerprint(model, cfg, seed=seed, n=n, tag=checkpoint_tag)
+    fingerprint = _fingerprint(model, cfg, seed=seed, n=n, tag=checkpoint_tag,
+                               teacher=distill.digest if distill is not None else None)
     anchor: tuple[int, float] | None = None  # where a late-grown plan's cosine restarts (step, lr)
     saved = _load_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
     if saved is not None:
@@ -594,16 +591,18 @@ def _fit(
     return tuple(history), False
 
 
-def _fingerprint(model: nn.Module, cfg: TrainConfig, *, seed: int, n: int, tag: str) -> str:
+def _fingerprint(model: nn.Module, cfg: TrainConfig, *, seed: int, n: int, tag: str, teacher: str | None) -> str:
     """What must agree for a checkpoint to be resumed: the training's math (not its device, threads or time
-    limit), seed, data size, architecture (parameter names and shapes) and the caller's tag."""
+    limit), seed, data size, architecture (parameter names and shapes), the caller's tag and the teacher's weights
+    (``teacher``: their digest, None without one)."""
     ignored = {"device", "threads", "eval_batch_size", "channels_last", "time_limit_s"}
-    if "|teacher:" not in tag:  # the distillation options change nothing without a teacher
+    if teacher is None:  # the distillation options change nothing without a teacher
         ignored |= {"distill_alpha", "distill_temperature"}
-    math_cfg = {k: v for k, v in asdict(cfg).items() if k not in ignored}
-    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return json.dumps({"config": math_cfg, "seed": seed, "n": n, "tag": tag, "shapes": shapes}, sort_keys=True,
-                      default=str)
+    doc = {"config": {k: v for k, v in asdict(cfg).items() if k not in ignored}, "seed": seed, "n": n, "tag": tag,
+           "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}
+    if teacher is not None:
+        doc["teacher"] = teacher
+    return json.dumps(doc, sort_keys=True, default=str)
 
 
 def _load_checkpoint(path: str | os.PathLike[str], fingerprint: str) -> dict | None:
