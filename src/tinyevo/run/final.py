@@ -158,9 +158,9 @@ def retrain(
     metrics.setdefault("final_train_s", seconds)
     worse = (keep_best and before is not None
              and float(before.get("val_acc", math.nan)) > metrics.get("val_acc", math.nan))
-    if worse:  # (a NaN on either side compares False: then the new cycle replaces the earlier one)
-        out = out / "rejected"
-        out.mkdir(exist_ok=True)
+    # (a NaN on either side compares False: then the new cycle replaces the earlier one)
+    home, out = out, (out / "rejected" if worse else out)
+    out.mkdir(exist_ok=True)
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     _atomic_write(out / "model.pt", lambda p: torch.save(state, p))
     _atomic_write(out / "genome.txt", lambda p: p.write_text(trial.genome + "\n"))
@@ -186,15 +186,11 @@ def retrain(
     history = [asdict(h) if is_dataclass(h) else h for h in getattr(result, "history", ())]
     _atomic_write(out / "history.json", lambda p: p.write_text(json.dumps(history, indent=1, allow_nan=True)))
     ckpt.unlink(missing_ok=True)
-    if worse:
-        return FinalModel(trial=trial.number, genome=trial.genome, metrics={**dict(cost), **(before or {})},
-                          weights=str((model_dir(run_dir, trial.number) / "model.pt").relative_to(run_dir)),
-                          created_at=time.time())
     return FinalModel(
         trial=trial.number,
         genome=trial.genome,
-        metrics={**dict(cost), **metrics},
-        weights=str((out / "model.pt").relative_to(run_dir)),
+        metrics={**dict(cost), **(before if worse and before is not None else metrics)},
+        weights=str((home / "model.pt").relative_to(run_dir)),
         created_at=time.time(),
     )
 
