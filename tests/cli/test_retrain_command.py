@@ -217,6 +217,17 @@ def test_retrain_with_a_teacher_distils_from_it(run_dir: Path, tmp_path: Path) -
     assert main(["retrain", str(again), *argv, "--teacher", str(teacher_run)]) == 0
     by_run = torch.load(again / weights, weights_only=True)
     assert all(torch.equal(by_run[k], taught[k]) for k in taught)  # the same teacher, so the same training
+    # a repeated --teacher is an ensemble, the mean of their logits: of one model twice, that model's logits
+    twice = Path(shutil.copytree(plain, tmp_path / "twice"))
+    assert main(["retrain", str(twice), *argv, "--teacher", str(teacher_run), "--teacher", str(teacher_run)]) == 0
+    assert json.loads((twice / weights).with_name("metrics.json").read_text())["teacher"] == [str(teacher_run)] * 2
+    by_twice = torch.load(twice / weights, weights_only=True)
+    assert all(torch.equal(by_twice[k], taught[k]) for k in taught)
+    # ... and of two different models, another training
+    pair = Path(shutil.copytree(plain, tmp_path / "pair"))
+    assert main(["retrain", str(pair), *argv, "--teacher", str(teacher_run), "--teacher", f"{plain}:{ok[-1]}"]) == 0
+    by_pair = torch.load(pair / weights, weights_only=True)
+    assert any(not torch.equal(by_pair[k], taught[k]) for k in taught)
 
 
 @pytest.mark.parametrize(

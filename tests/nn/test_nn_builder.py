@@ -220,3 +220,23 @@ def test_default_space_networks_build_on_the_meta_device(name: str) -> None:
     with torch.device("meta"):
         model = build_model(ir)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_an_ensemble_is_the_mean_of_its_members_logits_each_at_its_own_resolution() -> None:
+    from tinyevo.nn import Ensemble
+
+    def net(size: int) -> ArchIR:
+        b = GraphBuilder((1, size, size))
+        x = b.add(Conv2d(4, kernel=3), b.input)
+        return b.build(b.add(Dense(3), b.add(GlobalPool("avg"), x)))
+
+    small, big = build_model(net(8), seed=0).eval(), build_model(net(12), seed=1).eval()
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        both = Ensemble([small, big])(x)
+        want = (small(x) + big(F.interpolate(x, size=(12, 12), mode="bilinear", align_corners=False))) / 2
+        assert torch.allclose(both, want)
+        assert not torch.allclose(both, (small(x) + big(x)) / 2)  # the big member did not see the 8x8 input
+        assert torch.equal(Ensemble([small])(x), small(x))
+    with pytest.raises(ValueError, match="at least one member"):
+        Ensemble([])

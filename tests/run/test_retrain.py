@@ -138,7 +138,18 @@ def test_config_file_teacher_and_distillation_round_trip(tmp_path: Path) -> None
     assert build_config({}).final.teacher is None
 
 
-@pytest.mark.parametrize("teacher", ["", "  ", 3, ["a"]])
+def test_a_list_of_teachers_is_an_ensemble_and_a_list_of_one_is_that_one(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('[final]\nteacher = ["runs/big:7", "runs/other"]\n')
+    cfg = build_config(load_config_file(path))
+    assert cfg.final.teacher == ("runs/big:7", "runs/other")
+    stored = json.loads(json.dumps(cfg.to_json()))
+    assert stored["final"]["teacher"] == ["runs/big:7", "runs/other"] and RunConfig.from_json(stored) == cfg
+    assert with_final_options(cfg, teacher=["one"]).final.teacher == "one"
+    assert build_config({"final": {"teacher": ["x", "y"]}}).final.teacher == ("x", "y")
+
+
+@pytest.mark.parametrize("teacher", ["", "  ", 3, [], ["a", ""], ["a", 3], [["a"]]])
 def test_a_bad_teacher_in_the_config_is_a_config_error(teacher: object) -> None:
     with pytest.raises(ConfigError, match="final teacher must be a run directory"):
         build_config({"final": {"teacher": teacher}})

@@ -3,8 +3,9 @@
 The common use: search on a laptop or a CPU server with ``--no-final`` (or a short final training), then on a GPU
 machine ``tinyevo retrain RUN --top-k 8 --workers 8 --device cuda --epochs 200``, which retrains the 8 best
 candidates at once and keeps the one with the best final validation accuracy as the run's model (``export``'s
-default). ``--teacher BIG_RUN`` trains them by knowledge distillation from a bigger retrained model. The search
-trials are untouched; ``[final]`` training options not given keep their stored values.
+default). ``--teacher BIG_RUN`` trains them by knowledge distillation from a bigger retrained model (repeated: from
+the ensemble of several). The search trials are untouched; ``[final]`` training options not given keep their stored
+values.
 """
 
 from __future__ import annotations
@@ -102,9 +103,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--continue", dest="continue_training", action="store_true",
                    help="start from each model's earlier final weights (one more schedule cycle, e.g. "
                         "--continue --epochs 40 --set lr=0.01) instead of from scratch")
-    p.add_argument("--teacher", metavar="RUN[:N]",
+    p.add_argument("--teacher", metavar="RUN[:N]", action="append",
                    help="distil from a retrained model of another run: its run's model, or trial N "
-                        "(weigh it with --set distill_alpha=0.9 --set distill_temperature=4)")
+                        "(weigh it with --set distill_alpha=0.9 --set distill_temperature=4); repeat it to distil "
+                        "from the ensemble of several (the mean of their logits)")
     p.add_argument("--keep-best", action="store_true",
                    help="with --continue: keep a model's earlier weights when the new cycle ends with a lower "
                         "validation accuracy (the new cycle's files go to final/trial-NNNN/rejected/)")

@@ -33,7 +33,8 @@ from torch.nn import functional as F
 from tinyevo.data import Dataset, resize
 from tinyevo.errors import ConfigError, DataError, EstimationError
 from tinyevo.ir import ArchIR
-from tinyevo.nn import build_model
+from tinyevo.nn import Ensemble, build_model
+from tinyevo.nn.ensemble import input_size
 
 AUGMENTATIONS = ("shift", "flip")
 _DEVICE_RE = re.compile(r"cpu|auto|cuda(:\d+)?")  # matched with fullmatch: "$" would accept "cpu\n"
@@ -358,16 +359,17 @@ def _epochs_within(epochs: int, epoch_s: float, left_s: float, *, done: int = 0)
 
 
 class _Distiller:
-    """The distillation term of the loss: the teacher's softened outputs on the same (augmented) batch."""
+    """The distillation term of the loss: the teacher's softened outputs on the same (augmented) batch. The teacher
+    may be an :class:`~tinyevo.nn.Ensemble` (the mean of its members' logits); each network sees the batch resized
+    to its own resolution."""
 
     def __init__(self, teacher: nn.Module, cfg: TrainConfig, input_shape: torch.Size) -> None:
-        self.teacher = teacher
         self.alpha, self.t = float(cfg.distill_alpha), float(cfg.distill_temperature)
-        ir = getattr(teacher, "ir", None)
-        want = tuple(ir.input_shape) if isinstance(ir, ArchIR) else tuple(input_shape)
-        if want[0] != input_shape[0]:
-            raise ConfigError(f"the teacher expects {want[0]} input channel(s) but the data has {input_shape[0]}")
-        self.size = None if want[1:] == tuple(input_shape[1:]) else tuple(int(v) for v in want[1:])
+        for member in teacher.members if isinstance(teacher, Ensemble) else [teacher]:
+            want = input_size(member) or tuple(input_shape)
+            if want[0] != input_shape[0]:
+                raise ConfigError(f"the teacher expects {want[0]} input channel(s) but the data has {input_shape[0]}")
+        self.teacher = teacher if isinstance(teacher, Ensemble) else Ensemble([teacher])
         digest = hashlib.sha1()
         for key, value in teacher.state_dict().items():
             digest.update(key.encode())
@@ -376,8 +378,7 @@ class _Distiller:
 
     def loss(self, hard: torch.Tensor, logits: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            xt = xb if self.size is None else F.interpolate(xb, size=self.size, mode="bilinear", align_corners=False)
-            target = self.teacher(xt)
+            target = self.teacher(xb)
         if target.shape != logits.shape:
             raise ConfigError(f"the teacher predicts {target.shape[-1]} classes but the model {logits.shape[-1]}")
         soft = F.kl_div(F.log_softmax(logits / self.t, dim=1), F.log_softmax(target / self.t, dim=1),
@@ -404,8 +405,8 @@ def fit(
     """Train ``model`` in place on ``data.x_train``; returns (learning curve, stopped early by the monitor).
 
     ``teacher``: a trained network whose softened outputs the model learns from as well as from the labels
-    (knowledge distillation, weighted by ``config.distill_alpha`` at temperature ``config.distill_temperature``).
-    It sees the same augmented batches, resized to its own input resolution when that differs, and is not changed
+    (knowledge distillation, weighted by ``config.distill_alpha`` at temperature ``config.distill_temperature``),
+    or several as a :class:`~tinyevo.nn.Ensemble` (the mean of their logits). It sees the same augmented batches, resized to its own input resolution when that differs, and is not changed
     (it is moved to the training device and put in eval mode). It must predict the same number of classes.
 
     The model is moved to ``config.device`` and left there (:func:`train_model` moves it back to the CPU).

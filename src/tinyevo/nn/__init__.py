@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from tinyevo.nn.builder import IRModule, build_layer, build_model
+from tinyevo.nn.ensemble import Ensemble
 
-__all__ = ["IRModule", "build_layer", "build_model"]
+__all__ = ["Ensemble", "IRModule", "build_layer", "build_model"]

@@ -205,7 +205,8 @@ class FinalConfig:
     in its own process. Of several retrained models, the one with the best final validation accuracy is the
     run's model (:func:`tinyevo.run.final.best_final`). ``teacher``: a retrained model of another run, ``"RUN_DIR"``
     (its run's model) or ``"RUN_DIR:N"`` (trial N), that each model learns from too (knowledge distillation; the
-    ``distill_alpha`` / ``distill_temperature`` training options weigh it)."""
+    ``distill_alpha`` / ``distill_temperature`` training options weigh it); a list of several is an ensemble
+    teacher (the mean of their logits). A list of one is that one."""
 
     enabled: bool = True
     pareto: bool = False
@@ -213,15 +214,21 @@ class FinalConfig:
     train: Mapping[str, Any] = field(default_factory=lambda: {"epochs": 30, "batch_size": 64})
     top_k: int = 1
     workers: int = 1
-    teacher: str | None = None
+    teacher: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_models", "top_k", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"final {name} must be an integer >= 1, got {value!r}")
-        if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher.strip()):
-            raise ConfigError(f"final teacher must be a run directory, optionally with :TRIAL; got {self.teacher!r}")
+        teacher = self.teacher
+        if isinstance(teacher, (list, tuple)):
+            teacher = tuple(teacher) if len(teacher) != 1 else teacher[0]
+            object.__setattr__(self, "teacher", teacher)
+        specs = (teacher,) if isinstance(teacher, str) else teacher if isinstance(teacher, tuple) else ()
+        if teacher is not None and not (specs and all(isinstance(t, str) and t.strip() for t in specs)):
+            raise ConfigError("final teacher must be a run directory, optionally with :TRIAL, or a list of them; "
+                              f"got {self.teacher!r}")
 
 
 @dataclass(frozen=True)
@@ -271,7 +278,7 @@ class RunConfig:
                 "train": _thaw(self.final.train),
                 "top_k": self.final.top_k,
                 "workers": self.final.workers,
-                "teacher": self.final.teacher,
+                "teacher": list(self.final.teacher) if isinstance(self.final.teacher, tuple) else self.final.teacher,
             },
             "seed": self.seed,
             "init": list(self.init),

@@ -124,12 +124,12 @@ def retrain(
     cost: Mapping[str, float],
     trainer: Trainer | None = None,
     continue_from: Path | None = None,
-    teacher: str | None = None,
+    teacher: str | Sequence[str] | None = None,
     keep_best: bool = False,
 ) -> FinalModel:
     """Retrain ``trial``'s architecture with ``train_config`` from scratch (or, ``continue_from``, from the weights
     of an earlier final model: one more schedule cycle), test it and save it under ``run_dir``. ``teacher``: distil
-    from that retrained model (:func:`load_teacher`). ``keep_best`` (with ``continue_from``): when the new cycle ends
+    from that retrained model, or from the ensemble of several (:func:`load_teacher`). ``keep_best`` (with ``continue_from``): when the new cycle ends
     with a lower validation accuracy than the earlier model, the earlier model stays and the new cycle's files go to
     ``final/trial-NNNN/rejected/``."""
     import torch
@@ -177,7 +177,7 @@ def retrain(
         "cost": dict(cost),
         "train_config": train_config,
         "continued_from": before,
-        "teacher": teacher,
+        "teacher": teacher if teacher is None or isinstance(teacher, str) else list(teacher),
     }
     _atomic_write(
         out / "metrics.json",
@@ -203,14 +203,17 @@ def parse_teacher(spec: str) -> tuple[Path, int | None]:
     return Path(spec), None
 
 
-def load_teacher(spec: str) -> Any:
+def load_teacher(spec: str | Sequence[str]) -> Any:
     """The network of a retrained model of a run (``"RUN_DIR"`` for its run's model or ``"RUN_DIR:N"``) in eval
-    mode, to distil from. A missing run, trial or weights is a :class:`~tinyevo.errors.ConfigError` naming it."""
+    mode, to distil from; several specs give an :class:`~tinyevo.nn.Ensemble` of theirs (the mean of their
+    logits). A missing run, trial or weights is a :class:`~tinyevo.errors.ConfigError` naming it."""
     from tinyevo.deploy.errors import DeployError
     from tinyevo.deploy.run import load_trial
     from tinyevo.errors import ConfigError, StorageError
-    from tinyevo.nn import build_model
+    from tinyevo.nn import Ensemble, build_model
 
+    if not isinstance(spec, str):
+        return Ensemble([load_teacher(one) for one in spec]).eval()
     run_dir, number = parse_teacher(spec)
     try:
         _, _, ir, state, _ = load_trial(run_dir, trial=number)
@@ -236,7 +239,7 @@ class RetrainTask:
     data_spec: tuple[str, int, float] | None = None
     trainer: Trainer | None = None
     continue_from: Path | None = None  # weights of an earlier final model to start from
-    teacher: str | None = None  # a retrained model to distil from (:func:`load_teacher`)
+    teacher: str | tuple[str, ...] | None = None  # retrained model(s) to distil from (:func:`load_teacher`)
     keep_best: bool = False  # with continue_from: keep the earlier model when the new cycle validates worse
 
 
