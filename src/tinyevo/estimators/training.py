@@ -406,8 +406,9 @@ def fit(
 
     ``teacher``: a trained network whose softened outputs the model learns from as well as from the labels
     (knowledge distillation, weighted by ``config.distill_alpha`` at temperature ``config.distill_temperature``),
-    or several as a :class:`~tinyevo.nn.Ensemble` (the mean of their logits). It sees the same augmented batches, resized to its own input resolution when that differs, and is not changed
-    (it is moved to the training device and put in eval mode). It must predict the same number of classes.
+    or several as a :class:`~tinyevo.nn.Ensemble` (the mean of their logits). It sees the same augmented batches,
+    resized to its own input resolution when that differs, and is not changed (it is moved to the training device
+    and put in eval mode). It must predict the same number of classes.
 
     The model is moved to ``config.device`` and left there (:func:`train_model` moves it back to the CPU).
 
