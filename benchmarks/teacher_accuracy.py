@@ -29,6 +29,7 @@ def main() -> int:
 
     from tinyevo.deploy.run import load_trial
     from tinyevo.estimators import accuracy
+    from tinyevo.nn import Ensemble
     from tinyevo.run.final import load_teacher, parse_teacher
 
     torch.set_num_threads(args.threads)
@@ -37,7 +38,7 @@ def main() -> int:
     rows = []
     models = [(spec, load_teacher(spec)) for spec in args.teacher]
     if len(models) > 1:
-        models.append(("ensemble", load_teacher(args.teacher)))
+        models.append(("ensemble", Ensemble([m for _, m in models]).eval()))
     for spec, model in models:
         start = time.perf_counter()
         val, test = accuracy(model, data.x_val, data.y_val), accuracy(model, data.x_test, data.y_test)

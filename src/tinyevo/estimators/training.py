@@ -365,11 +365,11 @@ class _Distiller:
 
     def __init__(self, teacher: nn.Module, cfg: TrainConfig, input_shape: torch.Size) -> None:
         self.alpha, self.t = float(cfg.distill_alpha), float(cfg.distill_temperature)
-        for member in teacher.members if isinstance(teacher, Ensemble) else [teacher]:
+        self.teacher = teacher if isinstance(teacher, Ensemble) else Ensemble([teacher])
+        for member in self.teacher.members:
             want = input_size(member) or tuple(input_shape)
             if want[0] != input_shape[0]:
                 raise ConfigError(f"the teacher expects {want[0]} input channel(s) but the data has {input_shape[0]}")
-        self.teacher = teacher if isinstance(teacher, Ensemble) else Ensemble([teacher])
         digest = hashlib.sha1()
         for key, value in teacher.state_dict().items():
             digest.update(key.encode())

@@ -28,12 +28,12 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor | None = None
-        for member in self.members:
-            size = input_size(member)
-            xm = x if size is None or size[1:] == tuple(x.shape[2:]) else F.interpolate(
-                x, size=size[1:], mode="bilinear", align_corners=False)
-            y = member(xm)
-            out = y if out is None else out + y
-        assert out is not None
-        return out / len(self.members)
+        outs = [member(_resized_for(member, x)) for member in self.members]
+        return sum(outs[1:], outs[0]) / len(outs)
+
+
+def _resized_for(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    size = input_size(model)
+    if size is None or size[1:] == tuple(x.shape[2:]):
+        return x
+    return F.interpolate(x, size=size[1:], mode="bilinear", align_corners=False)

@@ -129,9 +129,9 @@ def retrain(
 ) -> FinalModel:
     """Retrain ``trial``'s architecture with ``train_config`` from scratch (or, ``continue_from``, from the weights
     of an earlier final model: one more schedule cycle), test it and save it under ``run_dir``. ``teacher``: distil
-    from that retrained model, or from the ensemble of several (:func:`load_teacher`). ``keep_best`` (with ``continue_from``): when the new cycle ends
-    with a lower validation accuracy than the earlier model, the earlier model stays and the new cycle's files go to
-    ``final/trial-NNNN/rejected/``."""
+    from that retrained model, or from the ensemble of several (:func:`load_teacher`). ``keep_best`` (with
+    ``continue_from``): when the new cycle ends with a lower validation accuracy than the earlier model, the earlier
+    model stays and the new cycle's files go to ``final/trial-NNNN/rejected/``."""
     import torch
 
     ir = space.decode(space.parse(trial.genome))
