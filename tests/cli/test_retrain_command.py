@@ -80,14 +80,16 @@ def test_retrain_top_2_prints_the_table_and_marks_the_run_model(
 
 def test_quiet_set_and_keep_done(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["retrain", str(run_dir), "-q", "--set", "lr=0.05", "--set", 'augment=["flip"]',
-                 "--set", "optimizer=sgd", "--set", "label-smoothing=0.1"]) == 0
+                 "--set", "optimizer=sgd", "--set", "label-smoothing=0.1", "--set", "restore_best=true"]) == 0
     cap = capsys.readouterr()
     assert cap.err == "" and "run model" not in cap.out  # one model: nothing to choose between
     (only,) = _finals(run_dir).values()
     doc = json.loads((run_dir / only.weights).with_name("metrics.json").read_text())
     cfg = doc["train_config"]
     assert cfg["lr"] == 0.05 and cfg["augment"] == ["flip"] and cfg["optimizer"] == "sgd"
-    assert cfg["label_smoothing"] == 0.1
+    assert cfg["label_smoothing"] == 0.1 and cfg["restore_best"] is True
+    history = json.loads((run_dir / only.weights).with_name("history.json").read_text())
+    assert doc["final"]["epoch_restored"] in [h["epoch"] for h in history]
 
     assert main(["retrain", str(run_dir), "-q", "--top-k", "2", "--keep-done"]) == 0
     after = _finals(run_dir)

@@ -474,3 +474,46 @@ def test_a_late_grown_plan_resumes_from_its_checkpoint_with_the_same_schedule(
     assert [h.lr for h in resumed.history] == [h.lr for h in whole.history]
     for (k, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+
+
+# a constant, large learning rate: a noisy validation curve on this data, best (1.0) first at epoch 1, last 0.974
+NOISY = TrainConfig(epochs=6, batch_size=32, optimizer="sgd", lr=2.0, schedule="constant")
+
+
+def test_restore_best_gives_back_the_weights_of_the_best_evaluation(data: Dataset) -> None:
+    last = train_model(conv_net(), data, config=NOISY, seed=0)
+    best = train_model(conv_net(), data, config=replace(NOISY, restore_best=True), seed=0)
+    curve = [h.val_acc for h in last.history]
+    assert [h.val_acc for h in best.history] == curve  # the option changes what is given back, not the training
+    assert max(curve) > curve[-1] and curve.index(max(curve)) == 0  # (the case this test needs)
+    assert last.metrics["val_acc"] == curve[-1] == accuracy(last.model, data.x_val, data.y_val)
+    assert "epoch_restored" not in last.metrics
+    assert best.metrics["val_acc"] == max(curve) == accuracy(best.model, data.x_val, data.y_val)
+    assert best.metrics["epoch_restored"] == 1.0  # the first of the equally good evaluations
+    assert best.metrics["train_loss"] == best.history[0].train_loss
+    assert best.metrics["epochs"] == 6.0
+
+
+def test_restore_best_survives_a_killed_training(data: Dataset, tmp_path) -> None:
+    cfg = replace(NOISY, restore_best=True)
+    whole = train_model(conv_net(), data, config=cfg, seed=0)
+    ckpt = tmp_path / "ckpt.pt"
+
+    def kill_in_epoch_3(rec: EpochRecord) -> bool:  # the checkpoint of epoch 2 holds epoch 1's best weights
+        if rec.epoch >= 3:
+            raise _Killed
+        return False
+
+    for saved_cfg in (NOISY, cfg):  # a checkpoint without the best weights is not resumed with restore_best
+        with pytest.raises(_Killed):
+            training.fit(build_model(conv_net(), seed=0), data, config=saved_cfg, seed=0, monitor=kill_in_epoch_3,
+                         checkpoint=ckpt, checkpoint_every_s=0)
+        resumed = train_model(conv_net(), data, config=cfg, seed=0, checkpoint=ckpt)
+        assert resumed.metrics["epoch_restored"] == 1.0 and resumed.metrics["val_acc"] == whole.metrics["val_acc"]
+        for (k, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+            assert torch.equal(a, b), k
+
+
+def test_restore_best_must_be_a_bool() -> None:
+    with pytest.raises(ConfigError, match="restore_best"):
+        TrainConfig(restore_best="yes")  # type: ignore[arg-type]

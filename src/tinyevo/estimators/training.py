@@ -21,7 +21,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -89,6 +89,11 @@ class TrainConfig:
     pruning of that fraction of its prunable channels (:func:`tinyevo.deploy.prune.prune_channels`) and
     ``prune_finetune_epochs`` epochs of fine-tuning at ``prune_finetune_lr`` (default: a tenth of ``lr``); see
     :class:`~tinyevo.estimators.TrainingEstimator`. :func:`train_model` (the final retraining) ignores them.
+
+    ``restore_best``: at the end of training, give back the weights of the evaluation with the highest validation
+    accuracy (the first of equals) instead of the last ones; :func:`train_model` then reports that evaluation's
+    ``val_acc`` and its epoch (``epoch_restored``). Meant for a final retraining, whose validation curve is noisy;
+    a search's fitness would be biased upwards by it.
     """
 
     epochs: int = 10
@@ -113,6 +118,7 @@ class TrainConfig:
     channels_last: bool | None = None
     distill_alpha: float = 0.9
     distill_temperature: float = 4.0
+    restore_best: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
@@ -128,6 +134,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if not isinstance(self.restore_best, bool):
+            raise ConfigError(f"restore_best must be true or false, got {self.restore_best!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         ratio = self.prune_ratio
@@ -483,6 +491,7 @@ def _fit(
     fingerprint = _fingerprint(model, cfg, seed=seed, n=n, tag=checkpoint_tag,
                                teacher=distill.digest if distill is not None else None)
     anchor: tuple[int, float] | None = None  # where a late-grown plan's cosine restarts (step, lr)
+    best: tuple[float, dict[str, torch.Tensor]] | None = None  # restore_best: (val_acc, weights) of the best eval
     saved = _load_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
     if saved is not None:
         model.load_state_dict(saved["model"])
@@ -499,6 +508,8 @@ def _fit(
         else:  # generator states do not move between device kinds
             gen.manual_seed(int(rng.integers(2**62)))
         start -= float(saved["elapsed"])
+        if saved.get("best") is not None:
+            best = (float(saved["best"]["val_acc"]), saved["best"]["model"])
     last_save = time.perf_counter()
     model.train()
     for epoch in range(first_epoch, cfg.epochs):
@@ -549,12 +560,12 @@ def _fit(
                     planned_epochs=planned,
                 )
                 history.append(rec)
+                if cfg.restore_best and _improves(val_acc, best):
+                    best = (val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
                 if monitor is not None and monitor(rec):
-                    model.eval()
-                    return tuple(history), True
+                    return _finish(model, history, best, stopped=True)
                 if cfg.time_limit_s is not None and elapsed > cfg.time_limit_s:
-                    model.eval()
-                    return tuple(history), False
+                    return _finish(model, history, best, stopped=False)
         if cfg.time_limit_s is not None:
             # fit the schedule to the time: the remaining steps follow a cosine that ends with the last epoch.
             # Planned after the first epoch, and again after the second, whose time excludes one-off start-up
@@ -585,12 +596,34 @@ def _fit(
                 "gen_state": gen.get_state(), "elapsed": time.perf_counter() - start,
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": opt.state_dict(),
+                "best": None if best is None else {
+                    "val_acc": best[0], "model": {k: v.detach().cpu() for k, v in best[1].items()}},
             })
             last_save = time.perf_counter()
     if history and history[-1].planned_epochs != planned:  # the last re-plan came after the last record
         history[-1] = replace(history[-1], planned_epochs=planned)
+    return _finish(model, history, best, stopped=False)
+
+
+def _improves(val_acc: float, best: tuple[float, object] | None) -> bool:
+    """Whether an evaluation with ``val_acc`` beats the best so far (a NaN never does; the first of equals stays)."""
+    return math.isfinite(val_acc) and (best is None or val_acc > best[0])
+
+
+def _finish(model: nn.Module, history: list[EpochRecord], best: tuple[float, dict[str, torch.Tensor]] | None, *,
+            stopped: bool) -> tuple[tuple[EpochRecord, ...], bool]:
+    """The end of :func:`_fit`: the best evaluation's weights back in the model (``restore_best``), eval mode."""
+    if best is not None:
+        model.load_state_dict(best[1])
     model.eval()
-    return tuple(history), False
+    return tuple(history), stopped
+
+
+def _restored_record(history: Sequence[EpochRecord]) -> EpochRecord | None:
+    """The evaluation whose weights :func:`fit` gives back with ``restore_best``: the first with the highest finite
+    validation accuracy (None when there is none)."""
+    finite = [rec for rec in history if math.isfinite(rec.val_acc)]
+    return max(finite, key=lambda rec: rec.val_acc) if finite else None  # max keeps the first of equals
 
 
 def _fingerprint(model: nn.Module, cfg: TrainConfig, *, seed: int, n: int, tag: str, teacher: str | None) -> str:
@@ -598,6 +631,8 @@ def _fingerprint(model: nn.Module, cfg: TrainConfig, *, seed: int, n: int, tag: 
     limit), seed, data size, architecture (parameter names and shapes), the caller's tag and the teacher's weights
     (``teacher``: their digest, None without one)."""
     ignored = {"device", "threads", "eval_batch_size", "channels_last", "time_limit_s"}
+    if not cfg.restore_best:  # (so checkpoints written before the option existed still match)
+        ignored.add("restore_best")
     if teacher is None:  # the distillation options change nothing without a teacher
         ignored |= {"distill_alpha", "distill_temperature"}
     doc = {"config": {k: v for k, v in asdict(cfg).items() if k not in ignored}, "seed": seed, "n": n, "tag": tag,
@@ -637,9 +672,10 @@ def train_model(
 ) -> TrainResult:
     """Build ``ir`` with weights from ``seed`` (or ``init_state``), train it, and measure it on every split.
 
-    This is the final retraining: ``metrics`` holds ``val_acc``, ``test_acc``, ``train_acc`` (on the training
-    split, in eval mode), ``train_loss``, ``train_time_s``, ``epochs`` (those trained, fractional when stopped
-    within one), ``epochs_configured`` and ``epochs_planned`` (those the schedule spanned after fitting it to
+    This is the final retraining: ``metrics`` holds ``val_acc`` and ``train_loss`` (of the last evaluation, or
+    with ``config.restore_best`` of the one whose weights were restored, whose epoch is then ``epoch_restored``),
+    ``test_acc``, ``train_acc`` (on the training split, in eval mode), ``train_time_s``, ``epochs`` (those
+    trained, fractional when stopped within one), ``epochs_configured`` and ``epochs_planned`` (those the schedule spanned after fitting it to
     ``config.time_limit_s``). Data of another resolution than the IR's input is resized to it. ``checkpoint``:
     see :func:`fit` (a training that started from ``init_state`` resumes only from its own checkpoints).
     ``teacher``: distil from this trained network (see :func:`fit`); it is given back on the CPU.
@@ -653,16 +689,19 @@ def train_model(
         history, stopped = fit(model, data, config=config, seed=seed, monitor=monitor, checkpoint=checkpoint,
                                checkpoint_tag="from-init-state" if init_state is not None else "", teacher=teacher)
         train_time = time.perf_counter() - start
+        kept = (_restored_record(history) if config.restore_best else None) or (history[-1] if history else None)
         metrics = {
-            "val_acc": history[-1].val_acc if history else math.nan,
+            "val_acc": kept.val_acc if kept is not None else math.nan,
             "test_acc": accuracy(model, data.x_test, data.y_test, batch_size=config.eval_batch_size),
             "train_acc": accuracy(model, data.x_train, data.y_train, batch_size=config.eval_batch_size),
-            "train_loss": history[-1].train_loss if history else math.nan,
+            "train_loss": kept.train_loss if kept is not None else math.nan,
             "train_time_s": train_time,
             "epochs": history[-1].epoch if history else 0.0,
             "epochs_configured": float(config.epochs),
             "epochs_planned": float(history[-1].planned_epochs) if history else float(config.epochs),
         }
+        if config.restore_best and kept is not None:
+            metrics["epoch_restored"] = kept.epoch
         model.to("cpu")
         if teacher is not None:
             teacher.to("cpu")
