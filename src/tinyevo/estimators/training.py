@@ -675,8 +675,8 @@ def train_model(
     This is the final retraining: ``metrics`` holds ``val_acc`` and ``train_loss`` (of the last evaluation, or
     with ``config.restore_best`` of the one whose weights were restored, whose epoch is then ``epoch_restored``),
     ``test_acc``, ``train_acc`` (on the training split, in eval mode), ``train_time_s``, ``epochs`` (those
-    trained, fractional when stopped within one), ``epochs_configured`` and ``epochs_planned`` (those the schedule spanned after fitting it to
-    ``config.time_limit_s``). Data of another resolution than the IR's input is resized to it. ``checkpoint``:
+    trained, fractional when stopped within one), ``epochs_configured`` and ``epochs_planned`` (those the schedule
+    spanned after fitting it to ``config.time_limit_s``). Data of another resolution than the IR's input is resized to it. ``checkpoint``:
     see :func:`fit` (a training that started from ``init_state`` resumes only from its own checkpoints).
     ``teacher``: distil from this trained network (see :func:`fit`); it is given back on the CPU.
     """
