@@ -560,7 +560,7 @@ def _fit(
                     planned_epochs=planned,
                 )
                 history.append(rec)
-                if cfg.restore_best and _improves(val_acc, best):
+                if cfg.restore_best and _improves(val_acc, None if best is None else best[0]):
                     best = (val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()})
                 if monitor is not None and monitor(rec):
                     return _finish(model, history, best, stopped=True)
@@ -605,9 +605,9 @@ def _fit(
     return _finish(model, history, best, stopped=False)
 
 
-def _improves(val_acc: float, best: tuple[float, object] | None) -> bool:
+def _improves(val_acc: float, best: float | None) -> bool:
     """Whether an evaluation with ``val_acc`` beats the best so far (a NaN never does; the first of equals stays)."""
-    return math.isfinite(val_acc) and (best is None or val_acc > best[0])
+    return math.isfinite(val_acc) and (best is None or val_acc > best)
 
 
 def _finish(model: nn.Module, history: list[EpochRecord], best: tuple[float, dict[str, torch.Tensor]] | None, *,
@@ -622,8 +622,11 @@ def _finish(model: nn.Module, history: list[EpochRecord], best: tuple[float, dic
 def _restored_record(history: Sequence[EpochRecord]) -> EpochRecord | None:
     """The evaluation whose weights :func:`fit` gives back with ``restore_best``: the first with the highest finite
     validation accuracy (None when there is none)."""
-    finite = [rec for rec in history if math.isfinite(rec.val_acc)]
-    return max(finite, key=lambda rec: rec.val_acc) if finite else None  # max keeps the first of equals
+    kept: EpochRecord | None = None
+    for rec in history:  # the rule fit applies as it trains
+        if _improves(rec.val_acc, None if kept is None else kept.val_acc):
+            kept = rec
+    return kept
 
 
 def _fingerprint(model: nn.Module, cfg: TrainConfig, *, seed: int, n: int, tag: str, teacher: str | None) -> str:
