@@ -1,0 +1,181 @@
+"""Deepening a retrained model without changing what it computes (Net2DeeperNet-style network morphism).
+
+``tinyevo deepen RUN --trial N --insert POS:LAYER`` puts a new residual layer of the ``chain`` space (e.g.
+``dsc_k5_s1_c64_r``) in front of feature layer ``POS`` of trial ``N``'s retrained model. The new layer's last
+BatchNorm starts with zero scale and shift, so its branch outputs zeros and the skip passes its input through the
+sum's ReLU unchanged: the deeper network computes exactly what the trained one did, and more training
+(``tinyevo retrain RUN --trial NEW --continue``) starts from the trained model's accuracy, with more capacity.
+Every other weight is the parent's.
+
+The deeper network is stored as a new trial of the run (origin ``deepen``, its parent the trial it came from,
+priced by the run's cost model) with the morphed weights as its retrained model. The morph is checked: the logits of
+the new model on validation images must equal the parent's, or nothing is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinyevo.errors import ConfigError
+from tinyevo.storage import FinalModel, SQLiteStorage, TrialRecord
+from tinyevo.strategies.base import Status, Trial
+
+ORIGIN = "deepen"
+_LAYER_KEY = re.compile(r"^layers\.l(\d+)_")  # state_dict keys of the chain space's feature layer i
+
+
+@dataclass(frozen=True)
+class DeepenResult:
+    """The new trial and how its morphed model measures (``max_logit_diff``: against the parent's, on validation
+    images; ``val_acc`` / ``test_acc`` equal the parent's up to ties)."""
+
+    trial: int
+    parent: int
+    genome: str
+    cost: Mapping[str, float]
+    val_acc: float
+    test_acc: float
+    max_logit_diff: float
+    weights: Path
+
+
+def parse_insert(spec: str) -> tuple[int, str]:
+    """``"POS:LAYER"`` -> (POS, LAYER), e.g. ``"4:dsc_k5_s1_c64_r"``."""
+    pos, sep, layer = spec.partition(":")
+    if not sep or not pos.strip().isdigit() or not layer.strip():
+        raise ConfigError(f"--insert needs POS:LAYER (e.g. 4:dsc_k5_s1_c64_r), got {spec!r}")
+    return int(pos), layer.strip()
+
+
+def shift_layer_keys(state: Mapping[str, torch.Tensor], position: int) -> dict[str, torch.Tensor]:
+    """``state`` with the keys of feature layers ``position`` and later moved one layer up (``l4_*`` -> ``l5_*``),
+    making room for a layer inserted at ``position``."""
+    def move(key: str) -> str:
+        m = _LAYER_KEY.match(key)
+        if m is None or int(m[1]) < position:
+            return key
+        return f"layers.l{int(m[1]) + 1}_{key[m.end():]}"
+
+    return {move(k): v for k, v in state.items()}
+
+
+def deepened_genome(space: Any, genome: str, position: int, layer: str) -> Any:
+    """The chain genome ``genome`` with ``layer`` (a layer token) inserted before feature layer ``position``;
+    :class:`ConfigError` unless ``layer`` is a residual conv / dsc layer with stride 1 and ``position`` a feature
+    layer position whose input has ``layer``'s width (so that the skip is the identity)."""
+    from tinyevo.errors import InvalidGenomeError
+    from tinyevo.spaces.chain import ChainGenome, parse_chain
+
+    parent = space.parse(genome)
+    if not isinstance(parent, ChainGenome):
+        raise ConfigError(f"deepen works on the chain space; this run's genomes are {type(parent).__name__}")
+    try:
+        (new,) = parse_chain(f"{layer}-gap").layers
+    except Exception as exc:
+        raise ConfigError(f"--insert layer {layer!r}: {exc}") from None
+    if new.op not in ("conv", "dsc") or not new.residual or new.stride != 1:
+        raise ConfigError(f"--insert layer {layer!r} must be a residual conv or dsc layer with stride 1 "
+                          "(e.g. dsc_k5_s1_c64_r): only then does it start as the identity")
+    if not 1 <= position <= len(parent.layers):
+        raise ConfigError(f"--insert position {position} must be in 1..{len(parent.layers)} (a layer's input "
+                          "must come out of a ReLU for the new layer to pass it through)")
+    widths = [one.channels for one in parent.layers[:position] if one.op in ("conv", "dsc")]
+    width = widths[-1] if widths else space.input_shape[0]
+    if new.channels != width:
+        raise ConfigError(f"--insert layer {layer!r} has {new.channels} channels but its input at position "
+                          f"{position} has {width}: the skip would need a projection and would not start as the "
+                          f"identity (use c{width})")
+    child = replace(parent, layers=parent.layers[:position] + (new,) + parent.layers[position:])
+    try:
+        return space.validate(child)
+    except InvalidGenomeError as exc:
+        raise ConfigError(f"{child} is not in this run's space: {exc}") from None
+
+
+def identity_init(model: torch.nn.Module, position: int) -> None:
+    """Zero the scale and shift of the last BatchNorm of feature layer ``position`` (its residual branch's
+    output), so that the branch adds zeros."""
+    prefix = f"layers.l{position}_"
+    bns = [m for name, m in model.named_modules()
+           if name.startswith(prefix) and isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        raise ConfigError(f"feature layer {position} has no BatchNorm to start it as the identity")
+    with torch.no_grad():
+        bns[-1].weight.zero_()
+        bns[-1].bias.zero_()
+
+
+def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer: str, seed: int = 0,
+                 atol: float = 1e-4) -> DeepenResult:
+    """Store a deeper copy of a retrained trial (default: the run's model) as a new trial; see the module
+    docstring. ``seed`` initialises the new layer's weights. A morph whose logits differ from the parent's by more
+    than ``atol`` is refused."""
+    from tinyevo.deploy.run import find_trial
+    from tinyevo.estimators.training import accuracy
+    from tinyevo.nn import build_model
+    from tinyevo.run.engine import build_parts
+    from tinyevo.run.final import _atomic_write, model_dir
+
+    view, parent, weights = find_trial(run_dir, trial=trial)
+    run_dir = view.run_dir
+    parts = build_parts(view.config)
+    space, data = parts.space, parts.data
+    child = deepened_genome(space, parent.genome, position, layer)
+    cost = dict(parts.cost(child))
+    if parts.problem.hard_violation(cost) > 0:
+        raise ConfigError(f"{child} violates the run's hard limits (total violation "
+                          f"{parts.problem.hard_violation(cost):.1%}); insert a smaller layer")
+
+    old = build_model(space.decode(space.parse(parent.genome)), seed=0)
+    old.load_state_dict(torch.load(weights, weights_only=True))
+    model = build_model(space.decode(child), seed=seed)
+    model.load_state_dict({**model.state_dict(), **shift_layer_keys(old.state_dict(), position)})
+    identity_init(model, position)
+    old.eval()
+    model.eval()
+    with torch.no_grad():
+        x = torch.tensor(data.x_val[:256])
+        diff = float((model(x) - old(x)).abs().max())
+    if not diff <= atol:
+        raise ConfigError(f"inserting {layer} at {position} changes the network's outputs (by up to {diff:.3g}); "
+                          "the layer before it must end in a ReLU and have the new layer's width")
+    val_acc = accuracy(model, data.x_val, data.y_val)
+    test_acc = accuracy(model, data.x_test, data.y_test)
+
+    storage = SQLiteStorage(Path(run_dir) / "trials.db")
+    try:
+        number = max((r.number for r in storage.records()), default=-1) + 1
+        now = time.time()
+        new = Trial(number=number, genome=str(child), status=Status.OK, metrics={**cost, "val_acc": val_acc},
+                    parents=(parent.genome,), generation=parent.generation + 1, origin=ORIGIN)
+        out = model_dir(run_dir, number)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        _atomic_write(out / "model.pt", lambda p: torch.save(state, p))
+        _atomic_write(out / "genome.txt", lambda p: p.write_text(f"{child}\n"))
+        before = json.loads(weights.with_name("metrics.json").read_text()).get("final", {}) \
+            if weights.with_name("metrics.json").is_file() else {}
+        final = {"val_acc": val_acc, "test_acc": test_acc, "epochs": 0.0, "final_train_s": 0.0,
+                 **{f"{k}_total": float(before.get(f"{k}_total", before.get(k, 0.0)))
+                    for k in ("epochs", "final_train_s")}}  # the parent's training, carried over
+        doc = {"trial": number, "genome": str(child), "seed": seed, "final": final, "search": dict(new.metrics),
+               "cost": cost, "deepened_from": {"trial": parent.number, "genome": parent.genome,
+                                               "position": position, "layer": layer, "final": before,
+                                               "max_logit_diff": diff}}
+        _atomic_write(out / "metrics.json", lambda p: p.write_text(json.dumps(doc, indent=2, allow_nan=True)))
+        storage.add(TrialRecord(trial=new, cost=cost, parent_ids=(parent.number,), started_at=now,
+                                finished_at=now, worker=ORIGIN))
+        storage.add_final(FinalModel(trial=number, genome=str(child), metrics={**cost, **final},
+                                     weights=str((out / "model.pt").relative_to(run_dir)), created_at=now))
+    finally:
+        storage.close()
+    return DeepenResult(trial=number, parent=parent.number, genome=str(child), cost=cost, val_acc=val_acc,
+                        test_acc=test_acc, max_logit_diff=diff, weights=out / "model.pt")
