@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from tinyevo.cli.main import main
 from tinyevo.errors import ConfigError
 from tinyevo.nn import build_model
+from tinyevo.run.components import make_space
 from tinyevo.run.deepen import ORIGIN, deepen_trial, parse_insert, shift_layer_keys
 from tinyevo.run.view import open_run
 from tinyevo.storage import DB_NAME, SQLiteStorage
@@ -46,10 +48,7 @@ def run_dir(trained: Path, tmp_path: Path) -> Path:
 
 def _model(run_dir: Path, trial: int) -> torch.nn.Module:
     view = open_run(run_dir)
-    from tinyevo.run.components import make_space
-
-    data_shape = (1, 6, 6)
-    space = make_space(view.config.space, input_shape=data_shape, num_classes=3)
+    space = make_space(view.config.space, input_shape=(1, 6, 6), num_classes=3)  # the tiny data's shape
     (final,) = [f for f in view.finals if f.trial == trial]
     model = build_model(space.decode(space.parse(final.genome)), seed=0)
     model.load_state_dict(torch.load(run_dir / final.weights, weights_only=True))
@@ -97,6 +96,8 @@ def test_deepened_model_computes_what_the_parent_did_and_is_a_new_trial(run_dir:
 
 @pytest.mark.parametrize(("position", "layer", "match"), [
     (1, "conv_k3_s1_c4", "residual"),
+    (1, "conv_k3_s1_c4_r-conv_k3_s1_c4_r", "--insert layer"),
+    (1, "bogus", "malformed chain layer"),
     (1, "conv_k3_s2_c4_r", "stride 1"),
     (0, "conv_k3_s1_c1_r", "position 0"),
     (1, "conv_k3_s1_c8_r", "has 8 channels but its input at position 1 has 4"),
@@ -124,3 +125,21 @@ def test_cli_deepen_then_retrain_continues_from_the_morphed_weights(
     parent_total = json.loads((run_dir / "final" / "trial-0000" / "metrics.json").read_text())["final"]["epochs"]
     assert doc["final"]["epochs_total"] == parent_total + 1
     assert main(["deepen", str(run_dir), "--insert", "nonsense"]) == 2
+
+
+def test_a_deeper_net_over_the_hard_limits_is_refused(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tinyevo.run import engine
+    from tinyevo.strategies.base import Constraint
+
+    parent_params = open_run(run_dir).trials[0].metrics["params"]
+    real = engine.build_parts
+
+    def limited(config: object) -> engine.RunParts:
+        parts = real(config)
+        problem = replace(parts.problem, constraints=(Constraint("params", upper=parent_params),))
+        return replace(parts, problem=problem)
+
+    monkeypatch.setattr(engine, "build_parts", limited)
+    with pytest.raises(ConfigError, match="violates the run's hard limits"):
+        deepen_trial(run_dir, trial=0, position=1, layer="conv_k3_s1_c4_r")
+    assert len(open_run(run_dir).trials) == 1

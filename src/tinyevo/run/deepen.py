@@ -79,7 +79,7 @@ def deepened_genome(space: Any, genome: str, position: int, layer: str) -> Any:
         raise ConfigError(f"deepen works on the chain space; this run's genomes are {type(parent).__name__}")
     try:
         (new,) = parse_chain(f"{layer}-gap").layers
-    except Exception as exc:
+    except (InvalidGenomeError, ValueError) as exc:  # ValueError: several layer tokens
         raise ConfigError(f"--insert layer {layer!r}: {exc}") from None
     if new.op not in ("conv", "dsc") or not new.residual or new.stride != 1:
         raise ConfigError(f"--insert layer {layer!r} must be a residual conv or dsc layer with stride 1 "
