@@ -595,3 +595,20 @@ def test_running_the_same_retrain_again_resumes_a_killed_training(tmp_path: Path
     a = torch.load(runs["whole"] / whole.weights, weights_only=True)
     b = torch.load(runs["killed"] / resumed.weights, weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_final_curves_mark_the_epoch_whose_weights_restore_best_kept(searched: Searched) -> None:
+    from tinyevo.run.final import model_dir
+    from tinyevo.run.report import final_curves, write_report
+    from tinyevo.run.view import open_run
+
+    parts = replace(searched.parts, trainer=ScriptedTrainer())
+    finals = retrain_run(searched.run_dir, config=with_final_options(searched.config, top_k=2), parts=parts)
+    curve = [{"epoch": 1.0, "val_acc": 0.4}, {"epoch": 2.0, "val_acc": 0.7}, {"epoch": 3.0, "val_acc": 0.6}]
+    for f in finals:
+        (model_dir(searched.run_dir, f.trial) / "history.json").write_text(json.dumps(curve))
+    with SQLiteStorage(searched.run_dir / DB_NAME) as s:
+        s.add_final(replace(finals[0], metrics={**finals[0].metrics, "epoch_restored": 2.0}))
+    by_trial = {trial: restored for trial, _, restored in final_curves(open_run(searched.run_dir))}
+    assert by_trial == {finals[0].trial: (2.0, 0.7), finals[1].trial: None}
+    assert any(p.name == "final_curves.png" for p in write_report(searched.run_dir).images)

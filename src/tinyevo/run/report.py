@@ -147,12 +147,12 @@ def _plot_best_so_far(view: RunView, path: Path) -> bool:
     return True
 
 
-def _plot_final_curves(view: RunView, path: Path) -> bool:
-    """Validation accuracy per epoch of every retrained model (``final/trial-NNNN/history.json``); the run's model
-    (best final validation accuracy) drawn thick."""
-    from tinyevo.run.final import best_final, model_dir
+def final_curves(view: RunView) -> list[tuple[int, list[tuple[float, float]], tuple[float, float] | None]]:
+    """(trial, [(epoch, val_acc)], restored) of every retrained model with a readable ``history.json``;
+    ``restored`` is the (epoch, val_acc) whose weights ``restore_best`` kept (``epoch_restored``), else None."""
+    from tinyevo.run.final import model_dir
 
-    curves = []
+    out = []
     for f in view.finals:
         file = model_dir(view.run_dir, f.trial) / "history.json"
         try:
@@ -162,15 +162,29 @@ def _plot_final_curves(view: RunView, path: Path) -> bool:
         points = [(h["epoch"], h["val_acc"]) for h in history
                   if isinstance(h, dict) and isinstance(h.get("val_acc"), (int, float)) and math.isfinite(h["val_acc"])]
         if points:
-            curves.append((f.trial, points))
+            kept = f.metrics.get("epoch_restored")
+            restored = next((p for p in points if p[0] == kept), None) if kept is not None else None
+            out.append((f.trial, points, restored))
+    return out
+
+
+def _plot_final_curves(view: RunView, path: Path) -> bool:
+    """Validation accuracy per epoch of every retrained model (``final/trial-NNNN/history.json``); the run's model
+    (best final validation accuracy) drawn thick, the epoch kept by ``restore_best`` marked."""
+    from tinyevo.run.final import best_final
+
+    curves = final_curves(view)
     if not curves:
         return False
     chosen = best_final(view.finals)
     fig, ax = _figure()
-    for trial, points in curves:
+    for trial, points, restored in curves:
         mine = chosen is not None and trial == chosen.trial
-        ax.plot([p[0] for p in points], [p[1] for p in points], lw=2.2 if mine else 1.0, alpha=1.0 if mine else 0.7,
-                label=f"trial {trial}" + (" (run's model)" if mine else ""))
+        (line,) = ax.plot([p[0] for p in points], [p[1] for p in points], lw=2.2 if mine else 1.0,
+                          alpha=1.0 if mine else 0.7, label=f"trial {trial}" + (" (run's model)" if mine else ""))
+        if restored is not None:
+            ax.plot(*restored, marker="o", ms=7, mfc="none", color=line.get_color(),
+                    label=f"trial {trial}: weights kept (epoch {restored[0]:g})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("val_acc")
     ax.set_title("final retraining: validation accuracy")
