@@ -190,6 +190,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--space", help="search space (default chain)")
     g.add_argument("--strategy", help="search strategy (default: surrogate-evolution; nsga2 with several objectives)")
     g.add_argument("--estimator", help="estimator, e.g. train, naswot+train (default train)")
+    g.add_argument("--teacher", action="append", metavar="RUN[:N]",
+                   help="train each candidate by distillation from a retrained model of another run (its run's "
+                        "model, or trial N); repeat for an ensemble")
     g.add_argument("--epochs", type=int, metavar="N", help="training epochs per candidate during the search")
     g.add_argument("--torch-device", metavar="DEV",
                    help="where PyTorch trains candidates and final models: cpu (default), cuda, cuda:N or auto")
@@ -262,6 +265,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         space=args.space,
         strategy=args.strategy,
         estimator=args.estimator,
+        teacher=args.teacher,
         train=train or None,
         objectives=args.objective,
         device=args.device,

@@ -7,6 +7,9 @@
         inherit=WeightStore("run/weights"),                  # weight inheritance from the parent
     )
 
+``teacher`` (a trained network, e.g. :func:`tinyevo.run.final.load_teacher`; ``teacher = "RUN:N"`` in a run config,
+``tinyevo search --teacher RUN:N``): every candidate trains by knowledge distillation from it (:func:`fit`).
+
 Metrics: ``val_acc`` (final validation accuracy, fraction), ``train_time_s``, ``epochs`` (trained), and, when
 the components are present, ``stopped_early`` (1.0 / 0.0), ``predicted_val_acc`` and ``inherited_fraction``.
 
@@ -65,8 +68,10 @@ class TrainingEstimator:
         inherit: WeightStore | None = None,
         name: str = "train",
         cache_size: int = 4,
+        teacher: nn.Module | None = None,
     ) -> None:
         self.config = config or TrainConfig()
+        self.teacher = teacher  # when set, candidates train by distillation from it (see fit)
         self.fidelity = fidelity or Fidelity()
         self.early_stop = early_stop
         self.inherit = inherit
@@ -132,6 +137,7 @@ class TrainingEstimator:
             history, stopped = fit(
                 model, data2, config=self.config, seed=seed, monitor=monitor,
                 evals_per_epoch=self.early_stop.evals_per_epoch if self.early_stop is not None else 1,
+                teacher=self.teacher,
             )
             model.to("cpu")  # fit leaves it on the training device
             val_acc = history[-1].val_acc if history else math.nan

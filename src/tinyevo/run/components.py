@@ -100,10 +100,29 @@ def train_config(options: Mapping[str, Any], *, threads: int | None = None) -> A
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: int | None) -> Any:
+def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: int | None,
+                      teacher: str | tuple[str, ...] | None = None) -> Any:
+    from tinyevo.errors import ConfigError
     from tinyevo.estimators import create_estimator
 
-    return create_estimator(name, config=train_config(dict(train), threads=threads))
+    est = create_estimator(name, config=train_config(dict(train), threads=threads))
+    if teacher is not None:
+        trainers = [p for p in getattr(est, "parts", (est,)) if hasattr(p, "teacher")]
+        if not trainers:
+            raise ConfigError(f"estimator {name!r} trains no candidate, so it cannot distil from a teacher; "
+                              "use a training estimator (e.g. train, lc, lowfi) or drop the teacher")
+        from tinyevo.run.final import load_teacher
+
+        model = load_teacher(teacher)  # once per process: every candidate this worker trains learns from it
+        for part in trainers:
+            part.teacher = model
+    return est
+
+
+def check_teacher(cfg: EstimatorConfig) -> None:
+    """Load ``cfg``'s teacher into its estimator now: a missing teacher, or an estimator that trains nothing, is a
+    :class:`ConfigError` before the search starts instead of a failed trial each."""
+    _cached_estimator(cfg.name, _options_key(cfg.train), None, cfg.teacher)
 
 
 @dataclass(frozen=True)
@@ -126,7 +145,8 @@ class TrainingEvaluator:
 
         data = cached_dataset(self.data.spec, self.seed, self.data.val_fraction)
         space = make_space(self.space, input_shape=data.input_shape, num_classes=data.num_classes)
-        est = _cached_estimator(self.estimator.name, _options_key(self.estimator.train), self.threads)
+        est = _cached_estimator(self.estimator.name, _options_key(self.estimator.train), self.threads,
+                                self.estimator.teacher)
         ir = space.decode(space.parse(task.genome))
         ctx = EvalContext(genome=task.genome, parents=task.parents, finished_scores=task.finished_scores,
                           cost_options=dict(self.cost_options))

@@ -16,6 +16,7 @@ A config file uses the flag names (``-`` or ``_``) as top-level keys, plus three
     budget = 40
     time = "30m"
     objectives = ["val_acc:max"]
+    teacher = "big_run:7"      # optional: distil each candidate from a retrained model of another run
 
     [space_options]    # keyword-only options of the search space
     max_layers = 6
@@ -102,10 +103,31 @@ class SpaceConfig:
 
 @dataclass(frozen=True)
 class EstimatorConfig:
-    """An estimator spec (``train``, ``naswot+train``, ...) and the options of its TrainConfig."""
+    """An estimator spec (``train``, ``naswot+train``, ...) and the options of its TrainConfig. ``teacher``: train
+    each candidate by knowledge distillation from a retrained model of another run (as :class:`FinalConfig`'s)."""
 
     name: str = DEFAULT_ESTIMATOR
     train: Mapping[str, Any] = field(default_factory=lambda: {"epochs": 4, "batch_size": 64})
+    teacher: str | tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "teacher", _teacher_specs(self.teacher, "teacher"))
+
+
+def _teacher_specs(teacher: Any, what: str) -> str | tuple[str, ...] | None:
+    """A teacher option as stored: None, one ``"RUN_DIR[:N]"`` or a tuple of several (a list of one is that
+    one); anything else is a :class:`ConfigError`."""
+    if isinstance(teacher, (list, tuple)):
+        teacher = tuple(teacher) if len(teacher) != 1 else teacher[0]
+    specs = (teacher,) if isinstance(teacher, str) else teacher if isinstance(teacher, tuple) else ()
+    if teacher is not None and not (specs and all(isinstance(t, str) and t.strip() for t in specs)):
+        raise ConfigError(f"{what} must be a run directory, optionally with :TRIAL, or a list of them; "
+                          f"got {teacher!r}")
+    return teacher
+
+
+def _teacher_json(teacher: str | tuple[str, ...] | None) -> str | list[str] | None:
+    return list(teacher) if isinstance(teacher, tuple) else teacher
 
 
 @dataclass(frozen=True)
@@ -221,14 +243,7 @@ class FinalConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"final {name} must be an integer >= 1, got {value!r}")
-        teacher = self.teacher
-        if isinstance(teacher, (list, tuple)):
-            teacher = tuple(teacher) if len(teacher) != 1 else teacher[0]
-            object.__setattr__(self, "teacher", teacher)
-        specs = (teacher,) if isinstance(teacher, str) else teacher if isinstance(teacher, tuple) else ()
-        if teacher is not None and not (specs and all(isinstance(t, str) and t.strip() for t in specs)):
-            raise ConfigError("final teacher must be a run directory, optionally with :TRIAL, or a list of them; "
-                              f"got {self.teacher!r}")
+        object.__setattr__(self, "teacher", _teacher_specs(self.teacher, "final teacher"))
 
 
 @dataclass(frozen=True)
@@ -266,7 +281,8 @@ class RunConfig:
             "data": {"spec": self.data.spec, "val_fraction": self.data.val_fraction},
             "space": {"name": self.space.name, "options": _thaw(self.space.options)},
             "strategy": self.strategy,
-            "estimator": {"name": self.estimator.name, "train": _thaw(self.estimator.train)},
+            "estimator": {"name": self.estimator.name, "train": _thaw(self.estimator.train),
+                          "teacher": _teacher_json(self.estimator.teacher)},
             "limits": {f.name: getattr(self.limits, f.name) for f in fields(LimitsConfig)},
             "objectives": [f"{o.metric}:{o.direction}" for o in self.objectives],
             "budget": {f.name: getattr(self.budget, f.name) for f in fields(BudgetConfig)},
@@ -278,7 +294,7 @@ class RunConfig:
                 "train": _thaw(self.final.train),
                 "top_k": self.final.top_k,
                 "workers": self.final.workers,
-                "teacher": list(self.final.teacher) if isinstance(self.final.teacher, tuple) else self.final.teacher,
+                "teacher": _teacher_json(self.final.teacher),
             },
             "seed": self.seed,
             "init": list(self.init),
@@ -292,7 +308,8 @@ class RunConfig:
                 space=SpaceConfig(name=obj["space"]["name"], options=_freeze(obj["space"]["options"])),
                 strategy=obj["strategy"],
                 estimator=EstimatorConfig(
-                    name=obj["estimator"]["name"], train=_freeze(obj["estimator"]["train"])
+                    name=obj["estimator"]["name"], train=_freeze(obj["estimator"]["train"]),
+                    teacher=obj["estimator"].get("teacher"),
                 ),
                 limits=LimitsConfig(**obj["limits"]),
                 objectives=tuple(parse_objective(s) for s in obj["objectives"]),
@@ -371,6 +388,7 @@ _TOP_KEYS = {
     "space",
     "strategy",
     "estimator",
+    "teacher",
     "device",
     "sram",
     "flash",
@@ -520,6 +538,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
         estimator=EstimatorConfig(
             name=str(v.get("estimator", DEFAULT_ESTIMATOR)),
             train=_check_train_options("[train]", est_train),
+            teacher=v.get("teacher"),
         ),
         limits=LimitsConfig(
             device=device,

@@ -40,6 +40,7 @@ from tinyevo.run.components import (
     Evaluate,
     TrainingEvaluator,
     cached_dataset,
+    check_teacher,
     default_threads,
     derive_seed,
     make_limits,
@@ -161,6 +162,8 @@ def build_parts(config: RunConfig) -> RunParts:
     )
     if config.init:
         resolve_seeds(space, config.init)  # bad seeds fail here, before a run directory exists
+    if config.estimator.teacher is not None:  # so do a bad teacher and an estimator that cannot distil
+        check_teacher(config.estimator)
     return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
 
 
