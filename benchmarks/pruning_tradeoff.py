@@ -5,7 +5,8 @@ Trains fixed ``chain`` networks (MNIST from ``../shared/data/mnist.npz`` when pr
 BN-folded L1 norm, per channel space), re-estimates its BatchNorm statistics on training data
 (:func:`tinyevo.estimators.recalibrate_batchnorm`, no weight change) and fine-tunes it for ``--finetune-epochs``
 epochs (Adam, lr 1e-3), as :func:`tinyevo.deploy.prune_and_finetune` does. Rows: pruned only, pruned + BN
-re-estimated, pruned + BN re-estimated + fine-tuned. Per (network, ratio, fine-tuned or not) it reports the cost
+re-estimated, pruned + dense-bias compensation (:func:`tinyevo.deploy.prune.compensate_dense_bias`) + BN re-estimated,
+pruned + BN re-estimated + fine-tuned. Per (network, ratio, fine-tuned or not) it reports the cost
 model's params, MACs, int8 flash and peak SRAM, the float test accuracy, and, with the ``tinyevo[deploy]`` extra
 (``--no-tflm`` skips it), the int8 ``.tflite`` size, TFLite-Micro's arena and the int8 accuracy measured on TFLM
 (PTQ only, no QAT, on ``--test-samples`` test rows).
@@ -37,7 +38,7 @@ from rich.table import Table
 from tinyevo.cost import estimate_cost
 from tinyevo.data import Dataset, load_dataset, subset
 from tinyevo.deploy.model import accuracy, load_weights, predict
-from tinyevo.deploy.prune import prune_channels
+from tinyevo.deploy.prune import compensate_dense_bias, prune_channels
 from tinyevo.estimators.training import TrainConfig, recalibrate_batchnorm, train_model
 from tinyevo.spaces import create_space
 
@@ -116,22 +117,28 @@ def main() -> None:
             recal = load_weights(pruned.ir, pruned.state_dict)
             recalibrate_batchnorm(recal, np.asarray(data.x_train), seed=args.seed)
             recal_state = {**pruned.state_dict, **{k: v.detach().clone() for k, v in recal.state_dict().items()}}
-            variants: list[tuple[int, bool, dict[str, torch.Tensor]]] = [(0, False, pruned.state_dict),
-                                                                         (0, True, recal_state)]
+            variants: list[tuple[int, bool, bool, dict[str, torch.Tensor]]] = [
+                (0, False, False, pruned.state_dict), (0, True, False, recal_state)]
+            if ratio > 0:  # dense layers' biases absorb the mean of the features they lost, then BN re-estimated
+                base = load_weights(ir, base_state)
+                comp = load_weights(pruned.ir, compensate_dense_bias(base, ir, pruned, np.asarray(data.x_train),
+                                                                     seed=args.seed))
+                recalibrate_batchnorm(comp, np.asarray(data.x_train), seed=args.seed)
+                variants.append((0, True, True, {k: v.detach().clone() for k, v in comp.state_dict().items()}))
             if args.finetune_epochs > 0:
                 ft = TrainConfig(epochs=args.finetune_epochs, batch_size=64, optimizer="adam", lr=1e-3,
                                  weight_decay=0.0, threads=args.threads)
                 tuned = train_model(pruned.ir, data, config=ft, seed=args.seed, init_state=recal_state)
-                variants.append((args.finetune_epochs, True,
+                variants.append((args.finetune_epochs, True, False,
                                  {k: v.detach().clone() for k, v in tuned.model.state_dict().items()}))
             cost = estimate_cost(pruned.ir)
             cost_tflm = estimate_cost(pruned.ir, planner="tflm")
-            for ft_epochs, bn, state in variants:
+            for ft_epochs, bn, bias, state in variants:
                 t1 = time.perf_counter()
                 model = load_weights(pruned.ir, state)
                 row: dict[str, Any] = {
                     "network": genome, "ratio": ratio, "removed_fraction": pruned.removed_fraction,
-                    "finetune_epochs": ft_epochs, "bn_recalibrated": bn, "params": cost.params, "macs": cost.macs,
+                    "finetune_epochs": ft_epochs, "bn_recalibrated": bn, "bias_compensated": bias, "params": cost.params, "macs": cost.macs,
                     "est_flash_bytes": cost.flash_bytes, "est_peak_sram_bytes": cost.peak_sram_bytes,
                     "est_peak_sram_tflm_bytes": cost_tflm.peak_sram_bytes,
                     "float_test_acc": accuracy(predict(model, x_test), y_test), "test_samples": len(y_test),
@@ -141,16 +148,18 @@ def main() -> None:
                                             seed=args.seed))
                 row["seconds"] = time.perf_counter() - t1
                 rows.append(row)
-                console.print(f"  ratio {ratio:.2f} BN {'re-estimated' if bn else 'as trained'} ft {ft_epochs}: params {cost.params}, float "
+                console.print(f"  ratio {ratio:.2f} BN {'re-estimated' if bn else 'as trained'}"
+                              f"{' + bias compensation' if bias else ''} ft {ft_epochs}: params {cost.params}, float "
                               f"{row['float_test_acc']:.4f}, int8 TFLM {row.get('int8_accuracy_tflm')}")
     table = Table(title=f"structured L1 channel pruning on {Path(args.data).name} (int8 cost model; TFLM measured)")
-    for col in ("net", "pruned", "BN re-est", "ft ep", "params", "MACs", "est flash B", "est SRAM B", "float acc",
+    for col in ("net", "pruned", "BN re-est", "bias comp", "ft ep", "params", "MACs", "est flash B", "est SRAM B", "float acc",
                 "tflite B", "TFLM arena B", "float acc*", "int8 TFLM acc*"):
         table.add_column(col, justify="right")
     names = {g: chr(ord("A") + i) for i, g in enumerate(dict.fromkeys(r["network"] for r in rows))}
     for r in rows:
         table.add_row(
             names[r["network"]], f"{100 * r['ratio']:.0f} %", "yes" if r["bn_recalibrated"] else "no",
+            "yes" if r["bias_compensated"] else "no",
             str(r["finetune_epochs"]), str(r["params"]),
             str(r["macs"]), str(r["est_flash_bytes"]), str(r["est_peak_sram_bytes"]),
             f"{100 * r['float_test_acc']:.2f}",

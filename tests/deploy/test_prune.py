@@ -117,3 +117,38 @@ def test_a_conv_classifier_keeps_its_output_channels() -> None:
     pruned = prune_channels(ir, build_model(ir, seed=0).state_dict(), 0.5)
     assert pruned.ir.output_shape == ir.output_shape == (4, 1, 1)
     assert pruned.ir.shapes["c"][0] == 4
+
+
+@pytest.mark.parametrize("genome", ["conv_k3_s1_c8-gap", "conv_k3_s1_c8-flat"])
+def test_dense_bias_compensation_keeps_the_mean_output(genome: str) -> None:
+    """One conv (its input is the image, so pruning leaves the kept channels' values as they were) read by a Dense
+    layer: with the lost features' mean folded into the bias, the mean logits over the measured rows are unchanged;
+    without it they move."""
+    from tinyevo.deploy.prune import compensate_dense_bias
+
+    space = create_space("chain", input_shape=(1, 6, 6), num_classes=3)
+    ir = space.decode(space.parse(genome))
+    model = build_model(ir, seed=1).eval()
+    x = np.random.default_rng(0).normal(size=(64, 1, 6, 6)).astype(np.float32)
+    pruned = prune_channels(ir, model.state_dict(), 0.5)
+    assert pruned.channels_after < pruned.channels_before
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).double().mean(0)
+        fixed = compensate_dense_bias(model, ir, pruned, x, rows=64)
+        got = load_weights(pruned.ir, fixed).eval()(torch.from_numpy(x)).double().mean(0)
+        raw = load_weights(pruned.ir, pruned.state_dict).eval()(torch.from_numpy(x)).double().mean(0)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    assert (raw - want).abs().max() > 1e-3
+    changed = [k for k in fixed if not torch.equal(fixed[k], pruned.state_dict[k])]
+    assert changed and all(k.endswith("linear.bias") for k in changed)
+
+
+def test_dense_bias_compensation_without_pruned_inputs_changes_nothing() -> None:
+    from tinyevo.deploy.prune import compensate_dense_bias
+
+    space = create_space("chain", input_shape=(1, 6, 6), num_classes=3)
+    ir = space.decode(space.parse("conv_k3_s1_c8-gap"))
+    model = build_model(ir, seed=1).eval()
+    pruned = prune_channels(ir, model.state_dict(), 0.0)
+    fixed = compensate_dense_bias(model, ir, pruned, np.zeros((4, 1, 6, 6), np.float32))
+    assert all(torch.equal(fixed[k], v) for k, v in pruned.state_dict.items())

@@ -220,6 +220,53 @@ def prune_channels(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], fraction:
     return Pruned(new_ir, new_state, before, after, removed, {n.name: tuple(kept(n.name)) for n in ir.nodes})
 
 
+@torch.no_grad()
+def compensate_dense_bias(model: torch.nn.Module, ir: ArchIR, pruned: Pruned, x: np.ndarray | torch.Tensor, *,
+                          rows: int = 2048, batch_size: int = 256, seed: int = 0) -> dict[str, torch.Tensor]:
+    """``pruned.state_dict`` with each ``Dense`` layer's bias absorbing the mean contribution of the input features
+    pruning took from it: ``bias += W[:, removed] @ mean(removed features)``, the means measured on up to ``rows``
+    rows of ``x`` (a seeded subset) in the unpruned ``model`` (built from ``ir``, in eval mode). Convolutions need
+    no such step: the BatchNorm after each re-estimates its mean (:func:`~tinyevo.estimators.recalibrate_batchnorm`),
+    but a ``Dense`` layer (e.g. the classifier after global pooling) has no statistics to re-estimate."""
+    dense = [n for n in ir.nodes if isinstance(n.op, Dense)]
+    if not dense or len(x) == 0:
+        return dict(pruned.state_dict)
+    sums: dict[str, torch.Tensor] = {}
+    hooks = []
+    for node in dense:
+        def grab(_m: torch.nn.Module, args: tuple[torch.Tensor, ...], name: str = node.name) -> None:
+            f = args[0].flatten(1).double().sum(0)
+            sums[name] = sums[name] + f if name in sums else f
+        hooks.append(model.get_submodule(_key(node.name)).register_forward_pre_hook(grab))
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), size=min(rows, len(x)), replace=False))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for i in range(0, len(idx), batch_size):
+            part = idx[i : i + batch_size]
+            xb = x[torch.from_numpy(part)] if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x)[part])
+            model(xb.to(device, dtype=torch.float32))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    full = model.state_dict()
+    state = dict(pruned.state_dict)
+    for node in dense:
+        _c, h, w = ir.shapes[node.inputs[0]]
+        keep = set(pruned.kept[node.inputs[0]])
+        lost = [ch * h * w + j for ch in range(_c) if ch not in keep for j in range(h * w)]
+        if not lost:
+            continue
+        k = _key(node.name)
+        mean = (sums[node.name] / len(idx))[lost].cpu()
+        weight = full[f"{k}.linear.weight"].double().cpu()[:, lost]
+        bias = state[f"{k}.linear.bias"]
+        state[f"{k}.linear.bias"] = (bias.double() + weight @ mean).to(bias.dtype)
+    return state
+
+
 def _copy_prefix(src: Mapping[str, torch.Tensor], dst: dict[str, torch.Tensor], key: str,
                  rules: Mapping[str, Any]) -> None:
     """Copy every ``key.*`` tensor of ``src``, transformed by the first rule whose prefix matches its suffix."""
@@ -238,14 +285,16 @@ def _copy_prefix(src: Mapping[str, torch.Tensor], dst: dict[str, torch.Tensor], 
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """Pruning as a deployment step: remove ``fraction`` of the channels, re-estimate the BatchNorm statistics on
-    training data (``recalibrate_bn``; no weight changes), then fine-tune ``epochs`` epochs."""
+    """Pruning as a deployment step: remove ``fraction`` of the channels, fold the mean of the features that dense
+    layers lost into their biases (``compensate_bias``, :func:`compensate_dense_bias`), re-estimate the BatchNorm
+    statistics on training data (``recalibrate_bn``; no weight changes), then fine-tune ``epochs`` epochs."""
 
     fraction: float = 0.25
     epochs: int = 2
     lr: float = 1e-3
     batch_size: int = 64
     recalibrate_bn: bool = True
+    compensate_bias: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fraction < 1.0:
@@ -270,7 +319,7 @@ class PruneResult:
     accuracy_before: float
     accuracy_pruned: float  # before fine-tuning (after the BatchNorm re-estimation, when enabled)
     accuracy_finetuned: float
-    accuracy_pruned_raw: float = math.nan  # before fine-tuning and before the BatchNorm re-estimation
+    accuracy_pruned_raw: float = math.nan  # before fine-tuning and the BatchNorm re-estimation (after compensation)
 
     def as_json(self) -> dict[str, float]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("ir", "state_dict")}
@@ -286,14 +335,16 @@ def prune_and_finetune(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], data:
     base = load_weights(ir, state_dict)
     full_state = base.state_dict()
     pruned = prune_channels(ir, full_state, config.fraction)
-    model = load_weights(pruned.ir, pruned.state_dict)
+    state = pruned.state_dict
+    if config.compensate_bias:
+        state = compensate_dense_bias(base, ir, pruned, np.asarray(data.x_train), seed=seed)
+    model = load_weights(pruned.ir, state)
     x, y = np.asarray(data.x_test), np.asarray(data.y_test)
     acc_before = accuracy(predict(base, x), y)
     acc_pruned = acc_raw = accuracy(predict(model, x), y)
-    state = pruned.state_dict
     if config.recalibrate_bn and recalibrate_batchnorm(model, np.asarray(data.x_train), seed=seed):
         model.eval()
-        state = {**pruned.state_dict, **{k: v.detach().clone() for k, v in model.state_dict().items()}}
+        state = {**state, **{k: v.detach().clone() for k, v in model.state_dict().items()}}
         acc_pruned = accuracy(predict(model, x), y)
     acc_ft = acc_pruned
     if config.epochs > 0:
