@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from tinyevo.errors import ConfigError
-from tinyevo.storage import FinalModel, SQLiteStorage, TrialRecord
+from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage, TrialRecord
 from tinyevo.strategies.base import Status, Trial
 
 ORIGIN = "deepen"
@@ -150,7 +150,7 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
     val_acc = accuracy(model, data.x_val, data.y_val)
     test_acc = accuracy(model, data.x_test, data.y_test)
 
-    storage = SQLiteStorage(Path(run_dir) / "trials.db")
+    storage = SQLiteStorage(Path(run_dir) / DB_NAME)
     try:
         number = max((r.number for r in storage.records()), default=-1) + 1
         now = time.time()
