@@ -125,6 +125,20 @@ def test_retrain_a_chosen_trial(run_dir: Path) -> None:
     assert list(_finals(run_dir)) == [ok[-1]]
 
 
+def test_a_final_cycle_on_train_and_val_keeps_the_held_out_val_acc(run_dir: Path) -> None:
+    assert main(["retrain", str(run_dir), "-q", "--epochs", "1"]) == 0
+    (first,) = _finals(run_dir).values()
+    assert main(["retrain", str(run_dir), "-q", "--continue", "--keep-best", "--epochs", "1",
+                 "--set", "train_on_val=true"]) == 0
+    (last,) = _finals(run_dir).values()
+    doc = json.loads((run_dir / last.weights).with_name("metrics.json").read_text())
+    assert doc["train_config"]["train_on_val"] is True and doc["final"]["epochs_total"] == 2.0
+    # no held-out estimate of its own: it keeps the one of the model it continued from, and is not rejected
+    assert last.metrics["val_acc"] == first.metrics["val_acc"] and last.metrics["val_acc_inherited"] == 1.0
+    assert 0.0 <= last.metrics["val_acc_seen"] <= 1.0
+    assert not (run_dir / last.weights).with_name("rejected").exists()
+
+
 def _one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     capsys.readouterr()
     try:
@@ -150,6 +164,7 @@ def _one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str
         (["--time-limit", "soon"], "duration"),
         (["--top-k", "two"], "invalid int"),
         (["--trial", "999"], "trial 999 cannot be retrained"),
+        (["--set", "train_on_val=true", "--set", "restore_best=true"], "restore_best"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from estimator_helpers import conv_net, dead_net
@@ -76,3 +77,8 @@ def test_empty_validation_split_is_an_error(data: Dataset) -> None:
     empty = data.with_splits(x_val=data.x_val[:0], y_val=data.y_val[:0])
     with pytest.raises(ConfigError, match="validation"):
         TrainingEstimator(config=FAST).evaluate(conv_net(), empty, seed=0)
+
+
+def test_a_search_estimator_refuses_train_on_val() -> None:
+    with pytest.raises(ConfigError, match="train_on_val is for the final training"):
+        TrainingEstimator(config=replace(FAST, train_on_val=True))

@@ -517,3 +517,30 @@ def test_restore_best_survives_a_killed_training(data: Dataset, tmp_path) -> Non
 def test_restore_best_must_be_a_bool() -> None:
     with pytest.raises(ConfigError, match="restore_best"):
         TrainConfig(restore_best="yes")  # type: ignore[arg-type]
+
+
+def test_train_on_val_trains_on_the_validation_rows_too(data: Dataset) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=32)
+    plain = train_model(conv_net(), data, config=cfg, seed=0)
+    both = train_model(conv_net(), data, config=replace(cfg, train_on_val=True), seed=0)
+    merged = training.with_val_in_train(data)
+    assert len(merged.x_train) == len(data.x_train) + len(data.x_val) and len(merged.x_val) == len(data.x_val)
+    assert (merged.x_train[len(data.x_train):] == data.x_val).all()
+    assert (merged.y_train[len(data.y_train):] == data.y_val).all()
+    # trained on more rows: other weights; the same as training plainly on the merged data
+    same = train_model(conv_net(), merged, config=cfg, seed=0)
+    for (k, a), b, c in zip(both.model.state_dict().items(), same.model.state_dict().values(),
+                            plain.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert any(not torch.equal(a, c) for a, c in zip(both.model.state_dict().values(),
+                                                      plain.model.state_dict().values(), strict=True))
+    assert math.isnan(both.metrics["val_acc"])  # seen data: no held-out estimate
+    assert both.metrics["val_acc_seen"] == accuracy(both.model, data.x_val, data.y_val)
+    assert "val_acc_seen" not in plain.metrics
+
+
+def test_train_on_val_is_a_bool_and_excludes_restore_best() -> None:
+    with pytest.raises(ConfigError, match="train_on_val"):
+        TrainConfig(train_on_val=1)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="restore_best"):
+        TrainConfig(train_on_val=True, restore_best=True)

@@ -71,6 +71,9 @@ class TrainingEstimator:
         teacher: nn.Module | None = None,
     ) -> None:
         self.config = config or TrainConfig()
+        if self.config.train_on_val:
+            raise ConfigError("train_on_val is for the final training: a search scores candidates on the "
+                              "validation split, so it must stay unseen")
         self.teacher = teacher  # when set, candidates train by distillation from it (see fit)
         self.fidelity = fidelity or Fidelity()
         self.early_stop = early_stop

@@ -94,6 +94,12 @@ class TrainConfig:
     accuracy (the first of equals) instead of the last ones; :func:`train_model` then reports that evaluation's
     ``val_acc`` and its epoch (``epoch_restored``). Meant for a final retraining, whose validation curve is noisy;
     a search's fitness would be biased upwards by it.
+
+    ``train_on_val``: :func:`train_model` trains on the training *and* validation splits (the usual last step once
+    the architecture and the recipe were chosen on validation: more data, and the test split stays unseen). Its
+    validation accuracy is then measured on seen data, so it is reported as ``val_acc_seen`` and ``val_acc`` is
+    NaN. Not for a search (its fitness is the validation accuracy) nor with ``restore_best`` (which would pick
+    weights by seen data).
     """
 
     epochs: int = 10
@@ -119,6 +125,7 @@ class TrainConfig:
     distill_alpha: float = 0.9
     distill_temperature: float = 4.0
     restore_best: bool = False
+    train_on_val: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
@@ -136,6 +143,11 @@ class TrainConfig:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if not isinstance(self.restore_best, bool):
             raise ConfigError(f"restore_best must be true or false, got {self.restore_best!r}")
+        if not isinstance(self.train_on_val, bool):
+            raise ConfigError(f"train_on_val must be true or false, got {self.train_on_val!r}")
+        if self.train_on_val and self.restore_best:
+            raise ConfigError("restore_best picks weights by validation accuracy, which train_on_val trains on; "
+                              "use one of them")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         ratio = self.prune_ratio
@@ -234,6 +246,14 @@ def fit_data_to_ir(ir: ArchIR, data: Dataset) -> Dataset:
             f"{data.input_shape[0]}"
         )
     return data if (h, w) == data.input_shape[1:] else resize(data, (h, w))
+
+
+def with_val_in_train(data: Dataset) -> Dataset:
+    """``data`` whose training split also holds the validation rows (appended; the validation split stays as it
+    is, for the learning curve): :class:`TrainConfig`'s ``train_on_val``."""
+    x = np.concatenate([data.x_train, data.x_val])
+    y = np.concatenate([data.y_train, data.y_val])
+    return replace(data, x_train=x, y_train=y)
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -634,8 +654,9 @@ def _fingerprint(model: nn.Module, cfg: TrainConfig, *, seed: int, n: int, tag: 
     limit), seed, data size, architecture (parameter names and shapes), the caller's tag and the teacher's weights
     (``teacher``: their digest, None without one)."""
     ignored = {"device", "threads", "eval_batch_size", "channels_last", "time_limit_s"}
-    if not cfg.restore_best:  # (so checkpoints written before the option existed still match)
-        ignored.add("restore_best")
+    for flag in ("restore_best", "train_on_val"):
+        if not getattr(cfg, flag):  # (so checkpoints written before the option existed still match)
+            ignored.add(flag)
     if teacher is None:  # the distillation options change nothing without a teacher
         ignored |= {"distill_alpha", "distill_temperature"}
     doc = {"config": {k: v for k, v in asdict(cfg).items() if k not in ignored}, "seed": seed, "n": n, "tag": tag,
@@ -684,6 +705,8 @@ def train_model(
     ``teacher``: distil from this trained network (see :func:`fit`); it is given back on the CPU.
     """
     data = fit_data_to_ir(ir, data)
+    if config.train_on_val:
+        data = with_val_in_train(data)
     with torch_threads(config.threads), _cudnn_autotune(resolve_device(config.device)):
         model = build_model(ir, seed=seed)
         if init_state is not None:
@@ -705,6 +728,9 @@ def train_model(
         }
         if config.restore_best and kept is not None:
             metrics["epoch_restored"] = kept.epoch
+        if config.train_on_val:  # the validation split was trained on: its accuracy is no held-out estimate
+            metrics["val_acc_seen"] = metrics["val_acc"]
+            metrics["val_acc"] = math.nan
         model.to("cpu")
         if teacher is not None:
             teacher.to("cpu")

@@ -131,7 +131,9 @@ def retrain(
     of an earlier final model: one more schedule cycle), test it and save it under ``run_dir``. ``teacher``: distil
     from that retrained model, or from the ensemble of several (:func:`load_teacher`). ``keep_best`` (with
     ``continue_from``): when the new cycle ends with a lower validation accuracy than the earlier model, the earlier
-    model stays and the new cycle's files go to ``final/trial-NNNN/rejected/``."""
+    model stays and the new cycle's files go to ``final/trial-NNNN/rejected/``. A cycle that also trained on the
+    validation split (``train_on_val``) has no held-out ``val_acc`` of its own: with ``continue_from`` it keeps the
+    earlier model's (and ``val_acc_inherited`` = 1), so it is never rejected by ``keep_best``."""
     import torch
 
     ir = space.decode(space.parse(trial.genome))
@@ -156,6 +158,12 @@ def retrain(
     seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in result.metrics.items()}
     metrics.setdefault("final_train_s", seconds)
+    held_out = (before or {}).get("val_acc")
+    if "val_acc_seen" in metrics and held_out is not None and math.isfinite(float(held_out)):
+        # trained on the validation split too (train_on_val): the held-out estimate is the one of the model this
+        # cycle started from, so that model's rank among the run's models (best_final) carries over
+        metrics["val_acc"] = float(held_out)
+        metrics["val_acc_inherited"] = 1.0
     worse = (keep_best and before is not None
              and float(before.get("val_acc", math.nan)) > metrics.get("val_acc", math.nan))
     # (a NaN on either side compares False: then the new cycle replaces the earlier one)
