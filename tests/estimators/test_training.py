@@ -510,6 +510,7 @@ def test_restore_best_survives_a_killed_training(data: Dataset, tmp_path) -> Non
                          checkpoint=ckpt, checkpoint_every_s=0)
         resumed = train_model(conv_net(), data, config=cfg, seed=0, checkpoint=ckpt)
         assert resumed.metrics["epoch_restored"] == 1.0 and resumed.metrics["val_acc"] == whole.metrics["val_acc"]
+        assert resumed.metrics["train_time_s"] >= resumed.history[-1].seconds  # the killed part counts too
         for (k, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
             assert torch.equal(a, b), k
 

@@ -698,7 +698,8 @@ def train_model(
 
     This is the final retraining: ``metrics`` holds ``val_acc`` and ``train_loss`` (of the last evaluation, or
     with ``config.restore_best`` of the one whose weights were restored, whose epoch is then ``epoch_restored``),
-    ``test_acc``, ``train_acc`` (on the training split, in eval mode), ``train_time_s``, ``epochs`` (those
+    ``test_acc``, ``train_acc`` (on the training split, in eval mode), ``train_time_s`` (including the time
+    trained before a checkpoint this training resumed from), ``epochs`` (those
     trained, fractional when stopped within one), ``epochs_configured`` and ``epochs_planned`` (those the schedule
     spanned after fitting it to ``config.time_limit_s``). Data of another resolution than the IR's input is resized to it. ``checkpoint``:
     see :func:`fit` (a training that started from ``init_state`` resumes only from its own checkpoints).
@@ -714,7 +715,8 @@ def train_model(
         start = time.perf_counter()
         history, stopped = fit(model, data, config=config, seed=seed, monitor=monitor, checkpoint=checkpoint,
                                checkpoint_tag="from-init-state" if init_state is not None else "", teacher=teacher)
-        train_time = time.perf_counter() - start
+        # (a resumed training's records count the time trained before its checkpoint too)
+        train_time = max(time.perf_counter() - start, history[-1].seconds if history else 0.0)
         kept = (_restored_record(history) if config.restore_best else None) or (history[-1] if history else None)
         metrics = {
             "val_acc": kept.val_acc if kept is not None else math.nan,

@@ -157,7 +157,8 @@ def retrain(
     result = trainer(ir, data, config=train_config, seed=seed, **extra)
     seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in result.metrics.items()}
-    metrics.setdefault("final_train_s", seconds)
+    # (a retraining resumed from its checkpoint trained before this process too: train_time_s counts that)
+    metrics.setdefault("final_train_s", max(seconds, metrics.get("train_time_s", 0.0)))
     held_out = (before or {}).get("val_acc")
     if "val_acc_seen" in metrics and held_out is not None and math.isfinite(float(held_out)):
         # trained on the validation split too (train_on_val): the held-out estimate is the one of the model this
