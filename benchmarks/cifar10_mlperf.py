@@ -19,7 +19,10 @@ of final training, so the script has budget profiles:
   fitted to 7 minutes (``tinyevo retrain RUN --trial N --workers 1 --time-limit 420s``). ``--profile gpu-stage2
   --parse-only`` (with the deploy extra) then measures the int8 model on TFLite-Micro on the CPU. Each GPU stage
   fits in one 10-minute job; a longer final training can span jobs (checkpoints: the same ``tinyevo retrain`` command
-  resumes it) or add cycles (``--continue``).
+  resumes it) or add cycles (``--continue``). Stages 5-9 (README) went on on the CPU: more cycles, distillation from
+  an ensemble of the run's models (``--teacher RUN:N``, repeated), ``restore_best``, and ``tinyevo deepen`` (one
+  more residual layer that starts as the identity) before the last cycle; ``--parse-only --run-dir DIR`` measures a
+  copy of the run that holds a later stage.
 * ``--profile full``: 10 epochs per candidate at full fidelity, 6 hours of search, 200 final epochs, 4
   threads for the final training.
 
