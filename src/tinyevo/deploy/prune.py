@@ -287,7 +287,9 @@ def _copy_prefix(src: Mapping[str, torch.Tensor], dst: dict[str, torch.Tensor], 
 class PruneConfig:
     """Pruning as a deployment step: remove ``fraction`` of the channels, fold the mean of the features that dense
     layers lost into their biases (``compensate_bias``, :func:`compensate_dense_bias`), re-estimate the BatchNorm
-    statistics on training data (``recalibrate_bn``; no weight changes), then fine-tune ``epochs`` epochs."""
+    statistics on training data (``recalibrate_bn``; no weight changes), then fine-tune ``epochs`` epochs.
+    ``compensate_bias`` is off by default: without fine-tuning it helped one MNIST net and hurt another by up to
+    13 pp (``benchmarks/pruning_tradeoff.py``, README)."""
 
     fraction: float = 0.25
     epochs: int = 2
