@@ -18,12 +18,18 @@ accuracy measured 4x per epoch (the learning curve). Cheap estimators, each on t
 * ``lc``: learning-curve extrapolation (CurveStopper(min_epochs=1, top_k=5)), replayed in order on the
   recorded full-training curves -- training is deterministic, so the prefix until the stop point is exactly
   what the ``lc`` estimator would train; its cost is the time to the stop point;
-* zero-cost proxies ``synflow``, ``naswot``, ``grad-norm``; and the baselines ``params`` and ``macs``.
+* zero-cost proxies ``synflow``, ``naswot``, ``grad-norm``; and the baselines ``params`` and ``macs``;
+* with ``--teacher GENOME`` (a bigger ``chain`` network, trained once for ``--teacher-epochs`` on the same data):
+  ``epochs-1+teacher`` and ``data-10%+teacher``, the same estimators trained by distillation from it (what
+  ``tinyevo search --teacher`` does), to see whether a teacher makes cheap fitness rank candidates better. The
+  teacher is not part of the settings, so it can be added to an existing ``--out``.
 
 Usage (writes JSON to benchmarks/out/ after every architecture and resumes from it)::
 
     nice -n 10 python benchmarks/estimator_correlation.py                 # the full benchmark
     python benchmarks/estimator_correlation.py --archs 8 --full-epochs 1 --fraction 0.1 --out /tmp/ec.json
+    python benchmarks/estimator_correlation.py --fraction 0.1 --teacher TEACHER \
+        --out benchmarks/out/estimator_correlation_teacher.json      # TEACHER: see --teacher's default
 """
 
 from __future__ import annotations
@@ -112,6 +118,29 @@ def full_training(ir, data, cfg: TrainConfig) -> dict:  # type: ignore[no-untype
     }
 
 
+TEACHER = "conv_k3_s1_c32_r-conv_k3_s2_c64_r-conv_k3_s1_c64_r-conv_k3_s2_c128_r-gap-dense_c128"
+
+
+def train_teacher(state: dict, genome: str, epochs: int, data, cfg: TrainConfig):  # type: ignore[no-untyped-def]
+    """The teacher network, trained (deterministically, seed 0) on ``data``; its accuracy goes into ``state``. A
+    state scored with another teacher loses those scores."""
+    from tinyevo.estimators import train_model
+
+    space = create_space("chain", input_shape=data.input_shape, num_classes=data.num_classes, max_layers=8,
+                         channels=(16, 32, 64, 128))
+    start = time.perf_counter()
+    result = train_model(space.decode(space.parse(genome)), data, config=replace(cfg, epochs=epochs), seed=0)
+    info = {"genome": genome, "epochs": epochs, "val_acc": result.metrics["val_acc"],
+            "test_acc": result.metrics["test_acc"], "seconds": time.perf_counter() - start}
+    old = state.get("teacher")
+    if old is not None and (old["genome"], old["epochs"]) != (genome, epochs):
+        for a in state["archs"]:
+            for name in [n for n in a["est"] if n.endswith("+teacher")]:
+                del a["est"][name]
+    state["teacher"] = info
+    return result.model.eval()
+
+
 def replay_lc(archs: list[dict], stopper: CurveStopper, epochs: int) -> None:
     """What the ``lc`` estimator does, on the recorded (deterministic) full-training curves, in order."""
     finished: list[float] = []
@@ -176,13 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="default: ../shared/data/mnist.npz")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "estimator_correlation.json"))
     p.add_argument("--report-only", action="store_true", help="only print the table of an existing --out")
+    p.add_argument("--teacher", nargs="?", const=TEACHER, default=None, metavar="GENOME",
+                   help=f"also score with distillation from this chain network (default genome: {TEACHER})")
+    p.add_argument("--teacher-epochs", type=int, default=3)
     args = p.parse_args(argv)
     if args.report_only:
         state = json.loads(Path(args.out).read_text())
         replay_lc(state["archs"], CurveStopper(min_epochs=1.0, top_k=5), state["settings"]["full_epochs"])
         state["report"] = report(state)
         Path(args.out).write_text(json.dumps(state, indent=1))
-        print_table(state["report"], state["settings"], Path(args.out))
+        print_table(state["report"], state["settings"], Path(args.out), state.get("teacher"))
         return 0
 
     data_path = Path(args.data) if args.data else shared_dir() / "data" / "mnist.npz"
@@ -215,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         "lowfi": low_fidelity(config=full_cfg),
         "lowres": low_resolution(config=full_cfg),
     }
+    if args.teacher:
+        teacher = train_teacher(state, args.teacher, args.teacher_epochs, data, full_cfg)
+        trained["epochs-1+teacher"] = TrainingEstimator(config=one, name="epochs-1+teacher", teacher=teacher)
+        trained["data-10%+teacher"] = TrainingEstimator(config=full_cfg, fidelity=Fidelity(data_fraction=0.1),
+                                                        name="data-10%+teacher", teacher=teacher)
     store = WeightStore()
     inherit = TrainingEstimator(config=one, inherit=store, name="inherit")
 
@@ -253,16 +290,19 @@ def main(argv: list[str] | None = None) -> int:
     replay_lc(state["archs"], CurveStopper(min_epochs=1.0, top_k=5), args.full_epochs)
     state["report"] = report(state)
     save()
-    print_table(state["report"], settings, out)
+    print_table(state["report"], settings, out, state.get("teacher"))
     return 0
 
 
-def print_table(r: dict, settings: dict, out: Path) -> None:
+def print_table(r: dict, settings: dict, out: Path, teacher: dict | None = None) -> None:
     print(f"\n{r['n_archs']} chain architectures on {settings['data']}")
+    if teacher is not None:
+        print(f"teacher {teacher['genome']}: {teacher['epochs']} epochs, val acc {teacher['val_acc']:.4f}, "
+              f"{teacher['seconds']:.0f} s")
     print(f"full training: {settings['full_epochs']} epochs on the training split (fraction "
           f"{settings['fraction']:g}), mean {r['full_mean_seconds']:.1f} s per architecture, "
           f"val acc {r['full_val_acc_range'][0]:.4f} .. {r['full_val_acc_range'][1]:.4f}")
-    print(f"{'estimator':<11} {'tau':>7} {'mean s':>9} {'speed-up':>9}  notes")
+    print(f"{'estimator':<16} {'tau':>7} {'mean s':>9} {'speed-up':>9}  notes")
     for row in r["rows"]:
         notes = ""
         if "stopped" in row:
@@ -272,7 +312,7 @@ def print_table(r: dict, settings: dict, out: Path) -> None:
         speed = row["speedup_vs_full"]
         speed_text = f"{speed:9.1f}" if speed is not None else f"{'-':>9}"
         tau, secs = row["kendall_tau"], row["mean_seconds"]
-        print(f"{row['estimator']:<11} {tau:7.3f} {secs:9.3f} {speed_text}  {notes}")
+        print(f"{row['estimator']:<16} {tau:7.3f} {secs:9.3f} {speed_text}  {notes}")
     print(f"\nJSON: {out}")
 
 
