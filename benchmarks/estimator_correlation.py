@@ -118,7 +118,7 @@ def full_training(ir, data, cfg: TrainConfig) -> dict:  # type: ignore[no-untype
     }
 
 
-TEACHER = "conv_k3_s1_c32_r-conv_k3_s2_c64_r-conv_k3_s1_c64_r-conv_k3_s2_c128_r-gap-dense_c128"
+TEACHER = "conv_k3_s2_c32_r-conv_k3_s1_c64_r-conv_k3_s1_c64_r-conv_k3_s2_c128_r-gap-dense_c128"
 
 
 def train_teacher(state: dict, genome: str, epochs: int, data, cfg: TrainConfig):  # type: ignore[no-untyped-def]
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true", help="only print the table of an existing --out")
     p.add_argument("--teacher", nargs="?", const=TEACHER, default=None, metavar="GENOME",
                    help=f"also score with distillation from this chain network (default genome: {TEACHER})")
-    p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--teacher-epochs", type=int, default=10)
     args = p.parse_args(argv)
     if args.report_only:
         state = json.loads(Path(args.out).read_text())
