@@ -251,9 +251,8 @@ def fit_data_to_ir(ir: ArchIR, data: Dataset) -> Dataset:
 def with_val_in_train(data: Dataset) -> Dataset:
     """``data`` whose training split also holds the validation rows (appended; the validation split stays as it
     is, for the learning curve): :class:`TrainConfig`'s ``train_on_val``."""
-    x = np.concatenate([data.x_train, data.x_val])
-    y = np.concatenate([data.y_train, data.y_val])
-    return replace(data, x_train=x, y_train=y)
+    return data.with_splits(x_train=np.concatenate([data.x_train, data.x_val]),
+                            y_train=np.concatenate([data.y_train, data.y_val]))
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
