@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -49,13 +50,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 1
     except TinyEvoError as exc:
         sys.stderr.write(f"tinyevo: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("tinyevo: interrupted\n")
         return 130
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away (``tinyevo estimate --json | head``): point stdout at devnull so that
+    Python's flush at exit does not fail again, and exit without a traceback (the documented recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor (captured)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
