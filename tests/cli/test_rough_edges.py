@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +27,14 @@ def test_closed_stdout_pipe_exits_without_a_traceback(argv: list[str]) -> None:
     code = p.wait(timeout=1800)  # a hang guard only
     assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
     assert code == 1
+
+
+def test_a_text_file_named_npz_is_one_line_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "x.npz"
+    bad.write_text("label,pixel0\n1,0\n")
+    assert main(["search", "--data", str(bad), "--budget", "1", "--no-final", "-q",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "x.npz is not a valid .npz archive" in err and "pickle" not in err

@@ -179,6 +179,8 @@ def _digits(**common: object) -> Dataset:
 
 
 def _npz(path: Path, *, name: str, **common: object) -> Dataset:
+    if not zipfile.is_zipfile(path):  # numpy would try to unpickle it and complain about pickled data
+        raise DataError(f"{path} is not a valid .npz archive (not a zip file); save one with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
