@@ -46,7 +46,11 @@ DEFAULT_DEVICE = "stm32f412"
 MULTI_OBJECTIVE_STRATEGY = "nsga2"
 """The strategy used when several objectives are given and no strategy is named: the default strategy
 (surrogate-evolution) optimises the first objective only, NSGA-II searches for the Pareto front."""
-EXECUTOR_CHOICES = ("local", "process", "dask")
+EXECUTOR_CHOICES = ("local", "process", "inprocess", "dask")
+DEFAULT_TRIAL_TIMEOUT_S = 1800.0
+"""The default per-trial time limit (30 min; ``trial_timeout = "none"`` or ``0`` disables it): a hung evaluation
+fails its trial instead of stalling the search forever. Built-in searches train a few epochs per trial (seconds on
+``digits``, minutes on CIFAR-10 on a CPU), far below it; longer trainings raise or disable it."""
 SRAM_CONVENTION_CHOICES = ("mcunet", "munas")  # tinyevo.cost.SRAM_CONVENTIONS; repeated (no cost import)
 PLANNER_CHOICES = ("optimal", "sequential", "tflm", "tflm-cmsis")  # tinyevo.cost.PLANNERS; repeated
 DIGITS_DEMO_LIMITS = {"sram": "4KB", "flash": "64KB"}
@@ -201,6 +205,7 @@ class ExecutorConfig:
     workers: int = 1
     scheduler: str | None = None
     batch_size: int | None = None
+    trial_timeout_s: float | None = DEFAULT_TRIAL_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.name not in EXECUTOR_CHOICES:
@@ -213,6 +218,9 @@ class ExecutorConfig:
             raise ConfigError("--scheduler needs --executor dask")
         if self.scheduler is not None and "://" not in self.scheduler:
             raise ConfigError(f"--scheduler must look like tcp://HOST:PORT, got {self.scheduler!r}")
+        t = self.trial_timeout_s
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf):
+            raise ConfigError(f"--trial-timeout must be a positive duration or none, got {t!r}")
 
     @property
     def batch(self) -> int:
@@ -371,6 +379,16 @@ def parse_duration(value: str | float) -> float:
     return total
 
 
+def parse_timeout(value: str | float | None) -> float | None:
+    """A time limit: a duration (:func:`parse_duration`), or ``None`` / ``0`` / ``"0"`` / ``"none"`` for no
+    limit."""
+    if value is None or (not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0):
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("0", "none", "off", "no"):
+        return None
+    return parse_duration(value)
+
+
 def parse_objective(text: str) -> Objective:
     """``"val_acc"`` / ``"val_acc:max"`` / ``"latency_ms:min"`` -> :class:`Objective`."""
     metric, _, direction = str(text).partition(":")
@@ -408,6 +426,7 @@ _TOP_KEYS = {
     "executor",
     "scheduler",
     "batch_size",
+    "trial_timeout",
     "seed",
     "init",
     "out",
@@ -440,17 +459,66 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return out
 
 
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if set(kinds) == {int, float}:
+        return "a number"
+    return " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+
+
 def _typed(name: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    """``value`` if it is of ``kind`` (an int is a float too; a bool is no number), else a
+    :class:`ConfigError` like ``train.epochs must be an integer, got 'one'``."""
     if value is None:
         return None
     if isinstance(value, bool) and kind is not bool:
-        raise ConfigError(f"{name} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+        raise ConfigError(f"{name} must be {_kind_name(kind)}, got {value!r}")
     if kind is float and isinstance(value, int):
         return float(value)
     if not isinstance(value, kind):
-        what = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(f"{name} must be {what}, got {value!r}")
+        raise ConfigError(f"{name} must be {_kind_name(kind)}, got {value!r}")
     return value
+
+
+def _check_type(name: str, value: Any, hint: Any) -> None:
+    """Raise a :class:`ConfigError` naming ``name`` unless ``value`` fits the type ``hint`` of a dataclass field
+    (``int``, ``float``, ``bool``, ``str``, ``X | None``, ``Literal[...]``, ``tuple[X, ...]``; others pass)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            _check_type(name, value, options[0])
+            return
+        for a in options:
+            try:
+                _check_type(name, value, a)
+                return
+            except ConfigError:
+                pass
+        raise ConfigError(f"{name} has the wrong type: {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{name} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            for item in value:
+                _check_type(f"{name} item", item, args[0])
+        return
+    if hint is float:
+        _typed(name, value, (int, float))
+    elif hint in (int, bool, str):
+        _typed(name, value, hint)
 
 
 def _check_train_options(where: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -466,6 +534,11 @@ def _check_train_options(where: str, options: Mapping[str, Any]) -> dict[str, An
         raise ConfigError(
             f"unknown training option(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
+    import typing
+
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in opts.items():  # a wrong type is named here, not by a comparison deep in TrainConfig
+        _check_type(f"{where.strip('[]')}.{key}", value, hints[key])
     try:
         TrainConfig(**opts)
     except TypeError as exc:
@@ -514,6 +587,10 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
     objectives = v.get("objectives")
     if isinstance(objectives, str):
         objectives = [objectives]
+    if objectives is not None and not (
+        isinstance(objectives, (list, tuple)) and all(isinstance(o, str) for o in objectives)
+    ):
+        raise ConfigError(f"objectives must be a METRIC[:max|min] string or a list of them, got {objectives!r}")
     device = v.get("device", DEFAULT_DEVICE)
     if isinstance(device, str) and device.lower() in ("", "none"):
         device = None
@@ -562,8 +639,9 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
         executor=ExecutorConfig(
             name=str(v.get("executor", "local")),
             workers=_typed("--workers", v.get("workers", 1), int),
-            scheduler=v.get("scheduler"),
+            scheduler=_typed("--scheduler", v.get("scheduler"), str),
             batch_size=_typed("batch_size", v.get("batch_size"), int),
+            trial_timeout_s=parse_timeout(v.get("trial_timeout", DEFAULT_TRIAL_TIMEOUT_S)),
         ),
         final=FinalConfig(
             enabled=_typed("final.enabled", final_tbl.get("enabled", True), bool),
