@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=10, metavar="S", help="run seeds 0..S-1 (default 10)")
     p.add_argument("--json", type=Path, metavar="OUT.json", help="write results here (and a PNG beside it)")
     p.add_argument("--table", type=Path, metavar="PATH",
-                   help="table file (default: the benchmark's file in ../shared/benchmarks or $TINYEVO_SHARED)")
+                   help="table file: CSV or JSON, optionally .gz (default: the table shipped with tinyevo)")
     p.add_argument("--metric", metavar="COL", help="column to maximise (default: the benchmark's)")
     p.add_argument("--max-latency-ms", type=float, metavar="MS",
                    help=f"hard constraint on the table's {LATENCY_PREFIX}<device> column (needs --device)")

@@ -1,30 +1,33 @@
 """Registered tabular benchmarks (``nb201``, ``macro``) and table-backed evaluators.
 
 A :class:`TabularBenchmark` names the search space whose genome strings key the table, the default table file
-(under ``<shared>/benchmarks/``), the default fitness metric, and the categorical genes that peer optimisers
-(Optuna) search over. The shared folder is ``$TINYEVO_SHARED`` if set, else ``../shared`` next to the repository.
+(shipped gzip-compressed with the package, in ``tinyevo/tabular/data/``; see the README there for sources and
+licences), the default fitness metric, and the categorical genes that peer optimisers (Optuna) search over.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
-from tinyevo.errors import ConfigError
+from tinyevo.errors import ConfigError, DataError
 from tinyevo.registry import Registry
 from tinyevo.spaces.base import Genome
 from tinyevo.tabular.table import Table, load_table
 
 
-def shared_dir() -> Path:
-    """The read-only shared data folder: ``$TINYEVO_SHARED``, else ``<repo>/../shared``."""
-    env = os.environ.get("TINYEVO_SHARED")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / ".." / "shared"
+DATA_PACKAGE = "tinyevo.tabular"
+DATA_DIR = "data"
+
+
+def packaged_table(filename: str) -> Traversable:
+    """The packaged (gzip-compressed) copy of table ``filename``, e.g. ``nb201_cifar10.csv`` ->
+    ``tinyevo/tabular/data/nb201_cifar10.csv.gz``."""
+    return resources.files(DATA_PACKAGE).joinpath(DATA_DIR, f"{filename}.gz")
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,20 @@ class TabularBenchmark:
     direction: Literal["max", "min"] = "max"
     description: str = ""
 
-    def default_path(self) -> Path:
-        return shared_dir() / "benchmarks" / self.filename
+    def default_table(self) -> Traversable:
+        """The table shipped with the package (see :func:`packaged_table`)."""
+        return packaged_table(self.filename)
 
     def load(self, path: str | Path | None = None) -> Table:
-        """The table at ``path`` (default :meth:`default_path`); cached per path."""
-        return load_table(self.default_path() if path is None else path)
+        """The table at ``path`` (default: :meth:`default_table`); cached per path."""
+        if path is not None:
+            return load_table(path)
+        res = self.default_table()
+        if not res.is_file():
+            raise DataError(f"the packaged table {self.filename}.gz of benchmark {self.name!r} is missing from this "
+                            "tinyevo installation; reinstall tinyevo or pass a table file with --table")
+        with resources.as_file(res) as file:  # the file itself, or a temporary copy for a zipped install
+            return load_table(file)
 
     def genome_string(self, choices: Sequence[str]) -> str:
         """The genome string for one choice per gene (used by categorical peer optimisers)."""

@@ -7,6 +7,9 @@ A :class:`Table` maps an architecture key (the genome string) to a row of numeri
 * NAS-Bench-Macro JSON: ``{"01201122": {"mean_acc": .., "std": .., "params": .., "flops": .., ...}, ...}``;
   scalar numeric fields become columns.
 
+Either may be gzip-compressed (``.csv.gz`` / ``.json.gz``, as the packaged tables in ``tinyevo/tabular/data``
+are).
+
 Files are parsed once per process and cached by (resolved path, size, modification time), so repeated loads of
 the 15,625-row NB201 CSV are free.
 """
@@ -14,6 +17,7 @@ the 15,625-row NB201 CSV are free.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import math
 import threading
@@ -21,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import IO
 
 import numpy as np
 
@@ -119,8 +124,8 @@ def _stat_key(path: Path, kind: str) -> tuple[str, str, int, int]:
         st = path.stat()
     except FileNotFoundError:
         raise DataError(
-            f"benchmark table {str(path)!r} not found; pass the path explicitly (--table) or set TINYEVO_SHARED "
-            "to the folder holding benchmarks/"
+            f"benchmark table {str(path)!r} not found; pass an existing CSV or JSON file (optionally .gz) "
+            "with --table, or leave --table out to use the table shipped with tinyevo"
         ) from None
     if not path.is_file():
         raise DataError(f"benchmark table {str(path)!r} is not a file")
@@ -128,9 +133,10 @@ def _stat_key(path: Path, kind: str) -> tuple[str, str, int, int]:
 
 
 def load_table(path: str | Path, *, key: str = "arch") -> Table:
-    """Load (once per process) a CSV or NAS-Bench-Macro-style JSON table; the format follows the suffix."""
+    """Load (once per process) a CSV or NAS-Bench-Macro-style JSON table; the format follows the suffix
+    (``.json`` / ``.json.gz`` is JSON, anything else CSV; a ``.gz`` file is decompressed on the fly)."""
     path = Path(path)
-    kind = "json" if path.suffix.lower() == ".json" else f"csv:{key}"
+    kind = "json" if _plain_name(path).suffix.lower() == ".json" else f"csv:{key}"
     ck = _stat_key(path, kind)
     with _LOCK:
         cached = _CACHE.get(ck)
@@ -142,6 +148,17 @@ def load_table(path: str | Path, *, key: str = "arch") -> Table:
     return table
 
 
+def _plain_name(path: Path) -> Path:
+    """``path`` without a trailing ``.gz``."""
+    return path.with_suffix("") if path.suffix.lower() == ".gz" else path
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return path.open(encoding="utf-8", newline="")
+
+
 def _to_float(text: str) -> float:
     text = text.strip()
     if not text:
@@ -150,13 +167,16 @@ def _to_float(text: str) -> float:
 
 
 def _read_csv(path: Path, *, key: str) -> Table:
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise DataError(f"benchmark table {str(path)!r} is empty") from None
-        rows = [r for r in reader if r]
+    try:
+        with _open_text(path) as fh:
+            reader = csv.reader(fh)
+            try:
+                header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                raise DataError(f"benchmark table {str(path)!r} is empty") from None
+            rows = [r for r in reader if r]
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # e.g. a corrupt .gz
+        raise DataError(f"benchmark table {str(path)!r} cannot be read: {exc}") from None
     if key not in header:
         raise DataError(f"benchmark table {str(path)!r} has no {key!r} column; columns: {', '.join(header)}")
     k = header.index(key)
@@ -172,15 +192,17 @@ def _read_csv(path: Path, *, key: str) -> Table:
             columns[name] = np.array([_to_float(r[j]) for r in rows], dtype=np.float64)
         except ValueError:
             continue  # a non-numeric column (e.g. a label) is not a metric
-    return Table(name=path.stem, keys=keys, columns=columns, source=str(path))
+    return Table(name=_plain_name(path).stem, keys=keys, columns=columns, source=str(path))
 
 
 def _read_json(path: Path) -> Table:
     try:
-        with path.open() as fh:
+        with _open_text(path) as fh:
             data = json.load(fh)
     except json.JSONDecodeError as exc:
         raise DataError(f"benchmark table {str(path)!r} is not valid JSON: {exc}") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"benchmark table {str(path)!r} cannot be read: {exc}") from None
     if not isinstance(data, dict) or not data:
         raise DataError(f"benchmark table {str(path)!r} must be a non-empty object keyed by architecture")
     keys = tuple(str(k) for k in data)
@@ -194,7 +216,7 @@ def _read_json(path: Path) -> Table:
     columns = {
         name: np.array([_json_float(rec.get(name)) for rec in data.values()], dtype=np.float64) for name in names
     }
-    return Table(name=path.stem, keys=keys, columns=columns, source=str(path))
+    return Table(name=_plain_name(path).stem, keys=keys, columns=columns, source=str(path))
 
 
 def _json_float(v: object) -> float:
