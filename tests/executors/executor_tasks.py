@@ -27,3 +27,77 @@ def always_crash(_: object) -> None:
 
 def out_of_memory(n: int) -> bytes:
     raise MemoryError(f"cannot allocate {n} bytes")
+
+
+def pid(_: object) -> int:
+    return os.getpid()
+
+
+def segfault(_: object) -> None:
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def abort(_: object) -> None:
+    os.abort()
+
+
+def sigkill(_: object) -> None:
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hang(_: object) -> None:
+    import time
+
+    while True:
+        time.sleep(1.0)
+
+
+def hang_with_child(pid_file: str) -> None:
+    """Starts a sleeping child process (its pid goes to ``pid_file``), then hangs."""
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    Path(pid_file).write_text(str(child.pid))
+    while True:
+        time.sleep(1.0)
+
+
+def crash_if(x: int) -> int:
+    """Segfaults for negative ``x`` (every time), else returns ``x`` after a short pause."""
+    import signal
+    import time
+
+    if x < 0:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(0.05)
+    return x
+
+
+def torch_threads(_: object) -> str:
+    return os.environ.get("OMP_NUM_THREADS", "")
+
+
+_UNPICKLED = 0
+
+
+def _restore_counting() -> CountingFn:
+    global _UNPICKLED
+    _UNPICKLED += 1
+    return CountingFn()
+
+
+class CountingFn:
+    """Returns how often a ``CountingFn`` has been unpickled in this process (once per worker if the function is
+    sent to each worker once)."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return _restore_counting, ()
+
+    def __call__(self, _: object) -> int:
+        return _UNPICKLED

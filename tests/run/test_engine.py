@@ -139,7 +139,7 @@ def test_start_refuses_existing_run_and_resume_needs_a_run(tmp_path: Path) -> No
 
 
 def test_time_limit_stops_the_search(tmp_path: Path) -> None:
-    cfg = fake_config(budget=1000, time_s=0.3)
+    cfg = fake_config(budget=1000, time_s=0.3, executor="inprocess")  # no worker start-up inside the 0.3 s
     res = start_run(cfg, run_dir=tmp_path / "r", parts=fake_parts(cfg, evaluate=FakeEvaluate(sleep_s=0.05)))
     assert res.stopped == "time" and 2 <= len(res.trials) < 100
 

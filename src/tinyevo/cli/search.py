@@ -223,7 +223,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget", type=int, metavar="N", help="evaluated trials (infeasible ones are free)")
     g.add_argument("--time", metavar="DURATION", help="search wall time, e.g. 30m or 1h30m")
     g.add_argument("--workers", type=int, metavar="N", help="parallel evaluations (default 1)")
-    g.add_argument("--executor", choices=EXECUTOR_CHOICES, help="local (default), process or dask")
+    g.add_argument("--executor", choices=EXECUTOR_CHOICES,
+                   help="local (default: isolated worker processes; a crash fails one trial), process (the same), "
+                        "inprocess (no isolation; debugging, profiling) or dask")
+    g.add_argument("--trial-timeout", metavar="DURATION",
+                   help="time limit of one evaluation, e.g. 10m (default 30m; 0 or none: no limit); a trial past "
+                        "it is killed and recorded as failed")
     g.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="join an existing Dask cluster")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--init", action="append", metavar="GENOME|NAME|zoo",
@@ -284,6 +289,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         workers=args.workers,
         executor=args.executor,
         scheduler=args.scheduler,
+        trial_timeout=args.trial_timeout,
         seed=args.seed,
         init=args.init,
         final=final or None,

@@ -500,11 +500,19 @@ def _as_metrics(value: object) -> dict[str, float]:
     return {str(k): float(v) for k, v in value.items()}
 
 
-def _executor_for(cfg: ExecutorConfig, override: Executor | None) -> Executor:
-    return (
-        override
-        if override is not None
-        else create_executor(cfg.name, workers=cfg.workers, scheduler=cfg.scheduler)
+def _executor_for(config: RunConfig, override: Executor | None) -> Executor:
+    """The run's executor: local worker processes get the per-trial time limit and the torch threads per
+    evaluation (``[train] threads``, fixed by :func:`resolve_run_identity`) as their default thread count."""
+    if override is not None:
+        return override
+    cfg = config.executor
+    threads = config.estimator.train.get("threads")
+    return create_executor(
+        cfg.name,
+        workers=cfg.workers,
+        scheduler=cfg.scheduler,
+        timeout_s=cfg.trial_timeout_s,
+        threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
     )
 
 
@@ -543,7 +551,7 @@ def start_run(
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)
     if (run_dir / DB_NAME).exists():
         raise StorageError(f"{run_dir} already holds a run; continue it with: tinyevo resume {run_dir}")
-    ex = _executor_for(config.executor, executor)  # fails early (bad scheduler, ...) before a run is created
+    ex = _executor_for(config, executor)  # fails early (bad scheduler, ...) before a run is created
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         storage = SQLiteStorage(run_dir / DB_NAME)
@@ -600,7 +608,8 @@ def resume_run(
             config = replace(
                 config,
                 executor=ExecutorConfig(
-                    name=ex.name, workers=ex.workers, scheduler=ex.scheduler, batch_size=config.executor.batch
+                    name=ex.name, workers=ex.workers, scheduler=ex.scheduler, batch_size=config.executor.batch,
+                    trial_timeout_s=config.executor.trial_timeout_s,
                 ),
             )
         if parts is None:
@@ -611,7 +620,7 @@ def resume_run(
             config,
             storage,
             parts,
-            executor=_executor_for(config.executor, executor),
+            executor=_executor_for(config, executor),
             progress=progress,
             time_s=time_s if time_s is not None else config.budget.time_s,
         )
