@@ -19,15 +19,18 @@ from tinyevo.cost.lowering import (
     scratch_buffers,
 )
 from tinyevo.cost.memory import (
+    PLANNER_CAPTIONS,
     PLANNERS,
     MemoryPlan,
     OpMemory,
     OptimalPlanner,
     Planner,
     SequentialPlanner,
+    TFLMArenaPlanner,
     TFLMCmsisPlanner,
     TFLMPlanner,
     get_planner,
+    sram_caption,
     tflm_persistent_bytes,
 )
 from tinyevo.cost.model import (
@@ -55,6 +58,7 @@ __all__ = [
     "KERNELS",
     "OP_CLASSES",
     "PLANNERS",
+    "PLANNER_CAPTIONS",
     "PRECISIONS",
     "SRAM_CONVENTIONS",
     "CostModel",
@@ -70,6 +74,7 @@ __all__ = [
     "OptimalPlanner",
     "Planner",
     "SequentialPlanner",
+    "TFLMArenaPlanner",
     "TFLMCmsisPlanner",
     "TFLMPlanner",
     "Tensor",
@@ -80,5 +85,6 @@ __all__ = [
     "lower",
     "op_cycles",
     "scratch_buffers",
+    "sram_caption",
     "tflm_persistent_bytes",
 ]

@@ -1,10 +1,16 @@
 """Activation memory (peak SRAM) of a deployed graph, by pluggable planners.
 
 A planner takes a :class:`~tinyevo.cost.lowering.DeployGraph` and returns a :class:`MemoryPlan`: the execution
-order, the peak, the tensors live at the peak and a per-kernel profile. Three are registered in
-:data:`PLANNERS`:
+order, the peak, the tensors live at the peak and a per-kernel profile. Registered in :data:`PLANNERS`:
 
-``optimal`` (default)
+``tflm-mcu`` (default: the runtime tinyevo deploys with)
+    The whole TFLite-Micro arena a 32-bit MCU needs: the ``tflm`` head below plus TFLM's persistent tail for
+    4-byte pointers (:mod:`tinyevo.cost.tflm_tail`, built from TFLM's data structures: interpreter and
+    allocator objects, eval tensors, node structs, builtin options, kernel ``OpData`` and per-channel
+    multiplier / shift arrays, the input / output tensors and their quantisation). ``peak_bytes`` is
+    head + tail, ``persistent_bytes`` the tail. With 8-byte pointers the same tail model equals, byte for
+    byte, what the 64-bit host's TFLM allocates (``benchmarks/tflm_tail_check.py``).
+``optimal``
     The minimum over all valid execution orders of the DAG of the maximum total bytes of live activation
     tensors (no fragmentation: the number MCUNet reports). Exact: the graph is first cut at every tensor that
     is the only one alive between what comes before it and what comes after it (the order cannot mix across a
@@ -47,11 +53,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from tinyevo.cost.flash import tensor_counts
 from tinyevo.cost.lowering import KERNELS, DeployGraph, scratch_buffers
 from tinyevo.errors import ConfigError
 from tinyevo.registry import Registry
@@ -80,6 +85,12 @@ class MemoryPlan:
     exact: bool = True  # peak_bytes is the optimum of this planner's objective
     lower_bound: int = 0  # a proven lower bound of the optimal live-bytes peak
     offsets: Mapping[str, int] | None = None  # arena offset of each buffer (arena planners only)
+    persistent_bytes: int = 0  # the runtime's persistent arena part included in peak_bytes (tflm-mcu: the tail)
+
+    @property
+    def head_bytes(self) -> int:
+        """The planned (non-persistent) part of ``peak_bytes``."""
+        return self.peak_bytes - self.persistent_bytes
 
     @property
     def profile(self) -> tuple[OpMemory, ...]:
@@ -532,16 +543,61 @@ class TFLMCmsisPlanner(TFLMPlanner):
         super().__init__(alignment=alignment, scratch=scratch, kernels="cmsis-nn")
 
 
-def tflm_persistent_bytes(graph: DeployGraph) -> int:
-    """Estimated persistent ("tail") part of a TFLM arena for ``graph``, on a 64-bit host: eval tensors, node
-    structs, per-kernel op data and quantisation parameters. Not part of ``peak_sram_bytes`` (which is the
-    planned activation head); the whole arena is about head + tail. A linear fit to the Python ``tflite-micro``
-    interpreter on 20 random networks (``benchmarks/tflm_vs_estimate.py --per-space 8 --seed 0``, summary
-    ``tail_fit_64bit_host``, max residual 84 B): 651 + 86.3 x kernels + 56.8 x tensors + 7.9 x int8 weight
-    channels. A 32-bit MCU build needs less (smaller pointers and structs).
+@PLANNERS.register("tflm-mcu", help="the whole TFLite Micro arena on a 32-bit MCU: greedy head + persistent tail")
+class TFLMArenaPlanner(TFLMPlanner):
+    """The whole TFLite Micro arena: :class:`TFLMPlanner`'s head plus the persistent tail of
+    :mod:`tinyevo.cost.tflm_tail` for ``pointer_size``-byte pointers (4: a Cortex-M, the default; 8: a 64-bit
+    host). ``recording`` / ``compression`` select the host Python interpreter's allocator and build (see
+    :func:`~tinyevo.cost.tflm_tail.tflm_tail`); an MCU build has neither.
     """
-    tensors, channels = tensor_counts(graph)
-    return round(651 + 86.3 * len(graph.ops) + 56.8 * tensors + 7.9 * channels)
+
+    name = "tflm-mcu"
+
+    def __init__(self, *, alignment: int = 16, scratch: bool = True, kernels: str = "reference",
+                 pointer_size: int = 4, recording: bool = False, compression: bool = False) -> None:
+        super().__init__(alignment=alignment, scratch=scratch, kernels=kernels)
+        self.pointer_size = pointer_size
+        self.recording = recording
+        self.compression = compression
+
+    def plan(self, graph: DeployGraph, *, count_input: bool = True, count_output: bool = True,
+             inplace: bool = False) -> MemoryPlan:
+        head = super().plan(graph, count_input=count_input, count_output=count_output, inplace=inplace)
+        tail = tflm_persistent_bytes(graph, pointer_size=self.pointer_size, recording=self.recording,
+                                     compression=self.compression)
+        return replace(head, planner=self.name, peak_bytes=head.peak_bytes + tail, persistent_bytes=tail)
+
+
+PLANNER_CAPTIONS: dict[str, str] = {
+    "tflm-mcu": "TFLM arena, 32-bit",
+    "tflm": "TFLM head: activations + scratch",
+    "tflm-cmsis": "TFLM head, CMSIS-NN: activations + scratch",
+    "optimal": "activations, optimal order",
+    "sequential": "activations, IR order",
+}
+"""What a planner's ``peak_bytes`` is, for captions and column headers ("SRAM (TFLM arena, 32-bit)")."""
+
+
+def sram_caption(planner: str | Planner) -> str:
+    """``"SRAM (<what the planner prices>)"``, e.g. ``"SRAM (TFLM arena, 32-bit)"`` for ``tflm-mcu``."""
+    name = planner if isinstance(planner, str) else getattr(planner, "name", str(planner))
+    if isinstance(planner, TFLMArenaPlanner) and planner.pointer_size != 4:
+        return f"SRAM (TFLM arena, {8 * planner.pointer_size}-bit)"
+    return f"SRAM ({PLANNER_CAPTIONS.get(name, name)})"
+
+
+def tflm_persistent_bytes(graph: DeployGraph, *, pointer_size: int = 4, recording: bool = False,
+                          compression: bool = False) -> int:
+    """TFLM's persistent ("tail") arena part for ``graph``, from TFLM's data structures
+    (:func:`tinyevo.cost.tflm_tail.tflm_tail` on :func:`~tinyevo.cost.tflm_tail.tail_spec_from_graph`):
+    ``pointer_size=4`` for a 32-bit MCU; ``pointer_size=8, recording=True, compression=True`` for the Python
+    ``tflite-micro`` interpreter on a 64-bit host. Exact when the lowered graph has the exported flatbuffer's
+    kernels and tensor count (the model on the real flatbuffer is exact: ``benchmarks/tflm_tail_check.py``).
+    """
+    from tinyevo.cost.tflm_tail import tail_spec_from_graph, tflm_tail_bytes
+
+    return tflm_tail_bytes(tail_spec_from_graph(graph), pointer_size=pointer_size, recording=recording,
+                           compression=compression)
 
 
 def get_planner(planner: str | Planner) -> Planner:

@@ -18,6 +18,10 @@ per output channel of every conv, depthwise conv and dense layer (BatchNorm fold
 element size (1 byte in int8, 4 in float32) and biases as int32 (float32) -- the "model size" muNAS bounds,
 without the quantisation parameters and flatbuffer metadata that ``flash_bytes`` adds.
 
+``peak_sram_bytes`` is what the planner prices: by default (``tflm-mcu``) the whole TFLite Micro arena of a
+32-bit MCU (the greedy planner's head plus the interpreter's persistent tail), i.e. what an SRAM limit must
+bound; ``optimal`` / ``sequential`` / ``tflm`` price activations only (see :mod:`tinyevo.cost.memory`).
+
 Peak-SRAM conventions (:data:`SRAM_CONVENTIONS`): ``mcunet`` counts the network input and output buffers (as
 MCUNet and the TFLM arena do), ``munas`` counts neither (as muNAS does).
 """
@@ -140,15 +144,16 @@ class CostModel(Protocol):
 class MCUCostModel:
     """The analytical microcontroller cost model with its options (see the module docstring).
 
-    ``planner`` is a registered planner name (``optimal``, ``sequential``, ``tflm``) or a
-    :class:`~tinyevo.cost.memory.Planner`. ``count_input`` / ``count_output``: whether the network input and
+    ``planner`` is a registered planner name or a :class:`~tinyevo.cost.memory.Planner`: ``tflm-mcu`` (default:
+    the whole TFLite Micro arena a 32-bit MCU needs, planned head + persistent tail), ``tflm`` (the head
+    only), ``optimal``, ``sequential`` (activations only). ``count_input`` / ``count_output``: whether the network input and
     output buffers count towards peak SRAM (MCUNet and the TFLM arena: both; muNAS: neither). ``inplace``:
     depthwise convs and adds may overwrite a dying input.
     """
 
     device: DeviceProfile | None = None
     precision: str = "int8"
-    planner: str | Planner = "optimal"
+    planner: str | Planner = "tflm-mcu"
     count_input: bool = True
     count_output: bool = True
     inplace: bool = False
@@ -167,7 +172,7 @@ def estimate_cost(
     *,
     device: str | DeviceProfile | None = None,
     precision: str = "int8",
-    planner: str | Planner = "optimal",
+    planner: str | Planner = "tflm-mcu",
     count_input: bool = True,
     count_output: bool = True,
     inplace: bool = False,
