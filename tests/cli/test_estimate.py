@@ -47,7 +47,7 @@ def test_weights_limit(capsys: pytest.CaptureFixture[str]) -> None:
     out = run_json(capsys, *base, "--weights", "1KB")
     assert out["flash_bytes"] > out["weight_bytes"] > 1024
     assert out["limits"] == {"weight_bytes": {"limit": 1024, "ok": False}}
-    roomy = run_json(capsys, *base, "--weights", str(out["weight_bytes"]))
+    roomy = run_json(capsys, *base, "--weights", f"{out['weight_bytes']}B")
     assert roomy["limits"]["weight_bytes"]["ok"] is True and roomy["within_limits"] is True
 
 

@@ -38,3 +38,40 @@ def test_a_text_file_named_npz_is_one_line_naming_the_file(
                  "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "x.npz is not a valid .npz archive" in err and "pickle" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "--sram", "64"], "--sram 64: give a unit, e.g. 64KB or 64B"),
+        (["search", "--flash", "1.5"], "--flash 1.5: give a unit, e.g. 1.5KB or 1.5B"),
+        (["search", "--weights", " 4096 "], "--weights 4096: give a unit, e.g. 4096KB or 4096B"),
+        (["estimate", NB201, "--space", "nb201", "--sram", "64"], "--sram 64: give a unit"),
+        (["tinynas", "--device", "stm32f412", "--flash", "100"], "--flash 100: give a unit"),
+    ],
+)
+def test_a_size_flag_without_a_unit_is_an_error(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("sram = 64", "sram 64: give a unit, e.g. 64KB or 64B"),
+    ('flash = "512"', "flash 512: give a unit, e.g. 512KB or 512B"),
+])
+def test_a_size_in_a_config_file_without_a_unit_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    (tmp_path / "run.toml").write_text(line + "\n")
+    assert main(["search", "--config", str(tmp_path / "run.toml"), "-q"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sizes_with_units_still_work() -> None:
+    from tinyevo.run.config import build_config
+
+    cfg = build_config({"flash": "2KB"}, sram="64B", weights="1.5 KB")
+    assert (cfg.limits.sram, cfg.limits.flash, cfg.limits.weights) == (64, 2048, 1536)

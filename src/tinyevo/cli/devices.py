@@ -8,7 +8,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from tinyevo.devices import DEVICES, Limits, format_size, get_device, load_devices
+from tinyevo.devices import DEVICES, Limits, format_size, get_device, load_devices, parse_size
 
 
 def add_device_options(parser: argparse.ArgumentParser, *, limits: bool = True) -> None:
@@ -36,8 +36,13 @@ def load_device_files(args: argparse.Namespace) -> None:
 
 def limits_from_args(args: argparse.Namespace) -> Limits:
     load_device_files(args)
+
+    def size(name: str) -> int | None:  # a flag's size needs a unit: --sram 64 is not 64 bytes
+        value = getattr(args, name)
+        return None if value is None else parse_size(value, unit_required=True, name=f"--{name}")
+
     return Limits.from_options(
-        device=args.device, sram=args.sram, flash=args.flash, weights=args.weights,
+        device=args.device, sram=size("sram"), flash=size("flash"), weights=size("weights"),
         latency_ms=args.latency_ms, energy_mj=args.energy_mj, macs=args.macs, params=args.params,
     )
 

@@ -576,8 +576,9 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
     ):
         v.update(DIGITS_DEMO_LIMITS)  # the built-in demo: limits tight enough that the trade-off shows
 
-    def size(name: str) -> int | None:
-        return None if v.get(name) is None else parse_size(v[name])
+    def size(name: str) -> int | None:  # a user-facing size needs a unit: --sram 64 is not 64 bytes
+        label = f"--{name}" if flags.get(name) is not None else name
+        return None if v.get(name) is None else parse_size(v[name], unit_required=True, name=label)
 
     final_tbl = dict(v.get("final") or {})
     final_train_defaults = dict(FinalConfig().train)
