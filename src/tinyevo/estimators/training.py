@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from tinyevo.data import Dataset, resize
 from tinyevo.errors import ConfigError, DataError, EstimationError
+from tinyevo.estimators.memory_format import ChannelsLast
 from tinyevo.ir import ArchIR
 from tinyevo.nn import Ensemble, build_model
 from tinyevo.nn.ensemble import input_size
@@ -458,14 +459,12 @@ def fit(
         teacher.to(device).eval()
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cpu"
     nets = [m for m in (model, teacher) if channels_last and m is not None and any(p.ndim == 4 for p in m.parameters())]
-    for m in nets:
-        m.to(memory_format=torch.channels_last)
+    layout = ChannelsLast(nets)  # but the conv shapes that crash oneDNN's backward pass (memory_format.py)
     try:
         return _fit(model, data, config, seed, device, monitor, evals_per_epoch, checkpoint, checkpoint_every_s,
                     checkpoint_tag, teacher)
     finally:
-        for m in nets:
-            m.to(memory_format=torch.contiguous_format)  # the models are given back in the usual memory order
+        layout.undo()  # the models are given back in the usual memory order
 
 
 def _fit(
