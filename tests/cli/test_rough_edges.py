@@ -75,3 +75,13 @@ def test_sizes_with_units_still_work() -> None:
 
     cfg = build_config({"flash": "2KB"}, sram="64B", weights="1.5 KB")
     assert (cfg.limits.sram, cfg.limits.flash, cfg.limits.weights) == (64, 2048, 1536)
+
+
+def test_an_objective_nothing_produces_is_one_line_naming_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["search", "--objective", "accuracy", "--budget", "1", "-q", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown objective metric 'accuracy'" in err
+    assert "val_acc" in err and "peak_sram_bytes" in err
+    assert not (tmp_path / "r").exists()

@@ -34,6 +34,8 @@ from tinyevo.cost.memory import (
     tflm_persistent_bytes,
 )
 from tinyevo.cost.model import (
+    COST_METRICS,
+    DEVICE_METRICS,
     SRAM_CONVENTIONS,
     CostModel,
     CostReport,
@@ -53,6 +55,8 @@ def clear_caches() -> None:
     _solve_canonical.cache_clear()
 
 __all__ = [
+    "COST_METRICS",
+    "DEVICE_METRICS",
     "DEFAULT_LAYOUT",
     "INPLACE_KERNELS",
     "KERNELS",

@@ -46,6 +46,10 @@ from tinyevo.ir import ArchIR, Shape
 
 SRAM_CONVENTIONS: dict[str, tuple[bool, bool]] = {"mcunet": (True, True), "munas": (False, False)}
 """Peak-SRAM convention -> (``count_input``, ``count_output``) of :func:`estimate_cost`."""
+COST_METRICS: tuple[str, ...] = ("macs", "params", "weight_bytes", "flash_bytes", "peak_sram_bytes")
+"""The metrics :meth:`CostReport.as_metrics` always gives (each the report's attribute of that name)."""
+DEVICE_METRICS: tuple[str, ...] = ("latency_ms", "energy_mj")
+"""The metrics :meth:`CostReport.as_metrics` gives too when a device is known."""
 
 
 @dataclass(frozen=True)
@@ -117,18 +121,11 @@ class CostReport:
         return self.flash.weights + self.flash.biases
 
     def as_metrics(self) -> dict[str, float]:
-        """``macs``, ``params``, ``weight_bytes``, ``flash_bytes``, ``peak_sram_bytes`` and, with a device,
-        ``latency_ms``, ``energy_mj``."""
-        out = {
-            "macs": float(self.macs),
-            "params": float(self.params),
-            "weight_bytes": float(self.weight_bytes),
-            "flash_bytes": float(self.flash_bytes),
-            "peak_sram_bytes": float(self.peak_sram_bytes),
-        }
+        """:data:`COST_METRICS` (``macs``, ``params``, ``weight_bytes``, ``flash_bytes``, ``peak_sram_bytes``)
+        and, with a device, :data:`DEVICE_METRICS` (``latency_ms``, ``energy_mj``)."""
+        out = {m: float(getattr(self, m)) for m in COST_METRICS}
         if self.latency_ms is not None and self.energy_mj is not None:
-            out["latency_ms"] = self.latency_ms
-            out["energy_mj"] = self.energy_mj
+            out.update({m: float(getattr(self, m)) for m in DEVICE_METRICS})
         return out
 
 

@@ -11,6 +11,7 @@ from tinyevo.estimators.base import (
     Estimator,
     EvalContext,
     create_estimator,
+    metric_names,
 )
 from tinyevo.estimators.curves import CurveStopper, predict_final
 from tinyevo.estimators.fidelity import Fidelity
@@ -41,7 +42,7 @@ from tinyevo.estimators.transforms import scale_width, with_input_shape
 
 __all__ = [
     "DEFAULT_ESTIMATOR", "ESTIMATORS", "PROXIES", "Combined", "ProxyEstimator", "grad_norm", "naswot",
-    "proxy_score",
+    "proxy_score", "metric_names",
     "rank_genomes", "seed_population", "synflow", "CurveStopper", "EpochRecord", "EvalContext", "Estimator",
     "Fidelity", "InheritReport", "TrainConfig", "TrainResult", "TrainingEstimator", "WeightStore", "accuracy",
     "create_estimator", "fit", "fit_data_to_ir", "inherit_weights", "predict_final", "scale_width",

@@ -2,7 +2,8 @@
 
 An estimator scores one architecture: ``evaluate(ir, data, *, seed, context=None) -> dict[str, float]`` with
 at least ``val_acc`` (a fraction in [0, 1]) for training-based estimators; zero-cost proxies return their
-score instead (e.g. ``synflow``). ``context`` carries what the run engine knows about the candidate: its
+score instead (e.g. ``synflow``). An estimator may say which metrics it returns (a ``metric_names`` attribute,
+read by :func:`metric_names`), so that a run can reject an objective nothing produces before it starts. ``context`` carries what the run engine knows about the candidate: its
 genome string (the key of stored weights), its parents (for weight inheritance) and the scores of finished
 candidates (for learning-curve early stopping).
 
@@ -59,6 +60,13 @@ class Estimator(Protocol):
         ...
 
 
+def metric_names(estimator: Estimator) -> frozenset[str] | None:
+    """The metric names ``estimator`` returns, from its optional ``metric_names`` attribute (the registered
+    estimators have one); ``None`` when it does not say."""
+    names = getattr(estimator, "metric_names", None)
+    return None if names is None else frozenset(names)
+
+
 ESTIMATORS: Registry[Estimator] = Registry("estimator")
 """Factories are called as ``ESTIMATORS.create(name, config=None)`` (``config``: a TrainConfig or None)."""
 
@@ -73,6 +81,12 @@ class Combined:
             raise ConfigError("a combined estimator needs at least one part")
         self.parts = tuple(parts)
         self.name = "+".join(p.name for p in self.parts)
+
+    @property
+    def metric_names(self) -> frozenset[str] | None:
+        """The union of the parts' metric names (``None`` when a part does not say)."""
+        names = [metric_names(p) for p in self.parts]
+        return None if any(n is None for n in names) else frozenset().union(*names)  # type: ignore[arg-type]
 
     def evaluate(
         self, ir: ArchIR, data: Dataset, *, seed: int, context: EvalContext | None = None

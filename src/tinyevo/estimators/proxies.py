@@ -130,6 +130,11 @@ class ProxyEstimator:
         self.batch_size = batch_size
         self.name = proxy.replace("_", "-")
 
+    @property
+    def metric_names(self) -> frozenset[str]:
+        """The metrics :meth:`evaluate` returns: the proxy's score and its time."""
+        return frozenset({self.proxy, f"{self.proxy}_time_s"})
+
     def evaluate(
         self, ir: ArchIR, data: Dataset, *, seed: int, context: EvalContext | None = None
     ) -> dict[str, float]:

@@ -83,6 +83,19 @@ class TrainingEstimator:
         self._cache: OrderedDict[tuple[int, tuple[int, int]], tuple[Dataset, Dataset]] = OrderedDict()
         self._cache_size = cache_size
 
+    @property
+    def metric_names(self) -> frozenset[str]:
+        """The metrics :meth:`evaluate` returns with these components (what a run may optimise)."""
+        names = {"val_acc", "train_time_s", "epochs"}
+        if self.inherit is not None:
+            names.add("inherited_fraction")
+        if self.config.prune_ratio > 0:
+            names |= {"unpruned_val_acc", "prune_time_s", "pruned_fraction", "pruned_params", "pruned_macs",
+                      "pruned_flash_bytes", "pruned_peak_sram_bytes"}
+        if self.early_stop is not None:
+            names |= {"stopped_early", "predicted_val_acc"}
+        return frozenset(names)
+
     def __getstate__(self) -> dict[str, object]:  # derived data sets are not shipped to worker processes
         state = dict(self.__dict__)
         state["_cache"] = OrderedDict()

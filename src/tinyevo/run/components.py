@@ -224,3 +224,35 @@ def default_threads(workers: int) -> int:
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
     return max(1, cpus // workers)
+
+
+def known_metrics(config: RunConfig) -> frozenset[str] | None:
+    """The metric names a trial of ``config`` can have: the cost model's (:data:`tinyevo.cost.COST_METRICS`,
+    and :data:`~tinyevo.cost.DEVICE_METRICS` with a device) and the configured estimator's
+    (:func:`tinyevo.estimators.metric_names`); ``None`` when the estimator does not say which it returns."""
+    from tinyevo.cost import COST_METRICS, DEVICE_METRICS
+    from tinyevo.estimators import create_estimator, metric_names
+
+    est = create_estimator(config.estimator.name, config=train_config(config.estimator.train))
+    names = metric_names(est)
+    if names is None:
+        return None
+    return frozenset(COST_METRICS) | (frozenset(DEVICE_METRICS) if config.limits.device else frozenset()) | names
+
+
+def check_metrics(config: RunConfig, problem: Problem | None = None) -> None:
+    """A :class:`~tinyevo.errors.ConfigError` naming the known metrics when an objective (or a constraint of
+    ``problem``) is on a metric that nothing in the run produces: every trial would score "-" on it."""
+    from tinyevo.errors import ConfigError
+
+    known = known_metrics(config)
+    if known is None:
+        return
+    where = f"estimator {config.estimator.name!r}" + (
+        f" and the cost model on {config.limits.device}" if config.limits.device else " and the cost model "
+        "(no device: no latency_ms / energy_mj)")
+    wanted = [("objective", o.metric) for o in config.objectives]
+    wanted += [("constraint", c.metric) for c in (problem.constraints if problem is not None else ())]
+    for what, metric in wanted:
+        if metric not in known:
+            raise ConfigError(f"unknown {what} metric {metric!r}: {where} produce {', '.join(sorted(known))}")

@@ -40,6 +40,7 @@ from tinyevo.run.components import (
     Evaluate,
     TrainingEvaluator,
     cached_dataset,
+    check_metrics,
     check_teacher,
     default_threads,
     derive_seed,
@@ -547,7 +548,8 @@ def start_run(
     config = resolve_run_identity(config)
     if parts is None:
         check_search_device(config)
-    parts = parts if parts is not None else build_parts(config)
+        parts = build_parts(config)
+        check_metrics(config, parts.problem)  # an objective that nothing produces fails before a run exists
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)
     if (run_dir / DB_NAME).exists():
         raise StorageError(f"{run_dir} already holds a run; continue it with: tinyevo resume {run_dir}")
