@@ -60,12 +60,12 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path: Path, batch: int) -> 
     time.sleep(extra_delay)
     finished_before_kill = p.poll() is not None
     os.kill(p.pid, signal.SIGKILL)
-    p.communicate(timeout=30)
+    p.communicate(timeout=1800)  # hang guards only, never a speed check
     assert finished_before_kill or p.returncode == -signal.SIGKILL, note
     partial = trial_signature(killed)
     assert partial == [s for s in trial_signature(full) if s[0] in {x[0] for x in partial}], note
 
     p = _run("resume", killed, batch, 0.0)
-    out, err = p.communicate(timeout=120)
+    out, err = p.communicate(timeout=1800)
     assert p.returncode == 0, f"{note}: {err.decode()}"
     assert trial_signature(killed) == trial_signature(full), note

@@ -312,13 +312,19 @@ def report_stop(err: Console, stopped: str) -> None:
 def run_search_command(args: argparse.Namespace) -> int:
     from tinyevo.run.engine import new_run_dir, start_run
 
-    config = config_from_args(args)
+    from tinyevo.run.sizing import size_run
+
+    err = Console(stderr=True)
+    sized = size_run(config_from_args(args))  # defaults adapted to the data size (stored with the run)
+    config = sized.config
+    err.print(f"[dim]{sized.describe()}[/dim]")
+    for warning in sized.warnings:
+        err.print(f"[yellow]warning: {warning.message}[/yellow]")
     out = args.out
     if out is None and args.config:
         out = load_out_from_config(args.config)
     run_dir = Path(out) if out else new_run_dir(Path("runs"), config)
     console = Console()
-    err = Console(stderr=True)
     view = ProgressView(err, objective=config.objectives[0].metric, enabled=not args.quiet)
     try:
         result = start_run(config, run_dir=run_dir, progress=view)

@@ -90,16 +90,27 @@ class Dataset:
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
-def stratified_split(y: Array, fraction: float, rng: np.random.Generator) -> tuple[Array, Array]:
+def stratified_split(
+    y: Array, fraction: float, rng: np.random.Generator, *, min_per_class: int = 0
+) -> tuple[Array, Array]:
     """Indices ``(keep, held_out)``: about ``fraction`` of every class held out (at least one where a class
-    has two or more samples and ``fraction > 0``). Both index arrays are sorted."""
+    has two or more samples and ``fraction > 0``). Both index arrays are sorted.
+
+    ``min_per_class`` raises the held-out count of a small class to ``min(min_per_class, class size // 3)``: a
+    small data set still gets a validation split that can rank models, and the minimum never takes more than a
+    third of a class. Every class keeps at least one sample. A class with ``fraction * size >= min_per_class``
+    (every class of a large data set) is split exactly as without it."""
     if not 0.0 <= fraction < 1.0:
         raise DataError(f"split fraction must be in [0, 1), got {fraction}")
+    if isinstance(min_per_class, bool) or not isinstance(min_per_class, int) or min_per_class < 0:
+        raise DataError(f"min_per_class must be an integer >= 0, got {min_per_class!r}")
     held: list[Array] = []
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
         idx = idx[rng.permutation(len(idx))]
         n = int(round(fraction * len(idx)))
+        if fraction > 0:
+            n = max(n, min(min_per_class, len(idx) // 3))
         if fraction > 0 and n == 0 and len(idx) >= 2:
             n = 1
         n = min(n, len(idx) - 1)  # every class keeps at least one sample
@@ -171,6 +182,7 @@ def from_arrays(
     num_classes: int | None = None,
     class_names: Sequence[str] = (),
     channels_last: bool | None = None,
+    val_min_per_class: int = 0,
     normalize: bool = True,
     scale: float = 1.0,
 ) -> Dataset:
@@ -180,7 +192,8 @@ def from_arrays(
     entries, or forced with ``channels_last``) or ``(N, C, H, W)``; any numeric dtype. Without ``x_test`` a
     stratified test split of ``test_fraction`` is carved with the fixed seed :data:`TEST_SPLIT_SEED`, so the
     test set does not depend on the run seed. The validation split (``val_fraction`` of the training data,
-    stratified, seeded with ``seed``) comes out of the training data. Inputs are multiplied by ``scale`` (e.g.
+    stratified, seeded with ``seed``; a small class gives at least ``min(val_min_per_class, size // 3)`` samples,
+    see :func:`stratified_split`) comes out of the training data. Inputs are multiplied by ``scale`` (e.g.
     1/255 for 8-bit images); with ``normalize`` every split is then standardised per channel with the mean /
     std of the (remaining) training split.
     """
@@ -215,7 +228,8 @@ def from_arrays(
     if len(unseen):
         raise DataError(f"test labels {unseen[:5].tolist()} do not occur in the training data")
 
-    keep, held = stratified_split(yt, val_fraction, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    keep, held = stratified_split(yt, val_fraction, rng, min_per_class=val_min_per_class)
     if val_fraction > 0 and len(held) == 0:
         raise DataError(f"too few training samples ({len(yt)}) to carve a validation split")
     xv, yv = xt[held], yt[held]

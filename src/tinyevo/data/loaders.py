@@ -56,6 +56,7 @@ def load_dataset(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     image_size: tuple[int, int] | None = None,
+    val_min_per_class: int = 0,
     audio: AudioFrontEnd | None = None,
     normalize: bool = True,
     cache: bool | str | Path = True,
@@ -63,11 +64,14 @@ def load_dataset(
     """Load ``spec`` (``"digits"`` or a path) as a :class:`Dataset` with a seeded, stratified validation
     split.
 
+    ``val_min_per_class`` raises the validation samples of a small class (see
+    :func:`~tinyevo.data.dataset.stratified_split`).
     ``image_size`` resizes every image to ``(H, W)`` (needed when an image folder mixes sizes); ``audio`` sets
     the front end for ``.wav`` data. Any problem with the data raises one :class:`~tinyevo.errors.DataError`
     naming it.
     """
-    common = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize)
+    common = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize,
+                  val_min_per_class=val_min_per_class)
     text = str(spec)
     if text == "digits":
         return _digits(**common)  # type: ignore[arg-type]

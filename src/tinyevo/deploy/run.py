@@ -64,7 +64,7 @@ def load_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, T
 
     view, t, weights = find_trial(run_dir, trial=trial)
     cfg = view.config
-    data = cached_dataset(cfg.data.spec, cfg.seed, cfg.data.val_fraction)
+    data = cached_dataset(cfg.data.spec, cfg.seed, cfg.data.val_fraction, cfg.data.val_min_per_class)
     space = make_space(cfg.space, input_shape=data.input_shape, num_classes=data.num_classes)
     ir = space.decode(space.parse(t.genome))
     return view, t, ir, torch.load(weights, weights_only=True), data

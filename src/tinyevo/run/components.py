@@ -52,10 +52,10 @@ def derive_seed(run_seed: int, number: int, stream: int = 0) -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def cached_dataset(spec: str, seed: int, val_fraction: float) -> Any:
+def cached_dataset(spec: str, seed: int, val_fraction: float, val_min_per_class: int = 0) -> Any:
     from tinyevo.data import load_dataset
 
-    return load_dataset(spec, seed=seed, val_fraction=val_fraction)
+    return load_dataset(spec, seed=seed, val_fraction=val_fraction, val_min_per_class=val_min_per_class)
 
 
 def _options_key(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -143,7 +143,7 @@ class TrainingEvaluator:
     def __call__(self, task: EvalTask) -> dict[str, float]:
         from tinyevo.estimators.base import EvalContext
 
-        data = cached_dataset(self.data.spec, self.seed, self.data.val_fraction)
+        data = cached_dataset(self.data.spec, self.seed, self.data.val_fraction, self.data.val_min_per_class)
         space = make_space(self.space, input_shape=data.input_shape, num_classes=data.num_classes)
         est = _cached_estimator(self.estimator.name, _options_key(self.estimator.train), self.threads,
                                 self.estimator.teacher)
@@ -159,14 +159,15 @@ class CostFunction:
 
     ``sram_convention``: ``mcunet`` (peak SRAM counts the network input and output buffers) or ``munas``
     (neither counts); see :data:`tinyevo.cost.SRAM_CONVENTIONS`. ``planner``: a name in
-    :data:`tinyevo.cost.PLANNERS` (``optimal``, ``sequential``, ``tflm``, ``tflm-cmsis``).
+    :data:`tinyevo.cost.PLANNERS` (``tflm-mcu``: the whole 32-bit TFLM arena, the default; ``optimal``,
+    ``sequential``, ``tflm``, ``tflm-cmsis``).
     """
 
     space: SearchSpace
     device: Any = None
     precision: str = "int8"
     sram_convention: str = "mcunet"
-    planner: str = "optimal"
+    planner: str = "tflm-mcu"
     _cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property

@@ -83,12 +83,19 @@ class DataConfig:
 
     spec: str = "digits"
     val_fraction: float = 0.1
+    val_min_per_class: int = 0
+    """A small class gives at least ``min(val_min_per_class, class size // 3)`` validation samples
+    (:func:`tinyevo.data.dataset.stratified_split`); :func:`build_config` sets it unless ``val_fraction`` is
+    given."""
 
     def __post_init__(self) -> None:
         if not self.spec:
             raise ConfigError("--data must not be empty")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        m = self.val_min_per_class
+        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+            raise ConfigError(f"val_min_per_class must be an integer >= 0, got {m!r}")
 
 
 @dataclass(frozen=True)
@@ -113,9 +120,13 @@ class EstimatorConfig:
     name: str = DEFAULT_ESTIMATOR
     train: Mapping[str, Any] = field(default_factory=lambda: {"epochs": 4, "batch_size": 64})
     teacher: str | tuple[str, ...] | None = None
+    auto: tuple[str, ...] = ()
+    """Training options in ``train`` that hold defaults to adapt to the data set's size before the run is
+    stored (:func:`tinyevo.run.sizing.size_run`; :func:`build_config` lists those the user did not set)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "teacher", _teacher_specs(self.teacher, "teacher"))
+        _check_auto(self.auto)
 
 
 def _teacher_specs(teacher: Any, what: str) -> str | tuple[str, ...] | None:
@@ -132,6 +143,13 @@ def _teacher_specs(teacher: Any, what: str) -> str | tuple[str, ...] | None:
 
 def _teacher_json(teacher: str | tuple[str, ...] | None) -> str | list[str] | None:
     return list(teacher) if isinstance(teacher, tuple) else teacher
+
+
+def _check_auto(auto: Any) -> None:
+    from tinyevo.run.sizing import ADAPTIVE_TRAIN_KEYS
+
+    if not isinstance(auto, tuple) or not set(auto) <= set(ADAPTIVE_TRAIN_KEYS):
+        raise ConfigError(f"auto must list options among {', '.join(ADAPTIVE_TRAIN_KEYS)}, got {auto!r}")
 
 
 @dataclass(frozen=True)
@@ -245,8 +263,10 @@ class FinalConfig:
     top_k: int = 1
     workers: int = 1
     teacher: str | tuple[str, ...] | None = None
+    auto: tuple[str, ...] = ()  # as EstimatorConfig.auto
 
     def __post_init__(self) -> None:
+        _check_auto(self.auto)
         for name in ("max_models", "top_k", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -286,11 +306,12 @@ class RunConfig:
     # --- JSON (stored once in the run database) ---
     def to_json(self) -> dict[str, Any]:
         return {
-            "data": {"spec": self.data.spec, "val_fraction": self.data.val_fraction},
+            "data": {"spec": self.data.spec, "val_fraction": self.data.val_fraction,
+                     "val_min_per_class": self.data.val_min_per_class},
             "space": {"name": self.space.name, "options": _thaw(self.space.options)},
             "strategy": self.strategy,
             "estimator": {"name": self.estimator.name, "train": _thaw(self.estimator.train),
-                          "teacher": _teacher_json(self.estimator.teacher)},
+                          "teacher": _teacher_json(self.estimator.teacher), "auto": list(self.estimator.auto)},
             "limits": {f.name: getattr(self.limits, f.name) for f in fields(LimitsConfig)},
             "objectives": [f"{o.metric}:{o.direction}" for o in self.objectives],
             "budget": {f.name: getattr(self.budget, f.name) for f in fields(BudgetConfig)},
@@ -303,6 +324,7 @@ class RunConfig:
                 "top_k": self.final.top_k,
                 "workers": self.final.workers,
                 "teacher": _teacher_json(self.final.teacher),
+                "auto": list(self.final.auto),
             },
             "seed": self.seed,
             "init": list(self.init),
@@ -317,7 +339,7 @@ class RunConfig:
                 strategy=obj["strategy"],
                 estimator=EstimatorConfig(
                     name=obj["estimator"]["name"], train=_freeze(obj["estimator"]["train"]),
-                    teacher=obj["estimator"].get("teacher"),
+                    teacher=obj["estimator"].get("teacher"), auto=tuple(obj["estimator"].get("auto", ())),
                 ),
                 limits=LimitsConfig(**obj["limits"]),
                 objectives=tuple(parse_objective(s) for s in obj["objectives"]),
@@ -331,6 +353,7 @@ class RunConfig:
                     top_k=obj["final"].get("top_k", 1),
                     workers=obj["final"].get("workers", 1),
                     teacher=obj["final"].get("teacher"),
+                    auto=tuple(obj["final"].get("auto", ())),
                 ),
                 seed=obj["seed"],
                 init=tuple(obj.get("init", ())),
@@ -610,6 +633,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
         data=DataConfig(
             spec=str(v.get("data", "digits")),
             val_fraction=_typed("val_fraction", v.get("val_fraction", 0.1), float),
+            val_min_per_class=0 if v.get("val_fraction") is not None else _sizing().VAL_MIN_PER_CLASS,
         ),
         space=SpaceConfig(name=str(v.get("space", "chain")), options=_freeze(v.get("space_options") or {})),
         strategy=str(v.get("strategy", DEFAULT_STRATEGY if len(objectives or ()) <= 1 else MULTI_OBJECTIVE_STRATEGY)),
@@ -617,6 +641,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             name=str(v.get("estimator", DEFAULT_ESTIMATOR)),
             train=_check_train_options("[train]", est_train),
             teacher=v.get("teacher"),
+            auto=tuple(k for k in _sizing().ADAPTIVE_TRAIN_KEYS if k not in (v.get("train") or {})),
         ),
         limits=LimitsConfig(
             device=device,
@@ -651,11 +676,18 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             top_k=_typed("final.top_k", final_tbl.get("top_k", 1), int),
             workers=_typed("final.workers", final_tbl.get("workers", 1), int),
             teacher=final_tbl.get("teacher"),
+            auto=tuple(k for k in _sizing().ADAPTIVE_TRAIN_KEYS if k not in final_train),
             train=_check_final_train(_check_train_options("[final]", {**final_train_defaults, **final_train})),
         ),
         seed=_typed("--seed", seed, int),
         init=_init_list(v.get("init")),
     )
+
+
+def _sizing() -> Any:
+    import tinyevo.run.sizing as sizing  # (no torch)
+
+    return sizing
 
 
 def _check_final_train(opts: dict[str, Any]) -> dict[str, Any]:
@@ -736,4 +768,5 @@ def with_final_options(config: RunConfig, *, train: Mapping[str, Any] | None = N
     fc = config.final
     changes = {k: v for k, v in final.items() if v is not None}
     opts = _check_final_train(_check_train_options("[final]", {**_thaw(fc.train), **dict(train or {})}))
-    return replace(config, final=replace(fc, **changes, train=_freeze(opts)))
+    auto = tuple(k for k in fc.auto if k not in (train or {}))  # an option set here is explicit
+    return replace(config, final=replace(fc, **changes, train=_freeze(opts), auto=auto))

@@ -151,7 +151,8 @@ def check_search_device(config: RunConfig) -> None:
 
 def build_parts(config: RunConfig) -> RunParts:
     """Data (for shapes), space, limits, problem, cost function and the picklable evaluator of ``config``."""
-    data = cached_dataset(config.data.spec, config.seed, config.data.val_fraction)
+    d = config.data
+    data = cached_dataset(d.spec, config.seed, d.val_fraction, d.val_min_per_class)
     space = make_space(config.space, input_shape=data.input_shape, num_classes=data.num_classes)
     limits = make_limits(config.limits)
     problem = make_problem(config, limits)
@@ -458,7 +459,8 @@ class Engine:
             at_once = min(fcfg.workers, len(todo))
             self._emit("final-start", message=f"retraining {len(todo)} model(s)"
                        + (f", {at_once} at a time" if at_once > 1 else ""))
-            spec = (self.config.data.spec, self.config.seed, self.config.data.val_fraction)
+            d = self.config.data
+            spec = (d.spec, self.config.seed, d.val_fraction, d.val_min_per_class)
             if at_once > 1:  # worker processes load the data set themselves and share the CPUs (unless
                 data, threads = None, default_threads(at_once)  # [final] threads says otherwise)
             else:
@@ -546,6 +548,10 @@ def start_run(
     """Start a new run in ``run_dir`` (default: a new directory under ``runs_root``) and carry it to the
     end."""
     config = resolve_run_identity(config)
+    if parts is None or parts.data is not None:  # defaults adapted to the data size, stored with the run
+        from tinyevo.run.sizing import size_run
+
+        config = size_run(config, None if parts is None else parts.data).config
     if parts is None:
         check_search_device(config)
         parts = build_parts(config)

@@ -236,7 +236,7 @@ def load_teacher(spec: str | Sequence[str]) -> Any:
 @dataclass(frozen=True)
 class RetrainTask:
     """One model to retrain, picklable for a worker process. ``data`` is the data set, or None to load
-    ``data_spec`` (spec, seed, validation fraction) in the worker (cached per process)."""
+    ``data_spec`` (spec, seed, validation fraction, validation minimum per class) in the worker (cached per process)."""
 
     trial: Trial
     space: Any
@@ -245,7 +245,7 @@ class RetrainTask:
     run_dir: Path
     cost: Mapping[str, float]
     data: Any = None
-    data_spec: tuple[str, int, float] | None = None
+    data_spec: tuple[str, int, float, int] | None = None
     trainer: Trainer | None = None
     continue_from: Path | None = None  # weights of an earlier final model to start from
     teacher: str | tuple[str, ...] | None = None  # retrained model(s) to distil from (:func:`load_teacher`)
