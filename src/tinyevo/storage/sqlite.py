@@ -11,11 +11,12 @@ import json
 import sqlite3
 import time
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any
 
 from tinyevo import __version__
 from tinyevo.errors import StorageError
+from tinyevo.fsutil import ensure_dir, open_lock, refuse_links
 from tinyevo.storage.base import FinalModel, RunMeta, TrialRecord
 from tinyevo.strategies.base import Status, Trial
 
@@ -84,18 +85,24 @@ class SQLiteStorage:
         self.path = Path(path)
         self.readonly = readonly
         self._lock: IO[bytes] | None = None
+        # a run directory may come from someone else: never open its database files through planted links
+        refuse_links(*(self.path.with_name(self.path.name + s) for s in ("", "-wal", "-shm", "-journal", ".lock")))
         if readonly:
             if not self.path.is_file():
                 raise StorageError(f"no run database at {self.path}")
             uri = f"{self.path.resolve().as_uri()}?mode=ro"
             self._con = sqlite3.connect(uri, uri=True, timeout=timeout_s)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_dir(self.path.parent)
             self._lock = _acquire_writer_lock(self.path)
             self._con = sqlite3.connect(self.path, timeout=timeout_s)
         # autocommit mode: every statement we issue outside an explicit transaction commits at once
         self._con.isolation_level = None
         try:
+            # no SQL functions with side effects from the schema (defence in depth: check_schema refuses triggers
+            # and views, the only schema objects that run SQL on their own)
+            self._con.execute("PRAGMA trusted_schema=OFF")
+            check_schema(self._con, self.path)  # before anything writes (a trigger would run on that write)
             if not readonly:
                 self._con.execute("PRAGMA journal_mode=WAL")
                 self._con.execute("PRAGMA synchronous=FULL")
@@ -105,6 +112,9 @@ class SQLiteStorage:
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StorageError(f"{self.path} is not a tinyevo run database ({exc})") from None
+        except StorageError:
+            self.close()
+            raise
 
     # --- run meta ---
     def create(self, meta: RunMeta) -> None:
@@ -132,7 +142,13 @@ class SQLiteStorage:
             raise StorageError(
                 f"{self.path} was written by a newer tinyevo (schema {row[4]}, this is {SCHEMA_VERSION})"
             )
-        return RunMeta(seed=int(row[0]), config=json.loads(row[1]), created_at=float(row[2]), version=row[3])
+        try:
+            config = json.loads(row[1])
+            if not isinstance(config, dict):
+                raise ValueError("the stored configuration is not a JSON object")
+            return RunMeta(seed=int(row[0]), config=config, created_at=float(row[2]), version=str(row[3]))
+        except (ValueError, TypeError) as exc:
+            raise StorageError(f"{self.path} is damaged: its run record cannot be read ({_one_line(exc)})") from None
 
     # --- trials ---
     def add(self, record: TrialRecord) -> None:
@@ -164,7 +180,14 @@ class SQLiteStorage:
 
     def records(self) -> list[TrialRecord]:
         rows = self._con.execute(f"SELECT {_TRIAL_COLUMNS} FROM trials ORDER BY number").fetchall()
-        return [_record(row) for row in rows]
+        out = []
+        for row in rows:
+            try:
+                out.append(_record(row))
+            except (ValueError, TypeError, AttributeError) as exc:  # edited by hand, or not by tinyevo
+                raise StorageError(f"{self.path} is damaged: trial {row[0]!r} cannot be read ({_one_line(exc)})") \
+                    from None
+        return out
 
     def trials(self) -> list[Trial]:
         return [r.trial for r in self.records()]
@@ -199,7 +222,15 @@ class SQLiteStorage:
         rows = self._con.execute(
             "SELECT trial, genome, metrics, weights, created_at FROM final_models ORDER BY trial"
         ).fetchall()
-        return [FinalModel(int(r[0]), r[1], _metrics(r[2]), r[3], float(r[4])) for r in rows]
+        out = []
+        for r in rows:
+            try:
+                out.append(FinalModel(int(r[0]), str(r[1]), _metrics(r[2]), _relative_path(r[3]), float(r[4])))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise StorageError(
+                    f"{self.path} is damaged: the final model of trial {r[0]!r} cannot be read ({_one_line(exc)})"
+                ) from None
+        return out
 
     # --- state ---
     def set_state(self, key: str, value: str) -> None:
@@ -229,7 +260,7 @@ def _acquire_writer_lock(path: Path) -> IO[bytes] | None:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX; no lock
         return None
-    fh = open(path.with_name(path.name + ".lock"), "wb")  # noqa: SIM115 - held open for the writer's lifetime
+    fh = open_lock(path.with_name(path.name + ".lock"))  # held open for the writer's lifetime; no link followed
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -280,6 +311,73 @@ def _record(row: tuple[Any, ...]) -> TrialRecord:
         duration_s=float(duration_s),
         worker=worker,
     )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _relative_path(text: object) -> str:
+    """A stored file name (``final/trial-0003/model.pt``): relative, inside the run directory."""
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"bad weights path {text!r}")
+    p = PurePosixPath(text.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or PureWindowsPath(text).drive:
+        raise ValueError(f"weights path {text!r} points outside the run directory")
+    return text
+
+
+def _normalized(sql: str | None) -> str | None:
+    return None if sql is None else " ".join(sql.split())
+
+
+def _schema_objects(con: sqlite3.Connection) -> dict[str, tuple[str, str, str | None]]:
+    """name -> (type, table, normalized SQL) of every schema object (tables, indices, triggers, views)."""
+    rows = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    return {str(name): (str(kind), str(table), _normalized(sql)) for kind, name, table, sql in rows}
+
+
+_EXPECTED: dict[str, tuple[str, str, str | None]] | None = None
+
+
+def expected_schema() -> dict[str, tuple[str, str, str | None]]:
+    """The schema objects tinyevo itself creates, derived from the creation DDL (an in-memory database)."""
+    global _EXPECTED
+    if _EXPECTED is None:
+        con = sqlite3.connect(":memory:")
+        try:
+            con.executescript(_SCHEMA)
+            _EXPECTED = _schema_objects(con)
+        finally:
+            con.close()
+    return _EXPECTED
+
+
+_HARMLESS = ("sqlite_stat1", "sqlite_stat4")  # ANALYZE statistics: plain tables SQLite manages itself
+
+
+def check_schema(con: sqlite3.Connection, path: Path) -> None:
+    """Refuse a database that holds anything tinyevo does not create: every table and index must be one of
+    :func:`expected_schema` with the very same definition (tables of a newer tinyevo may be missing: they are
+    created on open), and there must be no triggers or views -- SQL in someone else's database that would run
+    inside this process when tinyevo writes or reads."""
+    expected = expected_schema()
+    for name, (kind, table, sql) in sorted(_schema_objects(con).items()):
+        if kind in ("trigger", "view"):
+            raise StorageError(
+                f"{path} is not a tinyevo run database: it holds a {kind} {name!r} (tinyevo creates none); "
+                "refusing to open it"
+            )
+        if kind == "table" and name in _HARMLESS:
+            continue
+        if name not in expected:
+            raise StorageError(f"{path} is not a tinyevo run database: unknown {kind} {name!r}; refusing to open it")
+        if expected[name] != (kind, table, sql):
+            raise StorageError(
+                f"{path} is not a tinyevo run database: {kind} {name!r} is not defined as tinyevo defines it; "
+                "refusing to open it"
+            )
 
 
 def new_meta(seed: int, config: Mapping[str, Any]) -> RunMeta:
