@@ -28,7 +28,13 @@ def test_json_matches_the_library(capsys: pytest.CaptureFixture[str]) -> None:
         assert out[key] == pytest.approx(value)
     assert out["input_shape"] == [3, 16, 16]
     assert out["peak_op"] == report.memory.peak_op
-    assert sum(t["bytes"] for t in out["live_at_peak"]) == out["peak_sram_bytes"]
+    # the default prices the whole 32-bit TFLM arena: the planned head plus the persistent tail
+    assert out["planner"] == "tflm-mcu" and out["sram_runtime"] == "SRAM (TFLM arena, 32-bit)"
+    assert out["sram_head_bytes"] + out["sram_persistent_bytes"] == out["peak_sram_bytes"]
+    assert out["sram_persistent_bytes"] > 0
+    optimal = run_json(capsys, NB201, "--space", "nb201", "--resolution", "16", "--planner", "optimal")
+    assert sum(t["bytes"] for t in optimal["live_at_peak"]) == optimal["peak_sram_bytes"]
+    assert optimal["sram_persistent_bytes"] == 0 and "optimal" in optimal["sram_runtime"]
     # the device's SRAM and flash become limits
     assert set(out["limits"]) == {"peak_sram_bytes", "flash_bytes"} and out["within_limits"] is True
 
@@ -55,22 +61,24 @@ def test_conventions_and_planners(capsys: pytest.CaptureFixture[str]) -> None:
     # a 64-channel input (64 KB) dominates the peak while the stem runs, unless input buffers are not counted
     base = ["|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|", "--space", "nb201",
             "--input-channels", "64"]
-    mcunet = run_json(capsys, *base)
-    munas = run_json(capsys, *base, "--convention", "munas")
+    mcunet = run_json(capsys, *base, "--planner", "optimal")
+    munas = run_json(capsys, *base, "--planner", "optimal", "--convention", "munas")
     tflm = run_json(capsys, *base, "--planner", "tflm")
     assert mcunet["peak_sram_bytes"] == 64 * 1024 + 16 * 1024 and mcunet["peak_op"] == "stem"
     assert munas["peak_sram_bytes"] < mcunet["peak_sram_bytes"] <= tflm["peak_sram_bytes"]
     assert mcunet["latency_ms"] is None and mcunet["energy_mj"] is None  # no device
-    f32 = run_json(capsys, *base, "--precision", "float32")
+    f32 = run_json(capsys, *base, "--planner", "optimal", "--precision", "float32")
     assert f32["peak_sram_bytes"] == 4 * mcunet["peak_sram_bytes"]
+    default = run_json(capsys, *base)  # tflm-mcu: TFLM's head plus its 32-bit persistent tail
+    assert default["peak_sram_bytes"] == tflm["peak_sram_bytes"] + default["sram_persistent_bytes"]
 
 
 def test_text_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["estimate", NB201, "--space", "nb201", "--device", "rp2040", "--resolution", "16",
                  "--sram", "8KB", "--weights", "1KB", "--ops"]) == 0
     text = capsys.readouterr().out
-    for word in ("MACs", "weights", "peak SRAM", "latency", "energy", "live tensors", "violates", "CONV_2D",
-                 "weight_bytes"):
+    for word in ("MACs", "weights", "SRAM (TFLM arena, 32-bit)", "persistent", "latency", "energy",
+                 "live tensors", "violates", "CONV_2D", "weight_bytes"):
         assert word in text
 
 

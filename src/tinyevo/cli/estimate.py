@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tinyevo.cli.devices import add_device_options, limits_from_args
-from tinyevo.cost import PLANNERS, PRECISIONS, SRAM_CONVENTIONS, CostReport, estimate_cost
+from tinyevo.cost import PLANNERS, PRECISIONS, SRAM_CONVENTIONS, CostReport, estimate_cost, sram_caption
 from tinyevo.devices import describe_bound, format_size
 from tinyevo.errors import ConfigError
 from tinyevo.spaces import SPACES, create_space
@@ -30,8 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, metavar="K", help="classifier outputs (default: the space's)")
     add_device_options(p)
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="int8")
-    p.add_argument("--planner", choices=PLANNERS.names(), default="optimal",
-                   help="peak SRAM planner: optimal order (default), IR order, or TFLM greedy arena")
+    p.add_argument("--planner", choices=PLANNERS.names(), default="tflm-mcu",
+                   help="how peak SRAM is priced: tflm-mcu (default: the whole TFLite Micro arena of a 32-bit "
+                        "MCU, planned head + persistent tail), tflm / tflm-cmsis (the planned head only), "
+                        "optimal (activations in the best order), sequential (activations in IR order)")
     p.add_argument("--convention", choices=sorted(SRAM_CONVENTIONS), default="mcunet",
                    help="count the network input and output buffers in peak SRAM (mcunet) or not (munas)")
     p.add_argument("--inplace", action="store_true",
@@ -81,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
             "flash_bytes": report.flash_bytes,
             "peak_sram_bytes": report.peak_sram_bytes, "latency_ms": report.latency_ms,
             "energy_mj": report.energy_mj,
-            "planner": report.memory.planner, "convention": args.convention, "inplace": args.inplace,
+            "planner": report.memory.planner, "sram_runtime": sram_caption(report.memory.planner),
+            "sram_head_bytes": report.memory.head_bytes, "sram_persistent_bytes": report.memory.persistent_bytes,
+            "convention": args.convention, "inplace": args.inplace,
             "peak_op": report.memory.peak_op, "peak_exact": report.memory.exact,
             "live_at_peak": [{"tensor": t, "bytes": b} for t, b in report.live_at_peak],
             "limits": {m: {"limit": bounds[m], "ok": ok} for m, ok in checks.items()},
@@ -120,7 +124,7 @@ def _print_report(args: argparse.Namespace, report: CostReport, input_shape: tup
         ("params", "params", _fmt_count(report.params)),
         ("weights", "weight_bytes", format_size(report.weight_bytes)),
         ("flash", "flash_bytes", format_size(report.flash_bytes)),
-        ("peak SRAM", "peak_sram_bytes", format_size(report.peak_sram_bytes)),
+        (sram_caption(report.memory.planner), "peak_sram_bytes", format_size(report.peak_sram_bytes)),
     ]
     if report.latency_ms is not None and report.energy_mj is not None:
         rows += [("latency", "latency_ms", f"{report.latency_ms:.2f} ms"),
@@ -133,8 +137,11 @@ def _print_report(args: argparse.Namespace, report: CostReport, input_shape: tup
     mem = report.memory
     io = "input and output buffers counted" if args.convention == "mcunet" else "input and output not counted"
     exact = "" if mem.exact else f" (heuristic; optimum >= {format_size(mem.lower_bound)})"
-    console.print(f"peak SRAM {format_size(mem.peak_bytes)}{exact} while [bold]{mem.peak_op}[/bold] runs "
-                  f"({mem.planner} planner, {io}); live tensors:")
+    if mem.persistent_bytes:
+        console.print(f"{sram_caption(mem.planner)}: {format_size(mem.peak_bytes)} = planned head "
+                      f"{format_size(mem.head_bytes)} + TFLM's persistent tail {format_size(mem.persistent_bytes)}")
+    console.print(f"peak of the planned part {format_size(mem.head_bytes)}{exact} while [bold]{mem.peak_op}"
+                  f"[/bold] runs ({mem.planner} planner, {io}); live tensors:")
     for tensor, nbytes in mem.live_at_peak:
         console.print(f"  {tensor:<32} {format_size(nbytes):>10}")
     if checks:

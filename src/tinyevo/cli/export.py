@@ -66,12 +66,13 @@ def print_deploy_report(console: Console, report: Any) -> None:
     table.add_column("what")
     table.add_column("value", justify="right")
     rows = [
-        ("model file", report.model_bytes, "B"), ("TFLM arena (needed)", report.arena_bytes, "B"),
+        ("model file", report.model_bytes, "B"), ("TFLM arena (needed, 64-bit host)", report.arena_bytes, "B"),
         ("TFLM arena: activations (head)", report.arena_head_bytes, "B"),
-        ("TFLM arena: persistent (tail)", report.arena_tail_bytes, "B"),
+        ("TFLM arena: persistent (tail, 64-bit host)", report.arena_tail_bytes, "B"),
+        ("TFLM arena, 32-bit MCU (head + modelled tail)", getattr(report, "arena_bytes_mcu32", None), "B"),
         ("estimated flash", report.estimated_flash_bytes, "B"),
-        ("estimated peak SRAM", report.estimated_peak_sram_bytes, "B"),
-        ("estimated peak SRAM (TFLM planner)", report.estimated_peak_sram_tflm_bytes, "B"),
+        ("estimated SRAM (TFLM arena, 32-bit)", report.estimated_peak_sram_bytes, "B"),
+        ("estimated SRAM (TFLM head only)", report.estimated_peak_sram_tflm_bytes, "B"),
         ("accuracy float (PyTorch)", report.float_accuracy_torch, "%"),
         ("accuracy int8 (PyTorch)", report.int8_accuracy_torch, "%"),
         ("accuracy int8 (TFLite-Micro)", report.int8_accuracy_tflm, "%"),

@@ -33,8 +33,10 @@ def run_show_command(args: argparse.Namespace) -> int:
         f"strategy={cfg.strategy} estimator={cfg.estimator.name} device={cfg.limits.device} "
         f"seed={cfg.seed} phase={view.phase}"
     )
+    from tinyevo.cost.memory import sram_caption
+
     console.print(f"limits: {limits} (peak SRAM convention: {cfg.limits.sram_convention}, "
-                  f"planner: {cfg.limits.planner})")
+                  f"planner: {cfg.limits.planner}, priced as {sram_caption(cfg.limits.planner)})")
     console.print(
         f"trials: {len(view.records)} ({counts['ok']} ok, {counts['infeasible']} infeasible, "
         f"{counts['failed']} failed) of a budget of {cfg.budget.trials} evaluations"

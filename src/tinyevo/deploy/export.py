@@ -75,6 +75,11 @@ class DeployReport:
     ``arena_head_bytes`` (activations and scratch buffers planned by TFLM) and ``arena_tail_bytes`` (persistent
     interpreter data). Measured on the 64-bit host; pointer-sized structs in the tail are smaller on a 32-bit MCU. ``estimated_*`` come from :func:`tinyevo.cost.estimate_cost` on the exported architecture
     (``estimated_peak_sram_tflm_bytes`` with its TFLM-style planner).
+
+    ``arena_bytes_mcu32`` is the arena a 32-bit MCU needs: the measured head (pointer-size independent) plus
+    ``arena_tail_mcu32_bytes``, TFLM's persistent tail modelled for 4-byte pointers and the plain
+    ``MicroAllocator`` from the flatbuffer (:mod:`tinyevo.cost.tflm_tail`, exact with 8-byte pointers against the
+    host). ``estimated_peak_sram_bytes`` (the default ``tflm-mcu`` planner) estimates it before export.
     """
 
     format: str
@@ -86,6 +91,8 @@ class DeployReport:
     arena_reported_bytes: int | None = None
     arena_head_bytes: int | None = None
     arena_tail_bytes: int | None = None
+    arena_bytes_mcu32: int | None = None  # measured head + modelled 32-bit tail: what an MCU's arena needs
+    arena_tail_mcu32_bytes: int | None = None
     estimated_flash_bytes: float | None = None
     estimated_peak_sram_bytes: float | None = None
     estimated_peak_sram_tflm_bytes: float | None = None
@@ -126,6 +133,14 @@ def _estimates(ir: ArchIR, device: str | None) -> dict[str, float | None]:
         "estimated_peak_sram_bytes": default["peak_sram_bytes"],
         "estimated_peak_sram_tflm_bytes": tflm["peak_sram_bytes"],
     }
+
+
+def _mcu32_arena(info: Any, head: int) -> dict[str, int]:
+    """The measured head plus TFLM's persistent tail modelled for a 32-bit MCU (4-byte pointers)."""
+    from tinyevo.cost.tflm_tail import tail_spec_from_flatbuffer, tflm_tail_bytes
+
+    tail = tflm_tail_bytes(tail_spec_from_flatbuffer(info), pointer_size=4)
+    return {"arena_bytes_mcu32": head + tail, "arena_tail_mcu32_bytes": tail}
 
 
 def _test_rows(data: Any, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,6 +239,7 @@ def export_model(
         fields.update(tflite_bytes=len(flatbuffer), arena_bytes=arena.required, arena_reported_bytes=arena.total,
                       arena_head_bytes=arena.head,
                       arena_tail_bytes=arena.tail, ops=info.op_names())
+        fields.update(_mcu32_arena(info, arena.head))
         model_bytes = len(flatbuffer)
         path = out / f"{options.name}.tflite"
         path.write_bytes(flatbuffer)
@@ -233,7 +249,8 @@ def export_model(
 
             arena_doc = {"arena_bytes": arena.required, "arena_reported_bytes": arena.total,
                          "arena_head_bytes": arena.head,
-                         "arena_tail_bytes": arena.tail, "model_bytes": len(flatbuffer),
+                         "arena_tail_bytes": arena.tail, "arena_bytes_mcu32": fields["arena_bytes_mcu32"],
+                         "model_bytes": len(flatbuffer),
                          "measured_on": "tflite-micro Python interpreter (64-bit host, reference kernels)",
                          "sections": {k: {"used": u, "requested": r, "count": c}
                                       for k, (u, r, c) in arena.sections.items()}}

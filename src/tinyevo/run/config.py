@@ -52,7 +52,11 @@ DEFAULT_TRIAL_TIMEOUT_S = 1800.0
 fails its trial instead of stalling the search forever. Built-in searches train a few epochs per trial (seconds on
 ``digits``, minutes on CIFAR-10 on a CPU), far below it; longer trainings raise or disable it."""
 SRAM_CONVENTION_CHOICES = ("mcunet", "munas")  # tinyevo.cost.SRAM_CONVENTIONS; repeated (no cost import)
-PLANNER_CHOICES = ("optimal", "sequential", "tflm", "tflm-cmsis")  # tinyevo.cost.PLANNERS; repeated
+PLANNER_CHOICES = ("tflm-mcu", "optimal", "sequential", "tflm", "tflm-cmsis")  # tinyevo.cost.PLANNERS; repeated
+DEFAULT_PLANNER = "tflm-mcu"
+"""The default peak-SRAM pricing: the whole TFLite-Micro arena of a 32-bit MCU (the runtime tinyevo deploys with),
+so an SRAM limit bounds what the device will need. Stored runs without a planner keep ``optimal`` (the default
+they were made with)."""
 DIGITS_DEMO_LIMITS = {"sram": "4KB", "flash": "64KB"}
 """Limits used on the built-in ``digits`` data when neither a device nor SRAM / flash limits are given: the
 default device's 256 KB / 1 MB would let every 8x8-input network through."""
@@ -158,9 +162,11 @@ class LimitsConfig:
 
     ``weights``: bound on weight + bias bytes (``weight_bytes``). ``sram_convention``: how the run's cost
     model counts peak SRAM, ``mcunet`` (the network input and output buffers count, as in the TFLM arena) or
-    ``munas`` (neither counts). ``planner``: how peak SRAM is planned: ``optimal`` (the best execution order and
-    placement: what a memory-aware code generator achieves), ``sequential`` (IR order), ``tflm`` /
-    ``tflm-cmsis`` (TFLite Micro's greedy arena incl. its persistent allocations: the arena you will need).
+    ``munas`` (neither counts). ``planner``: how peak SRAM is priced: ``tflm-mcu`` (default: the whole
+    TFLite Micro arena of a 32-bit MCU, the greedy planner's head plus the interpreter's persistent tail: the
+    arena you will need), ``tflm`` / ``tflm-cmsis`` (the head only: activations and scratch), ``optimal``
+    (activations in the best execution order: what a memory-aware code generator achieves; no runtime
+    tinyevo ships realises it), ``sequential`` (activations in IR order).
     """
 
     device: str | None = DEFAULT_DEVICE
@@ -173,7 +179,7 @@ class LimitsConfig:
     precision: Literal["int8", "float32"] = "int8"
     weights: int | None = None  # bytes
     sram_convention: Literal["mcunet", "munas"] = "mcunet"
-    planner: str = "optimal"
+    planner: str = DEFAULT_PLANNER
 
     def __post_init__(self) -> None:
         if self.planner not in PLANNER_CHOICES:
@@ -341,7 +347,7 @@ class RunConfig:
                     name=obj["estimator"]["name"], train=_freeze(obj["estimator"]["train"]),
                     teacher=obj["estimator"].get("teacher"), auto=tuple(obj["estimator"].get("auto", ())),
                 ),
-                limits=LimitsConfig(**obj["limits"]),
+                limits=LimitsConfig(**{"planner": "optimal", **obj["limits"]}),  # old runs: optimal
                 objectives=tuple(parse_objective(s) for s in obj["objectives"]),
                 budget=BudgetConfig(**obj["budget"]),
                 executor=ExecutorConfig(**obj["executor"]),
@@ -654,7 +660,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             precision=v.get("precision", "int8"),
             weights=size("weights"),
             sram_convention=v.get("sram_convention", "mcunet"),
-            planner=v.get("planner", "optimal"),
+            planner=v.get("planner", DEFAULT_PLANNER),
         ),
         objectives=tuple(parse_objective(o) for o in (objectives or ["val_acc:max"])),
         budget=BudgetConfig(

@@ -197,7 +197,11 @@ def _plot_final_curves(view: RunView, path: Path) -> bool:
 def write_plots(view: RunView, out_dir: Path) -> tuple[Path, ...]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    from tinyevo.cost.memory import sram_caption
+
     for metric, label in COST_AXES:
+        if metric == "peak_sram_bytes":  # name the runtime the number is for, e.g. SRAM (TFLM arena, 32-bit)
+            label = f"{sram_caption(view.config.limits.planner)} (bytes)"
         path = out_dir / f"{view.objective.metric}_vs_{metric}.png"
         if _plot_tradeoff(view, metric, label, path):
             written.append(path)
@@ -254,6 +258,8 @@ def _b64(path: Path) -> str:
 
 
 def render_html(view: RunView, images: tuple[Path, ...], *, top: int = 15) -> str:
+    from tinyevo.cost.memory import sram_caption
+
     cfg = view.config
     counts = view.counts()
     limits = ", ".join(f"{m} &le; {html.escape(fmt_metric(m, v))}" for m, v in view.bounds.items()) or "none"
@@ -268,7 +274,7 @@ def render_html(view: RunView, images: tuple[Path, ...], *, top: int = 15) -> st
             ["estimator", cfg.estimator.name],
             ["device", str(cfg.limits.device)],
             ["peak SRAM convention", cfg.limits.sram_convention],
-            ["peak SRAM planner", cfg.limits.planner],
+            ["peak SRAM planner", f"{cfg.limits.planner}: {sram_caption(cfg.limits.planner)}"],
             ["seed", str(cfg.seed)],
             ["budget", f"{cfg.budget.trials} evaluations"],
             ["phase", str(view.phase)],
