@@ -548,7 +548,7 @@ def start_run(
     """Start a new run in ``run_dir`` (default: a new directory under ``runs_root``) and carry it to the
     end."""
     config = resolve_run_identity(config)
-    if parts is None or parts.data is not None:  # defaults adapted to the data size, stored with the run
+    if parts is None or getattr(parts.data, "y_train", None) is not None:  # defaults adapted to the data size
         from tinyevo.run.sizing import size_run
 
         config = size_run(config, None if parts is None else parts.data).config

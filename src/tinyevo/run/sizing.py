@@ -92,11 +92,8 @@ class SizedRun:
 
     def describe(self) -> str:
         """One line: the split sizes and the training plans (for the CLI)."""
-        val = f"{self.n_val} val"
-        if self.val_min_per_class:
-            val += f" (>= min({self.val_min_per_class}, class size // 3) per class)"
         plans = [self.search] + ([self.final] if self.final is not None else [])
-        return (f"data: {self.n_train} train / {val} / {self.n_test} test; training: "
+        return (f"data: {self.n_train} train / {self.n_val} val / {self.n_test} test; training: "
                 + "; ".join(p.describe() for p in plans))
 
 
