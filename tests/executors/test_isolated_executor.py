@@ -107,7 +107,7 @@ def test_only_the_crashing_task_is_charged() -> None:
         ex.close()
     assert res[2].error == "WorkerCrashed: the evaluation process died with signal 11 (SIGSEGV) (2 attempts)"
     assert res[2].attempts == 2
-    innocent = [r for i, r in res.items() if i != 2]
+    innocent = [res[i] for i in sorted(res) if i != 2]
     assert [r.value for r in innocent] == [1, 2, 3, 4, 5]
     assert all(r.attempts == 1 and r.error is None for r in innocent)
 

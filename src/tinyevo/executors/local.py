@@ -102,6 +102,7 @@ def _worker_main(conn: Connection, parent_pid: int, threads: int | None, peak_rs
                 fn, fn_error = None, f"cannot load the task function in the worker: {type(exc).__name__}: {exc}"
             continue
         _, token, index, blob = msg
+        conn.send(("start", index))  # the time limit counts from here (not from the worker's start-up)
         if fn is None or token != fn_token:
             out: tuple[Any, ...] = (index, None, fn_error or "internal error: no task function", "", 0.0)
         else:
@@ -112,9 +113,9 @@ def _worker_main(conn: Connection, parent_pid: int, threads: int | None, peak_rs
             else:
                 out = (index, *run_task(fn, item))
         try:
-            conn.send(out)
+            conn.send(("done", *out))
         except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
-            conn.send((index, None, f"{type(exc).__name__}: cannot send the result: {exc}", out[3], out[4]))
+            conn.send(("done", index, None, f"{type(exc).__name__}: cannot send the result: {exc}", out[3], out[4]))
 
 
 # --- the driver side ------------------------------------------------------------------------------------------
@@ -314,7 +315,7 @@ class LocalPoolExecutor:
                             yield from self._charge(i, code, w, attempts, queue)
                         continue
                     w.task = i
-                    w.deadline = time.monotonic() + self.timeout_s if self.timeout_s is not None else float("inf")
+                    w.deadline = float("inf")  # until the worker says it started the task
                     busy[w.conn] = w
                 if not busy:
                     continue
@@ -327,10 +328,15 @@ class LocalPoolExecutor:
                     assert i is not None
                     if conn in ready:
                         try:
-                            index, value, error, worker, dur = conn.recv()
+                            msg = conn.recv()
                         except (EOFError, OSError):  # died before or while sending
                             pass
                         else:
+                            if msg[0] == "start":
+                                if self.timeout_s is not None:
+                                    w.deadline = now + self.timeout_s
+                                continue
+                            _, index, value, error, worker, dur = msg
                             del busy[conn]
                             w.task, w.served = None, w.served + 1
                             self._idle.append(w)
@@ -355,12 +361,13 @@ class LocalPoolExecutor:
         """Task ``i``'s worker died (with ``exitcode``): re-run it, or report it failed after ``retries``
         re-runs."""
         reason = death_reason(exitcode)
-        peak = w.peak_rss_kib.value / 1024
+        kib = w.peak_rss_kib.value  # sampled every 0.2 s: a lower bound (logged only, the record stays deterministic)
+        peak = f"peak RSS >= {kib / 1024:.0f} MiB" if kib else "peak RSS unknown"
         if attempts[i] <= self.retries:
-            log.warning("%s (task %d, peak RSS %.0f MiB); running it again", reason, i, peak)
+            log.warning("%s (task %d, %s); running it again", reason, i, peak)
             queue.appendleft(i)
             return
-        log.warning("%s (task %d, peak RSS %.0f MiB); giving up after %d attempt(s)", reason, i, peak, attempts[i])
+        log.warning("%s (task %d, %s); giving up after %d attempt(s)", reason, i, peak, attempts[i])
         suffix = f" ({attempts[i]} attempts)" if attempts[i] > 1 else ""
         yield TaskResult(i, None, reason + suffix, "", 0.0, attempts[i])
 
