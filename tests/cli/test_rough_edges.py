@@ -85,3 +85,35 @@ def test_an_objective_nothing_produces_is_one_line_naming_the_known_ones(
     assert err.count("\n") == 0 and "unknown objective metric 'accuracy'" in err
     assert "val_acc" in err and "peak_sram_bytes" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_search_says_first_what_it_does_and_which_limits_are_in_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # one line per item (stderr is captured, so rich reads COLUMNS)
+    run = tmp_path / "run"
+    assert main(["search", "--sram", "8KB", "--budget", "1", "--epochs", "1", "--no-final", "-q",
+                 "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "data digits: 1x8x8 inputs, 10 classes, " in err and " train / " in err
+    assert "space chain, strategy " in err and "estimator train (1 epochs)" in err
+    # --sram alone: the digits demo's 64 KB flash limit no longer applies, and the output says so
+    assert "limits in force: peak_sram_bytes <= 8.0 KB (--sram); flash_bytes <= 1.00 MB (device stm32f412)" in err
+    assert "digits demo limits" in err and "flash is now the device's flash" in err
+    assert f"run directory: {run}" in err
+
+
+def test_limit_sources_name_flag_config_device_and_demo() -> None:
+    from tinyevo.cli._startinfo import limit_sources
+    from tinyevo.run.components import make_limits
+    from tinyevo.run.config import build_config
+
+    def sources(given: dict[str, str], **flags: object) -> dict[str, str]:
+        cfg = build_config(None, **flags)
+        return limit_sources(cfg, make_limits(cfg.limits).bounds(), given)
+
+    assert sources({}) == {"peak_sram_bytes": "digits demo", "flash_bytes": "digits demo"}
+    assert sources({"device": "--device"}, device="stm32f412") == {
+        "peak_sram_bytes": "device stm32f412", "flash_bytes": "device stm32f412"}
+    assert sources({"flash": "config file", "macs": "--macs"}, flash="32KB", macs=1e6) == {
+        "peak_sram_bytes": "device stm32f412", "flash_bytes": "config file", "macs": "--macs"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from tinyevo.run.config import EXECUTOR_CHOICES, PLANNER_CHOICES, SRAM_CONVENTION_CHOICES, RunConfig
 
@@ -32,12 +35,19 @@ from tinyevo.run.config import EXECUTOR_CHOICES, PLANNER_CHOICES, SRAM_CONVENTIO
 
 class ProgressView:
     """Renders :class:`~tinyevo.run.engine.ProgressEvent` s as a rich progress bar (trials done, best so far,
-    feasible fraction, ETA) on ``console``."""
+    feasible fraction, ETA) on ``console``. On a narrow console (80 columns, or piped output) the bar, the ETA
+    and the description go first, so the counts stay whole. ``start_info(run_dir)`` gives lines printed when
+    the search starts (also when ``enabled`` is false)."""
 
-    def __init__(self, console: Console, *, objective: str = "val_acc", enabled: bool = True) -> None:
+    WIDE = 130  # columns from which the bar and the ETA are shown
+    MEDIUM = 90  # columns from which the "search" description is shown
+
+    def __init__(self, console: Console, *, objective: str = "val_acc", enabled: bool = True,
+                 start_info: Callable[[Path], list[str]] | None = None) -> None:
         self.console = console
         self.objective = objective
         self.enabled = enabled
+        self.start_info = start_info
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
@@ -50,25 +60,31 @@ class ProgressView:
         feas = "-" if math.isnan(ev.feasible_fraction) else f"{100 * ev.feasible_fraction:.0f}%"
         return {"trials": str(ev.trials), "best": best, "feasible": feas, "failed": str(ev.failed)}
 
+    def columns(self) -> list[Any]:
+        """The progress columns that fit the console: the counts always, the bar and the ETA when wide."""
+        width = self.console.width
+        counts = TextColumn(
+            "evals | trials {task.fields[trials]} | best {task.fields[best]} | "
+            "feasible {task.fields[feasible]} | failed {task.fields[failed]}"
+        )
+        cols: list[Any] = [SpinnerColumn()]
+        if width >= self.MEDIUM:
+            cols.append(TextColumn("[bold]{task.description}"))
+        if width >= self.WIDE:
+            cols.append(BarColumn())
+        cols += [MofNCompleteColumn(), counts, TimeElapsedColumn()]
+        if width >= self.WIDE:
+            cols += [TextColumn("ETA"), TimeRemainingColumn()]
+        return cols
+
     def __call__(self, ev: Any) -> None:
+        if ev.kind == "start" and self.start_info is not None and getattr(ev, "run_dir", None) is not None:
+            for line in self.start_info(ev.run_dir):
+                self.console.print(line, highlight=False)
         if not self.enabled:
             return
         if ev.kind == "start":
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn(
-                    "evals | trials {task.fields[trials]} | best {task.fields[best]} | "
-                    "feasible {task.fields[feasible]} | failed {task.fields[failed]}"
-                ),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=False,
-            )
+            self._progress = Progress(*self.columns(), console=self.console, transient=False)
             self._progress.start()
             if ev.message:
                 self._progress.console.print(f"[dim]{ev.message}[/dim]")
@@ -99,15 +115,17 @@ class ProgressView:
             self._progress = None
 
 
-def trials_table(view: Any, trials: list[Any], *, title: str) -> Table:
-    """A rich table of trials: number, status, objective, cost metrics, genome."""
+def trials_table(view: Any, trials: list[Any], *, title: str, genomes: bool = True) -> Table:
+    """A rich table of trials: number, status, objective, cost metrics and (``genomes``) genome. Narrow columns
+    fold (a header or a value breaks over lines) instead of losing characters; :func:`print_trials` prints
+    the genomes on their own lines when they do not fit."""
     from tinyevo.run.view import TABLE_METRICS, fmt_metric
 
     obj = view.objective.metric
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column(obj, justify="right", no_wrap=True)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("#", justify="right", overflow="fold")
+    table.add_column("status", overflow="fold")
+    table.add_column(obj, justify="right", overflow="fold")
     from tinyevo.cost.memory import sram_caption
 
     short = {
@@ -118,18 +136,39 @@ def trials_table(view: Any, trials: list[Any], *, title: str) -> Table:
         "params": "params",
     }
     for m in TABLE_METRICS:
-        table.add_column(short.get(m, m), justify="right", no_wrap=True)
-    table.add_column("genome", overflow="fold", min_width=20)
+        table.add_column(short.get(m, m), justify="right", overflow="fold")
+    if genomes:
+        table.add_column("genome", no_wrap=True, overflow="ignore")
     style = {"ok": "green", "infeasible": "yellow", "failed": "red"}
     for t in trials:
+        genome = Text(t.genome)  # not markup: a genome may hold brackets
+        if t.status.value == "failed":
+            genome.append(f"\n{t.error}", style="red")
         table.add_row(
             str(t.number),
             f"[{style[t.status.value]}]{t.status.value}[/]",
             fmt_metric(obj, t.metrics.get(obj)),
             *(fmt_metric(m, t.metrics.get(m)) for m in TABLE_METRICS),
-            t.genome if t.status.value != "failed" else f"{t.genome}\n[red]{t.error}[/]",
+            *((genome,) if genomes else ()),
         )
     return table
+
+
+def print_trials(console: Console, view: Any, trials: list[Any], *, title: str) -> None:
+    """:func:`trials_table` with the genome column where it fits on ``console`` uncut; otherwise the table
+    without it, then each genome on a line of its own (``#N GENOME``, never wrapped or cropped: copy-pasteable
+    at any terminal width and in piped output)."""
+    from rich.measure import Measurement
+
+    table = trials_table(view, trials, title=title)
+    if Measurement.get(console, console.options.update_width(10**6), table).maximum <= console.width:
+        console.print(table)
+        return
+    console.print(trials_table(view, trials, title=title, genomes=False))
+    for t in trials:
+        console.print(Text.assemble((f"#{t.number} ", "dim"), t.genome), soft_wrap=True)
+        if t.status.value == "failed":
+            console.print(Text(f"   {t.error}", style="red"))
 
 
 def finals_table(view: Any) -> Table:
@@ -164,7 +203,7 @@ def print_summary(console: Console, run_dir: Path, *, top: int = 5) -> None:
     counts = view.counts()
     best = [t for t in view.ranked() if t.ok][:top]
     if best:
-        console.print(trials_table(view, best, title=f"Best {len(best)} feasible models"))
+        print_trials(console, view, best, title=f"Best {len(best)} feasible models")
     else:
         console.print("[yellow]no feasible model was found; relax the limits or raise the budget[/yellow]")
     if view.finals:
@@ -301,6 +340,27 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return config
 
 
+def start_info_for(args: argparse.Namespace) -> Callable[[Path], list[str]]:
+    """What to print when the search of ``args`` starts: data, space, strategy, estimator, device, the limits
+    in force (with where each came from) and the run directory, read from the run's stored config."""
+    from tinyevo.cli._startinfo import given_options, start_lines
+    from tinyevo.run.config import load_config_file
+
+    given = given_options(args, load_config_file(args.config) if args.config else {})
+
+    def lines(run_dir: Path) -> list[str]:
+        from tinyevo.run.components import cached_dataset
+        from tinyevo.run.view import open_run
+
+        view = open_run(run_dir)
+        cfg = view.config
+        d = cfg.data
+        data = cached_dataset(d.spec, cfg.seed, d.val_fraction, d.val_min_per_class)  # as the engine: cached
+        return start_lines(cfg, data, view.bounds, view.run_dir, given)
+
+    return lines
+
+
 def report_stop(err: Console, stopped: str) -> None:
     if stopped == "exhausted":
         err.print("[yellow]the strategy ran out of new genomes before the budget was spent[/yellow]")
@@ -328,7 +388,8 @@ def run_search_command(args: argparse.Namespace) -> int:
         out = load_out_from_config(args.config)
     run_dir = Path(out) if out else new_run_dir(Path("runs"), config)
     console = Console()
-    view = ProgressView(err, objective=config.objectives[0].metric, enabled=not args.quiet)
+    view = ProgressView(err, objective=config.objectives[0].metric, enabled=not args.quiet,
+                        start_info=start_info_for(args))
     try:
         result = start_run(config, run_dir=run_dir, progress=view)
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ import sys
 
 from rich.console import Console
 
-from tinyevo.cli.search import finals_table, trials_table
+from tinyevo.cli.search import finals_table, print_trials
 
 
 def run_show_command(args: argparse.Namespace) -> int:
@@ -43,9 +43,9 @@ def run_show_command(args: argparse.Namespace) -> int:
     )
     ranked = view.ranked()
     shown = ranked if args.all else ranked[: args.top]
-    console.print(trials_table(view, shown, title=f"Trials, best first ({len(shown)} of {len(ranked)})"))
+    print_trials(console, view, shown, title=f"Trials, best first ({len(shown)} of {len(ranked)})")
     objs = ", ".join(f"{o.metric} {o.direction}" for o in view.pareto_objectives())
-    console.print(trials_table(view, view.pareto(), title=f"Pareto front ({objs})"))
+    print_trials(console, view, view.pareto(), title=f"Pareto front ({objs})")
     if view.finals:
         console.print(finals_table(view))
     return 0

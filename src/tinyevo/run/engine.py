@@ -81,6 +81,7 @@ class ProgressEvent:
     final: FinalModel | None = None
     message: str = ""
     time_limit_s: float | None = None
+    run_dir: Path | None = None  # the run's directory (its stored config says what runs)
 
     @property
     def feasible_fraction(self) -> float:
@@ -222,6 +223,7 @@ class Engine:
                 best=c.best,
                 elapsed_s=time.monotonic() - self._start,
                 time_limit_s=self.time_s,
+                run_dir=self.run_dir,
                 **extra,
             )
         )
