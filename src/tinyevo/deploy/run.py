@@ -58,16 +58,15 @@ def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, T
 def load_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, Trial, ArchIR, dict[str, Any], Any]:
     """(run view, trial, architecture, retrained ``state_dict``, data set) of a retrained trial of a run (default:
     the run's model); errors as :func:`find_trial`."""
-    import torch
-
     from tinyevo.run.components import cached_dataset, make_space
+    from tinyevo.run.final import load_weights
 
     view, t, weights = find_trial(run_dir, trial=trial)
     cfg = view.config
     data = cached_dataset(cfg.data.spec, cfg.seed, cfg.data.val_fraction, cfg.data.val_min_per_class)
     space = make_space(cfg.space, input_shape=data.input_shape, num_classes=data.num_classes)
     ir = space.decode(space.parse(t.genome))
-    return view, t, ir, torch.load(weights, weights_only=True), data
+    return view, t, ir, load_weights(weights), data
 
 
 def export_trial(

@@ -676,9 +676,9 @@ def _load_checkpoint(path: str | os.PathLike[str], fingerprint: str) -> dict | N
 
 
 def _save_checkpoint(path: str | os.PathLike[str], state: dict) -> None:
-    tmp = f"{os.fspath(path)}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from tinyevo.fsutil import atomic_write
+
+    atomic_write(path, lambda fh: torch.save(state, fh))  # unique temp file + rename: no planted link followed
 
 
 def train_model(

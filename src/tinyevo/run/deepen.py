@@ -122,7 +122,8 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
     from tinyevo.estimators.training import accuracy
     from tinyevo.nn import build_model
     from tinyevo.run.engine import build_parts
-    from tinyevo.run.final import _atomic_write, model_dir
+    from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
+    from tinyevo.run.final import load_weights, model_dir
 
     view, parent, weights = find_trial(run_dir, trial=trial)
     run_dir = view.run_dir
@@ -135,7 +136,7 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
                           f"{parts.problem.hard_violation(cost):.1%}); insert a smaller layer")
 
     old = build_model(space.decode(space.parse(parent.genome)), seed=0)
-    old.load_state_dict(torch.load(weights, weights_only=True))
+    old.load_state_dict(load_weights(weights))
     model = build_model(space.decode(child), seed=seed)
     model.load_state_dict({**model.state_dict(), **shift_layer_keys(old.state_dict(), position)})
     identity_init(model, position)
@@ -156,11 +157,10 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
         now = time.time()
         new = Trial(number=number, genome=str(child), status=Status.OK, metrics={**cost, "val_acc": val_acc},
                     parents=(parent.genome,), generation=parent.generation + 1, origin=ORIGIN)
-        out = model_dir(run_dir, number)
-        out.mkdir(parents=True, exist_ok=True)
+        out = ensure_dir(model_dir(run_dir, number), root=run_dir)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        _atomic_write(out / "model.pt", lambda p: torch.save(state, p))
-        _atomic_write(out / "genome.txt", lambda p: p.write_text(f"{child}\n"))
+        atomic_write(out / "model.pt", lambda fh: torch.save(state, fh), root=run_dir)
+        atomic_write_text(out / "genome.txt", f"{child}\n", root=run_dir)
         before = json.loads(weights.with_name("metrics.json").read_text()).get("final", {}) \
             if weights.with_name("metrics.json").is_file() else {}
         final = {"val_acc": val_acc, "test_acc": test_acc, "epochs": 0.0, "final_train_s": 0.0,
@@ -170,7 +170,7 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
                "cost": cost, "deepened_from": {"trial": parent.number, "genome": parent.genome,
                                                "position": position, "layer": layer, "final": before,
                                                "max_logit_diff": diff}}
-        _atomic_write(out / "metrics.json", lambda p: p.write_text(json.dumps(doc, indent=2, allow_nan=True)))
+        atomic_write_text(out / "metrics.json", json.dumps(doc, indent=2, allow_nan=True), root=run_dir)
         storage.add(TrialRecord(trial=new, cost=cost, parent_ids=(parent.number,), started_at=now,
                                 finished_at=now, worker=ORIGIN))
         storage.add_final(FinalModel(trial=number, genome=str(child), metrics={**cost, **final},

@@ -607,12 +607,23 @@ def resume_run(
     ``executor_config`` may change where evaluations run (workers, Dask); the batch size stays the stored one,
     so the trials are the same as those of an uninterrupted run. ``time_s`` bounds this session's search time
     (default: the stored ``--time``).
+
+    A run directory may come from someone else, so a network address stored in it is never used: a run that
+    joined a Dask scheduler (``--scheduler``) resumes on a local Dask cluster unless ``executor_config`` (the
+    caller, e.g. ``tinyevo resume --scheduler``) names the scheduler again. (A Dask client unpickles what its
+    scheduler sends, so connecting to a scheduler named by a stranger's run would run their code here.)
     """
     db = _db(run_dir)
     run_dir = db.parent
     storage = SQLiteStorage(db)
     try:
         config = RunConfig.from_json(storage.meta().config)
+        if config.executor.scheduler is not None:
+            log.warning(
+                "not connecting to the Dask scheduler stored in %s (%s): resuming on a local cluster; pass "
+                "--scheduler again to use a remote one", run_dir, config.executor.scheduler
+            )
+            config = replace(config, executor=replace(config.executor, scheduler=None))
         if executor_config is not None:
             ex = executor_config
             config = replace(

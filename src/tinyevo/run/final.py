@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
 from tinyevo.storage.base import FinalModel
 from tinyevo.strategies.base import Objective, Problem, Status, Trial, rank_key
 
@@ -103,10 +103,27 @@ def _json_default(obj: object) -> object:
     return str(obj)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+def load_weights(path: str | Path) -> dict[str, Any]:
+    """The ``state_dict`` saved in ``path`` (a retrained model's ``model.pt``), loaded with
+    ``torch.load(weights_only=True)``: a file that holds anything but tensors (e.g. a pickled object planted in
+    someone else's run directory, which plain ``torch.load`` would run) or that is damaged is a
+    :class:`~tinyevo.errors.StorageError`, one line."""
+    import torch
+
+    from tinyevo.errors import StorageError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise StorageError(f"weights file {path} is missing") from None
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError (not a zip file), EOFError, ...
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise StorageError(
+            f"{path} is not a plain weights file (weights-only loading refused it: {first[:160]})"
+        ) from None
+    if not isinstance(state, dict):
+        raise StorageError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    return state
 
 
 def model_dir(run_dir: Path, trial: int) -> Path:
@@ -137,8 +154,7 @@ def retrain(
     import torch
 
     ir = space.decode(space.parse(trial.genome))
-    out = model_dir(run_dir, trial.number)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(model_dir(run_dir, trial.number), root=run_dir)  # (no planted links inside the run)
     ckpt = out / CHECKPOINT
     if trainer is None:  # tinyevo's trainer: checkpointed, so a killed retraining goes on where it was saved
         from tinyevo.estimators import train_model
@@ -148,7 +164,7 @@ def retrain(
     before: dict[str, Any] | None = None
     extra: dict[str, Any] = {}
     if continue_from is not None:
-        extra["init_state"] = torch.load(continue_from, weights_only=True)
+        extra["init_state"] = load_weights(continue_from)
         earlier = Path(continue_from).with_name("metrics.json")
         before = json.loads(earlier.read_text()).get("final") if earlier.is_file() else None
     if teacher is not None:
@@ -169,10 +185,10 @@ def retrain(
              and float(before.get("val_acc", math.nan)) > metrics.get("val_acc", math.nan))
     # (a NaN on either side compares False: then the new cycle replaces the earlier one)
     home, out = out, (out / "rejected" if worse else out)
-    out.mkdir(exist_ok=True)
+    ensure_dir(out, root=run_dir)
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
-    _atomic_write(out / "model.pt", lambda p: torch.save(state, p))
-    _atomic_write(out / "genome.txt", lambda p: p.write_text(trial.genome + "\n"))
+    atomic_write(out / "model.pt", lambda fh: torch.save(state, fh), root=run_dir)
+    atomic_write_text(out / "genome.txt", trial.genome + "\n", root=run_dir)
     if continue_from is not None:  # epochs and seconds over every cycle of this model
         prior = before or {}
         for key in ("epochs", "final_train_s"):
@@ -188,12 +204,10 @@ def retrain(
         "continued_from": before,
         "teacher": teacher if teacher is None or isinstance(teacher, str) else list(teacher),
     }
-    _atomic_write(
-        out / "metrics.json",
-        lambda p: p.write_text(json.dumps(doc, indent=2, default=_json_default, allow_nan=True)),
-    )
+    atomic_write_text(out / "metrics.json", json.dumps(doc, indent=2, default=_json_default, allow_nan=True),
+                      root=run_dir)
     history = [asdict(h) if is_dataclass(h) else h for h in getattr(result, "history", ())]
-    _atomic_write(out / "history.json", lambda p: p.write_text(json.dumps(history, indent=1, allow_nan=True)))
+    atomic_write_text(out / "history.json", json.dumps(history, indent=1, allow_nan=True), root=run_dir)
     ckpt.unlink(missing_ok=True)
     return FinalModel(
         trial=trial.number,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
 from tinyevo.run.view import TABLE_METRICS, RunView, fmt_metric, open_run
 from tinyevo.strategies.base import Status, Trial
 
@@ -107,7 +108,7 @@ def _plot_tradeoff(view: RunView, metric: str, label: str, path: Path) -> bool:
     ax.set_title(f"{obj.metric} vs {label}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.savefig(path)
+    _save(fig, path)
     return True
 
 
@@ -143,7 +144,7 @@ def _plot_best_so_far(view: RunView, path: Path) -> bool:
     ax.set_title(f"best {obj.metric} so far")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.savefig(path)
+    _save(fig, path)
     return True
 
 
@@ -190,12 +191,17 @@ def _plot_final_curves(view: RunView, path: Path) -> bool:
     ax.set_title("final retraining: validation accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.savefig(path)
+    _save(fig, path)
     return True
 
 
+def _save(fig: object, path: Path) -> None:
+    """Save a figure without writing through a link planted at ``path`` (a unique temporary file, renamed)."""
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png"))  # type: ignore[attr-defined]
+
+
 def write_plots(view: RunView, out_dir: Path) -> tuple[Path, ...]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir, root=view.run_dir)  # no planted links inside the run directory
     written = []
     from tinyevo.cost.memory import sram_caption
 
@@ -364,5 +370,5 @@ def write_report(run_dir: str | Path, *, out_dir: str | Path | None = None) -> R
     out = Path(out_dir) if out_dir is not None else view.run_dir / "report"
     images = write_plots(view, out)
     page = out / "report.html"
-    page.write_text(render_html(view, images), encoding="utf-8")
+    atomic_write_text(page, render_html(view, images))
     return ReportFiles(html=page, images=images)
