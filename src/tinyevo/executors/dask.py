@@ -1,7 +1,8 @@
 """Dask distributed executor (optional extra ``tinyevo[dask]``).
 
 Without a scheduler address it starts a :class:`distributed.LocalCluster` bound to ``127.0.0.1`` with the
-dashboard off (one single-threaded worker process per ``workers``). With ``scheduler="tcp://HOST:PORT"`` it
+dashboard off -- no HTTP server listens, not even Dask's plain one -- (one single-threaded worker process per
+``workers``). With ``scheduler="tcp://HOST:PORT"`` it
 joins an existing cluster; ``workers`` then only sets how many tasks the driver keeps in flight.
 
 Tasks are submitted with ``pure=False``. When a worker dies, the scheduler re-runs its tasks on another worker
@@ -55,15 +56,30 @@ class DaskExecutor:
         self.scheduler = scheduler
         self._cluster = None
         if scheduler is None:
-            with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+            # no HTTP server at all: ``dashboard_address=None`` only turns the Bokeh pages off, the scheduler still
+            # serves its other HTTP routes on 127.0.0.1:8787 (and each worker on a random port) to any local process
+            with dask.config.set({
+                "distributed.scheduler.allowed-failures": retries,
+                "distributed.scheduler.http.routes": [],
+                "distributed.worker.http.routes": [],
+            }):
                 self._cluster = distributed.LocalCluster(
                     host="127.0.0.1",
                     n_workers=workers,
                     threads_per_worker=threads_per_worker,
                     processes=processes,
                     dashboard_address=None,
+                    worker_dashboard_address=None,
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                 )
-            self._client = distributed.Client(self._cluster)
+            try:
+                self._cluster.sync(_stop_http_server, self._cluster.scheduler)
+                self._cluster.scheduler_info.get("services", {}).pop("dashboard", None)  # (no link to show)
+                self._client = distributed.Client(self._cluster)
+                self._client.run(_stop_http_server)
+            except BaseException:
+                self._cluster.close()
+                raise
         else:
             if not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
                 raise ConfigError(f"--scheduler must look like tcp://HOST:PORT, got {scheduler!r}")
@@ -96,6 +112,14 @@ class DaskExecutor:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+
+async def _stop_http_server(dask_worker: Any) -> None:
+    """Close the HTTP server of a Dask scheduler or worker (run on its event loop) and forget it, so that no
+    dashboard link is advertised."""
+    server = dask_worker.services.pop("dashboard", None)
+    if server is not None:
+        server.stop()
 
 
 @EXECUTORS.register(
