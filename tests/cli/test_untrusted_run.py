@@ -95,3 +95,24 @@ def test_resume_help_says_a_stored_scheduler_is_not_used(capsys: pytest.CaptureF
         main(["resume", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "never connected to" in out and "--scheduler again" in out
+
+
+@pytest.mark.parametrize("planted", ["export", "out"])
+def test_export_does_not_write_through_a_planted_folder_link(retrained_run: Path, tmp_path: Path, planted: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    run = _copy(retrained_run, tmp_path)
+    with SQLiteStorage(run / DB_NAME, readonly=True) as s:
+        number = s.finals()[0].trial
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "model.onnx").write_text("precious\n")
+    if planted == "export":
+        (run / "export").symlink_to(victim)
+    else:
+        (run / "export").mkdir(exist_ok=True)
+        (run / "export" / f"trial-{number:04d}-onnx").symlink_to(victim)
+    capsys.readouterr()
+    assert main(["export", str(run), "--trial", str(number), "--format", "onnx"]) == 2
+    _one_line_error(capsys, "symbolic link")
+    assert sorted(p.name for p in victim.iterdir()) == ["model.onnx"]
+    assert (victim / "model.onnx").read_text() == "precious\n"

@@ -80,5 +80,9 @@ def export_trial(
     """Export a retrained trial of a run (default out dir: ``RUN/export/trial-NNNN-FORMAT``)."""
     view, t, ir, state, data = load_trial(run_dir, trial=trial)
     out = Path(out_dir) if out_dir is not None else view.run_dir / "export" / f"trial-{t.number:04d}-{fmt}"
+    if out_dir is None:  # inside the run directory, which may come from someone else: no planted links
+        from tinyevo.fsutil import refuse_links
+
+        refuse_links(view.run_dir / "export", out)
     device = options.device if options.device is not None else view.config.limits.device
     return export_model(ir, state, data, fmt=fmt, out_dir=out, options=replace(options, device=device))
