@@ -116,3 +116,30 @@ def test_export_does_not_write_through_a_planted_folder_link(retrained_run: Path
     _one_line_error(capsys, "symbolic link")
     assert sorted(p.name for p in victim.iterdir()) == ["model.onnx"]
     assert (victim / "model.onnx").read_text() == "precious\n"
+
+
+def test_resume_runs_locally_instead_of_joining_the_stored_scheduler(retrained_run: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import socket
+
+    pytest.importorskip("distributed")
+    run = _copy(retrained_run, tmp_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    address = "tcp://127.0.0.1:%d" % listener.getsockname()[1]
+    try:
+        con = sqlite3.connect(run / DB_NAME)
+        config = json.loads(con.execute("SELECT config FROM run").fetchone()[0])
+        config["executor"].update(name="dask", scheduler=address)
+        con.execute("UPDATE run SET config = ?", (json.dumps(config),))
+        con.commit()
+        con.close()
+        capsys.readouterr()
+        assert main(["resume", str(run), "--quiet"]) == 0
+        err = capsys.readouterr().err
+        with pytest.raises(BlockingIOError):  # nobody knocked
+            listener.accept()
+    finally:
+        listener.close()
+    assert "local cluster" in " ".join(err.split()) and address in err
