@@ -4,6 +4,7 @@ Exports a retrained trial (default: the best one) of a run. ``tflite`` and ``c``
 (``--no-int8`` for float32), ``onnx`` is float by default. For ``tflite`` and ``c`` the model is run on the
 TFLite-Micro interpreter on the test split and ``report.json`` records the flatbuffer size, the arena TFLM needs,
 the cost model's estimates and float / int8 accuracy in PyTorch and on TFLM. Needs ``pip install 'tinyevo[deploy]'``.
+The output folder is written completely or not at all. The converters' and TFLM's own output is shown with ``-v``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from tinyevo.cli._quiet import third_party_output_hidden
     from tinyevo.deploy.export import ExportOptions
     from tinyevo.deploy.quantize import QuantConfig
     from tinyevo.deploy.run import export_trial
@@ -51,7 +53,8 @@ def run_export(args: argparse.Namespace) -> int:
                         qat_threshold=args.qat_threshold / 100.0)
     options = ExportOptions(int8=args.int8, quant=quant, test_samples=args.test_samples, name=args.name,
                             prune=args.prune, prune_epochs=args.prune_epochs)
-    report = export_trial(args.run, trial=args.trial, fmt=args.fmt, out_dir=args.out, options=options)
+    with third_party_output_hidden(getattr(args, "verbose", False)):
+        report = export_trial(args.run, trial=args.trial, fmt=args.fmt, out_dir=args.out, options=options)
     doc = report.as_json()
     if args.json:
         print(json.dumps(doc, indent=2))

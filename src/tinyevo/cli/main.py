@@ -2,20 +2,22 @@
 
 A subcommand module defines ``register(subparsers) -> None`` which adds its parser and sets
 ``func=handler`` where ``handler(args) -> int`` returns the exit code. Named tinyevo errors become one line on
-stderr and exit code 2, as do argparse errors.
+stderr and exit code 2, as do argparse errors. ``-v`` / ``--verbose`` (before or after the command) shows debug
+messages and third-party output, which is hidden otherwise (:mod:`tinyevo.cli._quiet`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-import logging
 import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
 from tinyevo import __version__
+from tinyevo.cli._quiet import configure_logging
 from tinyevo.errors import TinyEvoError
 
 
@@ -28,7 +30,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tinyevo", description="Hardware-aware evolutionary NAS for microcontrollers.")
     parser.add_argument("--version", action="version", version=f"tinyevo {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show debug messages and third-party output (warnings, converter logs)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     import tinyevo.cli as pkg
 
@@ -39,13 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
+    for command in {id(p): p for p in sub.choices.values()}.values():  # `-v` after the command works too
+        with contextlib.suppress(argparse.ArgumentError):  # a command that uses -v itself keeps it
+            command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                 help="show debug messages and third-party output")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -400,17 +400,19 @@ def run_search_command(args: argparse.Namespace) -> int:
     print_summary(console, result.run_dir)
     report_stop(err, result.stopped)
     if getattr(args, "verify", False):
-        verify_on_tflm(console, err, result.run_dir)
+        verify_on_tflm(console, err, result.run_dir, verbose=getattr(args, "verbose", False))
     return 0
 
 
-def verify_on_tflm(console: Console, err: Console, run_dir: Path) -> None:
+def verify_on_tflm(console: Console, err: Console, run_dir: Path, *, verbose: bool = False) -> None:
     """Export the best retrained model to int8 .tflite and print TFLM's measured arena and accuracy."""
+    from tinyevo.cli._quiet import third_party_output_hidden
     from tinyevo.cli.export import print_deploy_report
     from tinyevo.deploy.run import export_trial
 
     err.print("verifying the best model on TFLite-Micro (int8 export) ...")
-    report = export_trial(run_dir, fmt="tflite")
+    with third_party_output_hidden(verbose):
+        report = export_trial(run_dir, fmt="tflite")
     print_deploy_report(console, report)
 
 

@@ -14,10 +14,16 @@ Optionally the network is first pruned (:mod:`tinyevo.deploy.prune`) and fine-tu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
+import re
+import secrets
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +35,7 @@ from tinyevo.deploy.errors import DeployError
 from tinyevo.deploy.graph import strip_passthrough
 from tinyevo.deploy.model import accuracy, load_weights, predict
 from tinyevo.deploy.quantize import QuantConfig, quantize_int8
+from tinyevo.errors import ConfigError
 from tinyevo.ir import ArchIR
 
 log = logging.getLogger(__name__)
@@ -44,7 +51,8 @@ class ExportOptions:
     ``test_samples`` caps the test rows run through the runtimes (a seeded random subset; ``None``: the whole
     test split).
     ``prune``: fraction of channels to remove before quantisation (0 = no pruning), fine-tuned with
-    ``prune_epochs`` epochs.
+    ``prune_epochs`` epochs. ``name`` is the base name of the files: a plain file name (for the ``c`` format also
+    a C identifier, the array's name).
     """
 
     int8: bool | None = None
@@ -61,6 +69,17 @@ class ExportOptions:
             raise DeployError(f"test_samples must be positive, got {self.test_samples}")
         if not 0.0 <= self.prune < 1.0:
             raise DeployError(f"prune must be a fraction in [0, 1), got {self.prune}")
+        check_name(self.name)
+
+
+_SEPARATORS = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+_C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_name(name: str) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a plain file name (the files must stay in the output folder)."""
+    if not name or name in (".", "..") or any(c in name for c in _SEPARATORS) or "\0" in name:
+        raise ConfigError(f"export name {name!r} must be a plain file name, without path separators or '..'")
 
 
 DEFAULT_OPTIONS = ExportOptions()
@@ -184,9 +203,51 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise DeployError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    start = time.perf_counter()
+    if fmt == "c" and not _C_IDENT.match(options.name):
+        raise ConfigError(f"export name {options.name!r} must be a C identifier for the c format (it names the "
+                          "array)")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DeployError(f"the output path {out} exists and is not a folder")
+    with _staging(out) as stage:
+        report = _export_into(ir, state_dict, data, fmt=fmt, stage=stage, out=out, options=options)
+    return report
+
+
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A hidden folder beside ``out`` to write the files into. On success they move into ``out`` (a new ``out`` is
+    the staging folder renamed, in one step; an existing one gets the files replaced one by one, other files in it
+    are kept). On any failure the staging folder and the parent folders created for it are removed, so that no
+    half-written export is left behind."""
+    missing = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.parent / f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}.partial"
+    stage.mkdir()
+    try:
+        yield stage
+        if not out.exists():
+            os.rename(stage, out)
+        else:
+            for f in sorted(stage.iterdir()):
+                os.replace(f, out / f.name)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for p in missing:  # deepest first
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _export_into(ir: ArchIR, state_dict: dict[str, torch.Tensor] | None, data: Any, *, fmt: Format, stage: Path,
+                 out: Path, options: ExportOptions) -> DeployReport:
+    """:func:`export_model`'s work: files are written into ``stage`` and reported under ``out``."""
+    start = time.perf_counter()
     int8 = options.int8 if options.int8 is not None else fmt in ("tflite", "c")
     data = _fit_data(ir, data)
     rng = np.random.default_rng(options.seed)
@@ -211,7 +272,7 @@ def export_model(
     if fmt == "onnx":
         from tinyevo.deploy.onnx import export_onnx
 
-        path = out / f"{options.name}.onnx"
+        path = stage / f"{options.name}.onnx"
         onnx_result = export_onnx(model, lean.input_shape, path, int8=int8,
                                   calibration=np.asarray(data.x_train), config=options.quant, rng=rng)
         files.append(path)
@@ -233,7 +294,9 @@ def export_model(
             flatbuffer = to_tflite_float(model, lean.input_shape)
         arena = measure_arena(flatbuffer)
         info = inspect_flatbuffer(flatbuffer)
-        run = run_tflm(flatbuffer, x_test, arena_size=arena.required)
+        # in-process runs use the generous size the arena was measured with (a child process ran the model with
+        # it), never a size near the minimum: TFLM may crash instead of raising there
+        run = run_tflm(flatbuffer, x_test, arena_size=arena.measured_with)
         fields[("int8" if int8 else "float") + "_accuracy_tflm"] = accuracy(run.predictions, y_test)
         fields["tflm_torch_agreement"] = accuracy(run.predictions, torch_pred)
         fields.update(tflite_bytes=len(flatbuffer), arena_bytes=arena.required, arena_reported_bytes=arena.total,
@@ -241,7 +304,7 @@ def export_model(
                       arena_tail_bytes=arena.tail, ops=info.op_names())
         fields.update(_mcu32_arena(info, arena.head))
         model_bytes = len(flatbuffer)
-        path = out / f"{options.name}.tflite"
+        path = stage / f"{options.name}.tflite"
         path.write_bytes(flatbuffer)
         files.append(path)
         if fmt == "c":
@@ -254,10 +317,9 @@ def export_model(
                          "measured_on": "tflite-micro Python interpreter (64-bit host, reference kernels)",
                          "sections": {k: {"used": u, "requested": r, "count": c}
                                       for k, (u, r, c) in arena.sections.items()}}
-            files.extend(write_c_files(out, flatbuffer, name=options.name, arena=arena_doc,
+            files.extend(write_c_files(stage, flatbuffer, name=options.name, arena=arena_doc,
                                        source=f"{'int8' if int8 else 'float32'} TFLite flatbuffer"))
-    report = DeployReport(format=fmt, int8=int8, files=tuple(str(f) for f in files), model_bytes=model_bytes,
-                          seconds=time.perf_counter() - start, **fields)
-    report_path = out / "report.json"
-    report_path.write_text(json.dumps(report.as_json(), indent=2) + "\n")
+    report = DeployReport(format=fmt, int8=int8, files=tuple(str(out / f.name) for f in files),
+                          model_bytes=model_bytes, seconds=time.perf_counter() - start, **fields)
+    (stage / "report.json").write_text(json.dumps(report.as_json(), indent=2) + "\n")
     return report

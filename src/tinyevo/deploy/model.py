@@ -167,7 +167,8 @@ def predict(model: nn.Module, x: np.ndarray, *, batch_size: int = 256) -> np.nda
     """Class predictions of ``model`` (which must accept ``x``'s layout) for every row of ``x``."""
     out = []
     for i in range(0, len(x), batch_size):
-        logits = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)))
+        # a copy: the rows may be a read-only view (a cached data set), which torch.from_numpy warns about
+        logits = model(torch.from_numpy(np.array(x[i : i + batch_size], dtype=np.float32)))
         out.append(logits.argmax(1).numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 

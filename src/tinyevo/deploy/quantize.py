@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -304,6 +305,16 @@ def _export(module: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
     return ep.module()
 
 
+def _to_eval(program: torch.fx.GraphModule, move_to_eval: Callable[[torch.fx.GraphModule], object]) -> None:
+    """Switch an exported program to inference: ``move_to_eval`` (torchao's ``move_exported_model_to_eval``) rewrites
+    its dropout / batch-norm ops; the modules' ``training`` flags, which exported programs leave at ``True`` (their
+    ``eval()`` is disabled), are cleared too, so that converters see an inference model (litert-torch warns "converted
+    in training mode" otherwise)."""
+    move_to_eval(program)
+    for module in program.modules():
+        module.training = False
+
+
 def _calibrate(program: torch.fx.GraphModule, x: np.ndarray, batch_size: int) -> None:
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
@@ -344,7 +355,7 @@ def quantize_int8(
     prepared = prepare_pt2e(_export(wrapped, example), quantizer)
     _calibrate(prepared, calib, config.batch_size)
     program = convert_pt2e(prepared, fold_quantize=False)
-    move_exported_model_to_eval(program)
+    _to_eval(program, move_exported_model_to_eval)
 
     never = config.qat_mode == "never" or (config.qat_mode == "auto" and config.qat_threshold is None)
     if y_train is None or never:
@@ -369,7 +380,7 @@ def quantize_int8(
              train_mode=False)
     move_exported_model_to_eval(qat_prog)
     qat_program = convert_pt2e(qat_prog, fold_quantize=False)
-    move_exported_model_to_eval(qat_program)
+    _to_eval(qat_program, move_exported_model_to_eval)
     acc_qat = accuracy(predict(qat_program, x[check]), y_check)
     log.info("QAT on %d check rows: int8 %.4f (PTQ %.4f)", len(check), acc_qat, acc_int8)
     if acc_qat > acc_int8 or config.qat_mode == "always":

@@ -27,9 +27,11 @@ def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, T
     finals = {f.trial: f for f in view.finals}
     if trial is None:
         if not finals:
+            hint = (f"retrain its best candidates with `tinyevo retrain {view.run_dir}`" if view.phase == "done"
+                    else f"finish the run with `tinyevo resume {view.run_dir}`")
             raise DeployError(
                 f"run {view.run_dir} has no retrained model to export (final retraining was disabled or has not "
-                "finished); finish it with `tinyevo resume`, or pass --trial of a retrained model"
+                f"finished); {hint}, or pass --trial of a retrained model"
             )
         number = best_final(view.finals).trial  # type: ignore[union-attr]
     else:

@@ -2,6 +2,9 @@
 
 TFLM's ``RecordingMicroAllocator`` prints its arena usage ("Arena allocation total N bytes", head / tail and
 per-section lines) to the C-level stderr; :func:`measure_arena` captures that file descriptor and parses it.
+TFLM may crash the process instead of raising when an arena is slightly too small, so every load at a size that is
+not known to work runs in a child process (:func:`probe_arena`, :mod:`tinyevo.deploy._tflm_probe`); in-process
+runs (:func:`run_tflm`) only use sizes a child has run the model with.
 The *head* is the non-persistent part: the activation buffers laid out by the memory planner plus kernel scratch
 buffers. The *tail* holds persistent data: TfLiteEvalTensor structs, per-op user data (quantisation multipliers
 and shifts, per-channel), node/registration structs. Tail sizes depend on the host's pointer width (the Python
@@ -14,15 +17,24 @@ constant bytes) so that the cost model can be compared op by op.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import logging
 import os
 import re
+import signal
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from tinyevo.deploy.errors import DeployError, require
+
+log = logging.getLogger(__name__)
 
 _TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 _HEAD = re.compile(r"Arena allocation head (\d+) bytes")
@@ -61,7 +73,7 @@ class ArenaReport:
 
     ``total`` / ``head`` / ``tail`` are what the RecordingMicroAllocator reports after allocation.
     ``required`` is the smallest ``arena_size`` with which the interpreter actually loads and runs the model
-    (bisected): it can exceed ``total`` because kernels' Prepare() allocates temporary TfLiteTensors (and their
+    (bisected in child processes; a size that was seen to work): it can exceed ``total`` because kernels' Prepare() allocates temporary TfLiteTensors (and their
     per-channel quantisation arrays) between head and tail, which are freed before the report is taken.
     """
 
@@ -70,6 +82,7 @@ class ArenaReport:
     tail: int  # persistent: eval tensors, per-op data, node structs, quantisation params
     required: int  # smallest working arena_size
     sections: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # name -> (used, requested, count)
+    measured_with: int = 0  # the (generous) arena_size the report was taken with: known to load and run
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,7 @@ def inspect_flatbuffer(model: bytes) -> FlatbufferInfo:
 
 
 def _interpreter(model: bytes, arena_size: int):
+    """An in-process interpreter; only for sizes :func:`_ensure_loads` has confirmed in a child process."""
     runtime = _runtime()
     with _captured_fds(2) as text:
         try:
@@ -163,15 +177,140 @@ def _default_arena(model: bytes) -> int:
     return 4 * activations + 2 * len(model) + (64 << 10)
 
 
+# --- probing in a child process -------------------------------------------------------------------------------
+# TFLM can crash the process (SIGSEGV) instead of raising when the arena is a few bytes too small (for the default
+# digits model, sizes 3,072-3,087 B crash while 3,088 B works and smaller sizes raise). So every load at a size not
+# known to work runs in a child (:mod:`tinyevo.deploy._tflm_probe`); a size that crashed counts as "does not fit"
+# and the bisection goes on in a fresh child. Sizes that loaded and ran in a child are remembered per model, and
+# only those are used in-process (:func:`run_tflm`).
+
+_PROBE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "tinyevo.deploy._tflm_probe")
+_MAX_CHILDREN = 64  # crashes tolerated per bisection (each costs one child start, ~0.3 s)
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGFPE, signal.SIGILL}
+_CONFIRMED: set[tuple[str, int]] = set()  # (sha256 of the model, arena size) that loaded and ran in a child
+
+
+def _digest(model: bytes) -> str:
+    return hashlib.sha256(model).hexdigest()
+
+
+def _confirm(model: bytes, size: int) -> None:
+    if len(_CONFIRMED) > 4096:
+        _CONFIRMED.clear()
+    _CONFIRMED.add((_digest(model), int(size)))
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the probe children found: ``fits`` per size tried (a crash counts as ``False``; those sizes are in
+    ``crashed``), the smallest working size (``None`` when ``upper`` itself does not work), TFLM's allocation report
+    (with ``report=True``), how many children ran, and the last error TFLM gave for a size that did not fit."""
+
+    required: int | None
+    fits: dict[int, bool]
+    crashed: tuple[int, ...]
+    report: str | None
+    children: int
+    detail: str
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of a probe child: this process's, with the directory tinyevo is imported from first on
+    ``PYTHONPATH`` (so the child imports the same tinyevo)."""
+    import tinyevo
+
+    env = dict(os.environ)
+    root = str(Path(tinyevo.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def probe_arena(model: bytes, *, lower: int, upper: int, upper_fits: bool = False, report: bool = False,
+                command: Sequence[str] | None = None) -> ProbeResult:
+    """Bisect, in child processes, the smallest arena size in ``[lower, upper]`` with which TFLM loads and runs
+    ``model`` (one inference on zeros), surviving crashes of TFLM.
+
+    ``report``: first load with ``upper`` bytes and return TFLM's allocation report. ``command`` replaces the
+    child's command line (tests run a fake probe); the model path and the options are appended to it.
+    """
+    lo, hi = max(1, min(lower, upper)), int(upper)
+    fits: dict[int, bool] = {}
+    crashed: list[int] = []
+    report_text: str | None = None
+    detail = ""
+    want_report = report
+    cmd = list(command) if command is not None else list(_PROBE_COMMAND)
+    env = _child_env()
+    with tempfile.TemporaryDirectory(prefix="tinyevo-tflm-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(model)
+        for children in range(1, _MAX_CHILDREN + 1):
+            args = [str(path), "--lower", str(lo), "--upper", str(hi)]
+            if upper_fits:
+                args.append("--upper-fits")
+            if want_report:
+                args.append("--report")
+            proc = subprocess.run(cmd + args, capture_output=True, text=True, env=env, check=False)
+            pending: int | None = None
+            for line in proc.stdout.splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if "try" in event:
+                    pending = int(event["try"])
+                elif "size" in event:
+                    n, ok, pending = int(event["size"]), bool(event["fits"]), None
+                    fits[n] = ok
+                    if ok:
+                        hi, upper_fits = n, True
+                        _confirm(model, n)
+                    else:
+                        detail = str(event.get("detail") or detail)
+                        if n >= hi:  # the upper bound itself does not work
+                            return ProbeResult(None, fits, tuple(crashed), report_text, children, detail)
+                        lo = n + 1
+                elif "report" in event:
+                    report_text, want_report = str(event["report"]), False
+                elif "required" in event:
+                    return ProbeResult(int(event["required"]), fits, tuple(crashed), report_text, children, detail)
+            stderr_tail = (proc.stderr.strip().splitlines() or [""])[-1]
+            sig = -proc.returncode if proc.returncode < 0 else 0
+            if pending is None or sig not in {int(s) for s in _CRASH_SIGNALS}:
+                why = f"was killed by signal {sig}" if sig else f"exited with status {proc.returncode}"
+                raise DeployError(f"the TFLite-Micro probe process {why}" + (f": {stderr_tail}" if stderr_tail
+                                                                              else ""))
+            log.debug("TFLite-Micro crashed (signal %d) with a %d-byte arena; counted as too small", sig, pending)
+            fits[pending] = False
+            crashed.append(pending)
+            detail = f"TFLite-Micro crashed (signal {sig})"
+            if pending >= hi:
+                return ProbeResult(None, fits, tuple(crashed), report_text, children, detail)
+            lo = pending + 1
+    raise DeployError(f"TFLite-Micro crashed {len(crashed)} times while its arena was measured; giving up")
+
+
+def _ensure_loads(model: bytes, arena_size: int) -> None:
+    """Raise :class:`DeployError` unless ``model`` loads and runs with ``arena_size`` bytes, checked in a child
+    process unless a child already confirmed it (an in-process load at a bad size may crash tinyevo)."""
+    if (_digest(model), int(arena_size)) in _CONFIRMED:
+        return
+    result = probe_arena(model, lower=arena_size, upper=arena_size)
+    if result.required is None:
+        raise DeployError(f"TFLite-Micro could not load the model with a {arena_size}-byte arena: {result.detail}")
+
+
 def measure_arena(model: bytes, *, arena_size: int | None = None) -> ArenaReport:
-    """Load ``model`` in TFLM, run one inference on zeros, and return the allocator's report."""
-    it = _interpreter(model, arena_size or _default_arena(model))
-    d = it.get_input_details(0)
-    it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), 0)
-    it.invoke()
-    with _captured_fds(1, 2) as text:
-        it.print_allocations()
-    log_text = text[0]
+    """Load ``model`` in TFLM with a generous arena (``arena_size``, default :func:`_default_arena`), run one
+    inference on zeros and return the allocator's report with the bisected smallest working arena.
+
+    Every load runs in a child process (:func:`probe_arena`), so a crash of TFLM cannot take the caller down.
+    """
+    size = int(arena_size or _default_arena(model))
+    result = probe_arena(model, lower=1, upper=size, report=True)
+    if result.report is None or result.required is None:
+        raise DeployError(f"TFLite-Micro could not load the model with a {size}-byte arena: {result.detail}")
+    log_text = result.report
     m = _TOTAL.search(log_text)
     if not m:
         raise DeployError("TFLite-Micro printed no arena report (is this the RecordingMicroAllocator build?)")
@@ -179,38 +318,18 @@ def measure_arena(model: bytes, *, arena_size: int | None = None) -> ArenaReport
     tail = _TAIL.search(log_text)
     sections = {s: (int(u), int(r), int(c)) for s, u, r, c in _SECTION.findall(log_text)}
     total = int(m.group(1))
-    required = min_arena_size(model, upper=max(arena_size or 0, _default_arena(model), 2 * total + 4096),
-                              lower=max(1, total // 2))
-    return ArenaReport(total, int(head.group(1)) if head else -1, int(tail.group(1)) if tail else -1, required,
-                       sections)
+    return ArenaReport(total, int(head.group(1)) if head else -1, int(tail.group(1)) if tail else -1,
+                       result.required, sections, measured_with=size)
 
 
 def min_arena_size(model: bytes, *, upper: int | None = None, lower: int = 1) -> int:
-    """The smallest ``arena_size`` in ``[lower, upper]`` with which TFLM loads and runs ``model`` (bisection)."""
-    runtime = _runtime()
-
-    def fits(n: int) -> bool:
-        with _captured_fds(2):
-            try:
-                it = runtime.Interpreter.from_bytes(model, arena_size=n)
-                d = it.get_input_details(0)
-                it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), 0)
-                it.invoke()
-                return True
-            except RuntimeError:
-                return False
-
-    hi = upper or _default_arena(model)
-    if not fits(hi):
-        raise DeployError(f"TFLite-Micro cannot run the model even with a {hi}-byte arena")
-    lo = max(1, min(lower, hi))
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if fits(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    """The smallest ``arena_size`` in ``[lower, upper]`` with which TFLM loads and runs ``model`` (bisection in
+    child processes, :func:`probe_arena`); the result is a size that was seen to work."""
+    hi = int(upper or _default_arena(model))
+    result = probe_arena(model, lower=lower, upper=hi)
+    if result.required is None:
+        raise DeployError(f"TFLite-Micro cannot run the model even with a {hi}-byte arena: {result.detail}")
+    return result.required
 
 
 @dataclass(frozen=True)
@@ -227,8 +346,14 @@ def run_tflm(model: bytes, x_nchw: np.ndarray, *, arena_size: int | None = None)
     Inputs are quantised with the model's input scale and zero point exactly as the PT2E program does
     (``round_half_even(x * (1 / scale)) + zero_point``, clamped), so both runtimes see the same int8 input;
     outputs are dequantised.
+
+    ``arena_size`` (default :func:`_default_arena`) is first checked in a child process unless a child already
+    ran the model with it (e.g. :attr:`ArenaReport.measured_with` after :func:`measure_arena`): a size that is too
+    small raises :class:`DeployError` instead of crashing.
     """
-    it = _interpreter(model, arena_size or _default_arena(model))
+    size = int(arena_size or _default_arena(model))
+    _ensure_loads(model, size)
+    it = _interpreter(model, size)
     d_in = it.get_input_details(0)
     d_out = it.get_output_details(0)
     shape = tuple(int(v) for v in d_in["shape"])
