@@ -80,7 +80,7 @@ def test_the_teacher_round_trips_through_the_config_file_and_the_run(tmp_path: P
 
 @pytest.mark.parametrize(("extra", "message"), [
     (("--teacher", "{tmp}/nope"), "not a tinyevo run directory"),
-    (("--teacher", "{teacher}", "--estimator", "naswot"), "trains no candidate"),
+    (("--teacher", "{teacher}", "--estimator", "naswot", "--objective", "naswot"), "trains no candidate"),
 ])
 def test_a_teacher_that_cannot_be_used_is_one_line_exit_2_before_the_run_starts(
     setup: tuple[Path, Path], tmp_path: Path, extra: tuple[str, ...], message: str,
