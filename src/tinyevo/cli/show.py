@@ -48,6 +48,8 @@ def run_show_command(args: argparse.Namespace) -> int:
     print_trials(console, view, view.pareto(), title=f"Pareto front ({objs})")
     if view.finals:
         console.print(finals_table(view))
+    for d in view.derived:  # not search trials (tinyevo deepen); retrain/export them with --trial NUMBER
+        console.print(f"derived model {d.number} ({d.origin} of trial {d.parent}): {d.genome}")
     return 0
 
 

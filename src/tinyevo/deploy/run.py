@@ -14,7 +14,8 @@ from tinyevo.strategies.base import Status, Trial
 
 def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, Trial, Path]:
     """(run view, trial, weights file) of ``trial`` (default: the retrained model with the best final validation
-    accuracy, :func:`tinyevo.run.final.best_final`) of a run.
+    accuracy, :func:`tinyevo.run.final.best_final`) of a run. ``trial`` may also be the number of a derived model
+    (``tinyevo deepen``), returned as an ok trial (:meth:`tinyevo.storage.DerivedModel.as_trial`).
 
     Raises :class:`DeployError` for a trial that does not exist, failed, is infeasible, or has no retrained
     weights.
@@ -23,7 +24,7 @@ def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, T
     from tinyevo.run.view import open_run
 
     view = open_run(run_dir)
-    by_number = {t.number: t for t in view.trials}
+    by_number = {**{d.number: d.as_trial() for d in view.derived}, **{t.number: t for t in view.trials}}
     finals = {f.trial: f for f in view.finals}
     if trial is None:
         if not finals:
@@ -38,7 +39,9 @@ def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, T
         number = trial
     t = by_number.get(number)
     if t is None:
-        known = f"0..{max(by_number)}" if by_number else "none"
+        known = f"0..{max(t.number for t in view.trials)}" if view.trials else "none"
+        if view.derived:
+            known += f"; derived models: {', '.join(str(d.number) for d in view.derived)}"
         raise DeployError(f"run {view.run_dir} has no trial {number} (trials: {known})")
     if t.status is Status.FAILED:
         raise DeployError(f"trial {number} failed during the search ({t.error or 'no error message'}); "

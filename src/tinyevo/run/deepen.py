@@ -7,9 +7,13 @@ sum's ReLU unchanged: the deeper network computes exactly what the trained one d
 (``tinyevo retrain RUN --trial NEW --continue``) starts from the trained model's accuracy, with more capacity.
 Every other weight is the parent's.
 
-The deeper network is stored as a new trial of the run (origin ``deepen``, its parent the trial it came from,
-priced by the run's cost model) with the morphed weights as its retrained model. The morph is checked: the logits of
-the new model on validation images must equal the parent's, or nothing is stored.
+The deeper network is stored as a *derived model* of the run (:class:`tinyevo.storage.DerivedModel`: origin
+``deepen``, its parent the trial or derived model it came from, priced by the run's cost model), with the morphed
+weights as its retrained model. It is not a search trial, so ``tinyevo resume`` replays the search exactly as
+before. Its number addresses it wherever a trial number does (``retrain``/``export``/``deepen --trial N``; its
+files are ``final/trial-NNNN``) and is at least the run's trial limit (``max_trials``, default 20 x the budget),
+which no search trial reaches: the first derived model of a 100-trial run is number 2000. The morph is checked: the
+logits of the new model on validation images must equal the parent's, or nothing is stored.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,8 +29,7 @@ from typing import Any
 import torch
 
 from tinyevo.errors import ConfigError
-from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage, TrialRecord
-from tinyevo.strategies.base import Status, Trial
+from tinyevo.storage import DB_NAME, DerivedModel, FinalModel, SQLiteStorage
 
 ORIGIN = "deepen"
 _LAYER_KEY = re.compile(r"^layers\.l(\d+)_")  # state_dict keys of the chain space's feature layer i
@@ -34,10 +37,11 @@ _LAYER_KEY = re.compile(r"^layers\.l(\d+)_")  # state_dict keys of the chain spa
 
 @dataclass(frozen=True)
 class DeepenResult:
-    """The new trial and how its morphed model measures (``max_logit_diff``: against the parent's, on validation
-    images; ``val_acc`` / ``test_acc`` equal the parent's up to ties)."""
+    """The new derived model (``number``: its number, used as ``--trial``) and how its morphed model measures
+    (``max_logit_diff``: against the parent's, on validation images; ``val_acc`` / ``test_acc`` equal the parent's
+    up to ties)."""
 
-    trial: int
+    number: int
     parent: int
     genome: str
     cost: Mapping[str, float]
@@ -100,6 +104,12 @@ def deepened_genome(space: Any, genome: str, position: int, layer: str) -> Any:
         raise ConfigError(f"{child} is not in this run's space: {exc}") from None
 
 
+def derived_number(trial_limit: int, taken: Iterable[int]) -> int:
+    """The number of a new derived model: at least ``trial_limit`` (no search trial gets such a number) and
+    above every number in ``taken`` (the run's derived models)."""
+    return max([trial_limit - 1, *taken]) + 1
+
+
 def identity_init(model: torch.nn.Module, position: int) -> None:
     """Zero the scale and shift of the last BatchNorm of feature layer ``position`` (its residual branch's
     output), so that the branch adds zeros."""
@@ -115,8 +125,8 @@ def identity_init(model: torch.nn.Module, position: int) -> None:
 
 def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer: str, seed: int = 0,
                  atol: float = 1e-4) -> DeepenResult:
-    """Store a deeper copy of a retrained trial (default: the run's model) as a new trial; see the module
-    docstring. ``seed`` initialises the new layer's weights. A morph whose logits differ from the parent's by more
+    """Store a deeper copy of a retrained trial or derived model (default: the run's model) as a derived model;
+    see the module docstring. ``seed`` initialises the new layer's weights. A morph whose logits differ from the parent's by more
     than ``atol`` is refused."""
     from tinyevo.deploy.run import find_trial
     from tinyevo.estimators.training import accuracy
@@ -153,10 +163,8 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
 
     storage = SQLiteStorage(Path(run_dir) / DB_NAME)
     try:
-        number = max((r.number for r in storage.records()), default=-1) + 1
+        number = derived_number(view.config.budget.trial_limit, (d.number for d in storage.derived()))
         now = time.time()
-        new = Trial(number=number, genome=str(child), status=Status.OK, metrics={**cost, "val_acc": val_acc},
-                    parents=(parent.genome,), generation=parent.generation + 1, origin=ORIGIN)
         out = ensure_dir(model_dir(run_dir, number), root=run_dir)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         atomic_write(out / "model.pt", lambda fh: torch.save(state, fh), root=run_dir)
@@ -166,16 +174,17 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
         final = {"val_acc": val_acc, "test_acc": test_acc, "epochs": 0.0, "final_train_s": 0.0,
                  **{f"{k}_total": float(before.get(f"{k}_total", before.get(k, 0.0)))
                     for k in ("epochs", "final_train_s")}}  # the parent's training, carried over
-        doc = {"trial": number, "genome": str(child), "seed": seed, "final": final, "search": dict(new.metrics),
-               "cost": cost, "deepened_from": {"trial": parent.number, "genome": parent.genome,
-                                               "position": position, "layer": layer, "final": before,
-                                               "max_logit_diff": diff}}
+        derived_from = {"trial": parent.number, "genome": parent.genome, "position": position, "layer": layer,
+                        "seed": seed, "max_logit_diff": diff}
+        doc = {"trial": number, "derived": True, "genome": str(child), "seed": seed, "final": final,
+               "cost": cost, "deepened_from": {**derived_from, "final": before}}
         atomic_write_text(out / "metrics.json", json.dumps(doc, indent=2, allow_nan=True), root=run_dir)
-        storage.add(TrialRecord(trial=new, cost=cost, parent_ids=(parent.number,), started_at=now,
-                                finished_at=now, worker=ORIGIN))
+        weights_rel = str((out / "model.pt").relative_to(run_dir))
+        storage.add_derived(DerivedModel(number=number, genome=str(child), parent=parent.number, origin=ORIGIN,
+                                         cost=cost, weights=weights_rel, info=derived_from, created_at=now))
         storage.add_final(FinalModel(trial=number, genome=str(child), metrics={**cost, **final},
-                                     weights=str((out / "model.pt").relative_to(run_dir)), created_at=now))
+                                     weights=weights_rel, created_at=now))
     finally:
         storage.close()
-    return DeepenResult(trial=number, parent=parent.number, genome=str(child), cost=cost, val_acc=val_acc,
+    return DeepenResult(number=number, parent=parent.number, genome=str(child), cost=cost, val_acc=val_acc,
                         test_acc=test_acc, max_logit_diff=diff, weights=out / "model.pt")

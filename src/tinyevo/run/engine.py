@@ -469,6 +469,7 @@ class Engine:
                 data, threads = self.parts.data if self.parts.data is not None else cached_dataset(*spec), None
             tcfg = train_config(fcfg.train, threads=threads)
             costs = {r.number: r.cost for r in self.storage.records()}
+            costs.update({d.number: d.cost for d in self.storage.derived()})
             tasks = [
                 RetrainTask(trial=t, space=self.parts.space, train_config=tcfg,
                             seed=derive_seed(self.config.seed, t.number, 1), run_dir=self.run_dir,
@@ -665,7 +666,8 @@ def retrain_run(
     a laptop: ``config`` is the run's config with another ``[final]`` section
     (:func:`tinyevo.run.config.with_final_options`; default: as stored). Every chosen model is retrained and
     replaces its earlier final model, except with ``keep_done`` those already retrained. ``trials`` retrains
-    these trial numbers instead of the ``[final]`` choice. ``continue_training`` starts from each model's earlier
+    these trial numbers (or numbers of derived models, ``tinyevo deepen``) instead of the ``[final]`` choice.
+    ``continue_training`` starts from each model's earlier
     final weights (a warm restart: one more cosine cycle) instead of from scratch; with ``keep_best`` a cycle that
     ends with a lower validation accuracy leaves the earlier model in place (its files go to
     ``final/trial-NNNN/rejected/``). The search trials are
@@ -690,6 +692,8 @@ def retrain_run(
         resolve_device(str(config.final.train.get("device", "cpu")))  # no GPU -> one clear error before any work
         parts = parts if parts is not None else build_parts(config)
         stored_trials = [r.trial for r in storage.records()]
+        if trials is not None:  # derived models are retrained only when named
+            stored_trials += [d.as_trial() for d in storage.derived()]
         engine = Engine(run_dir, config, storage, parts, executor=create_executor("local", workers=1),
                         progress=progress)
         try:

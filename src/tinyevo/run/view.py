@@ -13,7 +13,7 @@ from tinyevo.errors import StorageError
 from tinyevo.run.components import make_limits, make_problem, pareto_objectives
 from tinyevo.run.config import RunConfig
 from tinyevo.run.final import pareto_front
-from tinyevo.storage import DB_NAME, FinalModel, RunMeta, SQLiteStorage, TrialRecord
+from tinyevo.storage import DB_NAME, DerivedModel, FinalModel, RunMeta, SQLiteStorage, TrialRecord
 from tinyevo.strategies.base import Objective, Problem, Status, Trial, rank_key
 
 
@@ -27,6 +27,7 @@ class RunView:
     phase: str | None
     problem: Problem
     bounds: Mapping[str, float]  # metric -> upper limit
+    derived: tuple[DerivedModel, ...] = ()  # models made after the search (tinyevo deepen); not trials
 
     @property
     def trials(self) -> tuple[Trial, ...]:
@@ -79,6 +80,7 @@ def open_run(run_dir: str | Path) -> RunView:
         meta = s.meta()
         records = tuple(s.records())
         finals = tuple(s.finals())
+        derived = tuple(s.derived())
         phase = s.get_state("phase")
     config = RunConfig.from_json(meta.config)
     limits = make_limits(config.limits)
@@ -91,6 +93,7 @@ def open_run(run_dir: str | Path) -> RunView:
         phase=phase,
         problem=make_problem(config, limits),
         bounds=dict(limits.bounds()),
+        derived=derived,
     )
 
 

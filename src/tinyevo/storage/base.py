@@ -1,9 +1,10 @@
 """The storage protocol and the records it keeps.
 
 A run is stored as one :class:`RunMeta` (seed and configuration, written once) plus one :class:`TrialRecord`
-per finished trial, committed the moment the driver has it, and the :class:`FinalModel` records of the final
-retraining. Only the driver writes; readers (``tinyevo show`` / ``report``) may open the store while a run
-is going.
+per finished trial, committed the moment the driver has it, the :class:`FinalModel` records of the final
+retraining, and the :class:`DerivedModel` records of models made from trained ones after the search (``tinyevo
+deepen``), which are not search trials. Only the driver writes; readers (``tinyevo show`` / ``report``) may open
+the store while a run is going.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from tinyevo.strategies.base import Candidate, Trial
+from tinyevo.strategies.base import Candidate, Status, Trial
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,33 @@ class FinalModel:
     created_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class DerivedModel:
+    """A model made from a trained model of the run after the search (``origin`` ``"deepen"``: a deeper copy).
+
+    It is not a search trial: a resumed search never replays it. ``number`` addresses it like a trial number
+    (``--trial N`` of ``retrain``, ``export``, ``deepen``; its final model is ``final/trial-NNNN``) and lies at or
+    above the run's trial limit (``max_trials``), which no search trial reaches, so the two never collide.
+    ``parent`` is the number of the trial (or derived model) it was made from; ``cost`` the cost-model metrics of
+    ``genome``; ``weights`` the model it started as (relative to the run directory; retraining it replaces its
+    :class:`FinalModel`); ``info`` what the derivation recorded (e.g. the inserted layer).
+    """
+
+    number: int
+    genome: str
+    parent: int
+    origin: str
+    cost: Mapping[str, float]
+    weights: str
+    info: Mapping[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    def as_trial(self) -> Trial:
+        """The model as an (ok) trial, for code that retrains or exports trials by number."""
+        return Trial(number=self.number, genome=self.genome, status=Status.OK, metrics=dict(self.cost),
+                     origin=self.origin)
+
+
 @runtime_checkable
 class Storage(Protocol):
     """Where a run's meta data, trials and final models are kept."""
@@ -93,6 +121,14 @@ class Storage(Protocol):
 
     def finals(self) -> list[FinalModel]:
         """The final models, ordered by trial number."""
+        ...
+
+    def add_derived(self, model: DerivedModel) -> None:
+        """Commit a derived model (its number must be new)."""
+        ...
+
+    def derived(self) -> list[DerivedModel]:
+        """The derived models, ordered by number."""
         ...
 
     def set_state(self, key: str, value: str) -> None:

@@ -17,7 +17,7 @@ from typing import IO, Any
 from tinyevo import __version__
 from tinyevo.errors import StorageError
 from tinyevo.fsutil import ensure_dir, open_lock, refuse_links
-from tinyevo.storage.base import FinalModel, RunMeta, TrialRecord
+from tinyevo.storage.base import DerivedModel, FinalModel, RunMeta, TrialRecord
 from tinyevo.strategies.base import Status, Trial
 
 SCHEMA_VERSION = 1
@@ -60,6 +60,16 @@ CREATE TABLE IF NOT EXISTS final_models (
     genome TEXT NOT NULL,
     metrics TEXT NOT NULL,
     weights TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS derived_models (
+    number INTEGER PRIMARY KEY,
+    genome TEXT NOT NULL,
+    parent INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    cost TEXT NOT NULL,
+    weights TEXT NOT NULL,
+    info TEXT NOT NULL,
     created_at REAL NOT NULL
 );
 """
@@ -107,6 +117,7 @@ class SQLiteStorage:
                 self._con.execute("PRAGMA journal_mode=WAL")
                 self._con.execute("PRAGMA synchronous=FULL")
                 self._con.executescript(_SCHEMA)
+                self._migrate_derived()
             else:
                 self._con.execute("SELECT 1 FROM run LIMIT 1")
         except sqlite3.DatabaseError as exc:
@@ -231,6 +242,60 @@ class SQLiteStorage:
                     f"{self.path} is damaged: the final model of trial {r[0]!r} cannot be read ({_one_line(exc)})"
                 ) from None
         return out
+
+    # --- derived models (not search trials: a resumed search never replays them) ---
+    def add_derived(self, model: DerivedModel) -> None:
+        row = (model.number, model.genome, model.parent, model.origin, _dumps(dict(model.cost)), model.weights,
+               _dumps(dict(model.info)), model.created_at or time.time())
+        try:
+            self._con.execute(
+                "INSERT INTO derived_models (number, genome, parent, origin, cost, weights, info, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        except sqlite3.IntegrityError as exc:
+            raise StorageError(f"derived model {model.number} is already stored in {self.path} ({exc})") from None
+
+    def derived(self) -> list[DerivedModel]:
+        try:
+            rows = self._con.execute(
+                "SELECT number, genome, parent, origin, cost, weights, info, created_at FROM derived_models "
+                "ORDER BY number"
+            ).fetchall()
+        except sqlite3.OperationalError:  # read-only, written before derived models had their table: none
+            return []
+        out = []
+        for r in rows:
+            try:
+                info = json.loads(r[6])
+                if not isinstance(info, dict):
+                    raise ValueError("info is not a JSON object")
+                out.append(DerivedModel(number=int(r[0]), genome=str(r[1]), parent=int(r[2]), origin=str(r[3]),
+                                        cost=_metrics(r[4]), weights=str(r[5]), info=info, created_at=float(r[7])))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise StorageError(f"{self.path} is damaged: derived model {r[0]!r} cannot be read ({exc})") from None
+        return out
+
+    def _migrate_derived(self) -> None:
+        """Runs written before derived models had their own table stored ``tinyevo deepen`` results as search
+        trials (origin ``deepen``), which broke the replay of a resumed search. Move them to ``derived_models``,
+        keeping their numbers (so ``--trial N`` and their final models stay as they were)."""
+        rows = self._con.execute(f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE origin = 'deepen' ORDER BY number")
+        records = [_record(row) for row in rows.fetchall()]
+        if not records:
+            return
+        finals = dict(self._con.execute("SELECT trial, weights FROM final_models").fetchall())
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            for r in records:
+                t = r.trial
+                self.add_derived(DerivedModel(
+                    number=t.number, genome=t.genome, parent=r.parent_ids[0] if r.parent_ids else -1,
+                    origin=t.origin, cost=r.cost, weights=str(finals.get(t.number, "")),
+                    info={"migrated_from_trial": True, "parents": list(t.parents)}, created_at=r.finished_at))
+                self._con.execute("DELETE FROM trials WHERE number = ?", (t.number,))
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
 
     # --- state ---
     def set_state(self, key: str, value: str) -> None:
