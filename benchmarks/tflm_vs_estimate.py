@@ -143,7 +143,7 @@ def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-unty
     if model_dir is not None:
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / f"{space_name}-{seed}.tflite").write_bytes(fb)
-    est = estimate_cost(ir)
+    est = estimate_cost(ir, planner="optimal")  # activations only (the default, tflm-mcu, adds the tail)
     est_tflm = estimate_cost(ir, planner="tflm")
     est_opt = estimate_cost(ir, planner="optimal")
     est_tflm_noscratch = estimate_cost(ir, planner=TFLMPlanner(scratch=False))
@@ -170,7 +170,9 @@ def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-unty
             "weights": est.flash.weights, "biases": est.flash.biases, "quantization": est.flash.quantization,
             "metadata": est.flash.metadata},
         "arena_total": arena.total, "arena_head": arena.head, "arena_tail": arena.tail,
-        "est_tflm_persistent_bytes": tflm_persistent_bytes(lower(ir)),
+        # the structural tail model with the host's parameters (64-bit, recording allocator, compression build)
+        "est_tflm_persistent_bytes": tflm_persistent_bytes(lower(ir), pointer_size=8, recording=True,
+                                                           compression=True),
         "arena_sections": {k: list(v) for k, v in arena.sections.items()},
         "arena_required": arena.required,
         "est_peak_sram_bytes": est.peak_sram_bytes, "est_peak_sram_tflm_planner": est_tflm.peak_sram_bytes,
