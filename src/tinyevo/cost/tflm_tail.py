@@ -44,7 +44,7 @@ Two entry points: :func:`tail_spec_from_flatbuffer` describes a real ``.tflite``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -353,11 +353,3 @@ def tail_spec_from_graph(graph: DeployGraph) -> TailSpec:
     ops = tuple(ops)
     quantised = graph.precision == "int8"
     return TailSpec(ops=ops, tensors=tensors, inputs=(1 if quantised else 0,), outputs=(1 if quantised else 0,))
-
-
-def sum_sections(breakdowns: Sequence[TailBreakdown]) -> dict[str, int]:  # pragma: no cover - convenience
-    out: dict[str, int] = {}
-    for b in breakdowns:
-        for k, v in b.sections.items():
-            out[k] = out.get(k, 0) + v
-    return out
