@@ -79,7 +79,8 @@ class TrainConfig:
     (:func:`resolve_device`). ``channels_last``: keep the weights of a convolutional model in channels-last memory
     order while training (the model is given back in the usual order); ``None`` (default) does so on the CPU,
     where PyTorch's depthwise and small convolutions run about 1.6x faster that way
-    (``benchmarks/train_speed.py``), and not on a GPU, where it was not measured.
+    (``benchmarks/train_speed.py``), and not on a GPU, where it was not measured. Strided 1x1 convolutions with
+    fewer than 16 input channels stay in the usual order (they crash oneDNN; :mod:`.memory_format`).
 
     ``distill_alpha`` / ``distill_temperature``: when :func:`fit` is given a ``teacher`` network (knowledge
     distillation), the loss is ``(1 - alpha) * cross_entropy(student, labels) + alpha * T^2 * KL(teacher_T ||
