@@ -67,7 +67,7 @@ def _watch(parent_pid: int, peak_rss_kib: Any) -> None:
         peak_rss_kib.value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         if os.getppid() != parent_pid:
             os._exit(3)
-        time.sleep(0.2)
+        time.sleep(1.0)
 
 
 def _worker_main(conn: Connection, parent_pid: int, threads: int | None, peak_rss_kib: Any) -> None:
@@ -361,7 +361,7 @@ class LocalPoolExecutor:
         """Task ``i``'s worker died (with ``exitcode``): re-run it, or report it failed after ``retries``
         re-runs."""
         reason = death_reason(exitcode)
-        kib = w.peak_rss_kib.value  # sampled every 0.2 s: a lower bound (logged only, the record stays deterministic)
+        kib = w.peak_rss_kib.value  # sampled every 1 s: a lower bound (logged only, the record stays deterministic)
         peak = f"peak RSS >= {kib / 1024:.0f} MiB" if kib else "peak RSS unknown"
         if attempts[i] <= self.retries:
             log.warning("%s (task %d, %s); running it again", reason, i, peak)
