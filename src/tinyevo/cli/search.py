@@ -372,6 +372,20 @@ def report_stop(err: Console, stopped: str) -> None:
         )
 
 
+def _with_notes(err: Console, notes: list[str], view: Any) -> Any:
+    """``view``, printing ``notes`` first once the run has started (after its checks, so that a bad option is
+    still a one-line error)."""
+
+    def progress(ev: Any) -> None:
+        if ev.kind == "start":
+            for line in notes:
+                err.print(line)
+            notes.clear()
+        view(ev)
+
+    return progress
+
+
 def run_search_command(args: argparse.Namespace) -> int:
     from tinyevo.run.engine import new_run_dir, start_run
 
@@ -380,9 +394,7 @@ def run_search_command(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     sized = size_run(config_from_args(args))  # defaults adapted to the data size (stored with the run)
     config = sized.config
-    err.print(f"[dim]{sized.describe()}[/dim]")
-    for warning in sized.warnings:
-        err.print(f"[yellow]warning: {warning.message}[/yellow]")
+    notes = [f"[dim]{sized.describe()}[/dim]"] + [f"[yellow]warning: {w.message}[/yellow]" for w in sized.warnings]
     out = args.out
     if out is None and args.config:
         out = load_out_from_config(args.config)
@@ -391,7 +403,7 @@ def run_search_command(args: argparse.Namespace) -> int:
     view = ProgressView(err, objective=config.objectives[0].metric, enabled=not args.quiet,
                         start_info=start_info_for(args))
     try:
-        result = start_run(config, run_dir=run_dir, progress=view)
+        result = start_run(config, run_dir=run_dir, progress=_with_notes(err, notes, view))
     except KeyboardInterrupt:
         view.close()
         if run_dir.exists():
