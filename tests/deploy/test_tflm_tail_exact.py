@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("tflite_micro", reason="needs the tinyevo[deploy] extra (tflite-micro)")
 
-from tinyevo.cost.tflm_tail import tail_spec_from_flatbuffer, tflm_tail  # noqa: E402
+from tinyevo.cost.tflm_tail import tail_spec_from_flatbuffer, tflm_arena_required, tflm_tail  # noqa: E402
 from tinyevo.deploy import DeployError  # noqa: E402
 from tinyevo.deploy.graph import strip_passthrough  # noqa: E402
 from tinyevo.deploy.model import load_weights  # noqa: E402
@@ -58,3 +58,43 @@ def test_a_too_small_arena_fails_in_the_child_not_here() -> None:
     fb = _export("chain", 1)
     with pytest.raises(DeployError, match="child process failed with a 512-byte arena"):
         measure_allocations(fb, arena_size=512)
+
+
+def _fits(fb: bytes, size: int) -> bool:
+    try:
+        measure_allocations(fb, arena_size=size)
+    except DeployError:
+        return False
+    return True
+
+
+def _export_genome(genome: str, input_shape: tuple[int, int, int]) -> bytes:
+    space = create_space("chain", input_shape=input_shape, num_classes=10)
+    rng = np.random.default_rng(0)
+    ir = strip_passthrough(space.decode(space.parse(genome)))
+    model = load_weights(ir, None, seed=0)
+    x = rng.normal(size=(8, *ir.input_shape)).astype(np.float32)
+    q = quantize_int8(model, x, config=QuantConfig(calibration_samples=8, batch_size=8, observer="minmax",
+                                                   qat_mode="never"), rng=rng)
+    return strip_flatbuffer(to_tflite(q, ir.input_shape, strip=False))
+
+
+def test_required_arena_bounds_the_hosts_smallest_working_size() -> None:
+    # a digits-sized network (a depthwise conv, two dense layers): the depthwise conv's Prepare temporaries,
+    # not the activations, set the arena size
+    fb = _export_genome("conv_k5_s2_c24-flat-dense_c32", (1, 8, 8))
+    measured = measure_allocations(fb)
+    spec = tail_spec_from_flatbuffer(inspect_flatbuffer(fb))
+    required = tflm_arena_required(spec, measured.head, **HOST)
+    assert required > measured.total
+    # the smallest working multiple of 16 (the arena's end stays aligned), bisected in child processes
+    lo, hi = measured.total // 16, required // 16 + 4
+    assert _fits(fb, hi * 16)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _fits(fb, mid * 16):
+            hi = mid
+        else:
+            lo = mid + 1
+    # an upper bound, tight to 16 bytes (the host's arena start is not always 16-byte aligned)
+    assert 0 <= required - lo * 16 <= 16

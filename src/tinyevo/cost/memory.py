@@ -5,7 +5,8 @@ order, the peak, the tensors live at the peak and a per-kernel profile. Register
 
 ``tflm-mcu`` (default: the runtime tinyevo deploys with)
     The whole TFLite-Micro arena a 32-bit MCU needs: the ``tflm`` head below plus TFLM's persistent tail for
-    4-byte pointers (:mod:`tinyevo.cost.tflm_tail`, built from TFLM's data structures: interpreter and
+    4-byte pointers (or more, when a kernel's Prepare temporaries or the planning step need more room than the
+    planned head: small models) (:mod:`tinyevo.cost.tflm_tail`, built from TFLM's data structures: interpreter and
     allocator objects, eval tensors, node structs, builtin options, kernel ``OpData`` and per-channel
     multiplier / shift arrays, the input / output tensors and their quantisation). ``peak_bytes`` is
     head + tail, ``persistent_bytes`` the tail. With 8-byte pointers the same tail model equals, byte for
@@ -89,7 +90,8 @@ class MemoryPlan:
 
     @property
     def head_bytes(self) -> int:
-        """The planned (non-persistent) part of ``peak_bytes``."""
+        """The non-persistent part of ``peak_bytes``: the planned activations and scratch (for ``tflm-mcu`` the
+        head side at its largest, which for small models is a kernel's Prepare or the planning step)."""
         return self.peak_bytes - self.persistent_bytes
 
     @property
@@ -547,7 +549,9 @@ class TFLMCmsisPlanner(TFLMPlanner):
 class TFLMArenaPlanner(TFLMPlanner):
     """The whole TFLite Micro arena: :class:`TFLMPlanner`'s head plus the persistent tail of
     :mod:`tinyevo.cost.tflm_tail` for ``pointer_size``-byte pointers (4: a Cortex-M, the default; 8: a 64-bit
-    host). ``recording`` / ``compression`` select the host Python interpreter's allocator and build (see
+    host), or more when the kernels' ``Prepare`` temporaries or the planning step need more room than the
+    planned head (:func:`~tinyevo.cost.tflm_tail.tflm_arena_required`: small models). ``persistent_bytes`` is
+    the tail. ``recording`` / ``compression`` select the host Python interpreter's allocator and build (see
     :func:`~tinyevo.cost.tflm_tail.tflm_tail`); an MCU build has neither.
     """
 
@@ -562,10 +566,15 @@ class TFLMArenaPlanner(TFLMPlanner):
 
     def plan(self, graph: DeployGraph, *, count_input: bool = True, count_output: bool = True,
              inplace: bool = False) -> MemoryPlan:
+        from tinyevo.cost.tflm_tail import tail_spec_from_graph, tflm_arena_required, tflm_tail_bytes
+
         head = super().plan(graph, count_input=count_input, count_output=count_output, inplace=inplace)
-        tail = tflm_persistent_bytes(graph, pointer_size=self.pointer_size, recording=self.recording,
-                                     compression=self.compression)
-        return replace(head, planner=self.name, peak_bytes=head.peak_bytes + tail, persistent_bytes=tail)
+        spec = tail_spec_from_graph(graph)
+        options = {"pointer_size": self.pointer_size, "recording": self.recording, "compression": self.compression}
+        tail = tflm_tail_bytes(spec, **options)
+        # head + tail, or more when a kernel's Prepare or the planning step needs more room on the head side
+        arena = tflm_arena_required(spec, head.peak_bytes, **options)
+        return replace(head, planner=self.name, peak_bytes=arena, persistent_bytes=tail)
 
 
 PLANNER_CAPTIONS: dict[str, str] = {

@@ -44,7 +44,7 @@ Two entry points: :func:`tail_spec_from_flatbuffer` describes a real ``.tflite``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tinyevo.deploy.tflm import FlatbufferInfo
 
 __all__ = [
-    "POINTER_SIZES", "TailBreakdown", "TailOp", "TailSpec", "tflm_tail", "tflm_tail_bytes",
+    "POINTER_SIZES", "TailBreakdown", "TailOp", "TailSpec", "tflm_arena_required", "tflm_tail", "tflm_tail_bytes",
     "tail_spec_from_flatbuffer", "tail_spec_from_graph", "KNOWN_KERNELS",
 ]
 
@@ -214,6 +214,9 @@ class TailOp:
     per_channel: int = 0  # channels of a per-channel quantised weight (conv / depthwise / dense), else 0
     scratch_requests: int | None = None  # None: the reference kernel's count for ``kernel``
     dims_copies: tuple[int, ...] = ()  # ranks of tensor dims a kernel copies into the tail (RESHAPE -1)
+    # quantisation channels of each tensor the kernel reads or writes (0: not quantised): Prepare holds a
+    # temporary TfLiteTensor for each (see :func:`tflm_arena_required`); () = unknown (counted as none)
+    io_channels: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,7 @@ class TailSpec:
     inputs: tuple[int, ...] = (1,)  # quantisation channels of each graph input (0: not quantised)
     outputs: tuple[int, ...] = (1,)
     subgraphs: int = 1
+    planned: int = 0  # tensors the memory planner places (non-constant, non-empty): for tflm_arena_required
 
 
 @dataclass(frozen=True)
@@ -239,12 +243,14 @@ class TailBreakdown:
 
 
 def _spec_allocations(spec: TailSpec, ptr: int, recording: bool, compression: bool
-                      ) -> list[tuple[str, int, int]]:
-    allocs: list[tuple[str, int, int]] = []
+                      ) -> list[tuple[str, int, int, str]]:
+    """(section, size, alignment, stage) in TFLM's order; stage: ``init``, ``prepare:<op index>`` (allocated
+    while that kernel prepares), ``handles`` (before planning) or ``io`` (after planning)."""
+    allocs: list[tuple[str, int, int, str]] = []
 
     def add(section: str, size_align: tuple[int, int], count: int = 1) -> None:
         size, align = size_align
-        allocs.append((section, size * count, align))
+        allocs.append((section, size * count, align, "init"))
 
     add("runtime objects", _arena_allocator(ptr, recording))
     add("runtime objects", _greedy_planner(ptr))
@@ -260,31 +266,42 @@ def _spec_allocations(spec: TailSpec, ptr: int, recording: bool, compression: bo
                               f"{', '.join(sorted(_BUILTIN_PARAMS))}")
         params = _BUILTIN_PARAMS[op.kernel]
         if params is not None:
-            allocs.append(("builtin data", *params))
+            allocs.append(("builtin data", *params, "init"))
     for op in spec.ops:
         data = _op_data(op.kernel, ptr, compression)
         if data is not None:
-            allocs.append(("Persistent buffer data", data, ARENA_ALIGNMENT))
-    for op in spec.ops:
+            allocs.append(("Persistent buffer data", data, ARENA_ALIGNMENT, "init"))
+    for j, op in enumerate(spec.ops):
+        stage = f"prepare:{j}"
         if op.per_channel and op.kernel in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-            allocs.append(("Persistent buffer data", 4 * op.per_channel, ARENA_ALIGNMENT))
-            allocs.append(("Persistent buffer data", 4 * op.per_channel, ARENA_ALIGNMENT))
+            allocs.append(("Persistent buffer data", 4 * op.per_channel, ARENA_ALIGNMENT, stage))
+            allocs.append(("Persistent buffer data", 4 * op.per_channel, ARENA_ALIGNMENT, stage))
         for rank in op.dims_copies:
-            allocs.append(("Persistent buffer data", 4 + 4 * rank, ARENA_ALIGNMENT))
+            allocs.append(("Persistent buffer data", 4 + 4 * rank, ARENA_ALIGNMENT, stage))
     handles = sum(_SCRATCH_REQUESTS.get(op.kernel, 0) if op.scratch_requests is None else op.scratch_requests
                   for op in spec.ops)
     if handles:
-        allocs.append(("scratch buffer handles", ptr * handles, ptr))
+        allocs.append(("scratch buffer handles", ptr * handles, ptr, "handles"))
     tensor = _tflite_tensor(ptr)
     quant = _affine_quantization(ptr)
     for group in (spec.inputs, spec.outputs):
-        allocs.append(("Persistent buffer data", ptr * len(group), ARENA_ALIGNMENT))
+        allocs.append(("Persistent buffer data", ptr * len(group), ARENA_ALIGNMENT, "io"))
         for channels in group:
-            allocs.append(("Persistent TfLiteTensor data", *tensor))
+            allocs.append(("Persistent TfLiteTensor data", *tensor, "io"))
             if channels:
-                allocs.append(("Persistent TfLiteTensor quantization data", *quant))
-                allocs.append(("Persistent TfLiteTensor quantization data", 4 + 4 * channels, 4))
+                allocs.append(("Persistent TfLiteTensor quantization data", *quant, "io"))
+                allocs.append(("Persistent TfLiteTensor quantization data", 4 + 4 * channels, 4, "io"))
     return allocs
+
+
+def _tail_by_stage(allocs: Sequence[tuple[str, int, int, str]]) -> tuple[int, dict[str, int]]:
+    """(final tail, tail after the last allocation of each stage)."""
+    used = 0
+    after: dict[str, int] = {}
+    for _section, size, align, stage in allocs:
+        used = -(-(used + size) // align) * align
+        after[stage] = used
+    return used, after
 
 
 def tflm_tail(spec: TailSpec, *, pointer_size: int = 4, recording: bool = False,
@@ -298,10 +315,10 @@ def tflm_tail(spec: TailSpec, *, pointer_size: int = 4, recording: bool = False,
     allocs = _spec_allocations(spec, pointer_size, recording, compression)
     used = 0  # bytes below the (16-byte aligned) arena end
     sections: dict[str, int] = {}
-    for section, size, align in allocs:
+    for section, size, align, _stage in allocs:
         used = -(-(used + size) // align) * align
         sections[section] = sections.get(section, 0) + size
-    return TailBreakdown(pointer_size, recording, used, sections, tuple(allocs))
+    return TailBreakdown(pointer_size, recording, used, sections, tuple(a[:3] for a in allocs))
 
 
 def tflm_tail_bytes(spec: TailSpec, *, pointer_size: int = 4, recording: bool = False,
@@ -331,9 +348,11 @@ def tail_spec_from_flatbuffer(info: FlatbufferInfo) -> TailSpec:
             # the quantised dimension: 0 for CONV_2D (OHWI), 3 for DEPTHWISE_CONV_2D (1HWO)
             out = (w.shape[3] if op.name == "DEPTHWISE_CONV_2D" else w.shape[0]) if w.shape else 1
             channels = _per_channel(op.name, out, w.quant_channels)
-        ops.append(TailOp(op.name, per_channel=channels))
+        io = tuple(info.tensors[t].quant_channels for t in (*op.inputs, *op.outputs) if t >= 0)
+        ops.append(TailOp(op.name, per_channel=channels, io_channels=io))
     return TailSpec(
         ops=tuple(ops), tensors=len(info.tensors),
+        planned=sum(1 for t in info.tensors if not t.constant and t.nbytes > 0),
         inputs=tuple(info.tensors[t].quant_channels for t in info.inputs),
         outputs=tuple(info.tensors[t].quant_channels for t in info.outputs),
     )
@@ -346,10 +365,86 @@ def tail_spec_from_graph(graph: DeployGraph) -> TailSpec:
     from tinyevo.cost.flash import tensor_counts
 
     tensors, _channels = tensor_counts(graph)
+    quantised = graph.precision == "int8"
+    act = 1 if quantised else 0
     ops = []
     for op in graph.ops:
         out = graph.tensors[op.output].shape[0]  # output channels (C, H, W)
-        ops.append(TailOp(op.tflite, per_channel=_per_channel(op.tflite, out, op.quant_channels)))
-    ops = tuple(ops)
-    quantised = graph.precision == "int8"
-    return TailSpec(ops=ops, tensors=tensors, inputs=(1 if quantised else 0,), outputs=(1 if quantised else 0,))
+        # in the flatbuffer's order: activation inputs, weights, bias, other constants, then the output
+        io = [act] * len(op.inputs)
+        io += [op.quant_channels if quantised else 0] * ((op.weights > 0) + (op.biases > 0))
+        io += [channels if quantised else 0 for _key, _b, channels in op.constants]
+        io.append(act)
+        ops.append(TailOp(op.tflite, per_channel=_per_channel(op.tflite, out, op.quant_channels),
+                          io_channels=tuple(io)))
+    return TailSpec(ops=tuple(ops), tensors=tensors, inputs=(act,), outputs=(act,), planned=len(graph.tensors))
+
+
+def _scratch_request(ptr: int) -> tuple[int, int]:
+    return _struct([("ptr", 1), ("i32", 2)], ptr)  # internal::ScratchBufferRequest {size_t, int, int}
+
+
+def _allocation_info(ptr: int) -> tuple[int, int]:
+    return _struct([("ptr", 2), ("i32", 3), ("i8", 1)], ptr)  # AllocationInfo {size_t, void**, 3 int, bool}
+
+
+_PLANNER_BYTES_PER_BUFFER = 16 + 4 + 4 + 12 + 4  # GreedyMemoryPlanner::per_buffer_size()
+_MAX_SCRATCH_PER_OP = 12  # kMaxScratchBuffersPerOp
+
+
+def tflm_arena_required(spec: TailSpec, head: int, *, pointer_size: int = 4, recording: bool = False,
+                        compression: bool = False) -> int:
+    """The smallest ``arena_size`` TFLM runs the model with (an upper bound): the most the head side and the
+    tail together ever hold, at each of
+
+    * each kernel's ``Prepare``: the scratch-request array (``ScratchBufferRequest`` x (requests so far + 12))
+      and a temporary ``TfLiteTensor`` with its quantisation and zero-point array for every tensor the kernel
+      reads or writes (``TailOp.io_channels``, all held at once; conv and depthwise conv hold output, input
+      and filter twice: their Prepare keeps them while ``CalculateOpData*`` allocates all four again), with
+      the tail as it is then (up to that kernel's per-channel arrays);
+    * planning (``CommitStaticMemoryPlan``): the scratch-request array, the subgraph offsets, one
+      ``AllocationInfo`` per tensor and scratch buffer and the greedy planner's 40 bytes per planned buffer,
+      with the tail up to the scratch handles;
+    * after it: ``head`` (the planned activations and scratch: :class:`~tinyevo.cost.memory.TFLMPlanner`, or
+      measured) plus the final tail.
+
+    For small models a kernel's ``Prepare`` or the planning, not the activations, sets the arena size.
+    """
+    ptr = pointer_size
+    if ptr not in POINTER_SIZES:
+        raise ConfigError(f"pointer_size must be one of {POINTER_SIZES}, got {pointer_size!r}")
+    allocs = _spec_allocations(spec, ptr, recording, compression)
+    tail, after = _tail_by_stage(allocs)
+    req_size, _req_align = _scratch_request(ptr)
+    tensor_size, tensor_align = _tflite_tensor(ptr)
+    quant_size, quant_align = _affine_quantization(ptr)
+
+    def up(n: int, a: int) -> int:
+        return -(-n // a) * a
+
+    need = up(head, ARENA_ALIGNMENT) + tail
+    tail_now = after.get("init", 0)
+    requests = 0
+    for j, op in enumerate(spec.ops):
+        tail_now = after.get(f"prepare:{j}", tail_now)
+        used = req_size * (requests + _MAX_SCRATCH_PER_OP)
+        temps = op.io_channels
+        if op.kernel in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(temps) >= 3:
+            # ConvPrepare / DepthwiseConvPrepare hold output, input, filter while CalculateOpData* allocates
+            # input, filter, bias, output again
+            temps = (temps[-1], temps[0], temps[1], *temps)
+        for channels in temps:
+            used = up(used, tensor_align) + tensor_size
+            if channels:
+                used = up(used, quant_align) + quant_size
+                used = up(used, 4) + 4 + 4 * channels
+        need = max(need, used + tail_now)
+        requests += _SCRATCH_REQUESTS.get(op.kernel, 0) if op.scratch_requests is None else op.scratch_requests
+    tail_now = after.get("handles", tail_now)
+    info_size, info_align = _allocation_info(ptr)
+    used = req_size * (requests + _MAX_SCRATCH_PER_OP)
+    used = up(used, ptr) + ptr * spec.subgraphs  # subgraph offsets (size_t)
+    used = up(used, info_align) + info_size * (spec.tensors + requests)
+    used = up(used, ARENA_ALIGNMENT) + _PLANNER_BYTES_PER_BUFFER * (spec.planned + requests)
+    need = max(need, used + tail_now)
+    return up(need, ARENA_ALIGNMENT)
