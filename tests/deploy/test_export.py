@@ -52,7 +52,8 @@ def test_int8_model_on_tflm_matches_pytorch_int8_and_the_estimate(c_export: tupl
     # which the default planner (tflm-mcu) estimates before export
     assert report.arena_bytes_mcu32 == report.arena_head_bytes + report.arena_tail_mcu32_bytes
     assert 0 < report.arena_tail_mcu32_bytes < report.arena_tail_bytes
-    assert report.estimated_peak_sram_bytes == pytest.approx(report.arena_bytes_mcu32, rel=0.02)
+    assert report.arena_required_mcu32_bytes >= report.arena_bytes_mcu32
+    assert report.estimated_peak_sram_bytes == pytest.approx(report.arena_required_mcu32_bytes, rel=0.02)
     assert report.arena_bytes >= report.arena_head_bytes + report.arena_tail_bytes - 16
     assert report.tflite_bytes > report.params  # int8 weights, int32 biases and the flatbuffer around them
     assert 0.5 < report.estimated_flash_bytes / report.tflite_bytes < 1.5

@@ -73,6 +73,7 @@ def print_deploy_report(console: Console, report: Any) -> None:
         ("TFLM arena: activations (head)", report.arena_head_bytes, "B"),
         ("TFLM arena: persistent (tail, 64-bit host)", report.arena_tail_bytes, "B"),
         ("TFLM arena, 32-bit MCU (head + modelled tail)", getattr(report, "arena_bytes_mcu32", None), "B"),
+        ("TFLM arena, 32-bit MCU (needed, modelled)", getattr(report, "arena_required_mcu32_bytes", None), "B"),
         ("estimated flash", report.estimated_flash_bytes, "B"),
         ("estimated SRAM (TFLM arena, 32-bit)", report.estimated_peak_sram_bytes, "B"),
         ("estimated SRAM (TFLM head only)", report.estimated_peak_sram_tflm_bytes, "B"),

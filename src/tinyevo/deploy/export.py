@@ -95,10 +95,14 @@ class DeployReport:
     interpreter data). Measured on the 64-bit host; pointer-sized structs in the tail are smaller on a 32-bit MCU. ``estimated_*`` come from :func:`tinyevo.cost.estimate_cost` on the exported architecture
     (``estimated_peak_sram_tflm_bytes`` with its TFLM-style planner).
 
-    ``arena_bytes_mcu32`` is the arena a 32-bit MCU needs: the measured head (pointer-size independent) plus
+    ``arena_bytes_mcu32`` is the 32-bit MCU's arena after allocation: the measured head (pointer-size independent) +
     ``arena_tail_mcu32_bytes``, TFLM's persistent tail modelled for 4-byte pointers and the plain
     ``MicroAllocator`` from the flatbuffer (:mod:`tinyevo.cost.tflm_tail`, exact with 8-byte pointers against the
-    host). ``estimated_peak_sram_bytes`` (the default ``tflm-mcu`` planner) estimates it before export.
+    host). ``arena_required_mcu32_bytes`` is the ``arena_size`` that MCU needs: more than
+    ``arena_bytes_mcu32`` when a kernel's Prepare temporaries or the planning step need more room than the
+    planned head (small models; :func:`~tinyevo.cost.tflm_tail.tflm_arena_required`, equal to the host's
+    bisected minimum with 8-byte pointers). ``estimated_peak_sram_bytes`` (the default ``tflm-mcu`` planner)
+    estimates it before export.
     """
 
     format: str
@@ -110,8 +114,9 @@ class DeployReport:
     arena_reported_bytes: int | None = None
     arena_head_bytes: int | None = None
     arena_tail_bytes: int | None = None
-    arena_bytes_mcu32: int | None = None  # measured head + modelled 32-bit tail: what an MCU's arena needs
+    arena_bytes_mcu32: int | None = None  # measured head + modelled 32-bit tail
     arena_tail_mcu32_bytes: int | None = None
+    arena_required_mcu32_bytes: int | None = None  # + Prepare / planning needs: the arena_size an MCU needs
     estimated_flash_bytes: float | None = None
     estimated_peak_sram_bytes: float | None = None
     estimated_peak_sram_tflm_bytes: float | None = None
@@ -155,11 +160,14 @@ def _estimates(ir: ArchIR, device: str | None) -> dict[str, float | None]:
 
 
 def _mcu32_arena(info: Any, head: int) -> dict[str, int]:
-    """The measured head plus TFLM's persistent tail modelled for a 32-bit MCU (4-byte pointers)."""
-    from tinyevo.cost.tflm_tail import tail_spec_from_flatbuffer, tflm_tail_bytes
+    """The measured head plus TFLM's persistent tail modelled for a 32-bit MCU (4-byte pointers), and the
+    arena size that MCU needs (more than head + tail when a kernel's Prepare or the planning needs more)."""
+    from tinyevo.cost.tflm_tail import tail_spec_from_flatbuffer, tflm_arena_required, tflm_tail_bytes
 
-    tail = tflm_tail_bytes(tail_spec_from_flatbuffer(info), pointer_size=4)
-    return {"arena_bytes_mcu32": head + tail, "arena_tail_mcu32_bytes": tail}
+    spec = tail_spec_from_flatbuffer(info)
+    tail = tflm_tail_bytes(spec, pointer_size=4)
+    return {"arena_bytes_mcu32": head + tail, "arena_tail_mcu32_bytes": tail,
+            "arena_required_mcu32_bytes": tflm_arena_required(spec, head, pointer_size=4)}
 
 
 def _test_rows(data: Any, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
