@@ -90,3 +90,13 @@ def test_descriptors_are_restored_after_an_exception(terminal_handler: logging.S
     print("stdout again", flush=True)
     out, err = capfd.readouterr()
     assert err == "visible again\n" and out == "stdout again\n"
+
+
+@pytest.mark.parametrize(("argv", "verbose"), [
+    (["-v", "export", "RUN"], True), (["export", "RUN", "-v"], True), (["export", "RUN", "--verbose"], True),
+    (["export", "RUN"], False), (["search", "-v"], True),
+])
+def test_verbose_flag_before_or_after_the_command(argv: list[str], verbose: bool) -> None:
+    from tinyevo.cli.main import build_parser
+
+    assert build_parser().parse_args(argv).verbose is verbose
