@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from tinyevo.devices.profiles import DeviceProfile, get_device
 from tinyevo.devices.sizes import format_size, parse_size
 from tinyevo.errors import ConfigError
-from tinyevo.strategies.base import Constraint
+from tinyevo.problem import Constraint
 
 #: Limit field -> cost metric it bounds (the keys of ``CostReport.as_metrics()``).
 METRICS: dict[str, str] = {

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from tinyevo.strategies.base import Candidate, Status, Trial
+from tinyevo.trial import Candidate, Status, Trial
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from tinyevo import __version__
 from tinyevo.errors import StorageError
 from tinyevo.fsutil import ensure_dir, open_lock, refuse_links
 from tinyevo.storage.base import DerivedModel, FinalModel, RunMeta, TrialRecord
-from tinyevo.strategies.base import Status, Trial
+from tinyevo.trial import Status, Trial
 
 SCHEMA_VERSION = 1
 

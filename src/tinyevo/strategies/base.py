@@ -1,4 +1,5 @@
-"""Strategy protocol (ask / tell) and the typed records that flow between strategy, driver and storage.
+"""Strategy protocol (ask / tell); the records it exchanges live in :mod:`tinyevo.trial` and :mod:`tinyevo.problem`
+(re-exported here for compatibility).
 
 A strategy proposes :class:`Candidate` genomes (``ask``) and learns from finished :class:`Trial` records
 (``tell``). It never evaluates anything itself. The driver decides, per candidate, whether hard constraints hold
@@ -9,125 +10,18 @@ tells the strategy. ``Problem`` says what is optimised and under which constrain
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Literal, Protocol, runtime_checkable
+from collections.abc import Iterable, Sequence
+from typing import Protocol, runtime_checkable
 
 from tinyevo.errors import ConfigError
+from tinyevo.problem import Constraint, Objective, Problem
 from tinyevo.registry import Registry
-from tinyevo.spaces.base import Genome
+from tinyevo.trial import Candidate, Status, Trial
 
-
-class Status(StrEnum):
-    OK = "ok"
-    INFEASIBLE = "infeasible"  # violates a hard constraint; never evaluated
-    FAILED = "failed"  # evaluation raised, returned NaN or ran out of memory
-
-
-@dataclass(frozen=True)
-class Objective:
-    """A metric to optimise."""
-
-    metric: str
-    direction: Literal["max", "min"] = "max"
-
-    def __post_init__(self) -> None:
-        if self.direction not in ("max", "min"):
-            raise ConfigError(f"objective direction must be 'max' or 'min', got {self.direction!r}")
-
-    def score(self, metrics: Mapping[str, float]) -> float:
-        """The metric as a value to maximise (negated for ``min``); ``-inf`` when missing or NaN."""
-        v = metrics.get(self.metric)
-        if v is None or math.isnan(v):
-            return -math.inf
-        return float(v) if self.direction == "max" else -float(v)
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """``metric <= upper`` (and/or ``metric >= lower``); hard constraints stop evaluation, soft ones penalise."""
-
-    metric: str
-    upper: float | None = None
-    lower: float | None = None
-    hard: bool = True
-
-    def __post_init__(self) -> None:
-        if self.upper is None and self.lower is None:
-            raise ConfigError(f"constraint on {self.metric!r} needs an upper or a lower bound")
-
-    def violation(self, metrics: Mapping[str, float]) -> float:
-        """Relative amount by which the bound is exceeded (0 when satisfied), e.g. 0.25 = 25 % over."""
-        v = metrics.get(self.metric)
-        if v is None or math.isnan(v):
-            return math.inf
-        out = 0.0
-        if self.upper is not None and v > self.upper:
-            out += (v - self.upper) / max(abs(self.upper), 1e-12)
-        if self.lower is not None and v < self.lower:
-            out += (self.lower - v) / max(abs(self.lower), 1e-12)
-        return out
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Objectives and constraints of a search.
-
-    ``soft_penalty`` converts soft-constraint violation into objective units for single-objective strategies:
-    ``fitness = score - soft_penalty * violation``. Multi-objective strategies use constraint-domination instead.
-    """
-
-    objectives: tuple[Objective, ...]
-    constraints: tuple[Constraint, ...] = ()
-    soft_penalty: float = 100.0
-
-    def __post_init__(self) -> None:
-        if not self.objectives:
-            raise ConfigError("a problem needs at least one objective")
-
-    @property
-    def hard_constraints(self) -> tuple[Constraint, ...]:
-        return tuple(c for c in self.constraints if c.hard)
-
-    @property
-    def soft_constraints(self) -> tuple[Constraint, ...]:
-        return tuple(c for c in self.constraints if not c.hard)
-
-    def hard_violation(self, metrics: Mapping[str, float]) -> float:
-        return sum(c.violation(metrics) for c in self.hard_constraints)
-
-    def soft_violation(self, metrics: Mapping[str, float]) -> float:
-        return sum(c.violation(metrics) for c in self.soft_constraints)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A genome proposed by a strategy, with its provenance."""
-
-    genome: Genome
-    parents: tuple[str, ...] = ()
-    generation: int = 0
-    origin: str = "random"  # random | trivial | seed | mutation | crossover | surrogate
-
-
-@dataclass(frozen=True)
-class Trial:
-    """A finished (evaluated, infeasible or failed) candidate. ``metrics`` holds cost and fitness metrics."""
-
-    number: int
-    genome: str
-    status: Status
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    violation: float = 0.0  # total hard + soft violation
-    parents: tuple[str, ...] = ()
-    generation: int = 0
-    origin: str = "random"
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is Status.OK
+__all__ = [
+    "DEFAULT_STRATEGY", "STRATEGIES", "Candidate", "Constraint", "Objective", "Problem", "Status", "Strategy", "Trial",
+    "best_trial", "fitness", "rank_key", "replay",
+]
 
 
 def fitness(problem: Problem, trial: Trial) -> float:

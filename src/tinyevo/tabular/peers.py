@@ -18,9 +18,11 @@ import math
 from typing import Any
 
 from tinyevo.errors import ConfigError, SearchExhaustedError
+from tinyevo.problem import Problem
 from tinyevo.spaces.base import SearchSpace
-from tinyevo.strategies.base import Candidate, Problem, Status, Trial, fitness
+from tinyevo.strategies.base import fitness
 from tinyevo.tabular.benchmarks import TabularBenchmark
+from tinyevo.trial import Candidate, Status, Trial
 
 PEERS: tuple[str, ...] = ("optuna-tpe", "optuna-nsga2")
 _VIOLATION = "tinyevo_violation"

@@ -22,20 +22,14 @@ from typing import Any
 import numpy as np
 
 from tinyevo.errors import ConfigError, UnknownNameError
+from tinyevo.problem import Constraint, Objective, Problem
 from tinyevo.spaces.base import create_space
-from tinyevo.strategies.base import (
-    DEFAULT_STRATEGY,
-    STRATEGIES,
-    Constraint,
-    Objective,
-    Problem,
-    Status,
-    Strategy,
-)
+from tinyevo.strategies.base import DEFAULT_STRATEGY, STRATEGIES, Strategy
 from tinyevo.strategies.loop import run_search
 from tinyevo.tabular.benchmarks import TableLookup, TabularBenchmark
 from tinyevo.tabular.peers import PEERS, OptunaPeer
 from tinyevo.tabular.table import Table
+from tinyevo.trial import Status
 
 LATENCY_PREFIX = "latency_ms_"
 
