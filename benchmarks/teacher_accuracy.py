@@ -27,7 +27,7 @@ def main() -> int:
 
     import torch
 
-    from tinyevo.deploy.run import load_trial
+    from tinyevo.run.export import load_trial
     from tinyevo.estimators import accuracy
     from tinyevo.nn import Ensemble
     from tinyevo.run.final import load_teacher, parse_teacher

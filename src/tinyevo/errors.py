@@ -45,5 +45,10 @@ class EstimationError(TinyEvoError, RuntimeError):
     """An estimator could not score an architecture (e.g. training diverged to NaN)."""
 
 
+class DeployError(TinyEvoError, RuntimeError):
+    """A model that cannot be pruned, quantised, converted, run on TFLite-Micro or exported as asked (also
+    available as :class:`tinyevo.deploy.errors.DeployError`)."""
+
+
 class InfeasibleError(TinyEvoError, ValueError):
     """No architecture in the searched region satisfies the resource limits (the message names the tightest)."""

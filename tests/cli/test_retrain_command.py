@@ -100,7 +100,7 @@ def test_the_run_model_line_agrees_with_the_table_and_export(
     run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Models retrained earlier stay in the run; the '*' row, the 'run model' line and export's default agree."""
-    from tinyevo.deploy.run import find_trial
+    from tinyevo.run.export import find_trial
 
     assert main(["retrain", str(run_dir), "-q", "--top-k", "3"]) == 0
     finals = _finals(run_dir)

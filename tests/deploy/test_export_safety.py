@@ -25,7 +25,7 @@ import tinyevo.deploy.carray as carray  # noqa: E402
 from tinyevo.cli.main import main  # noqa: E402
 from tinyevo.data import Dataset  # noqa: E402
 from tinyevo.deploy import DeployError, ExportOptions, QuantConfig, export_model  # noqa: E402
-from tinyevo.deploy.run import find_trial  # noqa: E402
+from tinyevo.run.export import find_trial  # noqa: E402
 from tinyevo.deploy.tflm import probe_arena  # noqa: E402
 from tinyevo.errors import ConfigError  # noqa: E402
 from tinyevo.run.config import DataConfig, FinalConfig, LimitsConfig, RunConfig, SpaceConfig  # noqa: E402

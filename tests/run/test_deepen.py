@@ -189,7 +189,7 @@ def test_deepen_then_resume_replays_the_search_and_keeps_the_derived_model(
     view = open_run(stopped)
     assert [d.number for d in view.derived] == [number] and view.derived[0].parent == 0
     assert {f.trial for f in view.finals} == {0, number}
-    from tinyevo.deploy.run import find_trial  # what export --trial and deepen --trial use
+    from tinyevo.run.export import find_trial  # what export --trial and deepen --trial use
 
     _, found, weights = find_trial(stopped, trial=number)
     assert found.genome == view.derived[0].genome and weights == stopped / view.derived[0].weights

@@ -349,7 +349,7 @@ def test_retrain_with_the_stored_final_options(searched: Searched) -> None:
 
 def test_the_run_model_is_the_best_final_val_acc(searched: Searched) -> None:
     """export's default trial is the retrained model with the best final val_acc, not the search's best."""
-    from tinyevo.deploy.run import find_trial
+    from tinyevo.run.export import find_trial
 
     first, second, third = searched.ranked[:3]
     seed = searched.config.seed

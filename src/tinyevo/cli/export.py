@@ -47,7 +47,7 @@ def run_export(args: argparse.Namespace) -> int:
     from tinyevo.cli._quiet import third_party_output_hidden
     from tinyevo.deploy.export import ExportOptions
     from tinyevo.deploy.quantize import QuantConfig
-    from tinyevo.deploy.run import export_trial
+    from tinyevo.run.export import export_trial
 
     quant = QuantConfig(calibration_samples=args.calibration_samples, qat_mode=args.qat,
                         qat_threshold=args.qat_threshold / 100.0)

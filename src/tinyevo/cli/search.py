@@ -420,7 +420,7 @@ def verify_on_tflm(console: Console, err: Console, run_dir: Path, *, verbose: bo
     """Export the best retrained model to int8 .tflite and print TFLM's measured arena and accuracy."""
     from tinyevo.cli._quiet import third_party_output_hidden
     from tinyevo.cli.export import print_deploy_report
-    from tinyevo.deploy.run import export_trial
+    from tinyevo.run.export import export_trial
 
     err.print("verifying the best model on TFLite-Micro (int8 export) ...")
     with third_party_output_hidden(verbose):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from tinyevo.errors import TinyEvoError
+from tinyevo.errors import DeployError
 
-
-class DeployError(TinyEvoError, RuntimeError):
-    """A model that cannot be quantised, converted, run on TFLite-Micro or exported as asked."""
+__all__ = ["DeployError", "MissingExtraError", "require"]
 
 
 class MissingExtraError(DeployError, ImportError):

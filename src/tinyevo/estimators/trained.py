@@ -15,7 +15,7 @@ the components are present, ``stopped_early`` (1.0 / 0.0), ``predicted_val_acc``
 
 Pruning as an estimator option (``TrainConfig(prune_ratio=0.5)``, ``[train] prune_ratio = 0.5`` in a run config):
 after training, the candidate is pruned to that ratio (structured L1 channel pruning,
-:func:`tinyevo.deploy.prune.prune_channels`) and fine-tuned for ``prune_finetune_epochs``; ``val_acc`` is then the
+:func:`tinyevo.nn.prune.prune_channels`) and fine-tuned for ``prune_finetune_epochs``; ``val_acc`` is then the
 pruned model's, and the metrics add ``unpruned_val_acc``, ``pruned_fraction`` (of the prunable channels),
 ``prune_time_s`` (included in ``train_time_s``) and the pruned architecture's int8 cost from
 :func:`tinyevo.cost.estimate_cost`: ``pruned_params``, ``pruned_macs``, ``pruned_flash_bytes``,
@@ -179,7 +179,7 @@ class TrainingEstimator:
         """Prune the trained ``model`` (of IR ``trained``), fine-tune it, and measure it (``pruned_*``, priced
         with the run's ``cost_options``: precision, planner and SRAM convention)."""
         from tinyevo.cost import estimate_cost
-        from tinyevo.deploy.prune import prune_channels
+        from tinyevo.nn.prune import prune_channels
 
         cfg = self.config
         pruned = prune_channels(trained, model.state_dict(), cfg.prune_ratio)

@@ -88,7 +88,7 @@ class TrainConfig:
     teacher they do nothing.
 
     ``prune_ratio`` > 0 makes the training estimator evaluate each candidate *after* structured L1 channel
-    pruning of that fraction of its prunable channels (:func:`tinyevo.deploy.prune.prune_channels`) and
+    pruning of that fraction of its prunable channels (:func:`tinyevo.nn.prune.prune_channels`) and
     ``prune_finetune_epochs`` epochs of fine-tuning at ``prune_finetune_lr`` (default: a tenth of ``lr``); see
     :class:`~tinyevo.estimators.TrainingEstimator`. :func:`train_model` (the final retraining) ignores them.
 

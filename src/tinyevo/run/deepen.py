@@ -128,7 +128,7 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
     """Store a deeper copy of a retrained trial or derived model (default: the run's model) as a derived model;
     see the module docstring. ``seed`` initialises the new layer's weights. A morph whose logits differ from the parent's by more
     than ``atol`` is refused."""
-    from tinyevo.deploy.run import find_trial
+    from tinyevo.run.export import find_trial
     from tinyevo.estimators.training import accuracy
     from tinyevo.nn import build_model
     from tinyevo.run.engine import build_parts

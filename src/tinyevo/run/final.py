@@ -231,7 +231,7 @@ def load_teacher(spec: str | Sequence[str]) -> Any:
     mode, to distil from; several specs give an :class:`~tinyevo.nn.Ensemble` of theirs (the mean of their
     logits). A missing run, trial or weights is a :class:`~tinyevo.errors.ConfigError` naming it."""
     from tinyevo.deploy.errors import DeployError
-    from tinyevo.deploy.run import load_trial
+    from tinyevo.run.export import load_trial
     from tinyevo.errors import ConfigError, StorageError
     from tinyevo.nn import Ensemble, build_model
 
