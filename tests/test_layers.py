@@ -15,7 +15,7 @@ import pytest
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"<root>", "errors"}),  # tinyevo/__init__ (version only), the named exceptions
     frozenset({"registry", "fsutil", "problem", "trial"}),  # framework-free helpers and shared records
-    frozenset({"ir", "data", "devices"}),
+    frozenset({"pareto", "ir", "data", "devices"}),  # pareto: dominance and fronts over trials
     frozenset({"spaces", "nn", "cost"}),  # nn: torch modules (and channel pruning) from the IR
     frozenset({"tinynas", "estimators", "strategies", "storage", "executors"}),
     frozenset({"deploy", "tabular"}),

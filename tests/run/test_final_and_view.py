@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from run_fakes import fake_config, fake_parts
 
 from tinyevo.run.engine import start_run
-from tinyevo.run.final import dominates, pareto_front, select_for_retraining
+from tinyevo.run.final import pareto_front, select_for_retraining
 from tinyevo.run.view import open_run, record_json
 from tinyevo.strategies.base import Objective, Problem, Status, Trial
 
@@ -23,16 +24,36 @@ points = st.lists(
 )
 
 
+def _brute_force_front(pts: list[tuple[float, float]]) -> set[tuple[float, float]]:
+    """Independent oracle for OBJS (acc max, sram min): a point is on the front iff no other point has acc >= and
+    sram <= with at least one strict."""
+    return {
+        (a, s) for a, s in pts
+        if not any(a2 >= a and s2 <= s and (a2 > a or s2 < s) for a2, s2 in pts)
+    }
+
+
 @settings(max_examples=60, deadline=None)
 @given(pts=points)
 def test_pareto_front_is_exactly_the_non_dominated_set(pts: list[tuple[float, float]]) -> None:
     trials = [_trial(i, a, s) for i, (a, s) in enumerate(pts)]
     front = pareto_front(trials, OBJS)
-    front_points = {(t.metrics["acc"], t.metrics["sram"]) for t in front}
-    assert len(front_points) == len(front)  # equal points appear once
+    front_points = [(t.metrics["acc"], t.metrics["sram"]) for t in front]
+    assert len(set(front_points)) == len(front)  # equal points appear once
+    assert set(front_points) == _brute_force_front(pts)
+    assert front_points == sorted(front_points, key=lambda p: (-p[0], p[1]))  # best accuracy first
+    firsts = {}
     for t in trials:
-        dominated = any(dominates(o.metrics, t.metrics, OBJS) for o in trials)
-        assert ((t.metrics["acc"], t.metrics["sram"]) in front_points) == (not dominated)
+        firsts.setdefault((t.metrics["acc"], t.metrics["sram"]), t.number)
+    assert all(firsts[p] == t.number for p, t in zip(front_points, front, strict=True))  # first occurrence kept
+
+
+def test_pareto_front_on_fixed_random_sets() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        pts = [(float(a), float(s)) for a, s in rng.integers(0, 4, size=(int(rng.integers(1, 9)), 2))]
+        trials = [_trial(i, a, s) for i, (a, s) in enumerate(pts)]
+        assert {(t.metrics["acc"], t.metrics["sram"]) for t in pareto_front(trials, OBJS)} == _brute_force_front(pts)
 
 
 def test_selection_skips_infeasible_and_failed() -> None:

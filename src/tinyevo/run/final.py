@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
+from tinyevo.pareto import pareto_front
 from tinyevo.storage.base import FinalModel
 from tinyevo.strategies.base import Objective, Problem, Status, Trial, rank_key
 
@@ -34,30 +35,6 @@ only when ``[final] teacher`` is set)."""
 
 FINAL_DIR = "final"
 CHECKPOINT = "checkpoint.pt"  # the training state of a model being retrained (removed once it is saved)
-
-
-def dominates(a: Mapping[str, float], b: Mapping[str, float], objectives: Sequence[Objective]) -> bool:
-    sa = [o.score(a) for o in objectives]
-    sb = [o.score(b) for o in objectives]
-    return all(x >= y for x, y in zip(sa, sb, strict=True)) and any(
-        x > y for x, y in zip(sa, sb, strict=True)
-    )
-
-
-def pareto_front(trials: Sequence[Trial], objectives: Sequence[Objective]) -> list[Trial]:
-    """Non-dominated ``ok`` trials (first occurrence of equal points kept), best first objective first."""
-    ok = [t for t in trials if t.status is Status.OK and not math.isinf(objectives[0].score(t.metrics))]
-    front: list[Trial] = []
-    seen: set[tuple[float, ...]] = set()
-    for t in ok:
-        if any(dominates(o.metrics, t.metrics, objectives) for o in ok):
-            continue
-        point = tuple(o.score(t.metrics) for o in objectives)
-        if point in seen:
-            continue
-        seen.add(point)
-        front.append(t)
-    return sorted(front, key=lambda t: [-o.score(t.metrics) for o in objectives])
 
 
 def select_for_retraining(

@@ -9,7 +9,7 @@ constraint-domination through one ordinal violation ``cv`` per member (0 = feasi
 * failed trials: worst.
 
 ``i`` constraint-dominates ``j`` when ``cv_i < cv_j``, or both are feasible and ``i`` Pareto-dominates ``j``
-(no objective worse, one better). The selection objects fit
+(no objective worse, one better; :mod:`tinyevo.pareto`). The selection objects fit
 :class:`~tinyevo.strategies.evolution.EvolutionaryStrategy`: :class:`RankAndCrowding` (survivors) and
 :class:`CrowdedTournament` (parents). :func:`nsga2` composes them.
 """
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyevo.errors import ConfigError
+from tinyevo.pareto import non_dominated_sort
 from tinyevo.spaces.base import SearchSpace
 from tinyevo.strategies.base import Problem, Status, Trial
 from tinyevo.strategies.evolution import EvolutionaryStrategy
@@ -55,35 +56,6 @@ def violation_order(problem: Problem, trials: Sequence[Trial]) -> np.ndarray:
         distinct.insert(0, (0, 0.0))  # ordinal 0 is reserved for feasible members
     index = {k: i for i, k in enumerate(distinct)}
     return np.array([index[k] for k in keys], dtype=np.float64)
-
-
-def dominance_matrix(objectives: np.ndarray, cv: np.ndarray | None = None) -> np.ndarray:
-    """``D[i, j]``: ``i`` constraint-dominates ``j`` (objectives maximised; ``cv`` 0 = feasible)."""
-    f = np.asarray(objectives, dtype=np.float64)
-    n = len(f)
-    ge = np.all(f[:, None, :] >= f[None, :, :], axis=2)
-    gt = np.any(f[:, None, :] > f[None, :, :], axis=2)
-    pareto = ge & gt
-    if cv is None:
-        return pareto
-    c = np.asarray(cv, dtype=np.float64).reshape(n)
-    feasible = c <= 0
-    return (c[:, None] < c[None, :]) | (feasible[:, None] & feasible[None, :] & pareto)
-
-
-def non_dominated_sort(objectives: np.ndarray, cv: np.ndarray | None = None) -> list[np.ndarray]:
-    """Fronts (arrays of indices, best front first) of the constraint-domination order."""
-    d = dominance_matrix(objectives, cv)
-    n = len(d)
-    dominated_by = d.sum(axis=0).astype(np.int64)  # how many members dominate j
-    remaining = np.ones(n, dtype=bool)
-    fronts: list[np.ndarray] = []
-    while remaining.any():
-        front = np.flatnonzero(remaining & (dominated_by == 0))
-        fronts.append(front)
-        remaining[front] = False
-        dominated_by -= d[front].sum(axis=0)
-    return fronts
 
 
 def crowding_distance(objectives: np.ndarray) -> np.ndarray:
@@ -119,15 +91,6 @@ def rank_and_crowding(problem: Problem, population: Sequence[Individual]) -> tup
         rank[front] = r
         crowd[front] = crowding_distance(f[front])
     return rank, crowd
-
-
-def pareto_front(problem: Problem, trials: Sequence[Trial]) -> list[Trial]:
-    """The feasible, evaluated trials that no other such trial dominates (in the given order)."""
-    ok = [t for t in trials if t.status is Status.OK and problem.soft_violation(t.metrics) <= 0]
-    if not ok:
-        return []
-    front = non_dominated_sort(objective_matrix(problem, ok))[0]
-    return [ok[i] for i in sorted(front)]
 
 
 @dataclass(frozen=True)
