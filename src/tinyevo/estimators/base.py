@@ -37,7 +37,9 @@ class EvalContext:
       (an estimator also keeps its own record of the candidates it finished);
     * ``cost_options``: keyword arguments of :func:`tinyevo.cost.estimate_cost` (``precision``, ``planner``,
       ``count_input``, ``count_output``) with which the run prices networks, for metrics an estimator prices
-      itself (the ``pruned_*`` costs).
+      itself (the ``pruned_*`` costs);
+    * ``store_dir``: the run's weight store directory: an estimator that inherits weights keeps them there
+      instead of in its own memory (shared by all workers and by a resumed run).
     """
 
     genome: str | None = None
@@ -45,6 +47,7 @@ class EvalContext:
     parent_state: Mapping[str, object] | None = None
     finished_scores: tuple[float, ...] = ()
     cost_options: Mapping[str, object] = field(default_factory=dict)
+    store_dir: str | None = None
 
 
 @runtime_checkable

@@ -99,6 +99,7 @@ class TrainingEstimator:
     def __getstate__(self) -> dict[str, object]:  # derived data sets are not shipped to worker processes
         state = dict(self.__dict__)
         state["_cache"] = OrderedDict()
+        state.pop("_run_stores", None)
         return state
 
     def prepare(self, ir: ArchIR, data: Dataset) -> tuple[ArchIR, Dataset]:
@@ -140,13 +141,14 @@ class TrainingEstimator:
                     predicted.append(pred)
                 return stop
 
+        store = self._store(ctx)
         with torch_threads(self.config.threads):
             start = time.perf_counter()
             model = build_model(ir2, seed=seed)
-            if self.inherit is not None:
+            if store is not None:
                 parent = ctx.parent_state
                 if parent is None:
-                    parent = next((s for s in map(self.inherit.get, ctx.parents) if s is not None), None)
+                    parent = next((s for s in map(store.get, ctx.parents) if s is not None), None)
                 metrics["inherited_fraction"] = (
                     inherit_weights(model, parent).fraction if parent is not None else 0.0  # type: ignore[arg-type]
                 )
@@ -170,9 +172,21 @@ class TrainingEstimator:
             metrics["predicted_val_acc"] = predicted[-1] if stopped and predicted else val_acc
             if not stopped and math.isfinite(val_acc):
                 self.finished.append(val_acc)  # unpruned: the curves it is compared with are
-        if self.inherit is not None and ctx.genome is not None:
-            self.inherit.put(ctx.genome, model.state_dict())
+        if store is not None and ctx.genome is not None:
+            store.put(ctx.genome, model.state_dict())
         return metrics
+
+    def _store(self, ctx: EvalContext) -> WeightStore | None:
+        """The weight store of this evaluation: the run's (``ctx.store_dir``) when the estimator's own store keeps
+        its weights in memory only -- a per-process memory would make inheritance depend on which worker trained
+        the parent, and would be empty after a resume."""
+        if self.inherit is None or ctx.store_dir is None or self.inherit.directory is not None:
+            return self.inherit
+        stores = self.__dict__.setdefault("_run_stores", {})
+        if ctx.store_dir not in stores:
+            stores.clear()
+            stores[ctx.store_dir] = WeightStore(ctx.store_dir, max_items=self.inherit.max_items)
+        return stores[ctx.store_dir]
 
     def _prune(self, ir: ArchIR, trained: ArchIR, data: Dataset, model: nn.Module, *, seed: int,
                cost_options: Mapping[str, Any] | None = None) -> dict[str, float]:

@@ -33,6 +33,7 @@ class EvalTask:
     seed: int
     parents: tuple[str, ...] = ()
     finished_scores: tuple[float, ...] = ()
+    store_dir: str | None = None  # the run's weight store (weight inheritance), shared by every worker
 
 
 Evaluate = Callable[[EvalTask], Metrics]
@@ -149,7 +150,7 @@ class TrainingEvaluator:
                                 self.estimator.teacher)
         ir = space.decode(space.parse(task.genome))
         ctx = EvalContext(genome=task.genome, parents=task.parents, finished_scores=task.finished_scores,
-                          cost_options=dict(self.cost_options))
+                          cost_options=dict(self.cost_options), store_dir=task.store_dir)
         return dict(est.evaluate(ir, data, seed=task.seed, context=ctx))
 
 

@@ -51,14 +51,26 @@ from tinyevo.run.components import (
     train_config,
 )
 from tinyevo.run.config import ExecutorConfig, RunConfig
-from tinyevo.run.final import RetrainTask, Trainer, load_teacher, retrain_many, select_for_retraining
+from tinyevo.run.final import (
+    RetrainTask,
+    Trainer,
+    commit_final,
+    load_teacher,
+    repair_finals,
+    retrain_many,
+    select_for_retraining,
+)
 from tinyevo.spaces.zoo import resolve_seeds
-from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage, TrialRecord, new_meta
+from tinyevo.storage import DB_NAME, MAX_SEED, FinalModel, SQLiteStorage, TrialRecord, create_run_database, new_meta
 from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Strategy, Trial, rank_key
 from tinyevo.strategies.loop import finish_trial
 from tinyevo.strategies.warmstart import WarmStart
 
 log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = "weights"
+"""Where the ``inherit`` estimator keeps each trained candidate's weights inside a run directory (so that workers
+share them and a resumed run inherits exactly as an uninterrupted one)."""
 
 EventKind = Literal["start", "trial", "search-done", "final-start", "final-model", "done"]
 StopReason = Literal["budget", "max-trials", "time", "exhausted"]
@@ -148,6 +160,13 @@ def check_search_device(config: RunConfig) -> None:
         from tinyevo.estimators.training import resolve_device
 
         resolve_device(str(config.estimator.train.get("device", "cpu")))
+
+
+def check_final_teacher(config: RunConfig) -> None:
+    """A missing or unusable ``[final] teacher`` is a :class:`ConfigError` before the search starts, not after it
+    (``tinyevo retrain --teacher`` may then name another)."""
+    if config.final.enabled and config.final.teacher is not None:
+        load_teacher(config.final.teacher)
 
 
 def build_parts(config: RunConfig) -> RunParts:
@@ -276,7 +295,8 @@ class Engine:
             self._emit("start", message=f"resuming: {len(stored)} stored trials")
         else:
             self._emit("start")
-        self.storage.set_state("phase", "search")
+        if self.storage.get_state("phase") not in ("final", "done"):  # a resume never undoes a finished search
+            self.storage.set_state("phase", "search")
         strategy = self._strategy()
         budget, limit, size = (
             self.config.budget.trials,
@@ -377,6 +397,7 @@ class Engine:
                     seed=derive_seed(self.config.seed, n0 + i),
                     parents=tuple(c.parents),
                     finished_scores=scores,
+                    store_dir=str(self.run_dir / WEIGHTS_DIR),
                 )
                 for i, c, _, _ in todo
             ]
@@ -428,6 +449,7 @@ class Engine:
         schedule cycle) instead of from scratch; ``keep_best`` then keeps a model's earlier weights when the new cycle
         ends with a lower validation accuracy."""
         fcfg = self.config.final
+        repair_finals(self.storage, self.run_dir)  # files and database agree again after a kill (see commit_final)
         if not (fcfg.enabled if enabled is None else enabled):
             return []
         if only is not None:
@@ -475,12 +497,12 @@ class Engine:
                             seed=derive_seed(self.config.seed, t.number, 1), run_dir=self.run_dir,
                             cost=costs.get(t.number, {}), data=data, data_spec=spec, trainer=self.parts.trainer,
                             continue_from=earlier[t.number] if continue_training else None,
-                            teacher=fcfg.teacher, keep_best=keep_best and continue_training)
+                            teacher=fcfg.teacher, keep_best=keep_best and continue_training, staged=True)
                 for t in todo
             ]
 
             def commit(model: FinalModel) -> None:
-                self.storage.add_final(model)
+                commit_final(self.storage, self.run_dir, model)
                 self._emit("final-model", final=model)
 
             retrain_many(tasks, workers=fcfg.workers, on_done=commit)
@@ -490,6 +512,8 @@ class Engine:
     def run(self) -> RunResult:
         try:
             trials, stop = self.search()
+            if self.storage.get_state("phase") == "search":  # the search is over, whatever the retraining does
+                self.storage.set_state("phase", "final")
             self._emit("search-done", message=stop)
             finals = self.finalize(trials)
             self.storage.set_state("phase", "done")
@@ -550,6 +574,8 @@ def start_run(
 ) -> RunResult:
     """Start a new run in ``run_dir`` (default: a new directory under ``runs_root``) and carry it to the
     end."""
+    if config.seed > MAX_SEED:  # the run database stores it as a 64-bit integer: refuse it before anything exists
+        raise ConfigError(f"--seed must be at most 2**63-1 = {MAX_SEED}, got {config.seed}")
     config = resolve_run_identity(config)
     if parts is None or getattr(parts.data, "y_train", None) is not None:  # defaults adapted to the data size
         from tinyevo.run.sizing import size_run
@@ -559,18 +585,17 @@ def start_run(
         check_search_device(config)
         parts = build_parts(config)
         check_metrics(config, parts.problem)  # an objective that nothing produces fails before a run exists
+    check_final_teacher(config)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)
-    if (run_dir / DB_NAME).exists():
-        raise StorageError(f"{run_dir} already holds a run; continue it with: tinyevo resume {run_dir}")
     ex = _executor_for(config, executor)  # fails early (bad scheduler, ...) before a run is created
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        # atomic: a kill leaves no database or one holding the run, never one without it
+        create_run_database(run_dir / DB_NAME, new_meta(config.seed, config.to_json()))
         storage = SQLiteStorage(run_dir / DB_NAME)
     except BaseException:
         ex.close()
         raise
     try:
-        storage.create(new_meta(config.seed, config.to_json()))
         engine = Engine(
             run_dir, config, storage, parts, executor=ex, progress=progress, time_s=config.budget.time_s
         )
@@ -636,6 +661,8 @@ def resume_run(
             )
         if parts is None:
             check_search_device(config)
+        if storage.get_state("phase") not in ("final", "done"):  # (a finished search: retrain says what failed)
+            check_final_teacher(config)
         parts = parts if parts is not None else build_parts(config)
         engine = Engine(
             run_dir,

@@ -6,8 +6,12 @@ test split never takes part in choosing.
 
 Each retrained model gets a folder ``final/trial-NNNN/`` in the run directory with ``model.pt`` (a
 ``state_dict``, loadable with ``torch.load(path, weights_only=True)``), ``genome.txt``, ``metrics.json`` and
-``history.json``. Files are written atomically, then the model is committed to storage, so a run killed during
-retraining redoes only the unfinished models on resume, and each of those goes on from its last checkpoint
+``history.json``. A run's retraining writes a model's files to ``final/trial-NNNN/.incoming/`` first; the driver
+then commits the model together with the SHA-256 of its ``model.pt`` in one database transaction, and only then
+moves the files into place (``model.pt`` last) -- :func:`commit_final`. A kill at any moment is repaired on the next
+``resume`` / ``retrain`` (:func:`repair_finals`): files of an uncommitted model are dropped, a committed model's
+move is finished, and a stored model whose files do not match the database is forgotten and retrained. So a run
+killed during retraining redoes only the unfinished models on resume, and each of those goes on from its last checkpoint
 (``checkpoint.pt``, saved at most once a minute at an epoch's end by tinyevo's trainer, removed once the model is
 saved). Long trainings can so be run as a series of short jobs: the same ``tinyevo retrain`` command again in each
 job resumes from the checkpoint (the checkpoint must come from the same training: configuration, seed, data).
@@ -15,8 +19,12 @@ job resumes from the checkpoint (the checkpoint must come from the same training
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
@@ -35,6 +43,10 @@ only when ``[final] teacher`` is set)."""
 
 FINAL_DIR = "final"
 CHECKPOINT = "checkpoint.pt"  # the training state of a model being retrained (removed once it is saved)
+INCOMING = ".incoming"  # a retrained model's files before the database holds it (see commit_final)
+_MODEL_FILES = ("genome.txt", "metrics.json", "history.json", "model.pt")  # model.pt moves last
+
+log = logging.getLogger(__name__)
 
 
 def select_for_retraining(
@@ -120,6 +132,7 @@ def retrain(
     continue_from: Path | None = None,
     teacher: str | Sequence[str] | None = None,
     keep_best: bool = False,
+    staged: bool = False,
 ) -> FinalModel:
     """Retrain ``trial``'s architecture with ``train_config`` from scratch (or, ``continue_from``, from the weights
     of an earlier final model: one more schedule cycle), test it and save it under ``run_dir``. ``teacher``: distil
@@ -127,7 +140,9 @@ def retrain(
     ``continue_from``): when the new cycle ends with a lower validation accuracy than the earlier model, the earlier
     model stays and the new cycle's files go to ``final/trial-NNNN/rejected/``. A cycle that also trained on the
     validation split (``train_on_val``) has no held-out ``val_acc`` of its own: with ``continue_from`` it keeps the
-    earlier model's (and ``val_acc_inherited`` = 1), so it is never rejected by ``keep_best``."""
+    earlier model's (and ``val_acc_inherited`` = 1), so it is never rejected by ``keep_best``. ``staged``: write the
+    model's files to ``final/trial-NNNN/.incoming/`` for :func:`commit_final` to put in place once the database
+    holds the model (what a run's retraining does)."""
     import torch
 
     ir = space.decode(space.parse(trial.genome))
@@ -161,7 +176,9 @@ def retrain(
     worse = (keep_best and before is not None
              and float(before.get("val_acc", math.nan)) > metrics.get("val_acc", math.nan))
     # (a NaN on either side compares False: then the new cycle replaces the earlier one)
-    home, out = out, (out / "rejected" if worse else out)
+    home, out = out, (out / "rejected" if worse else out / INCOMING if staged else out)
+    if staged and not worse and out.exists():
+        shutil.rmtree(out)  # files of an earlier retraining that was never committed
     ensure_dir(out, root=run_dir)
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     atomic_write(out / "model.pt", lambda fh: torch.save(state, fh), root=run_dir)
@@ -185,7 +202,8 @@ def retrain(
                       root=run_dir)
     history = [asdict(h) if is_dataclass(h) else h for h in getattr(result, "history", ())]
     atomic_write_text(out / "history.json", json.dumps(history, indent=1, allow_nan=True), root=run_dir)
-    ckpt.unlink(missing_ok=True)
+    if not staged:
+        ckpt.unlink(missing_ok=True)
     return FinalModel(
         trial=trial.number,
         genome=trial.genome,
@@ -193,6 +211,90 @@ def retrain(
         weights=str((home / "model.pt").relative_to(run_dir)),
         created_at=time.time(),
     )
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _promote(incoming: Path, home: Path) -> None:
+    """Move a committed model's files from ``incoming`` into ``home`` (``model.pt`` last), then drop ``incoming``
+    and the training checkpoint. Safe to repeat after a kill at any point."""
+    for name in _MODEL_FILES:
+        src = incoming / name
+        if src.is_file() and not src.is_symlink():
+            os.replace(src, home / name)
+    shutil.rmtree(incoming, ignore_errors=True)
+    (home / CHECKPOINT).unlink(missing_ok=True)
+
+
+def commit_final(storage: Any, run_dir: Path, model: FinalModel) -> None:
+    """Commit a model that :func:`retrain` (``staged=True``) returned: the database row and the fingerprint of its
+    weights in one transaction, then its files into place. A kill before the commit leaves the earlier model (files
+    and row) as it was; a kill after it is finished by :func:`repair_finals`."""
+    home = model_dir(run_dir, model.trial)
+    incoming = home / INCOMING
+    staged = incoming / "model.pt"
+    weights = staged if staged.is_file() else run_dir / model.weights  # (a rejected cycle leaves home as it was)
+    storage.add_final_checked(model, file_sha256(weights))
+    if incoming.exists():
+        _promote(incoming, home)
+    else:
+        (home / CHECKPOINT).unlink(missing_ok=True)
+
+
+def repair_finals(storage: Any, run_dir: Path) -> list[int]:
+    """Bring the final models' files and the database back into agreement after a kill: finish moving a committed
+    model's files, drop those of an uncommitted one, and forget (so that it is retrained) a stored model whose
+    weights are not the committed ones -- or, for models stored before fingerprints, whose ``metrics.json`` reports
+    another validation accuracy than the database. Returns the trial numbers forgotten."""
+    root = run_dir / FINAL_DIR
+    stored = {f.trial: f for f in storage.finals()}
+    if root.is_dir() and not root.is_symlink():
+        for incoming in sorted(root.glob(f"trial-*/{INCOMING}")):
+            if incoming.is_symlink() or not incoming.is_dir():
+                continue
+            home = incoming.parent
+            number = home.name.removeprefix("trial-")
+            want = storage.get_state(f"final_sha256:{int(number)}") if number.isdigit() else None
+            staged = incoming / "model.pt"
+            if staged.is_file() and want is not None and file_sha256(staged) == want:
+                log.info("finishing the commit of the retrained model of trial %s", number)
+                _promote(incoming, home)
+            elif not staged.is_file() and want is not None and (home / "model.pt").is_file() \
+                    and file_sha256(home / "model.pt") == want:
+                _promote(incoming, home)  # killed after model.pt moved: only the empty folder is left
+            else:
+                log.info("dropping the uncommitted retrained model of trial %s", number)
+                shutil.rmtree(incoming, ignore_errors=True)
+    forgotten: list[int] = []
+    for number, f in stored.items():
+        weights = run_dir / f.weights
+        want = storage.get_state(f"final_sha256:{number}")
+        if want is not None:
+            bad = not weights.is_file() or file_sha256(weights) != want
+        else:
+            bad = not weights.is_file() or _disagrees(weights.with_name("metrics.json"), f.metrics)
+        if bad:
+            log.warning("the files of the final model of trial %d do not match the run database (an interrupted "
+                        "retraining?): it will be retrained", number)
+            storage.remove_final(number)
+            forgotten.append(number)
+    return forgotten
+
+
+def _disagrees(metrics_file: Path, metrics: Mapping[str, float]) -> bool:
+    try:
+        doc = json.loads(metrics_file.read_text())
+        theirs = float(doc["final"]["val_acc"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # nothing to compare with
+    ours = float(metrics.get("val_acc", math.nan))
+    return math.isfinite(theirs) and math.isfinite(ours) and theirs != ours
 
 
 def parse_teacher(spec: str) -> tuple[Path, int | None]:
@@ -241,6 +343,7 @@ class RetrainTask:
     continue_from: Path | None = None  # weights of an earlier final model to start from
     teacher: str | tuple[str, ...] | None = None  # retrained model(s) to distil from (:func:`load_teacher`)
     keep_best: bool = False  # with continue_from: keep the earlier model when the new cycle validates worse
+    staged: bool = False  # files to final/trial-NNNN/.incoming/ until the driver commits (commit_final)
 
 
 def run_retrain_task(task: RetrainTask) -> FinalModel:
@@ -254,7 +357,7 @@ def run_retrain_task(task: RetrainTask) -> FinalModel:
         data = cached_dataset(*task.data_spec)
     return retrain(task.trial, space=task.space, data=data, train_config=task.train_config, seed=task.seed,
                    run_dir=task.run_dir, cost=task.cost, trainer=task.trainer, continue_from=task.continue_from,
-                   teacher=task.teacher, keep_best=task.keep_best)
+                   teacher=task.teacher, keep_best=task.keep_best, staged=task.staged)
 
 
 def retrain_many(

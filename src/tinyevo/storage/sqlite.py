@@ -7,8 +7,12 @@ and ``Infinity`` round-trip exactly, which keeps a resumed strategy's view ident
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -21,6 +25,11 @@ from tinyevo.storage.base import DerivedModel, FinalModel, RunMeta, TrialRecord
 from tinyevo.trial import Status, Trial
 
 SCHEMA_VERSION = 1
+
+log = logging.getLogger(__name__)
+
+MAX_SEED = 2**63 - 1
+"""The largest run seed: SQLite stores integers in 64 bits."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
@@ -148,7 +157,10 @@ class SQLiteStorage:
             "SELECT seed, config, created_at, version, schema_version FROM run"
         ).fetchone()
         if row is None:
-            raise StorageError(f"{self.path} holds no run")
+            raise StorageError(
+                f"{self.path} holds no run (its creation was interrupted before the run was stored); start it "
+                f"again with: tinyevo search ... --run-dir {self.path.parent}"
+            )
         if row[4] > SCHEMA_VERSION:
             raise StorageError(
                 f"{self.path} was written by a newer tinyevo (schema {row[4]}, this is {SCHEMA_VERSION})"
@@ -228,6 +240,29 @@ class SQLiteStorage:
                 model.created_at or time.time(),
             ),
         )
+
+    def add_final_checked(self, model: FinalModel, sha256: str) -> None:
+        """:meth:`add_final` and the fingerprint of its weights file, in one transaction (see
+        :func:`tinyevo.run.final.repair_finals`)."""
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            self.add_final(model)
+            self.set_state(f"final_sha256:{int(model.trial)}", sha256)
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+
+    def remove_final(self, trial: int) -> None:
+        """Forget the final model of ``trial`` (its files stay), in one transaction."""
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            self._con.execute("DELETE FROM final_models WHERE trial = ?", (int(trial),))
+            self._con.execute("DELETE FROM state WHERE key = ?", (f"final_sha256:{int(trial)}",))
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
 
     def finals(self) -> list[FinalModel]:
         rows = self._con.execute(
@@ -443,6 +478,68 @@ def check_schema(con: sqlite3.Connection, path: Path) -> None:
                 f"{path} is not a tinyevo run database: {kind} {name!r} is not defined as tinyevo defines it; "
                 "refusing to open it"
             )
+
+
+def _leftover(path: Path) -> bool:
+    """Whether ``path`` is the database of a run whose creation was interrupted by an older tinyevo (schema but no
+    run record and no trials, or an empty file): nothing is lost by replacing it."""
+    try:
+        if path.stat().st_size == 0 and not path.with_name(path.name + "-wal").exists():
+            return True
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "run" in tables and con.execute("SELECT COUNT(*) FROM run").fetchone()[0]:
+                return False
+            return all(not con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608 - names from us
+                       for t in ("trials", "final_models", "derived_models") if t in tables)
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error):
+        return False
+
+
+def create_run_database(path: str | Path, meta: RunMeta) -> None:
+    """Create the database of a new run at ``path`` atomically: schema and run record are written to a temporary
+    file beside ``path``, which is then linked to ``path`` (``os.link`` never replaces an existing file). A kill at
+    any moment leaves either no database or a complete one -- never one that ``search`` refuses as taken and
+    ``resume`` refuses as empty. A database left by an interrupted creation of an older tinyevo is replaced."""
+    path = Path(path)
+    if not 0 <= int(meta.seed) <= MAX_SEED:
+        raise StorageError(f"seed {meta.seed} is out of range (0 .. 2**63-1)")
+    refuse_links(path)
+    ensure_dir(path.parent)
+    if path.exists():
+        if not _leftover(path):
+            raise StorageError(f"{path.parent} already holds a run; continue it with: tinyevo resume {path.parent}")
+        log.warning("%s holds no run (an interrupted creation): replacing it", path)
+        for suffix in ("-wal", "-shm", ""):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    extras = [tmp.with_name(tmp.name + s) for s in ("-wal", "-shm", "-journal", ".lock")]
+    try:
+        with SQLiteStorage(tmp) as s:
+            s.create(meta)
+        # (closing the only connection checkpointed the WAL into the file and removed it)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise StorageError(
+                f"{path.parent} already holds a run; continue it with: tinyevo resume {path.parent}"
+            ) from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            if path.exists():  # no hard links on this file system: rename (not atomic against a racing creator)
+                raise StorageError(
+                    f"{path.parent} already holds a run; continue it with: tinyevo resume {path.parent}"
+                ) from None
+            os.replace(tmp, path)
+    finally:
+        for f in (tmp, *extras):
+            f.unlink(missing_ok=True)
 
 
 def new_meta(seed: int, config: Mapping[str, Any]) -> RunMeta:
