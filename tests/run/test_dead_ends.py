@@ -263,3 +263,19 @@ def test_a_teacher_lost_after_the_search_can_be_replaced_by_retrain(tmp_path: Pa
     other = replace(config, final=replace(config.final, teacher="other"))
     finals = retrain_run(run, config=other, parts=parts)
     assert finals and seen == ["other"] * len(finals)
+
+
+def test_evaluations_get_the_run_weight_store(tmp_path: Path) -> None:
+    """Every evaluation of a run is told the run's weight store (the ``inherit`` estimator keeps its weights
+    there), so a resumed run and every worker see the same weights."""
+    config = fake_config(executor="inprocess", budget=3)
+    seen: list[str | None] = []
+
+    def evaluate(task: Any) -> dict[str, float]:
+        seen.append(task.store_dir)
+        return {"val_acc": 0.5}
+
+    parts = fake_parts(config)
+    parts.evaluate = evaluate
+    start_run(config, run_dir=tmp_path / "run", parts=parts)
+    assert seen and set(seen) == {str(tmp_path / "run" / "weights")}
