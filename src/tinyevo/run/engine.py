@@ -61,7 +61,16 @@ from tinyevo.run.final import (
     select_for_retraining,
 )
 from tinyevo.spaces.zoo import resolve_seeds
-from tinyevo.storage import DB_NAME, MAX_SEED, FinalModel, SQLiteStorage, TrialRecord, create_run_database, new_meta
+from tinyevo.storage import (
+    DB_NAME,
+    MAX_SEED,
+    FinalModel,
+    SQLiteStorage,
+    Storage,
+    TrialRecord,
+    create_run_database,
+    new_meta,
+)
 from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Strategy, Trial, rank_key
 from tinyevo.strategies.loop import finish_trial
 from tinyevo.strategies.warmstart import WarmStart
@@ -207,7 +216,7 @@ class Engine:
         self,
         run_dir: Path,
         config: RunConfig,
-        storage: SQLiteStorage,
+        storage: Storage,
         parts: RunParts,
         *,
         executor: Executor,

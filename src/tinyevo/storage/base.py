@@ -97,7 +97,8 @@ class DerivedModel:
 
 @runtime_checkable
 class Storage(Protocol):
-    """Where a run's meta data, trials and final models are kept."""
+    """Where a run's meta data, trials and final models are kept: :class:`~tinyevo.storage.SQLiteStorage` (a run
+    directory) or :class:`~tinyevo.storage.InMemoryStorage`. The run driver uses nothing else."""
 
     def create(self, meta: RunMeta) -> None:
         """Record the run's seed and configuration; fails if the store already holds a run."""
@@ -115,8 +116,20 @@ class Storage(Protocol):
         """Every stored trial, ordered by trial number."""
         ...
 
+    def numbers_of(self, genomes: tuple[str, ...]) -> tuple[int, ...]:
+        """Trial numbers of the given genome strings (first occurrence), skipping genomes not stored."""
+        ...
+
     def add_final(self, model: FinalModel) -> None:
         """Commit (or replace) the final model of one trial."""
+        ...
+
+    def add_final_checked(self, model: FinalModel, sha256: str) -> None:
+        """:meth:`add_final` and the SHA-256 of its weights file (state ``final_sha256:N``), atomically."""
+        ...
+
+    def remove_final(self, trial: int) -> None:
+        """Forget the final model of ``trial`` and its fingerprint (its files stay)."""
         ...
 
     def finals(self) -> list[FinalModel]:
