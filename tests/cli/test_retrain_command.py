@@ -157,7 +157,7 @@ def _one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str
         (["--set", "noequals"], "--set needs KEY=VALUE"),
         (["--set", "=3"], "--set needs KEY=VALUE"),
         (["--set", "prune_ratio=0.5"], "prune_ratio in [final] is not supported"),
-        (["--set", "epochs=0"], "positive"),
+        (["--set", "epochs=0"], "final.epochs must be >= 1, got 0"),
         (["--device", "gpu"], "unknown training device 'gpu'"),
         (["--top-k", "0"], "final top_k must be an integer >= 1"),
         (["--workers", "0"], "final workers must be an integer >= 1"),

@@ -201,7 +201,7 @@ def test_with_final_options_overrides_train_options_and_keeps_the_rest() -> None
         ({"train": {"foo": 1}}, "unknown training option"),
         ({"train": {"prune_ratio": 0.25}}, "prune_ratio in \\[final\\] is not supported"),
         ({"train": {"device": "gpu"}}, "unknown training device"),
-        ({"train": {"epochs": 0}}, "positive"),
+        ({"train": {"epochs": 0}}, "final.epochs must be >= 1, got 0"),
         ({"top_k": 0}, "top_k"),
         ({"workers": 0}, "workers"),
     ],

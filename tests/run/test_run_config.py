@@ -99,7 +99,7 @@ def test_json_round_trip_of_varied_configs() -> None:
         ({"scheduler": "tcp://h:1", "executor": "local"}, "--scheduler needs --executor dask"),
         ({"device": "none", "latency_ms": 5.0}, "need a --device"),
         ({"train": {"epochz": 3}}, "unknown training option"),
-        ({"final": {"epochs": 0}}, "positive"),
+        ({"final": {"epochs": 0}}, "final.epochs must be >= 1, got 0"),
         ({"objectives": ["val_acc:up"]}, "direction"),
         ({"space_options": {"num_classes": 3}}, "set from the data set"),
     ],

@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tinyevo.errors import ConfigError, StorageError
+from tinyevo.run.options import DEFAULT_ESTIMATOR, run_options, train_options
 from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
 
-DEFAULT_ESTIMATOR = "train"  # tinyevo.estimators.DEFAULT_ESTIMATOR; repeated so config needs no torch import
 DEFAULT_DEVICE = "stm32f412"
 MULTI_OBJECTIVE_STRATEGY = "nsga2"
 """The strategy used when several objectives are given and no strategy is named: the default strategy
@@ -189,7 +189,8 @@ class LimitsConfig:
             raise ConfigError(f"--sram-convention must be {choices}, got {self.sram_convention!r}")
         for name in ("sram", "flash", "weights", "latency_ms", "energy_mj", "macs", "params"):
             v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      and 0 < v < math.inf):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
         if self.precision not in ("int8", "float32"):
             raise ConfigError(f"--precision must be int8 or float32, got {self.precision!r}")
@@ -474,8 +475,18 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {p} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {p} nests arrays or tables too deeply") from None
+    if _depth(raw) > _MAX_DEPTH:
+        raise ConfigError(f"config file {p} nests arrays or tables more than {_MAX_DEPTH} levels deep")
     out = {str(k).replace("-", "_"): v for k, v in raw.items()}
     unknown = sorted(set(out) - _TOP_KEYS)
     if unknown:
@@ -485,7 +496,27 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     for table in ("space_options", "train", "final"):
         if table in out and not isinstance(out[table], dict):
             raise ConfigError(f"{table} in {p} must be a table ([{table}])")
+    if "out" in out and not isinstance(out["out"], str):
+        raise ConfigError(f"out in {p} must be a directory path (a string), got {out['out']!r}")
     return out
+
+
+_MAX_DEPTH = 16
+"""Deepest nesting of arrays / tables a run config may have (the deepest real option, a list of lists inside
+``[space_options]``, is 3 levels); deeper values are refused before anything recurses over them."""
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a TOML value, without recursion (a hostile file may nest thousands of levels)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > _MAX_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((c, level + 1) for c in children)
+    return deepest
 
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -512,67 +543,11 @@ def _typed(name: str, value: Any, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
-def _check_type(name: str, value: Any, hint: Any) -> None:
-    """Raise a :class:`ConfigError` naming ``name`` unless ``value`` fits the type ``hint`` of a dataclass field
-    (``int``, ``float``, ``bool``, ``str``, ``X | None``, ``Literal[...]``, ``tuple[X, ...]``; others pass)."""
-    import types
-    import typing
-
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return
-        options = [a for a in args if a is not type(None)]
-        if len(options) == 1:
-            _check_type(name, value, options[0])
-            return
-        for a in options:
-            try:
-                _check_type(name, value, a)
-                return
-            except ConfigError:
-                pass
-        raise ConfigError(f"{name} has the wrong type: {value!r}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{name} must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return
-    if origin is tuple:
-        if not isinstance(value, (tuple, list)):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            for item in value:
-                _check_type(f"{name} item", item, args[0])
-        return
-    if hint is float:
-        _typed(name, value, (int, float))
-    elif hint in (int, bool, str):
-        _typed(name, value, hint)
-
-
 def _check_train_options(where: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate TrainConfig options early (names and values) without importing torch when it is not needed."""
     opts = {str(k).replace("-", "_"): _freeze(v) for k, v in options.items()}
-    try:
-        from tinyevo.estimators.training import TrainConfig
-    except ImportError:  # pragma: no cover - estimators not installed
-        return opts
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(opts) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown training option(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    import typing
-
-    hints = typing.get_type_hints(TrainConfig)
-    for key, value in opts.items():  # a wrong type is named here, not by a comparison deep in TrainConfig
-        _check_type(f"{where.strip('[]')}.{key}", value, hints[key])
-    try:
-        TrainConfig(**opts)
-    except TypeError as exc:
-        raise ConfigError(f"bad training option in {where}: {exc}") from None
-    return opts
+    checked = train_options(where, opts)  # names, types and ranges (torch-free; one line per error)
+    return {k: getattr(checked, k) for k in opts}
 
 
 def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> RunConfig:
@@ -607,7 +582,14 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
 
     def size(name: str) -> int | None:  # a user-facing size needs a unit: --sram 64 is not 64 bytes
         label = f"--{name}" if flags.get(name) is not None else name
-        return None if v.get(name) is None else parse_size(v[name], unit_required=True, name=label)
+        if v.get(name) is None:
+            return None
+        try:
+            return parse_size(v[name], unit_required=True, name=label)
+        except (OverflowError, ValueError) as exc:  # 1e400KB is infinite; a ConfigError is a ValueError too
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"{label} must be a finite size, got {v[name]!r}") from None
 
     final_tbl = dict(v.get("final") or {})
     final_train_defaults = dict(FinalConfig().train)
@@ -621,6 +603,13 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
         isinstance(objectives, (list, tuple)) and all(isinstance(o, str) for o in objectives)
     ):
         raise ConfigError(f"objectives must be a METRIC[:max|min] string or a list of them, got {objectives!r}")
+    seed = v.get("seed", 0)
+    if isinstance(seed, str):
+        try:
+            seed = int(seed)
+        except ValueError:
+            raise ConfigError(f"--seed must be an integer, got {seed!r}") from None
+    run_options({**v, "seed": seed})  # every top-level option's type and range, one line per error
     device = v.get("device", DEFAULT_DEVICE)
     if isinstance(device, str) and device.lower() in ("", "none"):
         device = None
@@ -628,12 +617,6 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
         from tinyevo.devices import DEVICES
 
         DEVICES.get(device)  # unknown name -> UnknownNameError with the known names
-    seed = v.get("seed", 0)
-    if isinstance(seed, str):
-        try:
-            seed = int(seed)
-        except ValueError:
-            raise ConfigError(f"--seed must be an integer, got {seed!r}") from None
     time_s = None if v.get("time") is None else parse_duration(v["time"])
     return RunConfig(
         data=DataConfig(

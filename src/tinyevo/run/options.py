@@ -1,0 +1,236 @@
+"""Torch-free, typed records of the options a user writes, validated once at the edge with pydantic.
+
+:class:`TrainOptions` is the ``[train]`` / ``[final]`` table of a run config (and ``tinyevo retrain --set``): every
+training option's name, type, range and default, checked before anything is stored or searched. The torch-side
+:class:`~tinyevo.estimators.training.TrainConfig` is built from these options (the names and defaults agree;
+``tests/run/test_run_config_options.py`` checks it). Pydantic's multi-line report becomes one line naming the
+option (:func:`one_line`), raised as :class:`~tinyevo.errors.ConfigError`, which the CLI prints and exits 2 with.
+
+This module also holds the names that config validation needs without importing torch or the cost model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tinyevo.errors import ConfigError
+
+DEFAULT_ESTIMATOR = "train"
+"""The estimator of a run that names none (:data:`tinyevo.estimators.DEFAULT_ESTIMATOR` is the same name)."""
+AUGMENTATIONS = ("shift", "flip")
+"""The augmentations a training may use (:data:`tinyevo.estimators.training.AUGMENTATIONS`)."""
+SEED_MAX = 2**63 - 1
+"""The largest run seed: seeds are stored as SQLite integers (signed 64-bit)."""
+_DEVICE_RE = re.compile(r"cpu|auto|cuda(:\d+)?")
+
+
+class TrainOptions(BaseModel):
+    """How to train, as written in a config (see :class:`~tinyevo.estimators.training.TrainConfig` for what each
+    option does). Strict: an integer option takes no ``2.5``, ``2.0``, ``"2"`` or ``true``; a number takes no
+    string; no number may be infinite or NaN."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(5.0, gt=0)
+    augment: tuple[str, ...] = ()
+    shift_pixels: int = Field(2, ge=0)
+    threads: int | None = Field(None, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    time_limit_s: float | None = Field(None, gt=0)
+    prune_ratio: float = Field(0.0, ge=0, lt=1)
+    prune_finetune_epochs: int = Field(1, ge=0)
+    prune_finetune_lr: float | None = Field(None, gt=0)
+    device: str = "cpu"
+    channels_last: bool | None = None
+    distill_alpha: float = Field(0.9, ge=0, le=1)
+    distill_temperature: float = Field(4.0, gt=0)
+    restore_best: bool = False
+    train_on_val: bool = False
+
+    @field_validator("augment")
+    @classmethod
+    def _known_augmentations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [a for a in value if a not in AUGMENTATIONS]
+        if bad:
+            raise ValueError(f"unknown augmentation {bad[0]!r}; expected one of {AUGMENTATIONS}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if not _DEVICE_RE.fullmatch(value):
+            raise ValueError(f"unknown training device {value!r}; expected cpu, cuda, cuda:N or auto")
+        return value
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> TrainOptions:
+        if self.train_on_val and self.restore_best:
+            raise ValueError("restore_best picks weights by validation accuracy, which train_on_val trains on; "
+                             "use one of them")
+        return self
+
+
+TRAIN_OPTION_NAMES = tuple(TrainOptions.model_fields)
+
+Positive = Field(None, gt=0)
+
+
+class RunOptions(BaseModel):
+    """The top-level options of a run config merged with the command-line flags (``None``: not given), checked
+    for type and range before :func:`tinyevo.run.config.build_config` turns them into a
+    :class:`~tinyevo.run.config.RunConfig`. Sizes (``sram``, ...) and durations (``time``, ...) keep their text
+    here and are parsed by the config builder; the three tables are checked by :class:`TrainOptions`, the
+    ``[final]`` keys and the space's own signature."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
+
+    data: str | None = None
+    val_fraction: float | None = Field(None, gt=0, lt=1)
+    space: str | None = None
+    strategy: str | None = None
+    estimator: str | None = None
+    teacher: str | tuple[str, ...] | None = None
+    device: str | None = None
+    sram: str | int | float | None = None
+    flash: str | int | float | None = None
+    weights: str | int | float | None = None
+    sram_convention: str | None = None  # the choices are checked by LimitsConfig / ExecutorConfig
+    planner: str | None = None
+    latency_ms: float | None = Positive
+    energy_mj: float | None = Positive
+    macs: float | None = Positive
+    params: float | None = Positive
+    precision: str | None = None
+    objectives: str | tuple[str, ...] | None = None
+    budget: int | None = Field(None, ge=1)
+    time: str | float | None = None
+    max_trials: int | None = Field(None, ge=1)
+    workers: int | None = Field(None, ge=1)
+    executor: str | None = None
+    scheduler: str | None = None
+    batch_size: int | None = Field(None, ge=1)
+    trial_timeout: str | float | None = None
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    init: str | tuple[str, ...] | None = None
+    out: str | None = None
+    space_options: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    final: dict[str, Any] | None = None
+
+
+FLAG_LABELS = {name: f"--{name.replace('_', '-')}" for name in (
+    "budget", "seed", "workers", "scheduler", "latency_ms", "energy_mj", "macs", "params", "precision",
+    "sram_convention", "planner", "executor", "time", "trial_timeout")}
+"""How the checks name a top-level option that is also a flag (as the existing messages do: ``--budget must be
+an integer, got 'ten'``)."""
+
+
+def run_options(values: Mapping[str, Any]) -> RunOptions:
+    """``values`` (config-file keys merged with flags) as a checked :class:`RunOptions`, or a one-line
+    :class:`ConfigError` naming the option."""
+    try:
+        return RunOptions(**{k: _tuples(v) if k not in ("space_options", "train", "final") else v
+                             for k, v in values.items()})
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc, labels=FLAG_LABELS)) from None
+
+
+def train_options(where: str, options: Mapping[str, Any]) -> TrainOptions:
+    """The :class:`TrainOptions` in ``options`` (keys may use ``-`` or ``_``; lists are tuples), or a one-line
+    :class:`ConfigError` naming the option: ``train.epochs must be an integer, got 2.5``, ``unknown training
+    option(s) in [train]: epocs; did you mean 'epochs'?``. ``where`` is the table, ``"[train]"`` or ``"[final]"``."""
+    opts = {str(k).replace("-", "_"): _tuples(v) for k, v in options.items()}
+    unknown = sorted(set(opts) - set(TRAIN_OPTION_NAMES))
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], TRAIN_OPTION_NAMES, n=1)
+        raise ConfigError(f"unknown training option(s) in {where}: {', '.join(unknown)}"
+                          + (f"; did you mean {hint[0]!r}?" if hint else "")
+                          + f" (known: {', '.join(sorted(TRAIN_OPTION_NAMES))})")
+    try:
+        return TrainOptions(**opts)
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc, where.strip("[]"))) from None
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+_PHRASES = {
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "int_parsing": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "literal_error": "must be one of {expected}",
+    "extra_forbidden": "is not a known option",
+    "missing": "is missing",
+}
+
+
+def one_line(exc: ValidationError, prefix: str = "", labels: Mapping[str, str] | None = None) -> str:
+    """The first error of a pydantic :class:`ValidationError` as one line: ``PREFIX.FIELD must be ..., got
+    VALUE`` (an index in the location reads ``item``: ``train.augment item must be a string, got 1``; ``labels``
+    renames a top-level field, e.g. ``budget`` -> ``--budget``)."""
+    errors = exc.errors(include_url=False)
+    # a union (str | int | None) reports one error per member; the first is as good as any, but a range error
+    # (the value had the right type) says more than a type error of another member
+    err = next((e for e in errors if e["type"] not in _TYPE_ERRORS), None)
+    if err is None:  # only type errors: the deepest names the culprit (``init item must be a string, got 1``)
+        err = max(errors, key=lambda e: len(e["loc"]))
+    parts = [prefix] if prefix else []
+    for i, loc in enumerate(l for l in err["loc"] if not _is_union_member(l)):
+        if i == 0 and labels and str(loc) in labels:
+            loc = labels[str(loc)]
+        parts.append("item" if isinstance(loc, int) else str(loc))
+    name = ".".join(p for p in parts if p != "item")
+    name += " item" * sum(1 for p in parts if p == "item")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"unknown option {name!r}"
+    if kind == "value_error":  # our own validators: their message names the problem
+        message = str(err.get("ctx", {}).get("error", err["msg"]))
+        return f"{name}: {message}" if name else message
+    ctx = dict(err.get("ctx") or {})
+    if kind == "literal_error":
+        ctx["expected"] = ctx.get("expected", "").replace(" or ", ", ")
+    phrase = _PHRASES.get(kind)
+    text = phrase.format(**ctx) if phrase else err["msg"][:1].lower() + err["msg"][1:]
+    return f"{name} {text}, got {err['input']!r}".strip()
+
+
+_TYPE_ERRORS = {"int_type", "float_type", "string_type", "tuple_type", "bool_type", "literal_error", "none_required",
+                "is_instance_of", "list_type", "dict_type"}
+
+
+def _is_union_member(loc: Any) -> bool:
+    """A location part that names a member of a union (``str``, ``tuple[str, ...]``), not a field."""
+    return isinstance(loc, str) and (loc in ("str", "int", "float", "bool", "none") or "[" in loc)
