@@ -20,6 +20,12 @@ from scipy.io import wavfile
 from tinyevo.errors import ConfigError, DataError
 
 
+MAX_SAMPLE_RATE = 384_000
+"""The highest sample rate (Hz) of a clip or of the feature front end."""
+MAX_CLIP_SECONDS = 60.0
+"""The longest clip the front end cuts or pads to (keyword spotting uses about 1 s)."""
+
+
 @dataclass(frozen=True)
 class AudioFrontEnd:
     """Settings of the feature extraction (keyword-only, all with KWS defaults)."""
@@ -35,6 +41,12 @@ class AudioFrontEnd:
     fmax: float | None = None  # None: Nyquist
 
     def __post_init__(self) -> None:
+        if self.sample_rate is not None and not 1 <= self.sample_rate <= MAX_SAMPLE_RATE:
+            raise ConfigError(f"sample_rate must be in 1..{MAX_SAMPLE_RATE} Hz, got {self.sample_rate}")
+        if not self.clip_seconds <= MAX_CLIP_SECONDS:
+            raise ConfigError(f"clip_seconds must be at most {MAX_CLIP_SECONDS}, got {self.clip_seconds}")
+        if not 1 <= self.n_mels <= 1024 or self.n_mfcc < 1:
+            raise ConfigError(f"n_mels must be in 1..1024 and n_mfcc >= 1, got {self.n_mels} and {self.n_mfcc}")
         if self.features not in ("mfcc", "logmel"):
             raise ConfigError(f"audio features must be 'mfcc' or 'logmel', got {self.features!r}")
         if self.clip_seconds <= 0 or self.window_ms <= 0 or self.hop_ms <= 0:
@@ -53,11 +65,15 @@ class AudioFrontEnd:
 
 def read_wav(data: bytes, what: str) -> tuple[int, np.ndarray]:
     """(sample_rate, mono float waveform in [-1, 1]) of WAV bytes; a :class:`DataError` naming ``what`` if the
-    bytes are not a readable WAV file."""
+    bytes are not a readable WAV file or declare a sample rate outside 1 .. :data:`MAX_SAMPLE_RATE` Hz (the
+    features of a clip are computed at its rate: a header's 2**31 Hz would ask for hundreds of GiB)."""
     try:
         rate, wav = wavfile.read(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, EOFError, struct.error ...
         raise DataError(f"cannot read audio file {what}: {exc}") from None
+    if not 1 <= int(rate) <= MAX_SAMPLE_RATE:
+        raise DataError(f"audio file {what} declares a sample rate of {int(rate)} Hz; tinyevo reads clips of "
+                        f"1..{MAX_SAMPLE_RATE} Hz")
     wav = np.asarray(wav)
     if wav.ndim == 2:
         wav = wav.mean(axis=1)

@@ -169,6 +169,34 @@ def _labels(y: Array, n: int, what: str) -> Array:
     return y.astype(np.int64)
 
 
+MAX_CLASSES = 100_000
+"""The most classes a data set may declare (a label is a class index: a label of 2**40 would otherwise make
+tinyevo build 2**40 classes)."""
+
+
+def _check_label_range(labels: Sequence[Array], num_classes: int | None) -> None:
+    """Labels must be class indices ``0 .. K-1`` with ``K`` the declared number of classes, or -- none declared --
+    at most the number of samples (and :data:`MAX_CLASSES`): checked before anything is allocated per class."""
+    n = sum(len(y) for y in labels)
+    if num_classes is not None:
+        if isinstance(num_classes, bool) or not 1 <= int(num_classes) <= MAX_CLASSES:
+            raise DataError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes!r}")
+        bound = int(num_classes)
+    else:
+        bound = min(n, MAX_CLASSES)
+    for y in labels:
+        if len(y) == 0:
+            continue
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0:
+            raise DataError(f"labels must be >= 0, found {lo}")
+        if hi >= bound:
+            why = (f"num_classes={bound}" if num_classes is not None
+                   else f"labels must be class indices 0..K-1, and {n} samples cannot have more than "
+                        f"{bound} classes")
+            raise DataError(f"labels out of range: found {hi} ({why})")
+
+
 def from_arrays(
     x_train: Array,
     y_train: Array,
@@ -208,9 +236,11 @@ def from_arrays(
     if x_test is not None:
         xs = _as_nchw(x_test, "x_test", channels_last)
         ys = _labels(y_test, len(xs), "y_test")
+        _check_label_range((yt, ys), num_classes)
         if xs.shape[1:] != xt.shape[1:]:
             raise DataError(f"test samples have shape {xs.shape[1:]} but training samples {xt.shape[1:]}")
     else:
+        _check_label_range((yt,), num_classes)  # (the split counts samples per class)
         keep, held = stratified_split(yt, test_fraction, np.random.default_rng(TEST_SPLIT_SEED))
         xt, yt, xs, ys = xt[keep], yt[keep], xt[held], yt[held]
     all_y = np.concatenate([yt, ys])

@@ -47,6 +47,13 @@ AUDIO_EXTENSIONS = (".wav",)
 TRAIN_DIRS = ("train", "training")
 TEST_DIRS = ("test", "testing")
 BUILTIN = ("digits",)
+MAX_FILE_BYTES = 256 * 2**20
+"""The largest image or audio file (in a folder or an archive member) tinyevo reads: each is read whole."""
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""The largest image (width x height) tinyevo decodes (a compressed image may declare far more pixels than its
+file size suggests: a decompression bomb)."""
+MAX_ARRAY_BYTES = 16 * 2**30
+"""The largest array of a ``.npz`` file tinyevo loads."""
 
 
 def load_dataset(
@@ -185,6 +192,7 @@ def _digits(**common: object) -> Dataset:
 def _npz(path: Path, *, name: str, **common: object) -> Dataset:
     if not zipfile.is_zipfile(path):  # numpy would try to unpickle it and complain about pickled data
         raise DataError(f"{path} is not a valid .npz archive (not a zip file); save one with numpy.savez")
+    _check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -212,6 +220,40 @@ def _npz(path: Path, *, name: str, **common: object) -> Dataset:
     return from_arrays(x, y, xs, ys, name=name, class_names=classes, **common)  # type: ignore[arg-type]
 
 
+def _check_npz_sizes(path: Path) -> None:
+    """Every array of the ``.npz`` must hold the data its header declares, and at most :data:`MAX_ARRAY_BYTES`:
+    checked from the headers, before numpy allocates an array of the declared shape."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                    header = fh.tell()
+                if dtype.hasobject:
+                    continue  # refused by allow_pickle=False when loaded
+                nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                what = f"array {info.filename[:-4]!r} of {path}"
+                if nbytes > MAX_ARRAY_BYTES:
+                    raise DataError(f"{what} declares {nbytes} bytes; at most {MAX_ARRAY_BYTES} are read")
+                if nbytes > info.file_size - header:
+                    raise DataError(f"{what} declares shape {shape} ({nbytes} bytes) but holds "
+                                    f"{max(info.file_size - header, 0)} bytes of data")
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+
+
+def _too_big(size: int, what: object) -> None:
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{what} is {size} bytes; data files of at most {MAX_FILE_BYTES} bytes are read "
+                        "(images and audio clips for microcontrollers are far smaller)")
+
+
 # --- file trees (folders and archives) ----------------------------------------------------------------------
 
 
@@ -234,6 +276,7 @@ def _folder_files(root: Path) -> Iterator[_File]:
         rel = p.relative_to(root).as_posix()
         if p.is_file() and _wanted(rel):
             try:
+                _too_big(p.stat().st_size, p)
                 yield _File(PurePosixPath(rel), p.read_bytes())
             except OSError as exc:
                 raise DataError(f"cannot read {p}: {exc}") from None
@@ -252,12 +295,14 @@ def _archive_files(path: Path) -> Iterator[_File]:
             with zipfile.ZipFile(path) as zf:
                 for info in sorted(zf.infolist(), key=lambda i: i.filename):
                     if not info.is_dir() and _wanted(info.filename):
+                        _too_big(info.file_size, f"{path}:{info.filename}")
                         yield _File(PurePosixPath(info.filename), zf.read(info))
             return
         out: list[_File] = []
         with tarfile.open(path, mode="r|*") as tf:
             for member in tf:
                 if member.isfile() and _wanted(member.name):
+                    _too_big(member.size, f"{path}:{member.name}")
                     fh = tf.extractfile(member)
                     if fh is not None:
                         out.append(_File(PurePosixPath(member.name), fh.read()))
@@ -314,6 +359,9 @@ def _decode_images(files: list[_File], *, image_size: tuple[int, int] | None) ->
     for f in images:
         try:
             with Image.open(io.BytesIO(f.data)) as im:
+                if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:  # before decoding anything
+                    raise DataError(f"image {f.path} is {im.size[0]}x{im.size[1]} pixels; images of at most "
+                                    f"{MAX_IMAGE_PIXELS} pixels are read")
                 im = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
                 if size is None:
                     size = im.size
@@ -325,7 +373,9 @@ def _decode_images(files: list[_File], *, image_size: tuple[int, int] | None) ->
                         )
                     im = im.resize(size, Image.Resampling.BILINEAR)
                 arrays.append(np.asarray(im, dtype=np.uint8))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except DataError:
+            raise
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
             raise DataError(f"cannot read image {f.path}: {exc}") from None
     color = any(a.ndim == 3 for a in arrays)
     x = np.empty((len(arrays), 3 if color else 1, size[1], size[0]), dtype=np.uint8)  # type: ignore[index]

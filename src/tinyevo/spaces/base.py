@@ -67,6 +67,25 @@ class SearchSpace(Protocol[G]):
 SPACES: Registry[SearchSpace] = Registry("search space")
 
 
+MAX_LAYERS = 256
+"""Bounds on space options (a network for a microcontroller is far smaller): layers of a network, ..."""
+MAX_CHANNELS = 8192  # ... channels (or units) of a layer, ...
+MAX_KERNEL = 31  # ... a kernel, pool or stride size, ...
+MAX_CLASSES = 100_000  # ... output classes ...
+MAX_INPUT = 4096  # ... and an input or resolution side
+
+
+def check_bound(name: str, values: object, upper: int | float) -> None:
+    """A :class:`~tinyevo.errors.ConfigError` naming the bound when ``values`` (a number or several) exceed
+    ``upper`` -- so that a typo like ``max_layers = 1000000`` is refused instead of sampling 500k-layer networks."""
+    from tinyevo.errors import ConfigError
+
+    items = values if isinstance(values, (tuple, list)) else (values,)
+    for v in items:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > upper:
+            raise ConfigError(f"space option {name} must be at most {upper}, got {v}")
+
+
 def create_space(name: str, **options: object) -> SearchSpace:
     """Instantiate the registered space ``name`` (``options`` are the space's keyword-only arguments)."""
     return SPACES.create(name, **options)

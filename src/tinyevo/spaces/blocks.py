@@ -40,7 +40,15 @@ import numpy as np
 
 from tinyevo.errors import ConfigError, InvalidGenomeError
 from tinyevo.ir import Add, ArchIR, Concat, Conv2d, Dense, DepthwiseConv2d, GlobalPool, GraphBuilder
-from tinyevo.spaces.base import SPACES
+from tinyevo.spaces.base import (
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_INPUT,
+    MAX_KERNEL,
+    MAX_LAYERS,
+    SPACES,
+    check_bound,
+)
 
 BLOCK_TYPES: tuple[str, ...] = ("mb", "res", "dense", "conv")
 #: Order in which :meth:`BlocksSpace.trivial` prefers block types (cheapest first for equal genes).
@@ -175,6 +183,16 @@ class BlocksSpace:
             raise ConfigError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
         if num_classes < 1 or stem_channels < 1:
             raise ConfigError("num_classes and stem_channels must be positive")
+        for name, values, upper in (("depths", tuple(depths), 32), ("stages", len(stage_strides), 32),
+                                    ("kernels", tuple(kernels), MAX_KERNEL), ("expands", tuple(expands), 32),
+                                    ("stage_strides", tuple(stage_strides), MAX_KERNEL),
+                                    ("resolutions", tuple(resolutions), MAX_INPUT), ("width_multipliers",
+                                    tuple(width_multipliers), 8), ("stem_channels", stem_channels, MAX_CHANNELS),
+                                    ("stage_channels", tuple(c for cs in stage_channels for c in cs), MAX_CHANNELS),
+                                    ("num_classes", num_classes, MAX_CLASSES), ("input_shape", tuple(input_shape),
+                                    MAX_INPUT)):
+            check_bound(name, values, upper)
+        check_bound("layers (max(depths) x stages)", max(depths, default=0) * len(stage_strides), MAX_LAYERS)
         widths = tuple(sorted({float(w) for w in width_multipliers}))
         if not widths or widths[0] <= 0:
             raise ConfigError(f"width_multipliers must be positive, got {width_multipliers!r}")

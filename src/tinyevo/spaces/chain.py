@@ -40,7 +40,15 @@ import numpy as np
 
 from tinyevo.errors import ConfigError, InvalidGenomeError
 from tinyevo.ir import Add, ArchIR, Conv2d, Dense, DepthwiseConv2d, GlobalPool, GraphBuilder, Pool2d
-from tinyevo.spaces.base import SPACES
+from tinyevo.spaces.base import (
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_INPUT,
+    MAX_KERNEL,
+    MAX_LAYERS,
+    SPACES,
+    check_bound,
+)
 
 CONV_OPS: tuple[str, ...] = ("conv", "dsc")
 POOL_OPS: tuple[str, ...] = ("maxpool", "avgpool")
@@ -365,6 +373,12 @@ class ChainSpace:
             raise ConfigError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
         if num_classes < 1 or max_layers < 0 or max_dense < 0:
             raise ConfigError("num_classes must be >= 1, max_layers and max_dense >= 0")
+        for name, values, upper in (("max_layers", max_layers, MAX_LAYERS), ("max_dense", max_dense, 16),
+                                    ("channels", channels, MAX_CHANNELS), ("kernels", kernels, MAX_KERNEL),
+                                    ("pool_kernels", pool_kernels, MAX_KERNEL), ("strides", strides, MAX_KERNEL),
+                                    ("dense_units", dense_units, MAX_CHANNELS), ("num_classes", num_classes,
+                                    MAX_CLASSES), ("input_shape", tuple(input_shape), MAX_INPUT)):
+            check_bound(name, values, upper)
         self.input_shape = tuple(int(v) for v in input_shape)
         self.num_classes = num_classes
         self.max_layers = max_layers

@@ -30,7 +30,7 @@ import numpy as np
 
 from tinyevo.errors import ConfigError, InvalidGenomeError
 from tinyevo.ir import Add, ArchIR, Conv2d, Dense, DepthwiseConv2d, GlobalPool, GraphBuilder
-from tinyevo.spaces.base import SPACES
+from tinyevo.spaces.base import MAX_CHANNELS, MAX_CLASSES, MAX_INPUT, MAX_LAYERS, SPACES, check_bound
 
 #: The three layer choices, indexed by the genome digit: (name, kernel, expansion); identity has no kernel.
 CHOICES: tuple[tuple[str, int, int], ...] = (("identity", 0, 0), ("mb_k3_e3", 3, 3), ("mb_k5_e6", 5, 6))
@@ -78,6 +78,11 @@ class MacroSpace:
             raise ConfigError("init_channels, head_channels and num_classes must be positive")
         if not stages or any(s < 1 for s in stages):
             raise ConfigError(f"stages must be a non-empty tuple of positive layer counts, got {stages!r}")
+        check_bound("layers (sum of stages)", sum(stages), MAX_LAYERS)
+        check_bound("init_channels x 2**stages", init_channels * 2 ** min(len(stages), 64), MAX_CHANNELS)
+        check_bound("head_channels", head_channels, MAX_CHANNELS)
+        check_bound("num_classes", num_classes, MAX_CLASSES)
+        check_bound("input_shape", tuple(input_shape), MAX_INPUT)
         if len(input_shape) != 3:
             raise ConfigError(f"input_shape must be (C, H, W), got {input_shape!r}")
         self.init_channels = init_channels

@@ -18,7 +18,7 @@ import numpy as np
 
 from tinyevo.errors import InvalidGenomeError
 from tinyevo.ir import Act, Add, ArchIR, Conv2d, Dense, GlobalPool, GraphBuilder, Pool2d, Zero
-from tinyevo.spaces.base import SPACES
+from tinyevo.spaces.base import MAX_CHANNELS, MAX_CLASSES, MAX_INPUT, MAX_LAYERS, SPACES, check_bound
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from)
@@ -85,6 +85,10 @@ class NB201Space:
         input_shape: tuple[int, int, int] = (3, 32, 32),
         num_classes: int = 10,
     ) -> None:
+        check_bound("cells_per_stage", cells_per_stage, MAX_LAYERS // 3)  # three stages of cells
+        check_bound("channels x 4", channels * 4, MAX_CHANNELS)  # (doubled at each of the two reductions)
+        check_bound("num_classes", num_classes, MAX_CLASSES)
+        check_bound("input_shape", tuple(input_shape), MAX_INPUT)
         self.channels = channels
         self.cells_per_stage = cells_per_stage
         self.input_shape = tuple(input_shape)
