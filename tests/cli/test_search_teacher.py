@@ -51,10 +51,10 @@ def test_candidates_train_by_distillation_from_the_teacher(
         seen.append(kwargs.get("teacher"))
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(trained, "fit", spy)  # the search runs in this process (local executor)
-    assert _search(data, tmp_path / "plain") == 0
+    monkeypatch.setattr(trained, "fit", spy)  # the spy sees the search only in this process: --executor inprocess
+    assert _search(data, tmp_path / "plain", "--executor", "inprocess") == 0
     plain_seen, seen[:] = list(seen), []
-    assert _search(data, tmp_path / "taught", "--teacher", str(teacher)) == 0
+    assert _search(data, tmp_path / "taught", "--teacher", str(teacher), "--executor", "inprocess") == 0
     assert plain_seen and all(t is None for t in plain_seen)
     assert seen and all(isinstance(t, nn.Module) for t in seen) and len({id(t) for t in seen}) == 1  # loaded once
     plain, taught = open_run(tmp_path / "plain"), open_run(tmp_path / "taught")
