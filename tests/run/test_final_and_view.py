@@ -87,3 +87,29 @@ def test_view_of_a_run(tmp_path: Path) -> None:
     assert view.bounds == {"macs": 12.0}
     obj = record_json(view.records[0])
     assert {"genome", "status", "metrics", "cost", "parents", "parent_ids"} <= set(obj)
+
+
+def test_pareto_axes_come_from_the_problem() -> None:
+    from tinyevo.run.components import pareto_objectives
+    from tinyevo.strategies.base import Constraint
+
+    acc = Objective("val_acc")
+    bounded = Problem(objectives=(acc,), constraints=(
+        Constraint("macs", upper=5.0), Constraint("flash_bytes", upper=9.0), Constraint("params", lower=1.0),
+        Constraint("macs", upper=7.0, hard=False)))
+    assert pareto_objectives(bounded) == (acc, Objective("macs", "min"), Objective("flash_bytes", "min"))
+    assert pareto_objectives(Problem(objectives=(acc,))) == (acc,)  # nothing bounded: the objective alone
+    assert pareto_objectives(Problem(objectives=OBJS, constraints=bounded.constraints)) == OBJS
+
+
+def test_the_run_model_follows_the_objective() -> None:
+    from tinyevo.run.final import best_final
+    from tinyevo.storage import FinalModel
+
+    finals = [FinalModel(1, "g1", {"val_acc": 0.9, "latency_ms": 5.0}, "a"),
+              FinalModel(2, "g2", {"val_acc": 0.8, "latency_ms": 2.0}, "b"),
+              FinalModel(3, "g3", {"val_acc": float("nan")}, "c")]
+    assert best_final(finals).trial == 1  # default: the highest val_acc
+    assert best_final(finals, Objective("latency_ms", "min")).trial == 2
+    assert best_final(finals, Objective("val_acc", "min")).trial == 2  # NaN / missing rank last either way
+    assert best_final([], Objective("latency_ms", "min")) is None

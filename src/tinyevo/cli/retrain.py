@@ -39,7 +39,6 @@ def _parse_set(items: list[str] | None) -> dict[str, Any]:
 def run_retrain_command(args: argparse.Namespace) -> int:
     from tinyevo.run.config import parse_duration, with_final_options
     from tinyevo.run.engine import load_run_config, retrain_run
-    from tinyevo.run.final import best_final
 
     run_dir = Path(args.run)
     train = _parse_set(args.set)
@@ -71,10 +70,10 @@ def run_retrain_command(args: argparse.Namespace) -> int:
     from tinyevo.run.view import open_run
 
     print_summary(Console(), run_dir)
-    finals = open_run(run_dir).finals  # every stored model, as the table's * and export's default
-    chosen = best_final(finals)
-    if chosen is not None and len(finals) > 1:
-        Console().print(f"run model (best final val_acc): trial {chosen.trial}")
+    view = open_run(run_dir)  # every stored model, as the table's * and export's default
+    chosen = view.run_model()
+    if chosen is not None and len(view.finals) > 1:
+        Console().print(f"run model (best final {view.run_model_objective().metric}): trial {chosen.trial}")
     return 0
 
 

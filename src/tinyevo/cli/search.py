@@ -172,11 +172,11 @@ def print_trials(console: Console, view: Any, trials: list[Any], *, title: str) 
 
 
 def finals_table(view: Any) -> Table:
-    from tinyevo.run.final import best_final
     from tinyevo.run.view import fmt_metric
 
-    chosen = best_final(view.finals) if len(view.finals) > 1 else None
-    title = "Retrained models (test split)" + ("; * = the run's model (best val_acc)" if chosen else "")
+    chosen = view.run_model() if len(view.finals) > 1 else None
+    title = "Retrained models (test split)" + (
+        f"; * = the run's model (best {view.run_model_objective().metric})" if chosen else "")
     table = Table(title=title, title_justify="left")
     for col in ("trial", "test_acc", "val_acc", "SRAM", "flash", "ms"):
         table.add_column(col, justify="right", no_wrap=True)

@@ -213,10 +213,17 @@ def make_problem(config: RunConfig, limits: Any) -> Problem:
 
 
 def pareto_objectives(problem: Problem) -> tuple[Objective, ...]:
-    """The objectives a Pareto front is drawn on: the problem's, or its first one against peak SRAM."""
+    """The objectives a Pareto front is drawn on, all taken from the problem: its objectives when it has several;
+    with one objective, that objective against each resource the problem bounds (the metric of every constraint
+    with an upper bound, minimised, in constraint order: e.g. ``peak_sram_bytes`` and ``flash_bytes`` for a run
+    with SRAM and flash limits); only the objective when nothing is bounded."""
     if len(problem.objectives) > 1:
         return problem.objectives
-    return (problem.objectives[0], Objective("peak_sram_bytes", "min"))
+    axes = [problem.objectives[0]]
+    for c in problem.constraints:
+        if c.upper is not None and all(a.metric != c.metric for a in axes):
+            axes.append(Objective(c.metric, "min"))
+    return tuple(axes)
 
 
 def default_threads(workers: int) -> int:

@@ -13,7 +13,7 @@ from tinyevo.deploy.export import DEFAULT_OPTIONS, DeployReport, ExportOptions, 
 from tinyevo.errors import DeployError
 from tinyevo.ir import ArchIR
 from tinyevo.run.components import cached_dataset, make_space
-from tinyevo.run.final import best_final, load_weights
+from tinyevo.run.final import load_weights
 from tinyevo.run.view import open_run
 from tinyevo.trial import Status, Trial
 
@@ -21,8 +21,8 @@ __all__ = ["export_trial", "find_trial", "load_trial"]
 
 
 def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, Trial, Path]:
-    """(run view, trial, weights file) of ``trial`` (default: the retrained model with the best final validation
-    accuracy, :func:`tinyevo.run.final.best_final`) of a run. ``trial`` may also be the number of a derived model
+    """(run view, trial, weights file) of ``trial`` (default: the run's model, the retrained model with the best
+    final value of the run's objective, :meth:`tinyevo.run.view.RunView.run_model`) of a run. ``trial`` may also be the number of a derived model
     (``tinyevo deepen``), returned as an ok trial (:meth:`tinyevo.storage.DerivedModel.as_trial`).
 
     Raises :class:`DeployError` for a trial that does not exist, failed, is infeasible, or has no retrained
@@ -39,7 +39,7 @@ def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, T
                 f"run {view.run_dir} has no retrained model to export (final retraining was disabled or has not "
                 f"finished); {hint}, or pass --trial of a retrained model"
             )
-        number = best_final(view.finals).trial  # type: ignore[union-attr]
+        number = view.run_model().trial  # type: ignore[union-attr]
     else:
         number = trial
     t = by_number.get(number)

@@ -69,13 +69,16 @@ def select_for_retraining(
     return pareto_front(ok, objectives or problem.objectives)[:max_models]
 
 
-def best_final(finals: Sequence[FinalModel]) -> FinalModel | None:
-    """The retrained model with the highest final validation accuracy (``val_acc``; models without one rank
-    last, ties keep the earlier trial): the run's model when several were retrained. None for no models."""
+def best_final(finals: Sequence[FinalModel], objective: Objective | None = None) -> FinalModel | None:
+    """The retrained model with the best final value of ``objective`` (default: the highest validation accuracy,
+    ``val_acc``; models without a finite value rank last, ties keep the earlier trial): the run's model when
+    several were retrained (:meth:`tinyevo.run.view.RunView.run_model` passes the run's objective). None for no
+    models."""
+    objective = objective or Objective("val_acc")
 
     def key(f: FinalModel) -> float:
-        v = f.metrics.get("val_acc", math.nan)
-        return -math.inf if v is None or not math.isfinite(v) else float(v)
+        v = f.metrics.get(objective.metric, math.nan)
+        return -math.inf if v is None or not math.isfinite(v) else objective.score(f.metrics)
 
     best: FinalModel | None = None
     for f in sorted(finals, key=lambda f: f.trial):

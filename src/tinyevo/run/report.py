@@ -172,12 +172,10 @@ def final_curves(view: RunView) -> list[tuple[int, list[tuple[float, float]], tu
 def _plot_final_curves(view: RunView, path: Path) -> bool:
     """Validation accuracy per epoch of every retrained model (``final/trial-NNNN/history.json``); the run's model
     (best final validation accuracy) drawn thick, the epoch kept by ``restore_best`` marked."""
-    from tinyevo.run.final import best_final
-
     curves = final_curves(view)
     if not curves:
         return False
-    chosen = best_final(view.finals)
+    chosen = view.run_model()
     fig, ax = _figure()
     for trial, points, restored in curves:
         mine = chosen is not None and trial == chosen.trial

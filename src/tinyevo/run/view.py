@@ -12,7 +12,7 @@ from typing import Any
 from tinyevo.errors import StorageError
 from tinyevo.run.components import make_limits, make_problem, pareto_objectives
 from tinyevo.run.config import RunConfig
-from tinyevo.run.final import pareto_front
+from tinyevo.run.final import best_final, pareto_front
 from tinyevo.storage import DB_NAME, DerivedModel, FinalModel, RunMeta, SQLiteStorage, TrialRecord
 from tinyevo.strategies.base import Objective, Problem, Status, Trial, rank_key
 
@@ -56,6 +56,16 @@ class RunView:
 
     def pareto(self) -> list[Trial]:
         return pareto_front(self.trials, self.pareto_objectives())
+
+    def run_model_objective(self) -> Objective:
+        """What picks the run's model among the retrained ones: the run's first objective when the retrained
+        models report it (their metrics hold the final training's and the cost model's), else ``val_acc``."""
+        first = self.problem.objectives[0]
+        return first if any(first.metric in f.metrics for f in self.finals) else Objective("val_acc")
+
+    def run_model(self) -> FinalModel | None:
+        """The run's model: the best retrained model by :meth:`run_model_objective` (:func:`best_final`)."""
+        return best_final(self.finals, self.run_model_objective())
 
     def best_so_far(self) -> list[tuple[int, float]]:
         """(trial number, best first-objective value among feasible ok trials up to it), for ok trials
