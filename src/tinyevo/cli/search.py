@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from tinyevo.errors import ConfigError
 from tinyevo.run.config import EXECUTOR_CHOICES, PLANNER_CHOICES, SRAM_CONVENTION_CHOICES, RunConfig
 
 # --- rendering shared by search / resume / show ---
@@ -386,8 +388,26 @@ def _with_notes(err: Console, notes: list[str], view: Any) -> Any:
     return progress
 
 
+def check_out_dir(out: Path) -> None:
+    """Refuse an ``--out`` the run cannot be created in, before anything is searched: an existing file, or a
+    path under a file or an unwritable directory."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a run directory")
+    parent = out
+    while not parent.exists():  # the nearest existing ancestor is where the directory would be made
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"--out {out}: {parent} is a file, not a directory")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {parent} is not writable")
+
+
 def run_search_command(args: argparse.Namespace) -> int:
+    from tinyevo.run.components import cached_dataset
     from tinyevo.run.engine import new_run_dir, start_run
+    from tinyevo.run.precheck import check_limits_reachable
 
     from tinyevo.run.sizing import size_run
 
@@ -398,6 +418,10 @@ def run_search_command(args: argparse.Namespace) -> int:
     out = args.out
     if out is None and args.config:
         out = load_out_from_config(args.config)
+    if out:
+        check_out_dir(Path(out))
+    check_limits_reachable(config, cached_dataset(config.data.spec, config.seed, config.data.val_fraction,
+                                                  config.data.val_min_per_class))  # before any trial
     run_dir = Path(out) if out else new_run_dir(Path("runs"), config)
     console = Console()
     view = ProgressView(err, objective=config.objectives[0].metric, enabled=not args.quiet,

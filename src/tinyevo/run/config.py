@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from tinyevo.cost import PLANNERS, SRAM_CONVENTIONS
 from tinyevo.errors import ConfigError, StorageError
 from tinyevo.run.options import DEFAULT_ESTIMATOR, run_options, train_options
 from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
@@ -51,9 +52,9 @@ DEFAULT_TRIAL_TIMEOUT_S = 1800.0
 """The default per-trial time limit (30 min; ``trial_timeout = "none"`` or ``0`` disables it): a hung evaluation
 fails its trial instead of stalling the search forever. Built-in searches train a few epochs per trial (seconds on
 ``digits``, minutes on CIFAR-10 on a CPU), far below it; longer trainings raise or disable it."""
-SRAM_CONVENTION_CHOICES = ("mcunet", "munas")  # tinyevo.cost.SRAM_CONVENTIONS; repeated (no cost import)
-PLANNER_CHOICES = ("tflm-mcu", "optimal", "sequential", "tflm", "tflm-cmsis")  # tinyevo.cost.PLANNERS; repeated
+SRAM_CONVENTION_CHOICES = tuple(SRAM_CONVENTIONS)  # tinyevo.cost is torch-free: one list of names
 DEFAULT_PLANNER = "tflm-mcu"
+PLANNER_CHOICES = (DEFAULT_PLANNER, *sorted(n for n in PLANNERS.names() if n != DEFAULT_PLANNER))
 """The default peak-SRAM pricing: the whole TFLite-Micro arena of a 32-bit MCU (the runtime tinyevo deploys with),
 so an SRAM limit bounds what the device will need. Stored runs without a planner keep ``optimal`` (the default
 they were made with)."""
@@ -727,10 +728,12 @@ def run_seeds(item: str) -> list[str]:
 def validate_names(config: RunConfig) -> None:
     """Check every registered name in ``config`` (space, strategy, estimator parts, device) before a run
     starts."""
+    from tinyevo.run.precheck import check_space_options
     from tinyevo.spaces import SPACES
     from tinyevo.strategies import STRATEGIES
 
     SPACES.get(config.space.name)
+    check_space_options(config.space.name, config.space.options)  # names and types; ranges need the data
     STRATEGIES.get(config.strategy)
     if config.limits.device is not None:
         from tinyevo.devices import DEVICES
