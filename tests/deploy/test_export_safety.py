@@ -25,10 +25,10 @@ import tinyevo.deploy.carray as carray  # noqa: E402
 from tinyevo.cli.main import main  # noqa: E402
 from tinyevo.data import Dataset  # noqa: E402
 from tinyevo.deploy import DeployError, ExportOptions, QuantConfig, export_model  # noqa: E402
-from tinyevo.run.export import find_trial  # noqa: E402
 from tinyevo.deploy.tflm import probe_arena  # noqa: E402
 from tinyevo.errors import ConfigError  # noqa: E402
 from tinyevo.run.config import DataConfig, FinalConfig, LimitsConfig, RunConfig, SpaceConfig  # noqa: E402
+from tinyevo.run.export import find_trial  # noqa: E402
 from tinyevo.spaces import create_space  # noqa: E402
 from tinyevo.storage import DB_NAME, SQLiteStorage, TrialRecord, new_meta  # noqa: E402
 from tinyevo.strategies.base import Status, Trial  # noqa: E402
