@@ -187,3 +187,16 @@ def test_fuzz_config_and_sizes_exit_2_without_traceback(tmp_path: Path, capsys: 
     assert "Traceback" not in err
     if code != "search":
         assert_one_line_error(code, err)
+
+
+@pytest.mark.parametrize("keys", [("x", "y"), ("x_train", "y_train")])
+def test_empty_labels_with_a_classes_array(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           keys: tuple[str, str]) -> None:
+    """An empty ``y`` next to a ``classes`` array raised numpy's ValueError (max of an empty array)."""
+    import numpy as np
+
+    path = tmp_path / "empty.npz"
+    np.savez(path, **{keys[0]: np.zeros((0, 1, 8, 8), np.float32), keys[1]: np.zeros((0,), np.int64)},
+             classes=np.array(["a", "b"]))
+    code, err = run_cli(["--data", str(path)], capsys)
+    assert_one_line_error(code, err, "empty")

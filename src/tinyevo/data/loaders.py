@@ -215,7 +215,8 @@ def _npz(path: Path, *, name: str, **common: object) -> Dataset:
         raise DataError(f"{path} has {has_test.pop()} but no {missing}")
     xs = arrays.get("x_test")
     ys = arrays.get("y_test")
-    if classes and len(classes) != int(max(np.max(y), np.max(ys) if ys is not None else 0)) + 1:
+    labelled = [a for a in (y, ys) if a is not None and np.size(a)]  # np.max of an empty y raised ValueError
+    if classes and (not labelled or len(classes) != int(max(np.max(a) for a in labelled)) + 1):
         classes = ()  # a 'classes' array that does not match the labels is ignored
     return from_arrays(x, y, xs, ys, name=name, class_names=classes, **common)  # type: ignore[arg-type]
 
