@@ -115,3 +115,13 @@ def test_unreadable_config_files_are_one_line(tmp_path: Path, content: bytes, me
 def test_a_directory_is_no_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a directory"):
         load_config_file(tmp_path)
+
+
+def test_the_torch_side_config_is_built_from_checked_options() -> None:
+    """components.train_config goes through TrainOptions: a value TrainConfig alone took (grad_clip = -1 clipped
+    nothing and ascended) is refused wherever a TrainConfig is built from options."""
+    from tinyevo.run.components import train_config
+
+    assert train_config({"lr": 1, "epochs": 2}, threads=2).lr == 1.0
+    with pytest.raises(ConfigError, match="train.grad_clip must be > 0"):
+        train_config({"grad_clip": -1.0})

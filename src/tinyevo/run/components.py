@@ -89,15 +89,18 @@ def make_space(cfg: SpaceConfig, *, input_shape: tuple[int, ...], num_classes: i
         raise ConfigError(f"bad option for space {cfg.name!r}: {exc}") from None
 
 
-def train_config(options: Mapping[str, Any], *, threads: int | None = None) -> Any:
-    """A :class:`~tinyevo.estimators.training.TrainConfig` from options; ``threads`` fills in an unset thread
-    count."""
+def train_config(options: Mapping[str, Any], *, threads: int | None = None, where: str = "[train]") -> Any:
+    """A :class:`~tinyevo.estimators.training.TrainConfig` built from the checked
+    :class:`~tinyevo.run.options.TrainOptions` of ``options`` (the table ``where``); ``threads`` fills in an unset
+    thread count."""
     from tinyevo.estimators.training import TrainConfig
+    from tinyevo.run.options import train_options
 
     opts = dict(options)
     if threads is not None and opts.get("threads") is None:
         opts["threads"] = threads
-    return TrainConfig(**opts)
+    checked = train_options(where, opts)
+    return TrainConfig(**{k: getattr(checked, k) for k in opts})
 
 
 @functools.lru_cache(maxsize=4)
