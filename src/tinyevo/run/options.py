@@ -86,7 +86,9 @@ class TrainOptions(BaseModel):
 
 TRAIN_OPTION_NAMES = tuple(TrainOptions.model_fields)
 
-Positive = Field(None, gt=0)
+
+def _positive() -> Any:
+    return Field(None, gt=0)
 
 
 class RunOptions(BaseModel):
@@ -110,10 +112,10 @@ class RunOptions(BaseModel):
     weights: str | int | float | None = None
     sram_convention: str | None = None  # the choices are checked by LimitsConfig / ExecutorConfig
     planner: str | None = None
-    latency_ms: float | None = Positive
-    energy_mj: float | None = Positive
-    macs: float | None = Positive
-    params: float | None = Positive
+    latency_ms: float | None = _positive()
+    energy_mj: float | None = _positive()
+    macs: float | None = _positive()
+    params: float | None = _positive()
     precision: str | None = None
     objectives: str | tuple[str, ...] | None = None
     budget: int | None = Field(None, ge=1)

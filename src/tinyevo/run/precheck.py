@@ -57,7 +57,8 @@ def check_space_options(space: str, options: Mapping[str, Any]) -> None:
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return  # takes anything: the space checks its own options
-    known = sorted(n for n in params if n not in ("self", *_RESERVED) and params[n].kind is not params[n].VAR_POSITIONAL)
+    known = sorted(n for n, p in params.items()
+                   if n not in ("self", *_RESERVED) and p.kind is not inspect.Parameter.VAR_POSITIONAL)
     for key, value in options.items():
         if key in _RESERVED:
             continue  # SpaceConfig says it is set from the data set
