@@ -81,9 +81,14 @@ def test_train_options_defaults_are_trainconfigs() -> None:
     """One set of names and defaults: the torch-free record and the torch-side TrainConfig agree field by field."""
     from tinyevo.estimators.training import TrainConfig
 
+    from tinyevo.estimators import DEFAULT_ESTIMATOR
+    from tinyevo.estimators.training import AUGMENTATIONS
+    from tinyevo.run import options
+
     torch_side = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     edge = {name: f.default for name, f in TrainOptions.model_fields.items()}
     assert edge == torch_side
+    assert options.AUGMENTATIONS == AUGMENTATIONS and options.DEFAULT_ESTIMATOR == DEFAULT_ESTIMATOR
 
 
 def test_every_valid_train_options_builds_a_trainconfig() -> None:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tinyevo.errors import ConfigError
 from tinyevo.registry import Registry
-from tinyevo.run.options import DEFAULT_ESTIMATOR as _DEFAULT_ESTIMATOR
 
 if TYPE_CHECKING:
     from tinyevo.data import Dataset
@@ -74,7 +73,7 @@ def metric_names(estimator: Estimator) -> frozenset[str] | None:
 ESTIMATORS: Registry[Estimator] = Registry("estimator")
 """Factories are called as ``ESTIMATORS.create(name, config=None)`` (``config``: a TrainConfig or None)."""
 
-DEFAULT_ESTIMATOR = _DEFAULT_ESTIMATOR  # one name, kept where config validation reads it without torch
+DEFAULT_ESTIMATOR = "train"  # tinyevo.run.options.DEFAULT_ESTIMATOR (torch-free) is the same name
 
 
 class Combined:

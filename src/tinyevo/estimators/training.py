@@ -36,8 +36,8 @@ from tinyevo.estimators.memory_format import ChannelsLast
 from tinyevo.ir import ArchIR
 from tinyevo.nn import Ensemble, build_model
 from tinyevo.nn.ensemble import input_size
-from tinyevo.run.options import AUGMENTATIONS  # one list, also read by (torch-free) config validation
 
+AUGMENTATIONS = ("shift", "flip")  # tinyevo.run.options.AUGMENTATIONS (torch-free) is the same list
 _DEVICE_RE = re.compile(r"cpu|auto|cuda(:\d+)?")  # matched with fullmatch: "$" would accept "cpu\n"
 
 

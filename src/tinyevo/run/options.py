@@ -21,7 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tinyevo.errors import ConfigError
 
 DEFAULT_ESTIMATOR = "train"
-"""The estimator of a run that names none (:data:`tinyevo.estimators.DEFAULT_ESTIMATOR` is the same name)."""
+"""The estimator of a run that names none. :data:`tinyevo.estimators.DEFAULT_ESTIMATOR` is the same name, written
+there again because estimators sit below ``run`` in the import layers (``tests/test_layers.py``);
+``tests/run/test_run_config_edge.py`` checks that the two agree, as it does for :data:`AUGMENTATIONS` and every
+:class:`TrainOptions` default."""
 AUGMENTATIONS = ("shift", "flip")
 """The augmentations a training may use (:data:`tinyevo.estimators.training.AUGMENTATIONS`)."""
 SEED_MAX = 2**63 - 1
