@@ -379,11 +379,11 @@ def _with_notes(err: Console, notes: list[str], view: Any) -> Any:
     still a one-line error)."""
 
     def progress(ev: Any) -> None:
+        view(ev)  # the start lines (data, space, limits, run directory) come first
         if ev.kind == "start":
             for line in notes:
                 err.print(line)
             notes.clear()
-        view(ev)
 
     return progress
 

@@ -91,10 +91,9 @@ class SizedRun:
     warnings: tuple[SizeWarning, ...] = ()
 
     def describe(self) -> str:
-        """One line: the split sizes and the training plans (for the CLI)."""
+        """One line: the training plans (for the CLI; the split sizes are in the CLI's data line)."""
         plans = [self.search] + ([self.final] if self.final is not None else [])
-        return (f"data: {self.n_train} train / {self.n_val} val / {self.n_test} test; training: "
-                + "; ".join(p.describe() for p in plans))
+        return "training: " + "; ".join(p.describe() for p in plans)
 
 
 # --- the rules ----------------------------------------------------------------------------------------------
