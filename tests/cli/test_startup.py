@@ -72,3 +72,11 @@ def test_one_command_parser_parses_like_the_full_parser(argv: list[str]) -> None
     full = vars(build_parser().parse_args(argv))
     assert {k: v for k, v in lazy.items() if k != "func"} == {k: v for k, v in full.items() if k != "func"}
     assert lazy["func"] is full["func"]
+
+
+def test_data_package_loads_scipy_only_for_audio() -> None:
+    code = ("import sys, numpy as np, tinyevo.data as d; before = 'scipy' in sys.modules; "
+            "d.audio.features(np.zeros(1600, np.float32), 16000, d.AudioFrontEnd()); "
+            "print(before, 'scipy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.split() == ["False", "True"]

@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import fft as sfft
-from scipy import signal
-from scipy.io import wavfile
 
 from tinyevo.errors import ConfigError, DataError
 
@@ -67,6 +64,8 @@ def read_wav(data: bytes, what: str) -> tuple[int, np.ndarray]:
     """(sample_rate, mono float waveform in [-1, 1]) of WAV bytes; a :class:`DataError` naming ``what`` if the
     bytes are not a readable WAV file or declare a sample rate outside 1 .. :data:`MAX_SAMPLE_RATE` Hz (the
     features of a clip are computed at its rate: a header's 2**31 Hz would ask for hundreds of GiB)."""
+    from scipy.io import wavfile  # lazy: image and array data never load scipy
+
     try:
         rate, wav = wavfile.read(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, EOFError, struct.error ...
@@ -119,6 +118,8 @@ def features(wav: np.ndarray, sample_rate: int, front: AudioFrontEnd) -> np.ndar
     frames = 1 + (n - win) // hop
     idx = np.arange(win)[None, :] + hop * np.arange(frames)[:, None]
     n_fft = 1 << (win - 1).bit_length()
+    from scipy import signal  # lazy: image and array data never load scipy
+
     spec = np.fft.rfft(clip[idx] * signal.get_window("hann", win, fftbins=True), n=n_fft, axis=1)
     power = (np.abs(spec) ** 2) / n_fft
     fmax = front.fmax if front.fmax is not None else sample_rate / 2
@@ -126,6 +127,8 @@ def features(wav: np.ndarray, sample_rate: int, front: AudioFrontEnd) -> np.ndar
     logmel = np.log(mel + 1e-6)
     out = logmel
     if front.features == "mfcc":
+        from scipy import fft as sfft
+
         out = sfft.dct(logmel, type=2, axis=1, norm="ortho")[:, : front.n_mfcc]
     return out.astype(np.float32)[None]
 
@@ -135,4 +138,6 @@ def resample(wav: np.ndarray, rate: int, target: int) -> np.ndarray:
     if rate == target:
         return wav
     g = np.gcd(rate, target)
+    from scipy import signal
+
     return signal.resample_poly(wav, target // g, rate // g).astype(np.float32)
