@@ -15,7 +15,8 @@ from tinyevo.cli.main import main
 out = io.StringIO()
 with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
     code = main({argv!r})
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "scipy", "tinyevo", "pydantic", "dask"))))
+heavy = ("torch", "scipy", "tinyevo", "pydantic", "dask")
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
 """
 
 
@@ -80,3 +81,26 @@ def test_data_package_loads_scipy_only_for_audio() -> None:
             "print(before, 'scipy' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_builtin_digits_equal_scikit_learns_and_load_without_it() -> None:
+    from sklearn.datasets import load_digits
+
+    from tinyevo.data.loaders import _digits_arrays
+
+    data, target = _digits_arrays()
+    oracle = load_digits()
+    assert data.dtype == oracle.data.dtype and (data == oracle.data).all()
+    assert target.dtype == oracle.target.dtype and (target == oracle.target).all()
+    code = ("import sys; from tinyevo.data import load_dataset; d = load_dataset('digits'); "
+            "print('sklearn' in sys.modules, 'scipy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.split()[-2:] == ["False", "False"]
+
+
+def test_estimators_package_loads_no_scipy_until_a_curve_is_fitted() -> None:
+    code = ("import sys; import tinyevo.estimators; before = 'scipy.optimize' in sys.modules; "
+            "from tinyevo.estimators.curves import predict_final; "
+            "predict_final([1, 2, 3, 4], [0.3, 0.5, 0.6, 0.65], 10); print(before, 'scipy.optimize' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.split()[-2:] == ["False", "True"]

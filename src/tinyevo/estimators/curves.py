@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
 
 from tinyevo.errors import ConfigError
 
@@ -40,6 +39,8 @@ def predict_final(epochs: Sequence[float], accs: Sequence[float], horizon: float
     t, y = t[ok], y[ok]
     if len(t) < 3:
         return None
+    from scipy.optimize import OptimizeWarning, curve_fit  # lazy: 0.3 s of start-up, needed from 3 points on
+
     best = float(y.max())
     preds: list[float] = []
     for f in CURVES.values():
