@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
+import stat
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,6 +49,9 @@ def test_a_kill_while_the_run_is_created_leaves_a_directory_search_can_use(tmp_p
             start_run(config, run_dir=run, parts=fake_parts(config))
     assert not (run / DB_NAME).exists()  # no database that holds no run
     start_run(config, run_dir=run, parts=fake_parts(config))  # the same command again works
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((run / DB_NAME).stat().st_mode) == 0o644 & ~umask  # not mkstemp's 0600
     full = tmp_path / "full"
     start_run(config, run_dir=full, parts=fake_parts(config))
     assert trial_signature(run) == trial_signature(full)

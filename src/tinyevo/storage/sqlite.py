@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from tinyevo import __version__
 from tinyevo.errors import StorageError
-from tinyevo.fsutil import ensure_dir, open_lock, refuse_links
+from tinyevo.fsutil import _UMASK, ensure_dir, open_lock, refuse_links
 from tinyevo.storage.base import DerivedModel, FinalModel, RunMeta, TrialRecord
 from tinyevo.trial import Status, Trial
 
@@ -523,6 +523,7 @@ def create_run_database(path: str | Path, meta: RunMeta) -> None:
         with SQLiteStorage(tmp) as s:
             s.create(meta)
         # (closing the only connection checkpointed the WAL into the file and removed it)
+        os.chmod(tmp, 0o644 & ~_UMASK)  # mkstemp made it 0600; a run database has the usual permissions
         try:
             os.link(tmp, path)
         except FileExistsError:
