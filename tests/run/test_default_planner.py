@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tinyevo.cost.memory import PLANNERS
 from tinyevo.run.config import PLANNER_CHOICES, LimitsConfig, RunConfig, build_config
 
@@ -21,3 +23,15 @@ def test_stored_runs_keep_their_planner() -> None:
     del old["limits"]["planner"]
     assert RunConfig.from_json(old).limits.planner == "optimal"
     assert RunConfig.from_json(build_config().to_json()).limits.planner == "tflm-mcu"
+
+
+def test_munas_convention_defaults_to_the_optimal_planner_and_refuses_the_tflm_arena() -> None:
+    # munas leaves the network input and output out: an activations-only measure no TFLM arena realises
+    from tinyevo.errors import ConfigError
+    from tinyevo.run.config import LimitsConfig, build_config
+
+    assert build_config(None, sram_convention="munas").limits.planner == "optimal"
+    assert build_config(None).limits.planner == "tflm-mcu"
+    assert LimitsConfig(sram_convention="munas").planner == "optimal"
+    with pytest.raises(ConfigError, match="munas"):
+        build_config(None, sram_convention="munas", planner="tflm-mcu")

@@ -10,7 +10,16 @@ from rich.console import Console
 from rich.table import Table
 
 from tinyevo.cli.devices import add_device_options, limits_from_args
-from tinyevo.cost import PLANNERS, PRECISIONS, SRAM_CONVENTIONS, CostReport, estimate_cost, sram_caption
+from tinyevo.cost import (
+    PLANNERS,
+    PRECISIONS,
+    SRAM_CONVENTIONS,
+    CostReport,
+    check_planner_convention,
+    default_planner,
+    estimate_cost,
+    sram_caption,
+)
 from tinyevo.devices import describe_bound, format_size
 from tinyevo.errors import ConfigError
 from tinyevo.spaces import SPACES, create_space
@@ -30,10 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, metavar="K", help="classifier outputs (default: the space's)")
     add_device_options(p)
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="int8")
-    p.add_argument("--planner", choices=PLANNERS.names(), default="tflm-mcu",
+    p.add_argument("--planner", choices=PLANNERS.names(), default=None,
                    help="how peak SRAM is priced: tflm-mcu (default: the whole TFLite Micro arena of a 32-bit "
                         "MCU, planned head + persistent tail), tflm / tflm-cmsis (the planned head only), "
-                        "optimal (activations in the best order), sequential (activations in IR order)")
+                        "optimal (activations in the best order; the default with --convention munas), sequential "
+                        "(activations in IR order)")
     p.add_argument("--convention", choices=sorted(SRAM_CONVENTIONS), default="mcunet",
                    help="count the network input and output buffers in peak SRAM (mcunet) or not (munas)")
     p.add_argument("--inplace", action="store_true",
@@ -70,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"the genome fixes the input resolution to {ir.input_shape[1]}x"
                           f"{ir.input_shape[2]}; drop --resolution or change the genome")
     count_input, count_output = SRAM_CONVENTIONS[args.convention]
-    report = estimate_cost(ir, device=limits.device, precision=args.precision, planner=args.planner,
+    planner = args.planner or default_planner(args.convention)
+    check_planner_convention(planner, args.convention)
+    report = estimate_cost(ir, device=limits.device, precision=args.precision, planner=planner,
                            count_input=count_input, count_output=count_output, inplace=args.inplace)
     metrics = report.as_metrics()
     checks = limits.check(metrics)

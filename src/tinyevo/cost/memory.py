@@ -577,6 +577,22 @@ class TFLMArenaPlanner(TFLMPlanner):
         return replace(head, planner=self.name, peak_bytes=arena, persistent_bytes=tail)
 
 
+def default_planner(sram_convention: str) -> str:
+    """The planner of a new run: ``tflm-mcu`` (the whole 32-bit TFLite-Micro arena), or ``optimal`` under the
+    ``munas`` convention, which is an activations-only measure (μNAS's peak memory without the network input and
+    output buffers) that no runtime's arena realises."""
+    return "optimal" if sram_convention == "munas" else "tflm-mcu"
+
+
+def check_planner_convention(planner: str, sram_convention: str) -> None:
+    """``tflm-mcu`` prices a whole TFLM arena, which always holds the input and output tensors: it cannot leave
+    them out, so the ``munas`` convention does not apply to it."""
+    if planner == "tflm-mcu" and sram_convention == "munas":
+        raise ConfigError("--sram-convention munas (activations without the network input and output) does not "
+                          "apply to the tflm-mcu arena, which always holds them; use --planner optimal (the "
+                          "default with munas), sequential or tflm")
+
+
 PLANNER_CAPTIONS: dict[str, str] = {
     "tflm-mcu": "TFLM arena, 32-bit",
     "tflm": "TFLM head: activations + scratch",

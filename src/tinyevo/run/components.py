@@ -171,8 +171,15 @@ class CostFunction:
     device: Any = None
     precision: str = "int8"
     sram_convention: str = "mcunet"
-    planner: str = "tflm-mcu"
+    planner: str | None = None  # None: tflm-mcu, or optimal under the munas convention (see default_planner)
     _cache: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        from tinyevo.cost import check_planner_convention, default_planner
+
+        if self.planner is None:
+            self.planner = default_planner(self.sram_convention)
+        check_planner_convention(self.planner, self.sram_convention)
 
     @property
     def options(self) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from tinyevo.cost import PLANNERS, SRAM_CONVENTIONS
+from tinyevo.cost import PLANNERS, SRAM_CONVENTIONS, check_planner_convention, default_planner
 from tinyevo.errors import ConfigError, StorageError
 from tinyevo.run.options import DEFAULT_ESTIMATOR, run_options, train_options
 from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
@@ -180,11 +180,14 @@ class LimitsConfig:
     precision: Literal["int8", "float32"] = "int8"
     weights: int | None = None  # bytes
     sram_convention: Literal["mcunet", "munas"] = "mcunet"
-    planner: str = DEFAULT_PLANNER
+    planner: str | None = None  # None: default_planner(sram_convention)
 
     def __post_init__(self) -> None:
+        if self.planner is None:
+            object.__setattr__(self, "planner", default_planner(self.sram_convention))
         if self.planner not in PLANNER_CHOICES:
             raise ConfigError(f"--planner must be one of {', '.join(PLANNER_CHOICES)}, got {self.planner!r}")
+        check_planner_convention(self.planner, self.sram_convention)
         if self.sram_convention not in SRAM_CONVENTION_CHOICES:
             choices = " or ".join(SRAM_CONVENTION_CHOICES)
             raise ConfigError(f"--sram-convention must be {choices}, got {self.sram_convention!r}")
@@ -644,7 +647,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             precision=v.get("precision", "int8"),
             weights=size("weights"),
             sram_convention=v.get("sram_convention", "mcunet"),
-            planner=v.get("planner", DEFAULT_PLANNER),
+            planner=v.get("planner", default_planner(v.get("sram_convention", "mcunet"))),
         ),
         objectives=tuple(parse_objective(o) for o in (objectives or ["val_acc:max"])),
         budget=BudgetConfig(
