@@ -161,7 +161,8 @@ def _kill_at(p: subprocess.Popen[bytes], delay_s: float) -> bool:
     return alive
 
 
-def point(phase: str, rng: random.Random, work: Path, ref: Path, timings: dict[str, float], args: Any) -> dict[str, Any]:
+def point(phase: str, rng: random.Random, work: Path, ref: Path, timings: dict[str, float],
+          args: Any) -> dict[str, Any]:
     run = work / "run"
     rec: dict[str, Any] = {"phase": phase}
     recovery: list[tuple[str, int, str]] = []
