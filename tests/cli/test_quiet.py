@@ -45,7 +45,9 @@ def chatter() -> None:
     logging.getLogger("torchao.kernel").warning("third-party warning")
     logging.getLogger("tinyevo.deploy.x").warning("our own warning")
     logging.getLogger("litert").error("third-party error")
-    warnings.warn("a python warning", UserWarning, stacklevel=1)
+    with warnings.catch_warnings():  # "always": the registry would drop a repeat from an earlier test
+        warnings.simplefilter("always")
+        warnings.warn("a python warning", UserWarning, stacklevel=1)
     sys.stdout.flush()
     sys.stderr.flush()
 
