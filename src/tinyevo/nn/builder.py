@@ -192,8 +192,20 @@ class IRModule(nn.Module):
             (n.name, _key(n.name), n.inputs, [s for s in set(n.inputs) if last_use[s] == order[n.name]])
             for n in ir.nodes[1:]
         ]
+        # a chain (each node reads the one before it, the last is the output) runs as straight-line calls of its
+        # layers, in node order, without the interpreter's bookkeeping (the same modules and ops)
+        self.is_chain = ir.output == ir.nodes[-1].name and all(
+            tuple(n.inputs) == (prev.name,) for prev, n in zip(ir.nodes, ir.nodes[1:], strict=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "is_chain", False):  # (a module pickled before this attribute: the interpreter)
+            for layer in self.layers.values():  # a ModuleDict keeps the node order
+                x = layer(x)
+            return x.flatten(1)
+        return self.interpret(x)
+
+    def interpret(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's output computed node by node from the IR (any graph)."""
         env: dict[str, torch.Tensor] = {self.ir.input_name: x}
         for name, key, inputs, free in self._plan:
             env[name] = self.layers[key](*(env[s] for s in inputs))
