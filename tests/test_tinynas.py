@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 
 from tinyevo.cli.main import main
+from tinyevo.cost import MCUCostModel
 from tinyevo.devices import Limits
 from tinyevo.errors import ConfigError, InfeasibleError
 from tinyevo.ir import ArchIR, Conv2d, Dense, GlobalPool, GraphBuilder
 from tinyevo.spaces import SPACES
 from tinyevo.tinynas import optimize_space
+
+ACTIVATIONS = MCUCostModel(planner="optimal")
+"""The toy sizes below are worked out by hand as activation bytes in the best order (the ``optimal`` planner), not
+as a TFLM arena, which adds its interpreter's persistent data."""
 
 
 class ToySpace:
@@ -44,7 +49,7 @@ def toy(width: float, resolution: int) -> ToySpace:
 def test_chooses_highest_mean_macs_among_fitting() -> None:
     # peak SRAM of one conv = (1 + c) r^2 bytes: fits 1000 B for (c, r) in (2, 8), (4, 8), (8, 8), (2, 16)
     limits = Limits.from_options(sram=1000)
-    res = optimize_space(limits, factory=toy, width_multipliers=(0.25, 0.5, 1.0), resolutions=(8, 16),
+    res = optimize_space(limits, cost_model=ACTIVATIONS, factory=toy, width_multipliers=(0.25, 0.5, 1.0), resolutions=(8, 16),
                          samples=3)
     table = {(r.width_multiplier, r.resolution): r for r in res.rows}
     assert [k for k, r in table.items() if r.feasible] == [(0.25, 8), (0.25, 16), (0.5, 8), (1.0, 8)]
@@ -60,7 +65,7 @@ def test_fraction_and_mean_over_fitting_samples_only() -> None:
         return ToySpace(w, r, depths=(1, 2))
 
     # c = 8, r = 8: depth 1 peaks at 576 B, depth 2 at 1024 B -> only depth-1 samples fit 600 B
-    res = optimize_space(Limits.from_options(sram=600), factory=mixed, width_multipliers=(1.0,),
+    res = optimize_space(Limits.from_options(sram=600), cost_model=ACTIVATIONS, factory=mixed, width_multipliers=(1.0,),
                          resolutions=(8,), samples=40, seed=3)
     row = res.rows[0]
     assert 0 < row.feasible < 40
@@ -70,10 +75,10 @@ def test_fraction_and_mean_over_fitting_samples_only() -> None:
 def test_infeasible_grid_names_the_tightest_limit() -> None:
     limits = Limits.from_options(sram=100, flash="1MB", macs=1e9)
     with pytest.raises(InfeasibleError, match=r"tightest limit is peak_sram_bytes <= 100 B: 0 of 4 samples"):
-        optimize_space(limits, factory=toy, width_multipliers=(0.5, 1.0), resolutions=(8,), samples=2)
+        optimize_space(limits, cost_model=ACTIVATIONS, factory=toy, width_multipliers=(0.5, 1.0), resolutions=(8,), samples=2)
     both = Limits.from_options(sram=300, macs=10)  # MACs fit nowhere, SRAM fits in one cell
     with pytest.raises(InfeasibleError, match="tightest limit is macs <= 10:"):
-        optimize_space(both, factory=toy, width_multipliers=(0.25, 1.0), resolutions=(8,), samples=2)
+        optimize_space(both, cost_model=ACTIVATIONS, factory=toy, width_multipliers=(0.25, 1.0), resolutions=(8,), samples=2)
 
 
 def test_min_fraction_and_bad_options() -> None:
@@ -81,14 +86,14 @@ def test_min_fraction_and_bad_options() -> None:
         return ToySpace(w, r, depths=(1, 2))
 
     with pytest.raises(InfeasibleError, match="at least 100%"):
-        optimize_space(Limits.from_options(sram=600), factory=mixed, width_multipliers=(1.0,),
+        optimize_space(Limits.from_options(sram=600), cost_model=ACTIVATIONS, factory=mixed, width_multipliers=(1.0,),
                        resolutions=(8,), samples=20, min_fraction=1.0)
     with pytest.raises(ConfigError, match="limits"):
         optimize_space(Limits(), factory=toy)
     with pytest.raises(ConfigError, match="device"):
         optimize_space(Limits.from_options(latency_ms=5), factory=toy)
     with pytest.raises(ConfigError, match="samples"):
-        optimize_space(Limits.from_options(sram=1000), factory=toy, samples=0)
+        optimize_space(Limits.from_options(sram=1000), cost_model=ACTIVATIONS, factory=toy, samples=0)
 
 
 @pytest.mark.skipif("blocks" not in SPACES, reason="the blocks space is not available")

@@ -20,7 +20,7 @@ def test_search_verify_reports_measured_next_to_estimated(tmp_path: Path, capsys
                  "--quiet", "--verify", "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "TFLM arena" in text and "estimated peak SRAM" in text
+    assert "TFLM arena" in text and "estimated SRAM (TFLM arena, 32-bit)" in text
     reports = list((out / "export").glob("*/report.json"))
     assert len(reports) == 1
     doc = json.loads(reports[0].read_text())
