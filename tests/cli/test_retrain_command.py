@@ -158,7 +158,8 @@ def _one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str
         (["--set", "=3"], "--set needs KEY=VALUE"),
         (["--set", "prune_ratio=0.5"], "prune_ratio in [final] is not supported"),
         (["--set", "epochs=0"], "final.epochs must be >= 1, got 0"),
-        (["--device", "gpu"], "unknown training device 'gpu'"),
+        (["--torch-device", "gpu"], "unknown training device 'gpu'"),
+        (["--device", "cuda"], "the PyTorch device is --torch-device"),
         (["--top-k", "0"], "final top_k must be an integer >= 1"),
         (["--workers", "0"], "final workers must be an integer >= 1"),
         (["--time-limit", "soon"], "duration"),
@@ -197,7 +198,7 @@ def test_cuda_without_a_gpu_is_exit_2_before_training(
         raise AssertionError("no data may be loaded, nothing built or trained")
 
     monkeypatch.setattr(engine, "build_parts", no_work)
-    err = _one_line_exit_2(["retrain", str(run_dir), "--device", device, "--top-k", "2"], capsys)
+    err = _one_line_exit_2(["retrain", str(run_dir), "--torch-device", device, "--top-k", "2"], capsys)
     assert "sees no CUDA GPU" in err
     assert _finals(run_dir) == {}
     with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:

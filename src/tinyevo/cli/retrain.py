@@ -1,7 +1,7 @@
 """``tinyevo retrain RUN``: (re)do a run's final retraining with other settings.
 
 The common use: search on a laptop or a CPU server with ``--no-final`` (or a short final training), then on a GPU
-machine ``tinyevo retrain RUN --top-k 8 --workers 8 --device cuda --epochs 200``, which retrains the 8 best
+machine ``tinyevo retrain RUN --top-k 8 --workers 8 --torch-device cuda --epochs 200``, which retrains the 8 best
 candidates at once and keeps the one with the best final validation accuracy as the run's model (``export``'s
 default). ``--teacher BIG_RUN`` trains them by knowledge distillation from a bigger retrained model (repeated: from
 the ensemble of several). The search trials are untouched; ``[final]`` training options not given keep their stored
@@ -42,8 +42,11 @@ def run_retrain_command(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run)
     train = _parse_set(args.set)
-    if args.device is not None:
-        train["device"] = args.device
+    if args.device is not None:  # --device is the MCU everywhere else; PyTorch's device has its own flag
+        raise ConfigError(f"retrain --device {args.device}: the PyTorch device is --torch-device "
+                          f"(e.g. --torch-device {args.device}); --device names the MCU in search and estimate")
+    if args.torch_device is not None:
+        train["device"] = args.torch_device
     if args.epochs is not None:
         train["epochs"] = args.epochs
     if args.time_limit is not None:
@@ -92,7 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="retrain the Pareto front instead (at most --max-models)")
     p.add_argument("--max-models", type=int, metavar="N", help="Pareto-front models to retrain")
     p.add_argument("--workers", type=int, metavar="N", help="models retrained at once, one process each")
-    p.add_argument("--device", metavar="DEV", help="training device: cpu, cuda, cuda:N or auto")
+    p.add_argument("--torch-device", metavar="DEV", help="PyTorch training device: cpu, cuda, cuda:N or auto")
+    p.add_argument("--device", help=argparse.SUPPRESS)  # refused with a pointer to --torch-device
     p.add_argument("--epochs", type=int, metavar="N", help="training epochs")
     p.add_argument("--time-limit", metavar="DURATION",
                    help="training time per model, e.g. 10m (the cosine schedule is fitted to it)")
