@@ -56,7 +56,7 @@ def test_modelled_tail_equals_the_hosts_tflm(space_name: str, seed: int) -> None
 
 def test_a_too_small_arena_fails_in_the_child_not_here() -> None:
     fb = _export("chain", 1)
-    with pytest.raises(DeployError, match="child process failed with a 512-byte arena"):
+    with pytest.raises(DeployError, match="could not load the model with a 512-byte arena"):
         measure_allocations(fb, arena_size=512)
 
 

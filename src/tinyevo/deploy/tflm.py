@@ -310,16 +310,18 @@ def measure_arena(model: bytes, *, arena_size: int | None = None) -> ArenaReport
     result = probe_arena(model, lower=1, upper=size, report=True)
     if result.report is None or result.required is None:
         raise DeployError(f"TFLite-Micro could not load the model with a {size}-byte arena: {result.detail}")
-    log_text = result.report
-    m = _TOTAL.search(log_text)
-    if not m:
+    total, head, tail, sections = parse_allocations(result.report)
+    return ArenaReport(total, head, tail, result.required, sections, measured_with=size)
+
+
+def parse_allocations(text: str) -> tuple[int, int, int, dict[str, tuple[int, int, int]]]:
+    """``(total, head, tail, sections)`` from the ``RecordingMicroAllocator``'s printed report; ``sections`` maps a
+    section's name to ``(used, requested, count)``."""
+    total, head, tail = (p.search(text) for p in (_TOTAL, _HEAD, _TAIL))
+    if not (total and head and tail):
         raise DeployError("TFLite-Micro printed no arena report (is this the RecordingMicroAllocator build?)")
-    head = _HEAD.search(log_text)
-    tail = _TAIL.search(log_text)
-    sections = {s: (int(u), int(r), int(c)) for s, u, r, c in _SECTION.findall(log_text)}
-    total = int(m.group(1))
-    return ArenaReport(total, int(head.group(1)) if head else -1, int(tail.group(1)) if tail else -1,
-                       result.required, sections, measured_with=size)
+    sections = {s: (int(u), int(r), int(c)) for s, u, r, c in _SECTION.findall(text)}
+    return int(total.group(1)), int(head.group(1)), int(tail.group(1)), sections
 
 
 def min_arena_size(model: bytes, *, upper: int | None = None, lower: int = 1) -> int:
