@@ -20,14 +20,7 @@ from tinyevo.cost.tflm_tail import (
 from tinyevo.errors import ConfigError
 from tinyevo.ir import ArchIR, Conv2d, Dense, GlobalPool, GraphBuilder
 
-
-def chain3() -> ArchIR:
-    """input 1x8x8 -> conv c4 -> conv c8 /2 -> global pool -> dense 10 (as in test_cost_memory)."""
-    b = GraphBuilder((1, 8, 8))
-    x = b.add(Conv2d(4, kernel=3), b.input, name="c1")
-    x = b.add(Conv2d(8, kernel=3, stride=2), x, name="c2")
-    x = b.add(GlobalPool(), x, name="gp")
-    return b.build(b.add(Dense(10), x, name="fc"))
+from test_cost_memory import chain3  # input 1x8x8 -> conv c4 -> conv c8 /2 -> global pool -> dense 10
 
 
 def _ctypes(*fields: type) -> tuple[int, int]:

@@ -32,15 +32,20 @@ def digits() -> Dataset:
     return load_dataset("digits")
 
 
-@pytest.fixture(scope="session")
-def trained(digits: Dataset) -> Trained:
+def train_chain(digits: Dataset, genome: str, *, epochs: int) -> Trained:
+    """A ``chain`` genome trained on ``digits`` (seed 0, batch 32, one thread)."""
     from tinyevo.estimators.training import TrainConfig, train_model
 
     space = create_space("chain", input_shape=digits.input_shape, num_classes=digits.num_classes)
-    ir = space.decode(space.parse(GENOME))
-    result = train_model(ir, digits, config=TrainConfig(epochs=12, batch_size=32, threads=1), seed=0)
+    ir = space.decode(space.parse(genome))
+    result = train_model(ir, digits, config=TrainConfig(epochs=epochs, batch_size=32, threads=1), seed=0)
     state = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
     return Trained(digits, ir, state, float(result.metrics["test_acc"]))
+
+
+@pytest.fixture(scope="session")
+def trained(digits: Dataset) -> Trained:
+    return train_chain(digits, GENOME, epochs=12)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ pytest.importorskip("torchao", reason="needs the tinyevo[deploy] extra (torchao)
 pytest.importorskip("litert_torch", reason="needs the tinyevo[deploy] extra (litert-torch)")
 pytest.importorskip("tflite_micro", reason="needs the tinyevo[deploy] extra (tflite-micro)")
 
-from conftest import Trained  # noqa: E402
+from conftest import Trained, train_chain  # noqa: E402
 
 import tinyevo.deploy.carray as carray  # noqa: E402
 from tinyevo.cli.main import main  # noqa: E402
@@ -29,7 +29,6 @@ from tinyevo.deploy.tflm import probe_arena  # noqa: E402
 from tinyevo.errors import ConfigError  # noqa: E402
 from tinyevo.run.config import DataConfig, FinalConfig, LimitsConfig, RunConfig, SpaceConfig  # noqa: E402
 from tinyevo.run.export import find_trial  # noqa: E402
-from tinyevo.spaces import create_space  # noqa: E402
 from tinyevo.storage import DB_NAME, SQLiteStorage, TrialRecord, new_meta  # noqa: E402
 from tinyevo.strategies.base import Status, Trial  # noqa: E402
 
@@ -39,13 +38,7 @@ MLP = "flat-dense_c32-dense_c64"  # the default digits search's best model: TFLM
 
 @pytest.fixture(scope="module")
 def mlp(digits: Dataset) -> Trained:
-    from tinyevo.estimators.training import TrainConfig, train_model
-
-    space = create_space("chain", input_shape=digits.input_shape, num_classes=digits.num_classes)
-    ir = space.decode(space.parse(MLP))
-    result = train_model(ir, digits, config=TrainConfig(epochs=3, batch_size=32, threads=1), seed=0)
-    state = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
-    return Trained(digits, ir, state, float(result.metrics["test_acc"]))
+    return train_chain(digits, MLP, epochs=3)
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "c"])
