@@ -18,7 +18,7 @@ from tinyevo.cost.tflm_tail import (
     tflm_tail_bytes,
 )
 from tinyevo.errors import ConfigError
-from tinyevo.ir import ArchIR, Conv2d, Dense, GlobalPool, GraphBuilder
+from tinyevo.ir import ArchIR
 
 from test_cost_memory import chain3  # input 1x8x8 -> conv c4 -> conv c8 /2 -> global pool -> dense 10
 
