@@ -17,8 +17,11 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"registry", "fsutil", "problem", "trial"}),  # framework-free helpers and shared records
     frozenset({"pareto", "ir", "data", "devices"}),  # pareto: dominance and fronts over trials
     frozenset({"spaces", "nn", "cost"}),  # nn: torch modules (and channel pruning) from the IR
+    frozenset({"training"}),  # the training loop: losses, steps, callbacks (used by estimators, supernet, run)
+    frozenset({"supernet"}),  # weight-sharing supernet: elastic modules, its training, its scorer
     frozenset({"tinynas", "estimators", "strategies", "storage", "executors"}),
     frozenset({"deploy", "tabular"}),
+    frozenset({"codegen"}),  # native int8 C runtime: kernels, memory plan, Cortex-M build and emulation
     frozenset({"run"}),  # a run: config, driver, storage, final retraining, reading a stored run, export of its trials
     frozenset({"cli"}),
 )
