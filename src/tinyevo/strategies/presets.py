@@ -1,6 +1,7 @@
 """Named compositions registered in :data:`~tinyevo.strategies.base.STRATEGIES`.
 
-Every factory is called as ``factory(space, problem, *, seed)`` and returns a fresh strategy.
+Every factory is called as ``factory(space, problem, *, seed, settings=StrategySettings())`` and returns a fresh
+strategy; ``settings`` (:mod:`tinyevo.strategies.settings`) override the preset's hyper-parameters.
 
 * ``random`` -- uniform random search.
 * ``regularized-evolution`` -- Real et al. (2019): population 50, tournament of 10, aging, one-edit mutation,
@@ -30,75 +31,119 @@ from __future__ import annotations
 from tinyevo.spaces.base import SearchSpace
 from tinyevo.strategies.base import STRATEGIES, Problem
 from tinyevo.strategies.evolution import EvolutionaryStrategy
-from tinyevo.strategies.init import RandomInit
 from tinyevo.strategies.nsga2 import nsga2
-from tinyevo.strategies.operators import Mutation, Variation
 from tinyevo.strategies.random_search import RandomSearch
 from tinyevo.strategies.selection import (
     DiscardOldest,
     DiscardWorst,
     DiscardWorstOldest,
     Elitism,
-    ParentSelection,
-    RandomSelection,
-    RouletteSelection,
     SurvivorSelection,
-    TournamentSelection,
-    TruncationSelection,
 )
+from tinyevo.strategies.settings import (
+    StrategySettings,
+    check_settings,
+    given_over,
+    initialization,
+    parent_selection,
+    register_settings,
+    variation,
+)
+
+_EVOLUTION = ("population", "offspring", "generations", "selection", "tournament_size", "parents", "mutation_rate",
+              "crossover_prob", "initialization")
+"""The settings every evolutionary preset takes (:mod:`tinyevo.strategies.settings`)."""
+
+
+def _evolution(
+    space: SearchSpace, problem: Problem, seed: int, settings: StrategySettings, defaults: StrategySettings, *,
+    survivors: SurvivorSelection,
+) -> EvolutionaryStrategy:
+    """An :class:`EvolutionaryStrategy` from the preset's ``defaults`` with the user's ``settings`` over them."""
+    s = given_over(settings, defaults)
+    return EvolutionaryStrategy(
+        space, problem, population_size=s.population or 50, offspring_per_generation=s.offspring or 1,
+        initialization=initialization(s), parent_selection=parent_selection(s), survivor_selection=survivors,
+        variation=variation(s), max_generations=s.generations, seed=seed,
+    )
 
 
 @STRATEGIES.register("random", help="uniform random search (never repeats a genome)")
-def random_search(space: SearchSpace, problem: Problem, *, seed: int) -> RandomSearch:
+def random_search(space: SearchSpace, problem: Problem, *, seed: int,
+                  settings: StrategySettings = StrategySettings()) -> RandomSearch:
+    check_settings("random", settings)
     return RandomSearch(space, problem, seed=seed)
 
 
+register_settings("random", ())
+
+
 @STRATEGIES.register("regularized-evolution", help="Real et al.: population 50, tournament 10, aging")
-def regularized_evolution(space: SearchSpace, problem: Problem, *, seed: int) -> EvolutionaryStrategy:
-    return EvolutionaryStrategy(
-        space, problem, population_size=50, offspring_per_generation=1, initialization=RandomInit(),
-        parent_selection=TournamentSelection(size=10), survivor_selection=DiscardOldest(),
-        variation=Variation(crossover_prob=0.0, mutation=Mutation()), seed=seed,
-    )
+def regularized_evolution(space: SearchSpace, problem: Problem, *, seed: int,
+                          settings: StrategySettings = StrategySettings()) -> EvolutionaryStrategy:
+    check_settings("regularized-evolution", settings)
+    defaults = StrategySettings(population=50, offspring=1, selection="tournament", tournament_size=10,
+                                crossover_prob=0.0, initialization="random")
+    return _evolution(space, problem, seed, settings, defaults, survivors=DiscardOldest())
+
+
+register_settings("regularized-evolution", _EVOLUTION)
 
 
 @STRATEGIES.register("mcunet", help="MCUNet: population 100, top-20 parents, 50+50 children, 30 generations")
-def mcunet(space: SearchSpace, problem: Problem, *, seed: int) -> EvolutionaryStrategy:
-    return EvolutionaryStrategy(
-        space, problem, population_size=100, offspring_per_generation=100, initialization=RandomInit(),
-        parent_selection=TruncationSelection(top=20), survivor_selection=DiscardWorst(),
-        variation=Variation(crossover_prob=0.5, mutation=Mutation(rate=0.1)), max_generations=30, seed=seed,
-    )
+def mcunet(space: SearchSpace, problem: Problem, *, seed: int,
+           settings: StrategySettings = StrategySettings()) -> EvolutionaryStrategy:
+    check_settings("mcunet", settings)
+    defaults = StrategySettings(population=100, offspring=100, generations=30, selection="truncation", parents=20,
+                                mutation_rate=0.1, crossover_prob=0.5, initialization="random")
+    return _evolution(space, problem, seed, settings, defaults, survivors=DiscardWorst())
+
+
+register_settings("mcunet", _EVOLUTION)
 
 
 @STRATEGIES.register("nsga2", help="NSGA-II: Pareto rank + crowding, constraint-domination (multi-objective)")
-def nsga2_preset(space: SearchSpace, problem: Problem, *, seed: int) -> EvolutionaryStrategy:
-    return nsga2(space, problem, seed=seed, population_size=50)
+def nsga2_preset(space: SearchSpace, problem: Problem, *, seed: int,
+                 settings: StrategySettings = StrategySettings()) -> EvolutionaryStrategy:
+    """NSGA-II: ``population`` is also the generation size; parents come from a crowded tournament
+    (``tournament_size``, default 2)."""
+    check_settings("nsga2", settings)
+    s = settings.over(StrategySettings(population=50, crossover_prob=0.9, tournament_size=2))
+    return nsga2(space, problem, seed=seed, population_size=s.population or 50, initialization=initialization(s),
+                 variation=variation(s, mutate_crossover_children=True), max_generations=s.generations,
+                 tournament_size=s.tournament_size or 2)
 
 
-def _selection_preset(
-    name: str, parents: ParentSelection, survivors: SurvivorSelection, help: str
-) -> None:
-    def factory(space: SearchSpace, problem: Problem, *, seed: int) -> EvolutionaryStrategy:
-        return EvolutionaryStrategy(
-            space, problem, population_size=50, offspring_per_generation=1, initialization=RandomInit(),
-            parent_selection=parents, survivor_selection=survivors,
-            variation=Variation(crossover_prob=0.5, mutation=Mutation()), seed=seed,
-        )
+register_settings("nsga2", ("population", "generations", "tournament_size", "mutation_rate", "crossover_prob",
+                            "initialization"))
+
+
+def _selection_preset(name: str, parents: StrategySettings, survivors: SurvivorSelection, help: str) -> None:
+    """``parents``: the preset's parent selection, as settings (``selection`` and its pool size)."""
+
+    def factory(space: SearchSpace, problem: Problem, *, seed: int,
+                settings: StrategySettings = StrategySettings()) -> EvolutionaryStrategy:
+        check_settings(name, settings)
+        defaults = parents.over(StrategySettings(population=50, offspring=1, crossover_prob=0.5,
+                                                 initialization="random"))
+        return _evolution(space, problem, seed, settings, defaults, survivors=survivors)
 
     factory.__name__ = name.replace("-", "_")
     STRATEGIES.register(name, help=help)(factory)
+    register_settings(name, _EVOLUTION)
 
 
-_selection_preset("evolution-elitism", TruncationSelection(top=10), Elitism(elites=10),
+_selection_preset("evolution-elitism", StrategySettings(selection="truncation", parents=10), Elitism(elites=10),
                   "elitism: parents from the top 10, the best 10 always survive")
-_selection_preset("evolution-discard-worst", RandomSelection(), DiscardWorst(),
+_selection_preset("evolution-discard-worst", StrategySettings(selection="random"), DiscardWorst(),
                   "steady state, uniform parents, the worst member is discarded")
-_selection_preset("evolution-aging", TournamentSelection(size=10), DiscardOldest(),
+_selection_preset("evolution-aging", StrategySettings(selection="tournament", tournament_size=10), DiscardOldest(),
                   "aging: tournament-10 parents, the oldest member is discarded")
-_selection_preset("evolution-worst-oldest", RandomSelection(), DiscardWorstOldest(window_fraction=0.5),
+_selection_preset("evolution-worst-oldest", StrategySettings(selection="random"),
+                  DiscardWorstOldest(window_fraction=0.5),
                   "uniform parents, the worst of the oldest half is discarded")
-_selection_preset("evolution-roulette", RouletteSelection(), DiscardOldest(),
+_selection_preset("evolution-roulette", StrategySettings(selection="roulette"), DiscardOldest(),
                   "fitness-proportional (roulette) parents, aging")
-_selection_preset("evolution-tournament", TournamentSelection(size=10), DiscardWorst(),
+_selection_preset("evolution-tournament", StrategySettings(selection="tournament", tournament_size=10),
+                  DiscardWorst(),
                   "tournament-10 parents, the worst member is discarded")
