@@ -17,10 +17,13 @@ from tinyevo.devices.profiles import (
     get_device,
     load_devices,
     parse_devices,
+    read_device_file,
+    register_device_text,
 )
 from tinyevo.devices.sizes import format_size, parse_size
 
 __all__ = [
     "COEFFICIENTS", "CORES", "DEVICES", "METRICS", "CoreModel", "DeviceProfile", "Limits", "describe_bound",
-    "format_size", "get_core", "get_device", "load_devices", "parse_devices", "parse_size",
+    "format_size", "get_core", "get_device", "load_devices", "parse_devices", "parse_size", "read_device_file",
+    "register_device_text",
 ]

@@ -208,26 +208,37 @@ def load_devices(path: str | Path, *, register: bool = True) -> tuple[DeviceProf
     :class:`~tinyevo.errors.ConfigError`.
     """
     p = Path(path)
+    text = read_device_file(p)
+    if register:
+        return register_device_text(text, origin=str(p))
+    return parse_devices(text, origin=str(p))[1]
+
+
+def read_device_file(path: str | Path) -> str:
+    """The text of a device file, or a one-line :class:`~tinyevo.errors.ConfigError`."""
+    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"device file {p} is not UTF-8 text; TOML files are UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read device file {p}: {exc.strerror or exc}") from None
-    cores, devices = parse_devices(text, origin=str(p))
-    if register:
-        for core in cores:
-            _register(CORES, core.name, core, str(p))
-        for dev in devices:
-            _register(DEVICES, dev.name, dev, str(p))
+
+
+def register_device_text(text: str, *, origin: str = "<string>") -> tuple[DeviceProfile, ...]:
+    """Register the cores and devices defined in TOML ``text`` (as :func:`load_devices` does for a file; a run
+    stores its device files' text, so that it resumes without them); returns the devices."""
+    cores, devices = parse_devices(text, origin=origin)
+    for core in cores:
+        _register(CORES, core.name, core, origin)
+    for dev in devices:
+        _register(DEVICES, dev.name, dev, origin)
     return devices
 
 
 def _load_builtin() -> None:
     text = resources.files("tinyevo.devices").joinpath("builtin.toml").read_text(encoding="utf-8")
-    cores, devices = parse_devices(text, origin="builtin.toml")
-    for core in cores:
-        _register(CORES, core.name, core, "builtin.toml")
-    for dev in devices:
-        _register(DEVICES, dev.name, dev, "builtin.toml")
+    register_device_text(text, origin="builtin.toml")
 
 
 _load_builtin()
@@ -235,5 +246,7 @@ _load_builtin()
 __all__ = [
     "COEFFICIENTS", "CORES", "DEVICES", "CoreModel", "DeviceProfile", "get_core", "get_device",
     "load_devices",
+    "read_device_file",
+    "register_device_text",
     "parse_devices",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tinyevo.run.config import DataConfig, EstimatorConfig, LimitsConfig, RunConfig, SpaceConfig
+from tinyevo.run.config import DataConfig, EstimatorConfig, FidelityConfig, LimitsConfig, RunConfig, SpaceConfig
 from tinyevo.spaces.base import Genome, SearchSpace
 from tinyevo.strategies.base import Objective, Problem
 
@@ -35,6 +35,11 @@ class EvalTask:
     finished_scores: tuple[float, ...] = ()
     store_dir: str | None = None  # the run's weight store (weight inheritance), shared by every worker
 
+
+CURVE_METRIC = "val_acc"
+"""The metric of the learning curves that early-stopping estimators extrapolate (``lc``; the
+``finished_scores`` of :class:`EvalTask` and :class:`~tinyevo.estimators.EvalContext`): the training's validation
+accuracy, whatever the run optimises (an objective such as ``latency_ms`` has no learning curve)."""
 
 Evaluate = Callable[[EvalTask], Metrics]
 """A picklable callable scoring one task (``val_acc`` and friends); it may raise (the trial is then
@@ -90,10 +95,10 @@ def make_space(cfg: SpaceConfig, *, input_shape: tuple[int, ...], num_classes: i
 
 
 def train_config(options: Mapping[str, Any], *, threads: int | None = None, where: str = "[train]") -> Any:
-    """A :class:`~tinyevo.estimators.training.TrainConfig` built from the checked
+    """A :class:`~tinyevo.training.TrainConfig` built from the checked
     :class:`~tinyevo.run.options.TrainOptions` of ``options`` (the table ``where``); ``threads`` fills in an unset
     thread count."""
-    from tinyevo.estimators.training import TrainConfig
+    from tinyevo.training import TrainConfig
     from tinyevo.run.options import train_options
 
     opts = dict(options)
@@ -103,13 +108,42 @@ def train_config(options: Mapping[str, Any], *, threads: int | None = None, wher
     return TrainConfig(**{k: getattr(checked, k) for k in opts})
 
 
+def search_estimator(name: str, train: Mapping[str, Any], *, threads: int | None = None,
+                     fidelity: FidelityConfig = FidelityConfig()) -> Any:
+    """The estimator ``name`` with the training options ``train`` at the low fidelity ``fidelity`` (the
+    ``[fidelity]`` table): ``epochs_fraction`` scales the epochs (at least 1), the other knobs replace the fields
+    of each training part's :class:`~tinyevo.estimators.Fidelity`."""
+    from dataclasses import replace
+
+    from tinyevo.errors import ConfigError
+    from tinyevo.estimators import Fidelity, create_estimator
+    from tinyevo.run.options import train_options
+
+    opts = dict(train)
+    if fidelity.epochs_fraction is not None:
+        epochs = train_options("[train]", opts).epochs
+        opts["epochs"] = max(1, round(epochs * fidelity.epochs_fraction))
+    est = create_estimator(name, config=train_config(opts, threads=threads))
+    knobs = {field: value for field, value in (("data_fraction", fidelity.data_fraction),
+                                                ("width_multiplier", fidelity.width),
+                                                ("resolution_scale", fidelity.resolution)) if value is not None}
+    if knobs:
+        trainers = [p for p in getattr(est, "parts", (est,)) if isinstance(getattr(p, "fidelity", None), Fidelity)]
+        if not trainers:
+            raise ConfigError(f"estimator {name!r} trains no candidate, so [fidelity] {', '.join(fidelity.given())} "
+                              "cannot apply; use a training estimator (e.g. train, lowfi, lc)")
+        for part in trainers:  # a fresh estimator: set before anyone uses it
+            part.fidelity = replace(part.fidelity, **knobs)
+    return est
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: int | None,
-                      teacher: str | tuple[str, ...] | None = None) -> Any:
+                      teacher: str | tuple[str, ...] | None = None,
+                      fidelity: FidelityConfig = FidelityConfig()) -> Any:
     from tinyevo.errors import ConfigError
-    from tinyevo.estimators import create_estimator
 
-    est = create_estimator(name, config=train_config(dict(train), threads=threads))
+    est = search_estimator(name, dict(train), threads=threads, fidelity=fidelity)
     if teacher is not None:
         trainers = [p for p in getattr(est, "parts", (est,)) if hasattr(p, "teacher")]
         if not trainers:
@@ -126,7 +160,7 @@ def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: in
 def check_teacher(cfg: EstimatorConfig) -> None:
     """Load ``cfg``'s teacher into its estimator now: a missing teacher, or an estimator that trains nothing, is a
     :class:`ConfigError` before the search starts instead of a failed trial each."""
-    _cached_estimator(cfg.name, _options_key(cfg.train), None, cfg.teacher)
+    _cached_estimator(cfg.name, _options_key(cfg.train), None, cfg.teacher, cfg.fidelity)
 
 
 @dataclass(frozen=True)
@@ -150,7 +184,7 @@ class TrainingEvaluator:
         data = cached_dataset(self.data.spec, self.seed, self.data.val_fraction, self.data.val_min_per_class)
         space = make_space(self.space, input_shape=data.input_shape, num_classes=data.num_classes)
         est = _cached_estimator(self.estimator.name, _options_key(self.estimator.train), self.threads,
-                                self.estimator.teacher)
+                                self.estimator.teacher, self.estimator.fidelity)
         ir = space.decode(space.parse(task.genome))
         ctx = EvalContext(genome=task.genome, parents=task.parents, finished_scores=task.finished_scores,
                           cost_options=dict(self.cost_options), store_dir=task.store_dir)
@@ -205,6 +239,7 @@ class CostFunction:
 def make_limits(cfg: LimitsConfig) -> Any:
     from tinyevo.devices import Limits
 
+    cfg.register_devices()  # a device from the run's own device file (e.g. in a worker process)
     return Limits.from_options(
         device=cfg.device,
         sram=cfg.sram,
@@ -217,9 +252,32 @@ def make_limits(cfg: LimitsConfig) -> Any:
     )
 
 
+LIMIT_METRICS = {"sram": "peak_sram_bytes", "flash": "flash_bytes", "weights": "weight_bytes",
+                 "latency_ms": "latency_ms", "energy_mj": "energy_mj", "macs": "macs", "params": "params"}
+"""The cost metric each limit of a run config bounds (the names ``soft`` takes)."""
+
+
+def soft_metrics(cfg: LimitsConfig) -> frozenset[str]:
+    """The cost metrics whose limits ``cfg`` makes soft."""
+    return frozenset(LIMIT_METRICS[name] for name in cfg.soft)
+
+
 def make_problem(config: RunConfig, limits: Any) -> Problem:
-    """Objectives from the config; one hard constraint per limit (checked on cost metrics before training)."""
-    return Problem(objectives=tuple(config.objectives), constraints=tuple(limits.constraints(hard=True)))
+    """Objectives from the config; one constraint per limit: hard (checked on cost metrics before training; a
+    network over it is infeasible) unless ``soft`` names it (the network is trained and its fitness pays
+    ``soft_penalty`` times the relative excess). A soft limit that is not set is a ConfigError."""
+    from tinyevo.errors import ConfigError
+    from tinyevo.problem import Constraint
+
+    soft = soft_metrics(config.limits)
+    bounds = limits.bounds()
+    unset = [n for n in config.limits.soft if LIMIT_METRICS[n] not in bounds]
+    if unset:
+        raise ConfigError(f"soft names the {unset[0]} limit, but the run sets no {unset[0]} limit "
+                          f"(limits in force: {', '.join(bounds) or 'none'})")
+    constraints = tuple(Constraint(metric, upper=bound, hard=metric not in soft) for metric, bound in bounds.items())
+    return Problem(objectives=tuple(config.objectives), constraints=constraints,
+                   soft_penalty=float(config.limits.soft_penalty))
 
 
 def pareto_objectives(problem: Problem) -> tuple[Objective, ...]:

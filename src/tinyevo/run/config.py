@@ -40,8 +40,9 @@ from typing import Any, Literal
 
 from tinyevo.cost import PLANNERS, SRAM_CONVENTIONS, check_planner_convention, default_planner
 from tinyevo.errors import ConfigError, StorageError
-from tinyevo.run.options import DEFAULT_ESTIMATOR, run_options, train_options
+from tinyevo.run.options import DEFAULT_ESTIMATOR, LIMIT_NAMES, run_options, train_options
 from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
+from tinyevo.strategies.settings import StrategySettings
 
 DEFAULT_DEVICE = "stm32f412"
 MULTI_OBJECTIVE_STRATEGY = "nsga2"
@@ -128,10 +129,59 @@ class EstimatorConfig:
     auto: tuple[str, ...] = ()
     """Training options in ``train`` that hold defaults to adapt to the data set's size before the run is
     stored (:func:`tinyevo.run.sizing.size_run`; :func:`build_config` lists those the user did not set)."""
+    fidelity: FidelityConfig = field(default_factory=lambda: FidelityConfig())
+    """The ``[fidelity]`` table: low-fidelity knobs over the estimator's own."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "teacher", _teacher_specs(self.teacher, "teacher"))
         _check_auto(self.auto)
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """Low-fidelity knobs of the search estimator (``None``: the estimator's own). ``epochs_fraction`` scales the
+    ``[train]`` epochs (at least one epoch stays); ``data_fraction``, ``width`` and ``resolution`` replace the
+    estimator's :class:`~tinyevo.estimators.Fidelity` fields ``data_fraction``, ``width_multiplier`` and
+    ``resolution_scale``. Each is in (0, 1]."""
+
+    epochs_fraction: float | None = None
+    data_fraction: float | None = None
+    width: float | None = None
+    resolution: float | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1):
+                raise ConfigError(f"fidelity.{f.name} must be a number in (0, 1], got {v!r}")
+
+    def given(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class PrefilterConfig:
+    """Zero-cost pre-filtering: before the search, the ``size`` best of ``pool`` random genomes by the proxy
+    ``proxy`` (:func:`tinyevo.estimators.seed_population`) are evaluated first. ``chosen`` holds them once the
+    run has picked them (:func:`tinyevo.run.engine.start_run` stores them, so a resume needs no proxy)."""
+
+    proxy: str = "naswot"
+    pool: int = 100
+    size: int = 10
+    chosen: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from tinyevo.run.options import PrefilterOptions
+
+        from pydantic import ValidationError
+
+        try:
+            PrefilterOptions(proxy=self.proxy, pool=self.pool, size=self.size)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            from tinyevo.run.options import one_line
+
+            raise ConfigError(one_line(exc, "prefilter")) from None
+        object.__setattr__(self, "chosen", tuple(self.chosen))
 
 
 def _teacher_specs(teacher: Any, what: str) -> str | tuple[str, ...] | None:
@@ -181,8 +231,32 @@ class LimitsConfig:
     weights: int | None = None  # bytes
     sram_convention: Literal["mcunet", "munas"] = "mcunet"
     planner: str | None = None  # None: default_planner(sram_convention)
+    soft: tuple[str, ...] = ()
+    """Limits (names in :data:`~tinyevo.run.options.LIMIT_NAMES`) that are soft: a network over them is still
+    trained, and its fitness pays ``soft_penalty`` per unit of relative excess (:class:`~tinyevo.problem.Problem`);
+    the others are hard (a network over them is infeasible and never trained)."""
+    soft_penalty: float = 100.0
+    device_files: tuple[str, ...] = ()
+    """The TOML text of each user device file (``device_file``), stored with the run so that it needs no file to
+    resume; :meth:`register_devices` adds their devices to :data:`tinyevo.devices.DEVICES`."""
+
+    def register_devices(self) -> None:
+        """Register the devices of :attr:`device_files` (an identical definition again is a no-op)."""
+        if self.device_files:
+            from tinyevo.devices import register_device_text
+
+            for i, text in enumerate(self.device_files):
+                register_device_text(text, origin=f"device_file {i + 1} of the run")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "soft", tuple(self.soft))
+        object.__setattr__(self, "device_files", tuple(self.device_files))
+        bad = [n for n in self.soft if n not in LIMIT_NAMES]
+        if bad:
+            raise ConfigError(f"soft names limits among {', '.join(LIMIT_NAMES)}, got {bad[0]!r}")
+        sp = self.soft_penalty
+        if isinstance(sp, bool) or not isinstance(sp, (int, float)) or not 0 <= sp < math.inf:
+            raise ConfigError(f"--soft-penalty must be a finite number >= 0, got {sp!r}")
         if self.planner is None:
             object.__setattr__(self, "planner", default_planner(self.sram_convention))
         if self.planner not in PLANNER_CHOICES:
@@ -303,6 +377,10 @@ class RunConfig:
     """Seed genomes evaluated first (rich initialisation): genome strings, zoo names (``resnet8-like``,
     ``zoo:ds-cnn-like``) or ``zoo`` for every known architecture valid in the space
     (:func:`tinyevo.spaces.zoo.resolve_seeds`)."""
+    strategy_options: StrategySettings = field(default_factory=StrategySettings)
+    """The ``[strategy_options]`` table: hyper-parameters over the strategy preset's own."""
+    prefilter: PrefilterConfig | None = None
+    """The ``[prefilter]`` table: zero-cost pre-filtering of the initial genomes (None: off)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.init, tuple) or not all(isinstance(i, str) and i.strip() for i in self.init):
@@ -313,6 +391,8 @@ class RunConfig:
             raise ConfigError("at least one objective is needed")
         if not self.strategy:
             raise ConfigError("--strategy must not be empty")
+        if not isinstance(self.strategy_options, StrategySettings):
+            raise ConfigError(f"strategy_options must be StrategySettings, got {self.strategy_options!r}")
 
     # --- JSON (stored once in the run database) ---
     def to_json(self) -> dict[str, Any]:
@@ -322,8 +402,9 @@ class RunConfig:
             "space": {"name": self.space.name, "options": _thaw(self.space.options)},
             "strategy": self.strategy,
             "estimator": {"name": self.estimator.name, "train": _thaw(self.estimator.train),
-                          "teacher": _teacher_json(self.estimator.teacher), "auto": list(self.estimator.auto)},
-            "limits": {f.name: getattr(self.limits, f.name) for f in fields(LimitsConfig)},
+                          "teacher": _teacher_json(self.estimator.teacher), "auto": list(self.estimator.auto),
+                          "fidelity": self.estimator.fidelity.given()},
+            "limits": {f.name: _thaw(getattr(self.limits, f.name)) for f in fields(LimitsConfig)},
             "objectives": [f"{o.metric}:{o.direction}" for o in self.objectives],
             "budget": {f.name: getattr(self.budget, f.name) for f in fields(BudgetConfig)},
             "executor": {f.name: getattr(self.executor, f.name) for f in fields(ExecutorConfig)},
@@ -339,18 +420,23 @@ class RunConfig:
             },
             "seed": self.seed,
             "init": list(self.init),
+            "strategy_options": self.strategy_options.as_dict(),
+            "prefilter": None if self.prefilter is None else {
+                "proxy": self.prefilter.proxy, "pool": self.prefilter.pool, "size": self.prefilter.size,
+                "chosen": list(self.prefilter.chosen)},
         }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> RunConfig:
         try:
-            return cls(
+            config = cls(
                 data=DataConfig(**obj["data"]),
                 space=SpaceConfig(name=obj["space"]["name"], options=_freeze(obj["space"]["options"])),
                 strategy=obj["strategy"],
                 estimator=EstimatorConfig(
                     name=obj["estimator"]["name"], train=_freeze(obj["estimator"]["train"]),
                     teacher=obj["estimator"].get("teacher"), auto=tuple(obj["estimator"].get("auto", ())),
+                    fidelity=FidelityConfig(**obj["estimator"].get("fidelity", {})),
                 ),
                 limits=LimitsConfig(**{"planner": "optimal", **obj["limits"]}),  # old runs: optimal
                 objectives=tuple(parse_objective(s) for s in obj["objectives"]),
@@ -368,11 +454,15 @@ class RunConfig:
                 ),
                 seed=obj["seed"],
                 init=tuple(obj.get("init", ())),
+                strategy_options=StrategySettings(**obj.get("strategy_options", {})),
+                prefilter=None if obj.get("prefilter") is None else PrefilterConfig(**obj["prefilter"]),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(
                 f"stored run configuration is incomplete or from another version ({exc})"
             ) from None
+        config.limits.register_devices()  # the run's own device files: it resumes without them
+        return config
 
 
 # --- small parsers ---
@@ -464,10 +554,17 @@ _TOP_KEYS = {
     "seed",
     "init",
     "out",
+    "soft",
+    "soft_penalty",
+    "device_file",
     "space_options",
     "train",
     "final",
+    "strategy_options",
+    "fidelity",
+    "prefilter",
 }
+_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter")
 _FINAL_KEYS = {"enabled", "pareto", "max_models", "top_k", "workers", "teacher"}
 
 
@@ -497,11 +594,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"unknown key(s) in {p}: {', '.join(unknown)}; known: {', '.join(sorted(_TOP_KEYS))}"
         )
-    for table in ("space_options", "train", "final"):
+    for table in _TABLES:
         if table in out and not isinstance(out[table], dict):
             raise ConfigError(f"{table} in {p} must be a table ([{table}])")
     if "out" in out and not isinstance(out["out"], str):
         raise ConfigError(f"out in {p} must be a directory path (a string), got {out['out']!r}")
+    files = out.get("device_file")
+    if isinstance(files, (str, list)):  # a relative device file is beside the config file
+        listed = [files] if isinstance(files, str) else files
+        out["device_file"] = [str(p.parent / f) if isinstance(f, str) else f for f in listed]
     return out
 
 
@@ -569,7 +670,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
     for k, val in flags.items():
         if val is None:
             continue
-        if k in ("space_options", "train", "final"):  # tables merge key by key
+        if k in _TABLES:  # tables merge key by key
             v[k] = {**(v.get(k) or {}), **val}
         else:
             v[k] = val
@@ -613,7 +714,12 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             seed = int(seed)
         except ValueError:
             raise ConfigError(f"--seed must be an integer, got {seed!r}") from None
-    run_options({**v, "seed": seed})  # every top-level option's type and range, one line per error
+    checked = run_options({**v, "seed": seed})  # every top-level option's type and range, one line per error
+    device_files = _device_files(checked.device_file)
+    for i, text in enumerate(device_files):
+        from tinyevo.devices import register_device_text
+
+        register_device_text(text, origin=f"device file {_as_tuple(checked.device_file)[i]}")
     device = v.get("device", DEFAULT_DEVICE)
     if isinstance(device, str) and device.lower() in ("", "none"):
         device = None
@@ -635,6 +741,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             train=_check_train_options("[train]", est_train),
             teacher=v.get("teacher"),
             auto=tuple(k for k in _sizing().ADAPTIVE_TRAIN_KEYS if k not in (v.get("train") or {})),
+            fidelity=FidelityConfig(**(checked.fidelity.model_dump() if checked.fidelity else {})),
         ),
         limits=LimitsConfig(
             device=device,
@@ -648,6 +755,9 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             weights=size("weights"),
             sram_convention=v.get("sram_convention", "mcunet"),
             planner=v.get("planner", default_planner(v.get("sram_convention", "mcunet"))),
+            soft=_as_tuple(checked.soft),
+            soft_penalty=100.0 if checked.soft_penalty is None else checked.soft_penalty,
+            device_files=device_files,
         ),
         objectives=tuple(parse_objective(o) for o in (objectives or ["val_acc:max"])),
         budget=BudgetConfig(
@@ -674,7 +784,21 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
         ),
         seed=_typed("--seed", seed, int),
         init=_init_list(v.get("init")),
+        strategy_options=StrategySettings(**(checked.strategy_options.model_dump() if checked.strategy_options
+                                             else {})),
+        prefilter=(None if checked.prefilter is None else PrefilterConfig(**checked.prefilter.model_dump())),
     )
+
+
+def _as_tuple(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    return () if value is None else (value,) if isinstance(value, str) else tuple(value)
+
+
+def _device_files(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """The text of each ``device_file`` (read here: the run stores the text, not the path)."""
+    from tinyevo.devices import read_device_file
+
+    return tuple(read_device_file(path) for path in _as_tuple(value))
 
 
 def _sizing() -> Any:

@@ -31,9 +31,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from tinyevo.errors import ConfigError, SearchExhaustedError, StorageError
 from tinyevo.executors import Executor, create_executor
 from tinyevo.run.components import (
+    CURVE_METRIC,
     CostFn,
     CostFunction,
     EvalTask,
@@ -48,6 +51,7 @@ from tinyevo.run.components import (
     make_problem,
     make_space,
     pareto_objectives,
+    search_estimator,
     train_config,
 )
 from tinyevo.run.config import ExecutorConfig, RunConfig
@@ -73,6 +77,7 @@ from tinyevo.storage import (
 )
 from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Strategy, Trial, rank_key
 from tinyevo.strategies.loop import finish_trial
+from tinyevo.strategies.settings import check_settings
 from tinyevo.strategies.warmstart import WarmStart
 
 log = logging.getLogger(__name__)
@@ -166,7 +171,7 @@ def check_search_device(config: RunConfig) -> None:
     """Local workers train where the driver runs: a search asking for a GPU that is not there fails before it
     starts (not once per trial). Dask workers may run elsewhere and are not checked."""
     if config.executor.name != "dask":
-        from tinyevo.estimators.training import resolve_device
+        from tinyevo.training import resolve_device
 
         resolve_device(str(config.estimator.train.get("device", "cpu")))
 
@@ -191,11 +196,46 @@ def build_parts(config: RunConfig) -> RunParts:
         data=config.data, space=config.space, estimator=config.estimator, seed=config.seed,
         cost_options=tuple(cost.options.items()),
     )
-    if config.init:
-        resolve_seeds(space, config.init)  # bad seeds fail here, before a run directory exists
+    make_strategy(config, space, problem)  # bad seeds and options the strategy does not take fail here, before a
+    # run directory exists
+    if config.estimator.fidelity.given():  # and [fidelity] on an estimator that trains nothing
+        search_estimator(config.estimator.name, config.estimator.train, fidelity=config.estimator.fidelity)
     if config.estimator.teacher is not None:  # so do a bad teacher and an estimator that cannot distil
         check_teacher(config.estimator)
     return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
+
+
+def make_strategy(config: RunConfig, space: Any, problem: Problem) -> Strategy:
+    """The run's strategy: the registered preset with the ``[strategy_options]`` over its own settings (a
+    ConfigError when it does not take one of them), behind a :class:`WarmStart` when the run has seed genomes
+    (``init``, then the ``[prefilter]`` choice)."""
+    settings = config.strategy_options
+    if settings.given():
+        check_settings(config.strategy, settings)
+        strategy = STRATEGIES.create(config.strategy, space, problem, seed=config.seed, settings=settings)
+    else:
+        strategy = STRATEGIES.create(config.strategy, space, problem, seed=config.seed)
+    seeds = resolve_seeds(space, config.init) if config.init else ()
+    if config.prefilter is not None:
+        seeds = (*seeds, *(space.parse(g) for g in config.prefilter.chosen))
+    return WarmStart(strategy, seeds) if seeds else strategy
+
+
+def prefilter_genomes(config: RunConfig, space: Any, data: Any) -> tuple[str, ...]:
+    """The genomes the ``[prefilter]`` of ``config`` picks: the ``size`` best of ``pool`` random genomes (drawn
+    from the run's seed) by its zero-cost proxy (:func:`tinyevo.estimators.seed_population`)."""
+    from tinyevo.estimators import seed_population
+
+    pf = config.prefilter
+    if pf is None:
+        return ()
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, PREFILTER_STREAM]))
+    genomes = seed_population(space, data, rng, size=pf.size, pool=pf.pool, proxy=pf.proxy, seed=config.seed)
+    return tuple(str(g) for g in genomes)
+
+
+PREFILTER_STREAM = 7
+"""The random stream of the ``[prefilter]`` samples (apart from the strategy's, which is seeded by the run seed)."""
 
 
 def new_run_dir(root: Path, config: RunConfig) -> Path:
@@ -259,10 +299,7 @@ class Engine:
     def _strategy(self) -> Strategy:
         if self.parts.strategy_factory is not None:
             return self.parts.strategy_factory()
-        strategy = STRATEGIES.create(self.config.strategy, self.parts.space, self.problem, seed=self.config.seed)
-        if self.config.init:
-            strategy = WarmStart(strategy, resolve_seeds(self.parts.space, self.config.init))
-        return strategy
+        return make_strategy(self.config, self.parts.space, self.problem)
 
     def _commit(
         self,
@@ -396,8 +433,8 @@ class Engine:
             else:
                 todo.append((i, cand, cost, started))
         if todo:
-            scores = tuple(
-                float(t.metrics["val_acc"]) for t in told if t.status is Status.OK and "val_acc" in t.metrics
+            scores = tuple(  # the learning curves an estimator extrapolates are of CURVE_METRIC, whatever the objective
+                float(t.metrics[CURVE_METRIC]) for t in told if t.status is Status.OK and CURVE_METRIC in t.metrics
             )
             tasks = [
                 EvalTask(
@@ -594,6 +631,12 @@ def start_run(
         check_search_device(config)
         parts = build_parts(config)
         check_metrics(config, parts.problem)  # an objective that nothing produces fails before a run exists
+    if config.prefilter is not None and not config.prefilter.chosen:  # stored with the run: a resume re-uses them
+        d = config.data
+        data = parts.data if parts.data is not None else cached_dataset(d.spec, config.seed, d.val_fraction,
+                                                                        d.val_min_per_class)
+        chosen = prefilter_genomes(config, parts.space, data)
+        config = replace(config, prefilter=replace(config.prefilter, chosen=chosen))
     check_final_teacher(config)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)
     ex = _executor_for(config, executor)  # fails early (bad scheduler, ...) before a run is created
@@ -723,7 +766,7 @@ def retrain_run(
                 f"{run_dir}` first"
             )
         config = config if config is not None else stored
-        from tinyevo.estimators.training import resolve_device
+        from tinyevo.training import resolve_device
 
         resolve_device(str(config.final.train.get("device", "cpu")))  # no GPU -> one clear error before any work
         parts = parts if parts is not None else build_parts(config)

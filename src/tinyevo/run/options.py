@@ -2,7 +2,7 @@
 
 :class:`TrainOptions` is the ``[train]`` / ``[final]`` table of a run config (and ``tinyevo retrain --set``): every
 training option's name, type, range and default, checked before anything is stored or searched. The torch-side
-:class:`~tinyevo.estimators.training.TrainConfig` is built from these options (the names and defaults agree;
+:class:`~tinyevo.training.TrainConfig` is built from these options (the names and defaults agree;
 ``tests/run/test_run_config_options.py`` checks it). Pydantic's multi-line report becomes one line naming the
 option (:func:`one_line`), raised as :class:`~tinyevo.errors.ConfigError`, which the CLI prints and exits 2 with.
 
@@ -26,14 +26,14 @@ there again because estimators sit below ``run`` in the import layers (``tests/t
 ``tests/run/test_run_config_edge.py`` checks that the two agree, as it does for :data:`AUGMENTATIONS` and every
 :class:`TrainOptions` default."""
 AUGMENTATIONS = ("shift", "flip")
-"""The augmentations a training may use (:data:`tinyevo.estimators.training.AUGMENTATIONS`)."""
+"""The augmentations a training may use (:data:`tinyevo.training.AUGMENTATIONS`)."""
 SEED_MAX = 2**63 - 1
 """The largest run seed: seeds are stored as SQLite integers (signed 64-bit)."""
 _DEVICE_RE = re.compile(r"cpu|auto|cuda(:\d+)?")
 
 
 class TrainOptions(BaseModel):
-    """How to train, as written in a config (see :class:`~tinyevo.estimators.training.TrainConfig` for what each
+    """How to train, as written in a config (see :class:`~tinyevo.training.TrainConfig` for what each
     option does). Strict: an integer option takes no ``2.5``, ``2.0``, ``"2"`` or ``true``; a number takes no
     string; no number may be infinite or NaN."""
 
@@ -89,6 +89,64 @@ class TrainOptions(BaseModel):
 
 TRAIN_OPTION_NAMES = tuple(TrainOptions.model_fields)
 
+PROXY_NAMES = ("synflow", "naswot", "grad_norm")
+"""The zero-cost proxies a ``[prefilter]`` may rank by (:data:`tinyevo.estimators.PROXIES`, torch-side; a test
+checks that the two agree)."""
+LIMIT_NAMES = ("sram", "flash", "weights", "latency_ms", "energy_mj", "macs", "params")
+"""The limits of a run config, each of which ``soft`` may name."""
+MAX_PREFILTER_POOL = 10_000
+"""The most random genomes a ``[prefilter]`` may score (each costs a forward / backward pass)."""
+
+
+class StrategyOptions(BaseModel):
+    """The ``[strategy_options]`` table: hyper-parameters of the run's strategy (``None``: the preset's own; see
+    :mod:`tinyevo.strategies.settings`, which checks which strategy takes which)."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
+
+    population: int | None = Field(None, ge=1, le=100_000)
+    offspring: int | None = Field(None, ge=1, le=100_000)
+    generations: int | None = Field(None, ge=0, le=1_000_000)
+    selection: Literal["tournament", "truncation", "roulette", "random"] | None = None
+    tournament_size: int | None = Field(None, ge=1, le=100_000)
+    parents: int | None = Field(None, ge=1, le=100_000)
+    mutation_rate: float | None = Field(None, ge=0, le=1)
+    crossover_prob: float | None = Field(None, ge=0, le=1)
+    initialization: Literal["random", "trivial"] | None = None
+
+
+class FidelityOptions(BaseModel):
+    """The ``[fidelity]`` table: how much cheaper than the estimator's own training each candidate is scored
+    (``None``: the estimator's own; see :class:`tinyevo.estimators.Fidelity`). ``epochs_fraction`` scales the
+    ``[train]`` epochs (at least 1 epoch stays); ``data_fraction`` is the share of the training split;
+    ``width`` scales the channels of every layer but the classifier; ``resolution`` scales the input height and
+    width."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
+
+    epochs_fraction: float | None = Field(None, gt=0, le=1)
+    data_fraction: float | None = Field(None, gt=0, le=1)
+    width: float | None = Field(None, gt=0, le=1)
+    resolution: float | None = Field(None, gt=0, le=1)
+
+
+class PrefilterOptions(BaseModel):
+    """The ``[prefilter]`` table: before the search, score ``pool`` random genomes with the zero-cost ``proxy``
+    and evaluate the ``size`` best first (:func:`tinyevo.estimators.seed_population`)."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
+
+    proxy: Literal["synflow", "naswot", "grad_norm"] = "naswot"
+    pool: int = Field(100, ge=1, le=MAX_PREFILTER_POOL)
+    size: int = Field(10, ge=1, le=MAX_PREFILTER_POOL)
+
+    @model_validator(mode="after")
+    def _size_in_pool(self) -> PrefilterOptions:
+        if self.size > self.pool:
+            raise ValueError(f"size ({self.size}) must be at most pool ({self.pool}): the best size of pool "
+                             "random genomes are kept")
+        return self
+
 
 def _positive() -> Any:
     return Field(None, gt=0)
@@ -132,14 +190,30 @@ class RunOptions(BaseModel):
     seed: int | None = Field(None, ge=0, le=SEED_MAX)
     init: str | tuple[str, ...] | None = None
     out: str | None = None
+    soft: str | tuple[Literal["sram", "flash", "weights", "latency_ms", "energy_mj", "macs", "params"], ...] | None \
+        = None
+    soft_penalty: float | None = Field(None, ge=0, le=1e12)
+    device_file: str | tuple[str, ...] | None = None
     space_options: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
     final: dict[str, Any] | None = None
+    strategy_options: StrategyOptions | None = None
+    fidelity: FidelityOptions | None = None
+    prefilter: PrefilterOptions | None = None
+
+    @field_validator("soft")
+    @classmethod
+    def _known_limits(cls, value: Any) -> Any:
+        names = (value,) if isinstance(value, str) else value or ()
+        bad = [n for n in names if n not in LIMIT_NAMES]
+        if bad:
+            raise ValueError(f"unknown limit {bad[0]!r}; soft names limits among {', '.join(LIMIT_NAMES)}")
+        return value
 
 
 FLAG_LABELS = {name: f"--{name.replace('_', '-')}" for name in (
     "budget", "seed", "workers", "scheduler", "latency_ms", "energy_mj", "macs", "params", "precision",
-    "sram_convention", "planner", "executor", "time", "trial_timeout")}
+    "sram_convention", "planner", "executor", "time", "trial_timeout", "soft", "soft_penalty", "device_file")}
 """How the checks name a top-level option that is also a flag (as the existing messages do: ``--budget must be
 an integer, got 'ten'``)."""
 
@@ -148,10 +222,12 @@ def run_options(values: Mapping[str, Any]) -> RunOptions:
     """``values`` (config-file keys merged with flags) as a checked :class:`RunOptions`, or a one-line
     :class:`ConfigError` naming the option."""
     try:
-        return RunOptions(**{k: _tuples(v) if k not in ("space_options", "train", "final") else v
-                             for k, v in values.items()})
+        return RunOptions(**{k: _tuples(v) if k not in _TABLES else v for k, v in values.items()})
     except ValidationError as exc:
         raise ConfigError(one_line(exc, labels=FLAG_LABELS)) from None
+
+
+_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter")
 
 
 def train_options(where: str, options: Mapping[str, Any]) -> TrainOptions:

@@ -88,7 +88,7 @@ def check_limits_reachable(config: Any, data: Any, *, samples: int = SAMPLES) ->
     classes) can meet some hard limit of ``config`` (see the module text); :class:`ConfigError` when the space's
     options give no valid network at all (``channels = 0``)."""
     from tinyevo.devices.limits import describe_bound
-    from tinyevo.run.components import CostFunction, make_limits, make_space
+    from tinyevo.run.components import CostFunction, make_limits, make_space, soft_metrics
 
     try:
         space = make_space(config.space, input_shape=data.input_shape, num_classes=data.num_classes)
@@ -99,7 +99,8 @@ def check_limits_reachable(config: Any, data: Any, *, samples: int = SAMPLES) ->
     except (TinyEvoError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
         raise _space_error(config, exc) from None
     limits = make_limits(config.limits)
-    bounds = limits.bounds()
+    soft = soft_metrics(config.limits)  # a soft limit may be exceeded: it only lowers the fitness
+    bounds = {m: b for m, b in limits.bounds().items() if m not in soft}
     if not bounds:
         return
     cost = CostFunction(space, device=limits.device, precision=config.limits.precision,
