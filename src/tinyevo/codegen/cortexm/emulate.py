@@ -1,0 +1,168 @@
+"""Running a firmware image on QEMU (``qemu-system-arm``) and counting the instructions it executes.
+
+The command (one process per call; the firmware reads ``input.bin`` and writes ``output.bin`` in a temporary
+directory through semihosting)::
+
+    qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none
+                    -semihosting-config enable=on,target=native -kernel tinyevo_cortex_m4.elf
+                    -plugin libinsncount.so,marker=0x...,marker=0x...,marker=0x...,out=counts.txt
+
+Instruction counts come from a small TCG plugin (``harness/insn_count.c``) that tinyevo compiles with the host C
+compiler the first time it is needed (into the work directory given, or a temporary one). It counts every guest
+instruction executed and, at each execution of a marker function of the harness (begin / per-op / end of an
+inference), records the count so far. QEMU's M-profile emulation has no cycle counter (DWT ``CYCCNT``) to read,
+and ``-icount`` only paces virtual time; the plugin's counts are exact and deterministic (the same image and
+inputs give the same counts on every run).
+
+Per-op counts: the generated model calls its hook (``tinyevo_cm_op(i)``) right before op ``i`` runs; the
+instructions from one op's mark to the next (or to the end of the inference) are that op's, the marker call
+included. Instructions from the start of ``tinyevo_model_invoke`` to the first op's mark are its prologue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyevo.codegen.cortexm.firmware import MARKERS, Firmware
+from tinyevo.codegen.cortexm.toolchain import Toolchain, ToolchainError, harness_dir
+
+_EXIT_MEANINGS = {2: "cannot open input.bin / output.bin", 3: "short read of an input", 4: "the model returned an error",
+                  5: "short write of an output"}
+_BEGIN, _OP, _END = range(3)
+
+
+@dataclass(frozen=True)
+class Inference:
+    """Instruction counts of one inference (one ``tinyevo_model_invoke`` call)."""
+
+    instructions: int  # from the begin marker to the end marker (the call and its return included)
+    ops: tuple[int, ...]  # per op, in execution order (empty when the model has no per-op hook)
+    prologue: int  # from the call to the first op's marker (0 without per-op markers)
+
+
+@dataclass(frozen=True)
+class Emulation:
+    """Result of running a firmware on a batch of inputs."""
+
+    outputs: np.ndarray  # int8, shape (inputs, output bytes)
+    inferences: tuple[Inference, ...]
+    total_instructions: int  # the whole run: start-up, semihosting file I/O, every inference
+
+    @property
+    def instructions(self) -> int:
+        """Instructions of the first inference (the figure a profile reports)."""
+        return self.inferences[0].instructions
+
+
+def plugin_path(workdir: str | Path, toolchain: Toolchain | None = None) -> Path:
+    """The instruction-counting plugin, compiled into ``workdir`` unless a build of the same source is there."""
+    tc = toolchain or Toolchain.find()
+    source = harness_dir() / "insn_count.c"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    lib = Path(workdir) / f"libinsncount-{digest}.so"
+    if not lib.exists():
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        tmp = lib.with_suffix(".so.tmp")
+        done = subprocess.run([str(tc.host_cc), "-shared", "-fPIC", "-O2", "-std=c99", "-Wall", "-Wextra",
+                               str(source), "-o", str(tmp)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ToolchainError(f"building the QEMU plugin failed:\n{done.stderr.strip()[-4000:]}")
+        tmp.replace(lib)
+    return lib
+
+
+def emulate(firmware: Firmware, inputs: np.ndarray, *, count: bool = True, timeout_s: float = 600.0,
+            toolchain: Toolchain | None = None, plugin_dir: str | Path | None = None) -> Emulation:
+    """Run ``firmware`` on QEMU on each row of ``inputs`` (int8, ``(n, input_bytes)`` or one input of
+    ``input_bytes``). With ``count`` the instructions are counted (see the module docstring).
+    """
+    tc = toolchain or Toolchain.find()
+    x = np.ascontiguousarray(np.asarray(inputs, dtype=np.int8).reshape(-1, firmware.input_bytes))
+    if len(x) == 0:
+        raise ToolchainError("emulate needs at least one input")
+    with tempfile.TemporaryDirectory(prefix="tinyevo-qemu-") as tmp:
+        work = Path(tmp)
+        (work / "input.bin").write_bytes(x.tobytes())
+        cmd = [str(tc.qemu), "-M", firmware.target.machine, "-nographic", "-monitor", "none", "-serial", "none",
+               "-semihosting-config", "enable=on,target=native", "-kernel", str(firmware.elf.resolve())]
+        counts = work / "counts.txt"
+        if count:
+            lib = plugin_path(plugin_dir or work, tc)
+            args = ",".join([str(lib), *(f"marker={a:#x}" for _, a in firmware.markers), f"out={counts}"])
+            cmd += ["-plugin", args]
+        try:
+            done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise ToolchainError(f"the emulated {firmware.target.name} did not finish in {timeout_s:.0f} s") from None
+        if done.returncode != 0:
+            code = done.returncode
+            meaning = _EXIT_MEANINGS.get(code) or (f"fault (exception {code - 100})" if code >= 100 else "error")
+            raise ToolchainError(f"the emulated {firmware.target.name} exited with {code}: {meaning}\n"
+                                 f"{(done.stderr + done.stdout).strip()[-2000:]}")
+        raw = (work / "output.bin").read_bytes()
+        if len(raw) != len(x) * firmware.output_bytes:
+            raise ToolchainError(f"the firmware wrote {len(raw)} output bytes, expected "
+                                 f"{len(x)} x {firmware.output_bytes}")
+        outputs = np.frombuffer(raw, dtype=np.int8).reshape(len(x), firmware.output_bytes).copy()
+        if not count:
+            return Emulation(outputs=outputs, inferences=(), total_instructions=0)
+        total, marks = _read_counts(counts)
+        kinds = [MARKERS.index(name) for name, _ in firmware.markers]
+        marks = [(kinds[k], c) for k, c in marks]
+    return Emulation(outputs=outputs, inferences=_split(marks, len(x), firmware), total_instructions=total)
+
+
+def _read_counts(path: Path) -> tuple[int, list[tuple[int, int]]]:
+    if not path.exists():
+        raise ToolchainError("the instruction-counting plugin wrote no counts (was it loaded?)")
+    total = -1
+    marks: list[tuple[int, int]] = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if parts[0] == "total":
+            total = int(parts[1])
+        elif parts[0] == "mark":
+            marks.append((int(parts[1]), int(parts[2])))
+        elif parts[0] == "overflow":
+            raise ToolchainError("the instruction-counting plugin ran out of memory for markers")
+    return total, marks
+
+
+def _split(marks: list[tuple[int, int]], n: int, firmware: Firmware) -> tuple[Inference, ...]:
+    """Per-inference counts from the marker sequence begin, op*, end (repeated ``n`` times).
+
+    A mark is the count of instructions executed before the marker function's first instruction, so a segment
+    from one mark to the next includes the first marker's own few instructions and the call into the next one
+    (deterministic, a handful per op and per inference).
+    """
+    out = []
+    i = 0
+    for _ in range(n):
+        if i >= len(marks) or marks[i][0] != _BEGIN:
+            raise ToolchainError(f"instruction marks out of order at {i} (expected a begin marker)")
+        start = marks[i][1]
+        i += 1
+        op_marks = []
+        while i < len(marks) and marks[i][0] == _OP:
+            op_marks.append(marks[i][1])
+            i += 1
+        if i >= len(marks) or marks[i][0] != _END:
+            raise ToolchainError("instruction marks out of order (expected an end marker)")
+        end = marks[i][1]
+        i += 1
+        bounds = [*op_marks, end]
+        ops = tuple(b - a for a, b in zip(bounds, bounds[1:], strict=False))
+        prologue = op_marks[0] - start if op_marks else 0
+        out.append(Inference(instructions=end - start, ops=ops, prologue=prologue))
+    if firmware.per_op_markers and any(not inf.ops for inf in out):
+        raise ToolchainError("the model has a per-op hook but no op marker was executed")
+    return tuple(out)
+
+
+__all__ = ["MARKERS", "Emulation", "Inference", "emulate", "plugin_path"]
