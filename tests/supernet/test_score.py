@@ -1,0 +1,85 @@
+"""Scoring with inherited weights: BatchNorm recalibration changes statistics only; scores are deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tinyevo.data import Dataset
+from tinyevo.errors import DataError
+from tinyevo.spaces.blocks import BlocksSpace
+from tinyevo.supernet import Supernet
+from tinyevo.supernet.score import ScoreConfig, SupernetScorer
+from tinyevo.training.evaluate import recalibrate_batchnorm
+
+
+def test_recalibration_changes_statistics_only(space: BlocksSpace, scramble, tiny_data: Dataset) -> None:  # type: ignore[no-untyped-def]
+    net = scramble(Supernet(space), 0).eval()
+    genome = space.sample(np.random.default_rng(0))
+    model = net.extract(genome).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.tensor(np.asarray(tiny_data.x_train)[:64])
+    recalibrate_batchnorm(model, torch.nn.functional.interpolate(x, size=genome.resolution), batches=1, batch_size=64)
+    after = model.state_dict()
+    stats = [k for k in after if "running_" in k]
+    assert stats and all(not torch.equal(after[k], before[k]) for k in stats)
+    assert all(torch.equal(after[k], before[k]) for k in after if "running_" not in k and "num_batches" not in k)
+
+
+def test_scoring_leaves_the_supernet_alone(space: BlocksSpace, scramble, tiny_data: Dataset) -> None:  # type: ignore[no-untyped-def]
+    net = scramble(Supernet(space), 1).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    scorer = SupernetScorer(net, tiny_data, config=ScoreConfig(calibration_rows=50, batch_size=16))
+    scorer.score_many([space.sample(np.random.default_rng(s)) for s in range(3)])
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_score_equals_an_independent_evaluation(space: BlocksSpace, scramble, tiny_data: Dataset) -> None:  # type: ignore[no-untyped-def]
+    """The score is the accuracy of the extracted sub-network whose BatchNorm statistics are the plain mean and
+    (unbiased) variance of the calibration images' activations, computed here with hooks and numpy."""
+    torch.manual_seed(0)
+    net = scramble(Supernet(space), 2).eval()
+    genome = space.parse("r12_w1.0-conv_d1_k3_c16-conv_d1_k5_c24-conv_d1_k3_c32")
+    cfg = ScoreConfig(calibration_rows=40, batch_size=1000, seed=5)
+    score = SupernetScorer(net, tiny_data, config=cfg).score(genome)
+
+    rows = np.sort(np.random.default_rng(5).choice(len(tiny_data.x_train), size=40, replace=False))
+    calib = torch.nn.functional.interpolate(torch.tensor(np.asarray(tiny_data.x_train)[rows]), size=12,
+                                            mode="bilinear", antialias=True, align_corners=False)
+    model = net.extract(genome).eval()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns:  # layer by layer: each BN's input depends on the statistics of the BNs before it
+        seen: list[np.ndarray] = []
+        handle = bn.register_forward_hook(lambda m, i, o: seen.append(i[0].detach().numpy()))
+        with torch.no_grad():
+            model(calib)
+        handle.remove()
+        a = seen[0].transpose(1, 0, 2, 3).reshape(bn.num_features, -1)
+        with torch.no_grad():
+            bn.running_mean.copy_(torch.from_numpy(a.mean(1)))
+            bn.running_var.copy_(torch.from_numpy(a.var(1, ddof=1)))
+    x_val = torch.nn.functional.interpolate(torch.tensor(np.asarray(tiny_data.x_val)), size=12, mode="bilinear",
+                                            antialias=True, align_corners=False)
+    with torch.no_grad():
+        expected = float((model(x_val).argmax(1).numpy() == np.asarray(tiny_data.y_val)).mean())
+    assert score == pytest.approx(expected)
+
+
+def test_scores_are_deterministic_and_cached(space: BlocksSpace, scramble, tiny_data: Dataset) -> None:  # type: ignore[no-untyped-def]
+    net = scramble(Supernet(space), 3).eval()
+    genomes = [space.sample(np.random.default_rng(s)) for s in range(4)]
+    a = SupernetScorer(net, tiny_data, config=ScoreConfig(calibration_rows=60, batch_size=32))
+    b = SupernetScorer(net, tiny_data, config=ScoreConfig(calibration_rows=60, batch_size=32))
+    first = a.score_many(genomes)
+    assert first == b.score_many(list(reversed(genomes)))[::-1]
+    assert a.score_many([str(g) for g in genomes]) == first and a.calls == len({str(g) for g in genomes})
+    assert all(0.0 <= s <= 1.0 for s in first)
+
+
+def test_refuses_data_that_does_not_fit(space: BlocksSpace, tiny_data: Dataset) -> None:
+    net = Supernet(space)
+    rgb = tiny_data.with_splits(x_train=np.repeat(tiny_data.x_train, 3, axis=1), x_val=np.repeat(
+        tiny_data.x_val, 3, axis=1), x_test=np.repeat(tiny_data.x_test, 3, axis=1))
+    with pytest.raises(DataError, match="channel"):
+        SupernetScorer(net, rgb)
