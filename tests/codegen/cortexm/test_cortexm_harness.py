@@ -18,7 +18,10 @@ int tinyevo_model_invoke(const int8_t *input, int8_t *output, uint8_t *arena);
 # op 0: a 4x16 integer matrix-vector product into the arena; op 1: NOPS nops (an exact instruction count);
 # op 2: shift, saturate and store the outputs
 SOURCE = """#include "tinyevo_model.h"
-#ifndef HOOK
+#ifdef TINYEVO_MODEL_OP_HOOKS
+void tinyevo_model_op_hook(int op, int end);
+#define HOOK(i) tinyevo_model_op_hook((i) - 1, 1); tinyevo_model_op_hook((i), 0)
+#else
 #define HOOK(i)
 #endif
 #define STR2(x) #x
@@ -26,7 +29,9 @@ SOURCE = """#include "tinyevo_model.h"
 static const int8_t weights[4][16] = {WEIGHTS};
 int tinyevo_model_invoke(const int8_t *input, int8_t *output, uint8_t *arena) {
     int32_t *acc = (int32_t *)arena;
-    HOOK(0);
+#ifdef TINYEVO_MODEL_OP_HOOKS
+    tinyevo_model_op_hook(0, 0);
+#endif
     for (int j = 0; j < 4; j++) {
         int32_t s = 0;
         for (int i = 0; i < 16; i++) s += input[i] * weights[j][i];
@@ -39,6 +44,9 @@ int tinyevo_model_invoke(const int8_t *input, int8_t *output, uint8_t *arena) {
         int32_t v = acc[j] >> 6;
         output[j] = (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v);
     }
+#ifdef TINYEVO_MODEL_OP_HOOKS
+    tinyevo_model_op_hook(2, 1);
+#endif
     return 0;
 }
 """
@@ -48,7 +56,7 @@ def _sources(nops: int, *, arena: int = 16, hook: bool = True, weights: np.ndarr
     w = _WEIGHTS if weights is None else weights
     text = SOURCE.replace("WEIGHTS", ", ".join("{" + ", ".join(map(str, row)) + "}" for row in w))
     text = f"#define NOPS {nops}\n" + text
-    return ModelSources(HEADER.format(arena=arena), text, "HOOK" if hook else None)
+    return ModelSources(HEADER.format(arena=arena), text, op_hooks=hook)
 
 
 _WEIGHTS = np.random.default_rng(0).integers(-128, 128, size=(4, 16))
@@ -86,13 +94,14 @@ def test_per_op_counts_see_exactly_the_added_instructions(cortexm_toolchain, plu
     assert more.ops[1] - base.ops[1] == 137
     assert (more.ops[0], more.ops[2]) == (base.ops[0], base.ops[2])
     assert more.instructions - base.instructions == 137
+    assert more.glue == base.glue > 0
 
 
 def test_without_hook_counts_whole_inferences(cortexm_toolchain, plugin_dir, tmp_path):
     fw = build_firmware(_sources(10, hook=False), "cortex-m4", tmp_path, toolchain=cortexm_toolchain)
     assert not fw.per_op_markers
     run = emulate(fw, np.ones((2, 16), dtype=np.int8), toolchain=cortexm_toolchain, plugin_dir=plugin_dir)
-    assert all(inf.ops == () and inf.instructions > 64 for inf in run.inferences)
+    assert all(inf.ops == () and inf.instructions > 64 and inf.glue == inf.instructions for inf in run.inferences)
 
 
 def test_section_sizes_hold_weights_and_arena(cortexm_toolchain, tmp_path):
@@ -107,14 +116,14 @@ def test_section_sizes_hold_weights_and_arena(cortexm_toolchain, tmp_path):
 def test_fault_is_an_error_not_a_result(cortexm_toolchain, plugin_dir, tmp_path):
     bad = _sources(0)
     src = bad.source.replace("return 0;\n}", "return *(volatile int *)0xFFFFFFF0u;\n}")
-    fw = build_firmware(ModelSources(bad.header, src, "HOOK"), "cortex-m4", tmp_path, toolchain=cortexm_toolchain)
+    fw = build_firmware(ModelSources(bad.header, src), "cortex-m4", tmp_path, toolchain=cortexm_toolchain)
     with pytest.raises(ToolchainError, match="fault"):
         emulate(fw, np.zeros(16, dtype=np.int8), toolchain=cortexm_toolchain, plugin_dir=plugin_dir)
 
 
 def test_model_error_code_is_reported(cortexm_toolchain, plugin_dir, tmp_path):
     bad = _sources(0)
-    fw = build_firmware(ModelSources(bad.header, bad.source.replace("return 0;\n}", "return 7;\n}"), "HOOK"),
+    fw = build_firmware(ModelSources(bad.header, bad.source.replace("return 0;\n}", "return 7;\n}")),
                         "cortex-m4", tmp_path, toolchain=cortexm_toolchain)
     with pytest.raises(ToolchainError, match="model returned an error"):
         emulate(fw, np.zeros(16, dtype=np.int8), count=False, toolchain=cortexm_toolchain)
@@ -122,5 +131,5 @@ def test_model_error_code_is_reported(cortexm_toolchain, plugin_dir, tmp_path):
 
 def test_compile_error_is_reported(cortexm_toolchain, tmp_path):
     with pytest.raises(ToolchainError, match="compiling tinyevo_model.c"):
-        build_firmware(ModelSources(HEADER.format(arena=4), "int x = ;", None), "cortex-m7", tmp_path,
+        build_firmware(ModelSources(HEADER.format(arena=4), "int x = ;"), "cortex-m7", tmp_path,
                        toolchain=cortexm_toolchain)

@@ -14,9 +14,9 @@ inference), records the count so far. QEMU's M-profile emulation has no cycle co
 and ``-icount`` only paces virtual time; the plugin's counts are exact and deterministic (the same image and
 inputs give the same counts on every run).
 
-Per-op counts: the generated model calls its hook (``tinyevo_cm_op(i)``) right before op ``i`` runs; the
-instructions from one op's mark to the next (or to the end of the inference) are that op's, the marker call
-included. Instructions from the start of ``tinyevo_model_invoke`` to the first op's mark are its prologue.
+Per-op counts: a model built with op hooks calls ``tinyevo_model_op_hook(i, 0)`` right before kernel ``i`` and
+``tinyevo_model_op_hook(i, 1)`` right after it; the harness turns these into two marker functions, and the
+instructions between the two marks are the kernel's (plus the ~5 instructions of one hook call and return).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from tinyevo.codegen.cortexm.toolchain import Toolchain, ToolchainError, harness
 
 _EXIT_MEANINGS = {2: "cannot open input.bin / output.bin", 3: "short read of an input", 4: "the model returned an error",
                   5: "short write of an output"}
-_BEGIN, _OP, _END = range(3)
+_BEGIN, _OP_BEGIN, _OP_END, _END = range(4)
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,12 @@ class Inference:
     """Instruction counts of one inference (one ``tinyevo_model_invoke`` call)."""
 
     instructions: int  # from the begin marker to the end marker (the call and its return included)
-    ops: tuple[int, ...]  # per op, in execution order (empty when the model has no per-op hook)
-    prologue: int  # from the call to the first op's marker (0 without per-op markers)
+    ops: tuple[int, ...]  # per kernel, in execution order (empty when the model was built without op hooks)
+
+    @property
+    def glue(self) -> int:
+        """Instructions outside the kernels: the call, input / output copies, the hook calls between kernels."""
+        return self.instructions - sum(self.ops)
 
 
 @dataclass(frozen=True)
@@ -135,33 +139,31 @@ def _read_counts(path: Path) -> tuple[int, list[tuple[int, int]]]:
 
 
 def _split(marks: list[tuple[int, int]], n: int, firmware: Firmware) -> tuple[Inference, ...]:
-    """Per-inference counts from the marker sequence begin, op*, end (repeated ``n`` times).
+    """Per-inference counts from the marker sequence ``begin (op_begin op_end)* end``, ``n`` times.
 
-    A mark is the count of instructions executed before the marker function's first instruction, so a segment
-    from one mark to the next includes the first marker's own few instructions and the call into the next one
-    (deterministic, a handful per op and per inference).
+    A mark is the count of instructions executed before the marker function's first instruction.
     """
+    pos = 0
+
+    def take(kind: int) -> int:
+        nonlocal pos
+        got = marks[pos] if pos < len(marks) else None
+        if got is None or got[0] != kind:
+            raise ToolchainError(f"instruction marks out of order: expected {MARKERS[kind]}, got "
+                                 f"{MARKERS[got[0]] if got else 'the end of the list'}")
+        pos += 1
+        return got[1]
+
     out = []
-    i = 0
     for _ in range(n):
-        if i >= len(marks) or marks[i][0] != _BEGIN:
-            raise ToolchainError(f"instruction marks out of order at {i} (expected a begin marker)")
-        start = marks[i][1]
-        i += 1
-        op_marks = []
-        while i < len(marks) and marks[i][0] == _OP:
-            op_marks.append(marks[i][1])
-            i += 1
-        if i >= len(marks) or marks[i][0] != _END:
-            raise ToolchainError("instruction marks out of order (expected an end marker)")
-        end = marks[i][1]
-        i += 1
-        bounds = [*op_marks, end]
-        ops = tuple(b - a for a, b in zip(bounds, bounds[1:], strict=False))
-        prologue = op_marks[0] - start if op_marks else 0
-        out.append(Inference(instructions=end - start, ops=ops, prologue=prologue))
+        start = take(_BEGIN)
+        ops = []
+        while pos < len(marks) and marks[pos][0] == _OP_BEGIN:
+            begin = take(_OP_BEGIN)
+            ops.append(take(_OP_END) - begin)
+        out.append(Inference(instructions=take(_END) - start, ops=tuple(ops)))
     if firmware.per_op_markers and any(not inf.ops for inf in out):
-        raise ToolchainError("the model has a per-op hook but no op marker was executed")
+        raise ToolchainError("the model was built with op hooks but no op marker was executed")
     return tuple(out)
 
 

@@ -8,8 +8,9 @@ writes the outputs to another (``main.c``), and a linker script per board. Compi
                       -nostartfiles -specs=nano.specs -Wl,--gc-sections -T mps2_an386.ld
 
 (``-mcpu=cortex-m7`` and ``mps2_an500.ld`` for the M7). The model is integer-only, so no FPU is used; the DSP
-extension (``__ARM_FEATURE_DSP``) is on for both cores. The model's per-op hook macro, when given, is defined to
-the harness's marker ``tinyevo_cm_op`` so the instruction counter can attribute instructions to ops.
+extension (``__ARM_FEATURE_DSP``) is on for both cores. With per-op hooks (:data:`HOOKS_MACRO`) the model calls
+the harness's ``tinyevo_model_op_hook`` around every kernel, so the instruction counter can attribute
+instructions to ops.
 
 Sizes come from ``arm-none-eabi-size -A``: ``flash`` = text + rodata + data (the initial values of ``.data`` are
 stored in flash), ``ram`` = data + bss (the arena is a static buffer in ``.bss``; the harness's stack is reported
@@ -29,20 +30,23 @@ from tinyevo.codegen.cortexm.toolchain import Target, Toolchain, ToolchainError,
 
 MODEL_HEADER = "tinyevo_model.h"
 MODEL_SOURCE = "tinyevo_model.c"
-MARKERS: tuple[str, ...] = ("tinyevo_cm_begin", "tinyevo_cm_op", "tinyevo_cm_end")
-"""The harness's marker functions, in the plugin's marker numbering (0, 1, 2)."""
+MARKERS: tuple[str, ...] = ("tinyevo_cm_begin", "tinyevo_cm_op_begin", "tinyevo_cm_op_end", "tinyevo_cm_end")
+"""The harness's marker functions: before an inference, before and after each op, after the inference."""
+HOOKS_MACRO = "TINYEVO_MODEL_OP_HOOKS"
+"""Defined when compiling the model with per-op hooks: it then calls ``tinyevo_model_op_hook(op, end)`` before
+(``end = 0``) and after (``end = 1``) each kernel; the harness defines that function."""
 _HARNESS_SOURCES = ("startup.c", "semihost.c", "main.c")
 _MACRO = re.compile(r"^\s*#\s*define\s+(TINYEVO_MODEL_[A-Z_]+_BYTES)\s+\(?\s*(\d+)[uU]?\s*\)?", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class ModelSources:
-    """The generated C pair (``tinyevo_model.h`` / ``tinyevo_model.c``) and the name of its per-op hook macro
-    (``None``: the model has none; instructions are then only counted per inference)."""
+    """The generated C pair (``tinyevo_model.h`` / ``tinyevo_model.c``); with ``op_hooks`` it is compiled with
+    :data:`HOOKS_MACRO` defined, so instructions are counted per op as well as per inference."""
 
     header: str
     source: str
-    hook_macro: str | None = None
+    op_hooks: bool = True
 
     def macro(self, name: str) -> int:
         """The value of ``#define TINYEVO_MODEL_<name>_BYTES`` in the header, e.g. ``macro("ARENA")``."""
@@ -107,8 +111,8 @@ def build_firmware(sources: ModelSources, target: str | Target, workdir: str | P
     harness = harness_dir()
     flags = [*cflags(tgt), f"-I{harness}", f"-I{work}", *extra_cflags]
     model_flags = list(flags)
-    if sources.hook_macro:
-        model_flags += ["-include", str(harness / "tinyevo_cm_hook.h"), f"-D{sources.hook_macro}=tinyevo_cm_op"]
+    if sources.op_hooks:
+        model_flags.append(f"-D{HOOKS_MACRO}")
     objects = []
     for src, fl in [(work / MODEL_SOURCE, model_flags), *((harness / s, flags) for s in _HARNESS_SOURCES)]:
         obj = work / (src.stem + ".o")
@@ -120,7 +124,7 @@ def build_firmware(sources: ModelSources, target: str | Target, workdir: str | P
     symbols = symbol_addresses(elf, tc)
     markers = tuple((m, symbols[m]) for m in MARKERS if m in symbols)
     model_obj = objects[0]
-    per_op = bool(sources.hook_macro) and "tinyevo_cm_op" in _undefined(model_obj, tc)
+    per_op = sources.op_hooks and "tinyevo_model_op_hook" in _undefined(model_obj, tc)
     return Firmware(
         elf=elf, target=tgt, markers=markers, input_bytes=sources.macro("INPUT"),
         output_bytes=sources.macro("OUTPUT"), arena_bytes=sources.macro("ARENA"),
@@ -186,5 +190,5 @@ def _run(cmd: list[str], what: str) -> str:
     return done.stdout
 
 
-__all__ = ["MARKERS", "MODEL_HEADER", "MODEL_SOURCE", "Firmware", "ModelSources", "SizeReport", "build_firmware",
+__all__ = ["HOOKS_MACRO", "MARKERS", "MODEL_HEADER", "MODEL_SOURCE", "Firmware", "ModelSources", "SizeReport", "build_firmware",
            "cflags", "section_sizes", "symbol_addresses"]
