@@ -7,7 +7,9 @@ activation memory (:mod:`tinyevo.cost.memory`) and, with a device, estimates lat
 ``cycles = sum over kernels of (c[op class] x work x f + memory x bytes moved + op_overhead)``,
 ``latency_ms = cycles / clock``, ``energy_mj = latency_ms x active power``, with the per-core coefficients
 ``c``, ``memory``, ``op_overhead`` and the float32 factor ``f`` from the device's
-:class:`~tinyevo.devices.CoreModel` (sources in ``devices/builtin.toml``). Work is MACs for conv / depthwise /
+:class:`~tinyevo.devices.CoreModel` (sources in ``devices/builtin.toml``). With the ``native`` planner (tinyevo's
+own C runtime) on a core calibrated by emulation (Cortex-M4 / M7), latency comes instead from
+:mod:`tinyevo.cost.latency_native` (``CostReport.latency_model`` says which). Work is MACs for conv / depthwise /
 dense, window elements for pooling and output elements for element-wise kernels; bytes moved are activations
 read and written plus constants read.
 
@@ -39,6 +41,7 @@ from tinyevo.cost.flash import (
     flash_breakdown,
     op_constant_bytes,
 )
+from tinyevo.cost.latency_native import NativeLatencyModel, native_latency_model
 from tinyevo.cost.lowering import OP_CLASSES, DeployGraph, DeployOp, lower
 from tinyevo.cost.memory import MemoryPlan, Planner, get_planner
 from tinyevo.devices.profiles import DeviceProfile, get_device
@@ -89,6 +92,17 @@ class CostReport:
     graph: DeployGraph = field(repr=False, compare=False)
     device_profile: DeviceProfile | None = field(default=None, repr=False, compare=False)
     layout: FlatbufferLayout = field(default=DEFAULT_LAYOUT, repr=False, compare=False)
+    native_latency: NativeLatencyModel | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def latency_model(self) -> str | None:
+        """Where ``latency_ms`` comes from (``None`` without a device)."""
+        if self.device_profile is None:
+            return None
+        if self.native_latency is not None:
+            return self.native_latency.describe()
+        core = self.device_profile.core
+        return f"{core.name} coefficients (TFLite Micro + CMSIS-NN estimates): {core.source}"
 
     @property
     def live_at_peak(self) -> tuple[tuple[str, int], ...]:
@@ -104,7 +118,8 @@ class CostReport:
         for i, op in enumerate(graph.ops):
             cycles = latency = None
             if device is not None:
-                cycles = op_cycles(graph, op, device)
+                cycles = (self.native_latency.op_cycles(graph, op) if self.native_latency is not None
+                          else op_cycles(graph, op, device))
                 latency = device.cycles_to_ms(cycles)
             out.append(OpCost(
                 name=op.name, tflite=op.tflite, nodes=op.nodes, output_shape=graph.tensors[op.name].shape,
@@ -220,8 +235,11 @@ def _report(graph: DeployGraph, plan: MemoryPlan, device: DeviceProfile | None,
             layout: FlatbufferLayout) -> CostReport:
     flash = flash_breakdown(graph, layout)
     latency_ms = energy = None
+    native = None
+    if device is not None and plan.planner == "native" and graph.precision == "int8":
+        native = native_latency_model(device.core.name)
     if device is not None:
-        total_cycles = _total_cycles(graph, device)
+        total_cycles = native.graph_cycles(graph) if native is not None else _total_cycles(graph, device)
         latency_ms = device.cycles_to_ms(total_cycles)
         energy = device.energy_mj(latency_ms)
     macs = params = 0
@@ -231,5 +249,5 @@ def _report(graph: DeployGraph, plan: MemoryPlan, device: DeviceProfile | None,
     return CostReport(
         precision=graph.precision, device=device.name if device else None, macs=macs, params=params,
         flash_bytes=flash.total, peak_sram_bytes=plan.peak_bytes, latency_ms=latency_ms, energy_mj=energy,
-        flash=flash, memory=plan, graph=graph, device_profile=device, layout=layout,
+        flash=flash, memory=plan, graph=graph, device_profile=device, layout=layout, native_latency=native,
     )
