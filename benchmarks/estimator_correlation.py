@@ -59,7 +59,7 @@ from tinyevo.estimators import (
     proxy_score,
 )
 from tinyevo.estimators.presets import low_fidelity, low_resolution
-from tinyevo.estimators.training import torch_threads
+from tinyevo.training import torch_threads
 from tinyevo.nn import build_model
 from tinyevo.spaces import create_space
 

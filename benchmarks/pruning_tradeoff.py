@@ -39,7 +39,7 @@ from tinyevo.cost import estimate_cost
 from tinyevo.data import Dataset, load_dataset, subset
 from tinyevo.deploy.model import accuracy, load_weights, predict
 from tinyevo.deploy.prune import compensate_dense_bias, prune_channels
-from tinyevo.estimators.training import TrainConfig, recalibrate_batchnorm, train_model
+from tinyevo.training import TrainConfig, recalibrate_batchnorm, train_model
 from tinyevo.spaces import create_space
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ For each network (an MLP on digits, a chain conv net and a ``blocks`` net on see
 train the same module (tinyevo's builder, same seed, same memory layout) for one epoch at batch 64 and then
 measure the validation accuracy once:
 
-* ``tinyevo``: :func:`tinyevo.estimators.training.fit` with the candidate-training defaults (AdamW, cosine
+* ``tinyevo``: :func:`tinyevo.training.fit` with the candidate-training defaults (AdamW, cosine
   schedule, gradient clipping, divergence detection, one evaluation per epoch);
 * ``minimal``: shuffle, forward, cross entropy, ``zero_grad``, backward, fused AdamW step (where the CPU build
   has it, else the default AdamW) -- no clipping, schedule or checks.
@@ -33,8 +33,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from tinyevo.data import Dataset, from_arrays, load_dataset
-from tinyevo.estimators.memory_format import ChannelsLast
-from tinyevo.estimators.training import TrainConfig, fit
+from tinyevo.training.memory_format import ChannelsLast
+from tinyevo.training import TrainConfig, fit
 from tinyevo.nn import build_model
 from tinyevo.spaces import create_space
 

@@ -34,7 +34,7 @@ def digits() -> Dataset:
 
 def train_chain(digits: Dataset, genome: str, *, epochs: int) -> Trained:
     """A ``chain`` genome trained on ``digits`` (seed 0, batch 32, one thread)."""
-    from tinyevo.estimators.training import TrainConfig, train_model
+    from tinyevo.training import TrainConfig, train_model
 
     space = create_space("chain", input_shape=digits.input_shape, num_classes=digits.num_classes)
     ir = space.decode(space.parse(genome))

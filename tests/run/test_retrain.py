@@ -551,7 +551,7 @@ def test_running_the_same_retrain_again_resumes_a_killed_training(tmp_path: Path
 
     import torch
 
-    from tinyevo.estimators import training
+    from tinyevo.training import train_ir as training
     from tinyevo.run.config import build_config
     from tinyevo.run.final import CHECKPOINT, model_dir
 
@@ -584,10 +584,12 @@ def test_running_the_same_retrain_again_resumes_a_killed_training(tmp_path: Path
     assert _finals(runs["killed"]) == {}
     monkeypatch.setattr(training, "fit", real_fit)
     loaded: list[Any] = []
-    real_load = training._load_checkpoint
-    monkeypatch.setattr(training, "_load_checkpoint", lambda *a: loaded.append(real_load(*a)) or loaded[-1])
+    from tinyevo.training import callbacks
+
+    real_load = callbacks.load_checkpoint
+    monkeypatch.setattr(callbacks, "load_checkpoint", lambda *a: loaded.append(real_load(*a)) or loaded[-1])
     (resumed,) = retrain_run(runs["killed"], config=final)
-    assert [saved["epoch"] for saved in loaded] == [2]  # resumed after epoch 2, not trained from scratch
+    assert [saved["loop"]["epoch"] for saved in loaded] == [2]  # resumed after epoch 2, not trained from scratch
     assert not ckpt.exists()
     (whole,) = _finals(runs["whole"]).values()
     assert resumed.trial == whole.trial and resumed.metrics["epochs"] == 4.0

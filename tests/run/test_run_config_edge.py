@@ -79,10 +79,10 @@ def test_good_values_are_normalised_not_refused() -> None:
 
 def test_train_options_defaults_are_trainconfigs() -> None:
     """One set of names and defaults: the torch-free record and the torch-side TrainConfig agree field by field."""
-    from tinyevo.estimators.training import TrainConfig
+    from tinyevo.training import TrainConfig
 
     from tinyevo.estimators import DEFAULT_ESTIMATOR
-    from tinyevo.estimators.training import AUGMENTATIONS
+    from tinyevo.training import AUGMENTATIONS
     from tinyevo.run import options
 
     torch_side = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -93,7 +93,7 @@ def test_train_options_defaults_are_trainconfigs() -> None:
 
 def test_every_valid_train_options_builds_a_trainconfig() -> None:
     """What the edge accepts, TrainConfig accepts too (so no error surfaces late in a worker)."""
-    from tinyevo.estimators.training import TrainConfig
+    from tinyevo.training import TrainConfig
 
     for opts in ({"optimizer": "sgd", "lr": 0.1, "momentum": 0.0}, {"augment": ("shift", "flip"), "threads": 2},
                  {"prune_ratio": 0.5, "prune_finetune_epochs": 0}, {"distill_alpha": 1, "distill_temperature": 0.5}):

@@ -189,7 +189,7 @@ def _fit_data(ir: ArchIR, data: Any) -> Any:
         return data
     if shape[0] != c:
         raise DeployError(f"the architecture expects {c} input channel(s) but the data has {shape[0]}")
-    from tinyevo.estimators.training import fit_data_to_ir
+    from tinyevo.training import fit_data_to_ir
 
     return fit_data_to_ir(ir, data)
 

@@ -68,7 +68,7 @@ def prune_and_finetune(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], data:
     """Prune ``(ir, state_dict)``, fine-tune on ``data.x_train`` and measure test accuracy before and after."""
     from tinyevo.cost import estimate_cost
     from tinyevo.deploy.model import accuracy, load_weights, predict
-    from tinyevo.estimators.training import TrainConfig, recalibrate_batchnorm, train_model
+    from tinyevo.training import TrainConfig, recalibrate_batchnorm, train_model
 
     base = load_weights(ir, state_dict)
     full_state = base.state_dict()

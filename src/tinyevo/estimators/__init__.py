@@ -27,7 +27,7 @@ from tinyevo.estimators.proxies import (
     synflow,
 )
 from tinyevo.estimators.trained import TrainingEstimator
-from tinyevo.estimators.training import (
+from tinyevo.training import (
     EpochRecord,
     TrainConfig,
     TrainResult,

@@ -22,7 +22,7 @@ from tinyevo.registry import Registry
 
 if TYPE_CHECKING:
     from tinyevo.data import Dataset
-    from tinyevo.estimators.training import TrainConfig
+    from tinyevo.training import TrainConfig
     from tinyevo.ir import ArchIR
 
 

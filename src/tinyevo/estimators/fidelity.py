@@ -1,5 +1,5 @@
 """Low-fidelity settings: a data subset, downscaled inputs and width-scaled networks (fewer epochs live in
-:class:`~tinyevo.estimators.training.TrainConfig`)."""
+:class:`~tinyevo.training.TrainConfig`)."""
 
 from __future__ import annotations
 

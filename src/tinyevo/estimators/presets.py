@@ -13,7 +13,7 @@ from tinyevo.estimators.curves import CurveStopper
 from tinyevo.estimators.fidelity import Fidelity
 from tinyevo.estimators.inherit import WeightStore
 from tinyevo.estimators.trained import TrainingEstimator
-from tinyevo.estimators.training import TrainConfig
+from tinyevo.training import TrainConfig
 
 
 def _short(config: TrainConfig, divisor: int) -> TrainConfig:

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from tinyevo.data import Dataset
 from tinyevo.errors import ConfigError, EstimationError, UnknownNameError
 from tinyevo.estimators.base import ESTIMATORS, EvalContext
-from tinyevo.estimators.training import TrainConfig, fit_data_to_ir, torch_threads
+from tinyevo.training import TrainConfig, fit_data_to_ir, torch_threads
 from tinyevo.ir import ArchIR
 from tinyevo.nn import build_model
 

@@ -42,7 +42,7 @@ from tinyevo.estimators.base import EvalContext
 from tinyevo.estimators.curves import CurveStopper
 from tinyevo.estimators.fidelity import Fidelity
 from tinyevo.estimators.inherit import WeightStore, inherit_weights
-from tinyevo.estimators.training import (
+from tinyevo.training import (
     EpochRecord,
     TrainConfig,
     accuracy,

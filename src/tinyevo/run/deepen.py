@@ -129,7 +129,7 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
     see the module docstring. ``seed`` initialises the new layer's weights. A morph whose logits differ from the parent's by more
     than ``atol`` is refused."""
     from tinyevo.run.export import find_trial
-    from tinyevo.estimators.training import accuracy
+    from tinyevo.training import accuracy
     from tinyevo.nn import build_model
     from tinyevo.run.engine import build_parts
     from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir

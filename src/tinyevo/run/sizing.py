@@ -100,7 +100,7 @@ class SizedRun:
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """Optimiser steps in one epoch of :func:`tinyevo.estimators.training.fit` (a last batch of one sample is
+    """Optimiser steps in one epoch of :func:`tinyevo.training.fit` (a last batch of one sample is
     dropped)."""
     if n_train < 1:
         return 0

@@ -11,8 +11,10 @@ from estimator_helpers import conv_net
 
 from tinyevo.data import Dataset, resize
 from tinyevo.errors import ConfigError, DataError, EstimationError
-from tinyevo.estimators import TrainConfig, accuracy, train_model, training
-from tinyevo.estimators.training import EpochRecord, _augment, _lr_at
+from tinyevo import training
+from tinyevo.training import EpochRecord, TrainConfig, accuracy, train_model
+from tinyevo.training import augment as _augment
+from tinyevo.training import lr_at as _lr_at
 from tinyevo.nn import build_model
 
 FAST = TrainConfig(epochs=3, batch_size=32)
@@ -93,10 +95,18 @@ class _FakeClock:
         return self.now
 
 
+def _use_clock(monkeypatch: pytest.MonkeyPatch, clock: _FakeClock) -> None:
+    """Every module of the training package that reads the time reads ``clock``."""
+    from tinyevo.training import callbacks, loop, state, train_ir
+
+    for module in (callbacks, loop, state, train_ir):
+        monkeypatch.setattr(module, "time", clock)
+
+
 def _epochs_taking(monkeypatch: pytest.MonkeyPatch, seconds: list[float]) -> Callable[[object], bool]:
     """A monitor (called once per epoch, at its end) that makes epoch k take ``seconds[k]`` on a fake clock."""
     clock = _FakeClock()
-    monkeypatch.setattr(training, "time", clock)
+    _use_clock(monkeypatch, clock)
     times = iter(seconds)
 
     def timed(rec: object) -> bool:
@@ -110,7 +120,7 @@ def test_time_limit_fits_the_schedule_to_the_epochs_that_fit(
     data: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = _FakeClock()
-    monkeypatch.setattr(training, "time", clock)
+    _use_clock(monkeypatch, clock)
 
     def ten_seconds_per_epoch(rec: object) -> bool:  # evaluated once per epoch, at its end
         clock.now += 10.0
@@ -129,7 +139,7 @@ def test_time_limit_fits_the_schedule_to_the_epochs_that_fit(
 
 def test_time_limit_keeps_the_epochs_that_fit(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = _FakeClock()
-    monkeypatch.setattr(training, "time", clock)
+    _use_clock(monkeypatch, clock)
 
     def one_second_per_epoch(rec: object) -> bool:
         clock.now += 1.0
@@ -146,7 +156,7 @@ def test_time_limit_keeps_the_epochs_that_fit(data: Dataset, monkeypatch: pytest
     [(10, 10.0, 35.0, 3), (10, 1.0, 100.0, 10), (10, 50.0, 35.0, 1), (10, 0.0, 35.0, 10), (4, 5.0, 20.0, 4)],
 )
 def test_epochs_within(epochs: int, first: float, limit: float, expected: int) -> None:
-    assert training._epochs_within(epochs, first, limit) == expected
+    assert training.epochs_within(epochs, first, limit) == expected
 
 
 @pytest.mark.parametrize(
@@ -178,7 +188,7 @@ def test_threads_are_restored(data: Dataset) -> None:
 )
 def test_epochs_within_counts_the_epochs_done(epochs: int, epoch_s: float, left: float, done: int,
                                               expected: int) -> None:
-    assert training._epochs_within(epochs, epoch_s, left, done=done) == expected
+    assert training.epochs_within(epochs, epoch_s, left, done=done) == expected
 
 
 def test_slow_first_epoch_then_fast_second_plans_more_epochs(
@@ -190,7 +200,7 @@ def test_slow_first_epoch_then_fast_second_plans_more_epochs(
 
     cfg = TrainConfig(epochs=10, batch_size=32, time_limit_s=40.0)
     # the first epoch alone: 20 s of 40 -> 2 epochs
-    assert training._epochs_within(10, 20.0, 20.0, done=1) == 2
+    assert training.epochs_within(10, 20.0, 20.0, done=1) == 2
     r = train_model(conv_net(), data, config=cfg, seed=0, monitor=timed)
     # after epoch 2 (2 s, 18 s left): 2 + 9 -> all 10 configured epochs fit (20 + 9 x 2 = 38 s)
     assert [h.planned_epochs for h in r.history] == [10, 2] + [10] * 8
@@ -467,7 +477,7 @@ def test_a_late_grown_plan_resumes_from_its_checkpoint_with_the_same_schedule(
         training.fit(model, data, config=cfg, seed=0, monitor=killed_in_epoch_20, checkpoint=ckpt,
                      checkpoint_every_s=0)
     saved = torch.load(ckpt, weights_only=True)
-    assert saved["epoch"] == 19 and saved["anchor"] is not None  # saved after the plan grew back (epoch 16)
+    assert saved["loop"]["epoch"] == 19 and saved["loop"]["anchor"] is not None  # saved after the plan grew back (epoch 16)
     resumed = train_model(conv_net(), data, config=cfg, seed=0, checkpoint=ckpt,
                           monitor=_epochs_taking(monkeypatch, times[19:]))
     assert [h.planned_epochs for h in resumed.history] == [h.planned_epochs for h in whole.history]

@@ -15,8 +15,7 @@ from estimator_helpers import conv_net
 
 from tinyevo.data import Dataset
 from tinyevo.errors import ConfigError, EstimationError
-from tinyevo.estimators import TrainConfig, train_model, training
-from tinyevo.estimators.training import fit, resolve_device
+from tinyevo.training import TrainConfig, fit, loop, resolve_device, train_model
 from tinyevo.nn import build_model
 from tinyevo.run.config import build_config
 
@@ -128,13 +127,13 @@ def test_nan_input_raises_at_the_first_step(data: Dataset) -> None:
 
 def test_fit_moves_the_model_to_the_training_device(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[torch.device] = []
-    real = training.resolve_device
+    real = loop.resolve_device
 
     def spy(name: str) -> torch.device:
         seen.append(real(name))
         return seen[-1]
 
-    monkeypatch.setattr(training, "resolve_device", spy)
+    monkeypatch.setattr(loop, "resolve_device", spy)
     model = build_model(conv_net(), seed=0)
     fit(model, data, config=TrainConfig(epochs=1, batch_size=32, device="auto"), seed=0)
     assert seen and _devices(model) == {seen[0].type}

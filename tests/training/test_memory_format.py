@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from tinyevo.estimators.memory_format import ChannelsLast, conv_memory_format
+from tinyevo.training.memory_format import ChannelsLast, conv_memory_format
 
 # Trains a stride-2 1x1 convolution from 8 channels at 96x96 for one epoch of two steps, channels-last on:
 # the shape benchmarks/onednn_cl_crash.py found to crash (8 -> 4 channels, stride 2, batch 8, 96x96 aborted
@@ -24,7 +24,8 @@ _TRAIN = textwrap.dedent("""
     import sys
     import numpy as np
     from tinyevo.data import from_arrays
-    from tinyevo.estimators import TrainConfig, training
+    from tinyevo import training
+    from tinyevo.training import TrainConfig
     from tinyevo.ir import Conv2d, Dense, GlobalPool, GraphBuilder
     from tinyevo.nn import build_model
 

@@ -12,8 +12,9 @@ from torch import nn
 
 from tinyevo.data import Dataset
 from tinyevo.errors import EstimationError
-from tinyevo.estimators import TrainConfig
-from tinyevo.estimators.training import _clip_grad_norm, _optimizer, fit
+from tinyevo.training import TrainConfig, fit
+from tinyevo.training.recipe import clip_grad_norm as _clip_grad_norm
+from tinyevo.training.recipe import make_optimizer as _optimizer
 from tinyevo.nn import build_model
 
 

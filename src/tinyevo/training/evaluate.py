@@ -1,0 +1,72 @@
+"""Measuring a model: top-1 :func:`accuracy` and :func:`recalibrate_batchnorm` (re-estimated BatchNorm
+statistics, e.g. after pruning)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def to_tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(a, copy=True))
+
+
+@torch.no_grad()
+def accuracy(
+    model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, batch_size: int = 1024
+) -> float:
+    """Top-1 accuracy of ``model`` (set to eval mode) on ``(x, y)``; NaN for an empty split."""
+    if len(x) == 0:
+        return math.nan
+    xt = x if isinstance(x, torch.Tensor) else to_tensor(x)
+    yt = y if isinstance(y, torch.Tensor) else to_tensor(y)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(xt), batch_size):
+        logits = model(xt[i : i + batch_size].to(device))
+        correct += int((logits.argmax(1) == yt[i : i + batch_size].to(device)).sum())
+    model.train(was_training)
+    return correct / len(xt)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, x: np.ndarray | torch.Tensor, *, batches: int = 32, batch_size: int = 256, seed: int = 0
+) -> int:
+    """Re-estimate every BatchNorm's running mean and variance from up to ``batches * batch_size`` rows of ``x``
+    (a seeded random subset), leaving the weights alone: after channels are pruned, the statistics of the layers
+    that read them are stale, and re-estimating them recovers most of the accuracy without any training ("adaptive
+    BN"). Returns the number of rows used (0 for a model without BatchNorm)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(x) < 2:
+        return 0
+    device = next(model.parameters()).device
+    momenta = [m.momentum for m in bns]
+    was_training = model.training
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+        m.train()
+    batch_size = max(2, batch_size)
+    n = min(len(x), batches * batch_size)
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), size=n, replace=False))
+    used = 0
+    try:
+        for i in range(0, n, batch_size):
+            rows = idx[i : i + batch_size]
+            if len(rows) < 2:  # one row cannot give a variance
+                break
+            xb = x[torch.from_numpy(rows)] if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x)[rows])
+            model(xb.to(device, dtype=torch.float32))
+            used += len(rows)
+    finally:
+        for m, momentum in zip(bns, momenta, strict=True):
+            m.momentum = momentum
+        model.train(was_training)
+    return used
