@@ -72,7 +72,11 @@ def start_lines(config: Any, data: Any, bounds: Mapping[str, float], run_dir: Pa
     )
     device = config.limits.device or "none (no latency / energy)"
     sources = limit_sources(config, bounds, given)
-    limits = "; ".join(f"{describe_bound(m, v)} ({sources[m]})" for m, v in bounds.items()) or "none"
+    from tinyevo.run.components import soft_metrics
+
+    soft = soft_metrics(config.limits)
+    limits = "; ".join(f"{describe_bound(m, v)} ({sources[m]}{', soft' if m in soft else ''})"
+                       for m, v in bounds.items()) or "none"
     lines.append(f"device {device}; limits in force: {limits}")
     if config.data.spec == "digits" and "digits demo" not in sources.values():
         dropped = [k for k in DIGITS_DEMO_LIMITS if k not in given]

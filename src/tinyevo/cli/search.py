@@ -232,6 +232,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--space", help="search space (default chain)")
     g.add_argument("--strategy", help="search strategy (default: surrogate-evolution; nsga2 with several objectives)")
+    g.add_argument("--population", type=int, metavar="N",
+                   help="population size of an evolutionary strategy (regularized-evolution, mcunet, nsga2, "
+                        "evolution-*); more options in the config's [strategy_options]")
     g.add_argument("--estimator", help="estimator, e.g. train, naswot+train (default train)")
     g.add_argument("--teacher", action="append", metavar="RUN[:N]",
                    help="train each candidate by distillation from a retrained model of another run (its run's "
@@ -247,6 +250,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("device and limits")
     g.add_argument("--device", help="device profile (default stm32f412; 'none' for no device)")
+    g.add_argument("--device-file", action="append", metavar="TOML",
+                   help="load your own device profiles from a TOML file (repeatable; see `tinyevo devices`); "
+                        "the run keeps a copy")
     g.add_argument("--sram", metavar="SIZE", help="peak SRAM limit, e.g. 64KB (default: the device's)")
     g.add_argument("--flash", metavar="SIZE", help="flash limit, e.g. 256KB (default: the device's)")
     g.add_argument("--weights", metavar="SIZE",
@@ -263,6 +269,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--macs", type=float, metavar="N", help="MACs limit")
     g.add_argument("--params", type=float, metavar="N", help="parameter-count limit")
     g.add_argument("--precision", choices=("int8", "float32"), help="deployment precision (default int8)")
+    g.add_argument("--soft", action="append", metavar="LIMIT",
+                   choices=("sram", "flash", "weights", "latency_ms", "energy_mj", "macs", "params"),
+                   help="make this limit soft (repeatable): a network over it is trained and its fitness pays "
+                        "--soft-penalty per unit of relative excess, instead of being infeasible")
+    g.add_argument("--soft-penalty", type=float, metavar="P",
+                   help="fitness penalty per unit of relative excess over a soft limit (default 100)")
     g = p.add_argument_group("budget and execution")
     g.add_argument("--budget", type=int, metavar="N", help="evaluated trials (infeasible ones are free)")
     g.add_argument("--time", metavar="DURATION", help="search wall time, e.g. 30m or 1h30m")
@@ -281,6 +293,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "or run:DIR[:K] for the K best trials of an earlier run")
     g = p.add_argument_group("after the search")
     g.add_argument("--final-epochs", type=int, metavar="N", help="epochs of the final retraining")
+    g.add_argument("--final-workers", type=int, metavar="N",
+                   help="models retrained at once after the search, one process each (default 1)")
     g.add_argument("--pareto", action="store_true", default=None, help="retrain every Pareto-front model")
     g.add_argument("--no-final", action="store_true", help="skip the final retraining")
     g.add_argument("--verify", action="store_true",
@@ -302,6 +316,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         final["pareto"] = True
     if args.no_final:
         final["enabled"] = False
+    if args.final_workers is not None:
+        final["workers"] = args.final_workers
     train: dict[str, Any] = {}
     if args.epochs is not None:
         train["epochs"] = args.epochs
@@ -337,6 +353,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         seed=args.seed,
         init=args.init,
         final=final or None,
+        strategy_options=None if args.population is None else {"population": args.population},
+        soft=args.soft,
+        soft_penalty=args.soft_penalty,
+        device_file=args.device_file,
     )
     validate_names(config)
     return config

@@ -161,9 +161,10 @@ class FidelityConfig:
 
 @dataclass(frozen=True)
 class PrefilterConfig:
-    """Zero-cost pre-filtering: before the search, the ``size`` best of ``pool`` random genomes by the proxy
-    ``proxy`` (:func:`tinyevo.estimators.seed_population`) are evaluated first. ``chosen`` holds them once the
-    run has picked them (:func:`tinyevo.run.engine.start_run` stores them, so a resume needs no proxy)."""
+    """Zero-cost pre-filtering: before the search, ``pool`` random genomes that meet the hard limits are ranked by
+    the zero-cost proxy ``proxy`` (:func:`tinyevo.estimators.rank_genomes`) and the ``size`` best are evaluated
+    first. ``chosen`` holds them once the run has picked them (:func:`tinyevo.run.engine.start_run` stores them,
+    so a resume computes no proxy)."""
 
     proxy: str = "naswot"
     pool: int = 100
@@ -859,9 +860,12 @@ def validate_names(config: RunConfig) -> None:
     from tinyevo.spaces import SPACES
     from tinyevo.strategies import STRATEGIES
 
+    from tinyevo.strategies.settings import check_settings
+
     SPACES.get(config.space.name)
     check_space_options(config.space.name, config.space.options)  # names and types; ranges need the data
     STRATEGIES.get(config.strategy)
+    check_settings(config.strategy, config.strategy_options)  # [strategy_options] the strategy does not take
     if config.limits.device is not None:
         from tinyevo.devices import DEVICES
 

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tinyevo.errors import ConfigError, SearchExhaustedError, StorageError
+from tinyevo.errors import ConfigError, SearchExhaustedError, StorageError, TinyEvoError
 from tinyevo.executors import Executor, create_executor
 from tinyevo.run.components import (
     CURVE_METRIC,
@@ -221,17 +221,33 @@ def make_strategy(config: RunConfig, space: Any, problem: Problem) -> Strategy:
     return WarmStart(strategy, seeds) if seeds else strategy
 
 
-def prefilter_genomes(config: RunConfig, space: Any, data: Any) -> tuple[str, ...]:
-    """The genomes the ``[prefilter]`` of ``config`` picks: the ``size`` best of ``pool`` random genomes (drawn
-    from the run's seed) by its zero-cost proxy (:func:`tinyevo.estimators.seed_population`)."""
-    from tinyevo.estimators import seed_population
+def prefilter_genomes(config: RunConfig, parts: RunParts, data: Any) -> tuple[str, ...]:
+    """The genomes the ``[prefilter]`` of ``config`` picks: up to ``pool`` distinct random genomes (drawn from the
+    run's seed) that meet the hard limits (priced by the run's cost model; at most ``20 * pool`` draws), ranked
+    by the zero-cost proxy (:func:`tinyevo.estimators.rank_genomes`); the ``size`` best."""
+    from tinyevo.estimators import rank_genomes
 
     pf = config.prefilter
     if pf is None:
         return ()
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, PREFILTER_STREAM]))
-    genomes = seed_population(space, data, rng, size=pf.size, pool=pf.pool, proxy=pf.proxy, seed=config.seed)
-    return tuple(str(g) for g in genomes)
+    pool: dict[str, Any] = {}
+    seen: set[str] = set()
+    for _ in range(20 * pf.pool):
+        g = parts.space.sample(rng)
+        if str(g) in seen:
+            continue
+        seen.add(str(g))
+        try:
+            fits = parts.problem.hard_violation(parts.cost(g)) == 0
+        except TinyEvoError:
+            fits = False  # a genome the cost model cannot price is not a seed
+        if fits:
+            pool[str(g)] = g
+            if len(pool) >= pf.pool:
+                break
+    ranked = rank_genomes(parts.space, list(pool.values()), data, proxy=pf.proxy, seed=config.seed)
+    return tuple(str(g) for g, _ in ranked[: pf.size])
 
 
 PREFILTER_STREAM = 7
@@ -635,7 +651,7 @@ def start_run(
         d = config.data
         data = parts.data if parts.data is not None else cached_dataset(d.spec, config.seed, d.val_fraction,
                                                                         d.val_min_per_class)
-        chosen = prefilter_genomes(config, parts.space, data)
+        chosen = prefilter_genomes(config, parts, data)
         config = replace(config, prefilter=replace(config.prefilter, chosen=chosen))
     check_final_teacher(config)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)

@@ -131,8 +131,8 @@ class FidelityOptions(BaseModel):
 
 
 class PrefilterOptions(BaseModel):
-    """The ``[prefilter]`` table: before the search, score ``pool`` random genomes with the zero-cost ``proxy``
-    and evaluate the ``size`` best first (:func:`tinyevo.estimators.seed_population`)."""
+    """The ``[prefilter]`` table: before the search, score ``pool`` random genomes that meet the hard limits with
+    the zero-cost ``proxy`` and evaluate the ``size`` best first (:func:`tinyevo.run.engine.prefilter_genomes`)."""
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
 
