@@ -36,7 +36,7 @@ from tinyevo.strategies.selection import (
 )
 
 # Strategies register themselves in STRATEGIES on import; a module that is not there yet is simply absent.
-for _name in ("presets", "surrogate"):
+for _name in ("presets", "surrogate", "reinforce"):
     try:
         importlib.import_module(f"tinyevo.strategies.{_name}")
     except ModuleNotFoundError as _exc:  # pragma: no cover - only while a strategy is being written
