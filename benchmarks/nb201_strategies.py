@@ -51,7 +51,7 @@ def load_result(path: Path) -> BenchResult:
                       "best": float("nan") if s["best"] is None else s["best"]})
         for s in data["per_seed"]
     )
-    fields = {k: data[k] for k in BenchResult.__dataclass_fields__ if k != "per_seed"}
+    fields = {k: data[k] for k in BenchResult.__dataclass_fields__ if k != "per_seed" and k in data}
     return BenchResult(**fields, per_seed=seeds)
 
 

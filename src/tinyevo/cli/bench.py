@@ -6,6 +6,9 @@ Examples::
     tinyevo bench nb201 --strategy optuna-tpe --budget 300 --seeds 50 --json out/tpe.json
     tinyevo bench nb201 --max-latency-ms 20 --device raspi4 --json out/lat.json
     tinyevo bench macro --strategy regularized-evolution
+    tinyevo bench nb201 --strategy reinforce --budget 300 --seeds 200
+    tinyevo bench nb201 --latency-target-ms 20 --device raspi4          # MnasNet reward acc * (lat / 20) ** -0.07
+    tinyevo bench nb201 --soft-target latency_ms_pixel3=5:0:-1          # MnasNet's hard-ish form (alpha 0, beta -1)
     tinyevo bench nb201 --table my.csv --metric my_acc                    # any CSV with an `arch` column
 
 The JSON holds ``strategy``, ``budget``, ``seeds``, ``mean_best``, ``std_best`` (over seeds, ddof 0),
@@ -34,7 +37,15 @@ from rich.table import Table
 from tinyevo.errors import ConfigError
 from tinyevo.strategies import DEFAULT_STRATEGY
 from tinyevo.tabular.benchmarks import TABULAR, get_benchmark
-from tinyevo.tabular.runner import LATENCY_PREFIX, SeedResult, latency_constraint, plot_curves, run_benchmark
+from tinyevo.problem import SoftTarget
+from tinyevo.tabular.runner import (
+    LATENCY_PREFIX,
+    SeedResult,
+    latency_constraint,
+    latency_target,
+    plot_curves,
+    run_benchmark,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,20 +65,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", metavar="COL", help="column to maximise (default: the benchmark's)")
     p.add_argument("--max-latency-ms", type=float, metavar="MS",
                    help=f"hard constraint on the table's {LATENCY_PREFIX}<device> column (needs --device)")
+    p.add_argument("--latency-target-ms", type=float, metavar="T",
+                   help=f"MnasNet soft objective: metric * ({LATENCY_PREFIX}<device> / T) ** -0.07 (needs --device)")
+    p.add_argument("--soft-target", action="append", default=[], metavar="COL=T[:ALPHA[:BETA]]",
+                   help="MnasNet soft target on any column: metric * (COL / T) ** w, w = ALPHA if COL <= T else "
+                        "BETA (default -0.07 both); repeatable")
     p.add_argument("--device", metavar="NAME", help="device of the latency column, e.g. raspi4")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if (args.max_latency_ms is None) != (args.device is None):
-        raise ConfigError("--max-latency-ms and --device go together (the constraint is on latency_ms_<device>)")
+    latency_flags = args.max_latency_ms is not None or args.latency_target_ms is not None
+    if latency_flags != (args.device is not None):
+        raise ConfigError("--max-latency-ms / --latency-target-ms and --device go together (they are on the "
+                          "latency_ms_<device> column)")
     if args.json is not None and args.json.suffix.lower() != ".json":
         raise ConfigError(f"--json needs a path ending in .json, got {str(args.json)!r}")
     bench = get_benchmark(args.benchmark)
     constraint = None
     if args.max_latency_ms is not None:
         constraint = latency_constraint(bench.load(args.table), device=args.device, max_ms=args.max_latency_ms)
-
+    soft = [SoftTarget.parse(t) for t in args.soft_target]
+    if args.latency_target_ms is not None:
+        soft.append(latency_target(bench.load(args.table), device=args.device, target_ms=args.latency_target_ms))
     console = Console(stderr=True)
     progress = Progress(
         TextColumn(f"{args.benchmark} {args.strategy}"), BarColumn(), MofNCompleteColumn(),
@@ -89,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_benchmark(
             bench, strategy=args.strategy, budget=args.budget, seeds=args.seeds, table=args.table,
-            metric=args.metric, constraint=constraint, on_seed=on_seed,
+            metric=args.metric, constraint=constraint, soft_targets=tuple(soft), on_seed=on_seed,
         )
 
     table = Table(title=f"{result.benchmark}: {result.metric} ({result.direction}), budget {result.budget}, "
@@ -103,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     if constraint is not None:
         out.print(f"constraint: {constraint.metric} <= {constraint.upper:g} (optimum under it: "
                   f"{result.optimum:g}, {result.optimum_arch})")
+    if soft:
+        out.print(f"objective: {result.objective} (MnasNet reward; each seed's best is the best by it)")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_json(), indent=1))

@@ -4,8 +4,9 @@ Seeds are ``0 .. seeds-1``; each seed runs one independent search with ``STRATEG
 seed=seed)`` (or an Optuna peer) through :func:`~tinyevo.strategies.loop.run_search`. The budget counts evaluated
 table queries; with a hard constraint (e.g. latency on a device column) the constrained column is read first as a
 free cost metric, so infeasible genomes cost nothing, as in a real search where latency is estimated before
-training. A seed's *best* is the best metric value of a feasible evaluated trial within the budget; it *hits* when
-that equals the table's optimum among feasible architectures.
+training. A seed's *best* is the metric value of the best feasible evaluated trial within the budget (best by the
+objective's score: the metric itself, or with MnasNet soft targets ``metric * (cost / target) ** w``); it *hits*
+when that equals the table's optimum among feasible architectures.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tinyevo.errors import ConfigError, UnknownNameError
-from tinyevo.problem import Constraint, Objective, Problem
+from tinyevo.problem import Constraint, Objective, Problem, SoftTarget
 from tinyevo.spaces.base import create_space
 from tinyevo.strategies.base import DEFAULT_STRATEGY, STRATEGIES, Strategy
 from tinyevo.strategies.loop import run_search
@@ -51,6 +52,13 @@ def latency_constraint(table: Table, *, device: str, max_ms: float) -> Constrain
             f"{', '.join(devices) or '(none)'}"
         )
     return Constraint(column, upper=float(max_ms), hard=True)
+
+
+def latency_target(table: Table, *, device: str, target_ms: float) -> SoftTarget:
+    """A MnasNet soft target ``latency_ms_<device> = target_ms``; :class:`ConfigError` if the table lacks the
+    column."""
+    column = latency_constraint(table, device=device, max_ms=target_ms).metric  # same checks and messages
+    return SoftTarget(column, float(target_ms))
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class BenchResult:
     hit_rate: float
     elapsed_s: float
     per_seed: tuple[SeedResult, ...]
+    objective: str = ""  # the objective's spec, e.g. ``valid_acc:max@latency_ms_raspi4=20.0`` (soft targets)
 
     def mean_of_best(self, metric: str) -> float:
         """Mean over seeds of another column (e.g. ``test_acc``) of each seed's best architecture."""
@@ -131,9 +140,13 @@ def run_benchmark(
     table: str | Path | None = None,
     metric: str | None = None,
     constraint: Constraint | None = None,
+    soft_targets: Sequence[SoftTarget] = (),
     on_seed: Callable[[SeedResult], None] | None = None,
 ) -> BenchResult:
-    """Run ``strategy`` for ``seeds`` seeds (0..seeds-1) with ``budget`` evaluated queries each."""
+    """Run ``strategy`` for ``seeds`` seeds (0..seeds-1) with ``budget`` evaluated queries each.
+
+    ``soft_targets`` make the objective MnasNet's reward (every strategy then ranks by it); each seed's best is
+    the best trial by that reward, reported with its metric value and its row (``best_metrics``)."""
     if budget < 1:
         raise ConfigError(f"--budget must be >= 1, got {budget}")
     if seeds < 1:
@@ -150,7 +163,10 @@ def run_benchmark(
         col = tab.column(constraint.metric)
         mask = np.array([constraint.violation({constraint.metric: float(v)}) == 0 for v in col])
     optimum_arch, optimum = tab.best(metric, direction=direction, mask=mask)
-    problem = Problem((Objective(metric, direction),), (constraint,) if constraint is not None else ())
+    for t in soft_targets:
+        tab.require(t.metric)
+    objective = Objective(metric, direction, tuple(soft_targets))
+    problem = Problem((objective,), (constraint,) if constraint is not None else ())
     evaluate = TableLookup(tab)
     cost = TableLookup(tab, metrics=(constraint.metric,)) if constraint is not None else None
     space = create_space(benchmark.space)
@@ -174,7 +190,7 @@ def run_benchmark(
         mean_best=float(np.nanmean(bests)) if np.isfinite(bests).any() else math.nan,
         std_best=float(np.nanstd(bests)) if np.isfinite(bests).any() else math.nan,
         hit_rate=float(np.mean([r.hit for r in results])), elapsed_s=time.perf_counter() - start,
-        per_seed=tuple(results),
+        per_seed=tuple(results), objective=objective.spec(),
     )
 
 
@@ -185,14 +201,15 @@ def _run_seed(
     strat = make_strategy(strategy, benchmark, space, problem, seed=seed)
     loop = run_search(strat, problem, evaluate, budget=budget, cost=cost)
     curve: list[float] = []
-    best, best_trial = math.nan, None
+    objective = problem.objectives[0]
+    best, best_score, best_trial = math.nan, -math.inf, None
     for t in loop.trials:
         if t.status is Status.INFEASIBLE:
             continue
         if t.status is Status.OK:
-            v = float(t.metrics[metric])
-            if math.isnan(best) or sign * v > sign * best:
-                best, best_trial = v, t
+            score = objective.score(t.metrics)  # sign * metric without soft targets
+            if best_trial is None or score > best_score:
+                best, best_score, best_trial = float(t.metrics[metric]), score, t
         curve.append(best)
     curve += [best] * (budget - len(curve))
     return SeedResult(
