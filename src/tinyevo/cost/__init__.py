@@ -46,6 +46,7 @@ from tinyevo.cost.model import (
     estimate_cost,
     op_cycles,
 )
+from tinyevo.cost.native import NATIVE_INPLACE, NativeLayout, NativePlanner, canonical_graph
 
 
 def clear_caches() -> None:
@@ -75,6 +76,9 @@ __all__ = [
     "FlatbufferLayout",
     "MCUCostModel",
     "MemoryPlan",
+    "NATIVE_INPLACE",
+    "NativeLayout",
+    "NativePlanner",
     "OpCost",
     "OpMemory",
     "OptimalPlanner",
@@ -85,6 +89,7 @@ __all__ = [
     "TFLMPlanner",
     "Tensor",
     "check_planner_convention",
+    "canonical_graph",
     "clear_caches",
     "default_planner",
     "estimate_cost",

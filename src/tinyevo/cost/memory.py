@@ -599,6 +599,7 @@ PLANNER_CAPTIONS: dict[str, str] = {
     "tflm-cmsis": "TFLM head, CMSIS-NN: activations + scratch",
     "optimal": "activations, optimal order",
     "sequential": "activations, IR order",
+    "native": "native C runtime arena",
 }
 """What a planner's ``peak_bytes`` is, for captions and column headers ("SRAM (TFLM arena, 32-bit)")."""
 

@@ -1,0 +1,335 @@
+/* tinyevo native int8 kernels (C99). Written for tinyevo; the integer arithmetic follows TFLite-Micro's
+ * reference kernels (double-rounding fixed-point requantisation: SaturatingRoundingDoublingHighMul followed by
+ * RoundingDivideByPOT), so that outputs are bit-exact with TFLM on the same .tflite.
+ * Tensors are NHWC int8, batch 1. Assumes two's complement and an arithmetic right shift of negative
+ * integers (gcc, clang and armcc on every supported target). */
+
+#define TE_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define TE_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#ifdef TE_USE_SRDHM
+static int32_t te_srdhm(int32_t a, int32_t b)
+{
+    int64_t ab;
+    int32_t nudge;
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+#endif
+
+#ifdef TE_USE_RDBP
+static int32_t te_rdbp(int32_t x, int exponent)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+#endif
+
+#ifdef TE_USE_REQUANT
+/* x * multiplier * 2^shift, rounded as TFLM's MultiplyByQuantizedMultiplier (shift > 0: left shift first) */
+static int32_t te_requant(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    return te_rdbp(te_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+}
+#endif
+
+#ifdef TE_USE_CLAMP
+static int8_t te_clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+#endif
+
+#ifdef TE_USE_CONV
+/* CONV_2D (grouped when fic < ic): filter [oc][kh][kw][fic], per-channel requantisation. */
+static void te_conv(const int8_t *in, int ih, int iw, int ic, const int8_t *filter, const int32_t *bias,
+                    const int32_t *mult, const int32_t *shift, int8_t *out, int oh, int ow, int oc, int kh,
+                    int kw, int sh, int sw, int ph, int pw, int fic, int32_t in_off, int32_t out_off,
+                    int32_t act_min, int32_t act_max)
+{
+    const int per_group = oc / (ic / fic);
+    int oy, ox, o, fy, fx, i;
+    for (oy = 0; oy < oh; ++oy) {
+        const int y0 = oy * sh - ph;
+        for (ox = 0; ox < ow; ++ox) {
+            const int x0 = ox * sw - pw;
+            for (o = 0; o < oc; ++o) {
+                const int cbase = (o / per_group) * fic;
+                const int8_t *f = filter + (size_t)o * kh * kw * fic;
+                int32_t acc = 0;
+                for (fy = 0; fy < kh; ++fy) {
+                    const int y = y0 + fy;
+                    if (y < 0 || y >= ih) {
+                        continue;
+                    }
+                    for (fx = 0; fx < kw; ++fx) {
+                        const int x = x0 + fx;
+                        const int8_t *px;
+                        const int8_t *fp;
+                        if (x < 0 || x >= iw) {
+                            continue;
+                        }
+                        px = in + ((size_t)y * iw + x) * ic + cbase;
+                        fp = f + ((size_t)fy * kw + fx) * fic;
+                        for (i = 0; i < fic; ++i) {
+                            acc += (int32_t)fp[i] * ((int32_t)px[i] + in_off);
+                        }
+                    }
+                }
+                if (bias) {
+                    acc += bias[o];
+                }
+                acc = te_requant(acc, mult[o], shift[o]) + out_off;
+                out[((size_t)oy * ow + ox) * oc + o] = te_clamp(acc, act_min, act_max);
+            }
+        }
+    }
+}
+#endif
+
+#ifdef TE_USE_DW_ACC
+/* One output of a depthwise conv: channel c of a plane with pixel stride `stride` (C for NHWC, 1 for a plane). */
+static int32_t te_dw_acc(const int8_t *in, int ih, int iw, int stride, const int8_t *filter, int oc, int o,
+                         int y0, int x0, int kh, int kw, int32_t in_off)
+{
+    int32_t acc = 0;
+    int fy, fx;
+    for (fy = 0; fy < kh; ++fy) {
+        const int y = y0 + fy;
+        if (y < 0 || y >= ih) {
+            continue;
+        }
+        for (fx = 0; fx < kw; ++fx) {
+            const int x = x0 + fx;
+            if (x < 0 || x >= iw) {
+                continue;
+            }
+            acc += (int32_t)filter[((size_t)fy * kw + fx) * oc + o] *
+                   ((int32_t)in[((size_t)y * iw + x) * stride] + in_off);
+        }
+    }
+    return acc;
+}
+#endif
+
+#ifdef TE_USE_DWCONV
+/* DEPTHWISE_CONV_2D: filter [1][kh][kw][oc], oc = ic * dm. */
+static void te_dwconv(const int8_t *in, int ih, int iw, int ic, const int8_t *filter, const int32_t *bias,
+                      const int32_t *mult, const int32_t *shift, int8_t *out, int oh, int ow, int dm, int kh,
+                      int kw, int sh, int sw, int ph, int pw, int32_t in_off, int32_t out_off, int32_t act_min,
+                      int32_t act_max)
+{
+    const int oc = ic * dm;
+    int oy, ox, c, m;
+    for (oy = 0; oy < oh; ++oy) {
+        for (ox = 0; ox < ow; ++ox) {
+            for (c = 0; c < ic; ++c) {
+                for (m = 0; m < dm; ++m) {
+                    const int o = c * dm + m;
+                    int32_t acc = te_dw_acc(in + c, ih, iw, ic, filter, oc, o, oy * sh - ph, ox * sw - pw, kh, kw,
+                                            in_off);
+                    if (bias) {
+                        acc += bias[o];
+                    }
+                    acc = te_requant(acc, mult[o], shift[o]) + out_off;
+                    out[((size_t)oy * ow + ox) * oc + o] = te_clamp(acc, act_min, act_max);
+                }
+            }
+        }
+    }
+}
+#endif
+
+#ifdef TE_USE_DWCONV_INPLACE
+/* DEPTHWISE_CONV_2D (depth multiplier 1) writing its output over its input `buf`, channel by channel: channel c's
+ * input plane is first copied to `plane` (ih * iw bytes); the outputs of channel c only overwrite channel c. */
+static void te_dwconv_inplace(int8_t *buf, int8_t *plane, int ih, int iw, int c_n, const int8_t *filter,
+                              const int32_t *bias, const int32_t *mult, const int32_t *shift, int oh, int ow,
+                              int kh, int kw, int sh, int sw, int ph, int pw, int32_t in_off, int32_t out_off,
+                              int32_t act_min, int32_t act_max)
+{
+    int c, p, oy, ox;
+    for (c = 0; c < c_n; ++c) {
+        for (p = 0; p < ih * iw; ++p) {
+            plane[p] = buf[(size_t)p * c_n + c];
+        }
+        for (oy = 0; oy < oh; ++oy) {
+            for (ox = 0; ox < ow; ++ox) {
+                int32_t acc = te_dw_acc(plane, ih, iw, 1, filter, c_n, c, oy * sh - ph, ox * sw - pw, kh, kw,
+                                        in_off);
+                if (bias) {
+                    acc += bias[c];
+                }
+                acc = te_requant(acc, mult[c], shift[c]) + out_off;
+                buf[((size_t)oy * ow + ox) * c_n + c] = te_clamp(acc, act_min, act_max);
+            }
+        }
+    }
+}
+#endif
+
+#ifdef TE_USE_FC
+/* FULLY_CONNECTED: filter [n_out][n_in], per-output requantisation (a per-tensor one is repeated). */
+static void te_fc(const int8_t *in, int n_in, const int8_t *filter, const int32_t *bias, const int32_t *mult,
+                  const int32_t *shift, int8_t *out, int n_out, int32_t in_off, int32_t out_off, int32_t act_min,
+                  int32_t act_max)
+{
+    int o, i;
+    for (o = 0; o < n_out; ++o) {
+        const int8_t *f = filter + (size_t)o * n_in;
+        int32_t acc = 0;
+        for (i = 0; i < n_in; ++i) {
+            acc += (int32_t)f[i] * ((int32_t)in[i] + in_off);
+        }
+        if (bias) {
+            acc += bias[o];
+        }
+        acc = te_requant(acc, mult[o], shift[o]) + out_off;
+        out[o] = te_clamp(acc, act_min, act_max);
+    }
+}
+#endif
+
+#ifdef TE_USE_POOL
+/* AVERAGE_POOL_2D (avg = 1) / MAX_POOL_2D (avg = 0) over the in-bounds part of each window. */
+static void te_pool(const int8_t *in, int ih, int iw, int c_n, int8_t *out, int oh, int ow, int kh, int kw, int sh,
+                    int sw, int ph, int pw, int avg, int32_t act_min, int32_t act_max)
+{
+    int oy, ox, c, y, x;
+    for (oy = 0; oy < oh; ++oy) {
+        const int y0 = oy * sh - ph;
+        const int ys = TE_MAX(0, -y0), ye = TE_MIN(kh, ih - y0);
+        for (ox = 0; ox < ow; ++ox) {
+            const int x0 = ox * sw - pw;
+            const int xs = TE_MAX(0, -x0), xe = TE_MIN(kw, iw - x0);
+            for (c = 0; c < c_n; ++c) {
+                int32_t acc = avg ? 0 : -128;
+                int count = 0;
+                for (y = ys; y < ye; ++y) {
+                    const int8_t *row = in + ((size_t)(y0 + y) * iw + x0) * c_n + c;
+                    for (x = xs; x < xe; ++x) {
+                        const int32_t v = row[(size_t)x * c_n];
+                        if (avg) {
+                            acc += v;
+                        } else if (v > acc) {
+                            acc = v;
+                        }
+                        ++count;
+                    }
+                }
+                if (avg && count > 0) {
+                    acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                }
+                out[((size_t)oy * ow + ox) * c_n + c] = te_clamp(acc, act_min, act_max);
+            }
+        }
+    }
+}
+#endif
+
+#ifdef TE_USE_REDUCE
+/* MEAN (mode 0), SUM (mode 1) or REDUCE_MAX (mode 2) over the middle axis of an [outer][n][inner] tensor (H x W of
+ * NHWC: outer 1, inner C). For MEAN, mult / shift already include TFLM's division by the element count n. */
+static void te_reduce(const int8_t *in, int outer, int n, int inner, int8_t *out, int mode, int32_t mult,
+                      int32_t shift, int32_t in_zp, int32_t out_zp)
+{
+    int o, c, p;
+    for (o = 0; o < outer; ++o) {
+        const int8_t *base = in + (size_t)o * n * inner;
+        for (c = 0; c < inner; ++c) {
+            int32_t acc = mode == 2 ? -128 : 0;
+            for (p = 0; p < n; ++p) {
+                const int32_t v = base[(size_t)p * inner + c];
+                if (mode == 2) {
+                    acc = v > acc ? v : acc;
+                } else {
+                    acc += v;
+                }
+            }
+            if (mode != 2) {
+                acc = te_requant(acc - in_zp * n, mult, shift) + out_zp;
+            }
+            out[(size_t)o * inner + c] = te_clamp(acc, -128, 127);
+        }
+    }
+}
+#endif
+
+#ifdef TE_USE_ADD
+/* ADD of two tensors of one shape (TFLM's int8 AddFunc, left shift 20). May run in place (out == a or b). */
+static void te_add(const int8_t *a, const int8_t *b, int8_t *out, int n, int32_t a_off, int32_t a_mult,
+                   int32_t a_shift, int32_t b_off, int32_t b_mult, int32_t b_shift, int32_t out_mult,
+                   int32_t out_shift, int32_t out_off, int32_t act_min, int32_t act_max)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        const int32_t sa = te_requant((int32_t)((uint32_t)((int32_t)a[i] + a_off) << 20), a_mult, a_shift);
+        const int32_t sb = te_requant((int32_t)((uint32_t)((int32_t)b[i] + b_off) << 20), b_mult, b_shift);
+        const int32_t r = te_requant(sa + sb, out_mult, out_shift) + out_off;
+        out[i] = te_clamp(r, act_min, act_max);
+    }
+}
+#endif
+
+#ifdef TE_USE_RELU
+/* RELU (TFLM's ReluQuantized: rescale, then clamp). May run in place. */
+static void te_relu(const int8_t *in, int8_t *out, int n, int32_t in_zp, int32_t mult, int32_t shift,
+                    int32_t out_zp, int32_t act_min, int32_t act_max)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        out[i] = te_clamp(out_zp + te_requant((int32_t)in[i] - in_zp, mult, shift), act_min, act_max);
+    }
+}
+#endif
+
+#ifdef TE_USE_CLAMP_COPY
+/* RELU6 (TFLM's Relu6Quantized: clamp to the input's quantised 0 and 6) and other plain clamps. May run in place. */
+static void te_clamp_copy(const int8_t *in, int8_t *out, int n, int32_t lo, int32_t hi)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        out[i] = te_clamp(in[i], lo, hi);
+    }
+}
+#endif
+
+#ifdef TE_USE_CONCAT
+/* CONCATENATION along channels: `pixels` rows, each input contributing `channels[k]` bytes per row. */
+static void te_concat(const int8_t *const *ins, const int *channels, int n_in, int8_t *out, int pixels)
+{
+    int p, k, total = 0;
+    for (k = 0; k < n_in; ++k) {
+        total += channels[k];
+    }
+    for (p = 0; p < pixels; ++p) {
+        int8_t *dst = out + (size_t)p * total;
+        for (k = 0; k < n_in; ++k) {
+            memcpy(dst, ins[k] + (size_t)p * channels[k], (size_t)channels[k]);
+            dst += channels[k];
+        }
+    }
+}
+#endif
+
+#ifdef TE_USE_PAD
+/* PAD / PADV2 of an NHWC tensor in H and W with `value`. */
+static void te_pad(const int8_t *in, int ih, int iw, int c_n, int8_t *out, int top, int bottom, int left, int right,
+                   int8_t value)
+{
+    const int ow = iw + left + right, oh = ih + top + bottom;
+    int y;
+    memset(out, value, (size_t)oh * ow * c_n);
+    for (y = 0; y < ih; ++y) {
+        memcpy(out + (((size_t)(y + top) * ow) + left) * c_n, in + (size_t)y * iw * c_n, (size_t)iw * c_n);
+    }
+}
+#endif
