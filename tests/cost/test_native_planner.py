@@ -1,0 +1,136 @@
+"""The ``native`` planner (the native C runtime's arena): valid placements, order independence, in-place rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinyevo.cost import NativePlanner, estimate_cost, get_planner, lower
+from tinyevo.cost.native import canonical_graph, inplace_eligible
+from tinyevo.ir import Add, Conv2d, Dense, DepthwiseConv2d, GlobalPool, GraphBuilder
+from tinyevo.spaces import create_space
+
+
+def _check_layout(graph, lay) -> None:  # noqa: ANN001
+    """Independent check: every buffer alive at the same kernel as another sits at disjoint addresses, unless it
+    is the in-place output of that kernel over that input; the arena covers every buffer."""
+    order = list(lay.order)
+    pos = {name: i for i, name in enumerate(order)}
+    n = len(order)
+    readers: dict[str, list[int]] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            readers.setdefault(t, []).append(pos[op.name])
+    spans = {}
+    for t, size in lay.sizes.items():
+        first = pos.get(t, 0)
+        last = n - 1 if t == graph.output else max(readers.get(t, [first]))
+        spans[t] = (first, last, lay.offsets[t], size)
+    for name, (off, size) in lay.scratch.items():
+        spans[f"{name}:scratch"] = (pos[name], pos[name], off, size)
+    for t, (f, la, off, size) in spans.items():
+        assert off + size <= lay.arena_bytes
+        for u, (f2, l2, off2, size2) in spans.items():
+            if u <= t or not (f <= l2 and f2 <= la):
+                continue
+            shared = lay.inplace.get(t) == u or lay.inplace.get(u) == t
+            if shared or _same_chain(lay, t, u):
+                continue
+            assert off + size <= off2 or off2 + size2 <= off, f"{t} and {u} overlap"
+
+
+def _same_chain(lay, a: str, b: str) -> bool:  # noqa: ANN001
+    def root(t: str) -> str:
+        while t in lay.inplace:
+            t = lay.inplace[t]
+        return t
+    return root(a) == root(b)
+
+
+def _irs():
+    out = []
+    for name, shape in (("chain", (3, 16, 16)), ("blocks", (3, 16, 16)), ("nb201", (3, 8, 8))):
+        space = create_space(name, input_shape=shape, num_classes=10)
+        rng = np.random.default_rng(7)
+        out.extend(space.decode(space.sample(rng)) for _ in range(4))
+    return out
+
+
+@pytest.mark.parametrize("ir", _irs())
+def test_native_layout_is_valid_and_bounded(ir) -> None:  # noqa: ANN001
+    graph = lower(ir)
+    lay = NativePlanner().layout(graph)
+    _check_layout(lay.graph, lay)
+    plan = estimate_cost(ir, planner="native").memory
+    assert plan.peak_bytes == lay.arena_bytes
+    # never more than the sum of all buffers; never less than the most bytes alive at one kernel
+    total = sum(lay.sizes.values()) + sum(s for _o, s in lay.scratch.values())
+    assert max(lay.live_bytes) <= lay.arena_bytes <= total
+
+
+def _diamond_ir():
+    b = GraphBuilder((4, 8, 8))
+    x = b.add(Conv2d(8, kernel=3, act="relu"), b.input)
+    y = b.add(DepthwiseConv2d(kernel=3), x)
+    z = b.add(Conv2d(8, kernel=1), y)
+    w = b.add(Conv2d(8, kernel=3), x)
+    a = b.add(Add(act="relu"), z, w)
+    return b.build(b.add(Dense(5), b.add(GlobalPool(), a)))
+
+
+def test_plan_does_not_depend_on_the_given_kernel_order() -> None:
+    graph = lower(_diamond_ir())
+    names = [op.name for op in graph.ops]
+    # another valid topological order: the second branch (conv2d_2) before the first
+    swapped = [graph.ops[0], graph.ops[3], graph.ops[1], graph.ops[2], *graph.ops[4:]]
+    assert [op.name for op in swapped] != names
+    from dataclasses import replace
+
+    other = replace(graph, ops=tuple(swapped))
+    assert [op.name for op in canonical_graph(graph).ops] == [op.name for op in canonical_graph(other).ops]
+    a, b = NativePlanner().layout(graph), NativePlanner().layout(other)
+    assert a.arena_bytes == b.arena_bytes and dict(a.offsets) == dict(b.offsets)
+
+
+def test_depthwise_runs_in_place_only_when_its_input_dies() -> None:
+    b = GraphBuilder((4, 8, 8))
+    x = b.add(Conv2d(8, kernel=3, act="relu"), b.input)
+    y = b.add(DepthwiseConv2d(kernel=3), x)
+    ir = b.build(b.add(Dense(5), b.add(GlobalPool(), b.add(Conv2d(8, kernel=1), y))))
+    lay = NativePlanner().layout(lower(ir))
+    assert lay.inplace.get(y) == x
+    assert lay.scratch[y][1] == 64  # one 8 x 8 channel plane
+    _check_layout(lay.graph, lay)
+    # a residual block: the depthwise input is read again by the add, so it is not overwritten; the add is
+    b = GraphBuilder((4, 8, 8))
+    x = b.add(Conv2d(8, kernel=3, act="relu"), b.input)
+    y = b.add(DepthwiseConv2d(kernel=3), x)
+    a = b.add(Add(), x, b.add(Conv2d(8, kernel=1), y))
+    residual = NativePlanner().layout(lower(b.build(b.add(Dense(5), b.add(GlobalPool(), a)))))
+    assert y not in residual.inplace
+    assert residual.inplace.get(a) in (x, "conv2d_1")
+    _check_layout(residual.graph, residual)
+
+
+def test_depthwise_with_a_channel_multiplier_is_never_in_place() -> None:
+    b = GraphBuilder((1, 8, 8))
+    x = b.add(Conv2d(4, kernel=3), b.input)  # one input channel: a depthwise conv with multiplier 4
+    graph = lower(b.build(b.add(Dense(3), x)))
+    op = graph.ops[0]
+    assert op.tflite == "DEPTHWISE_CONV_2D" and not inplace_eligible(graph, op)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 16), st.integers(2, 12), st.sampled_from([1, 2]), st.sampled_from([1, 3, 5]))
+def test_random_chains_place_validly(c: int, hw: int, stride: int, k: int) -> None:
+    b = GraphBuilder((c, hw, hw))
+    x = b.add(Conv2d(2 * c, kernel=k, stride=stride, act="relu"), b.input)
+    y = b.add(DepthwiseConv2d(kernel=k, act="relu6"), x)
+    z = b.add(Add(), x, b.add(Conv2d(2 * c, kernel=1), y))
+    ir = b.build(b.add(Dense(3), b.add(GlobalPool(), z)))
+    graph = lower(ir)
+    lay = get_planner("native").layout(graph)
+    _check_layout(lay.graph, lay)
+    assert all(off % 4 == 0 for off in lay.offsets.values())
