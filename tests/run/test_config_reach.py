@@ -1,0 +1,244 @@
+"""What the library can do is reachable from a run config (issue 18 item 11): each option is validated at the
+edge and reaches the object it configures (the strategy, the problem, the limits, the estimator, the seeds)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyevo.errors import ConfigError, InfeasibleError
+from tinyevo.estimators import PROXIES, proxy_score
+from tinyevo.run.components import EvalTask, cached_dataset, make_limits, make_problem, search_estimator
+from tinyevo.run.config import FidelityConfig, RunConfig, build_config, load_config_file, validate_names
+from tinyevo.run.engine import build_parts, make_strategy, prefilter_genomes
+from tinyevo.run.options import PROXY_NAMES
+from tinyevo.run.precheck import check_limits_reachable
+from tinyevo.strategies.base import Candidate, Status, fitness
+from tinyevo.strategies.init import TrivialInit
+from tinyevo.strategies.loop import finish_trial
+from tinyevo.strategies.selection import TruncationSelection
+from tinyevo.strategies.warmstart import WarmStart
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configs"
+BOARD = """
+[devices.test-board-g]
+core = "cortex-m4"
+clock_mhz = 64
+sram = "40KB"
+flash = "300KB"
+active_power_mw = 20.0
+description = "a board of the test"
+source = "this test"
+"""
+
+
+# --- strategy options ---
+
+
+def test_strategy_options_reach_the_strategy():
+    config = build_config({}, strategy="mcunet", strategy_options={
+        "population": 9, "offspring": 4, "generations": 2, "selection": "truncation", "parents": 3,
+        "mutation_rate": 0.3, "crossover_prob": 0.25, "initialization": "trivial"})
+    parts = build_parts(config)
+    strategy = make_strategy(config, parts.space, parts.problem)
+    assert (strategy.population_size, strategy.offspring_per_generation, strategy.max_generations) == (9, 4, 2)
+    assert strategy.parent_selection == TruncationSelection(top=3)
+    assert (strategy.variation.mutation.rate, strategy.variation.crossover_prob) == (0.3, 0.25)
+    assert isinstance(strategy.initialization, TrivialInit)
+    assert str(strategy.ask().genome) == str(parts.space.trivial())
+    assert RunConfig.from_json(config.to_json()) == config  # stored with the run, resumed the same
+
+
+def test_population_flag_merges_with_the_table():
+    config = build_config({"strategy": "regularized-evolution", "strategy_options": {"mutation_rate": 0.5}},
+                          strategy_options={"population": 11})
+    assert config.strategy_options.population == 11 and config.strategy_options.mutation_rate == 0.5
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"strategy_options": {"population": 0}}, "strategy_options.population must be >= 1, got 0"),
+    ({"strategy_options": {"population": 2.5}}, "strategy_options.population must be an integer, got 2.5"),
+    ({"strategy_options": {"mutation_rate": 1.5}}, "strategy_options.mutation_rate must be <= 1"),
+    ({"strategy_options": {"crossover_prob": math.nan}}, "strategy_options.crossover_prob must be a finite"),
+    ({"strategy_options": {"selection": "best"}}, "strategy_options.selection must be one of 'tournament'"),
+    ({"strategy_options": {"popsize": 5}}, "unknown option 'strategy_options.popsize'"),
+    ({"strategy_options": 5}, "strategy_options must be a table"),
+    ({"soft": ["sramm"]}, "--soft item must be one of 'sram'"),
+    ({"soft": 3}, "--soft"),
+    ({"soft_penalty": -1.0}, "--soft-penalty must be >= 0"),
+    ({"soft_penalty": math.inf}, "--soft-penalty must be a finite number"),
+    ({"fidelity": {"width": 0.0}}, "fidelity.width must be > 0"),
+    ({"fidelity": {"data_fraction": 2.0}}, "fidelity.data_fraction must be <= 1"),
+    ({"fidelity": {"epochs": 2}}, "unknown option 'fidelity.epochs'"),
+    ({"prefilter": {"proxy": "zen"}}, "prefilter.proxy must be one of 'synflow'"),
+    ({"prefilter": {"pool": 5, "size": 6}}, "size (6) must be at most pool (5)"),
+    ({"prefilter": {"pool": 10**9}}, "prefilter.pool must be <= 10000"),
+    ({"device_file": 5}, "--device-file"),
+])
+def test_bad_values_are_one_line(values, message):
+    with pytest.raises(ConfigError) as err:
+        build_config(values)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_strategy_options_the_strategy_does_not_take():
+    config = build_config({}, strategy_options={"population": 5})  # the default strategy takes none
+    with pytest.raises(ConfigError, match="strategy 'surrogate-evolution' takes no .*regularized-evolution"):
+        validate_names(config)
+    with pytest.raises(ConfigError, match="strategy 'surrogate-evolution' takes no"):
+        build_parts(config)  # before a run directory exists
+
+
+# --- soft limits ---
+
+
+def test_a_soft_limit_penalises_instead_of_making_infeasible():
+    hard = build_config({}, device="none", sram="1KB", flash="64KB")
+    soft = build_config({}, device="none", sram="1KB", flash="64KB", soft=["sram"], soft_penalty=10.0)
+    cost = {"peak_sram_bytes": 1536.0, "flash_bytes": 1000.0}  # 50 % over the SRAM limit, under the flash one
+    metrics = {"val_acc": 0.9}
+
+    def evaluate(genome: object) -> dict[str, float]:
+        return dict(metrics)
+
+    hard_problem = make_problem(hard, make_limits(hard.limits))
+    trial = finish_trial(0, Candidate(genome="g"), hard_problem, cost=cost, evaluate=evaluate)
+    assert trial.status is Status.INFEASIBLE
+
+    soft_problem = make_problem(soft, make_limits(soft.limits))
+    trial = finish_trial(0, Candidate(genome="g"), soft_problem, cost=cost, evaluate=evaluate)
+    assert trial.status is Status.OK and trial.metrics["val_acc"] == 0.9
+    assert fitness(soft_problem, trial) == pytest.approx(0.9 - 10.0 * 0.5)  # (1536 - 1024) / 1024 over
+    flash = [c for c in soft_problem.constraints if c.metric == "flash_bytes"]
+    assert flash and flash[0].hard  # only the named limit is soft
+
+
+def test_a_soft_limit_must_be_set():
+    config = build_config({}, device="none", sram="4KB", soft=["latency_ms"])
+    with pytest.raises(ConfigError, match="soft names the latency_ms limit, but the run sets no latency_ms limit"):
+        make_problem(config, make_limits(config.limits))
+
+
+def test_a_soft_limit_is_not_a_reason_to_refuse_the_search():
+    config = build_config({}, device="none", sram="16B", flash="64KB")
+    data = cached_dataset("digits", 0, config.data.val_fraction, config.data.val_min_per_class)
+    with pytest.raises(InfeasibleError, match="peak_sram_bytes <= 16 B"):  # no network fits 16 B of SRAM
+        check_limits_reachable(config, data)
+    check_limits_reachable(build_config({}, device="none", sram="16B", flash="64KB", soft=["sram"]), data)
+
+
+# --- a user device file ---
+
+
+def test_device_file_reaches_the_limits_and_is_stored_with_the_run(tmp_path: Path):
+    board = tmp_path / "boards.toml"
+    board.write_text(BOARD)
+    config = build_config({}, data="digits", device="test-board-g", device_file=[str(board)])
+    limits = make_limits(config.limits)
+    assert limits.device.name == "test-board-g" and limits.device.clock_mhz == 64
+    assert limits.sram_bytes == 40 * 1024 and limits.flash_bytes == 300 * 1024
+    stored = config.to_json()
+    board.unlink()  # the run keeps the text: it resumes without the file
+    again = RunConfig.from_json(stored)
+    assert again == config and make_limits(again.limits).device.name == "test-board-g"
+
+
+def test_device_file_in_a_config_file_is_relative_to_it(tmp_path: Path):
+    (tmp_path / "b.toml").write_text(BOARD)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('device_file = "b.toml"\ndevice = "test-board-g"\n')
+    config = build_config(load_config_file(cfg))
+    assert config.limits.device == "test-board-g" and config.limits.device_files == (BOARD,)
+
+
+def test_missing_device_file_is_one_line(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read device file .*nope.toml"):
+        build_config({}, device_file=[str(tmp_path / "nope.toml")])
+
+
+# --- low fidelity ---
+
+
+def test_fidelity_reaches_the_estimator():
+    est = search_estimator("train", {"epochs": 8}, fidelity=FidelityConfig(
+        epochs_fraction=0.25, data_fraction=0.5, width=0.5, resolution=0.75))
+    assert est.config.epochs == 2
+    f = est.fidelity
+    assert (f.data_fraction, f.width_multiplier, f.resolution_scale) == (0.5, 0.5, 0.75)
+    lowfi = search_estimator("lowfi", {"epochs": 8}, fidelity=FidelityConfig(data_fraction=0.5))
+    assert lowfi.fidelity.data_fraction == 0.5 and lowfi.fidelity.width_multiplier == 0.5  # the preset's width
+    assert search_estimator("train", {"epochs": 3}, fidelity=FidelityConfig(epochs_fraction=0.1)).config.epochs == 1
+
+
+def test_fidelity_needs_an_estimator_that_trains():
+    with pytest.raises(ConfigError, match="estimator 'naswot' trains no candidate, so \\[fidelity\\] width"):
+        search_estimator("naswot", {"epochs": 2}, fidelity=FidelityConfig(width=0.5))
+
+
+def test_fidelity_changes_what_a_trial_trains():
+    config = build_config({}, fidelity={"width": 0.25}, train={"epochs": 1})
+    parts = build_parts(config)
+    genome = "conv_k3_s1_c16-gap"
+    full = build_parts(build_config({}, train={"epochs": 1})).evaluate(EvalTask(0, genome, seed=0))
+    small = parts.evaluate(EvalTask(0, genome, seed=0))
+    assert full["val_acc"] != small["val_acc"]  # a quarter of the 16 channels is another network
+
+
+# --- zero-cost pre-filtering ---
+
+
+def test_proxy_names_agree_with_the_estimators():
+    assert set(PROXY_NAMES) == set(PROXIES)
+
+
+def test_prefilter_picks_the_best_feasible_genomes_by_the_proxy():
+    config = build_config({}, prefilter={"proxy": "naswot", "pool": 6, "size": 2})
+    parts = build_parts(config)
+    chosen = prefilter_genomes(config, parts, parts.data)
+    assert len(chosen) == 2
+    # oracle: the same draws, checked and scored one by one
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7]))
+    pool: list[str] = []
+    for _ in range(120):
+        g = parts.space.sample(rng)
+        if str(g) not in pool and parts.problem.hard_violation(parts.cost(g)) == 0:
+            pool.append(str(g))
+        if len(pool) == 6:
+            break
+    scores = {g: proxy_score("naswot", parts.space.decode(parts.space.parse(g)), parts.data, seed=config.seed)
+              for g in pool}
+    assert list(chosen) == sorted(pool, key=lambda g: -scores[g])[:2]
+
+
+def test_prefiltered_genomes_are_asked_first():
+    config = build_config({}, init=["conv_k3_s1_c8-gap"], prefilter={"pool": 4, "size": 2})
+    parts = build_parts(config)
+    chosen = ("conv_k3_s1_c4-gap", "conv_k5_s1_c4-gap")
+    config = replace(config, prefilter=replace(config.prefilter, chosen=chosen))
+    strategy = make_strategy(config, parts.space, parts.problem)
+    assert isinstance(strategy, WarmStart)
+    assert [str(strategy.ask().genome) for _ in range(3)] == ["conv_k3_s1_c8-gap", *chosen]
+
+
+# --- the example configs of docs/configs ---
+
+
+@pytest.mark.parametrize("path", sorted(p for p in DOCS.glob("*.toml") if p.name != "my-boards.toml"),
+                         ids=lambda p: p.name)
+def test_every_example_config_loads_and_validates(path: Path):
+    config = build_config(load_config_file(path))
+    validate_names(config)
+    assert RunConfig.from_json(config.to_json()) == config
+
+
+def test_example_configs_set_what_they_say():
+    by_name = {p.stem: build_config(load_config_file(p)) for p in DOCS.glob("*.toml") if p.stem != "my-boards"}
+    assert by_name["strategy-options"].strategy_options.population == 20
+    assert by_name["soft-limits"].limits.soft == ("latency_ms",)
+    assert by_name["own-device"].limits.device == "my-m4-board"
+    assert by_name["low-fidelity"].estimator.fidelity.epochs_fraction == 0.25
+    assert by_name["prefilter"].prefilter is not None and by_name["prefilter"].prefilter.pool == 200
