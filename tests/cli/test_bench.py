@@ -42,7 +42,8 @@ def test_bench_writes_json_and_png(table: Path, tmp_path: Path, capsys: pytest.C
 def test_bench_latency_constraint(table: Path, tmp_path: Path) -> None:
     out = tmp_path / "lat.json"
     code = main(["bench", "nb201", "--table", str(table), "--metric", "score", "--strategy", "random",
-                 "--budget", "10", "--seeds", "1", "--max-latency-ms", "3", "--device", "toy", "--json", str(out)])
+                 "--budget", "10", "--seeds", "1", "--max-latency-ms", "3", "--latency-device", "toy", "--json",
+                 str(out)])
     assert code == 0
     data = json.loads(out.read_text())
     assert data["constraint"] == {"metric": "latency_ms_toy", "upper": 3.0}
@@ -56,8 +57,9 @@ def test_bench_latency_constraint(table: Path, tmp_path: Path) -> None:
         ["--strategy", "nope"],
         ["--metric", "valid_acc"],
         ["--budget", "0"],
-        ["--max-latency-ms", "5"],  # without --device
-        ["--max-latency-ms", "5", "--device", "raspi4"],  # no such column in this table
+        ["--max-latency-ms", "5"],  # without --latency-device
+        ["--max-latency-ms", "5", "--latency-device", "raspi4"],  # no such column in this table
+        ["--max-latency-ms", "5", "--device", "toy"],  # --device names an MCU profile: refused with a pointer
         ["--json", "out.txt"],
     ],
 )
@@ -66,6 +68,11 @@ def test_bench_bad_options_exit_2(table: Path, argv: list[str], capsys: pytest.C
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tinyevo: error:")
+
+
+def test_bench_device_points_to_latency_device(table: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "nb201", "--table", str(table), "--max-latency-ms", "3", "--device", "toy"]) == 2
+    assert "--latency-device toy" in capsys.readouterr().err
 
 
 def test_bench_missing_table_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

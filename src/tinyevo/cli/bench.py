@@ -4,10 +4,10 @@ Examples::
 
     tinyevo bench nb201 --budget 100 --seeds 200 --json out/nb201.json      # default strategy
     tinyevo bench nb201 --strategy optuna-tpe --budget 300 --seeds 50 --json out/tpe.json
-    tinyevo bench nb201 --max-latency-ms 20 --device raspi4 --json out/lat.json
+    tinyevo bench nb201 --max-latency-ms 20 --latency-device raspi4 --json out/lat.json
     tinyevo bench macro --strategy regularized-evolution
     tinyevo bench nb201 --strategy reinforce --budget 300 --seeds 200
-    tinyevo bench nb201 --latency-target-ms 20 --device raspi4          # MnasNet reward acc * (lat / 20) ** -0.07
+    tinyevo bench nb201 --latency-target-ms 20 --latency-device raspi4  # MnasNet reward acc * (lat / 20) ** -0.07
     tinyevo bench nb201 --soft-target latency_ms_pixel3=5:0:-1          # MnasNet's hard-ish form (alpha 0, beta -1)
     tinyevo bench nb201 --table my.csv --metric my_acc                    # any CSV with an `arch` column
 
@@ -64,30 +64,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="table file: CSV or JSON, optionally .gz (default: the table shipped with tinyevo)")
     p.add_argument("--metric", metavar="COL", help="column to maximise (default: the benchmark's)")
     p.add_argument("--max-latency-ms", type=float, metavar="MS",
-                   help=f"hard constraint on the table's {LATENCY_PREFIX}<device> column (needs --device)")
+                   help=f"hard constraint on the table's {LATENCY_PREFIX}<device> column (needs --latency-device)")
     p.add_argument("--latency-target-ms", type=float, metavar="T",
-                   help=f"MnasNet soft objective: metric * ({LATENCY_PREFIX}<device> / T) ** -0.07 (needs --device)")
+                   help=f"MnasNet soft objective: metric * ({LATENCY_PREFIX}<device> / T) ** -0.07 (needs --latency-device)")
     p.add_argument("--soft-target", action="append", default=[], metavar="COL=T[:ALPHA[:BETA]]",
                    help="MnasNet soft target on any column: metric * (COL / T) ** w, w = ALPHA if COL <= T else "
                         "BETA (default -0.07 both); repeatable")
-    p.add_argument("--device", metavar="NAME", help="device of the latency column, e.g. raspi4")
+    p.add_argument("--latency-device", metavar="NAME",
+                   help=f"the table's latency column to use: {LATENCY_PREFIX}NAME, e.g. raspi4 (a device measured in "
+                        "the benchmark, not an MCU profile)")
+    p.add_argument("--device", help=argparse.SUPPRESS)  # --device names an MCU profile elsewhere: refused here
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.device is not None:
+        raise ConfigError(f"bench picks the table's latency column with --latency-device {args.device} (--device "
+                          "names an MCU profile in the other commands)")
     latency_flags = args.max_latency_ms is not None or args.latency_target_ms is not None
-    if latency_flags != (args.device is not None):
-        raise ConfigError("--max-latency-ms / --latency-target-ms and --device go together (they are on the "
-                          "latency_ms_<device> column)")
+    if latency_flags != (args.latency_device is not None):
+        raise ConfigError("--max-latency-ms / --latency-target-ms and --latency-device go together (they are on "
+                          f"the {LATENCY_PREFIX}<device> column)")
     if args.json is not None and args.json.suffix.lower() != ".json":
         raise ConfigError(f"--json needs a path ending in .json, got {str(args.json)!r}")
     bench = get_benchmark(args.benchmark)
     constraint = None
     if args.max_latency_ms is not None:
-        constraint = latency_constraint(bench.load(args.table), device=args.device, max_ms=args.max_latency_ms)
+        constraint = latency_constraint(bench.load(args.table), device=args.latency_device,
+                                        max_ms=args.max_latency_ms)
     soft = [SoftTarget.parse(t) for t in args.soft_target]
     if args.latency_target_ms is not None:
-        soft.append(latency_target(bench.load(args.table), device=args.device, target_ms=args.latency_target_ms))
+        soft.append(latency_target(bench.load(args.table), device=args.latency_device,
+                                   target_ms=args.latency_target_ms))
     console = Console(stderr=True)
     progress = Progress(
         TextColumn(f"{args.benchmark} {args.strategy}"), BarColumn(), MofNCompleteColumn(),
