@@ -3,9 +3,10 @@
 The latency of the generated C model on a core is ``instructions x CPI / clock``:
 
 * **instructions** = sum over kernels of a per-kernel linear model plus the glue of ``tinyevo_model_invoke``.
-  A kernel's instructions are ``theta[key] . features`` with ``features`` = (:data:`FEATURES`): work (MACs of
-  conv / depthwise / dense, window elements of pooling, output elements otherwise), output elements, output
-  pixels (H x W), input bytes, output channels and 1 (the call). ``key`` is the TFLite kernel
+  A kernel's instructions are ``theta[key] . features`` with ``features`` = (:data:`FEATURES`): MACs (conv /
+  depthwise / dense; 0 otherwise), output elements, output pixels (H x W), input bytes (all activation inputs),
+  output channels and 1 (the call). Every feature is known both to the search (the lowered IR) and to the code
+  generator (the ``.tflite``), so the same model is fitted on one and applied to the other. ``key`` is the TFLite kernel
   (``CONV_2D_1x1`` for a pointwise conv); a kernel seen too rarely in the calibration set uses its op class's
   coefficients. The glue is ``g0 + g1 x kernels + g2 x (input + output bytes)`` (the copies in and out of the
   arena). The coefficients are least-squares fits (non-negative per kernel) to instruction counts of the
@@ -31,22 +32,31 @@ from pathlib import Path
 from tinyevo.cost.lowering import DeployGraph, DeployOp
 from tinyevo.errors import ConfigError
 
-FEATURES: tuple[str, ...] = ("work", "out_elements", "out_pixels", "in_bytes", "out_channels", "one")
+FEATURES: tuple[str, ...] = ("macs", "out_elements", "out_pixels", "in_bytes", "out_channels", "one")
 DATA_FILE = "native_latency.json"
 
 
-def op_key(op: DeployOp) -> str:
+def kernel_key(tflite: str, op_class: str) -> str:
     """The calibration key of a kernel: its TFLite name, ``CONV_2D_1x1`` for a pointwise convolution."""
-    if op.tflite == "CONV_2D" and op.op_class == "pointwise":
+    if tflite == "CONV_2D" and op_class == "pointwise":
         return "CONV_2D_1x1"
-    return op.tflite
+    return tflite
+
+
+def op_key(op: DeployOp) -> str:
+    return kernel_key(op.tflite, op.op_class)
+
+
+def kernel_features(macs: int, out_shape: tuple[int, int, int], in_bytes: int) -> tuple[float, ...]:
+    """:data:`FEATURES` of a kernel with ``macs``, output ``(C, H, W)`` and ``in_bytes`` of activation inputs."""
+    c, h, w = out_shape
+    return (float(macs), float(c * h * w), float(h * w), float(in_bytes), float(c), 1.0)
 
 
 def op_features(graph: DeployGraph, op: DeployOp) -> tuple[float, ...]:
-    """The kernel's :data:`FEATURES`."""
-    c, h, w = graph.tensors[op.name].shape
+    """The :data:`FEATURES` of a kernel of the lowered graph."""
     in_bytes = sum(graph.tensors[t].nbytes for t in op.inputs)
-    return (float(op.work), float(c * h * w), float(h * w), float(in_bytes), float(c), 1.0)
+    return kernel_features(op.macs, graph.tensors[op.name].shape, in_bytes)
 
 
 def glue_features(graph: DeployGraph) -> tuple[float, ...]:
@@ -140,5 +150,5 @@ def load_native_latency(path: str | Path) -> dict[str, NativeLatencyModel]:
         raise ConfigError(f"cannot read the native latency calibration {p}: {exc}") from None
 
 
-__all__ = ["DATA_FILE", "FEATURES", "NativeLatencyModel", "glue_features", "load_native_latency",
-           "native_latency_model", "op_features", "op_key", "parse_models"]
+__all__ = ["DATA_FILE", "FEATURES", "NativeLatencyModel", "glue_features", "kernel_features", "kernel_key",
+           "load_native_latency", "native_latency_model", "op_features", "op_key", "parse_models"]
