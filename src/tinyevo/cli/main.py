@@ -35,11 +35,13 @@ COMMANDS: dict[str, str] = {
     "devices": "list device profiles",
     "estimate": "MACs, params, weight bytes, flash, peak SRAM, latency and energy of one architecture",
     "export": "export a retrained model (int8 .tflite, C array, ONNX)",
+    "profile": "per-op instructions of the native C model on an emulated Cortex-M",
     "report": "write plots and an HTML report of a run",
     "resume": "continue a stopped or killed run",
     "retrain": "redo a run's final retraining (longer, more models, on a GPU)",
     "search": "run a hardware-aware architecture search",
     "show": "show the trials of a run",
+    "supernet": "train a weight-sharing supernet once; score genomes with it",
     "tinynas": "choose the blocks sub-space (width x resolution) for the limits (TinyNAS stage 1)",
     "zoo": "list known architectures (seeds for --init)",
 }

@@ -235,7 +235,9 @@ class Supernet(nn.Module):
         """The sub-network ``genome`` as an ordinary module (``build_model(space.decode(genome))``) with its
         own copy of the supernet's weights; same mode (train / eval) as the supernet."""
         g = self.genome(genome)
-        model = build_model(self.space.decode(g), seed=0)
+        with torch.device("meta"):  # no random initialisation: every tensor is overwritten below
+            model = build_model(self.space.decode(g))
+        model.to_empty(device=self.stem.weight.device)
         own = model.state_dict()
         state = self.sliced_state(g)
         missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
@@ -245,7 +247,10 @@ class Supernet(nn.Module):
         for k, t in own.items():
             if k in state and t.shape != state[k].shape:
                 raise AssertionError(f"{k}: builder shape {tuple(t.shape)}, supernet slice {tuple(state[k].shape)}")
-        model.load_state_dict(state, strict=False)
+        for k, t in own.items():
+            if k.endswith("num_batches_tracked"):
+                state[k] = torch.zeros_like(t)
+        model.load_state_dict(state)
         model.train(self.training)
         return model
 

@@ -26,7 +26,7 @@ from tinyevo.errors import ConfigError
 from tinyevo.nn import IRModule
 from tinyevo.spaces.blocks import BlocksGenome
 from tinyevo.supernet.model import Genome, Supernet
-from tinyevo.training import BaseCallback, Callback, Checkpoint, Fitted, Recipe, TrainState, train
+from tinyevo.training import BaseCallback, Callback, Checkpoint, Fitted, Recipe, TrainState, torch_threads, train
 from tinyevo.training.evaluate import accuracy
 from tinyevo.training.train_ir import fit_data_to_ir
 
@@ -118,7 +118,7 @@ def train_supernet(
     checkpoint: str | Path | None = None, checkpoint_every_s: float = 60.0, callbacks: Sequence[Callback] = (),
 ) -> Fitted:
     """Train ``supernet`` in place on ``data`` with the sandwich rule through :func:`tinyevo.training.train`
-    (deterministic given ``seed``). ``checkpoint``: a file the training is saved to at epoch ends (at most every
+    (deterministic given ``seed``; ``recipe.threads`` torch threads). ``checkpoint``: a file the training is saved to at epoch ends (at most every
     ``checkpoint_every_s`` seconds) and resumed from when it exists (a killed training goes on from there). The
     learning curve's ``val_acc`` is the largest sub-network's, with the running BatchNorm statistics (a blend of
     all sub-networks': scores after recalibration are higher)."""
@@ -126,8 +126,9 @@ def train_supernet(
     cbs: list[Callback] = [step, *callbacks]
     if checkpoint is not None:
         cbs.append(Checkpoint(checkpoint, every_s=checkpoint_every_s, tag="supernet"))
-    return train(supernet, data, recipe, seed=seed, step=step, callbacks=cbs,
-                 evaluate=largest_accuracy(supernet, recipe.eval_batch_size))
+    with torch_threads(recipe.threads):
+        return train(supernet, data, recipe, seed=seed, step=step, callbacks=cbs,
+                     evaluate=largest_accuracy(supernet, recipe.eval_batch_size))
 
 
 def finetune(
@@ -140,5 +141,6 @@ def finetune(
     final evaluation, int8 quantisation and export like any trained candidate."""
     g = supernet.genome(genome)
     model = supernet.extract(g)
-    fitted = train(model, fit_data_to_ir(model.ir, data), recipe, seed=seed, callbacks=callbacks)
+    with torch_threads(recipe.threads):
+        fitted = train(model, fit_data_to_ir(model.ir, data), recipe, seed=seed, callbacks=callbacks)
     return model, fitted
