@@ -101,3 +101,32 @@ class CountingFn:
 
     def __call__(self, _: object) -> int:
         return _UNPICKLED
+
+
+def _mapping_stats(file: str) -> dict[str, int]:
+    """Rss / Shared_Clean / Private_* kB of this process's mappings of ``file`` (from /proc/self/smaps)."""
+    stats: dict[str, int] = {}
+    inside = False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+                inside = len(head) >= 6 and head[5] == file
+            elif inside and head and head[0].endswith(":") and len(head) >= 2 and head[1].isdigit():
+                stats[head[0][:-1]] = stats.get(head[0][:-1], 0) + int(head[1])
+    return stats
+
+
+def shared_data_view(args: tuple[str, int]) -> dict[str, object]:
+    """Loads the data set ``args = (spec, seed)`` in the worker, reads every training row, and reports where
+    its training inputs live."""
+    import numpy as np
+
+    from tinyevo.data import load_dataset, mapped_file
+
+    spec, seed = args
+    d = load_dataset(spec, seed=seed)
+    file = mapped_file(d.x_train)
+    total = float(np.asarray(d.x_train, dtype=np.float64).sum())  # touches every page
+    return {"file": str(file) if file else None, "sum": total,
+            "inode": os.stat(file).st_ino if file else None, "smaps": _mapping_stats(str(file)) if file else {}}

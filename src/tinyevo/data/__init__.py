@@ -2,7 +2,8 @@
 
 ``load_dataset(spec, *, seed=0, val_fraction=0.1)`` returns a frozen :class:`Dataset` with float32 inputs of
 shape ``(N, C, H, W)`` and int64 labels; the validation split is carved from training data, the test split is
-kept for the final report.
+kept for the final report. A large user data set is memory-mapped from the data cache and shared by every process
+that loads it (:mod:`tinyevo.data.shared`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from tinyevo.data.audio import AudioFrontEnd
 from tinyevo.data.dataset import TEST_SPLIT_SEED, Dataset, from_arrays, from_torch, stratified_split
 from tinyevo.data.loaders import BUILTIN, load_dataset
+from tinyevo.data.shared import as_tensor, mapped_file
 from tinyevo.data.transforms import resize, subset
 
 __all__ = [
-    "BUILTIN", "TEST_SPLIT_SEED", "AudioFrontEnd", "Dataset", "from_arrays", "from_torch", "load_dataset",
-    "resize",
+    "BUILTIN", "TEST_SPLIT_SEED", "AudioFrontEnd", "Dataset", "as_tensor", "from_arrays", "from_torch",
+    "load_dataset", "mapped_file", "resize",
     "stratified_split", "subset",
 ]

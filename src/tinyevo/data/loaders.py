@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from tinyevo.data import shared
 from tinyevo.data.audio import AudioFrontEnd, features, read_wav, resample
 from tinyevo.data.dataset import Dataset, from_arrays
 from tinyevo.errors import DataError
@@ -76,6 +77,11 @@ def load_dataset(
     ``image_size`` resizes every image to ``(H, W)`` (needed when an image folder mixes sizes); ``audio`` sets
     the front end for ``.wav`` data. Any problem with the data raises one :class:`~tinyevo.errors.DataError`
     naming it.
+
+    ``cache`` (``True``: ``$TINYEVO_CACHE_DIR`` or ``~/.cache/tinyevo/data``; a folder; ``False``: none) keeps
+    decoded image / audio folders, and the prepared data set of a large user data set (at least
+    :data:`~tinyevo.data.shared.SHARE_MIN_BYTES`): its arrays are then memory-mapped from the cache, shared by
+    every process that loads the same data with the same options (see :mod:`tinyevo.data.shared`).
     """
     common = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, normalize=normalize,
                   val_min_per_class=val_min_per_class)
@@ -86,22 +92,34 @@ def load_dataset(
     if not path.exists():
         raise DataError(f"no such data file or folder {text!r} (built-in data sets: {', '.join(BUILTIN)})")
     name = path.name.split(".")[0] or "data"
-    if path.is_file() and path.suffix == ".npz":
-        return _npz(path, name=name, **common)  # type: ignore[arg-type]
-    if not (path.is_dir() or (path.is_file() and _is_archive(path))):
+    is_npz = path.is_file() and path.suffix == ".npz"
+    if not (is_npz or path.is_dir() or (path.is_file() and _is_archive(path))):
         raise DataError(
             f"cannot load {text!r}: expected 'digits', a .npz file, a folder, or a .tar.gz / .tar / .zip "
             "archive"
         )
     front = audio or AudioFrontEnd()
     directory = _cache_dir(cache)
-    key = _cache_key(path, image_size, front) if directory is not None else ""
-    raw = _cache_load(directory / f"{key}.npz") if directory is not None else None
-    if raw is None:
-        raw = _decode(path, image_size=image_size, front=front)
-        if directory is not None:
-            _cache_save(directory / f"{key}.npz", raw)
-    return _assemble(raw, name=name, **common)  # type: ignore[arg-type]
+    prepared: Path | None = None
+    if directory is not None:  # the prepared data set, shared by every process through memory-mapped files
+        source = _source_key(path) if is_npz else _cache_key(path, image_size, front)
+        prepared = directory / "prepared" / shared.prepared_key(source, name=name, **common)
+        hit = shared.open_prepared(prepared)
+        if hit is not None:
+            return hit
+    if is_npz:
+        data = _npz(path, name=name, **common)  # type: ignore[arg-type]
+    else:
+        key = _cache_key(path, image_size, front) if directory is not None else ""
+        raw = _cache_load(directory / f"{key}.npz") if directory is not None else None
+        if raw is None:
+            raw = _decode(path, image_size=image_size, front=front)
+            if directory is not None:
+                _cache_save(directory / f"{key}.npz", raw)
+        data = _assemble(raw, name=name, **common)  # type: ignore[arg-type]
+    if prepared is not None and shared.nbytes(data) >= shared.SHARE_MIN_BYTES:
+        return shared.store_prepared(data, prepared)
+    return data
 
 
 def _decode(path: Path, *, image_size: tuple[int, int] | None, front: AudioFrontEnd) -> _Raw:
@@ -149,6 +167,12 @@ def _cache_key(path: Path, image_size: tuple[int, int] | None, front: AudioFront
         st = p.stat()
         h.update(f"|{p}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:32]
+
+
+def _source_key(path: Path) -> str:
+    """What identifies a data file's contents: its resolved path, size and modification time."""
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
 def _cache_load(file: Path) -> _Raw | None:
