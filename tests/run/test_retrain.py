@@ -27,7 +27,7 @@ from tinyevo.run.config import (
     with_final_options,
 )
 from tinyevo.run.engine import RunParts, load_run_config, retrain_run, start_run
-from tinyevo.run.final import RetrainTask, best_final, retrain_many, select_for_retraining
+from tinyevo.run.final import RetrainPlan, RetrainTask, best_final, retrain_many, select_for_retraining
 from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage
 from tinyevo.strategies.base import Objective, Problem, Status, Trial
 
@@ -450,7 +450,7 @@ def test_continue_starts_from_the_earlier_final_weights(searched: Searched) -> N
     w1 = torch.load(searched.run_dir / first.weights, weights_only=True)["weight"]
     assert math.isnan(first.metrics["start"])  # from scratch
     cfg2 = with_final_options(searched.config, train={"epochs": 2})
-    retrain_run(searched.run_dir, config=cfg2, parts=parts, trials=[best], continue_training=True)
+    retrain_run(searched.run_dir, config=cfg2, parts=parts, trials=[best], plan=RetrainPlan(start="weights"))
     second = _finals(searched.run_dir)[best]
     assert second.metrics["start"] == pytest.approx(float(w1.mean()))  # started where the first cycle ended
     assert second.metrics["epochs_total"] == 5.0  # 3 + 2 over both cycles
@@ -468,8 +468,9 @@ def test_keep_best_keeps_the_earlier_model_when_the_new_cycle_validates_worse(se
     w1 = torch.load(model, weights_only=True)["weight"]
 
     def cycle(val_acc: float, keep_best: bool) -> FinalModel:
+        plan = RetrainPlan(start="weights", accept="if_better" if keep_best else "always")
         retrain_run(run, parts=replace(searched.parts, trainer=ContinuingTrainer(val_acc)), trials=[best],
-                    continue_training=True, keep_best=keep_best)
+                    plan=plan)
         return _finals(run)[best]
 
     kept = cycle(0.4, keep_best=True)
@@ -487,7 +488,7 @@ def test_keep_best_keeps_the_earlier_model_when_the_new_cycle_validates_worse(se
 def test_continue_without_earlier_weights_is_a_config_error(searched: Searched) -> None:
     parts = replace(searched.parts, trainer=ContinuingTrainer())
     with pytest.raises(ConfigError, match="no retrained weights to continue from"):
-        retrain_run(searched.run_dir, parts=parts, trials=[searched.ranked[0]], continue_training=True)
+        retrain_run(searched.run_dir, parts=parts, trials=[searched.ranked[0]], plan=RetrainPlan(start="weights"))
     assert _finals(searched.run_dir) == {}
 
 
@@ -508,7 +509,7 @@ def test_tinyevos_trainer_checkpoints_each_model_in_its_folder(searched: Searche
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from tinyevo import estimators
+    from tinyevo import training
     from tinyevo.run.final import CHECKPOINT, model_dir
 
     seen: list[Path] = []
@@ -518,7 +519,7 @@ def test_tinyevos_trainer_checkpoints_each_model_in_its_folder(searched: Searche
         Path(checkpoint).write_bytes(b"state")  # as if saved during the training
         return SimpleNamespace(model=torch.nn.Linear(3, 2), history=(), metrics={"val_acc": 0.5})
 
-    monkeypatch.setattr(estimators, "train_model", fake_train_model)
+    monkeypatch.setattr(training, "train_model", fake_train_model)
     best = searched.ranked[0]
     retrain_run(searched.run_dir, parts=replace(searched.parts, trainer=None), trials=[best])
     assert seen == [model_dir(searched.run_dir, best) / CHECKPOINT]
@@ -614,3 +615,26 @@ def test_final_curves_mark_the_epoch_whose_weights_restore_best_kept(searched: S
     by_trial = {trial: restored for trial, _, restored in final_curves(open_run(searched.run_dir))}
     assert by_trial == {finals[0].trial: (2.0, 0.7), finals[1].trial: None}
     assert any(p.name == "final_curves.png" for p in write_report(searched.run_dir).images)
+
+
+def test_retrain_plan_checks_its_fields_and_follows_the_config() -> None:
+    from tinyevo.training import TrainConfig
+
+    with pytest.raises(ConfigError, match="needs start='weights'"):
+        RetrainPlan(accept="if_better")
+    with pytest.raises(ConfigError, match="data must be one of"):
+        RetrainPlan(data="val")  # type: ignore[arg-type]
+    assert RetrainPlan.for_config({"train_on_val": True}).data == "train+val"
+    assert RetrainPlan.for_config({}, start="weights").data == "train"
+    cfg = TrainConfig(epochs=1)
+    assert RetrainPlan(data="train+val").training_config(cfg).train_on_val is True
+    assert RetrainPlan().training_config(cfg) is cfg
+
+
+def test_the_plan_is_recorded_with_the_model(searched: Searched) -> None:
+    best = searched.ranked[0]
+    parts = replace(searched.parts, trainer=ContinuingTrainer())
+    retrain_run(searched.run_dir, parts=parts, trials=[best])
+    retrain_run(searched.run_dir, parts=parts, trials=[best], plan=RetrainPlan(start="weights", accept="if_better"))
+    doc = json.loads((searched.run_dir / _finals(searched.run_dir)[best].weights).with_name("metrics.json").read_text())
+    assert doc["plan"] == {"start": "weights", "accept": "if_better", "data": "train"}

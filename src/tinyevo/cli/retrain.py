@@ -39,6 +39,7 @@ def _parse_set(items: list[str] | None) -> dict[str, Any]:
 def run_retrain_command(args: argparse.Namespace) -> int:
     from tinyevo.run.config import parse_duration, with_final_options
     from tinyevo.run.engine import load_run_config, retrain_run
+    from tinyevo.run.final import RetrainPlan
 
     run_dir = Path(args.run)
     train = _parse_set(args.set)
@@ -67,8 +68,9 @@ def run_retrain_command(args: argparse.Namespace) -> int:
             err.print(f"retrained trial {ev.final.trial}: val_acc {100 * m.get('val_acc', float('nan')):.2f}% "
                       f"test_acc {100 * m.get('test_acc', float('nan')):.2f}% in {m.get('final_train_s', 0):.0f} s")
 
-    retrain_run(run_dir, config=config, keep_done=args.keep_done, trials=args.trial,
-                continue_training=args.continue_training, keep_best=args.keep_best, progress=progress)
+    plan = RetrainPlan.for_config(config.final.train, start="weights" if args.continue_training else "scratch",
+                                  accept="if_better" if args.keep_best else "always")
+    retrain_run(run_dir, config=config, keep_done=args.keep_done, trials=args.trial, plan=plan, progress=progress)
     from tinyevo.cli.search import print_summary
     from tinyevo.run.view import open_run
 

@@ -56,6 +56,7 @@ from tinyevo.run.components import (
 )
 from tinyevo.run.config import ExecutorConfig, RunConfig
 from tinyevo.run.final import (
+    RetrainPlan,
     RetrainTask,
     Trainer,
     commit_final,
@@ -502,14 +503,13 @@ class Engine:
         force: bool = False,
         enabled: bool | None = None,
         only: Sequence[int] | None = None,
-        continue_training: bool = False,
-        keep_best: bool = False,
+        plan: RetrainPlan | None = None,
     ) -> list[FinalModel]:
         """Retrain the chosen trials (``[final]``, or the trial numbers ``only``) not retrained yet (all of them
         with ``force``); returns the chosen trials' final models. ``enabled`` overrides ``[final] enabled``
-        (``tinyevo retrain``). ``continue_training`` starts each model from its earlier final weights (one more
-        schedule cycle) instead of from scratch; ``keep_best`` then keeps a model's earlier weights when the new cycle
-        ends with a lower validation accuracy."""
+        (``tinyevo retrain``). ``plan``: how each model is retrained (:class:`~tinyevo.run.final.RetrainPlan`:
+        start from scratch or from its earlier final weights, accept always or if better, data train or train+val);
+        default: from scratch, always, on the data ``[final.train] train_on_val`` says."""
         fcfg = self.config.final
         repair_finals(self.storage, self.run_dir)  # files and database agree again after a kill (see commit_final)
         if not (fcfg.enabled if enabled is None else enabled):
@@ -536,7 +536,8 @@ class Engine:
         done = set() if force else {f.trial for f in self.storage.finals()}
         todo = [t for t in chosen if t.number not in done]
         earlier = {f.trial: self.run_dir / f.weights for f in self.storage.finals()}
-        if continue_training:
+        plan = plan if plan is not None else RetrainPlan.for_config(fcfg.train)
+        if plan.start == "weights":
             missing = [t.number for t in todo if t.number not in earlier or not earlier[t.number].is_file()]
             if missing:
                 raise ConfigError(f"trial {missing[0]} has no retrained weights to continue from; retrain it "
@@ -558,8 +559,8 @@ class Engine:
                 RetrainTask(trial=t, space=self.parts.space, train_config=tcfg,
                             seed=derive_seed(self.config.seed, t.number, 1), run_dir=self.run_dir,
                             cost=costs.get(t.number, {}), data=data, data_spec=spec, trainer=self.parts.trainer,
-                            continue_from=earlier[t.number] if continue_training else None,
-                            teacher=fcfg.teacher, keep_best=keep_best and continue_training, staged=True)
+                            continue_from=earlier[t.number] if plan.start == "weights" else None,
+                            teacher=fcfg.teacher, plan=plan, staged=True)
                 for t in todo
             ]
 
@@ -752,8 +753,7 @@ def retrain_run(
     config: RunConfig | None = None,
     keep_done: bool = False,
     trials: Sequence[int] | None = None,
-    continue_training: bool = False,
-    keep_best: bool = False,
+    plan: RetrainPlan | None = None,
     parts: RunParts | None = None,
     progress: Progress | None = None,
 ) -> list[FinalModel]:
@@ -762,10 +762,10 @@ def retrain_run(
     (:func:`tinyevo.run.config.with_final_options`; default: as stored). Every chosen model is retrained and
     replaces its earlier final model, except with ``keep_done`` those already retrained. ``trials`` retrains
     these trial numbers (or numbers of derived models, ``tinyevo deepen``) instead of the ``[final]`` choice.
-    ``continue_training`` starts from each model's earlier
-    final weights (a warm restart: one more cosine cycle) instead of from scratch; with ``keep_best`` a cycle that
-    ends with a lower validation accuracy leaves the earlier model in place (its files go to
-    ``final/trial-NNNN/rejected/``). The search trials are
+    ``plan`` (:class:`~tinyevo.run.final.RetrainPlan`): ``start="weights"`` starts from each model's earlier
+    final weights (a warm restart: one more cosine cycle) instead of from scratch; with ``accept="if_better"`` a
+    cycle that ends with a lower validation accuracy leaves the earlier model in place (its files go to
+    ``final/trial-NNNN/rejected/``); default: from scratch, on the data ``[final.train] train_on_val`` says. The search trials are
     not touched, and the changed ``[final]`` options are not stored: each model's ``metrics.json`` records the
     training configuration it was trained with. Returns the chosen trials' final models. With ``[final] workers``
     > 1 the models train in spawned processes, which import the calling script: guard a script's entry point
@@ -793,7 +793,7 @@ def retrain_run(
                         progress=progress)
         try:
             finals = engine.finalize(stored_trials, force=not keep_done, enabled=True, only=trials,
-                                     continue_training=continue_training, keep_best=keep_best)
+                                     plan=plan)
         finally:
             engine.executor.close()
         storage.set_state("phase", "done")

@@ -27,9 +27,9 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
 from tinyevo.pareto import pareto_front
@@ -38,7 +38,7 @@ from tinyevo.strategies.base import Objective, Problem, Status, Trial, rank_key
 
 Trainer = Callable[..., Any]
 """``trainer(ir, data, *, config, seed[, init_state][, teacher]) -> TrainResult`` (default:
-:func:`tinyevo.estimators.train_model`; ``init_state`` is passed only to continue from earlier weights, ``teacher``
+:func:`tinyevo.training.train_model`; ``init_state`` is passed only to continue from earlier weights, ``teacher``
 only when ``[final] teacher`` is set)."""
 
 FINAL_DIR = "final"
@@ -122,6 +122,52 @@ def model_dir(run_dir: Path, trial: int) -> Path:
     return run_dir / FINAL_DIR / f"trial-{trial:04d}"
 
 
+@dataclass(frozen=True)
+class RetrainPlan:
+    """How a model is retrained after the search (keyword-only):
+
+    * ``start``: ``"scratch"`` (weights from the seed) or ``"weights"`` (the model's earlier final weights: one
+      more schedule cycle, e.g. with a lower learning rate);
+    * ``accept``: ``"always"`` (the new model replaces the earlier one) or ``"if_better"`` (with
+      ``start="weights"``: when the new cycle ends with a lower validation accuracy than the earlier model, the
+      earlier model stays and the new cycle's files go to ``final/trial-NNNN/rejected/``);
+    * ``data``: ``"train"`` or ``"train+val"`` (the validation split is trained on too, ``[final.train]
+      train_on_val``: the model then has no held-out validation accuracy of its own; it is reported as
+      ``val_acc_seen``, and a cycle that starts from earlier weights keeps the earlier model's ``val_acc``, so its
+      rank among the run's models carries over and ``if_better`` never rejects it).
+
+    ``tinyevo retrain --continue`` is ``start="weights"``, ``--keep-best`` ``accept="if_better"``."""
+
+    start: Literal["scratch", "weights"] = "scratch"
+    accept: Literal["always", "if_better"] = "always"
+    data: Literal["train", "train+val"] = "train"
+
+    def __post_init__(self) -> None:
+        from tinyevo.errors import ConfigError
+
+        for name, allowed in (("start", ("scratch", "weights")), ("accept", ("always", "if_better")),
+                              ("data", ("train", "train+val"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"retraining {name} must be one of {', '.join(allowed)}; "
+                                  f"got {getattr(self, name)!r}")
+        if self.accept == "if_better" and self.start != "weights":
+            raise ConfigError("accept='if_better' compares a new cycle with the model it continues from: it needs "
+                              "start='weights' (tinyevo retrain --keep-best needs --continue)")
+
+    @classmethod
+    def for_config(cls, train: Mapping[str, Any], *, start: Literal["scratch", "weights"] = "scratch",
+                   accept: Literal["always", "if_better"] = "always") -> RetrainPlan:
+        """The plan of a run's ``[final.train]`` options (``train_on_val`` -> ``data="train+val"``)."""
+        return cls(start=start, accept=accept, data="train+val" if train.get("train_on_val") else "train")
+
+    def training_config(self, config: Any) -> Any:
+        """``config`` (a :class:`~tinyevo.training.TrainConfig`) training on the plan's data."""
+        want = self.data == "train+val"
+        if is_dataclass(config) and hasattr(config, "train_on_val") and config.train_on_val != want:
+            return replace(config, train_on_val=want)
+        return config
+
+
 def retrain(
     trial: Trial,
     *,
@@ -134,31 +180,38 @@ def retrain(
     trainer: Trainer | None = None,
     continue_from: Path | None = None,
     teacher: str | Sequence[str] | None = None,
-    keep_best: bool = False,
+    plan: RetrainPlan | None = None,
     staged: bool = False,
 ) -> FinalModel:
-    """Retrain ``trial``'s architecture with ``train_config`` from scratch (or, ``continue_from``, from the weights
-    of an earlier final model: one more schedule cycle), test it and save it under ``run_dir``. ``teacher``: distil
-    from that retrained model, or from the ensemble of several (:func:`load_teacher`). ``keep_best`` (with
-    ``continue_from``): when the new cycle ends with a lower validation accuracy than the earlier model, the earlier
-    model stays and the new cycle's files go to ``final/trial-NNNN/rejected/``. A cycle that also trained on the
-    validation split (``train_on_val``) has no held-out ``val_acc`` of its own: with ``continue_from`` it keeps the
-    earlier model's (and ``val_acc_inherited`` = 1), so it is never rejected by ``keep_best``. ``staged``: write the
+    """Retrain ``trial``'s architecture with ``train_config`` as ``plan`` says (default: from scratch, on the
+    training split or as ``train_config.train_on_val`` says, always accepted), test it and save it under
+    ``run_dir``. ``continue_from``: the weights file of the earlier final model (``plan.start == "weights"``).
+    ``teacher``: distil from that retrained model, or from the ensemble of several (:func:`load_teacher`). A cycle
+    that also trained on the validation split (``plan.data == "train+val"``) has no held-out ``val_acc`` of its
+    own: starting from earlier weights it keeps the earlier model's (recorded as ``val_acc_inherited`` = 1), so
+    ``accept="if_better"`` never rejects it. ``staged``: write the
     model's files to ``final/trial-NNNN/.incoming/`` for :func:`commit_final` to put in place once the database
     holds the model (what a run's retraining does)."""
     import torch
 
+    if plan is None:
+        on_val = bool(getattr(train_config, "train_on_val", False))
+        plan = RetrainPlan(start="weights" if continue_from is not None else "scratch",
+                           data="train+val" if on_val else "train")
+    if plan.start == "weights" and continue_from is None:
+        raise ValueError("a retraining that starts from earlier weights needs their file (continue_from)")
+    train_config = plan.training_config(train_config)
     ir = space.decode(space.parse(trial.genome))
     out = ensure_dir(model_dir(run_dir, trial.number), root=run_dir)  # (no planted links inside the run)
     ckpt = out / CHECKPOINT
     if trainer is None:  # tinyevo's trainer: checkpointed, so a killed retraining goes on where it was saved
-        from tinyevo.estimators import train_model
+        from tinyevo.training import train_model
 
         def trainer(*args: Any, **kwargs: Any) -> Any:
             return train_model(*args, checkpoint=ckpt, **kwargs)
     before: dict[str, Any] | None = None
     extra: dict[str, Any] = {}
-    if continue_from is not None:
+    if plan.start == "weights" and continue_from is not None:
         extra["init_state"] = load_weights(continue_from)
         earlier = Path(continue_from).with_name("metrics.json")
         before = json.loads(earlier.read_text()).get("final") if earlier.is_file() else None
@@ -171,12 +224,12 @@ def retrain(
     # (a retraining resumed from its checkpoint trained before this process too: train_time_s counts that)
     metrics.setdefault("final_train_s", max(seconds, metrics.get("train_time_s", 0.0)))
     held_out = (before or {}).get("val_acc")
-    if "val_acc_seen" in metrics and held_out is not None and math.isfinite(float(held_out)):
-        # trained on the validation split too (train_on_val): the held-out estimate is the one of the model this
-        # cycle started from, so that model's rank among the run's models (best_final) carries over
+    if plan.data == "train+val" and held_out is not None and math.isfinite(float(held_out)):
+        # trained on the validation split too: the held-out estimate is the one of the model this cycle started
+        # from, so that model's rank among the run's models (best_final) carries over
         metrics["val_acc"] = float(held_out)
-        metrics["val_acc_inherited"] = 1.0
-    worse = (keep_best and before is not None
+        metrics["val_acc_inherited"] = 1.0  # (recorded for the reader of the model's metrics)
+    worse = (plan.accept == "if_better" and before is not None
              and float(before.get("val_acc", math.nan)) > metrics.get("val_acc", math.nan))
     # (a NaN on either side compares False: then the new cycle replaces the earlier one)
     home, out = out, (out / "rejected" if worse else out / INCOMING if staged else out)
@@ -186,7 +239,7 @@ def retrain(
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     atomic_write(out / "model.pt", lambda fh: torch.save(state, fh), root=run_dir)
     atomic_write_text(out / "genome.txt", trial.genome + "\n", root=run_dir)
-    if continue_from is not None:  # epochs and seconds over every cycle of this model
+    if plan.start == "weights":  # epochs and seconds over every cycle of this model
         prior = before or {}
         for key in ("epochs", "final_train_s"):
             metrics[f"{key}_total"] = float(prior.get(f"{key}_total", prior.get(key, 0.0))) + metrics.get(key, 0.0)
@@ -199,6 +252,7 @@ def retrain(
         "cost": dict(cost),
         "train_config": train_config,
         "continued_from": before,
+        "plan": asdict(plan),
         "teacher": teacher if teacher is None or isinstance(teacher, str) else list(teacher),
     }
     atomic_write_text(out / "metrics.json", json.dumps(doc, indent=2, default=_json_default, allow_nan=True),
@@ -343,9 +397,9 @@ class RetrainTask:
     data: Any = None
     data_spec: tuple[str, int, float, int] | None = None
     trainer: Trainer | None = None
-    continue_from: Path | None = None  # weights of an earlier final model to start from
+    continue_from: Path | None = None  # weights of the earlier final model (plan.start == "weights")
     teacher: str | tuple[str, ...] | None = None  # retrained model(s) to distil from (:func:`load_teacher`)
-    keep_best: bool = False  # with continue_from: keep the earlier model when the new cycle validates worse
+    plan: RetrainPlan | None = None  # start / accept / data (default: from scratch, as train_config says)
     staged: bool = False  # files to final/trial-NNNN/.incoming/ until the driver commits (commit_final)
 
 
@@ -360,7 +414,7 @@ def run_retrain_task(task: RetrainTask) -> FinalModel:
         data = cached_dataset(*task.data_spec)
     return retrain(task.trial, space=task.space, data=data, train_config=task.train_config, seed=task.seed,
                    run_dir=task.run_dir, cost=task.cost, trainer=task.trainer, continue_from=task.continue_from,
-                   teacher=task.teacher, keep_best=task.keep_best, staged=task.staged)
+                   teacher=task.teacher, plan=task.plan, staged=task.staged)
 
 
 def retrain_many(
