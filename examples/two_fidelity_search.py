@@ -9,7 +9,7 @@ shrunk to the built-in digits so that it runs in about a minute on a laptop).
 The same from the command line:
     tinyevo search --estimator lowfi --no-final --out runs/cheap
     tinyevo search --init run:runs/cheap:4 --no-final --out runs/full
-    tinyevo retrain runs/full --top-k 2 --workers 2 --device auto
+    tinyevo retrain runs/full --top-k 2 --final-workers 2 --torch-device auto
 
 Run: python examples/two_fidelity_search.py
 """

@@ -62,7 +62,7 @@ def test_retrain_top_2_prints_the_table_and_marks_the_run_model(
     run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
-    assert main(["retrain", str(run_dir), "--top-k", "2", "--epochs", "1", "--threads", "1"]) == 0
+    assert main(["retrain", str(run_dir), "--top-k", "2", "--final-epochs", "1", "--threads", "1"]) == 0
     cap = capsys.readouterr()
     finals = _finals(run_dir)
     assert len(finals) == 2
@@ -126,9 +126,9 @@ def test_retrain_a_chosen_trial(run_dir: Path) -> None:
 
 
 def test_a_final_cycle_on_train_and_val_keeps_the_held_out_val_acc(run_dir: Path) -> None:
-    assert main(["retrain", str(run_dir), "-q", "--epochs", "1"]) == 0
+    assert main(["retrain", str(run_dir), "-q", "--final-epochs", "1"]) == 0
     (first,) = _finals(run_dir).values()
-    assert main(["retrain", str(run_dir), "-q", "--continue", "--keep-best", "--epochs", "1",
+    assert main(["retrain", str(run_dir), "-q", "--continue", "--keep-best", "--final-epochs", "1",
                  "--set", "train_on_val=true"]) == 0
     (last,) = _finals(run_dir).values()
     doc = json.loads((run_dir / last.weights).with_name("metrics.json").read_text())
@@ -161,7 +161,9 @@ def _one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str
         (["--torch-device", "gpu"], "unknown training device 'gpu'"),
         (["--device", "cuda"], "the PyTorch device is --torch-device"),
         (["--top-k", "0"], "final top_k must be an integer >= 1"),
-        (["--workers", "0"], "final workers must be an integer >= 1"),
+        (["--final-workers", "0"], "final workers must be an integer >= 1"),
+        (["--workers", "2"], "retraining is the final training, so it takes --final-workers"),  # one meaning
+        (["--epochs", "5"], "retraining is the final training, so it takes --final-epochs"),
         (["--time-limit", "soon"], "duration"),
         (["--top-k", "two"], "invalid int"),
         (["--trial", "999"], "trial 999 cannot be retrained"),
@@ -220,9 +222,9 @@ def test_retrain_with_a_teacher_distils_from_it(run_dir: Path, tmp_path: Path) -
     teacher_run = Path(shutil.copytree(run_dir, tmp_path / "teacher"))
     with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
         ok = [r.number for r in s.records() if r.trial.ok]
-    assert main(["retrain", str(teacher_run), "-q", "--trial", str(ok[0]), "--epochs", "2"]) == 0
+    assert main(["retrain", str(teacher_run), "-q", "--trial", str(ok[0]), "--final-epochs", "2"]) == 0
     plain = Path(shutil.copytree(run_dir, tmp_path / "plain"))
-    argv = ["-q", "--trial", str(ok[-1]), "--epochs", "1", "--set", "distill_alpha=0.7"]
+    argv = ["-q", "--trial", str(ok[-1]), "--final-epochs", "1", "--set", "distill_alpha=0.7"]
     assert main(["retrain", str(plain), *argv]) == 0
     assert main(["retrain", str(run_dir), *argv, "--teacher", f"{teacher_run}:{ok[0]}"]) == 0
     doc = json.loads((run_dir / "final" / f"trial-{ok[-1]:04d}" / "metrics.json").read_text())

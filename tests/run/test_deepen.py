@@ -36,7 +36,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     argv = ["search", "--data", str(root / "tiny.npz"), "--budget", "1", "--device", "none", "--init", PARENT,
             "--out", str(out), "--seed", "1", "--epochs", "1", "--strategy", "random", "--no-final", "--quiet"]
     assert main(argv) == 0
-    assert main(["retrain", str(out), "--trial", "0", "--epochs", "3", "--threads", "1", "--quiet"]) == 0
+    assert main(["retrain", str(out), "--trial", "0", "--final-epochs", "3", "--threads", "1", "--quiet"]) == 0
     assert open_run(out).trials[0].genome == PARENT
     return out
 
@@ -126,7 +126,7 @@ def test_cli_deepen_then_retrain_continues_from_the_morphed_weights(
     out = capsys.readouterr().out
     assert "derived model 20: conv_k3_s1_c4-conv_k3_s1_c8-conv_k3_s1_c8_r-gap" in out
     assert f"tinyevo retrain {run_dir} --trial 20 --continue" in out
-    assert main(["retrain", str(run_dir), "--trial", "20", "--continue", "--epochs", "1", "--threads", "1",
+    assert main(["retrain", str(run_dir), "--trial", "20", "--continue", "--final-epochs", "1", "--threads", "1",
                  "--quiet"]) == 0
     doc = json.loads((run_dir / "final" / "trial-0020" / "metrics.json").read_text())
     parent_total = json.loads((run_dir / "final" / "trial-0000" / "metrics.json").read_text())["final"]["epochs"]
@@ -179,7 +179,7 @@ def test_deepen_then_resume_replays_the_search_and_keeps_the_derived_model(
         dst.create(src.meta())
         dst.add(src.records()[0])
         dst.set_state("phase", "done")
-    assert main(["retrain", str(stopped), "--trial", "0", "--epochs", "1", "--threads", "1", "--quiet"]) == 0
+    assert main(["retrain", str(stopped), "--trial", "0", "--final-epochs", "1", "--threads", "1", "--quiet"]) == 0
     assert main(["deepen", str(stopped), "--trial", "0", "--insert", "1:conv_k3_s1_c4_r"]) == 0
     number = int(capsys.readouterr().out.split("derived model ")[1].split(":")[0])
     assert number not in range(open_run(stopped).config.budget.trial_limit)  # never a search trial's number
@@ -196,7 +196,7 @@ def test_deepen_then_resume_replays_the_search_and_keeps_the_derived_model(
     capsys.readouterr()
     assert main(["show", str(stopped)]) == 0
     assert f"derived model {number} (deepen of trial 0)" in capsys.readouterr().out
-    assert main(["retrain", str(stopped), "--trial", str(number), "--continue", "--epochs", "1", "--threads", "1",
+    assert main(["retrain", str(stopped), "--trial", str(number), "--continue", "--final-epochs", "1", "--threads", "1",
                  "--quiet"]) == 0
     assert main(["resume", str(stopped), "--quiet"]) == 0  # and again, after retraining the derived model
     assert _search_signature(stopped) == reference

@@ -1,7 +1,7 @@
 """``tinyevo retrain RUN``: (re)do a run's final retraining with other settings.
 
 The common use: search on a laptop or a CPU server with ``--no-final`` (or a short final training), then on a GPU
-machine ``tinyevo retrain RUN --top-k 8 --workers 8 --torch-device cuda --epochs 200``, which retrains the 8 best
+machine ``tinyevo retrain RUN --top-k 8 --final-workers 8 --torch-device cuda --final-epochs 200``, which retrains the 8 best
 candidates at once and keeps the one with the best final validation accuracy as the run's model (``export``'s
 default). ``--teacher BIG_RUN`` trains them by knowledge distillation from a bigger retrained model (repeated: from
 the ensemble of several). The search trials are untouched; ``[final]`` training options not given keep their stored
@@ -46,15 +46,20 @@ def run_retrain_command(args: argparse.Namespace) -> int:
     if args.device is not None:  # --device is the MCU everywhere else; PyTorch's device has its own flag
         raise ConfigError(f"retrain --device {args.device}: the PyTorch device is --torch-device "
                           f"(e.g. --torch-device {args.device}); --device names the MCU in search and estimate")
+    for old, new in (("epochs", "final_epochs"), ("workers", "final_workers")):  # one meaning per flag
+        if getattr(args, old) is not None:
+            raise ConfigError(f"retrain --{old} {getattr(args, old)}: retraining is the final training, so it takes "
+                              f"--{new.replace('_', '-')} (as search does); --{old} is the search's "
+                              + ("training epochs per candidate" if old == "epochs" else "parallel evaluations"))
     if args.torch_device is not None:
         train["device"] = args.torch_device
-    if args.epochs is not None:
-        train["epochs"] = args.epochs
+    if args.final_epochs is not None:
+        train["epochs"] = args.final_epochs
     if args.time_limit is not None:
         train["time_limit_s"] = parse_duration(args.time_limit)
     if args.threads is not None:
         train["threads"] = args.threads
-    config = with_final_options(load_run_config(run_dir), train=train, top_k=args.top_k, workers=args.workers,
+    config = with_final_options(load_run_config(run_dir), train=train, top_k=args.top_k, workers=args.final_workers,
                                 pareto=args.pareto, max_models=args.max_models, teacher=args.teacher)
     err = Console(stderr=True)
 
@@ -96,10 +101,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--pareto", action=argparse.BooleanOptionalAction, default=None,
                    help="retrain the Pareto front instead (at most --max-models)")
     p.add_argument("--max-models", type=int, metavar="N", help="Pareto-front models to retrain")
-    p.add_argument("--workers", type=int, metavar="N", help="models retrained at once, one process each")
+    p.add_argument("--final-workers", type=int, metavar="N", help="models retrained at once, one process each")
+    p.add_argument("--workers", type=int, help=argparse.SUPPRESS)  # refused with a pointer to --final-workers
     p.add_argument("--torch-device", metavar="DEV", help="PyTorch training device: cpu, cuda, cuda:N or auto")
     p.add_argument("--device", help=argparse.SUPPRESS)  # refused with a pointer to --torch-device
-    p.add_argument("--epochs", type=int, metavar="N", help="training epochs")
+    p.add_argument("--final-epochs", type=int, metavar="N", help="training epochs of each retrained model")
+    p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # refused with a pointer to --final-epochs
     p.add_argument("--time-limit", metavar="DURATION",
                    help="training time per model, e.g. 10m (the cosine schedule is fitted to it)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per model")
@@ -107,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="any other [final] training option, value in TOML (e.g. --set lr=0.05); repeatable")
     p.add_argument("--continue", dest="continue_training", action="store_true",
                    help="start from each model's earlier final weights (one more schedule cycle, e.g. "
-                        "--continue --epochs 40 --set lr=0.01) instead of from scratch")
+                        "--continue --final-epochs 40 --set lr=0.01) instead of from scratch")
     p.add_argument("--teacher", metavar="RUN[:N]", action="append",
                    help="distil from a retrained model of another run: its run's model, or trial N "
                         "(weigh it with --set distill_alpha=0.9 --set distill_temperature=4); repeat it to distil "
