@@ -1,9 +1,9 @@
 """``tinyevo retrain RUN``: (re)do a run's final retraining with other settings.
 
 The common use: search on a laptop or a CPU server with ``--no-final`` (or a short final training), then on a GPU
-machine ``tinyevo retrain RUN --top-k 8 --final-workers 8 --torch-device cuda --final-epochs 200``, which retrains the 8 best
-candidates at once and keeps the one with the best final validation accuracy as the run's model (``export``'s
-default). ``--teacher BIG_RUN`` trains them by knowledge distillation from a bigger retrained model (repeated: from
+machine ``tinyevo retrain RUN --top-k 8 --final-workers 8 --torch-device cuda --final-epochs 200``, which retrains
+the 8 best candidates at once and keeps the one with the best final validation accuracy as the run's model
+(``export``'s default). ``--teacher BIG_RUN`` trains them by knowledge distillation from a bigger retrained model (repeated: from
 the ensemble of several). The search trials are untouched; ``[final]`` training options not given keep their stored
 values.
 """
