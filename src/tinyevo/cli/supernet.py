@@ -36,6 +36,10 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _channels(text: str) -> tuple[tuple[int, ...], ...]:
+    return tuple(_ints(stage) for stage in text.split("/") if stage.strip())
+
+
 def _strs(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -58,8 +62,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="input resolutions (default: the data's own)")
     t.add_argument("--block-types", type=_strs, default=("mb", "res", "conv"), metavar="T,T,...",
                    help="block types (mb, res, conv; default all three)")
+    t.add_argument("--depths", type=_ints, metavar="D,D,...", help="blocks per stage choices (default 1,2,3,4)")
+    t.add_argument("--kernels", type=_ints, metavar="K,K,...", help="kernel sizes (default 3,5,7)")
+    t.add_argument("--expands", type=_ints, metavar="E,E,...", help="MBConv expansion ratios (default 1,3,4,6)")
+    t.add_argument("--stage-strides", type=_ints, metavar="S,S,...",
+                   help="the skeleton: one stride per stage (default 1,2,2,2,1,2)")
+    t.add_argument("--stage-channels", type=_channels, metavar="C,C/C,C/...",
+                   help="base width choices of each stage, stages separated by '/' (default "
+                        "8,16/16,24/24,32,40/48,64,80/80,96,112/128,160,192)")
+    t.add_argument("--stem-channels", type=int, metavar="C", help="base width of the stem (default 16)")
     t.add_argument("--tinynas", action="store_true",
-                   help="choose the (width, resolution) sub-space for --device / limits first (TinyNAS stage 1)")
+                   help="choose the (width, resolution) sub-space for --device / limits first (TinyNAS stage 1; "
+                        "--width / --resolution, when given, are the grid it scans)")
     t.add_argument("--tinynas-samples", type=int, default=100, metavar="N",
                    help="architectures sampled per sub-space with --tinynas (default 100)")
     add_device_options(t)
@@ -93,20 +107,28 @@ def _space(args: argparse.Namespace, data_shape: tuple[int, int, int], num_class
 
     if args.space != "blocks":
         raise ConfigError(f"only the 'blocks' space has a supernet, not {args.space!r} (see docs/supernet.md)")
+    skeleton: dict[str, object] = {"input_shape": data_shape, "num_classes": num_classes,
+                                   "block_types": args.block_types}
+    for name in ("depths", "kernels", "expands", "stage_strides", "stage_channels", "stem_channels"):
+        if getattr(args, name) is not None:
+            skeleton[name] = getattr(args, name)
     widths, resolutions = args.width, args.resolution
     choice = None
-    if args.tinynas:
-        if widths is not None or resolutions is not None:
-            raise ConfigError("--tinynas chooses the width and resolution; drop --width / --resolution")
+    if args.tinynas:  # --width / --resolution, when given, are the grid TinyNAS scans
         from tinyevo.cost import MCUCostModel
-        from tinyevo.tinynas import BlocksSubspaces, optimize_space
+        from tinyevo.tinynas import DEFAULT_RESOLUTIONS, DEFAULT_WIDTHS, optimize_space
 
         limits = limits_from_args(args)
         if limits.is_empty():
             raise ConfigError("--tinynas needs --device and/or limits (--sram, --flash, ...)")
-        result = optimize_space(limits, factory=BlocksSubspaces(input_channels=data_shape[0], num_classes=num_classes),
-                                samples=args.tinynas_samples, seed=args.seed,
-                                cost_model=MCUCostModel(device=limits.device))
+
+        def cell(w: float, r: int):  # type: ignore[no-untyped-def]
+            return create_space("blocks", **{**skeleton, "width_multipliers": (w,), "resolutions": (r,)})
+
+        result = optimize_space(
+            limits, factory=cell, width_multipliers=widths or DEFAULT_WIDTHS,
+            resolutions=resolutions or DEFAULT_RESOLUTIONS, samples=args.tinynas_samples, seed=args.seed,
+            cost_model=MCUCostModel(device=limits.device))
         widths, resolutions = (result.best.width_multiplier,), (result.best.resolution,)
         choice = {"width_multiplier": result.best.width_multiplier, "resolution": result.best.resolution,
                   "limits": limits.bounds(), "device": limits.device.name if limits.device else None}
@@ -114,8 +136,7 @@ def _space(args: argparse.Namespace, data_shape: tuple[int, int, int], num_class
         if data_shape[1] != data_shape[2]:
             raise ConfigError(f"the data's images are {data_shape[1]}x{data_shape[2]}; give --resolution")
         resolutions = (data_shape[1],)
-    options: dict[str, object] = {"input_shape": data_shape, "num_classes": num_classes, "resolutions": resolutions,
-                                  "block_types": args.block_types}
+    options = {**skeleton, "resolutions": resolutions}
     if widths is not None:
         options["width_multipliers"] = widths
     return create_space("blocks", **options), choice  # type: ignore[arg-type]
@@ -157,9 +178,9 @@ def run_train(args: argparse.Namespace) -> int:
                 "curve": [[h.epoch, h.train_loss, h.val_acc] for h in fitted.history]}
     if choice is not None:
         training["tinynas"] = choice
-    save_supernet(out, net.cpu(), data={"name": data.name, "path": str(args.data), "input_shape": list(data.input_shape),
-                                        "num_classes": data.num_classes, "val_fraction": args.val_fraction},
-                  training=training)
+    meta = {"name": data.name, "path": str(args.data), "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes, "val_fraction": args.val_fraction}
+    save_supernet(out, net.cpu(), data=meta, training=training)
     if not args.quiet:
         print(f"supernet written to {out} (supernet.json, supernet.pt)", file=sys.stderr)
     return 0
