@@ -172,7 +172,7 @@ def test_the_estimator_trains_on_the_shared_arrays(
 ) -> None:
     """No per-candidate copy before training: the data the estimator prepares at full fidelity is the loaded
     data set itself (its arrays the mapped ones)."""
-    from tinyevo.estimators.trained import TrainingEstimator
+    from tinyevo.estimators.training_estimator import TrainingEstimator
     from tinyevo.spaces import create_space
 
     d = load_dataset(_npz(tmp_path / "d.npz"))

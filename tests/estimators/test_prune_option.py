@@ -11,8 +11,9 @@ from tinyevo.cost import estimate_cost
 from tinyevo.data import Dataset
 from tinyevo.errors import ConfigError
 from tinyevo.estimators import CurveStopper, Fidelity, TrainConfig, TrainingEstimator
-from tinyevo.estimators.trained import pruned_at_full_size
+from tinyevo.estimators.training_estimator import pruned_at_full_size
 from tinyevo.estimators.transforms import scale_width
+from tinyevo.training import Recipe
 
 FAST = TrainConfig(epochs=2, batch_size=32)
 
@@ -35,18 +36,18 @@ def test_pruned_metrics_of_a_tiny_net(data: Dataset) -> None:
 
 
 def test_no_pruning_by_default_and_without_finetuning(data: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tinyevo.estimators.trained as trained
+    import tinyevo.estimators.training_estimator as trained
 
     m = TrainingEstimator(config=FAST).evaluate(conv_net(), data, seed=0)
     assert not any(k.startswith("pruned_") for k in m) and "unpruned_val_acc" not in m
     epochs: list[int] = []
-    real_fit = trained.fit
+    real_train = trained.train
 
-    def spy(*args: object, config: TrainConfig, **kw: object) -> object:
-        epochs.append(config.epochs)
-        return real_fit(*args, config=config, **kw)
+    def spy(model: object, data: object, recipe: Recipe, **kw: object) -> object:
+        epochs.append(recipe.epochs)
+        return real_train(model, data, recipe, **kw)
 
-    monkeypatch.setattr(trained, "fit", spy)
+    monkeypatch.setattr(trained, "train", spy)
     raw = TrainingEstimator(config=TrainConfig(epochs=2, batch_size=32, prune_ratio=0.5, prune_finetune_epochs=0))
     tuned = TrainingEstimator(config=TrainConfig(epochs=2, batch_size=32, prune_ratio=0.5, prune_finetune_epochs=3))
     a = raw.evaluate(conv_net(), data, seed=0)

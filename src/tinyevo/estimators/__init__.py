@@ -26,7 +26,7 @@ from tinyevo.estimators.proxies import (
     seed_population,
     synflow,
 )
-from tinyevo.estimators.trained import TrainingEstimator
+from tinyevo.estimators.training_estimator import TrainingEstimator
 from tinyevo.training import (
     EpochRecord,
     TrainConfig,

@@ -12,7 +12,7 @@ from tinyevo.estimators.base import ESTIMATORS
 from tinyevo.estimators.curves import CurveStopper
 from tinyevo.estimators.fidelity import Fidelity
 from tinyevo.estimators.inherit import WeightStore
-from tinyevo.estimators.trained import TrainingEstimator
+from tinyevo.estimators.training_estimator import TrainingEstimator
 from tinyevo.training import TrainConfig
 
 

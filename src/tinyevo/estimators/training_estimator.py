@@ -8,7 +8,7 @@
     )
 
 ``teacher`` (a trained network, e.g. :func:`tinyevo.run.final.load_teacher`; ``teacher = "RUN:N"`` in a run config,
-``tinyevo search --teacher RUN:N``): every candidate trains by knowledge distillation from it (:func:`fit`).
+``tinyevo search --teacher RUN:N``): every candidate trains by knowledge distillation from it (:class:`~tinyevo.training.Distillation`).
 
 Metrics: ``val_acc`` (final validation accuracy, fraction), ``train_time_s``, ``epochs`` (trained), and, when
 the components are present, ``stopped_early`` (1.0 / 0.0), ``predicted_val_acc`` and ``inherited_fraction``.
@@ -44,12 +44,13 @@ from tinyevo.estimators.fidelity import Fidelity
 from tinyevo.estimators.inherit import WeightStore, inherit_weights
 from tinyevo.training import (
     EpochRecord,
+    StandardStep,
     TrainConfig,
     accuracy,
-    fit,
     fit_data_to_ir,
     recalibrate_batchnorm,
     torch_threads,
+    train,
 )
 from tinyevo.estimators.transforms import rebuild
 from tinyevo.ir import ArchIR, Conv2d, Node, Op, Shape
@@ -74,7 +75,7 @@ class TrainingEstimator:
         if self.config.train_on_val:
             raise ConfigError("train_on_val is for the final training: a search scores candidates on the "
                               "validation split, so it must stay unseen")
-        self.teacher = teacher  # when set, candidates train by distillation from it (see fit)
+        self.teacher = teacher  # when set, candidates train by distillation from it
         self.fidelity = fidelity or Fidelity()
         self.early_stop = early_stop
         self.inherit = inherit
@@ -152,12 +153,13 @@ class TrainingEstimator:
                 metrics["inherited_fraction"] = (
                     inherit_weights(model, parent).fraction if parent is not None else 0.0  # type: ignore[arg-type]
                 )
-            history, stopped = fit(
-                model, data2, config=self.config, seed=seed, monitor=monitor,
+            done = train(
+                model, data2, self.config.recipe, seed=seed, step=StandardStep(self.config.loss(self.teacher)),
+                callbacks=self.config.callbacks(monitor=monitor),
                 evals_per_epoch=self.early_stop.evals_per_epoch if self.early_stop is not None else 1,
-                teacher=self.teacher,
             )
-            model.to("cpu")  # fit leaves it on the training device
+            history, stopped = done.history, done.stopped_early
+            model.to("cpu")  # train leaves it on the training device
             val_acc = history[-1].val_acc if history else math.nan
             if self.config.prune_ratio > 0:
                 t_prune = time.perf_counter()
@@ -201,7 +203,9 @@ class TrainingEstimator:
         small.load_state_dict(pruned.state_dict)
         recalibrate_batchnorm(small, data.x_train, seed=seed)  # stale statistics after pruning; no weight change
         if cfg.prune_finetune_epochs > 0:
-            history, _ = fit(small, data, config=cfg.finetune_config, seed=seed)
+            tune = cfg.finetune_config
+            history = train(small, data, tune.recipe, seed=seed, step=StandardStep(tune.loss()),
+                            callbacks=tune.callbacks()).history
             val_acc = history[-1].val_acc if history else math.nan
         else:
             val_acc = accuracy(small, data.x_val, data.y_val, batch_size=cfg.eval_batch_size)

@@ -10,7 +10,7 @@ A class's importance is the sum of the L1 norms of its filters after folding Bat
 eps) * |W|``: the filter as deployed). Within each *channel space* (the classes of a set of convs tied by adds)
 the ``fraction`` least important classes are removed, keeping at least one channel per conv. The result is a
 smaller :class:`~tinyevo.ir.ArchIR` (same node names, fewer ``out_channels``) and its sliced ``state_dict``;
-The search (:mod:`tinyevo.estimators.trained`, ``prune_ratio``) and deployment
+The search (:mod:`tinyevo.estimators.training_estimator`, ``prune_ratio``) and deployment
 (:func:`tinyevo.deploy.prune.prune_and_finetune`) both prune with this module, so neither imports the other.
 """
 
