@@ -89,6 +89,7 @@ def check_limits_reachable(config: Any, data: Any, *, samples: int = SAMPLES) ->
     options give no valid network at all (``channels = 0``)."""
     from tinyevo.devices.limits import describe_bound
     from tinyevo.run.components import CostFunction, make_limits, make_space, soft_metrics
+    from tinyevo.spaces.base import NeighbourSpace
 
     try:
         space = make_space(config.space, input_shape=data.input_shape, num_classes=data.num_classes)
@@ -105,7 +106,7 @@ def check_limits_reachable(config: Any, data: Any, *, samples: int = SAMPLES) ->
         return
     cost = CostFunction(space, device=limits.device, precision=config.limits.precision,
                         sram_convention=config.limits.sram_convention, planner=config.limits.planner)
-    genomes = [trivial, *getattr(space, "neighbours", lambda g: [])(trivial)]
+    genomes = [trivial, *(space.neighbours(trivial) if isinstance(space, NeighbourSpace) else ())]
     rng = np.random.default_rng(0)
     for _ in range(samples):
         genomes.append(space.sample(rng))

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import importlib
 
-from tinyevo.spaces.base import SPACES, Genome, SearchSpace, create_space
+from tinyevo.spaces.base import (
+    SPACES,
+    GeneCountingSpace,
+    Genome,
+    NeighbourSpace,
+    RepairingSpace,
+    SearchSpace,
+    ValidatingSpace,
+    create_space,
+)
 
 # Built-in spaces register themselves on import; a module that is not there yet is simply absent.
 for _name in ("nb201", "macro", "chain", "blocks"):
@@ -14,4 +23,5 @@ for _name in ("nb201", "macro", "chain", "blocks"):
         if _exc.name != f"tinyevo.spaces.{_name}":
             raise
 
-__all__ = ["SPACES", "Genome", "SearchSpace", "create_space"]
+__all__ = ["SPACES", "GeneCountingSpace", "Genome", "NeighbourSpace", "RepairingSpace", "SearchSpace",
+           "ValidatingSpace", "create_space"]

@@ -6,6 +6,12 @@ is the dedup key and the storage key, and ``space.parse(str(g)) == g`` for every
 
 Every space supports three initialisations: ``sample`` (random), ``trivial`` (the smallest valid network) and
 seeding from given genomes (see :mod:`tinyevo.strategies.init`).
+
+Besides :class:`SearchSpace`, a space may offer optional capabilities, each a small protocol that the code using it
+checks with ``isinstance``: :class:`ValidatingSpace` (``validate``), :class:`RepairingSpace` (``repair``),
+:class:`NeighbourSpace` (``neighbours``) and :class:`GeneCountingSpace` (``num_genes``). A space composes its
+variation from operator objects (``chain``'s :class:`~tinyevo.spaces.chain.InsertLayer` ...; the categorical-gene
+operators of :mod:`tinyevo.spaces.genes` for ``nb201`` and ``macro``).
 """
 
 from __future__ import annotations
@@ -61,6 +67,48 @@ class SearchSpace(Protocol[G]):
 
     def features(self, genome: G) -> np.ndarray:
         """A fixed-length float vector describing ``genome`` (input of surrogate predictors)."""
+        ...
+
+
+# --- optional capabilities: declared here, checked with isinstance where they are used ---------------------------
+
+
+@runtime_checkable
+class ValidatingSpace(Protocol[G]):
+    """A space that checks a genome belongs to it (every built-in space: chain, blocks, nb201, macro). Used to
+    check genomes made outside the space's own operators (``deepen``'s children, the supernet's, a policy's)."""
+
+    def validate(self, genome: G) -> G:
+        """``genome`` if it belongs to this space, else :class:`~tinyevo.errors.InvalidGenomeError`."""
+        ...
+
+
+@runtime_checkable
+class RepairingSpace(Protocol[G]):
+    """A space that maps an almost-valid genome (an operator's raw output) to the nearest valid one (chain)."""
+
+    def repair(self, genome: G) -> G:
+        """The nearest valid genome to ``genome``."""
+        ...
+
+
+@runtime_checkable
+class NeighbourSpace(Protocol[G]):
+    """A space that lists every genome one edit away (nb201, macro). :func:`tinyevo.run.precheck.
+    check_limits_reachable` prices the trivial genome's neighbours too when the space has them."""
+
+    def neighbours(self, genome: G) -> list[G]:
+        """Every genome one edit away from ``genome``, in a fixed order."""
+        ...
+
+
+@runtime_checkable
+class GeneCountingSpace(Protocol[G]):
+    """A space that says how many genes a genome has, for per-gene mutation rates
+    (:func:`tinyevo.strategies.operators.gene_count`; without it a dataclass genome's fields are counted)."""
+
+    def num_genes(self, genome: G) -> int:
+        """The number of genes of ``genome``."""
         ...
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from tinyevo.errors import ConfigError, InvalidGenomeError
 from tinyevo.ir import Add, ArchIR, Conv2d, Dense, DepthwiseConv2d, GlobalPool, GraphBuilder
 from tinyevo.spaces.base import MAX_CHANNELS, MAX_CLASSES, MAX_INPUT, MAX_LAYERS, SPACES, check_bound
+from tinyevo.spaces.genes import ChangeOneGene, UniformCrossover, single_edits
 
 #: The three layer choices, indexed by the genome digit: (name, kernel, expansion); identity has no kernel.
 CHOICES: tuple[tuple[str, int, int], ...] = (("identity", 0, 0), ("mb_k3_e3", 3, 3), ("mb_k5_e6", 5, 6))
@@ -93,7 +94,10 @@ class MacroSpace:
         self.num_layers = sum(self.stages)
 
     # --- genomes --------------------------------------------------------------------------------------------
-    def _check(self, genome: MacroGenome) -> MacroGenome:
+    def validate(self, genome: MacroGenome) -> MacroGenome:
+        """``genome`` if it has this space's number of layers, else :class:`InvalidGenomeError`."""
+        if not isinstance(genome, MacroGenome):
+            raise InvalidGenomeError(f"not a NAS-Bench-Macro genome: {genome!r}")
         if len(genome.layers) != self.num_layers:
             raise InvalidGenomeError(
                 f"this NAS-Bench-Macro space has {self.num_layers} layers, "
@@ -117,37 +121,32 @@ class MacroSpace:
         """Every layer an identity: stem, the three downsampling projections and the head."""
         return MacroGenome((0,) * self.num_layers)
 
+    mutation = ChangeOneGene()  # one layer takes another block choice
+    crossover_op = UniformCrossover()  # each layer's choice from either parent
+
+    def _choices(self) -> tuple[range, ...]:
+        return (range(len(CHOICES)),) * self.num_layers
+
     def mutate(self, genome: MacroGenome, rng: np.random.Generator) -> MacroGenome:
-        layers = list(self._check(genome).layers)
-        i = int(rng.integers(self.num_layers))
-        others = [c for c in range(len(CHOICES)) if c != layers[i]]
-        layers[i] = others[int(rng.integers(len(others)))]
-        return MacroGenome(tuple(layers))
+        return MacroGenome(self.mutation(self.validate(genome).layers, self._choices(), rng))
 
     def crossover(self, a: MacroGenome, b: MacroGenome, rng: np.random.Generator) -> MacroGenome:
-        self._check(a), self._check(b)
-        mask = rng.random(self.num_layers) < 0.5
-        return MacroGenome(tuple(x if m else y for x, y, m in zip(a.layers, b.layers, mask, strict=True)))
+        return MacroGenome(self.crossover_op(self.validate(a).layers, self.validate(b).layers, rng))
 
     def neighbours(self, genome: MacroGenome) -> list[MacroGenome]:
         """All genomes one layer-edit away (2 per layer)."""
-        out = []
-        for i, cur in enumerate(self._check(genome).layers):
-            for c in range(len(CHOICES)):
-                if c != cur:
-                    out.append(MacroGenome(genome.layers[:i] + (c,) + genome.layers[i + 1 :]))
-        return out
+        return [MacroGenome(layers) for layers in single_edits(self.validate(genome).layers, self._choices())]
 
     def features(self, genome: MacroGenome) -> np.ndarray:
         """One-hot choice per layer (``3 * num_layers`` values)."""
         vec = np.zeros(self.num_layers * len(CHOICES), dtype=np.float64)
-        for i, c in enumerate(self._check(genome).layers):
+        for i, c in enumerate(self.validate(genome).layers):
             vec[i * len(CHOICES) + c] = 1.0
         return vec
 
     # --- architecture ---------------------------------------------------------------------------------------
     def decode(self, genome: MacroGenome) -> ArchIR:
-        self._check(genome)
+        self.validate(genome)
         b = GraphBuilder(self.input_shape)
         c = self.init_channels
         x = b.add(Conv2d(c, kernel=3, act="relu"), b.input, name="stem")

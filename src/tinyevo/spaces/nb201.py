@@ -19,9 +19,11 @@ import numpy as np
 from tinyevo.errors import InvalidGenomeError
 from tinyevo.ir import Act, Add, ArchIR, Conv2d, Dense, GlobalPool, GraphBuilder, Pool2d, Zero
 from tinyevo.spaces.base import MAX_CHANNELS, MAX_CLASSES, MAX_INPUT, MAX_LAYERS, SPACES, check_bound
+from tinyevo.spaces.genes import ChangeOneGene, UniformCrossover, single_edits
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from)
+_EDGE_CHOICES = (OPS,) * len(EDGES)
 _NODE_RE = re.compile(r"^([a-z0-9_]+)~(\d)$")
 
 
@@ -105,27 +107,25 @@ class NB201Space:
         """The cell reduced to one skip connection (input -> output): the network is stem + reductions."""
         return NB201Genome(("none", "none", "none", "skip_connect", "none", "none"))
 
+    mutation = ChangeOneGene()  # one edge takes another operation
+    crossover_op = UniformCrossover()  # each edge's operation from either parent
+
+    def validate(self, genome: NB201Genome) -> NB201Genome:
+        """``genome`` if it is an NB201 genome (every genome of six known operations belongs to every NB201
+        space), else :class:`InvalidGenomeError`."""
+        if not isinstance(genome, NB201Genome):
+            raise InvalidGenomeError(f"not an NB201 genome: {genome!r}")
+        return genome
+
     def mutate(self, genome: NB201Genome, rng: np.random.Generator) -> NB201Genome:
-        ops = list(genome.ops)
-        edge = int(rng.integers(len(EDGES)))
-        choices = [o for o in OPS if o != ops[edge]]
-        ops[edge] = choices[int(rng.integers(len(choices)))]
-        return NB201Genome(tuple(ops))
+        return NB201Genome(self.mutation(self.validate(genome).ops, _EDGE_CHOICES, rng))
 
     def crossover(self, a: NB201Genome, b: NB201Genome, rng: np.random.Generator) -> NB201Genome:
-        mask = rng.random(len(EDGES)) < 0.5
-        return NB201Genome(tuple(x if m else y for x, y, m in zip(a.ops, b.ops, mask, strict=True)))
+        return NB201Genome(self.crossover_op(self.validate(a).ops, self.validate(b).ops, rng))
 
     def neighbours(self, genome: NB201Genome) -> list[NB201Genome]:
         """All genomes one edge-edit away (24 of them)."""
-        out = []
-        for e in range(len(EDGES)):
-            for op in OPS:
-                if op != genome.ops[e]:
-                    ops = list(genome.ops)
-                    ops[e] = op
-                    out.append(NB201Genome(tuple(ops)))
-        return out
+        return [NB201Genome(ops) for ops in single_edits(self.validate(genome).ops, _EDGE_CHOICES)]
 
     def features(self, genome: NB201Genome) -> np.ndarray:
         vec = np.zeros(len(EDGES) * len(OPS), dtype=np.float64)

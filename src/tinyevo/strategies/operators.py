@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 
 from tinyevo.errors import ConfigError, SearchExhaustedError
-from tinyevo.spaces.base import Genome, SearchSpace
+from tinyevo.spaces.base import GeneCountingSpace, Genome, SearchSpace
 from tinyevo.strategies.base import Candidate, Problem
 from tinyevo.strategies.selection import Individual, ParentSelection
 
@@ -39,15 +39,12 @@ Kind = Literal["crossover", "mutation"]
 def gene_count(space: SearchSpace, genome: Genome) -> int:
     """Number of genes of ``genome``, for per-gene mutation rates.
 
-    Uses the space's optional ``num_genes(genome)`` method (or ``num_genes`` int attribute) when it has
-    one; for a dataclass genome, counts the items of its tuple/list fields (1 per other field); else the
-    length of ``space.features(genome)``.
+    Uses the space's ``num_genes(genome)`` when it has one (:class:`~tinyevo.spaces.base.GeneCountingSpace`);
+    for a dataclass genome, counts the items of its tuple/list fields (1 per other field); else the length of
+    ``space.features(genome)``.
     """
-    hook = getattr(space, "num_genes", None)
-    if callable(hook):
-        return max(1, int(hook(genome)))
-    if isinstance(hook, int):
-        return max(1, hook)
+    if isinstance(space, GeneCountingSpace):
+        return max(1, int(space.num_genes(genome)))
     if dataclasses.is_dataclass(genome) and not isinstance(genome, type):
         n = 0
         for f in dataclasses.fields(genome):
