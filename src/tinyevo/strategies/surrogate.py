@@ -33,15 +33,17 @@ Measured on NB201 CIFAR-10 ``valid_acc``, seeds 0..199 (``python benchmarks/nb20
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
 
 from tinyevo.errors import ConfigError, SearchExhaustedError
 from tinyevo.spaces.base import Genome, SearchSpace
-from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Trial, fitness, rank_key
+from tinyevo.strategies.base import STRATEGIES, Candidate, Constraint, Problem, Status, Trial, fitness
 
 
 # --- predictors --------------------------------------------------------------------------------------------------
@@ -102,15 +104,19 @@ class _FittedKernelRidge:
     coef: np.ndarray
     y_mean: float
 
+    @cached_property
+    def _primal(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """Weights of the primal form of the quadratic kernel, computed once per fitted model."""
+        return float(self.coef.sum()), self.z.T @ self.coef, (self.z * self.coef[:, None]).T @ self.z
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         z = np.where(self.keep, (np.asarray(x, dtype=np.float64) - self.mean) / self.scale, 0.0)
         n, d = self.z.shape
         if self.degree == 2 and d * d <= n * d * 2:
             # primal form of the quadratic kernel: sum_i c_i (1 + z.z_i/d)^2 = c0 + 2/d z.w1 + 1/d^2 z'W2 z
-            w1 = self.z.T @ self.coef
-            w2 = (self.z * self.coef[:, None]).T @ self.z
+            c0, w1, w2 = self._primal
             q = np.einsum("ij,ij->i", z @ w2, z)
-            return self.coef.sum() + (2.0 / self.d) * (z @ w1) + q / (self.d * self.d) + self.y_mean
+            return c0 + (2.0 / self.d) * (z @ w1) + q / (self.d * self.d) + self.y_mean
         return ((1.0 + z @ self.z.T / self.d) ** self.degree) @ self.coef + self.y_mean
 
 
@@ -170,7 +176,31 @@ class _Told:
     trial: Trial
     genome: Genome
     row: int
-    key: tuple[int, float, float]  # rank_key
+
+
+class _TopList:
+    """The indices of the ``size`` best scores offered so far, best first (ties: the earlier offered first).
+
+    An offer costs O(log size) comparisons plus one list insertion of at most ``size`` items, however many
+    scores were offered before; ``version`` changes whenever the list does.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: list[tuple[float, int]] = []  # (-score, index), ascending = best first
+        self.version = 0
+
+    def offer(self, score: float, index: int) -> None:
+        """Offer ``score`` of item ``index`` (indices must increase from offer to offer; NaN counts as -inf)."""
+        item = (math.inf if math.isnan(score) else -score, index)
+        if len(self._items) >= self.size and item >= self._items[-1]:
+            return
+        bisect.insort(self._items, item)
+        del self._items[self.size :]
+        self.version += 1
+
+    def indices(self) -> list[int]:
+        return [i for _, i in self._items]
 
 
 class SurrogateEvolution:
@@ -183,7 +213,10 @@ class SurrogateEvolution:
     ``patience`` evaluations without improvement before local search; ``explore`` probability of a uniform
     random proposal; ``predictor`` (default :class:`PolyKernelRidge`); ``max_retries`` sampling attempts
     before :class:`~tinyevo.errors.SearchExhaustedError`; ``max_train`` trials a model is fitted on (the fit
-    is cubic in it); ``max_pool`` candidates kept (beyond it the worst-predicted half is dropped).
+    is cubic in it; the niche leaders are also chosen among the best ``max_train`` evaluated trials);
+    ``max_pool`` candidates kept (beyond it the worst-predicted half is dropped); ``refit_fraction``: a model
+    is refitted once its data has grown by this fraction of its training-set size (at least one trial; 0 =
+    on every ask), and its predictions for the pool are cached until then.
     """
 
     def __init__(
@@ -204,6 +237,7 @@ class SurrogateEvolution:
         niche_edits: float = 3.0,
         max_train: int = 400,
         max_pool: int = 4000,
+        refit_fraction: float = 0.02,
     ) -> None:
         if initial < 2:
             raise ConfigError(f"surrogate-evolution needs initial >= 2 random trials, got {initial}")
@@ -218,6 +252,8 @@ class SurrogateEvolution:
             raise ConfigError(f"niche_edits must be >= 0, got {niche_edits}")
         if not 0.0 <= explore <= 1.0:
             raise ConfigError(f"explore must be a probability in [0, 1], got {explore}")
+        if not 0.0 <= refit_fraction <= 1.0:
+            raise ConfigError(f"refit_fraction must be in [0, 1], got {refit_fraction}")
         self.space = space
         self.problem = problem
         self.seed = seed
@@ -234,6 +270,7 @@ class SurrogateEvolution:
         self.niche_edits = niche_edits
         self.max_train = max_train
         self.max_pool = max_pool
+        self.refit_fraction = refit_fraction
         self._radius: float | None = None  # niche radius in feature space (L1), set on first use
 
         self._bank = _FeatureBank(space)
@@ -242,6 +279,16 @@ class SurrogateEvolution:
         self._told: list[_Told] = []
         self._scored_rows: list[int] = []  # evaluated trials with a finite fitness: feature rows ...
         self._scored_y: list[float] = []  # ... and fitness
+        self._top_ok = _TopList(max(max_train, 20))  # best evaluated trials (indices into _told): elite scan
+        self._top_scored = _TopList(max_train // 2)  # best fitness (indices into _scored_*): the fit's best half
+        self._elite_cache: tuple[int, list[_Told]] | None = None  # (_top_ok.version, leaders)
+        self._model: FittedModel | None = None  # the fitness model and ...
+        self._model_n = 0  # ... the number of scored trials when it was fitted
+        # per hard constraint: (values when fitted, model or None while the bound never bit, log scale)
+        n_hard = len(problem.hard_constraints)
+        self._cmodels: list[tuple[int, FittedModel | None, bool]] = [(0, None, False)] * n_hard
+        self._last_bite = [-1] * n_hard  # index of the latest value beyond the bound
+        self._scores: dict[str, float] = {}  # predicted ranking score of pool genomes under the current models
         self._best = -math.inf
         self._stagnant = 0  # evaluations since the best fitness last improved
         self._bred: set[str] = set()  # elite members whose offspring went into the pool
@@ -258,7 +305,7 @@ class SurrogateEvolution:
         if self.rng.random() < self.explore:
             return self._explore()
         self._breed()
-        model = self._fit()
+        model = self._refresh()
         if self._stagnant >= self.patience:
             for _ in range(self.random_pool // 4):
                 self._add(self.space.sample(self.rng), (), "random")
@@ -274,16 +321,22 @@ class SurrogateEvolution:
         self._seen.add(key)
         self._pool.pop(key, None)
         row = self._bank.row(key, candidate.genome)
-        self._told.append(_Told(trial, candidate.genome, row, rank_key(self.problem, trial)))
-        for c, (rows, values) in zip(self.problem.hard_constraints, self._constraint_data, strict=True):
+        self._told.append(_Told(trial, candidate.genome, row))
+        pairs = zip(self.problem.hard_constraints, self._constraint_data, strict=True)
+        for i, (c, (rows, values)) in enumerate(pairs):
             v = trial.metrics.get(c.metric)
             if v is not None and math.isfinite(v):
+                if _bites(c, float(v)):
+                    self._last_bite[i] = len(values)
                 rows.append(row)
                 values.append(float(v))
         if trial.status is Status.INFEASIBLE:
             return  # never evaluated: costs no budget, says nothing about fitness
         f = fitness(self.problem, trial)
+        if trial.status is Status.OK:
+            self._top_ok.offer(f, len(self._told) - 1)
         if math.isfinite(f):
+            self._top_scored.offer(f, len(self._scored_y))
             self._scored_rows.append(row)
             self._scored_y.append(f)
         if f > self._best:
@@ -322,6 +375,7 @@ class SurrogateEvolution:
         if not draws:
             return self._random()
         keys = list(draws)
+        self._refresh_constraints()
         viol = self._predicted_violation(self._bank.matrix([self._bank.row(k, draws[k]) for k in keys]))
         pick = 0 if viol is None else int(np.argmax(viol <= 0) if (viol <= 0).any() else np.argmin(viol))
         key = keys[pick]
@@ -367,9 +421,12 @@ class SurrogateEvolution:
 
         Greedy in rank order: a trial joins when it is far enough (L1 distance of features) from every leader so
         far. The radius is ``niche_edits`` times the mean feature distance of a one-edit mutation, measured once.
+        The scan covers the best ``max(max_train, 20)`` evaluated trials (kept sorted as trials are told), and the
+        leaders are recomputed only when that list changed, so the cost does not grow with the number of trials.
         """
-        ok = [t for t in self._told if t.trial.status is Status.OK]
-        ok.sort(key=lambda t: t.key, reverse=True)
+        if self._elite_cache is not None and self._elite_cache[0] == self._top_ok.version:
+            return self._elite_cache[1]
+        ok = [self._told[i] for i in self._top_ok.indices()]
         if not ok:
             return []
         x = self._bank.matrix([t.row for t in ok])
@@ -387,6 +444,7 @@ class SurrogateEvolution:
             if far.size == 0:
                 break
             i += 1 + int(far[0])
+        self._elite_cache = (self._top_ok.version, leaders)
         return leaders
 
     def _local(self) -> dict[str, _Entry]:
@@ -411,50 +469,90 @@ class SurrogateEvolution:
         return {}
 
     # --- surrogate -------------------------------------------------------------------------------------------
+    def _due(self, n: int, fitted: int) -> bool:
+        """Whether a model fitted when its data had ``fitted`` rows is due for a refit at ``n`` rows."""
+        return n - fitted >= max(1, int(self.refit_fraction * min(n, self.max_train)))
+
+    def _refresh(self) -> FittedModel:
+        """The fitness model, refitted when due; the constraint models likewise (see :meth:`_fit`)."""
+        n = len(self._scored_y)
+        if self._model is None or self._due(n, self._model_n):
+            self._model = self._fit()
+            self._model_n = n
+            self._scores.clear()
+        self._refresh_constraints()
+        return self._model
+
     def _fit(self) -> FittedModel:
-        """The fitness model on (at most ``max_train``) evaluated trials: the best half and the most recent."""
-        rows, y = np.asarray(self._scored_rows), np.asarray(self._scored_y)
-        if len(y) > self.max_train:
-            half = self.max_train // 2
-            best = np.argsort(-y, kind="stable")[:half]
-            recent = np.setdiff1d(np.arange(len(y) - (self.max_train - half), len(y)), best)
-            keep = np.concatenate([best, recent])
-            rows, y = rows[keep], y[keep]
-        return self.predictor.fit(self._bank.matrix(list(rows)), rank_gauss(y))
+        """The fitness model on (at most ``max_train``) evaluated trials: the best half and the most recent.
+
+        The training set is assembled from the kept best-half list and the tail of the trial list, so its cost
+        is bounded by ``max_train`` whatever the number of trials.
+        """
+        n = len(self._scored_y)
+        if n <= self.max_train:
+            keep = list(range(n))
+        else:
+            best = self._top_scored.indices()
+            chosen = set(best)
+            keep = best + [i for i in range(n - (self.max_train - len(best)), n) if i not in chosen]
+        rows = [self._scored_rows[i] for i in keep]
+        y = np.array([self._scored_y[i] for i in keep])
+        return self.predictor.fit(self._bank.matrix(rows), rank_gauss(y))
+
+    def _refresh_constraints(self) -> None:
+        """Refit each hard constraint's model when due, or at once when its bound bites for the first time.
+
+        A model is fitted to that metric of the most recent ``max_train`` trials that report it (infeasible ones
+        included: the driver records their cost metrics), only while the bound bit in that window; positive
+        metrics (sizes, latencies) are modelled on a log scale.
+        """
+        pairs = zip(self.problem.hard_constraints, self._constraint_data, strict=True)
+        for i, (c, (rows, values)) in enumerate(pairs):
+            n = len(values)
+            fitted, model, log = self._cmodels[i]
+            if n < 2 or n == fitted:
+                continue
+            if not (self._due(n, fitted) or (model is None and self._last_bite[i] >= fitted)):
+                continue
+            if self._last_bite[i] < n - self.max_train:  # the bound never bit in the window: nothing to avoid
+                new: tuple[int, FittedModel | None, bool] = (n, None, False)
+            else:
+                v = np.asarray(values[-self.max_train :])
+                log = bool((v > 0).all())
+                target = np.log(v) if log else v
+                new = (n, self.predictor.fit(self._bank.matrix(rows[-self.max_train :]), target), log)
+            if model is not None or new[1] is not None:
+                self._scores.clear()
+            self._cmodels[i] = new
 
     def _best_key(self, pool: dict[str, _Entry], model: FittedModel) -> str:
+        """The best-predicted key of ``pool``; predictions are cached per genome until a model is refitted."""
         keys = list(pool)
-        x = self._bank.matrix([self._bank.rows[k] for k in keys])
-        score = model.predict(x)
-        viol = self._predicted_violation(x)
-        if viol is not None:
-            # feasible-predicted candidates first (by score), then by smaller predicted violation
-            score = np.where(viol > 0, -1e9 - viol, score)
+        missing = [k for k in keys if k not in self._scores]
+        if missing:
+            x = self._bank.matrix([self._bank.rows[k] for k in missing])
+            predicted = model.predict(x)
+            viol = self._predicted_violation(x)
+            if viol is not None:
+                # feasible-predicted candidates first (by score), then by smaller predicted violation
+                predicted = np.where(viol > 0, -1e9 - viol, predicted)
+            self._scores.update(zip(missing, predicted.tolist(), strict=True))
+        score = np.fromiter((self._scores[k] for k in keys), dtype=np.float64, count=len(keys))
         best = keys[int(np.argmax(score))]
         if pool is self._pool and len(keys) > self.max_pool:  # forget the least promising half
             for i in np.argsort(score, kind="stable")[: len(keys) - self.max_pool // 2]:
                 del self._pool[keys[int(i)]]
+                del self._scores[keys[int(i)]]
         return best
 
     def _predicted_violation(self, x: np.ndarray) -> np.ndarray | None:
-        """Predicted total hard-constraint violation of each row of ``x`` (None without useful data).
-
-        One model per hard constraint, fitted to that metric of the most recent ``max_train`` trials that report
-        it (infeasible ones included: the driver records their cost metrics); positive metrics (sizes,
-        latencies) are modelled on a log scale.
-        """
+        """Predicted total hard-constraint violation of each row of ``x`` (None without useful models)."""
         total: np.ndarray | None = None
-        for c, (rows, values) in zip(self.problem.hard_constraints, self._constraint_data, strict=True):
-            v = np.asarray(values[-self.max_train :])
-            if len(v) < 2:
+        for c, (_, model, log) in zip(self.problem.hard_constraints, self._cmodels, strict=True):
+            if model is None:
                 continue
-            over_upper = c.upper is not None and (v > c.upper).any()
-            under_lower = c.lower is not None and (v < c.lower).any()
-            if not (over_upper or under_lower):
-                continue  # the bound never bit: nothing to avoid yet
-            log = bool((v > 0).all())
-            target = np.log(v) if log else v
-            pred = self.predictor.fit(self._bank.matrix(rows[-self.max_train :]), target).predict(x)
+            pred = model.predict(x)
             if log:
                 pred = np.exp(np.minimum(pred, 700.0))
             over = np.zeros(len(pred))
@@ -464,6 +562,11 @@ class SurrogateEvolution:
                 over += np.maximum(c.lower - pred, 0.0) / max(abs(c.lower), 1e-12)
             total = over if total is None else total + over
         return total
+
+
+def _bites(c: Constraint, v: float) -> bool:
+    """Whether value ``v`` is beyond one of the constraint's bounds."""
+    return (c.upper is not None and v > c.upper) or (c.lower is not None and v < c.lower)
 
 
 @STRATEGIES.register("surrogate-evolution", help="surrogate-screened evolution (kernel ridge); tinyevo's default")
