@@ -84,12 +84,13 @@ class ElasticConvBN(nn.Module):
         w = self.kernel_weight(kernel)
         return w[:out] if self.depthwise else w[:out, :inp]
 
-    def forward(self, x: torch.Tensor, out: int, kernel: int, stride: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out: int, kernel: int) -> torch.Tensor:
+        """The layer with ``out`` filters (a depthwise layer: as many as ``x`` has channels) of size ``kernel``
+        over the channels of ``x`` (the first ``x.shape[1]`` input channels of the weight)."""
         inp = x.shape[1]
         if self.depthwise:
             out = inp
-        s = self.stride if stride is None else stride
-        y = same_conv(x, self.conv_weight(out, inp, kernel), s, inp if self.depthwise else 1)
+        y = same_conv(x, self.conv_weight(out, inp, kernel), self.stride, inp if self.depthwise else 1)
         bn = self.bn
         assert bn.running_mean is not None and bn.running_var is not None
         momentum = bn.momentum

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -26,7 +24,17 @@ from tinyevo.errors import ConfigError
 from tinyevo.nn import IRModule
 from tinyevo.spaces.blocks import BlocksGenome
 from tinyevo.supernet.model import Genome, Supernet
-from tinyevo.training import BaseCallback, Callback, Checkpoint, Fitted, Recipe, TrainState, torch_threads, train
+from tinyevo.training import (
+    BaseCallback,
+    Callback,
+    Checkpoint,
+    Evaluate,
+    Fitted,
+    Recipe,
+    TrainState,
+    torch_threads,
+    train,
+)
 from tinyevo.training.evaluate import accuracy
 from tinyevo.training.train_ir import fit_data_to_ir
 
@@ -91,7 +99,7 @@ class SandwichStep(BaseCallback):
                 "smallest": str(self.smallest)}
 
 
-def largest_accuracy(supernet: Supernet, batch_size: int = 1024) -> Any:
+def largest_accuracy(supernet: Supernet, batch_size: int = 1024) -> Evaluate:
     """An ``evaluate`` function for the loop: validation accuracy of the largest sub-network."""
     big = supernet.largest()
 
