@@ -19,8 +19,9 @@ networks the prediction from the **lowered IR** (what the search prices) is comp
 (median |error|). ``--write-calibration`` stores the fit as package data (``src/tinyevo/cost/
 native_latency.json``). Instructions per MAC per kernel type are summarised from the per-kernel counts.
 
-Writes ``benchmarks/results/native_vs_tflm.json``. Per-network rows are cached in
-``benchmarks/out/native_rows/`` (``--fresh`` ignores the cache).
+Writes ``benchmarks/results/native_vs_tflm.json``. Per-network rows are cached in ``benchmarks/out/native_rows/``
+under a digest of the kernels, generator and harness (a change of the C re-measures; ``--fresh`` ignores the
+cache); exported ``.tflite`` files are kept in ``benchmarks/out/native_tflite/``.
 
     python benchmarks/native_vs_tflm.py --networks 80 --write-calibration
 """
@@ -28,6 +29,7 @@ Writes ``benchmarks/results/native_vs_tflm.json``. Per-network rows are cached i
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import pickle
@@ -57,8 +59,8 @@ from tinyevo.spaces import create_space
 
 SPACE_OPTIONS: dict[str, dict[str, object]] = {
     "chain": {"input_shape": (1, 28, 28), "num_classes": 10},
-    "blocks": {"input_shape": (3, 64, 64), "num_classes": 10, "width_multipliers": (0.3, 0.5, 0.75),
-               "resolutions": (32, 48, 64)},
+    "blocks": {"input_shape": (3, 32, 32), "num_classes": 10, "width_multipliers": (0.3, 0.5),
+               "resolutions": (24, 32), "depths": (1, 2), "expands": (1, 3, 4)},
     "nb201": {"input_shape": (3, 32, 32), "num_classes": 10, "channels": 8, "cells_per_stage": 1},
 }
 HERE = Path(__file__).resolve().parent
@@ -82,10 +84,25 @@ def _genomes(n: int, seed: int, spaces: list[str]):  # type: ignore[no-untyped-d
         yield name, str(g), made[name].decode(g)
 
 
+def _key(space: str, genome: str, seed: int) -> str:
+    return f"{space}_{seed}_{hashlib.sha256(genome.encode()).hexdigest()[:12]}"
+
+
+def _code_digest() -> str:
+    """Digest of the C the measurements depend on (kernels, generator, harness): cached rows follow it."""
+    import tinyevo.codegen as cg
+
+    root = Path(cg.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted([*root.glob("*.c"), root / "generate.py", *(root / "cortexm" / "harness").iterdir()]):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def run_one(space: str, genome: str, ir, seed: int, rows: int, tc: Toolchain,  # type: ignore[no-untyped-def]
             plugin_dir: Path) -> dict[str, object]:
     t0 = time.perf_counter()
-    cache = HERE / "out" / "native_tflite" / f"{space}_{seed}.tflite"
+    cache = HERE / "out" / "native_tflite" / f"{_key(space, genome, seed)}.tflite"
     if cache.exists():
         lean, fb = strip_passthrough(ir), cache.read_bytes()
     else:
@@ -133,7 +150,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--networks", type=int, default=80, help="networks to run (unsupported ones are replaced)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rows", type=int, default=16, help="random int8 inputs per network")
+    ap.add_argument("--rows", type=int, default=8, help="random int8 inputs per network")
     ap.add_argument("--spaces", default="chain,blocks,nb201")
     ap.add_argument("--holdout-every", type=int, default=4, help="every k-th network is held back from the fit")
     ap.add_argument("--write-calibration", action="store_true", help=f"write the fit to {CALIBRATION}")
@@ -149,12 +166,13 @@ def main() -> None:
     failed: list[dict[str, object]] = []
     spaces = args.spaces.split(",")
     stream = _genomes(args.networks, args.seed, spaces)
+    code = _code_digest()
     attempts = 0
     while len(rows) < args.networks and attempts < 3 * args.networks:
         space, genome, ir = next(stream)
         seed = args.seed + attempts
         attempts += 1
-        cache = HERE / "out" / "native_rows" / f"{space}_{seed}.pkl"
+        cache = HERE / "out" / "native_rows" / f"{_key(space, genome, seed)}_{code}.pkl"
         if cache.exists() and not args.fresh:
             row = pickle.loads(cache.read_bytes())
         else:

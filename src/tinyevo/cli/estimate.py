@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             "macs": report.macs, "params": report.params, "weight_bytes": report.weight_bytes,
             "flash_bytes": report.flash_bytes,
             "peak_sram_bytes": report.peak_sram_bytes, "latency_ms": report.latency_ms,
-            "energy_mj": report.energy_mj,
+            "energy_mj": report.energy_mj, "latency_model": report.latency_model,
             "planner": report.memory.planner, "sram_runtime": sram_caption(report.memory.planner),
             "sram_head_bytes": report.memory.head_bytes, "sram_persistent_bytes": report.memory.persistent_bytes,
             "convention": args.convention, "inplace": args.inplace,
@@ -146,6 +146,8 @@ def _print_report(args: argparse.Namespace, report: CostReport, input_shape: tup
         ok = "" if metric not in checks else ("[green]yes[/green]" if checks[metric] else "[red]NO[/red]")
         table.add_row(label, value, limit, ok)
     console.print(table)
+    if report.latency_model is not None:
+        console.print(f"latency: {report.latency_model}")
     mem = report.memory
     io = "input and output buffers counted" if args.convention == "mcunet" else "input and output not counted"
     exact = "" if mem.exact else f" (heuristic; optimum >= {format_size(mem.lower_bound)})"
