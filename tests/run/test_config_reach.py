@@ -12,11 +12,19 @@ import pytest
 
 from tinyevo.errors import ConfigError, InfeasibleError
 from tinyevo.estimators import PROXIES, proxy_score
-from tinyevo.run.components import EvalTask, cached_dataset, make_limits, make_problem, search_estimator
+from tinyevo.run.components import (
+    EvalTask,
+    cached_dataset,
+    make_limits,
+    make_problem,
+    pareto_objectives,
+    search_estimator,
+)
 from tinyevo.run.config import FidelityConfig, RunConfig, build_config, load_config_file, validate_names
 from tinyevo.run.engine import build_parts, make_strategy, prefilter_genomes
 from tinyevo.run.options import PROXY_NAMES
 from tinyevo.run.precheck import check_limits_reachable
+from tinyevo.run.report import front_style
 from tinyevo.strategies.base import Candidate, Status, fitness
 from tinyevo.strategies.init import TrivialInit
 from tinyevo.strategies.loop import finish_trial
@@ -242,3 +250,20 @@ def test_example_configs_set_what_they_say():
     assert by_name["own-device"].limits.device == "my-m4-board"
     assert by_name["low-fidelity"].estimator.fidelity.epochs_fraction == 0.25
     assert by_name["prefilter"].prefilter is not None and by_name["prefilter"].prefilter.pool == 200
+
+
+# --- the report's Pareto front follows the problem's axes (issue 18 item 5) ---
+
+
+def test_report_draws_the_front_on_the_problems_axes():
+    sram_only = build_config({}, device="none", sram="4KB")
+    both = build_config({}, device="none", sram="4KB", flash="64KB")
+    flash_only = build_config({}, device="none", flash="64KB")
+
+    def axes(config: RunConfig) -> list[str]:
+        return [a.metric for a in pareto_objectives(make_problem(config, make_limits(config.limits)))]
+
+    assert front_style(axes(sram_only), "val_acc", "peak_sram_bytes") == "line"
+    assert front_style(axes(flash_only), "val_acc", "flash_bytes") == "line"  # was drawn on SRAM only
+    assert front_style(axes(flash_only), "val_acc", "peak_sram_bytes") is None
+    assert front_style(axes(both), "val_acc", "peak_sram_bytes") == "markers"  # a 3-axis front, projected

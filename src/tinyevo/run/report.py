@@ -41,6 +41,15 @@ def _figure() -> tuple[object, object]:
     return fig, fig.add_subplot()
 
 
+def front_style(axes: list[str], objective: str, metric: str) -> str | None:
+    """How a plot of ``objective`` against ``metric`` shows the run's Pareto front over ``axes``: ``"line"`` when
+    the front lies in that plane (its axes are exactly the two), ``"markers"`` (its members, circled) when the
+    front is over more axes that include ``metric``, None when ``metric`` is not one of its axes."""
+    if axes == [objective, metric]:
+        return "line"
+    return "markers" if metric in axes and objective in axes else None
+
+
 def _plot_tradeoff(view: RunView, metric: str, label: str, path: Path) -> bool:
     """Objective vs one cost metric. Returns False (and writes nothing) if no trial has the metric."""
     obj = view.objective
@@ -63,9 +72,11 @@ def _plot_tradeoff(view: RunView, metric: str, label: str, path: Path) -> bool:
             color="tab:blue",
             label=f"evaluated ({len(ok)})",
         )
+        axes = [a.metric for a in view.pareto_objectives()]  # the run's Pareto axes, from its problem
         front = sorted(view.pareto(), key=lambda t: t.metrics.get(metric, math.inf))
         front = [t for t in front if metric in t.metrics]
-        if metric == "peak_sram_bytes" and front:
+        style = front_style(axes, obj.metric, metric) if front else None
+        if style == "line":
             ax.step(
                 [t.metrics[metric] for t in front],
                 [t.metrics[obj.metric] for t in front],
@@ -73,6 +84,15 @@ def _plot_tradeoff(view: RunView, metric: str, label: str, path: Path) -> bool:
                 color="tab:orange",
                 lw=1.5,
                 label="Pareto front",
+            )
+        elif style == "markers":
+            ax.scatter(
+                [t.metrics[metric] for t in front],
+                [t.metrics[obj.metric] for t in front],
+                s=40,
+                facecolors="none",
+                edgecolors="tab:orange",
+                label=f"Pareto front ({', '.join(axes)})",
             )
     if bad:
         ymin = min((t.metrics[obj.metric] for t in ok), default=0.0)
