@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 from tinyevo.cost import PLANNERS, SRAM_CONVENTIONS, check_planner_convention, default_planner
 from tinyevo.errors import ConfigError, StorageError
-from tinyevo.run.options import DEFAULT_ESTIMATOR, LIMIT_NAMES, run_options, train_options
+from tinyevo.run.options import DEFAULT_ESTIMATOR, LIMIT_NAMES, prefilter_options, run_options, train_options
 from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
 from tinyevo.strategies.settings import StrategySettings
 
@@ -172,16 +172,7 @@ class PrefilterConfig:
     chosen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        from tinyevo.run.options import PrefilterOptions
-
-        from pydantic import ValidationError
-
-        try:
-            PrefilterOptions(proxy=self.proxy, pool=self.pool, size=self.size)  # type: ignore[arg-type]
-        except ValidationError as exc:
-            from tinyevo.run.options import one_line
-
-            raise ConfigError(one_line(exc, "prefilter")) from None
+        prefilter_options({"proxy": self.proxy, "pool": self.pool, "size": self.size})  # as in a config file
         object.__setattr__(self, "chosen", tuple(self.chosen))
 
 
