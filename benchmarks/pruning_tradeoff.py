@@ -37,9 +37,9 @@ from rich.table import Table
 
 from tinyevo.cost import estimate_cost
 from tinyevo.data import Dataset, load_dataset, subset
-from tinyevo.deploy.model import accuracy, load_weights, predict
+from tinyevo.deploy.model import load_weights, predict
 from tinyevo.deploy.prune import compensate_dense_bias, prune_channels
-from tinyevo.training import TrainConfig, recalibrate_batchnorm, train_model
+from tinyevo.training import TrainConfig, fraction_correct, recalibrate_batchnorm, train_model
 from tinyevo.spaces import create_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def main() -> None:
                     "finetune_epochs": ft_epochs, "bn_recalibrated": bn, "bias_compensated": bias, "params": cost.params, "macs": cost.macs,
                     "est_flash_bytes": cost.flash_bytes, "est_peak_sram_bytes": cost.peak_sram_bytes,
                     "est_peak_sram_tflm_bytes": cost_tflm.peak_sram_bytes,
-                    "float_test_acc": accuracy(predict(model, x_test), y_test), "test_samples": len(y_test),
+                    "float_test_acc": fraction_correct(predict(model, x_test), y_test), "test_samples": len(y_test),
                 }
                 if tflm:
                     row.update(measure_int8(pruned.ir, state, data, test_samples=args.test_samples,

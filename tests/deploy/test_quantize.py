@@ -12,7 +12,8 @@ pytest.importorskip("litert_torch", reason="needs the tinyevo[deploy] extra (lit
 from conftest import Trained
 
 from tinyevo.deploy import DeployError, QuantConfig, quantize_int8
-from tinyevo.deploy.model import FinetuneConfig, accuracy, load_weights
+from tinyevo.deploy.model import FinetuneConfig, load_weights
+from tinyevo.training import fraction_correct
 
 
 def _q_ops(program: torch.fx.GraphModule) -> list[str]:
@@ -26,7 +27,7 @@ def test_ptq_quantises_weights_per_channel_and_keeps_accuracy(trained: Trained) 
     ops = _q_ops(q.program)
     assert any("quantize_per_channel" in o for o in ops)  # conv / dense weights
     assert any("quantize_per_tensor" in o for o in ops)  # activations
-    acc = accuracy(q.predict(trained.data.x_test), trained.data.y_test)
+    acc = fraction_correct(q.predict(trained.data.x_test), trained.data.y_test)
     assert acc >= trained.float_test_acc - 0.03
     assert not q.qat_used
 
@@ -37,7 +38,7 @@ def test_qat_always_fine_tunes_a_fake_quantised_program(trained: Trained) -> Non
                       qat=FinetuneConfig(epochs=1, lr=1e-4, batch_size=32, max_samples=320))
     q = quantize_int8(model, trained.data.x_train, trained.data.y_train, config=cfg, rng=np.random.default_rng(0))
     assert q.qat_used
-    assert accuracy(q.predict(trained.data.x_test), trained.data.y_test) >= trained.float_test_acc - 0.05
+    assert fraction_correct(q.predict(trained.data.x_test), trained.data.y_test) >= trained.float_test_acc - 0.05
 
 
 def test_bad_quantisation_requests_are_refused(trained: Trained) -> None:

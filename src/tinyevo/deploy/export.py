@@ -33,10 +33,11 @@ import torch
 
 from tinyevo.deploy.errors import DeployError
 from tinyevo.deploy.graph import strip_passthrough
-from tinyevo.deploy.model import accuracy, load_weights, predict
+from tinyevo.deploy.model import load_weights, predict
 from tinyevo.deploy.quantize import QuantConfig, quantize_int8
 from tinyevo.errors import ConfigError
 from tinyevo.ir import ArchIR
+from tinyevo.training import fraction_correct
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +272,7 @@ def _export_into(ir: ArchIR, state_dict: dict[str, torch.Tensor] | None, data: A
     x_test, y_test = _test_rows(data, options.test_samples, options.seed)
     fields: dict[str, Any] = {
         "pruning": result.as_json() if options.prune > 0 else None,
-        "float_accuracy_torch": accuracy(predict(model, x_test), y_test),
+        "float_accuracy_torch": fraction_correct(predict(model, x_test), y_test),
         "params": int(sum(p.numel() for p in model.parameters())),
         "test_samples": len(x_test), "pruned_fraction": pruned,
     }
@@ -284,7 +285,7 @@ def _export_into(ir: ArchIR, state_dict: dict[str, torch.Tensor] | None, data: A
         onnx_result = export_onnx(model, lean.input_shape, path, int8=int8,
                                   calibration=np.asarray(data.x_train), config=options.quant, rng=rng)
         files.append(path)
-        fields["accuracy_onnx"] = accuracy(onnx_result.predict(x_test), y_test)
+        fields["accuracy_onnx"] = fraction_correct(onnx_result.predict(x_test), y_test)
         model_bytes = path.stat().st_size
     else:
         from tinyevo.deploy.tflite import to_tflite, to_tflite_float
@@ -294,7 +295,7 @@ def _export_into(ir: ArchIR, state_dict: dict[str, torch.Tensor] | None, data: A
             q = quantize_int8(model, np.asarray(data.x_train), np.asarray(data.y_train), config=options.quant,
                               rng=rng)
             torch_pred = q.predict(x_test)
-            fields["int8_accuracy_torch"] = accuracy(torch_pred, y_test)
+            fields["int8_accuracy_torch"] = fraction_correct(torch_pred, y_test)
             fields["qat_used"] = q.qat_used
             flatbuffer = to_tflite(q, lean.input_shape)
         else:
@@ -305,8 +306,8 @@ def _export_into(ir: ArchIR, state_dict: dict[str, torch.Tensor] | None, data: A
         # in-process runs use the generous size the arena was measured with (a child process ran the model with
         # it), never a size near the minimum: TFLM may crash instead of raising there
         run = run_tflm(flatbuffer, x_test, arena_size=arena.measured_with)
-        fields[("int8" if int8 else "float") + "_accuracy_tflm"] = accuracy(run.predictions, y_test)
-        fields["tflm_torch_agreement"] = accuracy(run.predictions, torch_pred)
+        fields[("int8" if int8 else "float") + "_accuracy_tflm"] = fraction_correct(run.predictions, y_test)
+        fields["tflm_torch_agreement"] = fraction_correct(run.predictions, torch_pred)
         fields.update(tflite_bytes=len(flatbuffer), arena_bytes=arena.required, arena_reported_bytes=arena.total,
                       arena_head_bytes=arena.head,
                       arena_tail_bytes=arena.tail, ops=info.op_names())

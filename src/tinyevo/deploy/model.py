@@ -1,4 +1,5 @@
-"""Torch-side helpers of the deployment step: rebuild a trained network, channel-last wrapper, accuracy, fine-tuning."""
+"""Torch-side helpers of the deployment step: rebuild a trained network, channel-last wrapper, predictions,
+fine-tuning (on :func:`tinyevo.training.train`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tinyevo.deploy.errors import DeployError
 from tinyevo.deploy.graph import strip_passthrough
 from tinyevo.ir import ArchIR
 from tinyevo.nn import IRModule, build_model
+from tinyevo.training import Recipe, train
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +175,6 @@ def predict(model: nn.Module, x: np.ndarray, *, batch_size: int = 256) -> np.nda
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of correct predictions (``nan`` for an empty set)."""
-    if len(y) == 0:
-        return float("nan")
-    return float(np.mean(np.asarray(pred) == np.asarray(y)))
-
-
 @dataclass(frozen=True)
 class FinetuneConfig:
     """A short supervised fine-tuning run (after pruning, or quantisation-aware)."""
@@ -188,11 +183,17 @@ class FinetuneConfig:
     lr: float = 1e-3
     batch_size: int = 64
     weight_decay: float = 0.0
-    max_samples: int | None = None  # cap on training rows used per epoch
+    max_samples: int | None = None  # cap on the training rows used
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise DeployError(f"invalid fine-tuning settings {self}")
+
+    def recipe(self, batch_size: int | None = None) -> Recipe:
+        """The training recipe of this fine-tuning (``batch_size``: the rows per batch actually used)."""
+        return Recipe(epochs=max(1, self.epochs), batch_size=batch_size or self.batch_size, optimizer="adam",
+                      lr=self.lr, weight_decay=self.weight_decay, schedule="constant", grad_clip=None,
+                      channels_last=False)
 
 
 def finetune(
@@ -204,29 +205,40 @@ def finetune(
     rng: np.random.Generator,
     train_mode: bool = True,
 ) -> None:
-    """Fine-tune ``model`` in place with Adam and cross-entropy on ``(x, y)``.
+    """Fine-tune ``model`` in place with cross-entropy on ``(x, y)``: :func:`tinyevo.training.train` with
+    :meth:`FinetuneConfig.recipe` (Adam at a constant learning rate, no clipping, no augmentation).
 
-    Batches have exactly ``config.batch_size`` rows (a short last batch is dropped) because an exported program
-    fixes its batch size. ``train_mode=False`` leaves the module in its current mode (exported QAT programs are
-    switched by the caller).
+    Every batch has exactly the batch size (``config.batch_size``, at most the rows) because an exported program
+    fixes its batch size: the rows trained on are a random subset (from ``rng``, as is the loop's seed) of at most
+    ``config.max_samples`` rows whose number is a multiple of the batch size. ``train_mode=False`` leaves the
+    module's mode to the caller: an exported QAT program is switched with ``move_exported_model_to_train`` /
+    ``_eval`` and refuses ``.train()`` / ``.eval()``.
     """
+    from tinyevo.data import Dataset
+
     n = len(x) if config.max_samples is None else min(len(x), config.max_samples)
-    bs = min(config.batch_size, n)
-    if n == 0 or config.epochs == 0:
+    if n < 2 or config.epochs == 0:
         return
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    if train_mode:
-        model.train()
-    for _ in range(config.epochs):
-        order = rng.permutation(len(x))[:n]
-        for i in range(0, n - bs + 1, bs):
-            idx = order[i : i + bs]
-            xb = torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32))
-            yb = torch.from_numpy(np.asarray(y[idx], dtype=np.int64))
-            opt.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
-    if train_mode:
-        model.eval()
+    bs = min(config.batch_size, n)
+    rows = np.sort(rng.permutation(len(x))[: n - n % bs])
+    xs = np.ascontiguousarray(np.asarray(x)[rows], dtype=np.float32)
+    ys = np.asarray(y, dtype=np.int64)[rows]
+    data = Dataset(name="finetune", x_train=xs, y_train=ys, x_val=xs[:0], y_val=ys[:0], x_test=xs[:0],
+                   y_test=ys[:0], num_classes=int(ys.max()) + 1)
+    net = model if train_mode else _CallerSetsMode(model)
+    train(net, data, config.recipe(bs), seed=int(rng.integers(2**62)))
+
+
+class _CallerSetsMode(nn.Module):
+    """``module`` whose train / eval mode the caller switches (``train()`` / ``eval()`` only set the flag)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+    def train(self, mode: bool = True) -> _CallerSetsMode:
+        self.training = mode
+        return self

@@ -67,8 +67,8 @@ def prune_and_finetune(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], data:
                        config: PruneConfig = PruneConfig(), seed: int = 0) -> PruneResult:
     """Prune ``(ir, state_dict)``, fine-tune on ``data.x_train`` and measure test accuracy before and after."""
     from tinyevo.cost import estimate_cost
-    from tinyevo.deploy.model import accuracy, load_weights, predict
-    from tinyevo.training import TrainConfig, recalibrate_batchnorm, train_model
+    from tinyevo.deploy.model import load_weights, predict
+    from tinyevo.training import TrainConfig, fraction_correct, recalibrate_batchnorm, train_model
 
     base = load_weights(ir, state_dict)
     full_state = base.state_dict()
@@ -78,19 +78,19 @@ def prune_and_finetune(ir: ArchIR, state_dict: Mapping[str, torch.Tensor], data:
         state = compensate_dense_bias(base, ir, pruned, np.asarray(data.x_train), seed=seed)
     model = load_weights(pruned.ir, state)
     x, y = np.asarray(data.x_test), np.asarray(data.y_test)
-    acc_before = accuracy(predict(base, x), y)
-    acc_pruned = acc_raw = accuracy(predict(model, x), y)
+    acc_before = fraction_correct(predict(base, x), y)
+    acc_pruned = acc_raw = fraction_correct(predict(model, x), y)
     if config.recalibrate_bn and recalibrate_batchnorm(model, np.asarray(data.x_train), seed=seed):
         model.eval()
         state = {**state, **{k: v.detach().clone() for k, v in model.state_dict().items()}}
-        acc_pruned = accuracy(predict(model, x), y)
+        acc_pruned = fraction_correct(predict(model, x), y)
     acc_ft = acc_pruned
     if config.epochs > 0:
         tc = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, optimizer="adam", lr=config.lr,
                          weight_decay=0.0)
         result = train_model(pruned.ir, data, config=tc, seed=seed, init_state=state)
         state = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
-        acc_ft = accuracy(predict(result.model.eval(), x), y)
+        acc_ft = fraction_correct(predict(result.model.eval(), x), y)
     c0, c1 = estimate_cost(ir), estimate_cost(pruned.ir)
     return PruneResult(
         ir=pruned.ir, state_dict=state, removed_fraction=pruned.removed_fraction,

@@ -30,12 +30,12 @@ from tinyevo.deploy.errors import DeployError, require
 from tinyevo.deploy.model import (
     ChannelLast,
     FinetuneConfig,
-    accuracy,
     finetune,
     fold_batchnorm,
     nhwc,
     predict,
 )
+from tinyevo.training import fraction_correct
 
 log = logging.getLogger(__name__)
 
@@ -363,8 +363,8 @@ def quantize_int8(
             raise DeployError("quantisation-aware training needs training labels")
         return Quantized(program, quantizer, False, float("nan"), float("nan"))
     y_check = np.asarray(y_train)[check]
-    acc_float = accuracy(predict(wrapped, x[check]), y_check)
-    acc_int8 = accuracy(predict(program, x[check]), y_check)
+    acc_float = fraction_correct(predict(wrapped, x[check]), y_check)
+    acc_int8 = fraction_correct(predict(program, x[check]), y_check)
     log.info("PTQ on %d check rows: float %.4f, int8 %.4f", len(check), acc_float, acc_int8)
     if config.qat_mode == "auto" and acc_float - acc_int8 <= (config.qat_threshold or 0.0):
         return Quantized(program, quantizer, False, acc_float, acc_int8)
@@ -381,7 +381,7 @@ def quantize_int8(
     move_exported_model_to_eval(qat_prog)
     qat_program = convert_pt2e(qat_prog, fold_quantize=False)
     _to_eval(qat_program, move_exported_model_to_eval)
-    acc_qat = accuracy(predict(qat_program, x[check]), y_check)
+    acc_qat = fraction_correct(predict(qat_program, x[check]), y_check)
     log.info("QAT on %d check rows: int8 %.4f (PTQ %.4f)", len(check), acc_qat, acc_int8)
     if acc_qat > acc_int8 or config.qat_mode == "always":
         return Quantized(qat_program, qat_quantizer, True, acc_float, acc_qat)

@@ -33,7 +33,8 @@ API:
   ``torch.load(weights_only=True)``), :class:`TimeBudget` ``(seconds)`` (schedule fitted to the time),
   :class:`RestoreBest` ``()`` and :class:`CurveMonitor` ``(fn)`` (learning-curve early stopping).
 * :func:`train` ``(model, data, recipe, *, seed, step, callbacks, evals_per_epoch, evaluate) -> Fitted``.
-* :func:`accuracy` and :func:`recalibrate_batchnorm` -- measuring a model.
+* :func:`accuracy` (of a model), :func:`fraction_correct` (of predictions from any runtime) and
+  :func:`recalibrate_batchnorm` -- measuring a model.
 * :class:`TrainConfig` -- the flat ``[train]`` record of a run config (recipe + loss options + time limit +
   restore_best + search-time pruning + train_on_val), with :func:`fit` and :func:`train_model` (build an IR,
   train, measure on every split) on top of :func:`train`.
@@ -51,7 +52,7 @@ from tinyevo.training.callbacks import (
     improves,
 )
 from tinyevo.training.config import TrainConfig
-from tinyevo.training.evaluate import accuracy, recalibrate_batchnorm
+from tinyevo.training.evaluate import accuracy, fraction_correct, recalibrate_batchnorm
 from tinyevo.training.loop import Evaluate, Fitted, train
 from tinyevo.training.losses import CrossEntropy, Distillation, Loss
 from tinyevo.training.recipe import (
@@ -72,6 +73,6 @@ __all__ = [
     "AUGMENTATIONS", "BaseCallback", "Callback", "Checkpoint", "CrossEntropy", "CurveMonitor", "Distillation",
     "EpochRecord", "Evaluate", "Fitted", "Loss", "Monitor", "Recipe", "RestoreBest", "StandardStep", "Step",
     "TimeBudget", "TrainConfig", "TrainResult", "TrainState", "accuracy", "augment", "available_cpus",
-    "best_record", "epochs_within", "fit", "fit_data_to_ir", "improves", "lr_at", "make_optimizer",
+    "best_record", "epochs_within", "fit", "fraction_correct", "fit_data_to_ir", "improves", "lr_at", "make_optimizer",
     "recalibrate_batchnorm", "resolve_device", "torch_threads", "train", "train_model", "with_val_in_train",
 ]

@@ -14,11 +14,22 @@ def to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(a, copy=True))
 
 
+def fraction_correct(pred: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+    """The fraction of predicted labels ``pred`` equal to the labels ``y`` (NaN for an empty set): the accuracy of
+    predictions made by any runtime (PyTorch, an int8 program, TFLite-Micro)."""
+    if len(y) == 0:
+        return math.nan
+    if isinstance(pred, torch.Tensor) or isinstance(y, torch.Tensor):
+        return int((torch.as_tensor(pred) == torch.as_tensor(y)).sum()) / len(y)
+    return int(np.count_nonzero(np.asarray(pred) == np.asarray(y))) / len(y)
+
+
 @torch.no_grad()
 def accuracy(
     model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, batch_size: int = 1024
 ) -> float:
-    """Top-1 accuracy of ``model`` (set to eval mode) on ``(x, y)``; NaN for an empty split."""
+    """Top-1 accuracy of ``model`` (set to eval mode) on ``(x, y)``; NaN for an empty split
+    (:func:`fraction_correct` of its predictions, computed on the model's device)."""
     if len(x) == 0:
         return math.nan
     xt = x if isinstance(x, torch.Tensor) else to_tensor(x)
@@ -26,12 +37,9 @@ def accuracy(
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
-    correct = 0
-    for i in range(0, len(xt), batch_size):
-        logits = model(xt[i : i + batch_size].to(device))
-        correct += int((logits.argmax(1) == yt[i : i + batch_size].to(device)).sum())
+    pred = torch.cat([model(xt[i : i + batch_size].to(device)).argmax(1) for i in range(0, len(xt), batch_size)])
     model.train(was_training)
-    return correct / len(xt)
+    return fraction_correct(pred, yt.to(device))
 
 
 @torch.no_grad()
