@@ -152,7 +152,11 @@ def test_a_feasible_limit_still_searches(tmp_path: Path, capsys: pytest.CaptureF
 KEYS = ["data", "val_fraction", "space", "strategy", "estimator", "teacher", "device", "sram", "flash", "weights",
         "sram_convention", "planner", "latency_ms", "energy_mj", "macs", "params", "precision", "objectives",
         "budget", "time", "max_trials", "workers", "executor", "scheduler", "batch_size", "trial_timeout", "seed",
-        "init", "out"]
+        "init", "out", "soft", "soft_penalty", "device_file"]
+STRATEGY_KEYS = ["population", "offspring", "generations", "selection", "tournament_size", "parents", "mutation_rate",
+                 "crossover_prob", "initialization", "popsize"]
+FIDELITY_KEYS = ["epochs_fraction", "data_fraction", "width", "resolution", "epochs"]
+PREFILTER_KEYS = ["proxy", "pool", "size"]
 TRAIN_KEYS = ["epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "schedule", "warmup_epochs",
               "label_smoothing", "grad_clip", "augment", "threads", "time_limit_s", "prune_ratio", "device",
               "distill_alpha", "restore_best", "train_on_val", "epocs"]
@@ -173,14 +177,18 @@ values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.sa
 @given(top=st.dictionaries(st.sampled_from(KEYS), values, max_size=3),
        train=st.dictionaries(st.sampled_from(TRAIN_KEYS), values, max_size=2),
        space=st.dictionaries(st.sampled_from(SPACE_KEYS), values, max_size=2),
+       extra=st.dictionaries(st.sampled_from(["strategy_options", "fidelity", "prefilter"]),
+                             st.dictionaries(st.sampled_from(STRATEGY_KEYS + FIDELITY_KEYS + PREFILTER_KEYS), values,
+                                             max_size=2), max_size=1),
        size=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True).map(lambda x: f"{x!r}KB"),
                       st.text(max_size=6)))
 def test_fuzz_config_and_sizes_exit_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                        top: dict[str, Any], train: dict[str, Any],
-                                                       space: dict[str, Any], size: str | None) -> None:
+                                                       space: dict[str, Any], extra: dict[str, Any],
+                                                       size: str | None) -> None:
     if isinstance(top.get("out"), str):
         del top["out"]  # a valid path would be a real run directory
-    tables = {k: v for k, v in (("train", train), ("space_options", space)) if v}
+    tables = {k: v for k, v in (("train", train), ("space_options", space), *extra.items()) if v}
     cfg = write_config(tmp_path / "fuzz.toml", top, tables)
     argv = ["--config", str(cfg)] + ([f"--sram={size}"] if size is not None else [])
     code, err = run_cli(argv, capsys)
