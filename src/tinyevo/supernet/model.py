@@ -7,7 +7,9 @@ largest width multiplier), the largest expansion ratio and the largest kernel. A
 * **depth** -- the first ``d`` block positions of each stage run (Once-for-All's "first k" elastic depth);
 * **width / expansion** -- every conv uses its first ``c_out`` filters over its first ``c_in`` input channels
   (the channels the genome decodes to, ``round_channels(c * w)``); :meth:`Supernet.sort_channels` reorders the
-  hidden channels of every block by importance so that the slices keep the most important ones;
+  hidden channels of every block by importance so that the slices keep the most important ones. An MBConv
+  block without expansion (``e = 1``) has its own depthwise and projection weights (they read the block's
+  input channels, not expanded ones);
 * **kernel** -- centre crops with learned transforms (:class:`~tinyevo.supernet.elastic.ElasticConvBN`);
 * **resolution** -- the input is resampled to the genome's resolution (:func:`resize_batch`, the resampling of
   :func:`tinyevo.data.resize`); the convolutions are resolution-free.
@@ -59,6 +61,17 @@ class _MBBlock(nn.Module):
         self.expand = ElasticConvBN(in_max, hidden, kernels=(1,), act="relu6") if e_max > 1 else None
         self.dw = ElasticConvBN(hidden, hidden, kernels=space.kernels, stride=stride, act="relu6", depthwise=True)
         self.project = ElasticConvBN(hidden, out_max, kernels=(1,))
+        # without expansion (e = 1) the depthwise conv and the projection read the block's input channels, not
+        # expanded ones: they get their own weights rather than sharing those of the expanded channels
+        plain = 1 in space.expands and e_max > 1
+        self.dw_plain = ElasticConvBN(in_max, in_max, kernels=space.kernels, stride=stride, act="relu6",
+                                      depthwise=True) if plain else None
+        self.project_plain = ElasticConvBN(in_max, out_max, kernels=(1,)) if plain else None
+
+    def _path(self, e: int) -> tuple[ElasticConvBN, ElasticConvBN]:
+        if e == 1 and self.dw_plain is not None and self.project_plain is not None:
+            return self.dw_plain, self.project_plain
+        return self.dw, self.project
 
     def forward(self, x: torch.Tensor, st: Stage, c_out: int) -> torch.Tensor:
         c_in = x.shape[1]
@@ -67,8 +80,8 @@ class _MBBlock(nn.Module):
         if e > 1:
             assert self.expand is not None
             y = self.expand(y, c_in * e, 1)
-        y = self.dw(y, y.shape[1], st.kernel)
-        y = self.project(y, c_out, 1)
+        dw, project = self._path(e)
+        y = project(dw(y, y.shape[1], st.kernel), c_out, 1)
         return y + x if self.dw.stride == 1 and c_in == c_out else y
 
     def sliced(self, name: str, c_in: int, st: Stage, c_out: int) -> dict[str, torch.Tensor]:
@@ -78,8 +91,9 @@ class _MBBlock(nn.Module):
             assert self.expand is not None
             out.update(_prefixed(f"{name}.expand", self.expand.sliced(c_in * e, c_in, 1)))
         hidden = c_in * e
-        out.update(_prefixed(f"{name}.dw", self.dw.sliced(hidden, hidden, st.kernel)))
-        out.update(_prefixed(f"{name}.project", self.project.sliced(c_out, hidden, 1)))
+        dw, project = self._path(e)
+        out.update(_prefixed(f"{name}.dw", dw.sliced(hidden, hidden, st.kernel)))
+        out.update(_prefixed(f"{name}.project", project.sliced(c_out, hidden, 1)))
         return out
 
     @torch.no_grad()
