@@ -65,11 +65,18 @@ def start_lines(config: Any, data: Any, bounds: Mapping[str, float], run_dir: Pa
     ]
     epochs = config.estimator.train.get("epochs")
     objectives = ", ".join(f"{o.metric}:{o.direction}" for o in config.objectives)
+    tuned = ", ".join(f"{k} {v}" for k, v in config.strategy_options.as_dict().items())
+    fidelity = ", ".join(f"{k} {v:g}" for k, v in config.estimator.fidelity.given().items())
     lines.append(
-        f"space [bold]{config.space.name}[/bold], strategy {config.strategy}, estimator {config.estimator.name}"
-        + (f" ({epochs} epochs)" if epochs is not None else "")
+        f"space [bold]{config.space.name}[/bold], strategy {config.strategy}" + (f" ({tuned})" if tuned else "")
+        + f", estimator {config.estimator.name}" + (f" ({epochs} epochs)" if epochs is not None else "")
+        + (f" at fidelity {fidelity}" if fidelity else "")
         + f", objective {objectives}, budget {config.budget.trials} evaluations"
     )
+    if config.prefilter is not None:
+        pf = config.prefilter
+        lines.append(f"prefilter: the {pf.size} best of {pf.pool} random networks within the hard limits by "
+                     f"{pf.proxy} are evaluated first")
     device = config.limits.device or "none (no latency / energy)"
     sources = limit_sources(config, bounds, given)
     from tinyevo.run.components import soft_metrics
