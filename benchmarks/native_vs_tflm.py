@@ -4,8 +4,8 @@ For random genomes of ``chain``, ``blocks`` and ``nb201`` (small options, round 
 gets seeded random weights and int8 calibration on random inputs (:func:`tinyevo.codegen.check.
 export_random_tflite`); its ``.tflite`` is cached in ``benchmarks/out/native_tflite/``. Then, per network:
 
-* **bit-exact**: TFLite-Micro (child process), the native C built for the host and the native C built for and
-  emulated on Cortex-M4 and Cortex-M7 run the same ``--rows`` random int8 inputs; every output byte must match;
+* **bit-exact**: TFLite-Micro (child process) and the native C built for and emulated on Cortex-M4 and Cortex-M7
+  run the same ``--rows`` random int8 inputs; every output byte must match (``--host`` adds the host build);
 * **RAM**: ``TINYEVO_MODEL_ARENA_BYTES`` vs ``estimate_cost(ir, planner="native")`` (must be equal) and vs
   TFLM's whole arena on a 32-bit MCU: the measured head (host TFLM) + the persistent tail modelled with 4-byte
   pointers (:func:`tinyevo.cost.tflm_tail.tflm_tail_bytes`), as ``tinyevo export`` reports it;
@@ -23,7 +23,7 @@ Writes ``benchmarks/results/native_vs_tflm.json``. Per-network rows are cached i
 under a digest of the kernels, generator and harness (a change of the C re-measures; ``--fresh`` ignores the
 cache); exported ``.tflite`` files are kept in ``benchmarks/out/native_tflite/``.
 
-    python benchmarks/native_vs_tflm.py --networks 80 --write-calibration
+    python benchmarks/native_vs_tflm.py --networks 67 --write-calibration
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _code_digest() -> str:
 
 
 def run_one(space: str, genome: str, ir, seed: int, rows: int, tc: Toolchain,  # type: ignore[no-untyped-def]
-            plugin_dir: Path) -> dict[str, object]:
+            plugin_dir: Path, with_host: bool) -> dict[str, object]:
     t0 = time.perf_counter()
     cache = HERE / "out" / "native_tflite" / f"{_key(space, genome, seed)}.tflite"
     if cache.exists():
@@ -115,13 +115,15 @@ def run_one(space: str, genome: str, ir, seed: int, rows: int, tc: Toolchain,  #
                        *gen.input_quant)
     ref = tflm_outputs(fb, x)
     with tempfile.TemporaryDirectory(prefix="tinyevo-nvt-") as tmp:
-        host = build_host(gen, Path(tmp) / "host").run(x)
+        host = build_host(gen, Path(tmp) / "host").run(x) if with_host else None
         meas = {t: measure(gen, x, t, Path(tmp) / t, toolchain=tc, plugin_dir=plugin_dir) for t in TARGETS}
     alloc = measure_allocations(fb)
     tail32 = tflm_tail_bytes(tail_spec_from_flatbuffer(inspect_flatbuffer(fb)), pointer_size=4)
     estimate = estimate_cost(lean, planner="native")
     graph = lower(lean)
-    exact = {"host": compare(host, ref).as_json(), **{t: compare(m.outputs, ref).as_json() for t, m in meas.items()}}
+    exact = {t: compare(m.outputs, ref).as_json() for t, m in meas.items()}
+    if host is not None:
+        exact["host"] = compare(host, ref).as_json()
     m4 = meas["cortex-m4"]
     return {
         "space": space, "genome": genome, "seed": seed, "macs": gen.macs, "kernels": [o.kind for o in gen.ops],
@@ -154,6 +156,7 @@ def main() -> None:
     ap.add_argument("--spaces", default="chain,blocks,nb201")
     ap.add_argument("--holdout-every", type=int, default=4, help="every k-th network is held back from the fit")
     ap.add_argument("--write-calibration", action="store_true", help=f"write the fit to {CALIBRATION}")
+    ap.add_argument("--host", action="store_true", help="also build and compare the host build (slower)")
     ap.add_argument("--fresh", action="store_true", help="ignore cached per-network rows")
     ap.add_argument("--out", default=str(HERE / "results" / "native_vs_tflm.json"))
     args = ap.parse_args()
@@ -177,7 +180,7 @@ def main() -> None:
             row = pickle.loads(cache.read_bytes())
         else:
             try:
-                row = run_one(space, genome, ir, seed, args.rows, tc, plugin_dir)
+                row = run_one(space, genome, ir, seed, args.rows, tc, plugin_dir, args.host)
             except (CodegenError, DeployError, ValueError, RuntimeError, subprocess.SubprocessError) as exc:
                 failed.append({"space": space, "genome": genome, "seed": seed,
                                "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
