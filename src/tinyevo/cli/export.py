@@ -1,9 +1,11 @@
-"""``tinyevo export RUN [--trial ID] --format tflite|onnx|c [--int8] [--out DIR]``: deployable files of a run.
+"""``tinyevo export RUN [--trial ID] --format tflite|onnx|c|c-native [--int8] [--out DIR]``: deployable files.
 
 Exports a retrained trial (default: the best one) of a run. ``tflite`` and ``c`` are int8 by default
 (``--no-int8`` for float32), ``onnx`` is float by default. For ``tflite`` and ``c`` the model is run on the
 TFLite-Micro interpreter on the test split and ``report.json`` records the flatbuffer size, the arena TFLM needs,
 the cost model's estimates and float / int8 accuracy in PyTorch and on TFLM. Needs ``pip install 'tinyevo[deploy]'``.
+``c-native`` adds ``tinyevo_model.h`` / ``tinyevo_model.c`` (the native int8 C runtime,
+docs/native-runtime.md) and reports whether its outputs equal TFLM's on the test split.
 The output folder is written completely or not at all. The converters' and TFLM's own output is shown with ``-v``.
 """
 
@@ -23,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", metavar="RUN", help="run directory")
     p.add_argument("--trial", type=int, metavar="ID", help="trial number (default: the best retrained trial)")
-    p.add_argument("--format", dest="fmt", choices=("tflite", "onnx", "c"), default="tflite")
+    p.add_argument("--format", dest="fmt", choices=("tflite", "onnx", "c", "c-native"), default="tflite",
+                   help="c-native: the int8 .tflite plus a dependency-free C99 model (tinyevo_model.h/.c) on "
+                        "tinyevo's own memory plan, checked bit-exact against TFLite-Micro")
     p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
                    help="int8 quantisation (default: on for tflite and c, off for onnx)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: RUN/export/trial-NNNN-FORMAT)")
@@ -53,14 +57,39 @@ def run_export(args: argparse.Namespace) -> int:
                         qat_threshold=args.qat_threshold / 100.0)
     options = ExportOptions(int8=args.int8, quant=quant, test_samples=args.test_samples, name=args.name,
                             prune=args.prune, prune_epochs=args.prune_epochs)
+    native = None
     with third_party_output_hidden(getattr(args, "verbose", False)):
-        report = export_trial(args.run, trial=args.trial, fmt=args.fmt, out_dir=args.out, options=options)
+        if args.fmt == "c-native":
+            from tinyevo.run.export import export_trial_native
+
+            report, native = export_trial_native(args.run, trial=args.trial, out_dir=args.out, options=options)
+        else:
+            report = export_trial(args.run, trial=args.trial, fmt=args.fmt, out_dir=args.out, options=options)
     doc = report.as_json()
+    if native is not None:
+        doc["native"] = native.as_json()
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    print_deploy_report(Console(), report)
+    console = Console()
+    print_deploy_report(console, report)
+    if native is not None:
+        print_native_report(console, native)
     return 0
+
+
+def print_native_report(console: Console, native: Any) -> None:
+    """The native C model's arena next to the cost model's estimate, and its bit-exact check against TFLM."""
+    est = native.estimated_arena_bytes
+    console.print(f"native C model: arena {native.arena_bytes:,} B (estimate, native planner: "
+                  f"{'n/a' if est is None else f'{est:,} B'}), constants {native.weight_bytes:,} B, "
+                  f"{len(native.ops)} kernels")
+    if native.bit_exact is None:
+        console.print(f"bit-exact check skipped: {native.skipped}")
+    else:
+        b = native.bit_exact
+        console.print(f"bit-exact with TFLite-Micro on {b.equal_rows:,} of {b.rows:,} test inputs"
+                      + ("" if b.exact else f" (largest byte difference {b.max_abs_diff})"))
 
 
 def print_deploy_report(console: Console, report: Any) -> None:

@@ -17,7 +17,7 @@ from tinyevo.run.final import load_weights
 from tinyevo.run.view import open_run
 from tinyevo.trial import Status, Trial
 
-__all__ = ["export_trial", "find_trial", "load_trial"]
+__all__ = ["export_trial", "export_trial_native", "find_trial", "load_trial"]
 
 
 def find_trial(run_dir: str | Path, *, trial: int | None = None) -> tuple[Any, Trial, Path]:
@@ -84,7 +84,10 @@ def export_trial(
     out_dir: str | Path | None = None,
     options: ExportOptions = DEFAULT_OPTIONS,
 ) -> DeployReport:
-    """Export a retrained trial of a run (default out dir: ``RUN/export/trial-NNNN-FORMAT``)."""
+    """Export a retrained trial of a run (default out dir: ``RUN/export/trial-NNNN-FORMAT``); ``fmt`` may also
+    be ``c-native`` (:func:`export_trial_native`)."""
+    if fmt == "c-native":
+        return export_trial_native(run_dir, trial=trial, out_dir=out_dir, options=options)[0]
     view, t, ir, state, data = load_trial(run_dir, trial=trial)
     out = Path(out_dir) if out_dir is not None else view.run_dir / "export" / f"trial-{t.number:04d}-{fmt}"
     if out_dir is None:  # inside the run directory, which may come from someone else: no planted links
@@ -93,3 +96,20 @@ def export_trial(
         refuse_links(view.run_dir / "export", out)
     device = options.device if options.device is not None else view.config.limits.device
     return export_model(ir, state, data, fmt=fmt, out_dir=out, options=replace(options, device=device))
+
+
+def export_trial_native(run_dir: str | Path, *, trial: int | None = None, out_dir: str | Path | None = None,
+                        options: ExportOptions = DEFAULT_OPTIONS) -> tuple[DeployReport, Any]:
+    """``export --format c-native``: the int8 ``.tflite`` export plus the native C model generated from it and
+    its bit-exact check against TFLite-Micro (:func:`tinyevo.codegen.export.export_native`); returns the deploy
+    report and the :class:`~tinyevo.codegen.export.NativeReport`."""
+    from tinyevo.codegen.export import export_native
+
+    view, t, ir, state, data = load_trial(run_dir, trial=trial)
+    out = Path(out_dir) if out_dir is not None else view.run_dir / "export" / f"trial-{t.number:04d}-c-native"
+    if out_dir is None:
+        from tinyevo.fsutil import refuse_links
+
+        refuse_links(view.run_dir / "export", out)
+    device = options.device if options.device is not None else view.config.limits.device
+    return export_native(ir, state, data, out_dir=out, options=replace(options, device=device))
