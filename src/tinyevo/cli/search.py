@@ -248,6 +248,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="METRIC[:max|min]",
         help="objective (repeat for several; default val_acc:max)",
     )
+    g.add_argument("--latency-target-ms", type=float, metavar="T",
+                   help="MnasNet soft objective: the first objective times (latency_ms / T) ** -0.07 "
+                        "(a target, not a limit; needs a device)")
+    g.add_argument("--soft-target", action="append", metavar="METRIC=T[:ALPHA[:BETA]]",
+                   help="MnasNet soft target on any metric: the first objective times (METRIC / T) ** w, "
+                        "w = ALPHA if METRIC <= T else BETA (default -0.07 both), e.g. peak_sram=48000; repeatable")
     g = p.add_argument_group("device and limits")
     g.add_argument("--device", help="device profile (default stm32f412; 'none' for no device)")
     g.add_argument("--device-file", action="append", metavar="TOML",
@@ -333,6 +339,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         teacher=args.teacher,
         train=train or None,
         objectives=args.objective,
+        soft_targets=args.soft_target,
+        latency_target_ms=args.latency_target_ms,
         device=args.device,
         sram=args.sram,
         flash=args.flash,

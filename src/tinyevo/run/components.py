@@ -329,6 +329,7 @@ def check_metrics(config: RunConfig, problem: Problem | None = None) -> None:
         f" and the cost model on {config.limits.device}" if config.limits.device else " and the cost model "
         "(no device: no latency_ms / energy_mj)")
     wanted = [("objective", o.metric) for o in config.objectives]
+    wanted += [("soft target", t.metric) for o in config.objectives for t in o.soft_targets]
     wanted += [("constraint", c.metric) for c in (problem.constraints if problem is not None else ())]
     for what, metric in wanted:
         if metric not in known:

@@ -40,8 +40,9 @@ from typing import Any, Literal
 
 from tinyevo.cost import PLANNERS, SRAM_CONVENTIONS, check_planner_convention, default_planner
 from tinyevo.errors import ConfigError, StorageError
+from tinyevo.problem import Objective, SoftTarget
 from tinyevo.run.options import DEFAULT_ESTIMATOR, LIMIT_NAMES, prefilter_options, run_options, train_options
-from tinyevo.strategies.base import DEFAULT_STRATEGY, Objective
+from tinyevo.strategies.base import DEFAULT_STRATEGY
 from tinyevo.strategies.settings import StrategySettings
 
 DEFAULT_DEVICE = "stm32f412"
@@ -397,7 +398,7 @@ class RunConfig:
                           "teacher": _teacher_json(self.estimator.teacher), "auto": list(self.estimator.auto),
                           "fidelity": self.estimator.fidelity.given()},
             "limits": {f.name: _thaw(getattr(self.limits, f.name)) for f in fields(LimitsConfig)},
-            "objectives": [f"{o.metric}:{o.direction}" for o in self.objectives],
+            "objectives": [o.spec() for o in self.objectives],  # with MnasNet soft targets: val_acc:max@...
             "budget": {f.name: getattr(self.budget, f.name) for f in fields(BudgetConfig)},
             "executor": {f.name: getattr(self.executor, f.name) for f in fields(ExecutorConfig)},
             "final": {
@@ -506,12 +507,21 @@ def parse_timeout(value: str | float | None) -> float | None:
 
 
 def parse_objective(text: str) -> Objective:
-    """``"val_acc"`` / ``"val_acc:max"`` / ``"latency_ms:min"`` -> :class:`Objective`."""
-    metric, _, direction = str(text).partition(":")
-    metric = metric.strip()
-    if not metric:
-        raise ConfigError(f"bad objective {text!r}; write METRIC or METRIC:max / METRIC:min")
-    return Objective(metric, (direction.strip() or "max"))  # type: ignore[arg-type]
+    """``"val_acc"`` / ``"val_acc:max"`` / ``"latency_ms:min"`` / ``"val_acc:max@latency_ms=20"`` (MnasNet soft
+    target) -> :class:`Objective` (:meth:`Objective.parse`)."""
+    return Objective.parse(text)
+
+
+def _with_soft_targets(objectives: list[Objective], texts: tuple[str, ...], latency_ms: float | None) -> list[Objective]:
+    """The first objective scaled by the MnasNet soft targets ``texts`` (``METRIC=TARGET[:ALPHA[:BETA]]``) and
+    ``latency_ms=latency_ms`` (``--latency-target-ms``)."""
+    targets = [SoftTarget.parse(t) for t in texts]
+    if latency_ms is not None:
+        targets.append(SoftTarget("latency_ms", float(latency_ms)))
+    if not targets:
+        return objectives
+    first = objectives[0]
+    return [replace(first, soft_targets=first.soft_targets + tuple(targets)), *objectives[1:]]
 
 
 # --- building a config from file values + flags ---
@@ -535,6 +545,8 @@ _TOP_KEYS = {
     "params",
     "precision",
     "objectives",
+    "soft_targets",
+    "latency_target_ms",
     "budget",
     "time",
     "max_trials",
@@ -751,7 +763,8 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             soft_penalty=100.0 if checked.soft_penalty is None else checked.soft_penalty,
             device_files=device_files,
         ),
-        objectives=tuple(parse_objective(o) for o in (objectives or ["val_acc:max"])),
+        objectives=tuple(_with_soft_targets([parse_objective(o) for o in (objectives or ["val_acc:max"])],
+                                            _as_tuple(checked.soft_targets), checked.latency_target_ms)),
         budget=BudgetConfig(
             trials=_typed("--budget", v.get("budget", BudgetConfig().trials), int),
             time_s=time_s,

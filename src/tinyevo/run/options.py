@@ -179,6 +179,8 @@ class RunOptions(BaseModel):
     params: float | None = _positive()
     precision: str | None = None
     objectives: str | tuple[str, ...] | None = None
+    soft_targets: str | tuple[str, ...] | None = None  # METRIC=TARGET[:ALPHA[:BETA]], parsed by SoftTarget.parse
+    latency_target_ms: float | None = _positive()
     budget: int | None = Field(None, ge=1)
     time: str | float | None = None
     max_trials: int | None = Field(None, ge=1)
@@ -213,7 +215,8 @@ class RunOptions(BaseModel):
 
 FLAG_LABELS = {name: f"--{name.replace('_', '-')}" for name in (
     "budget", "seed", "workers", "scheduler", "latency_ms", "energy_mj", "macs", "params", "precision",
-    "sram_convention", "planner", "executor", "time", "trial_timeout", "soft", "soft_penalty", "device_file")}
+    "sram_convention", "planner", "executor", "time", "trial_timeout", "soft", "soft_penalty", "device_file",
+    "latency_target_ms")}
 """How the checks name a top-level option that is also a flag (as the existing messages do: ``--budget must be
 an integer, got 'ten'``)."""
 
