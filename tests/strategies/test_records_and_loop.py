@@ -146,3 +146,35 @@ def test_replay_detects_mismatched_history() -> None:
     assert [t.genome for t in s.told] == [str(g) for g in genomes]
     with pytest.raises(ConfigError, match="does not match"):
         replay(_ListStrategy(list(reversed(genomes))), history)
+
+
+def test_drive_asks_in_batches_and_names_why_it_stopped() -> None:
+    from tinyevo.strategies.loop import drive, finish_trial
+
+    genomes = _genomes(7)
+    p = Problem((Objective("acc"),))
+    batches: list[tuple[int, int, int]] = []
+
+    def run_batch(first: int, cands: object, told: object) -> list[Trial]:
+        batches.append((first, len(cands), len(told)))  # type: ignore[arg-type]
+        return [finish_trial(first + i, c, p, cost={}, evaluate=lambda g: {"acc": 1.0})
+                for i, c in enumerate(cands)]  # type: ignore[arg-type]
+
+    class Queue(_ListStrategy):  # proposes the next genome at each ask, before any tell (a batch)
+        def ask(self) -> Candidate:
+            if not self.genomes:
+                raise SearchExhaustedError("no more genomes")
+            return Candidate(self.genomes.pop(0))
+
+    res = drive(Queue(genomes), run_batch, budget=100, max_trials=100, batch_size=3)
+    assert batches == [(0, 3, 0), (3, 3, 3), (6, 1, 6)] and res.stop == "exhausted"
+    assert [t.number for t in res.trials] == list(range(7))
+    assert [t.genome for t in res.trials] == [str(g) for g in genomes]
+    batches.clear()
+    res = drive(Queue(genomes), run_batch, budget=5, max_trials=100, batch_size=3)
+    assert batches == [(0, 3, 0), (3, 2, 3)] and res.stop == "budget" and res.evaluations == 5
+    res = drive(Queue(genomes), run_batch, budget=5, max_trials=100, batch_size=3,
+                out_of_time=lambda first, k: first >= 3)
+    assert len(res.trials) == 3 and res.stop == "time"
+    res = drive(Queue(genomes), run_batch, budget=5, max_trials=2, batch_size=3)
+    assert len(res.trials) == 2 and res.stop == "max-trials"

@@ -22,6 +22,7 @@ Only the driver writes the database. Library code never prints: progress goes to
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -33,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tinyevo.errors import ConfigError, SearchExhaustedError, StorageError, TinyEvoError
+from tinyevo.errors import ConfigError, StorageError, TinyEvoError
 from tinyevo.executors import Executor, create_executor
 from tinyevo.run.components import (
     CURVE_METRIC,
@@ -77,7 +78,7 @@ from tinyevo.storage import (
     new_meta,
 )
 from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Strategy, Trial, rank_key
-from tinyevo.strategies.loop import finish_trial
+from tinyevo.strategies.loop import StopReason, drive, finish_trial
 from tinyevo.strategies.settings import check_settings
 from tinyevo.strategies.warmstart import WarmStart
 
@@ -88,7 +89,6 @@ WEIGHTS_DIR = "weights"
 share them and a resumed run inherits exactly as an uninterrupted one)."""
 
 EventKind = Literal["start", "trial", "search-done", "final-start", "final-model", "done"]
-StopReason = Literal["budget", "max-trials", "time", "exhausted"]
 
 
 @dataclass(frozen=True)
@@ -361,46 +361,19 @@ class Engine:
         if self.storage.get_state("phase") not in ("final", "done"):  # a resume never undoes a finished search
             self.storage.set_state("phase", "search")
         strategy = self._strategy()
-        budget, limit, size = (
-            self.config.budget.trials,
-            self.config.budget.trial_limit,
-            self.config.executor.batch,
-        )
-        told: list[Trial] = []
-        evaluations = 0
-        batch = 0
-        stop: StopReason
-        while True:
-            k = min(size, budget - evaluations, limit - len(told))
-            if k <= 0:
-                stop = "budget" if evaluations >= budget else "max-trials"
-                break
-            n0 = len(told)
-            if self._over_time() and not any(n in stored for n in range(n0, n0 + k)):
-                stop = "time"
-                break
-            cands: list[Candidate] = []
-            exhausted = False
-            for _ in range(k):
-                try:
-                    cands.append(strategy.ask())
-                except SearchExhaustedError:
-                    exhausted = True
-                    break
-            if not cands:
-                stop = "exhausted"
-                break
-            results = self._run_batch(batch, n0, cands, stored, told)
-            for i, cand in enumerate(cands):
-                trial = results[i]
-                strategy.tell(cand, trial)
-                told.append(trial)
-                if trial.status is not Status.INFEASIBLE:
-                    evaluations += 1
-            batch += 1
-            if exhausted:
-                stop = "exhausted"
-                break
+        batches = itertools.count()  # the batch number of each run_batch call
+
+        def run_batch(n0: int, cands: Sequence[Candidate], told: Sequence[Trial]) -> list[Trial]:
+            results = self._run_batch(next(batches), n0, list(cands), stored, list(told))
+            return [results[i] for i in range(len(cands))]
+
+        def out_of_time(n0: int, k: int) -> bool:  # (stored trials of the batch are replayed, whatever the time)
+            return self._over_time() and not any(n in stored for n in range(n0, n0 + k))
+
+        loop = drive(strategy, run_batch, budget=self.config.budget.trials,
+                     max_trials=self.config.budget.trial_limit, batch_size=self.config.executor.batch,
+                     out_of_time=out_of_time)
+        told, stop = list(loop.trials), loop.stop
         extra = sorted(n for n in stored if n >= len(told))
         if extra:
             log.warning("stored trials %s were not reached by the search (config changed?)", extra)
