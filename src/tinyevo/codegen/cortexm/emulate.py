@@ -22,6 +22,7 @@ instructions between the two marks are the kernel's (plus the ~5 instructions of
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -72,10 +73,13 @@ def plugin_path(workdir: str | Path, toolchain: Toolchain | None = None) -> Path
     lib = Path(workdir) / f"libinsncount-{digest}.so"
     if not lib.exists():
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        tmp = lib.with_suffix(".so.tmp")
+        fd, name = tempfile.mkstemp(prefix="libinsncount-", suffix=".so.tmp", dir=workdir)
+        os.close(fd)
+        tmp = Path(name)  # a unique name: concurrent builds never write the same file
         done = subprocess.run([str(tc.host_cc), "-shared", "-fPIC", "-O2", "-std=c99", "-Wall", "-Wextra",
                                str(source), "-o", str(tmp)], capture_output=True, text=True, check=False)
         if done.returncode != 0:
+            tmp.unlink(missing_ok=True)
             raise ToolchainError(f"building the QEMU plugin failed:\n{done.stderr.strip()[-4000:]}")
         tmp.replace(lib)
     return lib
