@@ -49,14 +49,18 @@ int main(int argc, char **argv)
     oh = (ih + sh - 1) / sh; ow = (iw + sh - 1) / sh;  /* SAME */
     ph = ((oh - 1) * sh + kh - ih) > 0 ? ((oh - 1) * sh + kh - ih) / 2 : 0;
     n = ih * iw * c;
-    in = malloc((size_t)n); ref = malloc((size_t)n); buf = malloc((size_t)n); plane = malloc((size_t)(ih * iw));
+    in = malloc((size_t)n); ref = malloc((size_t)n); buf = malloc((size_t)n);
+    plane = malloc((size_t)(ih * iw));
     filter = malloc((size_t)(kh * kh * c)); bias = malloc(sizeof(int32_t) * (size_t)c);
     mult = malloc(sizeof(int32_t) * (size_t)c); shift = malloc(sizeof(int32_t) * (size_t)c);
     b2 = malloc((size_t)n); sum_ref = malloc((size_t)n);
     for (i = 0; i < n; ++i) { in[i] = (int8_t)rnd(-128, 127); b2[i] = (int8_t)rnd(-128, 127); }
     for (i = 0; i < kh * kh * c; ++i) filter[i] = (int8_t)rnd(-127, 127);
-    for (i = 0; i < c; ++i) { bias[i] = rnd(-5000, 5000); mult[i] = rnd(1 << 30, 0x7fffffff); shift[i] = rnd(-10, -5); }
-    te_dwconv(in, ih, iw, c, filter, bias, mult, shift, ref, oh, ow, 1, kh, kh, sh, sh, ph, ph, 3, -2, -128, 127);
+    for (i = 0; i < c; ++i) {
+        bias[i] = rnd(-5000, 5000); mult[i] = rnd(1 << 30, 0x7fffffff); shift[i] = rnd(-10, -5);
+    }
+    te_dwconv(in, ih, iw, c, filter, bias, mult, shift, ref, oh, ow, 1, kh, kh, sh, sh, ph, ph, 3, -2, -128,
+              127);
     memcpy(buf, in, (size_t)n);
     te_dwconv_inplace(buf, plane, ih, iw, c, filter, bias, mult, shift, oh, ow, kh, kh, sh, sh, ph, ph, 3, -2,
                       -128, 127);

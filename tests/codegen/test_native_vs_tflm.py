@@ -20,7 +20,15 @@ pytest.importorskip("torchao", reason="needs the tinyevo[deploy] extra (torchao)
 pytest.importorskip("litert_torch", reason="needs the tinyevo[deploy] extra (litert-torch)")
 pytest.importorskip("tflite_micro", reason="needs the tinyevo[deploy] extra (tflite-micro)")
 
-from tinyevo.codegen import CodegenError, build_host, check_network, compare, generate, quantize_input, tflm_outputs
+from tinyevo.codegen import (
+    CodegenError,
+    build_host,
+    check_network,
+    compare,
+    generate,
+    quantize_input,
+    tflm_outputs,
+)
 from tinyevo.codegen.host import find_cc
 from tinyevo.cost import estimate_cost
 from tinyevo.ir import Add, Concat, Conv2d, Dense, DepthwiseConv2d, GlobalPool, GraphBuilder, Pool2d
@@ -40,14 +48,15 @@ def _exact(ir, seed: int = 0):  # noqa: ANN001, ANN202
 
 
 @FEW
-@given(st.integers(1, 4), st.integers(1, 6), st.integers(4, 9), st.sampled_from([1, 3, 5]), st.sampled_from([1, 2]),
-       st.sampled_from(["same", "valid"]), ACTS)
+@given(st.integers(1, 4), st.integers(1, 6), st.integers(4, 9), st.sampled_from([1, 3, 5]),
+       st.sampled_from([1, 2]), st.sampled_from(["same", "valid"]), ACTS)
 def test_conv(c_in: int, c_out: int, hw: int, k: int, s: int, padding: str, act: str) -> None:
     b = GraphBuilder((c_in, hw, hw))
     x = b.add(Conv2d(c_out, kernel=k, stride=s, padding=padding, act=act), b.input)  # type: ignore[arg-type]
     ir = b.build(b.add(Dense(3), x))  # (a network ending in a feature map exports layout transposes)
     kinds = [op.kind for op in _exact(ir).generated.ops]
-    assert kinds == ["DEPTHWISE_CONV_2D" if c_in == 1 else "CONV_2D", "FULLY_CONNECTED"]  # 1 channel: depthwise
+    # a conv of one input channel runs as a depthwise conv
+    assert kinds == ["DEPTHWISE_CONV_2D" if c_in == 1 else "CONV_2D", "FULLY_CONNECTED"]
 
 
 @FEW
@@ -145,7 +154,8 @@ def test_op_hooks_are_called_once_per_kernel(network, tmp_path) -> None:  # noqa
     gen = result.generated
     hook = tmp_path / "hook.c"
     hook.write_text("#include <stdio.h>\nvoid tinyevo_model_op_hook(int op, int end);\n"
-                    "void tinyevo_model_op_hook(int op, int end) { fprintf(stderr, \"%d:%d\\n\", op, end); }\n")
+                    "void tinyevo_model_op_hook(int op, int end)\n"
+                    "{ fprintf(stderr, \"%d:%d\\n\", op, end); }\n")
     build = build_host(gen, tmp_path / "h", extra_flags=("-DTINYEVO_MODEL_OP_HOOKS", str(hook)))
     x = np.zeros((1, gen.input_bytes), np.int8)
     proc = subprocess.run([str(build.executable)], input=x.tobytes(), capture_output=True, check=True)

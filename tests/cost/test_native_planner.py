@@ -1,4 +1,5 @@
-"""The ``native`` planner (the native C runtime's arena): valid placements, order independence, in-place rules."""
+"""The ``native`` planner (the native C runtime's arena): valid placements, order independence, in-place
+rules."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from tinyevo.spaces import create_space
 
 
 def _check_layout(graph, lay) -> None:  # noqa: ANN001
-    """Independent check: every buffer alive at the same kernel as another sits at disjoint addresses, unless it
-    is the in-place output of that kernel over that input; the arena covers every buffer."""
+    """Independent check: every buffer alive at the same kernel as another sits at disjoint addresses, unless
+    it is the in-place output of that kernel over that input; the arena covers every buffer."""
     order = list(lay.order)
     pos = {name: i for i, name in enumerate(order)}
     n = len(order)
