@@ -719,11 +719,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
         except ValueError:
             raise ConfigError(f"--seed must be an integer, got {seed!r}") from None
     checked = run_options({**v, "seed": seed})  # every top-level option's type and range, one line per error
-    device_files = _device_files(checked.device_file)
-    for i, text in enumerate(device_files):
-        from tinyevo.devices import register_device_text
-
-        register_device_text(text, origin=f"device file {_as_tuple(checked.device_file)[i]}")
+    device_files = _device_files(checked.device_file)  # read and registered now: --device may name their devices
     device = v.get("device", DEFAULT_DEVICE)
     if isinstance(device, str) and device.lower() in ("", "none"):
         device = None
@@ -800,10 +796,14 @@ def _as_tuple(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
 
 
 def _device_files(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
-    """The text of each ``device_file`` (read here: the run stores the text, not the path)."""
-    from tinyevo.devices import read_device_file
+    """The text of each ``device_file``, whose devices are registered (the run stores the text, not the path)."""
+    from tinyevo.devices import read_device_file, register_device_text
 
-    return tuple(read_device_file(path) for path in _as_tuple(value))
+    texts = []
+    for path in _as_tuple(value):
+        texts.append(read_device_file(path))
+        register_device_text(texts[-1], origin=f"device file {path}")
+    return tuple(texts)
 
 
 def _sizing() -> Any:
