@@ -26,6 +26,21 @@ A config file uses the flag names (``-`` or ``_``) as top-level keys, plus three
 
     [final]            # retraining after the search: enabled, pareto, max_models, top_k, workers + TrainConfig
     epochs = 30        # fields (device = "auto" trains on a GPU when there is one)
+
+    soft = ["latency_ms"]      # limits that penalise instead of making infeasible (soft_penalty = 100)
+    device_file = "boards.toml"  # your own device profiles (stored with the run as text)
+
+    [strategy_options] # population, offspring, generations, selection, tournament_size, parents, mutation_rate,
+    population = 20    # crossover_prob, initialization ("random" / "trivial"); see tinyevo.strategies.settings
+
+    [fidelity]         # epochs_fraction, data_fraction, width, resolution, each in (0, 1]
+    width = 0.5
+
+    [prefilter]        # the size best of pool random networks within the hard limits, by a zero-cost proxy
+    pool = 200         # (proxy = "naswot" / "synflow" / "grad_norm"), are evaluated first
+    size = 10
+
+Examples per use case: ``docs/configs/*.toml``.
 """
 
 from __future__ import annotations
