@@ -185,3 +185,19 @@ def test_the_estimator_trains_on_the_shared_arrays(
     for s in SPLITS:
         assert np.shares_memory(getattr(prepared, s), getattr(d, s))
         assert mapped_file(getattr(prepared, s)) == mapped_file(getattr(d, s))
+
+
+def test_loading_data_imports_no_torch(tmp_path: Path) -> None:
+    """A fresh interpreter loads a data set (and resizes nothing) without importing torch: a driver that only
+    needs shapes does not pay for it."""
+    import json
+    import subprocess
+    import sys
+
+    src = _npz(tmp_path / "d.npz")
+    probe = ("import json, sys; from tinyevo.data import load_dataset; "
+             f"d = load_dataset({str(src)!r}, cache=False); "
+             "print(json.dumps([d.input_shape, sorted(m for m in sys.modules if m.split('.')[0] == 'torch')]))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    shape, torch_modules = json.loads(done.stdout.strip().splitlines()[-1])
+    assert shape == [1, 5, 4] and torch_modules == []

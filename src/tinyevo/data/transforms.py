@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from tinyevo.data.dataset import Dataset, stratified_split
 from tinyevo.errors import DataError
@@ -13,6 +11,9 @@ from tinyevo.errors import DataError
 def _resize_array(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if len(x) == 0:
         return np.zeros((0, x.shape[1], *size), dtype=np.float32)
+    import torch  # here, not at import: loading a data set needs no torch
+    from torch.nn import functional as F
+
     t = torch.from_numpy(np.array(x, dtype=np.float32, copy=True))
     h, w = x.shape[2:]
     down = size[0] <= h and size[1] <= w

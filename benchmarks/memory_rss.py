@@ -1,0 +1,204 @@
+"""Peak memory of a search: the whole process tree (driver + worker processes), sampled from ``/proc``.
+
+Runs ``tinyevo search`` on Fashion-MNIST (``../shared/data/fashion_mnist.npz`` by default) in a fresh temporary
+directory for each configuration ``WORKERSxTRIALS`` and samples, every ``--interval`` seconds, every process of the
+tree:
+
+* ``rss``: resident set size (``VmRSS``); the sum over the tree counts a page shared by several processes (a
+  memory-mapped data set, torch's libraries) once per process;
+* ``pss``: proportional set size (``smaps_rollup``): a page shared by ``k`` processes counts ``1/k`` in each, so the
+  sum over the tree is the memory the search really holds;
+* ``hwm``: each process's own peak RSS (``VmHWM``, kept by the kernel: exact, not sampled).
+
+Reported per configuration: the peak of the tree's summed RSS and PSS, the driver's and the largest worker's
+``VmHWM``. Linux only.
+
+    python benchmarks/memory_rss.py                         # 1x1 (one trial), 1x4, 2x4, 4x4
+    python benchmarks/memory_rss.py --configs 1x1 --epochs 1
+    python benchmarks/memory_rss.py --data digits --configs 1x1,2x4  # a quick check
+    PYTHONPATH=/tmp/old/src python benchmarks/memory_rss.py --label before  # another checkout's code
+
+The candidates train with ``--batch-size`` 1024 and ``--threads`` 1 by default (fewer steps than the default batch,
+the same data in memory; one thread: no spinning thread pools on a busy machine); ``--cache-dir`` sets ``TINYEVO_CACHE_DIR`` for the searches (a fresh one measures a first load).
+
+Writes ``benchmarks/results/memory_rss.json`` (or ``--out``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fashion_mnist.npz"
+MIB = 2**20
+
+
+def _children(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from ``/proc/*/stat``)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()  # after the command name, which may hold spaces
+        parent[int(entry)] = int(fields[1])
+    tree, frontier = [pid], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        tree += kids
+        frontier += kids
+    return tree
+
+
+def _status_kib(pid: int, keys: tuple[str, ...]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                k, _, v = line.partition(":")
+                if k in keys:
+                    out[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Sampler(threading.Thread):
+    """Samples the process tree of ``pid`` until :meth:`stop`."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak_rss_kib = self.peak_pss_kib = 0
+        self.hwm_kib: dict[int, int] = {}  # per process: its own peak RSS
+        self.max_procs = 0
+        self.samples = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            rss = pss = 0
+            tree = _children(self.pid)
+            for p in tree:
+                st = _status_kib(p, ("VmRSS", "VmHWM"))
+                rss += st.get("VmRSS", 0)
+                pss += _pss_kib(p)
+                if "VmHWM" in st:
+                    self.hwm_kib[p] = max(self.hwm_kib.get(p, 0), st["VmHWM"])
+            self.peak_rss_kib = max(self.peak_rss_kib, rss)
+            self.peak_pss_kib = max(self.peak_pss_kib, pss)
+            self.max_procs = max(self.max_procs, len(tree))
+            self.samples += 1
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def run_config(workers: int, trials: int, args: argparse.Namespace) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="tinyevo-rss-") as tmp:
+        cmd = [
+            sys.executable, "-m", "tinyevo.cli.main", "search", "-q", "--out", str(Path(tmp) / "run"),
+            "--data", str(args.data), "--budget", str(trials), "--workers", str(workers), "--epochs",
+            str(args.epochs), "--no-final", "--seed", str(args.seed), *args.search_args,
+        ]
+        if args.batch_size or args.threads:
+            config = Path(tmp) / "train.toml"
+            lines = ["[train]"] + [f"{k} = {v}" for k, v in (("batch_size", args.batch_size), ("threads", args.threads))
+                                   if v]
+            config.write_text("\n".join(lines) + "\n")
+            cmd += ["--config", str(config)]
+        env = dict(os.environ, TINYEVO_CACHE_DIR=str(args.cache_dir)) if args.cache_dir else None
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        sampler = Sampler(proc.pid, args.interval)
+        sampler.start()
+        out, err = proc.communicate()
+        sampler.stop()
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"search failed ({proc.returncode}): {' '.join(cmd)}\n{out}\n{err}")
+        hwm = dict(sampler.hwm_kib)
+        driver = hwm.pop(proc.pid, 0)
+        return {
+            "workers": workers,
+            "trials": trials,
+            "wall_s": round(wall, 2),
+            "peak_tree_rss_mib": round(sampler.peak_rss_kib / 1024, 1),
+            "peak_tree_pss_mib": round(sampler.peak_pss_kib / 1024, 1),
+            "driver_peak_rss_mib": round(driver / 1024, 1),
+            "max_worker_peak_rss_mib": round(max(hwm.values(), default=0) / 1024, 1),
+            "processes_seen": len(hwm) + 1,
+            "samples": sampler.samples,
+        }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="data set for --data (default Fashion-MNIST)")
+    ap.add_argument("--configs", default="1x1,1x4,2x4,4x4", help="WORKERSxTRIALS, comma-separated")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=1024,
+                    help="[train] batch_size of the candidates (0: the default; larger: fewer steps, same data)")
+    ap.add_argument("--threads", type=int, default=1, help="[train] threads per evaluation")
+    ap.add_argument("--label", default="", help="a name for this measurement, stored in the JSON")
+    ap.add_argument("--interval", type=float, default=0.05, help="sampling interval in seconds")
+    ap.add_argument("--cache-dir", default=None, help="TINYEVO_CACHE_DIR for the searches (default: as set)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "memory_rss.json"))
+    ap.add_argument("search_args", nargs="*", help="more tinyevo search arguments (after --)")
+    args = ap.parse_args(argv)
+    rows = []
+    for spec in args.configs.split(","):
+        w, t = (int(v) for v in spec.lower().split("x"))
+        row = run_config(w, t, args)
+        rows.append(row)
+        print(f"{w} worker(s) x {t} trial(s): tree RSS {row['peak_tree_rss_mib']:7.1f} MiB, "
+              f"tree PSS {row['peak_tree_pss_mib']:7.1f} MiB, driver {row['driver_peak_rss_mib']:6.1f} MiB, "
+              f"worker {row['max_worker_peak_rss_mib']:6.1f} MiB, {row['wall_s']:.1f} s", flush=True)
+    result = {
+        "command": "python benchmarks/memory_rss.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "data": Path(args.data).name if args.data != "digits" else "digits",
+        "label": args.label,
+        "code": os.environ.get("PYTHONPATH", "") or "this checkout",
+        "epochs": args.epochs,
+        "batch_size": args.batch_size or "default",
+        "threads": args.threads,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "notes": "tree RSS counts shared pages once per process; tree PSS splits them between the processes "
+                 "sharing them; driver / worker peak RSS are the kernel's VmHWM of each process",
+        "configs": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
