@@ -22,14 +22,14 @@ from tinyevo.cost.native import NativeLayout, NativePlanner
 PREFIX = "tinyevo_model"
 SUPPORTED_OPS: tuple[str, ...] = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SUM",
-    "REDUCE_MAX", "ADD", "CONCATENATION", "RESHAPE", "RELU", "RELU6", "PAD", "PADV2", "ZEROS_LIKE",
+    "REDUCE_MAX", "ADD", "CONCATENATION", "RESHAPE", "RELU", "RELU6", "PAD", "PADV2", "ZEROS_LIKE", "DIV",
 )
 # C kernel functions each kernel uses (kernels.c compiles only those: no unused-function warnings)
 _KERNEL_DEPS: dict[str, tuple[str, ...]] = {
     "requant": ("srdhm", "rdbp"), "conv": ("requant", "clamp"), "dwconv": ("dw_acc", "requant", "clamp"),
     "dwconv_inplace": ("dw_acc", "requant", "clamp"), "fc": ("requant", "clamp"), "pool": ("clamp",),
     "reduce": ("requant", "clamp"), "add": ("requant", "clamp"), "relu": ("requant", "clamp"),
-    "clamp_copy": ("clamp",),
+    "clamp_copy": ("clamp",), "reciprocal": ("srdhm",), "div": ("reciprocal", "srdhm", "rdbp", "clamp"),
 }
 _OP_CLASS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "dense",
              "AVERAGE_POOL_2D": "pool", "MAX_POOL_2D": "pool", "MEAN": "pool", "SUM": "pool",
@@ -189,6 +189,7 @@ class _Emitter:
         self.calls: list[str] = []
         self.records: list[OpRecord] = []
         self.used: set[str] = set()
+        self.const_names: set[str] = set()
         self.by_output = {f"t{op.outputs[0]}": op for op in model.ops}
 
     # --- helpers --------------------------------------------------------------------------------------------
@@ -205,6 +206,13 @@ class _Emitter:
         return name
 
     def ptr(self, t: int) -> str:
+        tensor = self.m.tensor(t)
+        if tensor.constant:  # a constant operand (e.g. the ones map of a padded average pool): flash
+            name = f"te_c{t}"
+            if name not in self.const_names:
+                self.const_names.add(name)
+                self.const("int8_t", name, tensor.data)  # type: ignore[arg-type]
+            return f"((int8_t *){name})"
         return f"(a + {self.lay.offsets[f't{t}']})"
 
     def q(self, t: int) -> TensorQ:
@@ -426,6 +434,18 @@ class _Emitter:
         call = (f"    te_add({self.ptr(a.index)}, {self.ptr(b.index)}, {self.ptr(y.index)}, {y.elements}, "
                 f"{-a.zero_point}, {ma}, {sa}, {-b.zero_point}, {mb}, {sb}, {mo}, {so}, {y.zero_point}, "
                 f"{lo}, {hi});")
+        return call, 0
+
+    def op_div(self, k: int, op: OpQ) -> tuple[str, int]:
+        a, b, y = self.q(op.inputs[0]), self.q(op.inputs[1]), self.q(op.outputs[0])
+        if a.shape != y.shape or len(b.shape) != len(a.shape) or b.shape[:-1] != a.shape[:-1] or \
+                b.shape[-1] not in (1, a.shape[-1]):
+            raise CodegenError("DIV is supported for equal shapes or a divisor broadcast over channels")
+        m, s = quant.quantize_multiplier(float(quant.f32(a.scale) / (quant.f32(b.scale) * quant.f32(y.scale))))
+        lo, hi = self._act(op, y)
+        c = a.shape[-1]
+        call = (f"    te_div({self.ptr(a.index)}, {self.ptr(b.index)}, {self.ptr(y.index)}, {a.elements // c}, {c}, "
+                f"{b.shape[-1]}, {-a.zero_point}, {-b.zero_point}, {y.zero_point}, {m}, {s}, {lo}, {hi});")
         return call, 0
 
     def op_concatenation(self, k: int, op: OpQ) -> tuple[str, int]:

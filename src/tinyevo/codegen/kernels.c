@@ -333,3 +333,78 @@ static void te_pad(const int8_t *in, int ih, int iw, int c_n, int8_t *out, int t
     }
 }
 #endif
+
+#ifdef TE_USE_RECIPROCAL
+/* gemmlowp's fixed-point 1 / (1 + x) for x in [0, 1) (Q0.31 in, Q0.31 out: three Newton-Raphson steps in Q2.29),
+ * as TFLM's GetReciprocal uses it. */
+static int32_t te_sat_shl(int32_t x, int s)
+{
+    const int32_t hi = INT32_MAX >> s, lo = INT32_MIN >> s;
+    return x > hi ? INT32_MAX : (x < lo ? INT32_MIN : (int32_t)((uint32_t)x << s));
+}
+
+static int32_t te_one_over_one_plus_x(int32_t a)
+{
+    const int64_t sum = (int64_t)a + INT32_MAX;
+    const int32_t half_den = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
+    const int32_t one_q2 = 1 << 29;
+    int32_t x = 1515870810 + te_srdhm(half_den, -1010580540);
+    int i;
+    for (i = 0; i < 3; ++i) {
+        const int32_t hdx = te_srdhm(half_den, x);
+        const int32_t one_minus = one_q2 - hdx;
+        x = x + te_sat_shl(te_srdhm(x, one_minus), 2);
+    }
+    return te_sat_shl(x, 1);
+}
+
+static int te_clz32(uint32_t x)
+{
+    int n = 0;
+    if (x == 0) {
+        return 32;
+    }
+    while (!(x & 0x80000000u)) {
+        x <<= 1;
+        ++n;
+    }
+    return n;
+}
+
+/* TFLM's GetReciprocal(x, 31, &shift) for x > 0 */
+static int32_t te_reciprocal(int32_t x, int *num_bits_over_unit)
+{
+    const int headroom_plus_one = te_clz32((uint32_t)x);
+    const int32_t shifted_minus_one = (int32_t)(((uint32_t)x << headroom_plus_one) - ((uint32_t)1 << 31));
+    *num_bits_over_unit = 31 - headroom_plus_one;
+    return te_one_over_one_plus_x(shifted_minus_one);
+}
+#endif
+
+#ifdef TE_USE_DIV
+/* DIV of a [pixels][c] tensor by a [pixels][cb] one (cb = c, or 1: broadcast over channels), TFLM's int8
+ * DivElementwise. */
+static void te_div(const int8_t *a, const int8_t *b, int8_t *out, int pixels, int c, int cb, int32_t a_off,
+                   int32_t b_off, int32_t out_off, int32_t mult, int32_t shift, int32_t act_min, int32_t act_max)
+{
+    int p, k;
+    for (p = 0; p < pixels; ++p) {
+        for (k = 0; k < c; ++k) {
+            int32_t x = a_off + a[(size_t)p * c + k];
+            int32_t y = b_off + b[(size_t)p * cb + (cb == 1 ? 0 : k)];
+            int recip_shift, headroom, total;
+            int32_t inv, q;
+            if (y < 0) {
+                x = -x;
+                y = -y;
+            }
+            inv = te_reciprocal(y, &recip_shift);
+            headroom = x >= 0 ? te_clz32((uint32_t)x) - 1 : te_clz32(2u * (uint32_t)(-x) - 1u);
+            q = te_srdhm((int32_t)((uint32_t)x << headroom), inv);
+            total = shift - recip_shift - headroom;
+            q = te_rdbp(te_srdhm(q, mult), -total) + out_off;
+            out[(size_t)p * c + k] = te_clamp(q, act_min, act_max);
+        }
+    }
+}
+#endif
