@@ -17,6 +17,12 @@ its own objective) and the fraction of seeds whose model is within ``T``.
 
     nice -n 10 python benchmarks/rl_vs_evolution.py                 # 200 seeds; writes benchmarks/results/...
     nice -n 10 python benchmarks/rl_vs_evolution.py --seeds 10 --out benchmarks/out/rl_vs_evolution.json
+
+Part 3 (``tuning``, only when asked): the handful of ``Reinforce`` settings its defaults were picked from (NB201,
+100 queries, seeds 0..S-1; the first row is the defaults):
+
+    nice -n 10 python benchmarks/rl_vs_evolution.py --parts tuning --seeds 100 --budgets 100 \
+        --out benchmarks/results/rl_reinforce_tuning.json
 """
 
 from __future__ import annotations
@@ -34,11 +40,23 @@ from typing import Any
 import numpy as np
 
 from tinyevo.problem import Constraint, SoftTarget
-from tinyevo.strategies import DEFAULT_STRATEGY
+from tinyevo.strategies import DEFAULT_STRATEGY, STRATEGIES
+from tinyevo.strategies.reinforce import Reinforce
 from tinyevo.tabular import get_benchmark
 from tinyevo.tabular.runner import BenchResult, run_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results" / "rl_vs_evolution.json"
+TUNING: tuple[dict[str, Any], ...] = (
+    {},  # the defaults: lr 0.3, batch_size 1, adam_betas (0.5, 0.9), entropy 0.01, baseline_decay 0.9
+    {"adam_betas": (0.9, 0.999)},
+    {"lr": 0.1, "batch_size": 5, "adam_betas": (0.9, 0.999)},
+    {"lr": 0.1},
+    {"lr": 0.5},
+    {"batch_size": 4},
+    {"entropy": 0.0},
+    {"entropy": 0.05},
+    {"baseline_decay": 0.95},
+)
 
 
 def _f(x: float) -> float | None:
@@ -117,6 +135,18 @@ def main() -> int:
                 for mode, kw in modes.items():
                     r = run_benchmark(bench, strategy=strategy, budget=budget, seeds=args.seeds, **kw)
                     log({"part": "latency", "mode": mode, **summary(r, latency=column, target=target)})
+
+    if "tuning" in parts:
+        bench = get_benchmark("nb201")
+        for i, settings in enumerate(TUNING):
+            name = f"reinforce-tuning-{i}"
+            if name not in STRATEGIES:
+                STRATEGIES.register(name)(
+                    lambda space, problem, *, seed, kw=settings: Reinforce(space, problem, seed=seed, **kw))
+            for budget in args.budgets:
+                r = run_benchmark(bench, strategy=name, budget=budget, seeds=args.seeds)
+                log({"part": "tuning", "settings": {k: list(v) if isinstance(v, tuple) else v
+                                                    for k, v in settings.items()}, **summary(r)})
 
     out["rows"] = rows
     out["elapsed_s"] = round(time.perf_counter() - start, 1)
