@@ -132,7 +132,7 @@ class EvolutionaryStrategy:
     def tell(self, candidate: Candidate, trial: Trial) -> None:
         key = str(candidate.genome)
         self.seen.add(key)
-        ind = Individual(genome=candidate.genome, trial=trial, birth=self._births)
+        ind = Individual.ranked(self.problem, candidate.genome, trial, self._births)
         self._births += 1
         gen = self._pending.pop(key, None)
         if gen is None:  # not proposed by this strategy (e.g. a warm start): joins at once

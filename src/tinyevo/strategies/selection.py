@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -42,16 +42,35 @@ from tinyevo.strategies.base import Problem, Trial, fitness, rank_key
 
 @dataclass(frozen=True)
 class Individual:
-    """A population member: the genome, its finished trial and ``birth`` (join order; smaller is older)."""
+    """A population member: the genome, its finished trial and ``birth`` (join order; smaller is older).
+
+    ``rank`` optionally holds :func:`~tinyevo.strategies.base.rank_key` of the trial under the problem the
+    population is selected for, computed once when the member joins (a strategy's problem never changes), so
+    that selections that run many times per proposal do not recompute it; ``None`` computes it on demand.
+    """
 
     genome: Genome
     trial: Trial
     birth: int
+    rank: tuple[int, float, float] | None = field(default=None, compare=False)
+
+    @classmethod
+    def ranked(cls, problem: Problem, genome: Genome, trial: Trial, birth: int) -> Individual:
+        """A member whose ``rank`` is computed now under ``problem``."""
+        return cls(genome=genome, trial=trial, birth=birth, rank=rank_key(problem, trial))
 
 
 def sort_key(problem: Problem, ind: Individual) -> tuple[int, float, float, int]:
     """Total order of individuals, larger is better: :func:`rank_key`, ties to the younger."""
-    return (*rank_key(problem, ind.trial), ind.birth)
+    rank = ind.rank if ind.rank is not None else rank_key(problem, ind.trial)
+    return (*rank, ind.birth)
+
+
+def member_fitness(problem: Problem, ind: Individual) -> float:
+    """:func:`~tinyevo.strategies.base.fitness` of a member (from its ``rank`` when known)."""
+    if ind.rank is None:
+        return fitness(problem, ind.trial)
+    return ind.rank[2] if ind.rank[0] == 2 else -math.inf
 
 
 def best_first(problem: Problem, population: Sequence[Individual]) -> list[Individual]:
@@ -110,7 +129,7 @@ class RouletteSelection:
     """
 
     def weights(self, population: Sequence[Individual], *, problem: Problem) -> np.ndarray:
-        f = np.array([fitness(problem, ind.trial) for ind in population], dtype=np.float64)
+        f = np.array([member_fitness(problem, ind) for ind in population], dtype=np.float64)
         finite = np.isfinite(f)
         w = np.zeros_like(f)
         if finite.any():
