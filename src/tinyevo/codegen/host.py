@@ -3,7 +3,6 @@ TFLite-Micro (in a child process) and compare the int8 output bytes."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -172,7 +171,3 @@ def check_bit_exact(model: bytes, generated: GeneratedModel, x_int8: np.ndarray,
         build = build_host(generated, work_dir or tmp, cc=cc)
         native = build.run(x_int8)
     return compare(native, tflm_outputs(model, x_int8))
-
-
-def dumps(result: BitExact) -> str:
-    return json.dumps(result.as_json())
