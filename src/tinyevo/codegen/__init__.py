@@ -63,7 +63,11 @@ _LAZY = {
     "find_cc": "host", "quantize_input": "host", "tflm_outputs": "host",
 }
 
-__all__ = ["CodegenError", *sorted(_LAZY)]
+__all__ = [
+    "SUPPORTED_OPS", "BitExact", "CodegenError", "GeneratedModel", "HostBuild", "NetworkCheck", "OpRecord",
+    "build_host", "check_bit_exact", "check_network", "compare", "find_cc", "generate", "graph_from_tflite",
+    "quantize_input", "tflm_outputs",
+]
 
 
 def __getattr__(name: str) -> Any:
