@@ -158,7 +158,8 @@ class MCUCostModel:
 
     ``planner`` is a registered planner name or a :class:`~tinyevo.cost.memory.Planner`: ``tflm-mcu`` (default:
     the whole TFLite Micro arena a 32-bit MCU needs, planned head + persistent tail), ``tflm`` (the head
-    only), ``optimal``, ``sequential`` (activations only). ``count_input`` / ``count_output``: whether the network input and
+    only), ``optimal``, ``sequential`` (activations only), ``native`` (the arena of tinyevo's native C runtime,
+    in-place kernels included: :mod:`tinyevo.cost.native`). ``count_input`` / ``count_output``: whether the network input and
     output buffers count towards peak SRAM (MCUNet and the TFLM arena: both; muNAS: neither). ``inplace``:
     depthwise convs and adds may overwrite a dying input.
     """
