@@ -23,9 +23,11 @@ by MACs, one taken at each of ``--archs`` evenly spaced quantiles.
 Reported: Kendall tau (and Spearman rho) of supernet score vs stand-alone accuracy; the same for MACs (a free
 baseline); the cost per candidate of both (seconds; the supernet's training time also amortised over the
 candidates). The JSON is rewritten after every step and the benchmark resumes from it (and from the supernet's
-checkpoint)::
+checkpoint); a run with other supernet settings (``--supernet-epochs``, ``--supernet-batch-size``,
+``--random-subnets``, ``--calibration-rows``) and the same reference settings keeps the stand-alone results::
 
     nice -n 10 python benchmarks/supernet_rank.py                  # writes benchmarks/results/supernet_rank.json
+    nice -n 10 python benchmarks/supernet_rank.py --supernet-epochs 14   # the same reference, a longer supernet
     python benchmarks/supernet_rank.py --archs 6 --epochs 1 --supernet-epochs 1 --fraction 0.02 \
         --out benchmarks/out/supernet_rank_smoke.json              # a quick smoke run
 """
@@ -91,6 +93,7 @@ def main() -> None:
     p.add_argument("--archs", type=int, default=30)
     p.add_argument("--epochs", type=int, default=3, help="stand-alone training epochs (the reference)")
     p.add_argument("--supernet-epochs", type=int, default=8)
+    p.add_argument("--supernet-batch-size", type=int, default=128)
     p.add_argument("--random-subnets", type=int, default=2)
     p.add_argument("--calibration-rows", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -102,12 +105,22 @@ def main() -> None:
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "work")}
     settings["data"] = Path(args.data).name
+    supernet_keys = ("supernet_epochs", "supernet_batch_size", "random_subnets", "calibration_rows")
+    reference = {k: v for k, v in settings.items() if k not in supernet_keys}
     result: dict[str, Any] = {}
-    if args.out.exists():
+    if args.out.exists():  # resume: keep what was measured with the same settings
         old = json.loads(args.out.read_text())
-        if old.get("settings") == settings:
+        same_reference = {k: v for k, v in old.get("settings", {}).items() if k not in supernet_keys} == reference
+        if same_reference:
             result = old
-    result.setdefault("settings", settings)
+            if old.get("settings") != settings:  # another supernet: its scores go, the stand-alone results stay
+                result.pop("supernet", None)
+                result.pop("summary", None)
+                for rec in result.get("archs", {}).values():
+                    rec.pop("supernet_acc", None)
+                    rec.pop("supernet_seconds", None)
+    result["settings"] = settings
+    work = args.work / "sn_e{supernet_epochs}_b{supernet_batch_size}_r{random_subnets}".format(**settings)
     result["command"] = " ".join(["python", *sys.argv])
     result["machine"] = {"cpus": os.cpu_count(), "torch_threads": 1, "python": platform.python_version(),
                          "torch": torch.__version__, "load_average_at_start": os.getloadavg()}
@@ -129,14 +142,14 @@ def main() -> None:
     save()
 
     # --- 1. the supernet ---------------------------------------------------------------------------------
-    recipe_sn = Recipe(epochs=args.supernet_epochs, batch_size=128, optimizer="adamw", threads=1)
-    saved = args.work / "supernet"
+    recipe_sn = Recipe(epochs=args.supernet_epochs, batch_size=args.supernet_batch_size, optimizer="adamw", threads=1)
+    saved = work / "supernet"
     if "supernet" not in result or not (saved / "supernet.pt").exists():
         torch.manual_seed(args.seed)
         net = Supernet(space)
         t0 = time.perf_counter()
         fitted = train_supernet(net, data, recipe_sn, seed=args.seed, random_subnets=args.random_subnets,
-                                checkpoint=args.work / "supernet.ckpt", checkpoint_every_s=30.0)
+                                checkpoint=work / "supernet.ckpt", checkpoint_every_s=30.0)
         train_s = time.perf_counter() - t0  # this process's share (a resumed run counts from the checkpoint)
         save_supernet(saved, net, data={"name": data.name, "input_shape": list(data.input_shape)},
                       training={"recipe": recipe_sn.math(), "seed": args.seed, "random_subnets": args.random_subnets})
