@@ -40,7 +40,7 @@ def test_train_then_score(npz: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     genome = str(net.largest())
     assert main(["supernet", "score", str(out), genome, "--data", str(npz), "--sample", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["genome"] for r in rows][0] == genome and len(rows) == 3
+    assert rows[0]["genome"] == genome and len(rows) == 3
     assert all(0.0 <= r["val_acc"] <= 1.0 for r in rows)
 
 

@@ -43,7 +43,7 @@ def _scramble(net: Supernet, seed: int) -> Supernet:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in net.named_parameters():
-            if "transforms" in name or name.endswith("bn.weight") or name.endswith("bn.bias"):
+            if "transforms" in name or name.endswith(("bn.weight", "bn.bias")):
                 p.add_(0.3 * torch.randn(p.shape, generator=gen))
         for name, b in net.named_buffers():
             if name.endswith("running_mean"):

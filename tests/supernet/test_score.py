@@ -51,7 +51,7 @@ def test_score_equals_an_independent_evaluation(space: BlocksSpace, scramble, ti
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for bn in bns:  # layer by layer: each BN's input depends on the statistics of the BNs before it
         seen: list[np.ndarray] = []
-        handle = bn.register_forward_hook(lambda m, i, o: seen.append(i[0].detach().numpy()))
+        handle = bn.register_forward_hook(lambda m, i, o, seen=seen: seen.append(i[0].detach().numpy()))
         with torch.no_grad():
             model(calib)
         handle.remove()

@@ -192,7 +192,7 @@ def run_score(args: argparse.Namespace) -> int:
     from tinyevo.data import load_dataset
     from tinyevo.supernet import SupernetScorer, load_supernet
 
-    net, info = load_supernet(args.directory)
+    net, _ = load_supernet(args.directory)
     data = load_dataset(args.data, seed=args.seed, val_fraction=args.val_fraction)
     scorer = SupernetScorer(net, data)
     genomes = [net.genome(g) for g in args.genomes]

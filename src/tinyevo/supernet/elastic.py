@@ -53,7 +53,7 @@ class ElasticConvBN(nn.Module):
         depthwise: bool = False,
     ) -> None:
         super().__init__()
-        ks = tuple(sorted(set(int(k) for k in kernels), reverse=True))
+        ks = tuple(sorted({int(k) for k in kernels}, reverse=True))
         self.kernels = ks
         self.stride, self.act, self.depthwise = stride, act, depthwise
         self.in_max, self.out_max = in_max, out_max

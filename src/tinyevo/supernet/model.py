@@ -23,6 +23,7 @@ transforms folded into them), whose outputs equal the supernet's for that genome
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import torch
 from torch import nn
 from torch.nn import functional as F

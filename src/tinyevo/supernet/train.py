@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -86,7 +87,7 @@ class SandwichStep(BaseCallback):
     def prepare(self, model: nn.Module, device: torch.device, input_shape: Sequence[int]) -> None:
         if not isinstance(model, Supernet):
             raise ConfigError(f"the sandwich rule trains a Supernet, not {type(model).__name__}")
-        if tuple(input_shape)[0] != model.space.input_shape[0]:
+        if input_shape[0] != model.space.input_shape[0]:
             raise ConfigError(f"the supernet reads {model.space.input_shape[0]} input channel(s), the data "
                               f"{input_shape[0]}")
 
