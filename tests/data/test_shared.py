@@ -201,3 +201,15 @@ def test_loading_data_imports_no_torch(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     shape, torch_modules = json.loads(done.stdout.strip().splitlines()[-1])
     assert shape == [1, 5, 4] and torch_modules == []
+
+
+def test_empty_splits_are_stored_and_mapped(
+    tmp_path: Path, _data_cache_in_tmp: Path, share_all: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = _npz(tmp_path / "d.npz")
+    with caplog.at_level(logging.WARNING):
+        first = load_dataset(src, val_fraction=0.0)
+        second = load_dataset(src, val_fraction=0.0)
+    assert len(first.x_val) == 0 and not caplog.text
+    assert mapped_file(second.x_train) == mapped_file(first.x_train) is not None
+    _assert_same(second, load_dataset(src, val_fraction=0.0, cache=False))

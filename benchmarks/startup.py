@@ -1,0 +1,94 @@
+"""Start-up: the wall time of a 1-trial search against ``import torch`` (issue 19, goal 3), interleaved.
+
+Each repetition runs, in fresh interpreters and in turn (the order rotates from one repetition to the next):
+
+* ``python -c "import torch"`` -- the yardstick;
+* ``python -c "import torch, torch._dynamo"`` -- what every process that steps a ``torch.optim`` optimizer pays
+  (``Optimizer.step`` imports ``torch._dynamo``);
+* ``tinyevo search --budget 1 --no-final`` on digits with the default executor (one isolated worker process);
+* the same with ``--executor inprocess``.
+
+The searches train with ``[train] threads = 1`` (``--threads``): on a busy machine a two-thread pool spins and
+the training time, not the start-up, would dominate. Reports the medians and the ratios to ``import torch``.
+
+    python benchmarks/startup.py --reps 5
+    PYTHONPATH=/tmp/old/src python benchmarks/startup.py --label before   # another checkout's code
+
+Writes ``benchmarks/results/startup.json`` (or ``--out``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _commands(tmp: Path, threads: int) -> dict[str, list[str]]:
+    config = tmp / "train.toml"
+    config.write_text(f"[train]\nthreads = {threads}\n")
+    search = [sys.executable, "-m", "tinyevo.cli.main", "search", "-q", "--budget", "1", "--no-final",
+              "--config", str(config), "--out"]
+    return {
+        "import_torch": [sys.executable, "-c", "import torch"],
+        "import_torch_dynamo": [sys.executable, "-c", "import torch, torch._dynamo"],
+        "search_isolated": [*search, str(tmp / "run-isolated")],
+        "search_inprocess": [*search, str(tmp / "run-inprocess"), "--executor", "inprocess"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--label", default="")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "startup.json"))
+    args = ap.parse_args(argv)
+    times: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="tinyevo-startup-") as tmp_name:
+        tmp = Path(tmp_name)
+        commands = _commands(tmp, args.threads)
+        names = list(commands)
+        for rep in range(args.reps):
+            order = names[rep % len(names):] + names[: rep % len(names)]
+            for name in order:
+                for old in tmp.glob("run-*"):
+                    subprocess.run(["rm", "-rf", str(old)], check=True)
+                start = time.perf_counter()
+                done = subprocess.run(commands[name], cwd=tmp, capture_output=True, text=True)
+                wall = time.perf_counter() - start
+                if done.returncode != 0:
+                    raise SystemExit(f"{name} failed: {done.stderr[-2000:]}")
+                times.setdefault(name, []).append(wall)
+                print(f"rep {rep + 1} {name:22s} {wall:7.2f} s", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base = med["import_torch"]
+    result = {
+        "command": "python benchmarks/startup.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "label": args.label,
+        "code": os.environ.get("PYTHONPATH", "") or "this checkout",
+        "threads": args.threads,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_at_end": list(os.getloadavg())},
+        "median_s": {k: round(v, 3) for k, v in med.items()},
+        "ratio_to_import_torch": {k: round(v / base, 2) for k, v in med.items()},
+        "runs_s": {k: [round(x, 3) for x in v] for k, v in times.items()},
+    }
+    for k, v in med.items():
+        print(f"{k:22s} median {v:7.2f} s  ({v / base:.2f}x import torch)")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
