@@ -1,0 +1,349 @@
+"""Per-trial overhead of every search strategy (its own ask + tell time, not the evaluation) up to 20,000 trials.
+
+Two constrained problems, each strategy in turn, Optuna TPE as the reference in the same run:
+
+* ``chain``: the chain space (28x28x1 input) with a cheap synthetic objective and two hard limits from the MCU
+  cost model (stm32f746): ``peak_sram_bytes <= 32000`` and ``flash_bytes <= 64000``. The cost model runs
+  before every evaluation (infeasible genomes are recorded, never evaluated, as in a real search); the
+  synthetic score is ``tanh(log1p(macs) / 15) + 0.05 sin(w . features)`` (larger nets score higher up to the
+  limits, with a fixed random ripple), so the search presses against the limits and keeps proposing infeasible
+  genomes. Optuna TPE searches the same genome through define-by-run parameters (number of layers, then each
+  layer's type, kernel, stride, width, skip; head; dense widths).
+* ``nb201``: NAS-Bench-201 CIFAR-10 ``valid_acc`` with ``latency_ms_raspi4 <= 20`` read from the table as a free
+  cost metric (``../shared/benchmarks/nb201_cifar10.csv``; the part is skipped when the file is missing). The
+  space has 15,625 cells, so this part stops at ``--nb201-trials`` (default 5,000).
+
+Overhead is measured per trial as CPU time of the calling thread (``time.thread_time``) and as wall time
+(``time.perf_counter``) around ``ask()`` and ``tell()`` only; BLAS runs single-threaded. CPU time is the
+number to compare on a shared machine (wall time includes waiting for the CPU). Windows: trials 0-500,
+500-2,000, 2,000-5,000, 5,000-20,000 (truncated at ``--trials``). A strategy that ends itself (e.g. ``mcunet``
+after its 30 generations) is reported with the trial count it reached. ``flat`` compares the last window's
+mean CPU time with the 500-2,000 window.
+
+    nice -n 10 python benchmarks/strategy_overhead.py                        # the committed JSON (~30 min)
+    nice -n 10 python benchmarks/strategy_overhead.py --trials 2000 --tpe-trials 500 --out benchmarks/out/so.json
+
+Writes ``benchmarks/results/strategy_overhead.json`` (or ``--out``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from tinyevo.cost.model import estimate_cost
+from tinyevo.errors import SearchExhaustedError
+from tinyevo.problem import Constraint, Objective, Problem
+from tinyevo.spaces.base import SearchSpace, create_space
+from tinyevo.spaces.chain import POOL_OPS, ChainGenome, ChainLayer, ChainSpace
+from tinyevo.strategies import STRATEGIES, Strategy
+from tinyevo.strategies.base import fitness
+from tinyevo.strategies.loop import finish_trial
+from tinyevo.trial import Candidate, Status, Trial
+
+ROOT = Path(__file__).resolve().parent
+WINDOWS: tuple[tuple[int, int], ...] = ((0, 500), (500, 2000), (2000, 5000), (5000, 20000))
+NB201_TABLE = ROOT.parent.parent / "shared" / "benchmarks" / "nb201_cifar10.csv"
+GOAL_MS = 10.0
+
+Metrics = Mapping[str, float]
+
+
+# --- problems ----------------------------------------------------------------------------------------------------
+class ChainProblem:
+    """The constrained chain-space problem (see the module doc)."""
+
+    name = "chain"
+
+    def __init__(self) -> None:
+        self.space = create_space("chain")
+        self.problem = Problem(
+            (Objective("score", "max"),),
+            (Constraint("peak_sram_bytes", upper=32000, hard=True), Constraint("flash_bytes", upper=64000, hard=True)),
+        )
+        self._w = np.random.default_rng(123).normal(size=len(self.space.features(self.space.trivial())))
+        self._last: tuple[str, dict[str, float]] = ("", {})
+
+    def cost(self, genome: Any) -> Metrics:
+        metrics = estimate_cost(self.space.decode(genome), device="stm32f746").as_metrics()
+        self._last = (str(genome), metrics)
+        return metrics
+
+    def evaluate(self, genome: Any) -> Metrics:
+        key, c = self._last
+        if key != str(genome):
+            c = self.cost(genome)
+        f = np.asarray(self.space.features(genome), dtype=np.float64)
+        return {"score": math.tanh(math.log1p(c["macs"]) / 15.0) + 0.05 * math.sin(float(f @ self._w))}
+
+
+class NB201Problem:
+    """NB201 ``valid_acc`` under a latency limit read from the table."""
+
+    name = "nb201"
+
+    def __init__(self, table: Path, *, device: str = "raspi4", max_ms: float = 20.0) -> None:
+        from tinyevo.tabular import get_benchmark
+        from tinyevo.tabular.benchmarks import TableLookup
+        from tinyevo.tabular.runner import latency_constraint
+
+        self.bench = get_benchmark("nb201")
+        tab = self.bench.load(table)
+        self.space = create_space(self.bench.space)
+        constraint = latency_constraint(tab, device=device, max_ms=max_ms)
+        self.problem = Problem((Objective(self.bench.metric, self.bench.direction),), (constraint,))
+        self.cost = TableLookup(tab, metrics=(constraint.metric,))
+        self.evaluate = TableLookup(tab, metrics=(self.bench.metric,))
+
+
+# --- Optuna TPE on the chain space -------------------------------------------------------------------------------
+class ChainTPE:
+    """Optuna's TPE sampler over the chain space, define-by-run, as an ask / tell strategy.
+
+    A proposal that repeats a told genome is told its known value at once and asked again (as the tabular
+    Optuna peers do); infeasible trials are told the worst value seen with their violation as a constraint.
+    """
+
+    def __init__(self, space: ChainSpace, problem: Problem, *, seed: int, max_repeats: int = 1000) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._native = hasattr(optuna.trial.Trial, "set_constraint")
+        kw: dict[str, Any] = {"seed": seed}
+        if not self._native:
+            kw["constraints_func"] = lambda t: [float(t.user_attrs.get("violation", 0.0))]
+        self.study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(**kw))
+        self.space = space
+        self.problem = problem
+        self.max_repeats = max_repeats
+        self._told: dict[str, tuple[float, float]] = {}
+        self._pending: dict[str, Any] = {}
+        self._worst = math.inf
+
+    def _genome(self, t: Any) -> ChainGenome:
+        sp = self.space
+        layers = []
+        for i in range(t.suggest_int("layers", 0, sp.max_layers)):
+            op = t.suggest_categorical(f"op{i}", list(sp.layer_ops))
+            stride = t.suggest_categorical(f"stride{i}", list(sp.strides))
+            if op in POOL_OPS:
+                layers.append(ChainLayer(op, t.suggest_categorical(f"pk{i}", list(sp.pool_kernels)), stride))
+            else:
+                layers.append(ChainLayer(
+                    op, t.suggest_categorical(f"k{i}", list(sp.kernels)), stride,
+                    t.suggest_categorical(f"c{i}", list(sp.channels)), t.suggest_categorical(f"r{i}", [False, True]),
+                ))
+        head = t.suggest_categorical("head", list(sp.heads))
+        dense = tuple(t.suggest_categorical(f"d{i}", list(sp.dense_units))
+                      for i in range(t.suggest_int("dense", 0, sp.max_dense)))
+        return sp.repair(ChainGenome(tuple(layers), head, dense))
+
+    def _constrain(self, ot: Any, violation: float) -> None:
+        if self._native:
+            ot.set_constraint("violation", violation)
+        else:
+            ot.set_user_attr("violation", violation)
+
+    def ask(self) -> Candidate:
+        for _ in range(self.max_repeats):
+            ot = self.study.ask()
+            g = self._genome(ot)
+            key = str(g)
+            known = self._told.get(key)
+            if known is not None or key in self._pending:
+                value, violation = known if known is not None else (self._floor(), 0.0)
+                self._constrain(ot, violation)
+                self.study.tell(ot, value)
+                continue
+            self._pending[key] = ot
+            return Candidate(g, origin="optuna-tpe")
+        raise SearchExhaustedError(f"TPE repeated told genomes {self.max_repeats} times in a row")
+
+    def _floor(self) -> float:
+        return self._worst if math.isfinite(self._worst) else 0.0
+
+    def tell(self, candidate: Candidate, trial: Trial) -> None:
+        ot = self._pending.pop(str(candidate.genome))
+        value, violation = self._floor(), 0.0
+        if trial.status is Status.INFEASIBLE:
+            violation = max(float(trial.violation), 1e-9)
+        elif trial.status is Status.OK and math.isfinite(f := fitness(self.problem, trial)):
+            value = f
+            self._worst = min(self._worst, f)
+        self._constrain(ot, violation)
+        self.study.tell(ot, value)
+        self._told[str(candidate.genome)] = (value, violation)
+
+
+# --- measurement -------------------------------------------------------------------------------------------------
+def measure(strategy: Strategy, problem: Problem, *, cost: Callable[[Any], Metrics],
+            evaluate: Callable[[Any], Metrics], trials: int) -> dict[str, Any]:
+    """Run ``trials`` trials; per-trial ask + tell CPU and wall seconds, statuses, and why it stopped."""
+    cpu = np.zeros(trials)
+    wall = np.zeros(trials)
+    statuses: dict[str, int] = {}
+    best = -math.inf
+    stopped = "trials"
+    n = 0
+    for i in range(trials):
+        c0, w0 = time.thread_time(), time.perf_counter()
+        try:
+            cand = strategy.ask()
+        except SearchExhaustedError:
+            stopped = "exhausted"
+            break
+        c1, w1 = time.thread_time(), time.perf_counter()
+        trial = finish_trial(i, cand, problem, cost=cost(cand.genome), evaluate=evaluate)
+        c2, w2 = time.thread_time(), time.perf_counter()
+        strategy.tell(cand, trial)
+        c3, w3 = time.thread_time(), time.perf_counter()
+        cpu[i] = (c1 - c0) + (c3 - c2)
+        wall[i] = (w1 - w0) + (w3 - w2)
+        statuses[trial.status.value] = statuses.get(trial.status.value, 0) + 1
+        if trial.status is Status.OK:
+            best = max(best, fitness(problem, trial))
+        n = i + 1
+    return {"trials": n, "stopped": stopped, "statuses": statuses, "best_fitness": best if n else None,
+            "windows": windows(cpu[:n], wall[:n]), "_cpu": cpu[:n]}
+
+
+def windows(cpu: np.ndarray, wall: np.ndarray) -> list[dict[str, Any]]:
+    out = []
+    for lo, hi in WINDOWS:
+        if lo >= len(cpu):
+            break
+        c, w = cpu[lo:hi] * 1e3, wall[lo:hi] * 1e3
+        out.append({
+            "from": lo, "to": lo + len(c), "cpu_ms_mean": float(c.mean()), "cpu_ms_median": float(np.median(c)),
+            "cpu_ms_p95": float(np.percentile(c, 95)), "cpu_ms_max": float(c.max()),
+            "wall_ms_mean": float(w.mean()), "wall_ms_median": float(np.median(w)),
+        })
+    return out
+
+
+def verdict(row: dict[str, Any]) -> dict[str, Any]:
+    """Goal check: every window's mean CPU <= 10 ms, and the last window within 1.5x of the 500-2,000 one."""
+    ws = row["windows"]
+    worst = max(w["cpu_ms_mean"] for w in ws)
+    ref = ws[1]["cpu_ms_mean"] if len(ws) > 1 else ws[0]["cpu_ms_mean"]
+    growth = ws[-1]["cpu_ms_mean"] / ref if ref > 0 else math.nan
+    return {"max_window_cpu_ms": worst, "growth_last_vs_500_2000": growth,
+            "within_10ms": worst <= GOAL_MS, "flat": bool(growth <= 1.5)}
+
+
+def _blas_single_thread() -> Any:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ModuleNotFoundError:  # pragma: no cover
+        return None
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def run_part(part: Any, names: list[str], *, trials: int, tpe_trials: int, seed: int,
+             console: Console) -> list[dict[str, Any]]:
+    rows = []
+    for name in [*names, "optuna-tpe"]:
+        if name == "optuna-tpe":
+            n = min(trials, tpe_trials)
+            if part.name == "chain":
+                strat: Strategy = ChainTPE(part.space, part.problem, seed=seed)
+            else:
+                from tinyevo.tabular.peers import OptunaPeer
+
+                strat = OptunaPeer(part.bench, part.space, part.problem, sampler="optuna-tpe", seed=seed)
+        else:
+            n = trials
+            strat = STRATEGIES.create(name, part.space, part.problem, seed=seed)
+        start = time.perf_counter()
+        res = measure(strat, part.problem, cost=part.cost, evaluate=part.evaluate, trials=n)
+        res.pop("_cpu")
+        row = {"problem": part.name, "strategy": name, "requested_trials": n, **res,
+               "elapsed_s": time.perf_counter() - start}
+        row.update(verdict(row))
+        rows.append(row)
+        ws = " ".join(f"{w['from']}-{w['to']}:{w['cpu_ms_mean']:.2f}" for w in row["windows"])
+        console.print(f"{part.name:>6} {name:>24} {row['trials']:>6} trials ({row['stopped']}), cpu ms/trial {ws}"
+                      f"  [{row['elapsed_s']:.0f} s]")
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=20000, help="trials per strategy on the chain space")
+    ap.add_argument("--nb201-trials", type=int, default=5000, help="trials per strategy on NB201 (15,625 cells)")
+    ap.add_argument("--tpe-trials", type=int, default=1000, help="cap for Optuna TPE (its overhead grows)")
+    ap.add_argument("--strategies", default=None, help="comma-separated subset (default: every registered one)")
+    ap.add_argument("--parts", default="chain,nb201")
+    ap.add_argument("--table", type=Path, default=NB201_TABLE)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "strategy_overhead.json")
+    args = ap.parse_args()
+
+    names = args.strategies.split(",") if args.strategies else STRATEGIES.names()
+    console = Console(width=max(Console().width, 150))
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    limiter = _blas_single_thread()
+    try:
+        for part_name in args.parts.split(","):
+            if part_name == "chain":
+                rows += run_part(ChainProblem(), names, trials=args.trials, tpe_trials=args.tpe_trials,
+                                 seed=args.seed, console=console)
+            elif part_name == "nb201":
+                if not args.table.is_file():
+                    skipped["nb201"] = f"table {args.table} not found"
+                    console.print(f"nb201 skipped: {skipped['nb201']}")
+                    continue
+                rows += run_part(NB201Problem(args.table), names, trials=args.nb201_trials,
+                                 tpe_trials=args.tpe_trials, seed=args.seed, console=console)
+    finally:
+        if limiter is not None:
+            limiter.unregister()
+
+    table = Table(title="strategy overhead: mean CPU ms per trial (ask + tell) by trial window")
+    for col in ("problem", "strategy", "trials", *(f"{lo}-{hi}" for lo, hi in WINDOWS), "<=10 ms", "flat"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        cells = [f"{w['cpu_ms_mean']:.2f}" for w in r["windows"]] + ["-"] * (len(WINDOWS) - len(r["windows"]))
+        table.add_row(r["problem"], r["strategy"], str(r["trials"]), *cells, "yes" if r["within_10ms"] else "NO",
+                      "yes" if r["flat"] else "NO")
+    console.print(table)
+
+    out = {
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "python": platform.python_version(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "measure": "ask() + tell() time per trial: CPU time of the thread (time.thread_time) and wall time; "
+                   "BLAS single-threaded; the evaluation and the cost model are not counted",
+        "goal": f"every window's mean CPU time <= {GOAL_MS:g} ms and flat (last window <= 1.5x the 500-2000 one)",
+        "windows": [list(w) for w in WINDOWS],
+        "problems": {
+            "chain": "chain space, score = tanh(log1p(macs)/15) + 0.05 sin(w.features); hard peak_sram_bytes <= "
+                     "32000, flash_bytes <= 64000 (cost model, stm32f746)",
+            "nb201": "NB201 CIFAR-10 valid_acc, hard latency_ms_raspi4 <= 20 (table column)",
+        },
+        "tpe_cap": f"optuna-tpe runs at most {args.tpe_trials} trials per problem: its own overhead grows with "
+                   "the number of trials (it models the whole history on every ask)",
+        "skipped": skipped,
+        "results": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+                    for r in rows],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
