@@ -12,6 +12,9 @@ default mode) on seeded random data of the network's input shape:
   54,000 training rows by default); none when compiled steps are not faster.
 
     python benchmarks/compile_breakeven.py --threads 1 --steps 30 --rounds 5
+    python benchmarks/compile_breakeven.py --warm-cache   # inductor's cache from an earlier run of the same nets
+
+By default inductor compiles into a fresh cache directory (a cold compile, as for a new architecture).
 
 Writes ``benchmarks/results/compile_breakeven.json`` (or ``--out``).
 """
@@ -22,10 +25,15 @@ import argparse
 import json
 import os
 import platform
-import sys
+import shutil
 import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
+
+if "--warm-cache" not in sys.argv:  # a cold compile, as for an architecture never compiled before: a fresh cache
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="tinyevo-inductor-")
 
 import numpy as np
 import torch
@@ -38,8 +46,8 @@ from tinyevo.spaces import create_space
 ROOT = Path(__file__).resolve().parents[1]
 NETS = (  # name, space, genome, input shape
     ("chain_conv", "chain", "conv_k3_s2_c16-dsc_k3_s2_c32-gap-dense_c32", (1, 28, 28)),
-    ("blocks", "blocks", "r48_w0.3-mb_d1_k3_e1_c8-mb_d1_k3_e1_c16-mb_d1_k3_e1_c24-mb_d1_k3_e1_c48-mb_d1_k3_e1_c80"
-     "-mb_d1_k3_e1_c128", (3, 48, 48)),
+    ("blocks", "blocks", ("r48_w0.3-mb_d1_k3_e1_c8-mb_d1_k3_e1_c16-mb_d1_k3_e1_c24-mb_d1_k3_e1_c48-mb_d1_k3_e1_c80"
+                          "-mb_d1_k3_e1_c128"), (3, 48, 48)),
 )
 
 
@@ -119,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--nets", default=",".join(n[0] for n in NETS))
+    ap.add_argument("--warm-cache", action="store_true",
+                    help="use inductor's usual cache (compiled before: the compile cost drops)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compile_breakeven.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -133,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
               f"break-even {row['break_even_epochs']} epochs", flush=True)
     result = {
         "command": "python benchmarks/compile_breakeven.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "torch": torch.__version__, "threads": args.threads, "batch": args.batch, "train_size": args.train_size,
+        "torch": torch.__version__, "threads": args.threads, "inductor_cache": "warm" if args.warm_cache else "cold",
+        "batch": args.batch, "train_size": args.train_size,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "load_average_at_end": list(os.getloadavg())},
         "nets": rows,
@@ -141,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
+    if not args.warm_cache:
+        shutil.rmtree(os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ Each repetition runs, in fresh interpreters and in turn (the order rotates from 
 * ``python -c "import torch, torch._dynamo"`` -- what every process that steps a ``torch.optim`` optimizer pays
   (``Optimizer.step`` imports ``torch._dynamo``);
 * ``tinyevo search --budget 1 --no-final`` on digits with the default executor (one isolated worker process);
-* the same with ``--executor inprocess``.
+* the same with ``--executor inprocess``;
+* with ``--data PATH``: loading that data set in a fresh interpreter without the cache (read, split, normalise: what
+  every worker process did) and from the prepared, memory-mapped files (what it does now).
 
 The searches train with ``[train] threads = 1`` (``--threads``): on a busy machine a two-thread pool spins and
 the training time, not the start-up, would dominate. Reports the medians and the ratios to ``import torch``.
 
-    python benchmarks/startup.py --reps 5
+    python benchmarks/startup.py --reps 5 --data ../shared/data/fashion_mnist.npz
     PYTHONPATH=/tmp/old/src python benchmarks/startup.py --label before   # another checkout's code
 
 Writes ``benchmarks/results/startup.json`` (or ``--out``) and prints a table.
@@ -33,12 +35,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _commands(tmp: Path, threads: int) -> dict[str, list[str]]:
+def _load(spec: str, cache: str) -> list[str]:
+    return [sys.executable, "-c", f"from tinyevo.data import load_dataset; load_dataset({spec!r}, cache={cache})"]
+
+
+def _commands(tmp: Path, threads: int, data: str | None) -> dict[str, list[str]]:
     config = tmp / "train.toml"
     config.write_text(f"[train]\nthreads = {threads}\n")
     search = [sys.executable, "-m", "tinyevo.cli.main", "search", "-q", "--budget", "1", "--no-final",
               "--config", str(config), "--out"]
+    loads = {}
+    if data:  # what a worker pays to get the data set: read + split + normalise, or map the prepared files
+        loads = {"load_data_in_memory": _load(data, "False"), "load_data_mapped": _load(data, repr(str(tmp / "c")))}
+        subprocess.run(loads["load_data_mapped"], check=True)  # the prepared files exist before the timings
     return {
+        **loads,
         "import_torch": [sys.executable, "-c", "import torch"],
         "import_torch_dynamo": [sys.executable, "-c", "import torch, torch._dynamo"],
         "search_isolated": [*search, str(tmp / "run-isolated")],
@@ -51,12 +62,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--label", default="")
+    ap.add_argument("--data", default=None,
+                    help="also time loading this data set in a fresh interpreter, in memory and memory-mapped")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "startup.json"))
     args = ap.parse_args(argv)
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="tinyevo-startup-") as tmp_name:
         tmp = Path(tmp_name)
-        commands = _commands(tmp, args.threads)
+        commands = _commands(tmp, args.threads, args.data)
         names = list(commands)
         for rep in range(args.reps):
             order = names[rep % len(names):] + names[: rep % len(names)]
@@ -64,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                 for old in tmp.glob("run-*"):
                     subprocess.run(["rm", "-rf", str(old)], check=True)
                 start = time.perf_counter()
-                done = subprocess.run(commands[name], cwd=tmp, capture_output=True, text=True)
+                done = subprocess.run(commands[name], cwd=tmp, capture_output=True, text=True, check=False)
                 wall = time.perf_counter() - start
                 if done.returncode != 0:
                     raise SystemExit(f"{name} failed: {done.stderr[-2000:]}")

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyevo.data import as_tensor, load_dataset, mapped_file
-from tinyevo.data import loaders, shared
+from tinyevo.data import as_tensor, load_dataset, loaders, mapped_file, shared
 
 SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
