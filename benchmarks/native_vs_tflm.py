@@ -13,17 +13,17 @@ export_random_tflite`); its ``.tflite`` is cached in ``benchmarks/out/native_tfl
   constants) vs the ``.tflite`` size (TFLM's interpreter code would come on top, not counted);
 * **instructions**: per inference (build without hooks) and per kernel (build with hooks), both cores.
 
-**Latency model**: networks whose index is ``--holdout-every``-th are held back; the rest calibrate
-:mod:`tinyevo.cost.latency_native` (per-core fit, :func:`tinyevo.codegen.cortexm.calibrate.fit`); on the held-back
-networks the prediction from the **lowered IR** (what the search prices) is compared with the emulated count
-(median |error|). ``--write-calibration`` stores the fit as package data (``src/tinyevo/cost/
+**Latency model**: every network calibrates :mod:`tinyevo.cost.latency_native` (per-core fit,
+:func:`tinyevo.codegen.cortexm.calibrate.fit`); the held-back error is ``--folds``-fold cross-validated: each
+network's count is predicted by a fit on the other folds, from the **lowered IR** (what the search prices), and
+compared with the emulated count (median |error|). ``--write-calibration`` stores the fit as package data (``src/tinyevo/cost/
 native_latency.json``). Instructions per MAC per kernel type are summarised from the per-kernel counts.
 
 Writes ``benchmarks/results/native_vs_tflm.json``. Per-network rows are cached in ``benchmarks/out/native_rows/``
 under a digest of the kernels, generator and harness (a change of the C re-measures; ``--fresh`` ignores the
 cache); exported ``.tflite`` files are kept in ``benchmarks/out/native_tflite/``.
 
-    python benchmarks/native_vs_tflm.py --networks 67 --write-calibration
+    python benchmarks/native_vs_tflm.py --networks 60 --workers 5 --time-limit-min 40 --write-calibration
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +146,22 @@ def run_one(space: str, genome: str, ir, seed: int, rows: int, tc: Toolchain,  #
     }
 
 
+def _attempt(task: tuple) -> tuple[str, object]:  # type: ignore[type-arg]
+    """One candidate network in a worker process: ("ok", row) from the cache or a fresh run, or ("skip", why)."""
+    space, genome, ir, seed, rows, host, code, fresh = task
+    cache = HERE / "out" / "native_rows" / f"{_key(space, genome, seed)}_{code}.pkl"
+    if cache.exists() and not fresh:
+        return "ok", pickle.loads(cache.read_bytes())
+    logging.basicConfig(level=logging.ERROR)
+    try:
+        row = run_one(space, genome, ir, seed, rows, Toolchain.find(), HERE / "out" / "qemu_plugin", host)
+    except (CodegenError, DeployError, ValueError, RuntimeError, subprocess.SubprocessError) as exc:
+        return "skip", f"{type(exc).__name__}: {str(exc)[:300]}"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(pickle.dumps(row))
+    return "ok", row
+
+
 def _median_abs(e: list[float]) -> float:
     return float(np.median(np.abs(e))) if e else float("nan")
 
@@ -154,8 +172,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", type=int, default=8, help="random int8 inputs per network")
     ap.add_argument("--spaces", default="chain,blocks,nb201")
-    ap.add_argument("--holdout-every", type=int, default=4, help="every k-th network is held back from the fit")
+    ap.add_argument("--folds", type=int, default=5, help="folds of the cross-validated latency error")
     ap.add_argument("--write-calibration", action="store_true", help=f"write the fit to {CALIBRATION}")
+    ap.add_argument("--time-limit-min", type=float, default=None,
+                    help="submit no new network after this many minutes (the summary says how many ran)")
+    ap.add_argument("--workers", type=int, default=1, help="networks run in parallel processes (default 1)")
     ap.add_argument("--host", action="store_true", help="also build and compare the host build (slower)")
     ap.add_argument("--fresh", action="store_true", help="ignore cached per-network rows")
     ap.add_argument("--out", default=str(HERE / "results" / "native_vs_tflm.json"))
@@ -163,70 +184,77 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     if missing_tools():
         sys.exit(f"missing tools: {', '.join(missing_tools())}")
-    tc = Toolchain.find()
-    plugin_dir = HERE / "out" / "qemu_plugin"
     rows: list[dict[str, object]] = []
     failed: list[dict[str, object]] = []
     spaces = args.spaces.split(",")
     stream = _genomes(args.networks, args.seed, spaces)
     code = _code_digest()
     attempts = 0
-    while len(rows) < args.networks and attempts < 3 * args.networks:
-        space, genome, ir = next(stream)
-        seed = args.seed + attempts
-        attempts += 1
-        cache = HERE / "out" / "native_rows" / f"{_key(space, genome, seed)}_{code}.pkl"
-        if cache.exists() and not args.fresh:
-            row = pickle.loads(cache.read_bytes())
-        else:
-            try:
-                row = run_one(space, genome, ir, seed, args.rows, tc, plugin_dir, args.host)
-            except (CodegenError, DeployError, ValueError, RuntimeError, subprocess.SubprocessError) as exc:
-                failed.append({"space": space, "genome": genome, "seed": seed,
-                               "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
-                print(f"{space:<6} SKIPPED {genome[:50]}: {str(exc)[:120]}", file=sys.stderr, flush=True)
+    started = time.time()
+    pending: deque = deque()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        while len(rows) < args.networks:
+            # keep the workers busy with the next candidates, in stream order: the networks taken are the first
+            # --networks that succeed, whatever the timing
+            out_of_time = args.time_limit_min is not None and time.time() - started > 60 * args.time_limit_min
+            while (len(pending) < args.workers and len(rows) + len(pending) < args.networks
+                   and attempts < 3 * args.networks and not out_of_time):
+                space, genome, ir = next(stream)
+                seed = args.seed + attempts
+                attempts += 1
+                task = (space, genome, ir, seed, args.rows, args.host, code, args.fresh)
+                pending.append((space, genome, seed, pool.submit(_attempt, task)))
+            if not pending:
+                break
+            space, genome, seed, future = pending.popleft()
+            status, row = future.result()
+            if status != "ok":
+                failed.append({"space": space, "genome": genome, "seed": seed, "error": row})
+                print(f"{space:<6} SKIPPED {genome[:50]}: {str(row)[:120]}", file=sys.stderr, flush=True)
                 continue
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_bytes(pickle.dumps(row))
-        row["held_back"] = len(rows) % args.holdout_every == args.holdout_every - 1
-        rows.append(row)
-        print(f"{len(rows):>3} {space:<6} exact {row['all_bit_exact']!s:<5} arena {row['arena_bytes']:>7} "
-              f"(est {row['estimated_arena_bytes']:>7}) tflm {row['tflm_arena_mcu32_bytes']:>7} "
-              f"x{row['ram_ratio']:.2f} | flash {row['model_flash_bytes']:>7} vs tflite {row['tflite_bytes']:>7} | "
-              f"M4 {row['instructions']['cortex-m4']:>10} insn  {row['seconds']:.0f}s  {genome[:40]}",  # type: ignore[index]
-              flush=True)
+            rows.append(row)
+            print(f"{len(rows):>3} {space:<6} exact {row['all_bit_exact']!s:<5} arena {row['arena_bytes']:>7} "
+                  f"(est {row['estimated_arena_bytes']:>7}) tflm {row['tflm_arena_mcu32_bytes']:>7} "
+                  f"x{row['ram_ratio']:.2f} | flash {row['model_flash_bytes']:>7} vs tflite {row['tflite_bytes']:>7} | "
+                  f"M4 {row['instructions']['cortex-m4']:>10} insn  {row['seconds']:.0f}s  {genome[:40]}",  # type: ignore[index]
+                  flush=True)
 
-    # ---- latency model: fit on the calibration networks, evaluate on the held-back ones ----
-    train = [r for r in rows if not r["held_back"]]
-    test = [r for r in rows if r["held_back"]]
+    # ---- latency model: the stored fit uses every network; the held-back error is k-fold cross-validated ----
     doc: dict[str, object] = {
         "version": 1, "features": list(FEATURES),
         "source": (f"benchmarks/native_vs_tflm.py --networks {args.networks} --seed {args.seed}: instruction counts "
-                   f"of the generated C (arm-none-eabi-gcc -O2) on QEMU mps2-an386 / mps2-an500, {len(train)} "
-                   f"calibration networks from {args.spaces}"),
+                   f"of the generated C (arm-none-eabi-gcc -O2, DSP path on) on QEMU mps2-an386 / mps2-an500, "
+                   f"{len(rows)} calibration networks from {args.spaces}"),
         "cores": {},
     }
     latency: dict[str, object] = {}
+    folds = max(2, min(args.folds, len(rows)))
+
+    def rel(model, r, t: str) -> float:  # type: ignore[no-untyped-def]
+        return (model.graph_instructions(r["_graph"]) - r["instructions"][t]) / r["instructions"][t]
+
     for t, target in TARGETS.items():
-        table = fit([r["_measurements"][t] for r in train])  # type: ignore[index]
         cpi, why = CPI[target.core]
-        core_doc = {"cpi": cpi, "cpi_source": why, **table}
+        table = fit([r["_measurements"][t] for r in rows])  # type: ignore[index]
+        core_doc: dict[str, object] = {"cpi": cpi, "cpi_source": why, **table}
+        ir_err: list[float] = []
+        rec_err: list[float] = []
+        for k in range(folds):
+            fold_table = fit([r["_measurements"][t] for i, r in enumerate(rows) if i % folds != k])  # type: ignore[index]
+            fold_model = parse_models({**doc, "cores": {target.core: {"cpi": cpi, **fold_table}}})[target.core]
+            held = [r for i, r in enumerate(rows) if i % folds == k]
+            ir_err += [rel(fold_model, r, t) for r in held]
+            rec_err += [(predict_from_records(fold_table, r["_measurements"][t]) - r["instructions"][t])  # type: ignore[index]
+                        / r["instructions"][t] for r in held]  # type: ignore[index]
+        held_back = {"method": f"{folds}-fold cross-validation: each network predicted by a fit without it",
+                     "networks": len(ir_err), "median_abs_error": _median_abs(ir_err),
+                     "p90_abs_error": float(np.percentile(np.abs(ir_err), 90)) if ir_err else float("nan"),
+                     "max_abs_error": float(np.max(np.abs(ir_err))) if ir_err else float("nan"),
+                     "median_abs_error_from_generated_kernels": _median_abs(rec_err)}
+        core_doc["held_back"] = held_back
         doc["cores"][target.core] = core_doc  # type: ignore[index]
-    models = parse_models(doc)
-    for t, target in TARGETS.items():
-        model = models[target.core]
-        ir_err = [(model.graph_instructions(r["_graph"]) - r["instructions"][t]) / r["instructions"][t]  # type: ignore[index]
-                  for r in test]
-        rec_err = [(predict_from_records(doc["cores"][target.core], r["_measurements"][t])  # type: ignore[index]
-                    - r["instructions"][t]) / r["instructions"][t] for r in test]  # type: ignore[index]
-        train_err = [(model.graph_instructions(r["_graph"]) - r["instructions"][t]) / r["instructions"][t]  # type: ignore[index]
-                     for r in train]
-        held = {"networks": len(test), "median_abs_error": _median_abs(ir_err),
-                "p90_abs_error": float(np.percentile(np.abs(ir_err), 90)) if ir_err else float("nan"),
-                "max_abs_error": float(np.max(np.abs(ir_err))) if ir_err else float("nan"),
-                "median_abs_error_from_generated_kernels": _median_abs(rec_err)}
-        doc["cores"][target.core]["held_back"] = held  # type: ignore[index]
-        latency[t] = {**held, "calibration_networks": len(train), "calibration_median_abs_error": _median_abs(train_err),
+        full = parse_models(doc)[target.core]
+        latency[t] = {**held_back, "in_sample_median_abs_error": _median_abs([rel(full, r, t) for r in rows]),
                       "errors": [float(e) for e in ir_err]}
     # instructions per MAC per kernel type (kernels with MACs, all networks)
     per_mac: dict[str, dict[str, float]] = {}
@@ -246,7 +274,7 @@ def main() -> None:
         return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())} if len(v) else {}
 
     summary = {
-        "networks": len(rows), "skipped": len(failed),
+        "networks": len(rows), "skipped": len(failed), "stopped_by_time_limit": len(rows) < args.networks,
         "per_space": {s: sum(r["space"] == s for r in rows) for s in spaces},
         "bit_exact_networks": sum(bool(r["all_bit_exact"]) for r in rows),
         "bit_exact_percent": 100.0 * sum(bool(r["all_bit_exact"]) for r in rows) / max(1, len(rows)),
@@ -258,8 +286,9 @@ def main() -> None:
     }
     print(json.dumps({k: v for k, v in summary.items() if k != "latency_model"}, indent=1))
     for t, v in latency.items():
-        print(f"latency model {t}: held-back median |error| {100 * v['median_abs_error']:.1f} % "  # type: ignore[index]
-              f"over {v['networks']} networks (calibration {100 * v['calibration_median_abs_error']:.1f} %)")  # type: ignore[index]
+        print(f"latency model {t}: held-back ({v['method']}) median |error| "  # type: ignore[index]
+              f"{100 * v['median_abs_error']:.1f} % over {v['networks']} networks "  # type: ignore[index]
+              f"(in sample {100 * v['in_sample_median_abs_error']:.1f} %)")  # type: ignore[index]
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
