@@ -20,7 +20,7 @@ number to compare on a shared machine (wall time includes waiting for the CPU). 
 after its 30 generations) is reported with the trial count it reached. ``flat`` compares the last window's
 mean CPU time with the 500-2,000 window.
 
-    nice -n 10 python benchmarks/strategy_overhead.py                        # the committed JSON (~30 min)
+    nice -n 10 python benchmarks/strategy_overhead.py --jobs 3               # the committed JSON
     nice -n 10 python benchmarks/strategy_overhead.py --trials 2000 --tpe-trials 500 --out benchmarks/out/so.json
 
 Writes ``benchmarks/results/strategy_overhead.json`` (or ``--out``) and prints a table.
@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parent
 WINDOWS: tuple[tuple[int, int], ...] = ((0, 500), (500, 2000), (2000, 5000), (5000, 20000))
 NB201_TABLE = ROOT.parent.parent / "shared" / "benchmarks" / "nb201_cifar10.csv"
 GOAL_MS = 10.0
+SLOW = ("surrogate-evolution", "optuna-tpe", "reinforce")  # submitted first with --jobs
 
 Metrics = Mapping[str, float]
 
@@ -251,13 +252,14 @@ def _blas_single_thread() -> Any:
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def run_part(part: Any, names: list[str], *, trials: int, tpe_trials: int, seed: int,
-             console: Console) -> list[dict[str, Any]]:
-    rows = []
-    for name in [*names, "optuna-tpe"]:
+def run_one(part_name: str, name: str, *, trials: int, tpe_trials: int, seed: int, table: Path) -> dict[str, Any]:
+    """Measure one strategy on one problem (in a worker process with ``--jobs``; BLAS single-threaded)."""
+    limiter = _blas_single_thread()
+    try:
+        part: Any = ChainProblem() if part_name == "chain" else NB201Problem(table)
         if name == "optuna-tpe":
             n = min(trials, tpe_trials)
-            if part.name == "chain":
+            if part_name == "chain":
                 strat: Strategy = ChainTPE(part.space, part.problem, seed=seed)
             else:
                 from tinyevo.tabular.peers import OptunaPeer
@@ -268,59 +270,24 @@ def run_part(part: Any, names: list[str], *, trials: int, tpe_trials: int, seed:
             strat = STRATEGIES.create(name, part.space, part.problem, seed=seed)
         start = time.perf_counter()
         res = measure(strat, part.problem, cost=part.cost, evaluate=part.evaluate, trials=n)
-        res.pop("_cpu")
-        row = {"problem": part.name, "strategy": name, "requested_trials": n, **res,
-               "elapsed_s": time.perf_counter() - start}
-        row.update(verdict(row))
-        rows.append(row)
-        ws = " ".join(f"{w['from']}-{w['to']}:{w['cpu_ms_mean']:.2f}" for w in row["windows"])
-        console.print(f"{part.name:>6} {name:>24} {row['trials']:>6} trials ({row['stopped']}), cpu ms/trial {ws}"
-                      f"  [{row['elapsed_s']:.0f} s]")
-    return rows
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=20000, help="trials per strategy on the chain space")
-    ap.add_argument("--nb201-trials", type=int, default=5000, help="trials per strategy on NB201 (15,625 cells)")
-    ap.add_argument("--tpe-trials", type=int, default=1000, help="cap for Optuna TPE (its overhead grows)")
-    ap.add_argument("--strategies", default=None, help="comma-separated subset (default: every registered one)")
-    ap.add_argument("--parts", default="chain,nb201")
-    ap.add_argument("--table", type=Path, default=NB201_TABLE)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "strategy_overhead.json")
-    args = ap.parse_args()
-
-    names = args.strategies.split(",") if args.strategies else STRATEGIES.names()
-    console = Console(width=max(Console().width, 150))
-    rows: list[dict[str, Any]] = []
-    skipped: dict[str, str] = {}
-    limiter = _blas_single_thread()
-    try:
-        for part_name in args.parts.split(","):
-            if part_name == "chain":
-                rows += run_part(ChainProblem(), names, trials=args.trials, tpe_trials=args.tpe_trials,
-                                 seed=args.seed, console=console)
-            elif part_name == "nb201":
-                if not args.table.is_file():
-                    skipped["nb201"] = f"table {args.table} not found"
-                    console.print(f"nb201 skipped: {skipped['nb201']}")
-                    continue
-                rows += run_part(NB201Problem(args.table), names, trials=args.nb201_trials,
-                                 tpe_trials=args.tpe_trials, seed=args.seed, console=console)
     finally:
         if limiter is not None:
             limiter.unregister()
+    res.pop("_cpu")
+    row = {"problem": part_name, "strategy": name, "requested_trials": n, **res,
+           "elapsed_s": time.perf_counter() - start}
+    row.update(verdict(row))
+    return row
 
-    table = Table(title="strategy overhead: mean CPU ms per trial (ask + tell) by trial window")
-    for col in ("problem", "strategy", "trials", *(f"{lo}-{hi}" for lo, hi in WINDOWS), "<=10 ms", "flat"):
-        table.add_column(col, justify="right")
-    for r in rows:
-        cells = [f"{w['cpu_ms_mean']:.2f}" for w in r["windows"]] + ["-"] * (len(WINDOWS) - len(r["windows"]))
-        table.add_row(r["problem"], r["strategy"], str(r["trials"]), *cells, "yes" if r["within_10ms"] else "NO",
-                      "yes" if r["flat"] else "NO")
-    console.print(table)
 
+def _report(row: dict[str, Any], console: Console) -> None:
+    ws = " ".join(f"{w['from']}-{w['to']}:{w['cpu_ms_mean']:.2f}" for w in row["windows"])
+    console.print(f"{row['problem']:>6} {row['strategy']:>24} {row['trials']:>6} trials ({row['stopped']}), "
+                  f"cpu ms/trial {ws}  [{row['elapsed_s']:.0f} s]")
+
+
+def write(args: argparse.Namespace, rows: list[dict[str, Any]], skipped: dict[str, str], *, complete: bool) -> None:
+    """Write the JSON (also after every finished strategy, with ``complete: false``)."""
     out = {
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "python": platform.python_version(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -336,11 +303,69 @@ def main() -> int:
         "tpe_cap": f"optuna-tpe runs at most {args.tpe_trials} trials per problem: its own overhead grows with "
                    "the number of trials (it models the whole history on every ask)",
         "skipped": skipped,
+        "complete": complete,
         "results": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
                     for r in rows],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=20000, help="trials per strategy on the chain space")
+    ap.add_argument("--nb201-trials", type=int, default=5000, help="trials per strategy on NB201 (15,625 cells)")
+    ap.add_argument("--tpe-trials", type=int, default=1000, help="cap for Optuna TPE (its overhead grows)")
+    ap.add_argument("--strategies", default=None, help="comma-separated subset (default: every registered one)")
+    ap.add_argument("--parts", default="chain,nb201")
+    ap.add_argument("--table", type=Path, default=NB201_TABLE)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1, help="measure this many strategies at once (processes)")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "strategy_overhead.json")
+    args = ap.parse_args()
+
+    names = args.strategies.split(",") if args.strategies else STRATEGIES.names()
+    console = Console(width=max(Console().width, 150))
+    skipped: dict[str, str] = {}
+    jobs: list[tuple[str, str, int]] = []
+    for part_name in args.parts.split(","):
+        if part_name == "nb201" and not args.table.is_file():
+            skipped["nb201"] = f"table {args.table} not found"
+            console.print(f"nb201 skipped: {skipped['nb201']}")
+            continue
+        n = args.trials if part_name == "chain" else args.nb201_trials
+        jobs += [(part_name, name, n) for name in [*names, "optuna-tpe"]]
+    kw = {"tpe_trials": args.tpe_trials, "seed": args.seed, "table": args.table}
+    if args.jobs > 1:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            slow_first = sorted(jobs, key=lambda j: (j[0] != "chain", j[1] not in SLOW))
+            futures = {pool.submit(run_one, p, n, trials=t, **kw): (p, n) for p, n, t in slow_first}
+            done: dict[tuple[str, str], dict[str, Any]] = {}
+            for fut in cf.as_completed(futures):
+                done[futures[fut]] = fut.result()
+                _report(done[futures[fut]], console)
+                write(args, [done[(p, n)] for p, n, _ in jobs if (p, n) in done], skipped, complete=False)
+        rows = [done[(p, n)] for p, n, _ in jobs]
+    else:
+        rows = []
+        for p, n, t in jobs:
+            rows.append(run_one(p, n, trials=t, **kw))
+            _report(rows[-1], console)
+            write(args, rows, skipped, complete=False)
+
+    table = Table(title="strategy overhead: mean CPU ms per trial (ask + tell) by trial window")
+    for col in ("problem", "strategy", "trials", *(f"{lo}-{hi}" for lo, hi in WINDOWS), "<=10 ms", "flat"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        cells = [f"{w['cpu_ms_mean']:.2f}" for w in r["windows"]] + ["-"] * (len(WINDOWS) - len(r["windows"]))
+        table.add_row(r["problem"], r["strategy"], str(r["trials"]), *cells, "yes" if r["within_10ms"] else "NO",
+                      "yes" if r["flat"] else "NO")
+    console.print(table)
+
+    write(args, rows, skipped, complete=True)
     console.print(f"wrote {args.out}")
     return 0
 
