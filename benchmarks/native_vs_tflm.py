@@ -212,6 +212,10 @@ def main() -> None:
                 failed.append({"space": space, "genome": genome, "seed": seed, "error": row})
                 print(f"{space:<6} SKIPPED {genome[:50]}: {str(row)[:120]}", file=sys.stderr, flush=True)
                 continue
+            graph = row["_graph"]
+            for m in row["_measurements"].values():  # rows cached before Measurement had input_channels
+                if not m.input_channels:
+                    object.__setattr__(m, "input_channels", graph.tensors[graph.input].shape[0])
             rows.append(row)
             print(f"{len(rows):>3} {space:<6} exact {row['all_bit_exact']!s:<5} arena {row['arena_bytes']:>7} "
                   f"(est {row['estimated_arena_bytes']:>7}) tflm {row['tflm_arena_mcu32_bytes']:>7} "

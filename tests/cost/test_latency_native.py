@@ -22,7 +22,7 @@ def _ir(seed: int = 0):  # type: ignore[no-untyped-def]
 
 
 def _macs_only(core: str, per_mac: float, cpi: float, glue: float = 0.0) -> NativeLatencyModel:
-    coef = (per_mac, 0.0, 0.0, 0.0, 0.0, 0.0)
+    coef = (per_mac, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     classes = {c: coef for c in ("conv", "pointwise", "depthwise", "dense", "pool", "elementwise")}
     return NativeLatencyModel(core=core, cpi=cpi, kernels={}, classes=classes, glue=(glue, 0.0, 0.0))
 

@@ -4,8 +4,9 @@ The latency of the generated C model on a core is ``instructions x CPI / clock``
 
 * **instructions** = sum over kernels of a per-kernel linear model plus the glue of ``tinyevo_model_invoke``.
   A kernel's instructions are ``theta[key] . features`` with ``features`` = (:data:`FEATURES`): MACs (conv /
-  depthwise / dense; 0 otherwise), output elements, output pixels (H x W), input bytes (all activation inputs),
-  output channels and 1 (the call). Every feature is known both to the search (the lowered IR) and to the code
+  depthwise / dense; 0 otherwise), windows (the inner dot products: MACs / input channels of a conv, MACs of a
+  depthwise conv, outputs of a dense layer -- each costs a loop set-up whatever its length), output elements,
+  output pixels (H x W), input bytes (all activation inputs), output channels and 1 (the call). Every feature is known both to the search (the lowered IR) and to the code
   generator (the ``.tflite``), so the same model is fitted on one and applied to the other. ``key`` is the TFLite kernel
   (``CONV_2D_1x1`` for a pointwise conv); a kernel seen too rarely in the calibration set uses its op class's
   coefficients. The glue is ``g0 + g1 x kernels + g2 x (input + output bytes)`` (the copies in and out of the
@@ -32,7 +33,7 @@ from pathlib import Path
 from tinyevo.cost.lowering import DeployGraph, DeployOp
 from tinyevo.errors import ConfigError
 
-FEATURES: tuple[str, ...] = ("macs", "out_elements", "out_pixels", "in_bytes", "out_channels", "one")
+FEATURES: tuple[str, ...] = ("macs", "windows", "out_elements", "out_pixels", "in_bytes", "out_channels", "one")
 DATA_FILE = "native_latency.json"
 
 
@@ -47,16 +48,27 @@ def op_key(op: DeployOp) -> str:
     return kernel_key(op.tflite, op.op_class)
 
 
-def kernel_features(macs: int, out_shape: tuple[int, int, int], in_bytes: int) -> tuple[float, ...]:
-    """:data:`FEATURES` of a kernel with ``macs``, output ``(C, H, W)`` and ``in_bytes`` of activation inputs."""
+def kernel_features(tflite: str, macs: int, out_shape: tuple[int, int, int], in_bytes: int,
+                    in_channels: int) -> tuple[float, ...]:
+    """:data:`FEATURES` of a ``tflite`` kernel with ``macs``, output ``(C, H, W)``, ``in_bytes`` of activation
+    inputs and ``in_channels`` channels in its first input."""
     c, h, w = out_shape
-    return (float(macs), float(c * h * w), float(h * w), float(in_bytes), float(c), 1.0)
+    if not macs:
+        windows = 0.0
+    elif tflite == "DEPTHWISE_CONV_2D":
+        windows = float(macs)
+    elif tflite == "FULLY_CONNECTED":
+        windows = float(c * h * w)
+    else:
+        windows = macs / max(1, in_channels)
+    return (float(macs), windows, float(c * h * w), float(h * w), float(in_bytes), float(c), 1.0)
 
 
 def op_features(graph: DeployGraph, op: DeployOp) -> tuple[float, ...]:
     """The :data:`FEATURES` of a kernel of the lowered graph."""
     in_bytes = sum(graph.tensors[t].nbytes for t in op.inputs)
-    return kernel_features(op.macs, graph.tensors[op.name].shape, in_bytes)
+    in_channels = graph.tensors[op.inputs[0]].shape[0] if op.inputs else 1
+    return kernel_features(op.tflite, op.macs, graph.tensors[op.name].shape, in_bytes, in_channels)
 
 
 def glue_features(graph: DeployGraph) -> tuple[float, ...]:

@@ -49,10 +49,13 @@ class Measurement:
     size: SizeReport  # the build without hooks, whole image
     model_size: SizeReport  # its tinyevo_model.o
     input_output_bytes: int
+    input_channels: int = 0  # channels of the network input (NHWC C)
 
     def kernel_rows(self) -> list[tuple[str, str, tuple[float, ...], int]]:
         """(key, op class, features, instructions) of every kernel."""
-        return [(kernel_key(op.kind, op.op_class), op.op_class, op_record_features(op), n)
+        channels = {op.output: op.output_shape[-1] for op in self.ops}
+        return [(kernel_key(op.kind, op.op_class), op.op_class,
+                 op_record_features(op, channels.get(op.inputs[0], self.input_channels) if op.inputs else 1), n)
                 for op, n in zip(self.ops, self.op_instructions, strict=True)]
 
     @property
@@ -60,11 +63,12 @@ class Measurement:
         return self.instructions - sum(self.op_instructions)
 
 
-def op_record_features(op: OpRecord) -> tuple[float, ...]:
-    """:data:`~tinyevo.cost.latency_native.FEATURES` of a generated kernel (shape NHWC or [N, F] -> CHW)."""
+def op_record_features(op: OpRecord, in_channels: int) -> tuple[float, ...]:
+    """:data:`~tinyevo.cost.latency_native.FEATURES` of a generated kernel (shape NHWC or [N, F] -> CHW) whose
+    first input has ``in_channels`` channels."""
     s = tuple(op.output_shape)
     chw = (s[3], s[1], s[2]) if len(s) == 4 else (s[-1], 1, 1)
-    return kernel_features(op.macs, chw, op.bytes_in)
+    return kernel_features(op.kind, op.macs, chw, op.bytes_in, in_channels)
 
 
 def measure(gen: GeneratedModel, inputs: np.ndarray, target: str | Target, workdir: str | Path, *,
@@ -85,7 +89,8 @@ def measure(gen: GeneratedModel, inputs: np.ndarray, target: str | Target, workd
         raise ValueError(f"{len(per_op)} kernels counted, the model has {len(gen.ops)}")
     return Measurement(target=tgt.name, ops=gen.ops, op_instructions=per_op, instructions=run.instructions,
                        outputs=run.outputs, size=plain.size, model_size=plain.model_size,
-                       input_output_bytes=gen.input_bytes + gen.output_bytes)
+                       input_output_bytes=gen.input_bytes + gen.output_bytes,
+                       input_channels=int(gen.input_shape[-1]))
 
 
 def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
