@@ -10,8 +10,9 @@ trials violated a bound, each of them is the first of a few samples predicted fe
    one-edit mutants, as many two-edit mutants and ``crossovers`` crossover children with other leaders, plus
    ``random_pool`` uniform samples.
 3. **Screen.** A cheap predictor -- kernel ridge regression with a degree-2 polynomial kernel on
-   ``space.features`` (every pairwise gene interaction), fitted to the rank-transformed fitness of all evaluated
-   trials -- scores the whole pool; the best-predicted candidate is proposed.
+   ``space.features`` (every pairwise gene interaction), fitted to the rank-transformed fitness of the evaluated
+   trials (at most ``max_train``: the best half and the most recent) -- scores the whole pool; the
+   best-predicted candidate is proposed.
 4. **Local search on stagnation.** After ``patience`` evaluations without improvement, the unseen one-edit
    neighbours of the first leader whose neighbourhood is not yet exhausted are proposed (best-predicted first),
    and fresh uniform samples join the pool on every stagnant step. So a leader's neighbourhood is searched
@@ -25,6 +26,11 @@ so one more predictor per hard constraint learns that metric from all trials; ca
 bound rank behind those predicted feasible (ordered by predicted violation). Failed trials are never re-asked
 and do not enter the fitness model. Deterministic given ``seed`` (one ``numpy.random.Generator``; ask depends
 only on the seed and the trials told), so :func:`~tinyevo.strategies.base.replay` rebuilds the state.
+
+Overhead per trial is bounded, whatever the number of trials: models are refitted once their data has grown by
+``refit_fraction`` of the training-set size (and at once when a hard bound first bites), predictions for the pool
+are cached in between, and the leaders and the best half come from sorted lists of bounded length
+(``benchmarks/strategy_overhead.py``; docs/strategies.md).
 
 Measured on NB201 CIFAR-10 ``valid_acc``, seeds 0..199 (``python benchmarks/nb201_strategies.py``): mean best
 91.587 / optimum found in 94.5 % of seeds at 100 queries, 91.6067 / 100 % at 300 (Optuna TPE: 91.539 / 50 % and
