@@ -41,17 +41,20 @@ def test_candidates_train_by_distillation_from_the_teacher(
 ) -> None:
     from torch import nn
 
-    from tinyevo.estimators import trained
+    from tinyevo.estimators import training_estimator
+    from tinyevo.training import Distillation
 
     data, teacher = setup
     seen: list[object] = []
-    real_fit = trained.fit
+    real_train = training_estimator.train
 
     def spy(*args: object, **kwargs: object) -> object:
-        seen.append(kwargs.get("teacher"))
-        return real_fit(*args, **kwargs)
+        loss = kwargs["step"].loss  # type: ignore[attr-defined]
+        seen.append(loss.teacher if isinstance(loss, Distillation) else None)
+        return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(trained, "fit", spy)  # the spy sees the search only in this process: --executor inprocess
+    # the spy sees the search only in this process: --executor inprocess
+    monkeypatch.setattr(training_estimator, "train", spy)
     assert _search(data, tmp_path / "plain", "--executor", "inprocess") == 0
     plain_seen, seen[:] = list(seen), []
     assert _search(data, tmp_path / "taught", "--teacher", str(teacher), "--executor", "inprocess") == 0
