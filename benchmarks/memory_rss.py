@@ -121,6 +121,16 @@ class Sampler(threading.Thread):
         self.join()
 
 
+def _statuses(db: Path) -> dict[str, int]:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return dict(con.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
+    finally:
+        con.close()
+
+
 def run_config(workers: int, trials: int, args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="tinyevo-rss-") as tmp:
         cmd = [
@@ -144,6 +154,7 @@ def run_config(workers: int, trials: int, args: argparse.Namespace) -> dict[str,
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"search failed ({proc.returncode}): {' '.join(cmd)}\n{out}\n{err}")
+        statuses = _statuses(Path(tmp) / "run" / "trials.db")
         hwm = dict(sampler.hwm_kib)
         driver = hwm.pop(proc.pid, 0)
         return {
@@ -155,6 +166,7 @@ def run_config(workers: int, trials: int, args: argparse.Namespace) -> dict[str,
             "driver_peak_rss_mib": round(driver / 1024, 1),
             "max_worker_peak_rss_mib": round(max(hwm.values(), default=0) / 1024, 1),
             "processes_seen": len(hwm) + 1,
+            "trial_statuses": statuses,
             "samples": sampler.samples,
         }
 
@@ -174,14 +186,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "memory_rss.json"))
     ap.add_argument("search_args", nargs="*", help="more tinyevo search arguments (after --)")
     args = ap.parse_args(argv)
-    rows = []
+    rows: list[dict[str, object]] = []
     for spec in args.configs.split(","):
         w, t = (int(v) for v in spec.lower().split("x"))
         row = run_config(w, t, args)
         rows.append(row)
         print(f"{w} worker(s) x {t} trial(s): tree RSS {row['peak_tree_rss_mib']:7.1f} MiB, "
               f"tree PSS {row['peak_tree_pss_mib']:7.1f} MiB, driver {row['driver_peak_rss_mib']:6.1f} MiB, "
-              f"worker {row['max_worker_peak_rss_mib']:6.1f} MiB, {row['wall_s']:.1f} s", flush=True)
+              f"worker {row['max_worker_peak_rss_mib']:6.1f} MiB, {row['wall_s']:.1f} s, "
+              f"trials {row['trial_statuses']}", flush=True)
+        _write(args, argv, rows)  # after every configuration: a long run that is stopped keeps what it measured
+
+
+def _write(args: argparse.Namespace, argv: list[str] | None, rows: list[dict[str, object]]) -> None:
     result = {
         "command": "python benchmarks/memory_rss.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": Path(args.data).name if args.data != "digits" else "digits",
@@ -191,13 +208,13 @@ def main(argv: list[str] | None = None) -> None:
         "batch_size": args.batch_size or "default",
         "threads": args.threads,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "search_args": args.search_args,
         "notes": "tree RSS counts shared pages once per process; tree PSS splits them between the processes "
                  "sharing them; driver / worker peak RSS are the kernel's VmHWM of each process",
         "configs": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
