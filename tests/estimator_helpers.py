@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tinyevo.data import Dataset, from_arrays
 from tinyevo.ir import ArchIR, Conv2d, Dense, GlobalPool, GraphBuilder, Zero
@@ -15,6 +16,12 @@ def separable(n: int = 240, size: int = 6, seed: int = 0, noise: float = 0.3) ->
     x[y == 0, :, :, :half] += 1.0
     x[y == 1, :, :, half:] += 1.0
     return from_arrays(x, y, name="separable", seed=seed, val_fraction=0.2)
+
+
+@pytest.fixture(scope="session")
+def data() -> Dataset:
+    """The ``separable()`` data set, shared by the estimator and training tests (their conftests import it)."""
+    return separable()
 
 
 def conv_net(width: int = 8, size: int = 6, classes: int = 2, channels: int = 1) -> ArchIR:
