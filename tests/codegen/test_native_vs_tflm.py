@@ -77,7 +77,9 @@ def test_depthwise_in_place_and_not(c: int, hw: int, k: int, s: int, padding: st
 def test_pool(mode: str, k: int, s: int, padding: str, c: int, hw: int) -> None:
     b = GraphBuilder((c, hw, hw))
     x = b.add(Conv2d(4, kernel=1, act="relu"), b.input)
-    ir = b.build(b.add(Dense(3), b.add(Pool2d(mode, k, s, padding), x)))  # type: ignore[arg-type]
+    p = b.add(Pool2d(mode, k, s, padding), x)  # type: ignore[arg-type]
+    # (a dense layer straight after a pool exports TRANSPOSE / QUANTIZE ops around it: a 1x1 conv in between)
+    ir = b.build(b.add(Dense(3), b.add(Conv2d(3, kernel=1), p)))
     _exact(ir)
 
 

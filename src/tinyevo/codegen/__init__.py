@@ -30,7 +30,8 @@ before (``end = 0``) and after (``end = 1``) it runs, ``op`` being the index int
 
 :func:`check_network` (module :mod:`tinyevo.codegen.check`) does the whole round trip for an IR with random
 weights: ``.tflite`` export, C generation, host build, comparison with TFLM, arena vs the cost model.
-The names below are imported on first use (the TFLM child process imports this package without torch).
+The other names are imported on first use; nothing here imports torch (the TFLM child process imports this
+package).
 """
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 from tinyevo.codegen.errors import CodegenError
 
+# imported eagerly: the submodule ``tinyevo.codegen.generate`` would otherwise shadow the function of that name
+# once something imports the submodule (numpy and the cost model only, no torch)
+from tinyevo.codegen.generate import generate
+
 if TYPE_CHECKING:
     from tinyevo.codegen.check import NetworkCheck, check_network
-    from tinyevo.codegen.generate import SUPPORTED_OPS, GeneratedModel, OpRecord, generate, graph_from_tflite
+    from tinyevo.codegen.generate import SUPPORTED_OPS, GeneratedModel, OpRecord, graph_from_tflite
     from tinyevo.codegen.host import (
         BitExact,
         HostBuild,
@@ -56,7 +61,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "NetworkCheck": "check", "check_network": "check",
-    "SUPPORTED_OPS": "generate", "GeneratedModel": "generate", "OpRecord": "generate", "generate": "generate",
+    "SUPPORTED_OPS": "generate", "GeneratedModel": "generate", "OpRecord": "generate",
     "graph_from_tflite": "generate",
     "BitExact": "host", "HostBuild": "host", "build_host": "host", "check_bit_exact": "host",
     "compare": "host",
