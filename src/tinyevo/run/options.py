@@ -233,9 +233,6 @@ def run_options(values: Mapping[str, Any]) -> RunOptions:
 _TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter")
 
 
-def train_options(where: str, options: Mapping[str, Any]) -> TrainOptions:
-    """The :class:`TrainOptions` in ``options`` (keys may use ``-`` or ``_``; lists are tuples), or a one-line
-    :class:`ConfigError` naming the option: ``train.epochs must be an integer, got 2.5``, ``unknown training
 def prefilter_options(values: Mapping[str, Any]) -> PrefilterOptions:
     """``values`` as checked :class:`PrefilterOptions`, or a one-line :class:`ConfigError` naming the option."""
     try:
@@ -244,6 +241,9 @@ def prefilter_options(values: Mapping[str, Any]) -> PrefilterOptions:
         raise ConfigError(one_line(exc, "prefilter")) from None
 
 
+def train_options(where: str, options: Mapping[str, Any]) -> TrainOptions:
+    """The :class:`TrainOptions` in ``options`` (keys may use ``-`` or ``_``; lists are tuples), or a one-line
+    :class:`ConfigError` naming the option: ``train.epochs must be an integer, got 2.5``, ``unknown training
     option(s) in [train]: epocs; did you mean 'epochs'?``. ``where`` is the table, ``"[train]"`` or ``"[final]"``."""
     opts = {str(k).replace("-", "_"): _tuples(v) for k, v in options.items()}
     unknown = sorted(set(opts) - set(TRAIN_OPTION_NAMES))
