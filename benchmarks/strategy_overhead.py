@@ -20,7 +20,8 @@ number to compare on a shared machine (wall time includes waiting for the CPU). 
 after its 30 generations) is reported with the trial count it reached. ``flat`` compares the last window's
 mean CPU time with the 500-2,000 window.
 
-    nice -n 10 python benchmarks/strategy_overhead.py --jobs 3               # the committed JSON
+    nice -n 10 python benchmarks/strategy_overhead.py --jobs 4               # the full run (20,000 trials)
+    nice -n 10 python benchmarks/strategy_overhead.py --jobs 6 --trials 5000 --nb201-trials 2000 --tpe-trials 300
     nice -n 10 python benchmarks/strategy_overhead.py --trials 2000 --tpe-trials 500 --out benchmarks/out/so.json
 
 Writes ``benchmarks/results/strategy_overhead.json`` (or ``--out``) and prints a table.

@@ -84,6 +84,16 @@ def test_fits_use_a_bounded_window_and_keep_the_best_half() -> None:
         assert np.any(np.all(np.isclose(last, f), axis=1)), t.genome
 
 
+def test_no_constraint_model_while_the_bound_never_bites() -> None:
+    space = create_space("nb201", channels=8, cells_per_stage=1)
+    evaluate, cost, _ = objective(space)
+    loose = Problem((Objective("acc"),), (Constraint("size", upper=1e9),))
+    pred = RecordingRidge()
+    run_search(SurrogateEvolution(space, loose, seed=0, predictor=pred), loose, evaluate, budget=60, cost=cost)
+    # only fitness fits (rank-gauss targets, mean 0); a 'size' model would have log-size targets (mean > 0)
+    assert pred.fits and all(np.isclose(y.mean(), 0.0) for _, y in pred.fits)
+
+
 def test_models_are_refitted_every_few_trials_not_on_every_ask() -> None:
     space = create_space("nb201", channels=8, cells_per_stage=1)
     evaluate, cost, problem = objective(space)

@@ -521,7 +521,7 @@ class SurrogateEvolution:
                 continue
             if not (self._due(n, fitted) or (model is None and self._last_bite[i] >= fitted)):
                 continue
-            if self._last_bite[i] < n - self.max_train:  # the bound never bit in the window: nothing to avoid
+            if self._last_bite[i] < max(0, n - self.max_train):  # never bit in the window: nothing to avoid
                 new: tuple[int, FittedModel | None, bool] = (n, None, False)
             else:
                 v = np.asarray(values[-self.max_train :])
