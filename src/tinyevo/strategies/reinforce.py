@@ -3,20 +3,22 @@
 Zoph & Le (2017) and MnasNet (Tan et al., 2019) train a controller that samples architectures; the reward of a
 sampled architecture (its accuracy, or MnasNet's ``ACC * (LAT / T) ** w``) pushes the controller towards the
 choices that earned it. Here the controller is one independent categorical distribution per gene (softmax over
-logits), which is the policy the NAS-Bench-201 paper benchmarks as "REINFORCE"; it works on every
-fixed-structure space through a :class:`GeneCodec` (``nb201``: 6 edges x 5 ops, ``macro``: 8 layers x 3 choices,
-``blocks``: resolution, width and 5 genes per stage).
+logits), the policy the NAS-Bench-201 paper benchmarks as "REINFORCE"; it works on every fixed-structure space
+through a :class:`GeneCodec` (``nb201``: 6 edges x 5 ops, ``macro``: 8 layers x 3 choices, ``blocks``:
+resolution, width and 5 genes per stage).
 
 **Update.** Told trials are collected in batches of ``batch_size`` (in the order they are told). For each batch,
 the advantage of trial ``i`` is ``A_i = (r_i - b) / s``, where ``b`` is an exponential moving average of past
-batch-mean rewards (the baseline, decay ``baseline_decay``) and ``s`` a moving average of the reward spread, so
-that the step size does not depend on the reward's units (percent or fraction). The policy takes one Adam ascent
-step (``lr``) on ``mean_i A_i log p(a_i) + entropy * H(p)``; the entropy bonus keeps it from collapsing on the
-first good genome. The defaults (``lr=0.3``, ``batch_size=1``, Adam betas ``(0.5, 0.9)``, ``entropy=0.01``,
+batch-mean rewards (the baseline, decay ``baseline_decay``) and ``s`` a moving average of the rewards' spread
+around it, so that the step size does not depend on the reward's units (percent or fraction). The policy takes
+one Adam ascent step (``lr``) on ``mean_i A_i log p(a_i) + entropy * H(p)``; the entropy bonus works against
+collapsing on the first good genome. A gene that does not matter for a genome (the expansion ratio of a
+non-MBConv ``blocks`` stage) takes no part in its log-probability.
+
+The defaults (``lr=0.3``, ``batch_size=1``, Adam betas ``(0.5, 0.9)``, ``entropy=0.01``,
 ``baseline_decay=0.9``) were chosen on NAS-Bench-201 at 100 queries (seeds 0..99) among a handful of settings
-(``benchmarks/results/rl_reinforce_tuning.json``, docs/strategies.md): a high learning rate with one trial per
-update and short Adam memories matter most (betas ``(0.9, 0.999)``: 91.32 mean best valid accuracy vs 91.46). A gene that does not matter for a genome (the expansion ratio of a non-MBConv ``blocks``
-stage) takes no part in its log-probability.
+(``benchmarks/results/rl_reinforce_tuning.json``, ``docs/reinforce.md``): a high learning rate with one trial
+per update and short Adam memories matter most (betas ``(0.9, 0.999)``: 91.32 mean best valid accuracy vs 91.46).
 
 **Reward.** The reward of an evaluated trial is :func:`~tinyevo.strategies.base.fitness`: the first objective's
 score (with its MnasNet soft targets, if any) minus the soft-constraint penalty. Infeasible and failed trials
@@ -25,9 +27,9 @@ one spread ``s``, and an infeasible trial a further ``s * min(violation, 1)``, s
 them and, among infeasible genomes, prefers the nearly feasible ones.
 
 **Never re-ask.** A sampled genome that was already asked is drawn again (up to ``max_retries`` times, without a
-policy update), then a uniform random sample is taken (origin ``random``), as every strategy does; if the space is exhausted,
-:class:`~tinyevo.errors.SearchExhaustedError` ends the search. Genomes the
-strategy did not propose (a warm start) are encoded and learnt from like its own.
+policy update), then a uniform random sample is taken (origin ``random``), as every strategy does; if the space
+is exhausted, :class:`~tinyevo.errors.SearchExhaustedError` ends the search. Genomes the strategy did not propose
+(a warm start) are encoded and learnt from like its own.
 
 **Determinism and resume.** All random numbers come from one ``numpy`` Generator seeded with ``seed``; the state
 after a sequence of asks and tells depends on nothing else, so :func:`~tinyevo.strategies.base.replay` rebuilds
