@@ -231,7 +231,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--val-fraction", type=float, metavar="F", help="validation split carved from training data"
     )
     g.add_argument("--space", help="search space (default chain)")
-    g.add_argument("--strategy", help="search strategy (default: surrogate-evolution; nsga2 with several objectives)")
+    g.add_argument("--strategy", help="search strategy (default: surrogate-evolution; nsga2 with several objectives; "
+                                      "dnas: differentiable NAS on nb201 / blocks, docs/dnas.md)")
     g.add_argument("--population", type=int, metavar="N",
                    help="population size of an evolutionary strategy (regularized-evolution, mcunet, nsga2, "
                         "evolution-*); more options in the config's [strategy_options]")
@@ -440,6 +441,9 @@ def run_search_command(args: argparse.Namespace) -> int:
     from tinyevo.run.sizing import size_run
 
     err = Console(stderr=True)
+    dnas = args.strategy == "dnas"  # differentiable NAS: searched before the run, stored as its one trial
+    if dnas:
+        args.strategy = None
     sized = size_run(config_from_args(args))  # defaults adapted to the data size (stored with the run)
     config = sized.config
     notes = [f"[dim]{sized.describe()}[/dim]"] + [f"[yellow]warning: {w.message}[/yellow]" for w in sized.warnings]
@@ -455,7 +459,18 @@ def run_search_command(args: argparse.Namespace) -> int:
     view = ProgressView(err, objective=config.objectives[0].metric, enabled=not args.quiet,
                         start_info=start_info_for(args))
     try:
-        result = start_run(config, run_dir=run_dir, progress=_with_notes(err, notes, view))
+        if dnas:
+            from tinyevo.run.dnas import dnas_run
+
+            err.print("[dim]dnas: training architecture weights with the shared weights ...[/dim]")
+            found = dnas_run(config, run_dir=run_dir, progress=_with_notes(err, notes, view))
+            result = found.run
+            proj = found.search.projection
+            if proj is not None and proj.moves:
+                err.print(f"[yellow]dnas: the argmax genome broke the hard limits; projected with "
+                          f"{len(proj.moves)} downgrade(s) (feasible: {proj.feasible})[/yellow]")
+        else:
+            result = start_run(config, run_dir=run_dir, progress=_with_notes(err, notes, view))
     except KeyboardInterrupt:
         view.close()
         if run_dir.exists():
