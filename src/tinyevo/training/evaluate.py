@@ -9,9 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from tinyevo.data import as_tensor
+
 
 def to_tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(a, copy=True))
+    """A CPU tensor over ``a``'s memory, without a copy (:func:`tinyevo.data.as_tensor`): the training loop and
+    :func:`accuracy` only read it (batches are gathered copies or slices that the models never write into), so a
+    memory-mapped data set is shared by every candidate and process instead of copied for each."""
+    return as_tensor(a)
 
 
 def fraction_correct(pred: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
