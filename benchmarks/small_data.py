@@ -86,7 +86,7 @@ def run_search(data: Path, run_dir: Path, *, seed: int, budget: int, extra: list
             raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         stderr = proc.stderr
     from tinyevo.run.engine import load_run_config
-    from tinyevo.run.final import best_final
+    from tinyevo.run.retraining import best_final
     from tinyevo.run.view import open_run
 
     view = open_run(run_dir)

@@ -30,7 +30,7 @@ def main() -> int:
     from tinyevo.run.export import load_trial
     from tinyevo.estimators import accuracy
     from tinyevo.nn import Ensemble
-    from tinyevo.run.final import load_teacher, parse_teacher
+    from tinyevo.run.retraining import load_teacher, parse_teacher
 
     torch.set_num_threads(args.threads)
     run_dir, number = parse_teacher(args.teacher[0])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tinyevo.run.config import build_config, with_final_options
 from tinyevo.run.engine import retrain_run, start_run
-from tinyevo.run.final import best_final
+from tinyevo.run.retraining import best_final
 
 
 def main() -> None:

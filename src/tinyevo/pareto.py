@@ -2,7 +2,7 @@
 
 Objectives are *maximised* scores (:meth:`tinyevo.problem.Objective.score` turns a ``min`` metric into its
 negation and a missing one into ``-inf``). NSGA-II (:mod:`tinyevo.strategies.nsga2`) ranks populations with
-:func:`non_dominated_sort`; the run (:mod:`tinyevo.run.final`, :mod:`tinyevo.run.view`) picks its Pareto models with
+:func:`non_dominated_sort`; the run (:mod:`tinyevo.run.retraining`, :mod:`tinyevo.run.view`) picks its Pareto models with
 :func:`pareto_front`. Framework-free (numpy only).
 """
 

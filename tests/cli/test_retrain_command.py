@@ -18,7 +18,7 @@ import torch
 from tinyevo.cli.main import main
 from tinyevo.cli.retrain import _parse_set
 from tinyevo.errors import ConfigError
-from tinyevo.run.final import best_final
+from tinyevo.run.retraining import best_final
 from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage
 
 

@@ -17,7 +17,7 @@ import pytest
 from run_fakes import fake_config, fake_parts, trial_signature
 
 import tinyevo.run.engine as engine_mod
-import tinyevo.run.final as final_mod
+import tinyevo.run.retraining as final_mod
 from tinyevo.errors import ConfigError, StorageError
 from tinyevo.run.engine import resume_run, retrain_run, start_run
 from tinyevo.storage import DB_NAME, SQLiteStorage

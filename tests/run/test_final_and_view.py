@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from run_fakes import fake_config, fake_parts
 
 from tinyevo.run.engine import start_run
-from tinyevo.run.final import pareto_front, select_for_retraining
+from tinyevo.run.retraining import pareto_front, select_for_retraining
 from tinyevo.run.view import open_run, record_json
 from tinyevo.strategies.base import Objective, Problem, Status, Trial
 
@@ -103,7 +103,7 @@ def test_pareto_axes_come_from_the_problem() -> None:
 
 
 def test_the_run_model_follows_the_objective() -> None:
-    from tinyevo.run.final import best_final
+    from tinyevo.run.retraining import best_final
     from tinyevo.storage import FinalModel
 
     finals = [FinalModel(1, "g1", {"val_acc": 0.9, "latency_ms": 5.0}, "a"),

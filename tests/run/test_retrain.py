@@ -27,7 +27,7 @@ from tinyevo.run.config import (
     with_final_options,
 )
 from tinyevo.run.engine import RunParts, load_run_config, retrain_run, start_run
-from tinyevo.run.final import RetrainPlan, RetrainTask, best_final, retrain_many, select_for_retraining
+from tinyevo.run.retraining import RetrainPlan, RetrainTask, best_final, retrain_many, select_for_retraining
 from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage
 from tinyevo.strategies.base import Objective, Problem, Status, Trial
 
@@ -156,7 +156,7 @@ def test_a_bad_teacher_in_the_config_is_a_config_error(teacher: object) -> None:
 
 
 def test_parse_teacher() -> None:
-    from tinyevo.run.final import parse_teacher
+    from tinyevo.run.retraining import parse_teacher
 
     assert parse_teacher("runs/big") == (Path("runs/big"), None)
     assert parse_teacher("runs/big:12") == (Path("runs/big"), 12)
@@ -510,7 +510,7 @@ def test_tinyevos_trainer_checkpoints_each_model_in_its_folder(searched: Searche
     import torch
 
     from tinyevo import training
-    from tinyevo.run.final import CHECKPOINT, model_dir
+    from tinyevo.run.retraining import CHECKPOINT, model_dir
 
     seen: list[Path] = []
 
@@ -528,7 +528,7 @@ def test_tinyevos_trainer_checkpoints_each_model_in_its_folder(searched: Searche
 
 
 def test_report_draws_the_final_curves_and_skips_unreadable_histories(searched: Searched) -> None:
-    from tinyevo.run.final import model_dir
+    from tinyevo.run.retraining import model_dir
     from tinyevo.run.report import write_report
 
     parts = replace(searched.parts, trainer=ScriptedTrainer())
@@ -554,7 +554,7 @@ def test_running_the_same_retrain_again_resumes_a_killed_training(tmp_path: Path
 
     from tinyevo.training import train_ir as training
     from tinyevo.run.config import build_config
-    from tinyevo.run.final import CHECKPOINT, model_dir
+    from tinyevo.run.retraining import CHECKPOINT, model_dir
 
     config = build_config({"budget": 3, "train": {"epochs": 1}, "final": {"enabled": False}, "seed": 0})
     runs = {}
@@ -601,7 +601,7 @@ def test_running_the_same_retrain_again_resumes_a_killed_training(tmp_path: Path
 
 
 def test_final_curves_mark_the_epoch_whose_weights_restore_best_kept(searched: Searched) -> None:
-    from tinyevo.run.final import model_dir
+    from tinyevo.run.retraining import model_dir
     from tinyevo.run.report import final_curves, write_report
     from tinyevo.run.view import open_run
 

@@ -117,7 +117,7 @@ def test_resume_does_not_truncate_the_target_of_a_planted_lock_link(tmp_path: Pa
 
 
 def test_retraining_does_not_write_through_a_planted_final_link(tmp_path: Path) -> None:
-    from tinyevo.run.final import retrain
+    from tinyevo.run.retraining import retrain
 
     cfg = fake_config()
     parts = fake_parts(cfg)
@@ -135,7 +135,7 @@ def test_retraining_does_not_write_through_a_planted_final_link(tmp_path: Path) 
 
 
 def test_retraining_replaces_planted_file_links_instead_of_writing_through_them(tmp_path: Path) -> None:
-    from tinyevo.run.final import model_dir, retrain
+    from tinyevo.run.retraining import model_dir, retrain
 
     cfg = fake_config()
     parts = fake_parts(cfg)
@@ -165,7 +165,7 @@ class _Payload:
 
 
 def test_a_pickled_model_file_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tinyevo.run.final import load_weights
+    from tinyevo.run.retraining import load_weights
 
     monkeypatch.chdir(tmp_path)
     evil = tmp_path / "model.pt"

@@ -39,7 +39,7 @@ def _parse_set(items: list[str] | None) -> dict[str, Any]:
 def run_retrain_command(args: argparse.Namespace) -> int:
     from tinyevo.run.config import parse_duration, with_final_options
     from tinyevo.run.engine import load_run_config, retrain_run
-    from tinyevo.run.final import RetrainPlan
+    from tinyevo.run.retraining import RetrainPlan
 
     run_dir = Path(args.run)
     train = _parse_set(args.set)

@@ -7,7 +7,7 @@
         inherit=WeightStore("run/weights"),                  # weight inheritance from the parent
     )
 
-``teacher`` (a trained network, e.g. :func:`tinyevo.run.final.load_teacher`; ``teacher = "RUN:N"`` in a run config,
+``teacher`` (a trained network, e.g. :func:`tinyevo.run.retraining.load_teacher`; ``teacher = "RUN:N"`` in a run config,
 ``tinyevo search --teacher RUN:N``): every candidate trains by knowledge distillation from it (:class:`~tinyevo.training.Distillation`).
 
 Metrics: ``val_acc`` (final validation accuracy, fraction), ``train_time_s``, ``epochs`` (trained), and, when

@@ -149,7 +149,7 @@ def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: in
         if not trainers:
             raise ConfigError(f"estimator {name!r} trains no candidate, so it cannot distil from a teacher; "
                               "use a training estimator (e.g. train, lc, lowfi) or drop the teacher")
-        from tinyevo.run.final import load_teacher
+        from tinyevo.run.retraining import load_teacher
 
         model = load_teacher(teacher)  # once per process: every candidate this worker trains learns from it
         for part in trainers:

@@ -133,7 +133,7 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
     from tinyevo.nn import build_model
     from tinyevo.run.engine import build_parts
     from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
-    from tinyevo.run.final import load_weights, model_dir
+    from tinyevo.run.retraining import load_weights, model_dir
 
     view, parent, weights = find_trial(run_dir, trial=trial)
     run_dir = view.run_dir

@@ -56,7 +56,7 @@ from tinyevo.run.components import (
     train_config,
 )
 from tinyevo.run.config import ExecutorConfig, RunConfig
-from tinyevo.run.final import (
+from tinyevo.run.retraining import (
     RetrainPlan,
     RetrainTask,
     Trainer,
@@ -480,7 +480,7 @@ class Engine:
     ) -> list[FinalModel]:
         """Retrain the chosen trials (``[final]``, or the trial numbers ``only``) not retrained yet (all of them
         with ``force``); returns the chosen trials' final models. ``enabled`` overrides ``[final] enabled``
-        (``tinyevo retrain``). ``plan``: how each model is retrained (:class:`~tinyevo.run.final.RetrainPlan`:
+        (``tinyevo retrain``). ``plan``: how each model is retrained (:class:`~tinyevo.run.retraining.RetrainPlan`:
         start from scratch or from its earlier final weights, accept always or if better, data train or train+val);
         default: from scratch, always, on the data ``[final.train] train_on_val`` says."""
         fcfg = self.config.final
@@ -735,7 +735,7 @@ def retrain_run(
     (:func:`tinyevo.run.config.with_final_options`; default: as stored). Every chosen model is retrained and
     replaces its earlier final model, except with ``keep_done`` those already retrained. ``trials`` retrains
     these trial numbers (or numbers of derived models, ``tinyevo deepen``) instead of the ``[final]`` choice.
-    ``plan`` (:class:`~tinyevo.run.final.RetrainPlan`): ``start="weights"`` starts from each model's earlier
+    ``plan`` (:class:`~tinyevo.run.retraining.RetrainPlan`): ``start="weights"`` starts from each model's earlier
     final weights (a warm restart: one more cosine cycle) instead of from scratch; with ``accept="if_better"`` a
     cycle that ends with a lower validation accuracy leaves the earlier model in place (its files go to
     ``final/trial-NNNN/rejected/``); default: from scratch, on the data ``[final.train] train_on_val`` says. The search trials are

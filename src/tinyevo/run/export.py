@@ -13,7 +13,7 @@ from tinyevo.deploy.export import DEFAULT_OPTIONS, DeployReport, ExportOptions, 
 from tinyevo.errors import DeployError
 from tinyevo.ir import ArchIR
 from tinyevo.run.components import cached_dataset, make_space
-from tinyevo.run.final import load_weights
+from tinyevo.run.retraining import load_weights
 from tinyevo.run.view import open_run
 from tinyevo.trial import Status, Trial
 

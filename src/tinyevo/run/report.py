@@ -171,7 +171,7 @@ def _plot_best_so_far(view: RunView, path: Path) -> bool:
 def final_curves(view: RunView) -> list[tuple[int, list[tuple[float, float]], tuple[float, float] | None]]:
     """(trial, [(epoch, val_acc)], restored) of every retrained model with a readable ``history.json``;
     ``restored`` is the (epoch, val_acc) whose weights ``restore_best`` kept (``epoch_restored``), else None."""
-    from tinyevo.run.final import model_dir
+    from tinyevo.run.retraining import model_dir
 
     out = []
     for f in view.finals:

@@ -243,7 +243,7 @@ class SQLiteStorage:
 
     def add_final_checked(self, model: FinalModel, sha256: str) -> None:
         """:meth:`add_final` and the fingerprint of its weights file, in one transaction (see
-        :func:`tinyevo.run.final.repair_finals`)."""
+        :func:`tinyevo.run.retraining.repair_finals`)."""
         self._con.execute("BEGIN IMMEDIATE")
         try:
             self.add_final(model)
