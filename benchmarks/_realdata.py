@@ -134,7 +134,7 @@ def int8_accuracy(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
 
     from tinyevo.data import load_dataset
     from tinyevo.deploy import ExportOptions, export_model
-    from tinyevo.run.components import make_space
+    from tinyevo.run.assembly import make_space
 
     cfg = summary["config"]
     final = summary["final"][0]

@@ -50,7 +50,7 @@ def main() -> int:
     args = p.parse_args()
 
     from tinyevo.estimators import TrainConfig, train_model
-    from tinyevo.run.components import cached_dataset
+    from tinyevo.run.assembly import cached_dataset
     from tinyevo.spaces import create_space
 
     data = cached_dataset(args.data, 0, args.val_fraction)

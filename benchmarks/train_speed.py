@@ -26,7 +26,7 @@ DEFAULT_GENOME = "conv_k3_s1_c16-conv_k3_s1_c16_r-conv_k3_s2_c32-conv_k3_s1_c32_
 def _train(job: tuple[str, str, str, int, int, int, int, bool | None]) -> dict[str, float]:
     data_spec, genome, device, epochs, batch_size, seed, threads, channels_last = job
     from tinyevo.estimators import TrainConfig, train_model
-    from tinyevo.run.components import cached_dataset
+    from tinyevo.run.assembly import cached_dataset
     from tinyevo.spaces import create_space
 
     data = cached_dataset(data_spec, 0, 0.1)
@@ -53,7 +53,7 @@ def main() -> int:
                    help="comma-separated: on, off or auto (the trainer's default: on for the CPU)")
     p.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/out/train_speed_DEV.json)")
     args = p.parse_args()
-    from tinyevo.run.components import cached_dataset
+    from tinyevo.run.assembly import cached_dataset
 
     t0 = time.perf_counter()
     cached_dataset(args.data, 0, 0.1)  # decode once, so the workers read the on-disk cache

@@ -199,7 +199,7 @@ def test_cuda_without_a_gpu_is_exit_2_before_training(
     def no_work(*args: object, **kwargs: object) -> None:
         raise AssertionError("no data may be loaded, nothing built or trained")
 
-    monkeypatch.setattr(engine, "build_parts", no_work)
+    monkeypatch.setattr(engine, "assemble_run", no_work)
     err = _one_line_exit_2(["retrain", str(run_dir), "--torch-device", device, "--top-k", "2"], capsys)
     assert "sees no CUDA GPU" in err
     assert _finals(run_dir) == {}

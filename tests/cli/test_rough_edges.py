@@ -105,7 +105,7 @@ def test_a_search_says_first_what_it_does_and_which_limits_are_in_force(
 
 def test_limit_sources_name_flag_config_device_and_demo() -> None:
     from tinyevo.cli._startinfo import limit_sources
-    from tinyevo.run.components import make_limits
+    from tinyevo.run.assembly import make_limits
     from tinyevo.run.config import build_config
 
     def sources(given: dict[str, str], **flags: object) -> dict[str, str]:

@@ -189,7 +189,7 @@ def test_search_with_the_munas_convention_and_a_weights_limit(
 ) -> None:
     from tinyevo.cost import estimate_cost
     from tinyevo.data import load_dataset
-    from tinyevo.run.components import make_space
+    from tinyevo.run.assembly import make_space
     from tinyevo.run.config import RunConfig
 
     out = tmp_path / "munas"

@@ -86,7 +86,7 @@ def test_several_objectives_default_to_nsga2_unless_a_strategy_is_named() -> Non
 def test_the_tflm_planner_prices_sram_as_the_tflm_arena(tmp_path: Path, tiny_npz: Path) -> None:
     from tinyevo.cost import estimate_cost
     from tinyevo.data import load_dataset
-    from tinyevo.run.components import make_space
+    from tinyevo.run.assembly import make_space
     from tinyevo.run.config import RunConfig
 
     out = tmp_path / "run"

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_fakes import fake_config, fake_parts  # noqa: E402
 
 from tinyevo.run.config import RunConfig  # noqa: E402
-from tinyevo.run.engine import RunParts, resume_run, retrain_run, start_run  # noqa: E402
+from tinyevo.run.engine import RunAssembly, resume_run, retrain_run, start_run  # noqa: E402
 
 
 def CONFIG() -> RunConfig:  # noqa: N802 - shared with the test
@@ -34,7 +34,7 @@ def slow_trainer(sleep_s: float, offset: int) -> Any:
     return trainer
 
 
-def PARTS(config: RunConfig, sleep_s: float = 0.0, offset: int = 0) -> RunParts:  # noqa: N802
+def PARTS(config: RunConfig, sleep_s: float = 0.0, offset: int = 0) -> RunAssembly:  # noqa: N802
     parts = fake_parts(config)
     parts.trainer = slow_trainer(sleep_s, offset)
     return parts

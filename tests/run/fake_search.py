@@ -13,14 +13,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_fakes import FakeEvaluate, fake_config, fake_parts  # noqa: E402
 
 from tinyevo.run.config import RunConfig  # noqa: E402
-from tinyevo.run.engine import RunParts, resume_run, start_run  # noqa: E402
+from tinyevo.run.engine import RunAssembly, resume_run, start_run  # noqa: E402
 
 
 def CONFIG(batch: int) -> RunConfig:  # noqa: N802 - shared with the test
     return fake_config(budget=24, batch=batch)
 
 
-def PARTS(config: RunConfig, sleep_s: float = 0.0) -> RunParts:  # noqa: N802
+def PARTS(config: RunConfig, sleep_s: float = 0.0) -> RunAssembly:  # noqa: N802
     return fake_parts(config, evaluate=FakeEvaluate(sleep_s=sleep_s, fail_marker="avg_pool_3x3~0|+|avg"))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tinyevo.run.components import EvalTask
+from tinyevo.run.assembly import EvalTask
 from tinyevo.run.config import (
     BudgetConfig,
     DataConfig,
@@ -24,7 +24,7 @@ from tinyevo.run.config import (
     RunConfig,
     SpaceConfig,
 )
-from tinyevo.run.engine import RunParts
+from tinyevo.run.engine import RunAssembly
 from tinyevo.spaces import create_space
 from tinyevo.strategies.base import Constraint, Problem
 
@@ -96,13 +96,13 @@ def fake_config(
     )
 
 
-def fake_parts(config: RunConfig, *, evaluate: FakeEvaluate | None = None) -> RunParts:
+def fake_parts(config: RunConfig, *, evaluate: FakeEvaluate | None = None) -> RunAssembly:
     space = create_space("nb201", input_shape=(3, 8, 8), num_classes=3, channels=4, cells_per_stage=1)
     problem = Problem(
         objectives=tuple(config.objectives),
         constraints=(Constraint("macs", upper=float(config.limits.macs or 1e9)),),
     )
-    parts = RunParts(
+    parts = RunAssembly(
         space=space,
         problem=problem,
         cost=fake_cost,

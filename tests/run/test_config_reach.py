@@ -12,7 +12,7 @@ import pytest
 
 from tinyevo.errors import ConfigError, InfeasibleError
 from tinyevo.estimators import PROXIES, proxy_score
-from tinyevo.run.components import (
+from tinyevo.run.assembly import (
     EvalTask,
     cached_dataset,
     make_limits,
@@ -21,7 +21,7 @@ from tinyevo.run.components import (
     search_estimator,
 )
 from tinyevo.run.config import FidelityConfig, RunConfig, build_config, load_config_file, validate_names
-from tinyevo.run.engine import build_parts, make_strategy, prefilter_genomes
+from tinyevo.run.engine import assemble_run, make_strategy, prefilter_genomes
 from tinyevo.run.options import PROXY_NAMES
 from tinyevo.run.precheck import check_limits_reachable
 from tinyevo.run.report import front_style
@@ -51,7 +51,7 @@ def test_strategy_options_reach_the_strategy():
     config = build_config({}, strategy="mcunet", strategy_options={
         "population": 9, "offspring": 4, "generations": 2, "selection": "truncation", "parents": 3,
         "mutation_rate": 0.3, "crossover_prob": 0.25, "initialization": "trivial"})
-    parts = build_parts(config)
+    parts = assemble_run(config)
     strategy = make_strategy(config, parts.space, parts.problem)
     assert (strategy.population_size, strategy.offspring_per_generation, strategy.max_generations) == (9, 4, 2)
     assert strategy.parent_selection == TruncationSelection(top=3)
@@ -98,7 +98,7 @@ def test_strategy_options_the_strategy_does_not_take():
     with pytest.raises(ConfigError, match="strategy 'surrogate-evolution' takes no .*regularized-evolution"):
         validate_names(config)
     with pytest.raises(ConfigError, match="strategy 'surrogate-evolution' takes no"):
-        build_parts(config)  # before a run directory exists
+        assemble_run(config)  # before a run directory exists
 
 
 # --- soft limits ---
@@ -189,9 +189,9 @@ def test_fidelity_needs_an_estimator_that_trains():
 
 def test_fidelity_changes_what_a_trial_trains():
     config = build_config({}, fidelity={"width": 0.25}, train={"epochs": 1})
-    parts = build_parts(config)
+    parts = assemble_run(config)
     genome = "conv_k3_s1_c16-gap"
-    full = build_parts(build_config({}, train={"epochs": 1})).evaluate(EvalTask(0, genome, seed=0))
+    full = assemble_run(build_config({}, train={"epochs": 1})).evaluate(EvalTask(0, genome, seed=0))
     small = parts.evaluate(EvalTask(0, genome, seed=0))
     assert full["val_acc"] != small["val_acc"]  # a quarter of the 16 channels is another network
 
@@ -205,7 +205,7 @@ def test_proxy_names_agree_with_the_estimators():
 
 def test_prefilter_picks_the_best_feasible_genomes_by_the_proxy():
     config = build_config({}, prefilter={"proxy": "naswot", "pool": 6, "size": 2})
-    parts = build_parts(config)
+    parts = assemble_run(config)
     chosen = prefilter_genomes(config, parts, parts.data)
     assert len(chosen) == 2
     # oracle: the same draws, checked and scored one by one
@@ -224,7 +224,7 @@ def test_prefilter_picks_the_best_feasible_genomes_by_the_proxy():
 
 def test_prefiltered_genomes_are_asked_first():
     config = build_config({}, init=["conv_k3_s1_c8-gap"], prefilter={"pool": 4, "size": 2})
-    parts = build_parts(config)
+    parts = assemble_run(config)
     chosen = ("conv_k3_s1_c4-gap", "conv_k5_s1_c4-gap")
     config = replace(config, prefilter=replace(config.prefilter, chosen=chosen))
     strategy = make_strategy(config, parts.space, parts.problem)

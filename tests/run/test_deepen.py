@@ -15,7 +15,7 @@ import torch
 from tinyevo.cli.main import main
 from tinyevo.errors import ConfigError
 from tinyevo.nn import build_model
-from tinyevo.run.components import make_space
+from tinyevo.run.assembly import make_space
 from tinyevo.run.deepen import ORIGIN, deepen_trial, parse_insert, shift_layer_keys
 from tinyevo.run.view import open_run
 from tinyevo.storage import DB_NAME, SQLiteStorage
@@ -139,14 +139,14 @@ def test_a_deeper_net_over_the_hard_limits_is_refused(run_dir: Path, monkeypatch
     from tinyevo.strategies.base import Constraint
 
     parent_params = open_run(run_dir).trials[0].metrics["params"]
-    real = engine.build_parts
+    real = engine.assemble_run
 
-    def limited(config: object) -> engine.RunParts:
+    def limited(config: object) -> engine.RunAssembly:
         parts = real(config)
         problem = replace(parts.problem, constraints=(Constraint("params", upper=parent_params),))
         return replace(parts, problem=problem)
 
-    monkeypatch.setattr(engine, "build_parts", limited)
+    monkeypatch.setattr(engine, "assemble_run", limited)
     with pytest.raises(ConfigError, match="violates the run's hard limits"):
         deepen_trial(run_dir, trial=0, position=1, layer="conv_k3_s1_c4_r")
     assert len(open_run(run_dir).trials) == 1

@@ -164,7 +164,7 @@ def test_final_retraining_saves_loadable_weights_once(tmp_path: Path) -> None:
 
 
 def test_run_identity_fixes_batch_and_threads() -> None:
-    from tinyevo.run.components import default_threads
+    from tinyevo.run.assembly import default_threads
     from tinyevo.run.engine import resolve_run_identity
 
     cfg = fake_config(batch=1)

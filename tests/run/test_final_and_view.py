@@ -90,7 +90,7 @@ def test_view_of_a_run(tmp_path: Path) -> None:
 
 
 def test_pareto_axes_come_from_the_problem() -> None:
-    from tinyevo.run.components import pareto_objectives
+    from tinyevo.run.assembly import pareto_objectives
     from tinyevo.strategies.base import Constraint
 
     acc = Objective("val_acc")

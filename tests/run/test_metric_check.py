@@ -8,7 +8,7 @@ import pytest
 
 from tinyevo.cost import COST_METRICS, DEVICE_METRICS, estimate_cost
 from tinyevo.errors import ConfigError
-from tinyevo.run.components import check_metrics, known_metrics
+from tinyevo.run.assembly import check_metrics, known_metrics
 from tinyevo.run.config import build_config
 from tinyevo.run.engine import start_run
 from tinyevo.spaces import create_space

@@ -59,10 +59,10 @@ def test_a_bad_prune_ratio_is_rejected_when_the_config_is_built() -> None:
 
 
 def test_the_evaluator_prices_pruned_candidates_like_the_run(tmp_path: Path) -> None:
-    from tinyevo.run.engine import build_parts
+    from tinyevo.run.engine import assemble_run
 
     path = tmp_path / "run.toml"
     path.write_text(CONFIG)
     cfg = build_config(load_config_file(path), sram_convention="munas", planner="tflm", precision="float32")
-    opts = dict(build_parts(cfg).evaluate.cost_options)
+    opts = dict(assemble_run(cfg).evaluate.cost_options)
     assert opts == {"precision": "float32", "planner": "tflm", "count_input": False, "count_output": False}

@@ -17,7 +17,7 @@ import pytest
 from run_fakes import fake_config, fake_parts
 
 from tinyevo.errors import ConfigError, EstimationError
-from tinyevo.run.components import default_threads, derive_seed
+from tinyevo.run.assembly import default_threads, derive_seed
 from tinyevo.run.config import (
     DataConfig,
     FinalConfig,
@@ -26,7 +26,7 @@ from tinyevo.run.config import (
     load_config_file,
     with_final_options,
 )
-from tinyevo.run.engine import RunParts, load_run_config, retrain_run, start_run
+from tinyevo.run.engine import RunAssembly, load_run_config, retrain_run, start_run
 from tinyevo.run.retraining import RetrainPlan, RetrainTask, best_final, retrain_many, select_for_retraining
 from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage
 from tinyevo.strategies.base import Objective, Problem, Status, Trial
@@ -252,7 +252,7 @@ def tiny_npz(make_tiny_npz: Callable[..., Path]) -> Path:
 class Searched:
     run_dir: Path
     config: RunConfig
-    parts: RunParts
+    parts: RunAssembly
     ranked: list[int]  # the feasible trials, best first (what top_k picks)
 
 
@@ -365,7 +365,7 @@ def test_the_run_model_is_the_best_final_val_acc(searched: Searched) -> None:
 
 
 def _tasks(searched: Searched, trainer: ScriptedTrainer, n: int) -> list[RetrainTask]:
-    from tinyevo.run.components import train_config
+    from tinyevo.run.assembly import train_config
 
     with SQLiteStorage(searched.run_dir / DB_NAME, readonly=True) as s:
         by_number = {r.number: r.trial for r in s.records()}

@@ -123,9 +123,9 @@ def test_a_directory_is_no_config_file(tmp_path: Path) -> None:
 
 
 def test_the_torch_side_config_is_built_from_checked_options() -> None:
-    """components.train_config goes through TrainOptions: a value TrainConfig alone took (grad_clip = -1 clipped
+    """assembly.train_config goes through TrainOptions: a value TrainConfig alone took (grad_clip = -1 clipped
     nothing and ascended) is refused wherever a TrainConfig is built from options."""
-    from tinyevo.run.components import train_config
+    from tinyevo.run.assembly import train_config
 
     assert train_config({"lr": 1, "epochs": 2}, threads=2).lr == 1.0
     with pytest.raises(ConfigError, match="train.grad_clip must be > 0"):

@@ -6,7 +6,7 @@ import pytest
 
 from tinyevo.errors import ConfigError
 from tinyevo.problem import SoftTarget
-from tinyevo.run.components import check_metrics
+from tinyevo.run.assembly import check_metrics
 from tinyevo.run.config import RunConfig, build_config
 
 

@@ -79,7 +79,7 @@ def start_lines(config: Any, data: Any, bounds: Mapping[str, float], run_dir: Pa
                      f"{pf.proxy} are evaluated first")
     device = config.limits.device or "none (no latency / energy)"
     sources = limit_sources(config, bounds, given)
-    from tinyevo.run.components import soft_metrics
+    from tinyevo.run.assembly import soft_metrics
 
     soft = soft_metrics(config.limits)
     limits = "; ".join(f"{describe_bound(m, v)} ({sources[m]}{', soft' if m in soft else ''})"

@@ -380,7 +380,7 @@ def start_info_for(args: argparse.Namespace) -> Callable[[Path], list[str]]:
     given = given_options(args, load_config_file(args.config) if args.config else {})
 
     def lines(run_dir: Path) -> list[str]:
-        from tinyevo.run.components import cached_dataset
+        from tinyevo.run.assembly import cached_dataset
         from tinyevo.run.view import open_run
 
         view = open_run(run_dir)
@@ -434,7 +434,7 @@ def check_out_dir(out: Path) -> None:
 
 
 def run_search_command(args: argparse.Namespace) -> int:
-    from tinyevo.run.components import cached_dataset
+    from tinyevo.run.assembly import cached_dataset
     from tinyevo.run.engine import new_run_dir, start_run
     from tinyevo.run.precheck import check_limits_reachable
 

@@ -895,7 +895,7 @@ def validate_names(config: RunConfig) -> None:
         if not part.strip():
             raise ConfigError(f"bad estimator name {config.estimator.name!r}")
         ESTIMATORS.get(part.strip())
-    from tinyevo.run.components import check_metrics
+    from tinyevo.run.assembly import check_metrics
 
     check_metrics(config)  # objectives on metrics that the estimator and the cost model produce
 

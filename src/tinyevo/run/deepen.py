@@ -131,13 +131,13 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
     from tinyevo.run.export import find_trial
     from tinyevo.training import accuracy
     from tinyevo.nn import build_model
-    from tinyevo.run.engine import build_parts
+    from tinyevo.run.engine import assemble_run
     from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
     from tinyevo.run.retraining import load_weights, model_dir
 
     view, parent, weights = find_trial(run_dir, trial=trial)
     run_dir = view.run_dir
-    parts = build_parts(view.config)
+    parts = assemble_run(view.config)
     space, data = parts.space, parts.data
     child = deepened_genome(space, parent.genome, position, layer)
     cost = dict(parts.cost(child))

@@ -18,7 +18,7 @@ from typing import Any
 
 from tinyevo.errors import ConfigError
 from tinyevo.fsutil import atomic_write_text
-from tinyevo.run.components import CostFunction, cached_dataset, make_limits, make_space, train_config
+from tinyevo.run.assembly import CostFunction, cached_dataset, make_limits, make_space, train_config
 from tinyevo.run.config import RunConfig
 from tinyevo.run.engine import RunResult, new_run_dir, start_run
 from tinyevo.supernet.dnas import DnasConfig, DnasResult, decisions, dnas_search

@@ -36,7 +36,7 @@ import numpy as np
 
 from tinyevo.errors import ConfigError, StorageError, TinyEvoError
 from tinyevo.executors import Executor, create_executor
-from tinyevo.run.components import (
+from tinyevo.run.assembly import (
     CURVE_METRIC,
     CostFn,
     CostFunction,
@@ -153,9 +153,9 @@ class _Counts:
 
 
 @dataclass
-class RunParts:
-    """The working parts of a run. :func:`build_parts` makes them from a config; tests may swap any of
-    them."""
+class RunAssembly:
+    """The assembled working parts of a run (space, problem, cost function, evaluator, data, ...).
+    :func:`assemble_run` makes them from a config; tests may swap any of them."""
 
     space: Any
     problem: Problem
@@ -184,7 +184,7 @@ def check_final_teacher(config: RunConfig) -> None:
         load_teacher(config.final.teacher)
 
 
-def build_parts(config: RunConfig) -> RunParts:
+def assemble_run(config: RunConfig) -> RunAssembly:
     """Data (for shapes), space, limits, problem, cost function and the picklable evaluator of ``config``."""
     d = config.data
     data = cached_dataset(d.spec, config.seed, d.val_fraction, d.val_min_per_class)
@@ -203,7 +203,7 @@ def build_parts(config: RunConfig) -> RunParts:
         search_estimator(config.estimator.name, config.estimator.train, fidelity=config.estimator.fidelity)
     if config.estimator.teacher is not None:  # so do a bad teacher and an estimator that cannot distil
         check_teacher(config.estimator)
-    return RunParts(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
+    return RunAssembly(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
 
 
 def make_strategy(config: RunConfig, space: Any, problem: Problem) -> Strategy:
@@ -222,7 +222,7 @@ def make_strategy(config: RunConfig, space: Any, problem: Problem) -> Strategy:
     return WarmStart(strategy, seeds) if seeds else strategy
 
 
-def prefilter_genomes(config: RunConfig, parts: RunParts, data: Any) -> tuple[str, ...]:
+def prefilter_genomes(config: RunConfig, parts: RunAssembly, data: Any) -> tuple[str, ...]:
     """The genomes the ``[prefilter]`` of ``config`` picks: up to ``pool`` distinct random genomes (drawn from the
     run's seed) that meet the hard limits (priced by the run's cost model; at most ``20 * pool`` draws), ranked
     by the zero-cost proxy (:func:`tinyevo.estimators.rank_genomes`); the ``size`` best."""
@@ -274,7 +274,7 @@ class Engine:
         run_dir: Path,
         config: RunConfig,
         storage: Storage,
-        parts: RunParts,
+        parts: RunAssembly,
         *,
         executor: Executor,
         progress: Progress | None = None,
@@ -604,7 +604,7 @@ def start_run(
     *,
     run_dir: Path | None = None,
     runs_root: Path = Path("runs"),
-    parts: RunParts | None = None,
+    parts: RunAssembly | None = None,
     executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
@@ -619,7 +619,7 @@ def start_run(
         config = size_run(config, None if parts is None else parts.data).config
     if parts is None:
         check_search_device(config)
-        parts = build_parts(config)
+        parts = assemble_run(config)
         check_metrics(config, parts.problem)  # an objective that nothing produces fails before a run exists
     if config.prefilter is not None and not config.prefilter.chosen:  # stored with the run: a resume re-uses them
         d = config.data
@@ -666,7 +666,7 @@ def resume_run(
     *,
     executor_config: ExecutorConfig | None = None,
     time_s: float | None = None,
-    parts: RunParts | None = None,
+    parts: RunAssembly | None = None,
     executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
@@ -705,7 +705,7 @@ def resume_run(
             check_search_device(config)
         if storage.get_state("phase") not in ("final", "done"):  # (a finished search: retrain says what failed)
             check_final_teacher(config)
-        parts = parts if parts is not None else build_parts(config)
+        parts = parts if parts is not None else assemble_run(config)
         engine = Engine(
             run_dir,
             config,
@@ -727,7 +727,7 @@ def retrain_run(
     keep_done: bool = False,
     trials: Sequence[int] | None = None,
     plan: RetrainPlan | None = None,
-    parts: RunParts | None = None,
+    parts: RunAssembly | None = None,
     progress: Progress | None = None,
 ) -> list[FinalModel]:
     """(Re)do the final retraining of a run whose search has finished, e.g. on a GPU machine after a search on
@@ -758,7 +758,7 @@ def retrain_run(
         from tinyevo.training import resolve_device
 
         resolve_device(str(config.final.train.get("device", "cpu")))  # no GPU -> one clear error before any work
-        parts = parts if parts is not None else build_parts(config)
+        parts = parts if parts is not None else assemble_run(config)
         stored_trials = [r.trial for r in storage.records()]
         if trials is not None:  # derived models are retrained only when named
             stored_trials += [d.as_trial() for d in storage.derived()]

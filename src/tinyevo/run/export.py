@@ -12,7 +12,7 @@ from typing import Any
 from tinyevo.deploy.export import DEFAULT_OPTIONS, DeployReport, ExportOptions, Format, export_model
 from tinyevo.errors import DeployError
 from tinyevo.ir import ArchIR
-from tinyevo.run.components import cached_dataset, make_space
+from tinyevo.run.assembly import cached_dataset, make_space
 from tinyevo.run.retraining import load_weights
 from tinyevo.run.view import open_run
 from tinyevo.trial import Status, Trial

@@ -92,6 +92,37 @@ TRAIN_OPTION_NAMES = tuple(TrainOptions.model_fields)
 PROXY_NAMES = ("synflow", "naswot", "grad_norm")
 """The zero-cost proxies a ``[prefilter]`` may rank by (:data:`tinyevo.estimators.PROXIES`, torch-side; a test
 checks that the two agree)."""
+_TRAINED = frozenset({"val_acc", "train_time_s", "epochs"})
+_PRUNED = frozenset({"unpruned_val_acc", "prune_time_s", "pruned_fraction", "pruned_params", "pruned_macs",
+                     "pruned_flash_bytes", "pruned_peak_sram_bytes"})
+ESTIMATOR_METRICS: Mapping[str, frozenset[str]] = {
+    "train": _TRAINED, "lowfi": _TRAINED, "lowres": _TRAINED,
+    "lc": _TRAINED | {"stopped_early", "predicted_val_acc"},
+    "inherit": _TRAINED | {"inherited_fraction"},
+    **{p.replace("_", "-"): frozenset({p, f"{p}_time_s"}) for p in PROXY_NAMES},
+}
+"""The metrics each built-in estimator returns (without pruning), so that a run config is checked without importing
+torch: the search driver then never imports it, only the workers that train do. The torch-side registry
+(:data:`tinyevo.estimators.ESTIMATORS`, whose estimators say their ``metric_names``) is the reference; a test
+checks that the two agree for every registered name."""
+TRAINING_ESTIMATORS = frozenset({"train", "lowfi", "lowres", "lc", "inherit"})
+"""The built-in estimators that train (and so prune, with ``prune_ratio > 0``)."""
+
+
+def estimator_metric_names(spec: str, *, prune_ratio: float = 0.0) -> frozenset[str] | None:
+    """The metrics the estimator ``spec`` (``"a+b"``: the union of the parts') returns with ``prune_ratio``, from
+    :data:`ESTIMATOR_METRICS`; ``None`` when a part is not a built-in name (a plug-in estimator registered in
+    :data:`tinyevo.estimators.ESTIMATORS`: ask the registry)."""
+    names: set[str] = set()
+    for part in (s.strip() for s in spec.split("+")):
+        if part not in ESTIMATOR_METRICS:
+            return None
+        names |= ESTIMATOR_METRICS[part]
+        if prune_ratio > 0 and part in TRAINING_ESTIMATORS:
+            names |= _PRUNED
+    return frozenset(names)
+
+
 LIMIT_NAMES = ("sram", "flash", "weights", "latency_ms", "energy_mj", "macs", "params")
 """The limits of a run config, each of which ``soft`` may name."""
 MAX_PREFILTER_POOL = 10_000

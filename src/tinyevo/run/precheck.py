@@ -88,7 +88,7 @@ def check_limits_reachable(config: Any, data: Any, *, samples: int = SAMPLES) ->
     classes) can meet some hard limit of ``config`` (see the module text); :class:`ConfigError` when the space's
     options give no valid network at all (``channels = 0``)."""
     from tinyevo.devices.limits import describe_bound
-    from tinyevo.run.components import CostFunction, make_limits, make_space, soft_metrics
+    from tinyevo.run.assembly import CostFunction, make_limits, make_space, soft_metrics
     from tinyevo.spaces.base import NeighbourSpace
 
     try:

@@ -407,7 +407,7 @@ def run_retrain_task(task: RetrainTask) -> FinalModel:
     """Retrain one :class:`RetrainTask` (runs in a worker process or in the driver)."""
     data = task.data
     if data is None:
-        from tinyevo.run.components import cached_dataset
+        from tinyevo.run.assembly import cached_dataset
 
         if task.data_spec is None:
             raise ValueError("a retraining task needs data or a data spec")

@@ -165,7 +165,7 @@ def size_run(config: RunConfig, data: Any = None) -> SizedRun:
     """Resolve ``config``'s adaptive training defaults (``estimator.auto`` / ``final.auto``) for its data set
     (``data``, or loaded from ``config.data`` -- cached per process) and list the size warnings. The returned
     config has no adaptive keys left, so sizing it again changes nothing."""
-    from tinyevo.run.components import cached_dataset
+    from tinyevo.run.assembly import cached_dataset
     from tinyevo.run.config import EstimatorConfig, FinalConfig
 
     if data is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyevo.errors import StorageError
-from tinyevo.run.components import make_limits, make_problem, pareto_objectives
+from tinyevo.run.assembly import make_limits, make_problem, pareto_objectives
 from tinyevo.run.config import RunConfig
 from tinyevo.run.retraining import best_final, pareto_front
 from tinyevo.storage import DB_NAME, DerivedModel, FinalModel, RunMeta, SQLiteStorage, TrialRecord

@@ -1,13 +1,13 @@
-"""Run components: the cost function's peak-SRAM convention and the limits built from a run config."""
+"""Run assembly: the cost function's peak-SRAM convention and the limits built from a run config."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tinyevo.cost import estimate_cost
-from tinyevo.run.components import CostFunction, make_limits
+from tinyevo.run.assembly import CostFunction, make_limits
 from tinyevo.run.config import build_config
-from tinyevo.run.engine import build_parts
+from tinyevo.run.engine import assemble_run
 from tinyevo.spaces import create_space
 
 
@@ -32,7 +32,7 @@ def test_limits_and_cost_of_a_run_use_the_stored_options() -> None:
     cfg = build_config(None, sram="3KB", weights="4.5KB", sram_convention="munas")
     limits = make_limits(cfg.limits)
     assert limits.weight_bytes == 4608 and limits.bounds()["weight_bytes"] == 4608
-    parts = build_parts(cfg)
+    parts = assemble_run(cfg)
     assert isinstance(parts.cost, CostFunction) and parts.cost.sram_convention == "munas"
     assert {c.metric for c in parts.problem.constraints} >= {"peak_sram_bytes", "weight_bytes"}
-    assert build_parts(build_config(None)).cost.sram_convention == "mcunet"
+    assert assemble_run(build_config(None)).cost.sram_convention == "mcunet"
