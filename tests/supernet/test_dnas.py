@@ -172,3 +172,20 @@ def test_search_end_to_end_blocks(space, tiny_data) -> None:  # type: ignore[no-
     space.validate(r.genome)
     assert cost(r.genome)["peak_sram_bytes"] <= limits["peak_sram_bytes"]
     assert r.history
+
+
+def test_gumbel_weights(nb201: NB201Space) -> None:
+    arch = ArchParams(decisions(nb201))
+    with torch.no_grad():
+        arch.logits[0].copy_(torch.tensor([0.0, 0.0, 0.0, 5.0, 0.0]))
+    soft = arch.weights(gumbel=True, tau=0.5, generator=torch.Generator().manual_seed(0))
+    assert all(abs(float(w.sum()) - 1.0) < 1e-5 for w in soft)
+    counts = np.zeros(5)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(200):
+        hard = arch.weights(gumbel=True, hard=True, generator=gen)
+        assert sorted(hard[0].tolist()) == [0.0, 0.0, 0.0, 0.0, 1.0]
+        counts[int(hard[0].argmax())] += 1
+    assert counts.argmax() == 3 and counts[3] < 200  # mostly the favoured choice, not only it
+    hard[0][3].backward()
+    assert arch.logits[0].grad is not None and float(arch.logits[0].grad.abs().sum()) > 0

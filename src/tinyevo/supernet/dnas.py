@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tinyevo.data import Dataset
-from tinyevo.errors import ConfigError
+from tinyevo.errors import ConfigError, InvalidGenomeError
 from tinyevo.spaces.blocks import BlocksGenome, BlocksSpace, Stage, round_channels
 from tinyevo.spaces.nb201 import EDGES, OPS, NB201Genome, NB201Space
 from tinyevo.supernet.model import Supernet, resize_batch
@@ -381,7 +381,7 @@ def project_feasible(space: object, index: Sequence[int], probs: Sequence[Sequen
                 cand[i] = j
                 try:
                     vj = violation(cost(genome_of(space, cand)), limits)
-                except Exception:  # noqa: BLE001 - an invalid combination is simply not a move
+                except InvalidGenomeError:  # an invalid combination is simply not a move
                     continue
                 gain = v - vj
                 if gain <= 0:
