@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tinyevo.cost.model import estimate_cost
-from tinyevo.errors import SearchExhaustedError
+from tinyevo.errors import ConfigError, SearchExhaustedError
 from tinyevo.problem import Constraint, Objective, Problem
 from tinyevo.spaces.base import SearchSpace, create_space
 from tinyevo.spaces.chain import POOL_OPS, ChainGenome, ChainLayer, ChainSpace
@@ -268,7 +268,10 @@ def run_one(part_name: str, name: str, *, trials: int, tpe_trials: int, seed: in
                 strat = OptunaPeer(part.bench, part.space, part.problem, sampler="optuna-tpe", seed=seed)
         else:
             n = trials
-            strat = STRATEGIES.create(name, part.space, part.problem, seed=seed)
+            try:
+                strat = STRATEGIES.create(name, part.space, part.problem, seed=seed)
+            except ConfigError as exc:  # e.g. a strategy for fixed-structure spaces only
+                return {"problem": part_name, "strategy": name, "skipped": str(exc)}
         start = time.perf_counter()
         res = measure(strat, part.problem, cost=part.cost, evaluate=part.evaluate, trials=n)
     finally:
@@ -282,6 +285,9 @@ def run_one(part_name: str, name: str, *, trials: int, tpe_trials: int, seed: in
 
 
 def _report(row: dict[str, Any], console: Console) -> None:
+    if "skipped" in row:
+        console.print(f"{row['problem']:>6} {row['strategy']:>24} skipped: {row['skipped']}")
+        return
     ws = " ".join(f"{w['from']}-{w['to']}:{w['cpu_ms_mean']:.2f}" for w in row["windows"])
     console.print(f"{row['problem']:>6} {row['strategy']:>24} {row['trials']:>6} trials ({row['stopped']}), "
                   f"cpu ms/trial {ws}  [{row['elapsed_s']:.0f} s]")
@@ -361,6 +367,9 @@ def main() -> int:
     for col in ("problem", "strategy", "trials", *(f"{lo}-{hi}" for lo, hi in WINDOWS), "<=10 ms", "flat"):
         table.add_column(col, justify="right")
     for r in rows:
+        if "skipped" in r:
+            table.add_row(r["problem"], r["strategy"], "skipped", *["-"] * len(WINDOWS), "-", "-")
+            continue
         cells = [f"{w['cpu_ms_mean']:.2f}" for w in r["windows"]] + ["-"] * (len(WINDOWS) - len(r["windows"]))
         table.add_row(r["problem"], r["strategy"], str(r["trials"]), *cells, "yes" if r["within_10ms"] else "NO",
                       "yes" if r["flat"] else "NO")
