@@ -23,6 +23,7 @@ PREFIX = "tinyevo_model"
 SUPPORTED_OPS: tuple[str, ...] = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SUM",
     "REDUCE_MAX", "ADD", "CONCATENATION", "RESHAPE", "RELU", "RELU6", "PAD", "PADV2", "ZEROS_LIKE", "DIV",
+    "QUANTIZE", "TRANSPOSE",
 )
 # C kernel functions each kernel uses (kernels.c compiles only those: no unused-function warnings)
 _KERNEL_DEPS: dict[str, tuple[str, ...]] = {
@@ -30,6 +31,7 @@ _KERNEL_DEPS: dict[str, tuple[str, ...]] = {
     "dwconv_inplace": ("dw_acc", "requant", "clamp"), "fc": ("requant", "clamp"), "pool": ("clamp",),
     "reduce": ("requant", "clamp"), "add": ("requant", "clamp"), "relu": ("requant", "clamp"),
     "clamp_copy": ("clamp",), "reciprocal": ("srdhm",), "div": ("reciprocal", "srdhm", "rdbp", "clamp"),
+    "quantize": ("requant", "clamp"),
 }
 _OP_CLASS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "dense",
              "AVERAGE_POOL_2D": "pool", "MAX_POOL_2D": "pool", "MEAN": "pool", "SUM": "pool",
@@ -154,10 +156,65 @@ def generate(model: bytes | str | Path, *, planner: NativePlanner | None = None,
     Raises :class:`~tinyevo.codegen.errors.CodegenError` for an op or quantisation without a native kernel.
     """
     data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
-    tm = read_tflite(data)
+    tm = fold_layout_transposes(read_tflite(data))
     graph = graph_from_tflite(tm)
     layout = (planner or NativePlanner()).layout(graph)
     return _Emitter(tm, layout, prefix, source).run()
+
+
+#: Element-wise kernels that commute with a layout permutation (see :func:`fold_layout_transposes`).
+_ELEMENTWISE_1 = frozenset({"QUANTIZE"})
+
+
+def _perm(model: TfliteModel, op: OpQ) -> tuple[int, ...] | None:
+    """The constant permutation of a ``TRANSPOSE`` op (None when it is not constant)."""
+    if len(op.inputs) < 2 or op.inputs[1] < 0:
+        return None
+    p = model.tensor(op.inputs[1])
+    return None if p.data is None else tuple(int(v) for v in np.asarray(p.data).reshape(-1))
+
+
+def fold_layout_transposes(model: TfliteModel) -> TfliteModel:
+    """``model`` with every ``TRANSPOSE(p) -> QUANTIZE -> TRANSPOSE(p^-1)`` chain replaced by the ``QUANTIZE``
+    alone, on the first transpose's input and writing the second one's output.
+
+    The exporter emits that chain when a dense layer reads a pool directly: torch flattens NCHW, so the
+    converter transposes the NHWC pool output to NCHW, requantises it there (the dense layer's input has its own
+    quantisation parameters, the pool shares its input's) and transposes back before the ``FULLY_CONNECTED``
+    (whose weights it has already permuted). A requantisation is element-wise, so moving it across a
+    permutation and its inverse gives the same bytes in the same places: no copy, no extra buffer. The
+    intermediate tensors must have no other reader and not be model outputs.
+    """
+    consumers: dict[int, list[OpQ]] = {}
+    for op in model.ops:
+        for t in model.activations(op):
+            consumers.setdefault(t, []).append(op)
+    outputs = set(model.outputs)
+
+    def only_reader(t: int) -> OpQ | None:
+        readers = consumers.get(t, [])
+        return readers[0] if len(readers) == 1 and t not in outputs else None
+
+    replaced: dict[int, OpQ | None] = {}  # op index -> its replacement (None: dropped)
+    for t1 in model.ops:
+        if t1.kind != "TRANSPOSE" or t1.index in replaced or len(t1.outputs) != 1:
+            continue
+        p = _perm(model, t1)
+        mid = only_reader(t1.outputs[0])
+        if p is None or mid is None or mid.kind not in _ELEMENTWISE_1 or len(mid.outputs) != 1:
+            continue
+        t2 = only_reader(mid.outputs[0])
+        q = _perm(model, t2) if t2 is not None and t2.kind == "TRANSPOSE" else None
+        if t2 is None or q is None or len(q) != len(p) or any(p[q[i]] != i for i in range(len(p))):
+            continue
+        replaced[t1.index] = None
+        replaced[t2.index] = None
+        replaced[mid.index] = OpQ(mid.index, mid.kind, (t1.inputs[0], *mid.inputs[1:]), t2.outputs,
+                                  mid.options)
+    if not replaced:
+        return model
+    ops = tuple(replaced.get(op.index, op) for op in model.ops)
+    return TfliteModel(model.tensors, tuple(op for op in ops if op is not None), model.inputs, model.outputs)
 
 
 @functools.lru_cache(maxsize=1)
@@ -486,6 +543,30 @@ class _Emitter:
         lo = max(-128, y.zero_point)
         call = (f"    te_relu({self.ptr(x.index)}, {self.ptr(y.index)}, {y.elements}, {x.zero_point}, {m}, "
                 f"{s}, {y.zero_point}, {lo}, 127);")
+        return call, 0
+
+    def op_quantize(self, k: int, op: OpQ) -> tuple[str, int]:
+        x, y = self.q(op.inputs[0]), self.q(op.outputs[0])
+        if x.elements != y.elements:
+            raise CodegenError("QUANTIZE must keep the number of elements")
+        m, s = quant.requantize_multiplier(x.scale, y.scale)
+        call = (f"    te_quantize({self.ptr(x.index)}, {self.ptr(y.index)}, {y.elements}, {x.zero_point}, {m}, "
+                f"{s}, {y.zero_point});")
+        return call, 0
+
+    def op_transpose(self, k: int, op: OpQ) -> tuple[str, int]:
+        x, y = self.q(op.inputs[0]), self.q(op.outputs[0])
+        self._same_quant(op, x, y)
+        perm = _perm(self.m, op)
+        rank = len(x.shape)
+        if perm is None or sorted(perm) != list(range(rank)) or rank > 4:
+            raise CodegenError("TRANSPOSE needs a constant permutation of a tensor of rank <= 4")
+        pad = 4 - rank
+        dims = (1,) * pad + tuple(x.shape)
+        perm4 = tuple(range(pad)) + tuple(v + pad for v in perm)
+        call = (f"    {{\n        static const int dims[4] = {{{', '.join(map(str, dims))}}};\n"
+                f"        static const int perm[4] = {{{', '.join(map(str, perm4))}}};\n"
+                f"        te_transpose({self.ptr(x.index)}, dims, perm, {self.ptr(y.index)});\n    }}")
         return call, 0
 
     def op_relu6(self, k: int, op: OpQ) -> tuple[str, int]:

@@ -408,3 +408,43 @@ static void te_div(const int8_t *a, const int8_t *b, int8_t *out, int pixels, in
     }
 }
 #endif
+
+#ifdef TE_USE_QUANTIZE
+/* QUANTIZE int8 -> int8 (TFLM's reference Requantize): (x - in_zp) * multiplier * 2^shift + out_zp, saturated
+ * to int8. Element-wise: may run in place. */
+static void te_quantize(const int8_t *in, int8_t *out, int n, int32_t in_zp, int32_t mult, int32_t shift,
+                        int32_t out_zp)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        out[i] = te_clamp(te_requant((int32_t)in[i] - in_zp, mult, shift) + out_zp, -128, 127);
+    }
+}
+#endif
+
+#ifdef TE_USE_TRANSPOSE
+/* TRANSPOSE of a rank-4 int8 tensor (shorter ranks padded with leading 1s): out[i0][i1][i2][i3] =
+ * in[...] with out axis k = in axis perm[k]. `dims`: the input's dimensions. Not in place. */
+static void te_transpose(const int8_t *in, const int *dims, const int *perm, int8_t *out)
+{
+    int stride[4], s[4], i0, i1, i2, i3;
+    int k;
+    stride[3] = 1;
+    for (k = 2; k >= 0; --k) {
+        stride[k] = stride[k + 1] * dims[k + 1];
+    }
+    for (k = 0; k < 4; ++k) {
+        s[k] = stride[perm[k]];
+    }
+    for (i0 = 0; i0 < dims[perm[0]]; ++i0) {
+        for (i1 = 0; i1 < dims[perm[1]]; ++i1) {
+            for (i2 = 0; i2 < dims[perm[2]]; ++i2) {
+                const int8_t *p = in + (size_t)i0 * s[0] + (size_t)i1 * s[1] + (size_t)i2 * s[2];
+                for (i3 = 0; i3 < dims[perm[3]]; ++i3) {
+                    *out++ = p[(size_t)i3 * s[3]];
+                }
+            }
+        }
+    }
+}
+#endif

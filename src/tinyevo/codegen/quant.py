@@ -92,6 +92,12 @@ def relu_multiplier(input_scale: float, output_scale: float) -> tuple[int, int]:
     return quantize_multiplier(float(f32(input_scale) / f32(output_scale)))
 
 
+def requantize_multiplier(input_scale: float, output_scale: float) -> tuple[int, int]:
+    """(m, shift) of an int8 -> int8 QUANTIZE (``PrepareQuantizeReference``: a double quotient of the two
+    float32 scales)."""
+    return quantize_multiplier(float(input_scale) / float(output_scale))
+
+
 def relu6_bounds(scale: float, zero_point: int) -> tuple[int, int]:
     """RELU6's int8 clamp: the input's quantised 0 and 6 (``Relu6Prepare``)."""
     six = int(zero_point) + round_half_away(float(f32(6.0) / f32(scale)))
