@@ -308,10 +308,14 @@ def known_metrics(config: RunConfig) -> frozenset[str] | None:
     and :data:`~tinyevo.cost.DEVICE_METRICS` with a device) and the configured estimator's
     (:func:`tinyevo.estimators.metric_names`); ``None`` when the estimator does not say which it returns."""
     from tinyevo.cost import COST_METRICS, DEVICE_METRICS
-    from tinyevo.estimators import create_estimator, metric_names
+    from tinyevo.run.options import estimator_metric_names
 
-    est = create_estimator(config.estimator.name, config=train_config(config.estimator.train))
-    names = metric_names(est)
+    names = estimator_metric_names(config.estimator.name,
+                                   prune_ratio=float(config.estimator.train.get("prune_ratio", 0.0)))
+    if names is None:  # a plug-in estimator: only the torch-side registry knows it
+        from tinyevo.estimators import create_estimator, metric_names
+
+        names = metric_names(create_estimator(config.estimator.name, config=train_config(config.estimator.train)))
     if names is None:
         return None
     return frozenset(COST_METRICS) | (frozenset(DEVICE_METRICS) if config.limits.device else frozenset()) | names

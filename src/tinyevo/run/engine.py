@@ -171,10 +171,11 @@ class RunAssembly:
 def check_search_device(config: RunConfig) -> None:
     """Local workers train where the driver runs: a search asking for a GPU that is not there fails before it
     starts (not once per trial). Dask workers may run elsewhere and are not checked."""
-    if config.executor.name != "dask":
+    device = str(config.estimator.train.get("device", "cpu"))
+    if config.executor.name != "dask" and device != "cpu":  # the CPU is always there: no torch to ask
         from tinyevo.training import resolve_device
 
-        resolve_device(str(config.estimator.train.get("device", "cpu")))
+        resolve_device(device)
 
 
 def check_final_teacher(config: RunConfig) -> None:
