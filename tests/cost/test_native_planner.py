@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tinyevo.cost import NativePlanner, estimate_cost, get_planner, lower
 from tinyevo.cost.native import canonical_graph, inplace_eligible
-from tinyevo.ir import Add, Conv2d, Dense, DepthwiseConv2d, GlobalPool, GraphBuilder
+from tinyevo.ir import Add, Conv2d, Dense, DepthwiseConv2d, GlobalPool, GraphBuilder, Pool2d
 from tinyevo.spaces import create_space
 
 
@@ -135,3 +135,34 @@ def test_random_chains_place_validly(c: int, hw: int, stride: int, k: int) -> No
     lay = get_planner("native").layout(graph)
     _check_layout(lay.graph, lay)
     assert all(off % 4 == 0 for off in lay.offsets.values())
+
+
+def _pool_dense(pool_kernel: int) -> object:
+    b = GraphBuilder((2, 6, 6))
+    x = b.add(Conv2d(3, kernel=1), b.input)
+    return b.build(b.add(Dense(4), b.add(Pool2d("avg", pool_kernel, 1, "valid"), x)))
+
+
+def test_native_graph_requantises_a_pool_read_by_a_dense_layer() -> None:
+    from tinyevo.cost.native import native_graph
+
+    g = lower(_pool_dense(3))
+    ng = native_graph(g)
+    assert [op.tflite for op in g.ops] == ["CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED"]
+    assert [op.tflite for op in ng.ops] == ["CONV_2D", "AVERAGE_POOL_2D", "QUANTIZE", "FULLY_CONNECTED"]
+    q = ng.ops[2]
+    assert q.inputs == (ng.ops[1].name,) and ng.ops[3].inputs == (q.name,)
+    assert ng.tensors[q.name].nbytes == 3 * 4 * 4
+    assert native_graph(ng) is ng  # already there: unchanged
+    # a 1 x 1 pool output is read directly (measured on exports)
+    one = lower(_pool_dense(6))
+    assert native_graph(one) is one
+    # the QUANTIZE runs in place over the dying pool output
+    lay = NativePlanner().layout(g)
+    assert lay.inplace == {q.name: ng.ops[1].name}
+
+
+def test_other_planners_do_not_see_the_native_quantize() -> None:
+    ir = _pool_dense(3)
+    for planner in ("optimal", "tflm"):
+        assert not any("#requant" in name for name in estimate_cost(ir, planner=planner).memory.order)
