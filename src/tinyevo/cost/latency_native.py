@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 from tinyevo.cost.lowering import DeployGraph, DeployOp
+from tinyevo.cost.native import native_graph
 from tinyevo.errors import ConfigError
 
 FEATURES: tuple[str, ...] = ("macs", "windows", "out_elements", "out_pixels", "in_bytes", "out_channels", "one")
@@ -102,6 +103,9 @@ class NativeLatencyModel:
         return sum(c * f for c, f in zip(self.coefficients(op), op_features(graph, op), strict=True))
 
     def graph_instructions(self, graph: DeployGraph) -> float:
+        # the kernels the native runtime runs: a lowered IR lacks the QUANTIZE before a dense layer reading a
+        # pool (:func:`~tinyevo.cost.native.native_graph`; a graph read from a .tflite has it already)
+        graph = native_graph(graph)
         kernels = sum(self.op_instructions(graph, op) for op in graph.ops)
         return kernels + sum(g * f for g, f in zip(self.glue, glue_features(graph), strict=True))
 
