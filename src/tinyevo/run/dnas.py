@@ -47,7 +47,14 @@ def dnas_genome(config: RunConfig, cfg: DnasConfig | None = None) -> DnasResult:
     if config.limits.soft:
         raise ConfigError("dnas takes hard limits only (its penalty is already soft)")
     recipe = train_config(config.estimator.train).recipe
-    return dnas_search(space, data, recipe, seed=config.seed, cfg=cfg, cost=cost, limits=bounds)
+    return dnas_search(space, data, recipe, seed=config.seed, cfg=cfg or default_config(space), cost=cost,
+                       limits=bounds)
+
+
+def default_config(space: object) -> DnasConfig:
+    """The CLI's settings: :class:`DnasConfig`'s defaults, and on ``nb201`` the ``none`` op excluded (a guard
+    against DARTS' collapse; an all-``none`` cell predicts one class)."""
+    return DnasConfig(exclude=("none",)) if getattr(space, "name", None) == "nb201" else DnasConfig()
 
 
 def dnas_run(config: RunConfig, *, cfg: DnasConfig | None = None, run_dir: Path | None = None,
@@ -59,7 +66,7 @@ def dnas_run(config: RunConfig, *, cfg: DnasConfig | None = None, run_dir: Path 
                       budget=replace(config.budget, trials=1, max_trials=1, time_s=None))
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), carrier)
     result = start_run(carrier, run_dir=run_dir, progress=progress)
-    atomic_write_text(result.run_dir / "dnas.json", json.dumps(describe(found, cfg or DnasConfig()), indent=1))
+    atomic_write_text(result.run_dir / "dnas.json", json.dumps(describe(found, found.config), indent=1))
     return DnasRun(result, found)
 
 
@@ -76,4 +83,4 @@ def describe(found: DnasResult, cfg: DnasConfig) -> dict[str, Any]:
     }
 
 
-__all__ = ["CARRIER_STRATEGY", "DNAS_STRATEGY", "DnasRun", "describe", "dnas_genome", "dnas_run"]
+__all__ = ["CARRIER_STRATEGY", "DNAS_STRATEGY", "DnasRun", "default_config", "describe", "dnas_genome", "dnas_run"]

@@ -508,6 +508,7 @@ class DnasResult:
     log: tuple[dict[str, float], ...]
     history: tuple[object, ...]
     seconds: float
+    config: DnasConfig
 
 
 def dnas_search(space: object, data: Dataset, recipe: Recipe, *, seed: int, cfg: DnasConfig | None = None,
@@ -521,6 +522,8 @@ def dnas_search(space: object, data: Dataset, recipe: Recipe, *, seed: int, cfg:
     import time
 
     cfg = cfg or DnasConfig()
+    if cfg.warmup_epochs >= recipe.epochs:  # at least one epoch trains the architecture
+        cfg = replace(cfg, warmup_epochs=recipe.epochs - 1)
     limits = dict(limits or {})
     if limits and cost is None:
         raise ConfigError("limits need a cost function")
@@ -571,7 +574,7 @@ def dnas_search(space: object, data: Dataset, recipe: Recipe, *, seed: int, cfg:
         genome = genome_of(space, projection.index)
     return DnasResult(genome=genome, argmax=found, projection=projection,
                       probabilities=tuple(tuple(p) for p in probabilities(arch)), log=tuple(step.log),
-                      history=fitted.history, seconds=time.perf_counter() - t0)
+                      history=fitted.history, seconds=time.perf_counter() - t0, config=cfg)
 
 
 __all__ = [
