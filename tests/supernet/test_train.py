@@ -40,7 +40,7 @@ class Kill(BaseCallback):
 
 def test_sandwich_runs_four_subnets_and_trains(space: BlocksSpace, tiny_data: Dataset) -> None:
     net = fresh(space)
-    step = SandwichStep(net, seed=3)
+    step = SandwichStep(net, seed=3, random_subnets=2)
     genomes = step.genomes(7)
     assert len(genomes) == 4 and genomes[0] == net.largest() and genomes[1] == net.smallest()
     assert [str(g) for g in step.genomes(7)] == [str(g) for g in genomes]  # a function of (seed, step)

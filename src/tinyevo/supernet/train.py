@@ -1,9 +1,10 @@
 """Training a supernet with the sandwich rule, through the one training loop; fine-tuning an extracted winner.
 
 :class:`SandwichStep` is a :class:`~tinyevo.training.Step`: on each batch it runs the largest sub-network with the
-labels, then the smallest and ``random_subnets`` random sub-networks of the space, each distilled in place from
-the largest one's (detached) predictions (BigNAS / Once-for-All's in-place distillation); the gradients of all of
-them accumulate into the one optimiser step the loop takes. The random sub-networks of step ``t`` come from a
+labels, then the smallest and ``random_subnets`` random sub-networks of the space (default 4, which ranked
+architectures better than the usual 2 in ``benchmarks/supernet_rank.py``), each distilled in place from the
+largest one's (detached) predictions (BigNAS / Once-for-All's in-place distillation); the gradients of all of them
+accumulate into the one optimiser step the loop takes. The random sub-networks of step ``t`` come from a
 generator seeded with ``(seed, t)``, ``t`` being the loop's optimiser step count (the step reads it from the
 :class:`~tinyevo.training.TrainState`, so it is also a callback of the loop): a training resumed from a
 :class:`~tinyevo.training.Checkpoint` samples the same sub-networks it would have sampled without the
@@ -47,7 +48,7 @@ class SandwichStep(BaseCallback):
     order = 5  # only reads the state (the step count), lazily, at each call
     key = ""
 
-    def __init__(self, supernet: Supernet, *, random_subnets: int = 2, seed: int = 0,
+    def __init__(self, supernet: Supernet, *, random_subnets: int = 4, seed: int = 0,
                  label_smoothing: float = 0.0) -> None:
         if random_subnets < 0:
             raise ConfigError(f"random_subnets must be >= 0, got {random_subnets}")
@@ -123,7 +124,7 @@ class _Bound(nn.Module):
 
 
 def train_supernet(
-    supernet: Supernet, data: Dataset, recipe: Recipe, *, seed: int, random_subnets: int = 2,
+    supernet: Supernet, data: Dataset, recipe: Recipe, *, seed: int, random_subnets: int = 4,
     checkpoint: str | Path | None = None, checkpoint_every_s: float = 60.0, callbacks: Sequence[Callback] = (),
 ) -> Fitted:
     """Train ``supernet`` in place on ``data`` with the sandwich rule through :func:`tinyevo.training.train`
