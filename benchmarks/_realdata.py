@@ -108,9 +108,9 @@ def summarise(run_dir: Path) -> dict[str, Any]:
     if best is not None:
         out["best_trial"] = {"number": best.number, "genome": best.genome,
                              "metrics": {k: _num(v) for k, v in best.metrics.items()}}
-    from tinyevo.run.retraining import best_final
+    from tinyevo.run.retraining import best_retrained
 
-    chosen = best_final(view.finals)  # the run's model (best final val_acc) first
+    chosen = best_retrained(view.finals)  # the run's model (best final val_acc) first
     for f in sorted(view.finals, key=lambda f: (chosen is None or f.trial != chosen.trial, f.trial)):
         out["final"].append({"trial": f.trial, "genome": f.genome,
                              "metrics": {k: _num(v) for k, v in f.metrics.items()}, "weights": f.weights})

@@ -86,11 +86,11 @@ def run_search(data: Path, run_dir: Path, *, seed: int, budget: int, extra: list
             raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         stderr = proc.stderr
     from tinyevo.run.engine import load_run_config
-    from tinyevo.run.retraining import best_final
+    from tinyevo.run.retraining import best_retrained
     from tinyevo.run.view import open_run
 
     view = open_run(run_dir)
-    model = best_final(view.finals) if view.finals else None
+    model = best_retrained(view.finals) if view.finals else None
     stored = load_run_config(run_dir).to_json()
     return {
         "seed": seed,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tinyevo.run.config import build_config, with_final_options
 from tinyevo.run.engine import retrain_run, start_run
-from tinyevo.run.retraining import best_final
+from tinyevo.run.retraining import best_retrained
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
         for f in finals:
             print(f"trial {f.trial}: val_acc {f.metrics['val_acc']:.3f} test_acc {f.metrics['test_acc']:.3f}  "
                   f"{f.genome}")
-        chosen = best_final(finals)
+        chosen = best_retrained(finals)
         print(f"the run's model: trial {chosen.trial} (test_acc {chosen.metrics['test_acc']:.3f})")
 
 

@@ -115,7 +115,7 @@ def test_every_unit_has_a_layer() -> None:
 
 @pytest.mark.parametrize(("module", "source"), [
     ("tinyevo.storage.sqlite", "from tinyevo.strategies.base import Trial\n"),  # same layer
-    ("tinyevo.deploy.export", "def f():\n    from tinyevo.run.retraining import best_final\n"),  # above, in a function
+    ("tinyevo.deploy.export", "def f():\n    from tinyevo.run.retraining import best_retrained\n"),  # above, in a function
     ("tinyevo.estimators.trained", "class C:\n    def m(self):\n        import tinyevo.deploy.prune\n"),
     ("tinyevo.trial", "from tinyevo.spaces.base import Genome\n"),  # a record importing a space at run time
     ("tinyevo.cost.memory", "from ..deploy import tflm\n"),  # relative

@@ -18,8 +18,8 @@ import torch
 from tinyevo.cli.main import main
 from tinyevo.cli.retrain import _parse_set
 from tinyevo.errors import ConfigError
-from tinyevo.run.retraining import best_final
-from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage
+from tinyevo.run.retraining import best_retrained
+from tinyevo.storage import DB_NAME, RetrainedModel, SQLiteStorage
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def run_dir(searched: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(searched, tmp_path / "run"))
 
 
-def _finals(run_dir: Path) -> dict[int, FinalModel]:
+def _finals(run_dir: Path) -> dict[int, RetrainedModel]:
     with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
         return {f.trial: f for f in s.finals()}
 
@@ -66,7 +66,7 @@ def test_retrain_top_2_prints_the_table_and_marks_the_run_model(
     cap = capsys.readouterr()
     finals = _finals(run_dir)
     assert len(finals) == 2
-    chosen = best_final(list(finals.values()))
+    chosen = best_retrained(list(finals.values()))
     assert chosen is not None
     assert "Retrained models" in cap.out and "* = the run's model" in cap.out
     assert _starred(cap.out) == [chosen.trial]

@@ -227,7 +227,7 @@ def test_progress_view_renders_events() -> None:
 
     from tinyevo.cli.search import ProgressView
     from tinyevo.run.engine import ProgressEvent
-    from tinyevo.storage import FinalModel
+    from tinyevo.storage import RetrainedModel
     from tinyevo.strategies.base import Status, Trial
 
     buf = io.StringIO()
@@ -248,7 +248,7 @@ def test_progress_view_renders_events() -> None:
             **common,
         )
     )
-    final = FinalModel(1, "g1", {"test_acc": 0.9}, "final/trial-0001/model.pt")
+    final = RetrainedModel(1, "g1", {"test_acc": 0.9}, "final/trial-0001/model.pt")
     view(
         ProgressEvent(
             kind="final-model", trials=2, evaluations=1, infeasible=1, best=best, final=final, **common

@@ -13,7 +13,7 @@ from tinyevo.data import Dataset, load_dataset
 from tinyevo.ir import ArchIR
 from tinyevo.run.config import DataConfig, FinalConfig, LimitsConfig, RunConfig, SpaceConfig
 from tinyevo.spaces import create_space
-from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage, TrialRecord, new_meta
+from tinyevo.storage import DB_NAME, RetrainedModel, SQLiteStorage, TrialRecord, new_meta
 from tinyevo.strategies.base import Status, Trial
 
 GENOME = "conv_k3_s1_c16-dsc_k3_s2_c24_r-gap"
@@ -67,5 +67,5 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, trained: Trained) -> Path:
         weights = root / "final" / "trial-0000" / "model.pt"
         weights.parent.mkdir(parents=True)
         torch.save(trained.state, weights)
-        s.add_final(FinalModel(0, GENOME, {"test_acc": trained.float_test_acc}, "final/trial-0000/model.pt"))
+        s.add_final(RetrainedModel(0, GENOME, {"test_acc": trained.float_test_acc}, "final/trial-0000/model.pt"))
     return root

@@ -208,7 +208,7 @@ def test_a_run_with_a_deepen_trial_stored_the_old_way_still_resumes(tmp_path: Pa
     from run_fakes import fake_config, fake_parts, trial_signature
 
     from tinyevo.run.engine import resume_run, start_run
-    from tinyevo.storage import FinalModel, TrialRecord
+    from tinyevo.storage import RetrainedModel, TrialRecord
     from tinyevo.strategies.base import Status, Trial
 
     cfg = fake_config(budget=6)
@@ -224,7 +224,7 @@ def test_a_run_with_a_deepen_trial_stored_the_old_way_still_resumes(tmp_path: Pa
         g = first[1].trial.genome  # the old deepen: a trial numbered after the stored ones
         legacy = Trial(number=2, genome=g, status=Status.OK, metrics={"val_acc": 0.5}, parents=(g,), origin=ORIGIN)
         dst.add(TrialRecord(trial=legacy, cost={"macs": 1.0}, parent_ids=(1,), finished_at=7.0, worker=ORIGIN))
-        dst.add_final(FinalModel(trial=2, genome=g, metrics={"val_acc": 0.5}, weights="final/trial-0002/model.pt"))
+        dst.add_final(RetrainedModel(trial=2, genome=g, metrics={"val_acc": 0.5}, weights="final/trial-0002/model.pt"))
     resume_run(old, parts=fake_parts(cfg))
     assert trial_signature(old) == reference
     with SQLiteStorage(old / DB_NAME, readonly=True) as s:

@@ -103,13 +103,13 @@ def test_pareto_axes_come_from_the_problem() -> None:
 
 
 def test_the_run_model_follows_the_objective() -> None:
-    from tinyevo.run.retraining import best_final
-    from tinyevo.storage import FinalModel
+    from tinyevo.run.retraining import best_retrained
+    from tinyevo.storage import RetrainedModel
 
-    finals = [FinalModel(1, "g1", {"val_acc": 0.9, "latency_ms": 5.0}, "a"),
-              FinalModel(2, "g2", {"val_acc": 0.8, "latency_ms": 2.0}, "b"),
-              FinalModel(3, "g3", {"val_acc": float("nan")}, "c")]
-    assert best_final(finals).trial == 1  # default: the highest val_acc
-    assert best_final(finals, Objective("latency_ms", "min")).trial == 2
-    assert best_final(finals, Objective("val_acc", "min")).trial == 2  # NaN / missing rank last either way
-    assert best_final([], Objective("latency_ms", "min")) is None
+    finals = [RetrainedModel(1, "g1", {"val_acc": 0.9, "latency_ms": 5.0}, "a"),
+              RetrainedModel(2, "g2", {"val_acc": 0.8, "latency_ms": 2.0}, "b"),
+              RetrainedModel(3, "g3", {"val_acc": float("nan")}, "c")]
+    assert best_retrained(finals).trial == 1  # default: the highest val_acc
+    assert best_retrained(finals, Objective("latency_ms", "min")).trial == 2
+    assert best_retrained(finals, Objective("val_acc", "min")).trial == 2  # NaN / missing rank last either way
+    assert best_retrained([], Objective("latency_ms", "min")) is None

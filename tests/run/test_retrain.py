@@ -27,8 +27,14 @@ from tinyevo.run.config import (
     with_final_options,
 )
 from tinyevo.run.engine import RunAssembly, load_run_config, retrain_run, start_run
-from tinyevo.run.retraining import RetrainPlan, RetrainTask, best_final, retrain_many, select_for_retraining
-from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage
+from tinyevo.run.retraining import (
+    RetrainPlan,
+    RetrainTask,
+    best_retrained,
+    retrain_many,
+    select_for_retraining,
+)
+from tinyevo.storage import DB_NAME, RetrainedModel, SQLiteStorage
 from tinyevo.strategies.base import Objective, Problem, Status, Trial
 
 # --- choosing the models ------------------------------------------------------------------------------------
@@ -73,29 +79,29 @@ def test_pareto_ignores_top_k() -> None:
     assert [t.number for t in chosen] == [0, 1]
 
 
-def _final(trial: int, **metrics: float) -> FinalModel:
-    return FinalModel(trial=trial, genome=f"g{trial}", metrics=metrics, weights=f"final/trial-{trial:04d}/model.pt")
+def _final(trial: int, **metrics: float) -> RetrainedModel:
+    return RetrainedModel(trial=trial, genome=f"g{trial}", metrics=metrics, weights=f"final/trial-{trial:04d}/model.pt")
 
 
 def test_best_final_is_the_highest_val_acc() -> None:
     finals = [_final(3, val_acc=0.7, test_acc=0.99), _final(1, val_acc=0.8, test_acc=0.1), _final(5, val_acc=0.6)]
-    assert best_final(finals).trial == 1  # type: ignore[union-attr]  # the test split plays no part
+    assert best_retrained(finals).trial == 1  # type: ignore[union-attr]  # the test split plays no part
 
 
 def test_best_final_nan_and_missing_val_acc_rank_last() -> None:
-    assert best_final([_final(0, val_acc=math.nan), _final(1, test_acc=0.9), _final(2, val_acc=0.1)]).trial == 2  # type: ignore[union-attr]
-    assert best_final([_final(4, val_acc=math.inf), _final(2, val_acc=0.1)]).trial == 2  # type: ignore[union-attr]
+    assert best_retrained([_final(0, val_acc=math.nan), _final(1, test_acc=0.9), _final(2, val_acc=0.1)]).trial == 2  # type: ignore[union-attr]
+    assert best_retrained([_final(4, val_acc=math.inf), _final(2, val_acc=0.1)]).trial == 2  # type: ignore[union-attr]
     # nothing to compare: the earliest trial
-    assert best_final([_final(6, val_acc=math.nan), _final(4, test_acc=0.5)]).trial == 4  # type: ignore[union-attr]
+    assert best_retrained([_final(6, val_acc=math.nan), _final(4, test_acc=0.5)]).trial == 4  # type: ignore[union-attr]
 
 
 def test_best_final_ties_keep_the_earlier_trial() -> None:
-    assert best_final([_final(9, val_acc=0.8), _final(2, val_acc=0.8), _final(5, val_acc=0.8)]).trial == 2  # type: ignore[union-attr]
-    assert best_final([_final(9, val_acc=0.8), _final(2, val_acc=0.5), _final(5, val_acc=0.8)]).trial == 5  # type: ignore[union-attr]
+    assert best_retrained([_final(9, val_acc=0.8), _final(2, val_acc=0.8), _final(5, val_acc=0.8)]).trial == 2  # type: ignore[union-attr]
+    assert best_retrained([_final(9, val_acc=0.8), _final(2, val_acc=0.5), _final(5, val_acc=0.8)]).trial == 5  # type: ignore[union-attr]
 
 
 def test_best_final_of_nothing_is_none() -> None:
-    assert best_final([]) is None
+    assert best_retrained([]) is None
 
 
 # --- [final] top_k / workers in the config ------------------------------------------------------------------
@@ -272,7 +278,7 @@ def searched(tmp_path: Path, tiny_npz: Path) -> Searched:
     return Searched(run_dir, config, parts, ranked)
 
 
-def _finals(run_dir: Path) -> dict[int, FinalModel]:
+def _finals(run_dir: Path) -> dict[int, RetrainedModel]:
     with SQLiteStorage(run_dir / DB_NAME, readonly=True) as s:
         return {f.trial: f for f in s.finals()}
 
@@ -357,7 +363,7 @@ def test_the_run_model_is_the_best_final_val_acc(searched: Searched) -> None:
                                        (derive_seed(seed, third, 1), 0.8)))
     finals = retrain_run(searched.run_dir, config=with_final_options(searched.config, top_k=3),
                          parts=replace(searched.parts, trainer=trainer))
-    assert best_final(finals).trial == min(second, third)  # type: ignore[union-attr]  # tie: earlier trial
+    assert best_retrained(finals).trial == min(second, third)  # type: ignore[union-attr]  # tie: earlier trial
     _, trial, weights = find_trial(searched.run_dir)
     assert trial.number == min(second, third) and weights.is_file()
     _, trial, _ = find_trial(searched.run_dir, trial=first)  # an explicit trial still wins
@@ -467,7 +473,7 @@ def test_keep_best_keeps_the_earlier_model_when_the_new_cycle_validates_worse(se
     model = run / _finals(run)[best].weights
     w1 = torch.load(model, weights_only=True)["weight"]
 
-    def cycle(val_acc: float, keep_best: bool) -> FinalModel:
+    def cycle(val_acc: float, keep_best: bool) -> RetrainedModel:
         plan = RetrainPlan(start="weights", accept="if_better" if keep_best else "always")
         retrain_run(run, parts=replace(searched.parts, trainer=ContinuingTrainer(val_acc)), trials=[best],
                     plan=plan)
@@ -528,8 +534,8 @@ def test_tinyevos_trainer_checkpoints_each_model_in_its_folder(searched: Searche
 
 
 def test_report_draws_the_final_curves_and_skips_unreadable_histories(searched: Searched) -> None:
-    from tinyevo.run.retraining import model_dir
     from tinyevo.run.report import write_report
+    from tinyevo.run.retraining import model_dir
 
     parts = replace(searched.parts, trainer=ScriptedTrainer())
     finals = retrain_run(searched.run_dir, config=with_final_options(searched.config, top_k=2), parts=parts)
@@ -552,9 +558,9 @@ def test_running_the_same_retrain_again_resumes_a_killed_training(tmp_path: Path
 
     import torch
 
-    from tinyevo.training import train_ir as training
     from tinyevo.run.config import build_config
     from tinyevo.run.retraining import CHECKPOINT, model_dir
+    from tinyevo.training import train_ir as training
 
     config = build_config({"budget": 3, "train": {"epochs": 1}, "final": {"enabled": False}, "seed": 0})
     runs = {}
@@ -601,8 +607,8 @@ def test_running_the_same_retrain_again_resumes_a_killed_training(tmp_path: Path
 
 
 def test_final_curves_mark_the_epoch_whose_weights_restore_best_kept(searched: Searched) -> None:
-    from tinyevo.run.retraining import model_dir
     from tinyevo.run.report import final_curves, write_report
+    from tinyevo.run.retraining import model_dir
     from tinyevo.run.view import open_run
 
     parts = replace(searched.parts, trainer=ScriptedTrainer())

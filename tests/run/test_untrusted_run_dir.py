@@ -16,7 +16,7 @@ from run_fakes import fake_config, fake_parts
 from tinyevo.errors import StorageError
 from tinyevo.run.config import ExecutorConfig
 from tinyevo.run.engine import resume_run
-from tinyevo.storage import DB_NAME, FinalModel, SQLiteStorage, TrialRecord, new_meta
+from tinyevo.storage import DB_NAME, RetrainedModel, SQLiteStorage, TrialRecord, new_meta
 from tinyevo.strategies.base import Status, Trial
 
 
@@ -190,7 +190,7 @@ def test_report_does_not_write_through_planted_links(tmp_path: Path) -> None:
     run = tmp_path / "r"
     _new_run(run, cfg)
     with SQLiteStorage(run / DB_NAME) as s:
-        s.add_final(FinalModel(0, "g0", {"val_acc": 0.5}, "final/trial-0000/model.pt"))
+        s.add_final(RetrainedModel(0, "g0", {"val_acc": 0.5}, "final/trial-0000/model.pt"))
     (run / "report").mkdir()
     victim = tmp_path / "victim.html"
     victim.write_text("precious\n")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyevo.errors import StorageError
-from tinyevo.storage import FinalModel, SQLiteStorage, Storage, TrialRecord, new_meta
+from tinyevo.storage import RetrainedModel, SQLiteStorage, Storage, TrialRecord, new_meta
 from tinyevo.strategies.base import Status, Trial
 
 
@@ -112,8 +112,8 @@ def test_final_models_and_state(tmp_path: Path) -> None:
         s.set_state("phase", "search")
         s.set_state("phase", "done")
         assert s.get_state("phase") == "done"
-        s.add_final(FinalModel(3, "g3", {"test_acc": 0.9}, "final/trial3/model.pt"))
-        s.add_final(FinalModel(3, "g3", {"test_acc": 0.95}, "final/trial3/model.pt"))
+        s.add_final(RetrainedModel(3, "g3", {"test_acc": 0.9}, "final/trial3/model.pt"))
+        s.add_final(RetrainedModel(3, "g3", {"test_acc": 0.95}, "final/trial3/model.pt"))
         assert [(f.trial, f.metrics["test_acc"]) for f in s.finals()] == [(3, 0.95)]
 
 

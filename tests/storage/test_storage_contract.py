@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tinyevo.errors import StorageError
-from tinyevo.storage import DerivedModel, FinalModel, SQLiteStorage, Storage, TrialRecord, new_meta
+from tinyevo.storage import DerivedModel, RetrainedModel, SQLiteStorage, Storage, TrialRecord, new_meta
 from tinyevo.storage.memory import InMemoryStorage
 from tinyevo.trial import Status, Trial
 
@@ -104,9 +104,9 @@ def test_stored_metrics_do_not_follow_the_callers_dict(open_store: Opener) -> No
 
 def test_final_models_replace_and_come_back_ordered(open_store: Opener) -> None:
     s = open_store()
-    s.add_final(FinalModel(3, "g3", {"test_acc": 0.9}, "final/trial-0003/model.pt"))
-    s.add_final(FinalModel(1, "g1", {"test_acc": 0.5}, "final/trial-0001/model.pt"))
-    s.add_final(FinalModel(3, "g3", {"test_acc": 0.95}, "final/trial-0003/model.pt"))
+    s.add_final(RetrainedModel(3, "g3", {"test_acc": 0.9}, "final/trial-0003/model.pt"))
+    s.add_final(RetrainedModel(1, "g1", {"test_acc": 0.5}, "final/trial-0001/model.pt"))
+    s.add_final(RetrainedModel(3, "g3", {"test_acc": 0.95}, "final/trial-0003/model.pt"))
     s.close()
     s = open_store()
     finals = s.finals()

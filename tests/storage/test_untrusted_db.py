@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tinyevo.errors import StorageError
-from tinyevo.storage import FinalModel, SQLiteStorage, TrialRecord, new_meta
+from tinyevo.storage import RetrainedModel, SQLiteStorage, TrialRecord, new_meta
 from tinyevo.strategies.base import Status, Trial
 
 
@@ -17,7 +17,7 @@ def _make_run(db: Path, trials: int = 2) -> None:
         s.create(new_meta(1, {"seed": 1}))
         for n in range(trials):
             s.add(TrialRecord(trial=Trial(number=n, genome=f"g{n}", status=Status.OK, metrics={"val_acc": 0.5})))
-        s.add_final(FinalModel(0, "g0", {"val_acc": 0.5}, "final/trial-0000/model.pt"))
+        s.add_final(RetrainedModel(0, "g0", {"val_acc": 0.5}, "final/trial-0000/model.pt"))
 
 
 def _sql(db: Path, *statements: str) -> None:

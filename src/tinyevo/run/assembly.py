@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from tinyevo.run.config import DataConfig, EstimatorConfig, FidelityConfig, LimitsConfig, RunConfig, SpaceConfig
+from tinyevo.run.config import (
+    DataConfig,
+    EstimatorConfig,
+    FidelityConfig,
+    LimitsConfig,
+    RunConfig,
+    SpaceConfig,
+)
 from tinyevo.spaces.base import Genome, SearchSpace
 from tinyevo.strategies.base import Objective, Problem
 
@@ -98,8 +105,8 @@ def train_config(options: Mapping[str, Any], *, threads: int | None = None, wher
     """A :class:`~tinyevo.training.TrainConfig` built from the checked
     :class:`~tinyevo.run.options.TrainOptions` of ``options`` (the table ``where``); ``threads`` fills in an unset
     thread count."""
-    from tinyevo.training import TrainConfig
     from tinyevo.run.options import train_options
+    from tinyevo.training import TrainConfig
 
     opts = dict(options)
     if threads is not None and opts.get("threads") is None:

@@ -344,7 +344,7 @@ class FinalConfig:
     each Pareto-front model (at most ``max_models``), trained with ``train`` (TrainConfig options, e.g.
     ``device = "cuda"``) and evaluated on the test split. ``workers`` > 1 retrains that many models at once, each
     in its own process. Of several retrained models, the one with the best final validation accuracy is the
-    run's model (:func:`tinyevo.run.retraining.best_final`). ``teacher``: a retrained model of another run, ``"RUN_DIR"``
+    run's model (:func:`tinyevo.run.retraining.best_retrained`). ``teacher``: a retrained model of another run, ``"RUN_DIR"``
     (its run's model) or ``"RUN_DIR:N"`` (trial N), that each model learns from too (knowledge distillation; the
     ``distill_alpha`` / ``distill_temperature`` training options weigh it); a list of several is an ensemble
     teacher (the mean of their logits). A list of one is that one."""

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from tinyevo.errors import ConfigError
-from tinyevo.storage import DB_NAME, DerivedModel, FinalModel, SQLiteStorage
+from tinyevo.storage import DB_NAME, DerivedModel, RetrainedModel, SQLiteStorage
 
 ORIGIN = "deepen"
 _LAYER_KEY = re.compile(r"^layers\.l(\d+)_")  # state_dict keys of the chain space's feature layer i
@@ -128,12 +128,12 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
     """Store a deeper copy of a retrained trial or derived model (default: the run's model) as a derived model;
     see the module docstring. ``seed`` initialises the new layer's weights. A morph whose logits differ from the parent's by more
     than ``atol`` is refused."""
-    from tinyevo.run.export import find_trial
-    from tinyevo.training import accuracy
+    from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
     from tinyevo.nn import build_model
     from tinyevo.run.engine import assemble_run
-    from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
+    from tinyevo.run.export import find_trial
     from tinyevo.run.retraining import load_weights, model_dir
+    from tinyevo.training import accuracy
 
     view, parent, weights = find_trial(run_dir, trial=trial)
     run_dir = view.run_dir
@@ -182,7 +182,7 @@ def deepen_trial(run_dir: str | Path, *, trial: int | None, position: int, layer
         weights_rel = str((out / "model.pt").relative_to(run_dir))
         storage.add_derived(DerivedModel(number=number, genome=str(child), parent=parent.number, origin=ORIGIN,
                                          cost=cost, weights=weights_rel, info=derived_from, created_at=now))
-        storage.add_final(FinalModel(trial=number, genome=str(child), metrics={**cost, **final},
+        storage.add_final(RetrainedModel(trial=number, genome=str(child), metrics={**cost, **final},
                                      weights=weights_rel, created_at=now))
     finally:
         storage.close()

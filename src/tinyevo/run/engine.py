@@ -70,7 +70,7 @@ from tinyevo.spaces.zoo import resolve_seeds
 from tinyevo.storage import (
     DB_NAME,
     MAX_SEED,
-    FinalModel,
+    RetrainedModel,
     SQLiteStorage,
     Storage,
     TrialRecord,
@@ -105,7 +105,7 @@ class ProgressEvent:
     best: Trial | None
     elapsed_s: float
     trial: Trial | None = None
-    final: FinalModel | None = None
+    final: RetrainedModel | None = None
     message: str = ""
     time_limit_s: float | None = None
     run_dir: Path | None = None  # the run's directory (its stored config says what runs)
@@ -124,7 +124,7 @@ class RunResult:
     run_dir: Path
     trials: tuple[Trial, ...]
     best: Trial | None
-    finals: tuple[FinalModel, ...]
+    finals: tuple[RetrainedModel, ...]
     stopped: StopReason
     problem: Problem
 
@@ -470,7 +470,7 @@ class Engine:
         return results
 
     # --- final retraining ---
-    def finalize(
+    def retrain_best(
         self,
         trials: list[Trial],
         *,
@@ -478,7 +478,7 @@ class Engine:
         enabled: bool | None = None,
         only: Sequence[int] | None = None,
         plan: RetrainPlan | None = None,
-    ) -> list[FinalModel]:
+    ) -> list[RetrainedModel]:
         """Retrain the chosen trials (``[final]``, or the trial numbers ``only``) not retrained yet (all of them
         with ``force``); returns the chosen trials' final models. ``enabled`` overrides ``[final] enabled``
         (``tinyevo retrain``). ``plan``: how each model is retrained (:class:`~tinyevo.run.retraining.RetrainPlan`:
@@ -538,7 +538,7 @@ class Engine:
                 for t in todo
             ]
 
-            def commit(model: FinalModel) -> None:
+            def commit(model: RetrainedModel) -> None:
                 commit_final(self.storage, self.run_dir, model)
                 self._emit("final-model", final=model)
 
@@ -552,7 +552,7 @@ class Engine:
             if self.storage.get_state("phase") == "search":  # the search is over, whatever the retraining does
                 self.storage.set_state("phase", "final")
             self._emit("search-done", message=stop)
-            finals = self.finalize(trials)
+            finals = self.retrain_best(trials)
             self.storage.set_state("phase", "done")
             self._emit("done", message=stop)
         finally:
@@ -730,7 +730,7 @@ def retrain_run(
     plan: RetrainPlan | None = None,
     parts: RunAssembly | None = None,
     progress: Progress | None = None,
-) -> list[FinalModel]:
+) -> list[RetrainedModel]:
     """(Re)do the final retraining of a run whose search has finished, e.g. on a GPU machine after a search on
     a laptop: ``config`` is the run's config with another ``[final]`` section
     (:func:`tinyevo.run.config.with_final_options`; default: as stored). Every chosen model is retrained and
@@ -766,7 +766,7 @@ def retrain_run(
         engine = Engine(run_dir, config, storage, parts, executor=create_executor("local", workers=1),
                         progress=progress)
         try:
-            finals = engine.finalize(stored_trials, force=not keep_done, enabled=True, only=trials,
+            finals = engine.retrain_best(stored_trials, force=not keep_done, enabled=True, only=trials,
                                      plan=plan)
         finally:
             engine.executor.close()

@@ -1,7 +1,7 @@
 """After the search: pick the best feasible models (or the Pareto front), retrain them longer, test, save.
 
 :func:`retrain_many` retrains several models, one per process when asked (``[final] workers``); of several
-retrained models the one with the best final validation accuracy is the run's model (:func:`best_final`): the
+retrained models the one with the best final validation accuracy is the run's model (:func:`best_retrained`): the
 test split never takes part in choosing.
 
 Each retrained model gets a folder ``final/trial-NNNN/`` in the run directory with ``model.pt`` (a
@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
 from tinyevo.pareto import pareto_front
-from tinyevo.storage.base import FinalModel
+from tinyevo.storage.base import RetrainedModel
 from tinyevo.strategies.base import Objective, Problem, Status, Trial, rank_key
 
 Trainer = Callable[..., Any]
@@ -69,18 +69,18 @@ def select_for_retraining(
     return pareto_front(ok, objectives or problem.objectives)[:max_models]
 
 
-def best_final(finals: Sequence[FinalModel], objective: Objective | None = None) -> FinalModel | None:
+def best_retrained(finals: Sequence[RetrainedModel], objective: Objective | None = None) -> RetrainedModel | None:
     """The retrained model with the best final value of ``objective`` (default: the highest validation accuracy,
     ``val_acc``; models without a finite value rank last, ties keep the earlier trial): the run's model when
     several were retrained (:meth:`tinyevo.run.view.RunView.run_model` passes the run's objective). None for no
     models."""
     objective = objective or Objective("val_acc")
 
-    def key(f: FinalModel) -> float:
+    def key(f: RetrainedModel) -> float:
         v = f.metrics.get(objective.metric, math.nan)
         return -math.inf if v is None or not math.isfinite(v) else objective.score(f.metrics)
 
-    best: FinalModel | None = None
+    best: RetrainedModel | None = None
     for f in sorted(finals, key=lambda f: f.trial):
         if best is None or key(f) > key(best):
             best = f
@@ -182,7 +182,7 @@ def retrain(
     teacher: str | Sequence[str] | None = None,
     plan: RetrainPlan | None = None,
     staged: bool = False,
-) -> FinalModel:
+) -> RetrainedModel:
     """Retrain ``trial``'s architecture with ``train_config`` as ``plan`` says (default: from scratch, on the
     training split or as ``train_config.train_on_val`` says, always accepted), test it and save it under
     ``run_dir``. ``continue_from``: the weights file of the earlier final model (``plan.start == "weights"``).
@@ -226,7 +226,7 @@ def retrain(
     held_out = (before or {}).get("val_acc")
     if plan.data == "train+val" and held_out is not None and math.isfinite(float(held_out)):
         # trained on the validation split too: the held-out estimate is the one of the model this cycle started
-        # from, so that model's rank among the run's models (best_final) carries over
+        # from, so that model's rank among the run's models (best_retrained) carries over
         metrics["val_acc"] = float(held_out)
         metrics["val_acc_inherited"] = 1.0  # (recorded for the reader of the model's metrics)
     worse = (plan.accept == "if_better" and before is not None
@@ -261,7 +261,7 @@ def retrain(
     atomic_write_text(out / "history.json", json.dumps(history, indent=1, allow_nan=True), root=run_dir)
     if not staged:
         ckpt.unlink(missing_ok=True)
-    return FinalModel(
+    return RetrainedModel(
         trial=trial.number,
         genome=trial.genome,
         metrics={**dict(cost), **(before if worse and before is not None else metrics)},
@@ -289,7 +289,7 @@ def _promote(incoming: Path, home: Path) -> None:
     (home / CHECKPOINT).unlink(missing_ok=True)
 
 
-def commit_final(storage: Any, run_dir: Path, model: FinalModel) -> None:
+def commit_final(storage: Any, run_dir: Path, model: RetrainedModel) -> None:
     """Commit a model that :func:`retrain` (``staged=True``) returned: the database row and the fingerprint of its
     weights in one transaction, then its files into place. A kill before the commit leaves the earlier model (files
     and row) as it was; a kill after it is finished by :func:`repair_finals`."""
@@ -367,9 +367,9 @@ def load_teacher(spec: str | Sequence[str]) -> Any:
     mode, to distil from; several specs give an :class:`~tinyevo.nn.Ensemble` of theirs (the mean of their
     logits). A missing run, trial or weights is a :class:`~tinyevo.errors.ConfigError` naming it."""
     from tinyevo.deploy.errors import DeployError
-    from tinyevo.run.export import load_trial
     from tinyevo.errors import ConfigError, StorageError
     from tinyevo.nn import Ensemble, build_model
+    from tinyevo.run.export import load_trial
 
     if not isinstance(spec, str):
         return Ensemble([load_teacher(one) for one in spec]).eval()
@@ -403,7 +403,7 @@ class RetrainTask:
     staged: bool = False  # files to final/trial-NNNN/.incoming/ until the driver commits (commit_final)
 
 
-def run_retrain_task(task: RetrainTask) -> FinalModel:
+def run_retrain_task(task: RetrainTask) -> RetrainedModel:
     """Retrain one :class:`RetrainTask` (runs in a worker process or in the driver)."""
     data = task.data
     if data is None:
@@ -421,8 +421,8 @@ def retrain_many(
     tasks: Sequence[RetrainTask],
     *,
     workers: int = 1,
-    on_done: Callable[[FinalModel], None] | None = None,
-) -> list[FinalModel]:
+    on_done: Callable[[RetrainedModel], None] | None = None,
+) -> list[RetrainedModel]:
     """Retrain every task, ``workers`` at a time (each in its own process when > 1), calling ``on_done`` with
     each model as it finishes (the driver commits it there). Raises :class:`EstimationError` naming the trials
     whose retraining failed, after the others have finished."""
@@ -430,13 +430,13 @@ def retrain_many(
     from tinyevo.executors.base import TaskResult
     from tinyevo.executors.local import InProcessExecutor, LocalPoolExecutor
 
-    done: list[FinalModel] = []
+    done: list[RetrainedModel] = []
     errors: list[str] = []
     # one at a time in this process, or a pool; either way a failed model does not stop the others
     pool = (InProcessExecutor() if workers <= 1 or len(tasks) <= 1
             else LocalPoolExecutor(workers=min(workers, len(tasks)), retries=0))
     try:
-        res: TaskResult[FinalModel]
+        res: TaskResult[RetrainedModel]
         for res in pool.map(run_retrain_task, list(tasks)):
             if res.error is not None or res.value is None:
                 errors.append(f"trial {tasks[res.index].trial.number}: {res.error}")

@@ -12,8 +12,8 @@ from typing import Any
 from tinyevo.errors import StorageError
 from tinyevo.run.assembly import make_limits, make_problem, pareto_objectives
 from tinyevo.run.config import RunConfig
-from tinyevo.run.retraining import best_final, pareto_front
-from tinyevo.storage import DB_NAME, DerivedModel, FinalModel, RunMeta, SQLiteStorage, TrialRecord
+from tinyevo.run.retraining import best_retrained, pareto_front
+from tinyevo.storage import DB_NAME, DerivedModel, RetrainedModel, RunMeta, SQLiteStorage, TrialRecord
 from tinyevo.strategies.base import Objective, Problem, Status, Trial, rank_key
 
 
@@ -23,7 +23,7 @@ class RunView:
     meta: RunMeta
     config: RunConfig
     records: tuple[TrialRecord, ...]
-    finals: tuple[FinalModel, ...]
+    finals: tuple[RetrainedModel, ...]
     phase: str | None
     problem: Problem
     bounds: Mapping[str, float]  # metric -> upper limit
@@ -63,9 +63,9 @@ class RunView:
         first = self.problem.objectives[0]
         return first if any(first.metric in f.metrics for f in self.finals) else Objective("val_acc")
 
-    def run_model(self) -> FinalModel | None:
-        """The run's model: the best retrained model by :meth:`run_model_objective` (:func:`best_final`)."""
-        return best_final(self.finals, self.run_model_objective())
+    def run_model(self) -> RetrainedModel | None:
+        """The run's model: the best retrained model by :meth:`run_model_objective` (:func:`best_retrained`)."""
+        return best_retrained(self.finals, self.run_model_objective())
 
     def best_so_far(self) -> list[tuple[int, float]]:
         """(trial number, best first-objective value among feasible ok trials up to it), for ok trials
@@ -135,7 +135,7 @@ def record_json(r: TrialRecord) -> dict[str, Any]:
     }
 
 
-def final_json(f: FinalModel) -> dict[str, Any]:
+def final_json(f: RetrainedModel) -> dict[str, Any]:
     return {
         "trial": f.trial,
         "genome": f.genome,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinyevo.storage.base import DerivedModel, FinalModel, RunMeta, Storage, TrialRecord
+from tinyevo.storage.base import DerivedModel, FinalModel, RetrainedModel, RunMeta, Storage, TrialRecord
 from tinyevo.storage.memory import InMemoryStorage
 from tinyevo.storage.sqlite import MAX_SEED, SQLiteStorage, create_run_database, new_meta
 
@@ -10,6 +10,6 @@ DB_NAME = "trials.db"
 """File name of the database inside a run directory."""
 
 __all__ = [
-    "DB_NAME", "MAX_SEED", "DerivedModel", "FinalModel", "InMemoryStorage", "RunMeta", "SQLiteStorage", "Storage",
-    "TrialRecord", "create_run_database", "new_meta",
+    "DB_NAME", "MAX_SEED", "DerivedModel", "FinalModel", "InMemoryStorage", "RetrainedModel", "RunMeta",
+    "SQLiteStorage", "Storage", "TrialRecord", "create_run_database", "new_meta",
 ]

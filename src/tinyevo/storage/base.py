@@ -1,7 +1,7 @@
 """The storage protocol and the records it keeps.
 
 A run is stored as one :class:`RunMeta` (seed and configuration, written once) plus one :class:`TrialRecord`
-per finished trial, committed the moment the driver has it, the :class:`FinalModel` records of the final
+per finished trial, committed the moment the driver has it, the :class:`RetrainedModel` records of the final
 retraining, and the :class:`DerivedModel` records of models made from trained ones after the search (``tinyevo
 deepen``), which are not search trials. Only the driver writes; readers (``tinyevo show`` / ``report``) may open
 the store while a run is going.
@@ -58,7 +58,7 @@ class TrialRecord:
 
 
 @dataclass(frozen=True)
-class FinalModel:
+class RetrainedModel:
     """A model retrained after the search (weights and metrics files live in the run directory)."""
 
     trial: int
@@ -66,6 +66,10 @@ class FinalModel:
     metrics: Mapping[str, float]
     weights: str  # path relative to the run directory
     created_at: float = 0.0
+
+
+FinalModel = RetrainedModel
+"""The former name of :class:`RetrainedModel` (kept for code written against it)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class DerivedModel:
     above the run's trial limit (``max_trials``), which no search trial reaches, so the two never collide.
     ``parent`` is the number of the trial (or derived model) it was made from; ``cost`` the cost-model metrics of
     ``genome``; ``weights`` the model it started as (relative to the run directory; retraining it replaces its
-    :class:`FinalModel`); ``info`` what the derivation recorded (e.g. the inserted layer).
+    :class:`RetrainedModel`); ``info`` what the derivation recorded (e.g. the inserted layer).
     """
 
     number: int
@@ -120,11 +124,11 @@ class Storage(Protocol):
         """Trial numbers of the given genome strings (first occurrence), skipping genomes not stored."""
         ...
 
-    def add_final(self, model: FinalModel) -> None:
+    def add_final(self, model: RetrainedModel) -> None:
         """Commit (or replace) the final model of one trial."""
         ...
 
-    def add_final_checked(self, model: FinalModel, sha256: str) -> None:
+    def add_final_checked(self, model: RetrainedModel, sha256: str) -> None:
         """:meth:`add_final` and the SHA-256 of its weights file (state ``final_sha256:N``), atomically."""
         ...
 
@@ -132,7 +136,7 @@ class Storage(Protocol):
         """Forget the final model of ``trial`` and its fingerprint (its files stay)."""
         ...
 
-    def finals(self) -> list[FinalModel]:
+    def finals(self) -> list[RetrainedModel]:
         """The final models, ordered by trial number."""
         ...
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from tinyevo.errors import StorageError
-from tinyevo.storage.base import DerivedModel, FinalModel, RunMeta, TrialRecord
+from tinyevo.storage.base import DerivedModel, RetrainedModel, RunMeta, TrialRecord
 from tinyevo.trial import Trial
 
 __all__ = ["InMemoryStorage"]
@@ -29,7 +29,7 @@ class InMemoryStorage:
     def __init__(self) -> None:
         self._meta: RunMeta | None = None
         self._trials: dict[int, TrialRecord] = {}
-        self._finals: dict[int, FinalModel] = {}
+        self._finals: dict[int, RetrainedModel] = {}
         self._derived: dict[int, DerivedModel] = {}
         self._state: dict[str, str] = {}
 
@@ -71,10 +71,10 @@ class InMemoryStorage:
         return tuple(first[g] for g in genomes if g in first)
 
     # --- final models ---
-    def add_final(self, model: FinalModel) -> None:
+    def add_final(self, model: RetrainedModel) -> None:
         self._finals[int(model.trial)] = replace(model, metrics=_copy(model.metrics))
 
-    def add_final_checked(self, model: FinalModel, sha256: str) -> None:
+    def add_final_checked(self, model: RetrainedModel, sha256: str) -> None:
         """:meth:`add_final` and the fingerprint of its weights file together (as the SQLite storage does)."""
         self.add_final(model)
         self.set_state(f"final_sha256:{int(model.trial)}", sha256)
@@ -84,7 +84,7 @@ class InMemoryStorage:
         self._finals.pop(int(trial), None)
         self._state.pop(f"final_sha256:{int(trial)}", None)
 
-    def finals(self) -> list[FinalModel]:
+    def finals(self) -> list[RetrainedModel]:
         return [replace(f, metrics=_copy(f.metrics)) for _, f in sorted(self._finals.items())]
 
     # --- derived models ---

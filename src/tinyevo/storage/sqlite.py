@@ -21,7 +21,7 @@ from typing import IO, Any
 from tinyevo import __version__
 from tinyevo.errors import StorageError
 from tinyevo.fsutil import _UMASK, ensure_dir, open_lock, refuse_links
-from tinyevo.storage.base import DerivedModel, FinalModel, RunMeta, TrialRecord
+from tinyevo.storage.base import DerivedModel, RetrainedModel, RunMeta, TrialRecord
 from tinyevo.trial import Status, Trial
 
 SCHEMA_VERSION = 1
@@ -228,7 +228,7 @@ class SQLiteStorage:
         return tuple(out)
 
     # --- final models ---
-    def add_final(self, model: FinalModel) -> None:
+    def add_final(self, model: RetrainedModel) -> None:
         self._con.execute(
             "INSERT OR REPLACE INTO final_models (trial, genome, metrics, weights, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -241,7 +241,7 @@ class SQLiteStorage:
             ),
         )
 
-    def add_final_checked(self, model: FinalModel, sha256: str) -> None:
+    def add_final_checked(self, model: RetrainedModel, sha256: str) -> None:
         """:meth:`add_final` and the fingerprint of its weights file, in one transaction (see
         :func:`tinyevo.run.retraining.repair_finals`)."""
         self._con.execute("BEGIN IMMEDIATE")
@@ -264,14 +264,14 @@ class SQLiteStorage:
             self._con.execute("ROLLBACK")
             raise
 
-    def finals(self) -> list[FinalModel]:
+    def finals(self) -> list[RetrainedModel]:
         rows = self._con.execute(
             "SELECT trial, genome, metrics, weights, created_at FROM final_models ORDER BY trial"
         ).fetchall()
         out = []
         for r in rows:
             try:
-                out.append(FinalModel(int(r[0]), str(r[1]), _metrics(r[2]), _relative_path(r[3]), float(r[4])))
+                out.append(RetrainedModel(int(r[0]), str(r[1]), _metrics(r[2]), _relative_path(r[3]), float(r[4])))
             except (ValueError, TypeError, AttributeError) as exc:
                 raise StorageError(
                     f"{self.path} is damaged: the final model of trial {r[0]!r} cannot be read ({_one_line(exc)})"
