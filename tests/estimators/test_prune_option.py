@@ -7,7 +7,7 @@ import math
 import pytest
 from estimator_helpers import conv_net
 
-from tinyevo.cost import estimate_cost
+from tinyevo.cost import MCUCostModel, estimate_cost
 from tinyevo.data import Dataset
 from tinyevo.errors import ConfigError
 from tinyevo.estimators import CurveStopper, Fidelity, TrainConfig, TrainingEstimator
@@ -101,7 +101,7 @@ def test_pruned_costs_use_the_runs_cost_options(data: Dataset) -> None:
 
     est = TrainingEstimator(config=TrainConfig(epochs=1, batch_size=32, prune_ratio=0.5))
     options = {"precision": "float32", "planner": "tflm", "count_input": False, "count_output": False}
-    m = est.evaluate(conv_net(), data, seed=0, context=EvalContext(cost_options=options))
+    m = est.evaluate(conv_net(), data, seed=0, context=EvalContext(cost_model=MCUCostModel(**options)))
     default = est.evaluate(conv_net(), data, seed=0)
     pruned = estimate_cost(conv_net(width=4), **options)  # conv1 8 -> 4, conv2 16 -> 8, as in the test above
     assert m["pruned_flash_bytes"] == pruned.flash_bytes and m["pruned_peak_sram_bytes"] == pruned.peak_sram_bytes

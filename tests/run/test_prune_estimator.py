@@ -64,5 +64,6 @@ def test_the_evaluator_prices_pruned_candidates_like_the_run(tmp_path: Path) -> 
     path = tmp_path / "run.toml"
     path.write_text(CONFIG)
     cfg = build_config(load_config_file(path), sram_convention="munas", planner="tflm", precision="float32")
-    opts = dict(assemble_run(cfg).evaluate.cost_options)
-    assert opts == {"precision": "float32", "planner": "tflm", "count_input": False, "count_output": False}
+    model = assemble_run(cfg).evaluate.cost_model
+    assert (model.device, model.precision, model.planner, model.count_input, model.count_output) == (
+        None, "float32", "tflm", False, False)

@@ -14,16 +14,17 @@ Registered names are named compositions (presets) created as ``ESTIMATORS.create
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tinyevo.errors import ConfigError
 from tinyevo.registry import Registry
 
 if TYPE_CHECKING:
+    from tinyevo.cost import MCUCostModel
     from tinyevo.data import Dataset
-    from tinyevo.training import TrainConfig
     from tinyevo.ir import ArchIR
+    from tinyevo.training import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,9 @@ class EvalContext:
     * ``parent_state``: the parent's ``state_dict`` when the caller has it at hand (wins over a store lookup);
     * ``finished_scores``: ``val_acc`` of finished candidates of this run, for learning-curve early stopping
       (an estimator also keeps its own record of the candidates it finished);
-    * ``cost_options``: keyword arguments of :func:`tinyevo.cost.estimate_cost` (``precision``, ``planner``,
-      ``count_input``, ``count_output``) with which the run prices networks, for metrics an estimator prices
-      itself (the ``pruned_*`` costs);
+    * ``cost_model``: the :class:`~tinyevo.cost.MCUCostModel` (precision, planner, SRAM convention) with which
+      the run prices networks, for metrics an estimator prices itself (the ``pruned_*`` costs; None: the cost
+      model's defaults);
     * ``store_dir``: the run's weight store directory: an estimator that inherits weights keeps them there
       instead of in its own memory (shared by all workers and by a resumed run).
     """
@@ -46,7 +47,7 @@ class EvalContext:
     parents: tuple[str, ...] = ()
     parent_state: Mapping[str, object] | None = None
     finished_scores: tuple[float, ...] = ()
-    cost_options: Mapping[str, object] = field(default_factory=dict)
+    cost_model: MCUCostModel | None = None
     store_dir: str | None = None
 
 

@@ -30,9 +30,8 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -42,6 +41,9 @@ from tinyevo.estimators.base import EvalContext
 from tinyevo.estimators.curves import CurveStopper
 from tinyevo.estimators.fidelity import Fidelity
 from tinyevo.estimators.inherit import WeightStore, inherit_weights
+from tinyevo.estimators.transforms import rebuild
+from tinyevo.ir import ArchIR, Conv2d, Node, Op, Shape
+from tinyevo.nn import build_model
 from tinyevo.training import (
     EpochRecord,
     StandardStep,
@@ -52,9 +54,9 @@ from tinyevo.training import (
     torch_threads,
     train,
 )
-from tinyevo.estimators.transforms import rebuild
-from tinyevo.ir import ArchIR, Conv2d, Node, Op, Shape
-from tinyevo.nn import build_model
+
+if TYPE_CHECKING:
+    from tinyevo.cost import MCUCostModel
 
 
 class TrainingEstimator:
@@ -163,7 +165,7 @@ class TrainingEstimator:
             val_acc = history[-1].val_acc if history else math.nan
             if self.config.prune_ratio > 0:
                 t_prune = time.perf_counter()
-                metrics.update(self._prune(ir, ir2, data2, model, seed=seed, cost_options=ctx.cost_options))
+                metrics.update(self._prune(ir, ir2, data2, model, seed=seed, cost_model=ctx.cost_model))
                 metrics["unpruned_val_acc"] = val_acc
                 metrics["prune_time_s"] = time.perf_counter() - t_prune
             elapsed = time.perf_counter() - start
@@ -191,10 +193,10 @@ class TrainingEstimator:
         return stores[ctx.store_dir]
 
     def _prune(self, ir: ArchIR, trained: ArchIR, data: Dataset, model: nn.Module, *, seed: int,
-               cost_options: Mapping[str, Any] | None = None) -> dict[str, float]:
+               cost_model: MCUCostModel | None = None) -> dict[str, float]:
         """Prune the trained ``model`` (of IR ``trained``), fine-tune it, and measure it (``pruned_*``, priced
-        with the run's ``cost_options``: precision, planner and SRAM convention)."""
-        from tinyevo.cost import estimate_cost
+        with the run's ``cost_model``: precision, planner and SRAM convention)."""
+        from tinyevo.cost import MCUCostModel
         from tinyevo.nn.prune import prune_channels
 
         cfg = self.config
@@ -209,7 +211,7 @@ class TrainingEstimator:
             val_acc = history[-1].val_acc if history else math.nan
         else:
             val_acc = accuracy(small, data.x_val, data.y_val, batch_size=cfg.eval_batch_size)
-        cost = estimate_cost(pruned_at_full_size(ir, trained, pruned.ir), **dict(cost_options or {}))
+        cost = (cost_model or MCUCostModel()).estimate(pruned_at_full_size(ir, trained, pruned.ir))
         return {
             "pruned_val_acc": val_acc, "pruned_fraction": pruned.removed_fraction,
             "pruned_params": float(cost.params), "pruned_macs": float(cost.macs),

@@ -183,7 +183,7 @@ class TrainingEvaluator:
     estimator: EstimatorConfig
     seed: int
     threads: int | None = None
-    cost_options: tuple[tuple[str, Any], ...] = ()  # how the run prices networks (for the pruned_* costs)
+    cost_model: Any = None  # the run's MCUCostModel, without a device (prices the pruned_* costs); None: defaults
 
     def __call__(self, task: EvalTask) -> dict[str, float]:
         from tinyevo.estimators.base import EvalContext
@@ -194,7 +194,7 @@ class TrainingEvaluator:
                                 self.estimator.teacher, self.estimator.fidelity)
         ir = space.decode(space.parse(task.genome))
         ctx = EvalContext(genome=task.genome, parents=task.parents, finished_scores=task.finished_scores,
-                          cost_options=dict(self.cost_options), store_dir=task.store_dir)
+                          cost_model=self.cost_model, store_dir=task.store_dir)
         return dict(est.evaluate(ir, data, seed=task.seed, context=ctx))
 
 
@@ -223,22 +223,22 @@ class CostFunction:
         check_planner_convention(self.planner, self.sram_convention)
 
     @property
-    def options(self) -> dict[str, Any]:
-        """How networks are priced: the keyword arguments of :func:`tinyevo.cost.estimate_cost` besides the
-        device (also given to estimators that price networks themselves, e.g. the ``pruned_*`` costs)."""
-        from tinyevo.cost import SRAM_CONVENTIONS
+    def model(self) -> Any:
+        """How networks are priced: the typed :class:`~tinyevo.cost.MCUCostModel` on the device (without a
+        device it is also given to estimators that price networks themselves, e.g. the ``pruned_*`` costs)."""
+        from tinyevo.cost import SRAM_CONVENTIONS, MCUCostModel
+        from tinyevo.devices import get_device
 
         count_input, count_output = SRAM_CONVENTIONS[self.sram_convention]
-        return {"precision": self.precision, "planner": self.planner, "count_input": count_input,
-                "count_output": count_output}
+        device = get_device(self.device) if self.device is not None else None
+        return MCUCostModel(device=device, precision=self.precision, planner=self.planner,
+                            count_input=count_input, count_output=count_output)
 
     def __call__(self, genome: Genome) -> dict[str, float]:
-        from tinyevo.cost import estimate_cost
-
         key = str(genome)
         if key not in self._cache:
             ir = self.space.decode(genome)
-            report = estimate_cost(ir, device=self.device, **self.options)
+            report = self.model.estimate(ir)
             self._cache[key] = dict(report.as_metrics())
         return dict(self._cache[key])
 

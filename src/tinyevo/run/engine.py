@@ -196,7 +196,7 @@ def assemble_run(config: RunConfig) -> RunAssembly:
                         sram_convention=config.limits.sram_convention, planner=config.limits.planner)
     evaluate = TrainingEvaluator(
         data=config.data, space=config.space, estimator=config.estimator, seed=config.seed,
-        cost_options=tuple(cost.options.items()),
+        cost_model=replace(cost.model, device=None),
     )
     make_strategy(config, space, problem)  # bad seeds and options the strategy does not take fail here, before a
     # run directory exists
