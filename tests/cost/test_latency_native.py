@@ -22,7 +22,7 @@ def _ir(seed: int = 0):  # type: ignore[no-untyped-def]
 
 
 def _macs_only(core: str, per_mac: float, cpi: float, glue: float = 0.0) -> NativeLatencyModel:
-    coef = (per_mac, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    coef = (per_mac, 0.0, 0.0, 0.0, 0.0, 0.0)
     classes = {c: coef for c in ("conv", "pointwise", "depthwise", "dense", "pool", "elementwise")}
     return NativeLatencyModel(core=core, cpi=cpi, kernels={}, classes=classes, glue=(glue, 0.0, 0.0))
 
@@ -74,17 +74,3 @@ def test_calibration_with_other_features_is_refused():
                                                          "glue": [0, 0, 0]}}}
     assert parse_models(json.loads(json.dumps(good)))["x"].cpi == 1.0
 
-
-def test_native_latency_prices_the_quantize_before_a_dense_layer_reading_a_pool():
-    from tinyevo.cost import lower
-    from tinyevo.ir import Conv2d, Dense, GraphBuilder, Pool2d
-
-    b = GraphBuilder((2, 6, 6))
-    x = b.add(Conv2d(3, kernel=1), b.input)
-    g = lower(b.build(b.add(Dense(4), b.add(Pool2d("max", 2, 2, "valid"), x))))
-    # one instruction per call of each kernel, nothing else: the count is the number of kernels run
-    coef = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
-    classes = {c: coef for c in ("conv", "pointwise", "depthwise", "dense", "pool", "elementwise")}
-    model = NativeLatencyModel(core="x", cpi=1.0, kernels={}, classes=classes, glue=(0.0, 0.0, 0.0))
-    assert len(g.ops) == 3  # CONV_2D, MAX_POOL_2D, FULLY_CONNECTED
-    assert model.graph_instructions(g) == 4.0  # + the QUANTIZE of the pool output

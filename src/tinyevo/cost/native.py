@@ -15,11 +15,13 @@ and both see the same graph.
   ``QUANTIZE``) need nothing more; a ``DEPTHWISE_CONV_2D`` with depth multiplier 1 runs channel by channel and needs a scratch
   buffer of one input channel plane (``H x W`` bytes), so it is only eligible when that saves bytes (output
   larger than the plane).
-* **Requantised pool outputs**: a ``FULLY_CONNECTED`` reading a max / average pool's output of more than one
-  pixel reads it through a ``QUANTIZE`` (int8 -> int8) in the exported ``.tflite`` (the pool shares its input's
-  quantisation parameters, the dense layer's input has its own; the exporter wraps the requantisation in a
-  layout ``TRANSPOSE`` pair, which the code generator folds away: :func:`tinyevo.codegen.generate.
-  fold_layout_transposes`). :func:`native_graph` adds that kernel to a lowered graph; it may run in place.
+* **Requantised pool outputs**: a ``FULLY_CONNECTED`` reading a max / average pool may read it through an
+  int8 -> int8 ``QUANTIZE`` in the exported ``.tflite`` (when the dense layer's input observer chose other
+  parameters than the pool's, which shares its input's: it depends on the calibration data), wrapped in a
+  layout ``TRANSPOSE`` pair that the code generator folds away (:func:`tinyevo.codegen.generate.
+  fold_layout_transposes`). The lowered IR has no such kernel and needs none: the ``QUANTIZE`` runs in place
+  over the pool output, which dies at it, so both share one buffer with the same lifetime and the arena is the
+  same with or without it.
 * **Placement**: in-place chains share one buffer; buffers (sizes rounded up to ``alignment`` bytes) get the
   lowest offset that does not overlap, in address and lifetime, a buffer placed before, in four orders
   (largest first, longest-lived first, first used first, largest bytes x lifetime first); the smallest arena
@@ -36,7 +38,7 @@ import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from tinyevo.cost.lowering import DeployGraph, DeployOp, Tensor
+from tinyevo.cost.lowering import DeployGraph, DeployOp
 from tinyevo.cost.memory import (
     PLANNERS,
     MemoryPlan,
@@ -50,38 +52,7 @@ from tinyevo.cost.memory import (
 #: Kernels the native runtime may run in place (output over a dying input of at least the output's size).
 NATIVE_INPLACE: frozenset[str] = frozenset(
     {"DEPTHWISE_CONV_2D", "ADD", "RELU", "RELU6", "RESHAPE", "ZEROS_LIKE", "QUANTIZE"})
-#: Kernels whose int8 output keeps its input's quantisation (a dense layer reading one requantises first).
-_SHARED_QUANT_POOLS: frozenset[str] = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D"})
 
-
-def native_graph(graph: DeployGraph) -> DeployGraph:
-    """``graph`` with the ``QUANTIZE`` kernels the exported int8 ``.tflite`` runs and the cost model's lowering
-    leaves out: one before every ``FULLY_CONNECTED`` that reads the output of an ``AVERAGE_POOL_2D`` /
-    ``MAX_POOL_2D`` of more than one pixel (measured on exports: a 1 x 1 pool output is read directly). A
-    graph that already has them (read from a ``.tflite``) comes back unchanged."""
-    if graph.precision != "int8":
-        return graph
-    producer = {op.name: op for op in graph.ops}
-    ops: list[DeployOp] = []
-    tensors = dict(graph.tensors)
-    changed = False
-    for op in graph.ops:
-        if op.tflite == "FULLY_CONNECTED":
-            ins = list(op.inputs)
-            for i, t in enumerate(ins):
-                src = producer.get(t)
-                tensor = graph.tensors[t]
-                if src is None or src.tflite not in _SHARED_QUANT_POOLS or tensor.shape[1] * tensor.shape[2] <= 1:
-                    continue
-                name = f"{op.name}#requant{i}"
-                tensors[name] = Tensor(name, tensor.shape, tensor.nbytes)
-                ops.append(DeployOp(name, "QUANTIZE", "elementwise", op.nodes, (t,), 0, tensor.elements, 0, 0,
-                                    0))
-                ins[i] = name
-                changed = True
-            op = op._replace(inputs=tuple(ins))
-        ops.append(op)
-    return replace(graph, ops=tuple(ops), tensors=tensors) if changed else graph
 
 
 def inplace_scratch(graph: DeployGraph, op: DeployOp) -> int:
@@ -195,7 +166,7 @@ class NativePlanner:
     def layout(self, graph: DeployGraph, *, count_input: bool = True,
                count_output: bool = True) -> NativeLayout:
         """Order, in-place decisions and arena offsets of ``graph`` (see the module docstring)."""
-        g = canonical_graph(native_graph(graph))
+        g = canonical_graph(graph)
         prob = _Problem(g, count_input=count_input, count_output=count_output, inplace=True)
         prob.inplace = [inplace_eligible(g, op) for op in g.ops]
         order: list[int] = []
