@@ -119,7 +119,7 @@ def main() -> None:
     p.add_argument("--collapse-epochs", type=int, default=9)
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--no-int8", action="store_true")
-    p.add_argument("--skip-arms", action="store_true")
+    p.add_argument("--skip-arms", action="store_true", help="only the collapse experiment (arms kept from --out)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dnas.json")
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -141,6 +141,10 @@ def main() -> None:
         "space": f"nb201 channels={a.channels} cells_per_stage=1", "device": "stm32f412",
         "limits": bounds, "all_conv3x3_cost": {m: big[m] for m in bounds}, "args": {k: str(v) for k, v in vars(a).items()},
     }
+    if a.skip_arms and a.out.exists():  # keep the arms of an earlier run of this benchmark
+        earlier = json.loads(a.out.read_text())
+        result["arms"] = earlier.get("arms")
+        result["arms_args"] = earlier.get("args")
     if not a.skip_arms:
         arms: dict[str, object] = {}
         d_dir, e_dir = OUT / "dnas_run", OUT / "dnas_evo_run"
