@@ -12,6 +12,7 @@ import pytest
 from tinyevo.cli.main import main
 from tinyevo.errors import ConfigError
 from tinyevo.run.config import RunConfig, build_config, load_config_file
+from tinyevo.run.teacher import Teacher
 from tinyevo.run.view import open_run
 
 
@@ -61,7 +62,7 @@ def test_candidates_train_by_distillation_from_the_teacher(
     assert plain_seen and all(t is None for t in plain_seen)
     assert seen and all(isinstance(t, nn.Module) for t in seen) and len({id(t) for t in seen}) == 1  # loaded once
     plain, taught = open_run(tmp_path / "plain"), open_run(tmp_path / "taught")
-    assert taught.config.estimator.teacher == str(teacher) and plain.config.estimator.teacher is None
+    assert taught.config.estimator.teacher == Teacher((str(teacher),)) and plain.config.estimator.teacher is None
     assert [t.genome for t in taught.trials] == [t.genome for t in plain.trials]  # same seed, same candidates
     assert sum(t.ok for t in taught.trials) == len(seen)
 
@@ -70,10 +71,11 @@ def test_the_teacher_round_trips_through_the_config_file_and_the_run(tmp_path: P
     path = tmp_path / "run.toml"
     path.write_text('teacher = ["runs/big:7", "runs/other"]\n[final]\nteacher = "runs/final"\n')
     cfg = build_config(load_config_file(path))
-    assert cfg.estimator.teacher == ("runs/big:7", "runs/other") and cfg.final.teacher == "runs/final"
+    assert cfg.estimator.teacher == Teacher(("runs/big:7", "runs/other")) and cfg.final.teacher == Teacher(("runs/final",))
     stored = json.loads(json.dumps(cfg.to_json()))
     assert stored["estimator"]["teacher"] == ["runs/big:7", "runs/other"] and RunConfig.from_json(stored) == cfg
-    assert build_config({"teacher": ["one"]}).estimator.teacher == "one"
+    assert build_config({"teacher": ["one"]}).estimator.teacher == Teacher(("one",))
+    assert build_config({"teacher": ["one"]}).to_json()["estimator"]["teacher"] == "one"  # stored as before
     assert build_config({}).estimator.teacher is None
     old = {**stored, "estimator": {"name": "train", "train": {}}}  # stored before the option existed
     assert RunConfig.from_json(old).estimator.teacher is None

@@ -234,10 +234,10 @@ def test_a_teacher_lost_after_the_search_can_be_replaced_by_retrain(tmp_path: Pa
     config = replace(config, final=replace(config.final, teacher="gone"))
     available = {"gone"}
 
-    def load_teacher(spec: Any) -> Any:
-        if spec not in available:
+    def load_teacher(spec: Any) -> Any:  # a Teacher record or its one spec string
+        if str(spec) not in available:
             raise ConfigError(f"teacher {spec!r}: no such run")
-        return SimpleNamespace(name=spec)
+        return SimpleNamespace(name=str(spec))
 
     monkeypatch.setattr(engine_mod, "load_teacher", load_teacher)
     monkeypatch.setattr(final_mod, "load_teacher", load_teacher)

@@ -34,6 +34,7 @@ from tinyevo.run.retraining import (
     retrain_many,
     select_for_retraining,
 )
+from tinyevo.run.teacher import Teacher
 from tinyevo.storage import DB_NAME, RetrainedModel, SQLiteStorage
 from tinyevo.strategies.base import Objective, Problem, Status, Trial
 
@@ -135,12 +136,12 @@ def test_config_file_teacher_and_distillation_round_trip(tmp_path: Path) -> None
     path = tmp_path / "run.toml"
     path.write_text('[final]\nteacher = "runs/big:7"\ndistill_alpha = 0.5\ndistill_temperature = 2.0\n')
     cfg = build_config(load_config_file(path))
-    assert cfg.final.teacher == "runs/big:7" and "teacher" not in cfg.final.train
+    assert cfg.final.teacher == Teacher(("runs/big:7",)) and "teacher" not in cfg.final.train
     assert cfg.final.train["distill_alpha"] == 0.5 and cfg.final.train["distill_temperature"] == 2.0
     stored = json.loads(json.dumps(cfg.to_json()))
     assert stored["final"]["teacher"] == "runs/big:7" and RunConfig.from_json(stored) == cfg
-    assert with_final_options(cfg, teacher="other").final.teacher == "other"
-    assert with_final_options(cfg, teacher=None).final.teacher == "runs/big:7"  # None = unchanged
+    assert with_final_options(cfg, teacher="other").final.teacher == Teacher(("other",))
+    assert with_final_options(cfg, teacher=None).final.teacher == Teacher(("runs/big:7",))  # None = unchanged
     assert build_config({}).final.teacher is None
 
 
@@ -148,11 +149,11 @@ def test_a_list_of_teachers_is_an_ensemble_and_a_list_of_one_is_that_one(tmp_pat
     path = tmp_path / "run.toml"
     path.write_text('[final]\nteacher = ["runs/big:7", "runs/other"]\n')
     cfg = build_config(load_config_file(path))
-    assert cfg.final.teacher == ("runs/big:7", "runs/other")
+    assert cfg.final.teacher == Teacher(("runs/big:7", "runs/other"))
     stored = json.loads(json.dumps(cfg.to_json()))
     assert stored["final"]["teacher"] == ["runs/big:7", "runs/other"] and RunConfig.from_json(stored) == cfg
-    assert with_final_options(cfg, teacher=["one"]).final.teacher == "one"
-    assert build_config({"final": {"teacher": ["x", "y"]}}).final.teacher == ("x", "y")
+    assert with_final_options(cfg, teacher=["one"]).final.teacher == Teacher(("one",))
+    assert build_config({"final": {"teacher": ["x", "y"]}}).final.teacher == Teacher(("x", "y"))
 
 
 @pytest.mark.parametrize("teacher", ["", "  ", 3, [], ["a", ""], ["a", 3], [["a"]]])

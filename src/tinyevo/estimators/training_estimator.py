@@ -86,6 +86,12 @@ class TrainingEstimator:
         self._cache: OrderedDict[tuple[int, tuple[int, int]], tuple[Dataset, Dataset]] = OrderedDict()
         self._cache_size = cache_size
 
+    def configured(self, *, fidelity: Fidelity | None = None, teacher: nn.Module | None = None) -> TrainingEstimator:
+        """A new estimator like this one with another ``fidelity`` and / or ``teacher`` (None: this one's)."""
+        return TrainingEstimator(config=self.config, fidelity=fidelity or self.fidelity, early_stop=self.early_stop,
+                                 inherit=self.inherit, name=self.name, cache_size=self._cache_size,
+                                 teacher=teacher if teacher is not None else self.teacher)
+
     @property
     def metric_names(self) -> frozenset[str]:
         """The metrics :meth:`evaluate` returns with these components (what a run may optimise)."""

@@ -23,6 +23,7 @@ from tinyevo.run.config import (
     RunConfig,
     SpaceConfig,
 )
+from tinyevo.run.teacher import Teacher
 from tinyevo.spaces.base import Genome, SearchSpace
 from tinyevo.strategies.base import Objective, Problem
 
@@ -123,7 +124,7 @@ def search_estimator(name: str, train: Mapping[str, Any], *, threads: int | None
     from dataclasses import replace
 
     from tinyevo.errors import ConfigError
-    from tinyevo.estimators import Fidelity, create_estimator
+    from tinyevo.estimators import create_estimator
     from tinyevo.run.options import train_options
 
     opts = dict(train)
@@ -135,32 +136,40 @@ def search_estimator(name: str, train: Mapping[str, Any], *, threads: int | None
                                                 ("width_multiplier", fidelity.width),
                                                 ("resolution_scale", fidelity.resolution)) if value is not None}
     if knobs:
-        trainers = [p for p in getattr(est, "parts", (est,)) if isinstance(getattr(p, "fidelity", None), Fidelity)]
-        if not trainers:
+        if not _trainers(est):
             raise ConfigError(f"estimator {name!r} trains no candidate, so [fidelity] {', '.join(fidelity.given())} "
                               "cannot apply; use a training estimator (e.g. train, lowfi, lc)")
-        for part in trainers:  # a fresh estimator: set before anyone uses it
-            part.fidelity = replace(part.fidelity, **knobs)
+        est = _with_trainers(est, lambda p: p.configured(fidelity=replace(p.fidelity, **knobs)))
     return est
+
+
+def _trainers(est: Any) -> list[Any]:
+    """The parts of ``est`` that train candidates (:class:`~tinyevo.estimators.TrainingEstimator` and the like:
+    they have ``configured``)."""
+    return [p for p in getattr(est, "parts", (est,)) if callable(getattr(p, "configured", None))]
+
+
+def _with_trainers(est: Any, make: Callable[[Any], Any]) -> Any:
+    """``est`` built again with each training part ``p`` replaced by ``make(p)`` (the others kept)."""
+    from tinyevo.estimators.base import Combined
+
+    if not hasattr(est, "parts"):
+        return make(est) if callable(getattr(est, "configured", None)) else est
+    return Combined([make(p) if callable(getattr(p, "configured", None)) else p for p in est.parts])
 
 
 @functools.lru_cache(maxsize=4)
 def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: int | None,
-                      teacher: str | tuple[str, ...] | None = None,
-                      fidelity: FidelityConfig = FidelityConfig()) -> Any:
+                      teacher: Teacher | None = None, fidelity: FidelityConfig = FidelityConfig()) -> Any:
     from tinyevo.errors import ConfigError
 
     est = search_estimator(name, dict(train), threads=threads, fidelity=fidelity)
     if teacher is not None:
-        trainers = [p for p in getattr(est, "parts", (est,)) if hasattr(p, "teacher")]
-        if not trainers:
+        if not _trainers(est):
             raise ConfigError(f"estimator {name!r} trains no candidate, so it cannot distil from a teacher; "
                               "use a training estimator (e.g. train, lc, lowfi) or drop the teacher")
-        from tinyevo.run.retraining import load_teacher
-
-        model = load_teacher(teacher)  # once per process: every candidate this worker trains learns from it
-        for part in trainers:
-            part.teacher = model
+        model = teacher.load()  # once per process: every candidate this worker trains learns from it
+        est = _with_trainers(est, lambda p: p.configured(teacher=model))
     return est
 
 

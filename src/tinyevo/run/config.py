@@ -57,6 +57,7 @@ from tinyevo.cost import PLANNERS, SRAM_CONVENTIONS, check_planner_convention, d
 from tinyevo.errors import ConfigError, StorageError
 from tinyevo.problem import Objective, SoftTarget
 from tinyevo.run.options import DEFAULT_ESTIMATOR, LIMIT_NAMES, prefilter_options, run_options, train_options
+from tinyevo.run.teacher import Teacher
 from tinyevo.strategies.base import DEFAULT_STRATEGY
 from tinyevo.strategies.settings import StrategySettings
 
@@ -141,7 +142,7 @@ class EstimatorConfig:
 
     name: str = DEFAULT_ESTIMATOR
     train: Mapping[str, Any] = field(default_factory=lambda: {"epochs": 4, "batch_size": 64})
-    teacher: str | tuple[str, ...] | None = None
+    teacher: Teacher | None = None
     auto: tuple[str, ...] = ()
     """Training options in ``train`` that hold defaults to adapt to the data set's size before the run is
     stored (:func:`tinyevo.run.sizing.size_run`; :func:`build_config` lists those the user did not set)."""
@@ -149,7 +150,7 @@ class EstimatorConfig:
     """The ``[fidelity]`` table: low-fidelity knobs over the estimator's own."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "teacher", _teacher_specs(self.teacher, "teacher"))
+        object.__setattr__(self, "teacher", Teacher.parse(self.teacher, "teacher"))
         _check_auto(self.auto)
 
 
@@ -192,20 +193,8 @@ class PrefilterConfig:
         object.__setattr__(self, "chosen", tuple(self.chosen))
 
 
-def _teacher_specs(teacher: Any, what: str) -> str | tuple[str, ...] | None:
-    """A teacher option as stored: None, one ``"RUN_DIR[:N]"`` or a tuple of several (a list of one is that
-    one); anything else is a :class:`ConfigError`."""
-    if isinstance(teacher, (list, tuple)):
-        teacher = tuple(teacher) if len(teacher) != 1 else teacher[0]
-    specs = (teacher,) if isinstance(teacher, str) else teacher if isinstance(teacher, tuple) else ()
-    if teacher is not None and not (specs and all(isinstance(t, str) and t.strip() for t in specs)):
-        raise ConfigError(f"{what} must be a run directory, optionally with :TRIAL, or a list of them; "
-                          f"got {teacher!r}")
-    return teacher
-
-
-def _teacher_json(teacher: str | tuple[str, ...] | None) -> str | list[str] | None:
-    return list(teacher) if isinstance(teacher, tuple) else teacher
+def _teacher_json(teacher: Teacher | None) -> str | list[str] | None:
+    return None if teacher is None else teacher.to_json()
 
 
 def _check_auto(auto: Any) -> None:
@@ -355,7 +344,7 @@ class FinalConfig:
     train: Mapping[str, Any] = field(default_factory=lambda: {"epochs": 30, "batch_size": 64})
     top_k: int = 1
     workers: int = 1
-    teacher: str | tuple[str, ...] | None = None
+    teacher: Teacher | None = None
     auto: tuple[str, ...] = ()  # as EstimatorConfig.auto
 
     def __post_init__(self) -> None:
@@ -364,7 +353,7 @@ class FinalConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"final {name} must be an integer >= 1, got {value!r}")
-        object.__setattr__(self, "teacher", _teacher_specs(self.teacher, "final teacher"))
+        object.__setattr__(self, "teacher", Teacher.parse(self.teacher, "final teacher"))
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from tinyevo.fsutil import atomic_write, atomic_write_text, ensure_dir
 from tinyevo.pareto import pareto_front
+from tinyevo.run.teacher import Teacher, parse_teacher
 from tinyevo.storage.base import RetrainedModel
 from tinyevo.strategies.base import Objective, Problem, Status, Trial, rank_key
 
@@ -179,7 +180,7 @@ def retrain(
     cost: Mapping[str, float],
     trainer: Trainer | None = None,
     continue_from: Path | None = None,
-    teacher: str | Sequence[str] | None = None,
+    teacher: Teacher | str | Sequence[str] | None = None,
     plan: RetrainPlan | None = None,
     staged: bool = False,
 ) -> RetrainedModel:
@@ -194,6 +195,7 @@ def retrain(
     holds the model (what a run's retraining does)."""
     import torch
 
+    teacher = Teacher.parse(teacher)
     if plan is None:
         on_val = bool(getattr(train_config, "train_on_val", False))
         plan = RetrainPlan(start="weights" if continue_from is not None else "scratch",
@@ -216,7 +218,7 @@ def retrain(
         earlier = Path(continue_from).with_name("metrics.json")
         before = json.loads(earlier.read_text()).get("final") if earlier.is_file() else None
     if teacher is not None:
-        extra["teacher"] = load_teacher(teacher)
+        extra["teacher"] = teacher.load()
     start = time.perf_counter()
     result = trainer(ir, data, config=train_config, seed=seed, **extra)
     seconds = time.perf_counter() - start
@@ -253,7 +255,7 @@ def retrain(
         "train_config": train_config,
         "continued_from": before,
         "plan": asdict(plan),
-        "teacher": teacher if teacher is None or isinstance(teacher, str) else list(teacher),
+        "teacher": None if teacher is None else teacher.to_json(),
     }
     atomic_write_text(out / "metrics.json", json.dumps(doc, indent=2, default=_json_default, allow_nan=True),
                       root=run_dir)
@@ -354,15 +356,7 @@ def _disagrees(metrics_file: Path, metrics: Mapping[str, float]) -> bool:
     return math.isfinite(theirs) and math.isfinite(ours) and theirs != ours
 
 
-def parse_teacher(spec: str) -> tuple[Path, int | None]:
-    """``"RUN_DIR"`` -> (RUN_DIR, None: the run's model); ``"RUN_DIR:N"`` -> (RUN_DIR, trial N)."""
-    head, sep, tail = spec.rpartition(":")
-    if sep and tail.isdigit() and head:
-        return Path(head), int(tail)
-    return Path(spec), None
-
-
-def load_teacher(spec: str | Sequence[str]) -> Any:
+def load_teacher(spec: Teacher | str | Sequence[str]) -> Any:
     """The network of a retrained model of a run (``"RUN_DIR"`` for its run's model or ``"RUN_DIR:N"``) in eval
     mode, to distil from; several specs give an :class:`~tinyevo.nn.Ensemble` of theirs (the mean of their
     logits). A missing run, trial or weights is a :class:`~tinyevo.errors.ConfigError` naming it."""
@@ -371,6 +365,8 @@ def load_teacher(spec: str | Sequence[str]) -> Any:
     from tinyevo.nn import Ensemble, build_model
     from tinyevo.run.export import load_trial
 
+    if isinstance(spec, Teacher):
+        return spec.load()
     if not isinstance(spec, str):
         return Ensemble([load_teacher(one) for one in spec]).eval()
     run_dir, number = parse_teacher(spec)
@@ -398,7 +394,7 @@ class RetrainTask:
     data_spec: tuple[str, int, float, int] | None = None
     trainer: Trainer | None = None
     continue_from: Path | None = None  # weights of the earlier final model (plan.start == "weights")
-    teacher: str | tuple[str, ...] | None = None  # retrained model(s) to distil from (:func:`load_teacher`)
+    teacher: Teacher | None = None  # retrained model(s) to distil from
     plan: RetrainPlan | None = None  # start / accept / data (default: from scratch, as train_config says)
     staged: bool = False  # files to final/trial-NNNN/.incoming/ until the driver commits (commit_final)
 
