@@ -63,7 +63,7 @@ def start_lines(config: Any, data: Any, bounds: Mapping[str, float], run_dir: Pa
         f"data [bold]{data.name}[/bold]: {c}x{h}x{w} inputs, {data.num_classes} classes, "
         f"{len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test samples",
     ]
-    epochs = config.estimator.train.get("epochs")
+    epochs = config.estimator.options.epochs
     objectives = ", ".join(f"{o.metric}:{o.direction}" for o in config.objectives)
     tuned = ", ".join(f"{k} {v}" for k, v in config.strategy_options.as_dict().items())
     fidelity = ", ".join(f"{k} {v:g}" for k, v in config.estimator.fidelity.given().items())

@@ -23,6 +23,7 @@ from tinyevo.run.config import (
     RunConfig,
     SpaceConfig,
 )
+from tinyevo.run.options import TrainOptions
 from tinyevo.run.teacher import Teacher
 from tinyevo.spaces.base import Genome, SearchSpace
 from tinyevo.strategies.base import Objective, Problem
@@ -102,21 +103,21 @@ def make_space(cfg: SpaceConfig, *, input_shape: tuple[int, ...], num_classes: i
         raise ConfigError(f"bad option for space {cfg.name!r}: {exc}") from None
 
 
-def train_config(options: Mapping[str, Any], *, threads: int | None = None, where: str = "[train]") -> Any:
-    """A :class:`~tinyevo.training.TrainConfig` built from the checked
-    :class:`~tinyevo.run.options.TrainOptions` of ``options`` (the table ``where``); ``threads`` fills in an unset
-    thread count."""
+def train_config(options: TrainOptions | Mapping[str, Any], *, threads: int | None = None,
+                 where: str = "[train]") -> Any:
+    """The :class:`~tinyevo.training.TrainConfig` of the typed :class:`~tinyevo.run.options.TrainOptions`
+    ``options`` (e.g. :attr:`EstimatorConfig.options`; a mapping is checked as the table ``where`` first);
+    ``threads`` fills in an unset thread count."""
     from tinyevo.run.options import train_options
     from tinyevo.training import TrainConfig
 
-    opts = dict(options)
-    if threads is not None and opts.get("threads") is None:
-        opts["threads"] = threads
-    checked = train_options(where, opts)
-    return TrainConfig(**{k: getattr(checked, k) for k in opts})
+    opts = options if isinstance(options, TrainOptions) else train_options(where, options)
+    if threads is not None and opts.threads is None:
+        opts = opts.model_copy(update={"threads": threads})
+    return TrainConfig(**opts.model_dump())
 
 
-def search_estimator(name: str, train: Mapping[str, Any], *, threads: int | None = None,
+def search_estimator(name: str, train: TrainOptions | Mapping[str, Any], *, threads: int | None = None,
                      fidelity: FidelityConfig = FidelityConfig()) -> Any:
     """The estimator ``name`` with the training options ``train`` at the low fidelity ``fidelity`` (the
     ``[fidelity]`` table): ``epochs_fraction`` scales the epochs (at least 1), the other knobs replace the fields
@@ -127,10 +128,9 @@ def search_estimator(name: str, train: Mapping[str, Any], *, threads: int | None
     from tinyevo.estimators import create_estimator
     from tinyevo.run.options import train_options
 
-    opts = dict(train)
+    opts = train if isinstance(train, TrainOptions) else train_options("[train]", train)
     if fidelity.epochs_fraction is not None:
-        epochs = train_options("[train]", opts).epochs
-        opts["epochs"] = max(1, round(epochs * fidelity.epochs_fraction))
+        opts = opts.model_copy(update={"epochs": max(1, round(opts.epochs * fidelity.epochs_fraction))})
     est = create_estimator(name, config=train_config(opts, threads=threads))
     knobs = {field: value for field, value in (("data_fraction", fidelity.data_fraction),
                                                 ("width_multiplier", fidelity.width),
@@ -159,11 +159,11 @@ def _with_trainers(est: Any, make: Callable[[Any], Any]) -> Any:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: int | None,
+def _cached_estimator(name: str, train: TrainOptions, threads: int | None,
                       teacher: Teacher | None = None, fidelity: FidelityConfig = FidelityConfig()) -> Any:
     from tinyevo.errors import ConfigError
 
-    est = search_estimator(name, dict(train), threads=threads, fidelity=fidelity)
+    est = search_estimator(name, train, threads=threads, fidelity=fidelity)
     if teacher is not None:
         if not _trainers(est):
             raise ConfigError(f"estimator {name!r} trains no candidate, so it cannot distil from a teacher; "
@@ -176,7 +176,7 @@ def _cached_estimator(name: str, train: tuple[tuple[str, Any], ...], threads: in
 def check_teacher(cfg: EstimatorConfig) -> None:
     """Load ``cfg``'s teacher into its estimator now: a missing teacher, or an estimator that trains nothing, is a
     :class:`ConfigError` before the search starts instead of a failed trial each."""
-    _cached_estimator(cfg.name, _options_key(cfg.train), None, cfg.teacher, cfg.fidelity)
+    _cached_estimator(cfg.name, cfg.options, None, cfg.teacher, cfg.fidelity)
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ class TrainingEvaluator:
 
         data = cached_dataset(self.data.spec, self.seed, self.data.val_fraction, self.data.val_min_per_class)
         space = make_space(self.space, input_shape=data.input_shape, num_classes=data.num_classes)
-        est = _cached_estimator(self.estimator.name, _options_key(self.estimator.train), self.threads,
+        est = _cached_estimator(self.estimator.name, self.estimator.options, self.threads,
                                 self.estimator.teacher, self.estimator.fidelity)
         ir = space.decode(space.parse(task.genome))
         ctx = EvalContext(genome=task.genome, parents=task.parents, finished_scores=task.finished_scores,
@@ -327,11 +327,11 @@ def known_metrics(config: RunConfig) -> frozenset[str] | None:
     from tinyevo.run.options import estimator_metric_names
 
     names = estimator_metric_names(config.estimator.name,
-                                   prune_ratio=float(config.estimator.train.get("prune_ratio", 0.0)))
+                                   prune_ratio=config.estimator.options.prune_ratio)
     if names is None:  # a plug-in estimator: only the torch-side registry knows it
         from tinyevo.estimators import create_estimator, metric_names
 
-        names = metric_names(create_estimator(config.estimator.name, config=train_config(config.estimator.train)))
+        names = metric_names(create_estimator(config.estimator.name, config=train_config(config.estimator.options)))
     if names is None:
         return None
     return frozenset(COST_METRICS) | (frozenset(DEVICE_METRICS) if config.limits.device else frozenset()) | names

@@ -56,7 +56,14 @@ from typing import Any, Literal
 from tinyevo.cost import PLANNERS, SRAM_CONVENTIONS, check_planner_convention, default_planner
 from tinyevo.errors import ConfigError, StorageError
 from tinyevo.problem import Objective, SoftTarget
-from tinyevo.run.options import DEFAULT_ESTIMATOR, LIMIT_NAMES, prefilter_options, run_options, train_options
+from tinyevo.run.options import (
+    DEFAULT_ESTIMATOR,
+    LIMIT_NAMES,
+    TrainOptions,
+    prefilter_options,
+    run_options,
+    train_options,
+)
 from tinyevo.run.teacher import Teacher
 from tinyevo.strategies.base import DEFAULT_STRATEGY
 from tinyevo.strategies.settings import StrategySettings
@@ -148,10 +155,15 @@ class EstimatorConfig:
     stored (:func:`tinyevo.run.sizing.size_run`; :func:`build_config` lists those the user did not set)."""
     fidelity: FidelityConfig = field(default_factory=lambda: FidelityConfig())
     """The ``[fidelity]`` table: low-fidelity knobs over the estimator's own."""
+    options: TrainOptions = field(init=False, repr=False, compare=False)
+    """``train`` parsed once (here, also for a stored config) into the typed, torch-free
+    :class:`~tinyevo.run.options.TrainOptions` record that the estimator's TrainConfig is built from; ``train``
+    stays the stored form (the options the run sets)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "teacher", Teacher.parse(self.teacher, "teacher"))
         _check_auto(self.auto)
+        object.__setattr__(self, "options", train_options("[train]", self.train))
 
 
 @dataclass(frozen=True)
@@ -346,9 +358,11 @@ class FinalConfig:
     workers: int = 1
     teacher: Teacher | None = None
     auto: tuple[str, ...] = ()  # as EstimatorConfig.auto
+    options: TrainOptions = field(init=False, repr=False, compare=False)  # as EstimatorConfig.options
 
     def __post_init__(self) -> None:
         _check_auto(self.auto)
+        object.__setattr__(self, "options", train_options("[final]", self.train))
         for name in ("max_models", "top_k", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -171,7 +171,7 @@ class RunAssembly:
 def check_search_device(config: RunConfig) -> None:
     """Local workers train where the driver runs: a search asking for a GPU that is not there fails before it
     starts (not once per trial). Dask workers may run elsewhere and are not checked."""
-    device = str(config.estimator.train.get("device", "cpu"))
+    device = config.estimator.options.device
     if config.executor.name != "dask" and device != "cpu":  # the CPU is always there: no torch to ask
         from tinyevo.training import resolve_device
 
@@ -526,7 +526,7 @@ class Engine:
                 data, threads = None, default_threads(at_once)  # [final] threads says otherwise)
             else:
                 data, threads = self.parts.data if self.parts.data is not None else cached_dataset(*spec), None
-            tcfg = train_config(fcfg.train, threads=threads)
+            tcfg = train_config(fcfg.options, threads=threads)
             costs = {r.number: r.cost for r in self.storage.records()}
             costs.update({d.number: d.cost for d in self.storage.derived()})
             tasks = [
@@ -573,13 +573,12 @@ def _executor_for(config: RunConfig, override: Executor | None) -> Executor:
     if override is not None:
         return override
     cfg = config.executor
-    threads = config.estimator.train.get("threads")
     return create_executor(
         cfg.name,
         workers=cfg.workers,
         scheduler=cfg.scheduler,
         timeout_s=cfg.trial_timeout_s,
-        threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
+        threads=config.estimator.options.threads,
     )
 
 
@@ -594,7 +593,7 @@ def resolve_run_identity(config: RunConfig) -> RunConfig:
     if ex.batch_size is None:
         config = replace(config, executor=replace(ex, batch_size=ex.workers))
     local = ex.name != "dask" or ex.scheduler is None
-    if local and config.estimator.train.get("threads") is None:
+    if local and config.estimator.options.threads is None:
         train = {**config.estimator.train, "threads": default_threads(ex.workers)}
         config = replace(config, estimator=replace(config.estimator, train=train))
     return config
@@ -758,7 +757,7 @@ def retrain_run(
         config = config if config is not None else stored
         from tinyevo.training import resolve_device
 
-        resolve_device(str(config.final.train.get("device", "cpu")))  # no GPU -> one clear error before any work
+        resolve_device(config.final.options.device)  # no GPU -> one clear error before any work
         parts = parts if parts is not None else assemble_run(config)
         stored_trials = [r.trial for r in storage.records()]
         if trials is not None:  # derived models are retrained only when named
