@@ -403,24 +403,24 @@ def test_retrain_many_one_worker_returns_models_in_order(searched: Searched) -> 
 
 
 def test_run_seeds_are_the_best_genomes_of_the_earlier_run(searched: Searched) -> None:
-    from tinyevo.run.config import build_config, run_seeds
+    from tinyevo.run.config import build_config, seeds_from_run
     from tinyevo.run.view import open_run
 
     view = open_run(searched.run_dir)
     by_number = {t.number: t.genome for t in view.trials}
     best_two = list(dict.fromkeys(by_number[n] for n in searched.ranked))[:2]
-    assert run_seeds(f"run:{searched.run_dir}:2") == best_two
-    assert len(run_seeds(f"run:{searched.run_dir}")) == min(10, len({by_number[n] for n in searched.ranked}))
+    assert seeds_from_run(f"run:{searched.run_dir}:2") == best_two
+    assert len(seeds_from_run(f"run:{searched.run_dir}")) == min(10, len({by_number[n] for n in searched.ranked}))
     config = build_config({}, init=[f"run:{searched.run_dir}:2", "zoo"])
     assert config.init == (*best_two, "zoo")  # expanded: the new run stores the genomes themselves
 
 
 @pytest.mark.parametrize("item", ["run:", "run:/no/such/run", "run:{run}:0"])
 def test_bad_run_seeds_are_config_errors(searched: Searched, item: str) -> None:
-    from tinyevo.run.config import run_seeds
+    from tinyevo.run.config import seeds_from_run
 
     with pytest.raises(ConfigError, match="init item"):
-        run_seeds(item.format(run=searched.run_dir))
+        seeds_from_run(item.format(run=searched.run_dir))
 
 
 # --- --continue: one more cycle from the earlier final weights -------------------------------------------------

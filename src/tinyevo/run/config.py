@@ -847,11 +847,11 @@ def _init_list(value: Any) -> tuple[str, ...]:
         raise ConfigError(f"init must be a genome string or zoo name, or a list of them; got {value!r}")
     out: list[str] = []
     for item in value:
-        out.extend(run_seeds(item) if item.startswith("run:") else [item])
+        out.extend(seeds_from_run(item) if item.startswith("run:") else [item])
     return tuple(out)
 
 
-def run_seeds(item: str) -> list[str]:
+def seeds_from_run(item: str) -> list[str]:
     """The genomes an ``init`` item ``run:DIR[:K]`` stands for: the K (default 10) best successfully evaluated
     trials of the earlier run in DIR, best first (e.g. to continue a low-fidelity search at a higher fidelity or
     on another machine). They are expanded when the config is built, so the new run stores the genomes."""
