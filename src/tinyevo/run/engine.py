@@ -201,7 +201,7 @@ def assemble_run(config: RunConfig) -> RunAssembly:
     make_strategy(config, space, problem)  # bad seeds and options the strategy does not take fail here, before a
     # run directory exists
     if config.estimator.fidelity.given():  # and [fidelity] on an estimator that trains nothing
-        search_estimator(config.estimator.name, config.estimator.train, fidelity=config.estimator.fidelity)
+        search_estimator(config.estimator.name, config.estimator.options, fidelity=config.estimator.fidelity)
     if config.estimator.teacher is not None:  # so do a bad teacher and an estimator that cannot distil
         check_teacher(config.estimator)
     return RunAssembly(space=space, problem=problem, cost=cost, evaluate=evaluate, data=data, limits=limits)
