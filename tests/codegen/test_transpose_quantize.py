@@ -7,6 +7,8 @@ Needs the ``tinyevo[deploy]`` extra and a C compiler (skips otherwise)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +18,6 @@ pytest.importorskip("litert_torch", reason="needs the tinyevo[deploy] extra (lit
 pytest.importorskip("tflite_micro", reason="needs the tinyevo[deploy] extra (tflite-micro)")
 
 from tinyevo.codegen import check_network
-from tinyevo.codegen import generate as generate_module
 from tinyevo.codegen.check import export_random_tflite
 from tinyevo.codegen.host import find_cc
 from tinyevo.codegen.tflite_model import read_tflite
@@ -64,6 +65,7 @@ def test_the_export_has_the_transpose_chain_and_the_model_runs_the_folded_quanti
 
 
 def test_unfolded_transpose_and_quantize_kernels_bit_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    generate_module = sys.modules["tinyevo.codegen.generate"]  # (the package's generate() shadows the module)
     monkeypatch.setattr(generate_module, "fold_layout_transposes", lambda model: model)
     result = check_network(_pool_dense("max", 2, 2, "valid", c=3, hw=8), rows=6, calibration=32)
     kinds = [op.kind for op in result.generated.ops]

@@ -19,9 +19,10 @@ and both see the same graph.
   int8 -> int8 ``QUANTIZE`` in the exported ``.tflite`` (when the dense layer's input observer chose other
   parameters than the pool's, which shares its input's: it depends on the calibration data), wrapped in a
   layout ``TRANSPOSE`` pair that the code generator folds away (:func:`tinyevo.codegen.generate.
-  fold_layout_transposes`). The lowered IR has no such kernel and needs none: the ``QUANTIZE`` runs in place
-  over the pool output, which dies at it, so both share one buffer with the same lifetime and the arena is the
-  same with or without it.
+  fold_layout_transposes`; for one channel a ``RESHAPE`` comes first instead). The lowered IR has no such
+  kernel: the planner lays out the graph without them (a ``QUANTIZE``, and a ``RESHAPE`` read only by one,
+  whose input dies at it) and then runs each in place over its input, right after that input's kernel, so
+  the arena is the same with or without them.
 * **Placement**: in-place chains share one buffer; buffers (sizes rounded up to ``alignment`` bytes) get the
   lowest offset that does not overlap, in address and lifetime, a buffer placed before, in four orders
   (largest first, longest-lived first, first used first, largest bytes x lifetime first); the smallest arena
@@ -166,6 +167,11 @@ class NativePlanner:
     def layout(self, graph: DeployGraph, *, count_input: bool = True,
                count_output: bool = True) -> NativeLayout:
         """Order, in-place decisions and arena offsets of ``graph`` (see the module docstring)."""
+        core, hidden = _contract_requantise(graph)
+        lay = self._layout(core, count_input=count_input, count_output=count_output)
+        return _expand(lay, graph, hidden) if hidden else lay
+
+    def _layout(self, graph: DeployGraph, *, count_input: bool, count_output: bool) -> NativeLayout:
         g = canonical_graph(graph)
         prob = _Problem(g, count_input=count_input, count_output=count_output, inplace=True)
         prob.inplace = [inplace_eligible(g, op) for op in g.ops]
@@ -247,6 +253,65 @@ class NativePlanner:
         return NativeLayout(order=tuple(g.ops[j].name for j in order), offsets=tensor_offsets, sizes=sizes,
                             inplace=inplace, scratch=scratch, arena_bytes=best_arena, live_bytes=tuple(live),
                             exact_order=exact, graph=g)
+
+
+def _contract_requantise(graph: DeployGraph) -> tuple[DeployGraph, dict[str, str]]:
+    """``graph`` without the in-place requantisations the lowered IR does not have (see the module docstring):
+    every ``QUANTIZE`` -- and a ``RESHAPE`` read only by such a ``QUANTIZE`` -- whose input has no other
+    reader, is not the network input and has its size; its readers read that input instead. Also returns
+    hidden kernel -> the tensor whose buffer it writes over (the root of its chain)."""
+    readers: dict[str, int] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    by_name = {op.name: op for op in graph.ops}
+
+    def transparent(op: DeployOp) -> bool:
+        return (len(op.inputs) == 1 and op.name != graph.output and op.inputs[0] != graph.input
+                and readers.get(op.inputs[0], 0) == 1
+                and graph.tensors[op.inputs[0]].nbytes == graph.tensors[op.name].nbytes)
+
+    hide: set[str] = set()
+    for op in graph.ops:
+        if op.tflite == "QUANTIZE" and transparent(op):
+            hide.add(op.name)
+            src = by_name.get(op.inputs[0])
+            while src is not None and src.tflite == "RESHAPE" and transparent(src):
+                hide.add(src.name)
+                src = by_name.get(src.inputs[0])
+    if not hide:
+        return graph, {}
+    root: dict[str, str] = {}
+    for op in graph.ops:  # topological: an input's root is known first
+        if op.name in hide:
+            root[op.name] = root.get(op.inputs[0], op.inputs[0])
+    ops = tuple(op._replace(inputs=tuple(root.get(t, t) for t in op.inputs)) for op in graph.ops
+                if op.name not in hide)
+    tensors = {k: v for k, v in graph.tensors.items() if k not in hide}
+    return replace(graph, ops=ops, tensors=tensors), root
+
+
+def _expand(lay: NativeLayout, graph: DeployGraph, hidden: Mapping[str, str]) -> NativeLayout:
+    """``lay`` (of the contracted graph) with the hidden kernels put back: each right after the kernel
+    writing its root, in place over its input, at the root's offset."""
+    after: dict[str, list[DeployOp]] = {}
+    for op in graph.ops:
+        if op.name in hidden:
+            after.setdefault(hidden[op.name], []).append(op)
+    order: list[str] = []
+    live: list[int] = []
+    offsets, sizes, inplace = dict(lay.offsets), dict(lay.sizes), dict(lay.inplace)
+    for name, nbytes in zip(lay.order, lay.live_bytes, strict=True):
+        order.append(name)
+        live.append(nbytes)
+        for op in after.get(name, ()):
+            order.append(op.name)
+            live.append(nbytes)
+            offsets[op.name] = offsets[hidden[op.name]]
+            sizes[op.name] = graph.tensors[op.name].nbytes
+            inplace[op.name] = op.inputs[0]
+    return replace(lay, order=tuple(order), offsets=offsets, sizes=sizes, inplace=inplace,
+                   live_bytes=tuple(live), graph=canonical_graph(graph))
 
 
 _Buffer = tuple[str, int, int, int]  # (key, bytes, first, last position)
