@@ -237,6 +237,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="population size of an evolutionary strategy (regularized-evolution, mcunet, nsga2, "
                         "evolution-*); more options in the config's [strategy_options]")
     g.add_argument("--estimator", help="estimator, e.g. train, naswot+train (default train)")
+    g.add_argument("--supernet", metavar="DIR",
+                   help="score candidates with the weights they inherit from a supernet trained by `tinyevo "
+                        "supernet train --out DIR` (the space and its options are the supernet's; docs/supernet.md)")
     g.add_argument("--teacher", action="append", metavar="RUN[:N]",
                    help="train each candidate by distillation from a retrained model of another run (its run's "
                         "model, or trial N); repeat for an ensemble")
@@ -337,6 +340,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         space=args.space,
         strategy=args.strategy,
         estimator=args.estimator,
+        supernet=args.supernet,
         teacher=args.teacher,
         train=train or None,
         objectives=args.objective,

@@ -64,6 +64,7 @@ from tinyevo.run.options import (
     run_options,
     train_options,
 )
+from tinyevo.run.supernet_ref import SUPERNET_ESTIMATOR, SupernetRef, supernet_space
 from tinyevo.run.teacher import Teacher
 from tinyevo.strategies.base import DEFAULT_STRATEGY
 from tinyevo.strategies.settings import StrategySettings
@@ -155,6 +156,9 @@ class EstimatorConfig:
     stored (:func:`tinyevo.run.sizing.size_run`; :func:`build_config` lists those the user did not set)."""
     fidelity: FidelityConfig = field(default_factory=lambda: FidelityConfig())
     """The ``[fidelity]`` table: low-fidelity knobs over the estimator's own."""
+    supernet: SupernetRef | None = None
+    """``search --supernet DIR``: candidates are scored with the weights they inherit from the trained supernet in
+    ``DIR`` (the estimator is then ``supernet``); the digest of its files is stored with the run."""
     options: TrainOptions = field(init=False, repr=False, compare=False)
     """``train`` parsed once (here, also for a stored config) into the typed, torch-free
     :class:`~tinyevo.run.options.TrainOptions` record that the estimator's TrainConfig is built from; ``train``
@@ -162,6 +166,12 @@ class EstimatorConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "teacher", Teacher.parse(self.teacher, "teacher"))
+        object.__setattr__(self, "supernet", SupernetRef.parse(self.supernet))
+        if (self.name == SUPERNET_ESTIMATOR) != (self.supernet is not None):
+            raise ConfigError("the supernet estimator needs a trained supernet (--supernet DIR), and --supernet "
+                              f"scores with it (not with --estimator {self.name})")
+        if self.supernet is not None and (self.teacher is not None or self.fidelity.given()):
+            raise ConfigError("--supernet scores with inherited weights: a teacher or [fidelity] does not apply")
         _check_auto(self.auto)
         object.__setattr__(self, "options", train_options("[train]", self.train))
 
@@ -414,7 +424,8 @@ class RunConfig:
             "strategy": self.strategy,
             "estimator": {"name": self.estimator.name, "train": _thaw(self.estimator.train),
                           "teacher": _teacher_json(self.estimator.teacher), "auto": list(self.estimator.auto),
-                          "fidelity": self.estimator.fidelity.given()},
+                          "fidelity": self.estimator.fidelity.given(),
+                          "supernet": None if self.estimator.supernet is None else self.estimator.supernet.to_json()},
             "limits": {f.name: _thaw(getattr(self.limits, f.name)) for f in fields(LimitsConfig)},
             "objectives": [o.spec() for o in self.objectives],  # with MnasNet soft targets: val_acc:max@...
             "budget": {f.name: getattr(self.budget, f.name) for f in fields(BudgetConfig)},
@@ -448,6 +459,7 @@ class RunConfig:
                     name=obj["estimator"]["name"], train=_freeze(obj["estimator"]["train"]),
                     teacher=obj["estimator"].get("teacher"), auto=tuple(obj["estimator"].get("auto", ())),
                     fidelity=FidelityConfig(**obj["estimator"].get("fidelity", {})),
+                    supernet=obj["estimator"].get("supernet"),
                 ),
                 limits=LimitsConfig(**{"planner": "optimal", **obj["limits"]}),  # old runs: optimal
                 objectives=tuple(parse_objective(s) for s in obj["objectives"]),
@@ -550,6 +562,7 @@ _TOP_KEYS = {
     "space",
     "strategy",
     "estimator",
+    "supernet",
     "teacher",
     "device",
     "sram",
@@ -746,6 +759,12 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
 
         DEVICES.get(device)  # unknown name -> UnknownNameError with the known names
     time_s = None if v.get("time") is None else parse_duration(v["time"])
+    supernet = None if v.get("supernet") is None else SupernetRef.of(_typed("--supernet", v["supernet"], str))
+    if supernet is not None:  # the space is the supernet's: the search asks only genomes it covers
+        if v.get("estimator") not in (None, SUPERNET_ESTIMATOR):
+            raise ConfigError(f"--supernet scores candidates with the supernet; drop --estimator {v['estimator']}")
+        v["space_options"] = supernet_space(supernet, v.get("space"), v.get("space_options") or {})
+        v["space"], v["estimator"] = "blocks", SUPERNET_ESTIMATOR
     return RunConfig(
         data=DataConfig(
             spec=str(v.get("data", "digits")),
@@ -760,6 +779,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             teacher=v.get("teacher"),
             auto=tuple(k for k in _sizing().ADAPTIVE_TRAIN_KEYS if k not in (v.get("train") or {})),
             fidelity=FidelityConfig(**(checked.fidelity.model_dump() if checked.fidelity else {})),
+            supernet=supernet,
         ),
         limits=LimitsConfig(
             device=device,
@@ -894,7 +914,7 @@ def validate_names(config: RunConfig) -> None:
         DEVICES.get(config.limits.device)
     from tinyevo.run.options import ESTIMATOR_METRICS
 
-    for part in config.estimator.name.split("+"):
+    for part in () if config.estimator.supernet is not None else config.estimator.name.split("+"):
         if not part.strip():
             raise ConfigError(f"bad estimator name {config.estimator.name!r}")
         if part.strip() not in ESTIMATOR_METRICS:  # a built-in name needs no torch; others ask the registry

@@ -187,6 +187,8 @@ def check_final_teacher(config: RunConfig) -> None:
 
 def assemble_run(config: RunConfig) -> RunAssembly:
     """Data (for shapes), space, limits, problem, cost function and the picklable evaluator of ``config``."""
+    if config.estimator.supernet is not None:  # a resume refuses a supernet changed since the run started
+        config.estimator.supernet.check()
     d = config.data
     data = cached_dataset(d.spec, config.seed, d.val_fraction, d.val_min_per_class)
     space = make_space(config.space, input_shape=data.input_shape, num_classes=data.num_classes)

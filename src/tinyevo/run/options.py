@@ -114,6 +114,8 @@ def estimator_metric_names(spec: str, *, prune_ratio: float = 0.0) -> frozenset[
     :data:`ESTIMATOR_METRICS`; ``None`` when a part is not a built-in name (a plug-in estimator registered in
     :data:`tinyevo.estimators.ESTIMATORS`: ask the registry)."""
     names: set[str] = set()
+    if spec == "supernet":  # search --supernet DIR (tinyevo.estimators.supernet; not in the registry)
+        return frozenset({"val_acc"})
     for part in (s.strip() for s in spec.split("+")):
         if part not in ESTIMATOR_METRICS:
             return None
@@ -197,6 +199,7 @@ class RunOptions(BaseModel):
     space: str | None = None
     strategy: str | None = None
     estimator: str | None = None
+    supernet: str | None = None  # a trained supernet's directory (search --supernet DIR)
     teacher: str | tuple[str, ...] | None = None
     device: str | None = None
     sram: str | int | float | None = None

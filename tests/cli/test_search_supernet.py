@@ -1,0 +1,103 @@
+"""`tinyevo search --supernet DIR`: candidates scored with the weights they inherit from a trained supernet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyevo.cli.main import main
+from tinyevo.errors import ConfigError
+from tinyevo.run.config import build_config
+from tinyevo.run.supernet_ref import supernet_digest
+from tinyevo.run.view import open_run
+from tinyevo.spaces import create_space
+from tinyevo.supernet import Supernet, save_supernet
+from tinyevo.supernet.train import train_supernet
+from tinyevo.training import Recipe
+
+SPACE = {"resolutions": (8, 12), "width_multipliers": (0.5, 1.0), "block_types": ("mb", "conv"), "depths": (1, 2),
+         "kernels": (3, 5), "expands": (1, 3), "stage_strides": (1, 2), "stage_channels": ((8, 16), (16, 24)),
+         "stem_channels": 8}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(tiny .npz data, a supernet trained on it for one epoch through the library)."""
+    from tinyevo.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    x = (rng.normal(size=(90, 12, 12)) + y[:, None, None]).astype(np.float32)
+    root = tmp_path_factory.mktemp("search_supernet")
+    np.savez(root / "toy.npz", x_train=x, y_train=y, x_test=x[:15], y_test=y[:15])
+    data = load_dataset(str(root / "toy.npz"), seed=0)
+    space = create_space("blocks", input_shape=data.input_shape, num_classes=data.num_classes, **SPACE)
+    net = Supernet(space)
+    train_supernet(net, data, Recipe(epochs=1, batch_size=32), seed=0)
+    return root / "toy.npz", save_supernet(root / "sn", net.eval())
+
+
+def _search(data: Path, sn: Path, out: Path, *extra: str) -> int:
+    return main(["search", "--data", str(data), "--supernet", str(sn), "--budget", "4", "--out", str(out),
+                 "--no-final", "--quiet", "--seed", "1", *extra])
+
+
+def test_search_scores_with_the_supernet_and_resumes(trained: tuple[Path, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    data, sn = trained
+    run = tmp_path / "run"
+    assert _search(data, sn, run, "--device", "nrf52840", "--sram", "256KB", "--flash", "1MB") == 0
+    view = open_run(run)
+    assert len(view.trials) == 4
+    ok = [t for t in view.trials if t.ok]
+    assert ok and all(0.0 <= t.metrics["val_acc"] <= 1.0 for t in ok)
+    sub = create_space("blocks", input_shape=(1, 12, 12), num_classes=3, **SPACE)
+    for t in view.trials:  # every genome is one of the supernet's space (parse refuses others)
+        sub.parse(t.genome)
+    stored = view.config.estimator  # parsed from the config JSON stored with the run
+    assert stored.name == "supernet" and stored.supernet is not None
+    assert stored.supernet.path == str(sn.resolve())
+    assert stored.supernet.digest == supernet_digest(sn)
+    assert view.config.space.name == "blocks" and view.config.space.options["resolutions"] in ((8, 12), [8, 12])
+
+    before = [(t.genome, t.metrics.get("val_acc")) for t in open_run(run).trials]
+    assert main(["resume", str(run), "--quiet"]) == 0  # the same supernet: the run resumes
+    assert [(t.genome, t.metrics.get("val_acc")) for t in open_run(run).trials] == before
+
+    # a second device's search reuses the same supernet
+    assert _search(data, sn, tmp_path / "second", "--device", "stm32f412", "--sram", "96KB", "--flash", "512KB") == 0
+    second = open_run(tmp_path / "second")
+    assert second.config.estimator.supernet == stored.supernet and any(t.ok for t in second.trials)
+
+
+def test_resume_refuses_a_changed_supernet(trained: tuple[Path, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    data, sn = trained
+    copy = tmp_path / "sn"
+    shutil.copytree(sn, copy)
+    run = tmp_path / "run"
+    assert _search(data, copy, run, "--device", "none") == 0
+    capsys.readouterr()
+    with (copy / "supernet.pt").open("ab") as fh:  # retrained / overwritten since
+        fh.write(b"\0")
+    assert main(["resume", str(run), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "changed since this run started" in err and len(err.strip().splitlines()) == 1
+
+
+def test_conflicting_space_options_are_refused(trained: tuple[Path, Path]) -> None:
+    data, sn = trained
+    with pytest.raises(ConfigError, match="--space chain"):
+        build_config(data=str(data), supernet=str(sn), space="chain")
+    with pytest.raises(ConfigError, match="resolutions"):
+        build_config(data=str(data), supernet=str(sn), space_options={"resolutions": [16]})
+    with pytest.raises(ConfigError, match="--estimator train"):
+        build_config(data=str(data), supernet=str(sn), estimator="train")
+    with pytest.raises(ConfigError, match="cannot read"):
+        build_config(data=str(data), supernet=str(data.parent / "missing"))
+    same = build_config(data=str(data), supernet=str(sn), space_options={"kernels": [3, 5]})  # same value: fine
+    assert same.space.options["depths"] in ((1, 2), [1, 2])
