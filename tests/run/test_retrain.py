@@ -402,7 +402,7 @@ def test_retrain_many_one_worker_returns_models_in_order(searched: Searched) -> 
 # --- init = ["run:DIR[:K]"]: seeds from an earlier run ----------------------------------------------------------
 
 
-def test_run_seeds_are_the_best_genomes_of_the_earlier_run(searched: Searched) -> None:
+def test_seeds_from_run_are_the_best_genomes_of_the_earlier_run(searched: Searched) -> None:
     from tinyevo.run.config import build_config, seeds_from_run
     from tinyevo.run.view import open_run
 
@@ -416,7 +416,7 @@ def test_run_seeds_are_the_best_genomes_of_the_earlier_run(searched: Searched) -
 
 
 @pytest.mark.parametrize("item", ["run:", "run:/no/such/run", "run:{run}:0"])
-def test_bad_run_seeds_are_config_errors(searched: Searched, item: str) -> None:
+def test_bad_seeds_from_run_are_config_errors(searched: Searched, item: str) -> None:
     from tinyevo.run.config import seeds_from_run
 
     with pytest.raises(ConfigError, match="init item"):
