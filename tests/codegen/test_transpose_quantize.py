@@ -67,7 +67,9 @@ def test_the_export_has_the_transpose_chain_and_the_model_runs_the_folded_quanti
 def test_unfolded_transpose_and_quantize_kernels_bit_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     generate_module = sys.modules["tinyevo.codegen.generate"]  # (the package's generate() shadows the module)
     monkeypatch.setattr(generate_module, "fold_layout_transposes", lambda model: model)
-    result = check_network(_pool_dense("max", 2, 2, "valid", c=3, hw=8), rows=6, calibration=32)
+    ir = _pool_dense("avg", 3, 1, "valid")  # an export with the transpose chain (previous test)
+    _lean, model = export_random_tflite(ir, calibration=16)
+    result = check_network(ir, rows=6, model=model)
     kinds = [op.kind for op in result.generated.ops]
     assert kinds.count("TRANSPOSE") == 2 and "QUANTIZE" in kinds
     assert result.bit_exact.exact, result.bit_exact
