@@ -101,3 +101,38 @@ def test_conflicting_space_options_are_refused(trained: tuple[Path, Path]) -> No
         build_config(data=str(data), supernet=str(data.parent / "missing"))
     same = build_config(data=str(data), supernet=str(sn), space_options={"kernels": [3, 5]})  # same value: fine
     assert same.space.options["depths"] in ((1, 2), [1, 2])
+
+
+def test_final_retraining_starts_from_the_inherited_weights(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import torch
+
+    import tinyevo.training as training
+    from tinyevo.supernet import load_supernet
+
+    data, sn = trained
+    seen: list[tuple[str, object]] = []
+    real = training.train_model
+
+    def spy(ir: object, *args: object, **kwargs: object) -> object:
+        seen.append((str(ir), kwargs.get("init_state")))
+        return real(ir, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_model", spy)  # the final retraining runs in this process (1 worker)
+    run = tmp_path / "run"
+    assert main(["search", "--data", str(data), "--supernet", str(sn), "--budget", "3", "--out", str(run),
+                 "--device", "none", "--final-epochs", "1", "--quiet", "--seed", "3"]) == 0
+    view = open_run(run)
+    assert view.finals and len(seen) == 1
+    final = view.finals[0]
+    init = seen[0][1]
+    assert isinstance(init, dict)
+    net, _ = load_supernet(sn)
+    genome = next(t.genome for t in view.trials if t.number == final.trial)
+    want = net.extract(net.genome(genome)).state_dict()
+    assert set(init) == set(want) and all(torch.equal(init[k], want[k]) for k in want)
+    doc = json.loads((run / final.weights).with_name("metrics.json").read_text())
+    assert doc["inherited_from"] == str(sn.resolve())

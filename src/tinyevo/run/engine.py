@@ -536,7 +536,9 @@ class Engine:
                             seed=derive_seed(self.config.seed, t.number, 1), run_dir=self.run_dir,
                             cost=costs.get(t.number, {}), data=data, data_spec=spec, trainer=self.parts.trainer,
                             continue_from=earlier[t.number] if plan.start == "weights" else None,
-                            teacher=fcfg.teacher, plan=plan, staged=True)
+                            teacher=fcfg.teacher, plan=plan, staged=True,
+                            inherit_from=None if self.config.estimator.supernet is None
+                            else self.config.estimator.supernet.path)
                 for t in todo
             ]
 

@@ -183,6 +183,7 @@ def retrain(
     teacher: Teacher | str | Sequence[str] | None = None,
     plan: RetrainPlan | None = None,
     staged: bool = False,
+    inherit_from: str | Path | None = None,
 ) -> RetrainedModel:
     """Retrain ``trial``'s architecture with ``train_config`` as ``plan`` says (default: from scratch, on the
     training split or as ``train_config.train_on_val`` says, always accepted), test it and save it under
@@ -192,7 +193,9 @@ def retrain(
     own: starting from earlier weights it keeps the earlier model's (recorded as ``val_acc_inherited`` = 1), so
     ``accept="if_better"`` never rejects it. ``staged``: write the
     model's files to ``final/trial-NNNN/.incoming/`` for :func:`commit_final` to put in place once the database
-    holds the model (what a run's retraining does)."""
+    holds the model (what a run's retraining does). ``inherit_from``: a trained supernet's directory (a run
+    scored by ``search --supernet``): a retraining that would start from scratch starts from the weights the
+    architecture inherits from the supernet instead (:meth:`tinyevo.supernet.Supernet.extract`)."""
     import torch
 
     teacher = Teacher.parse(teacher)
@@ -217,6 +220,8 @@ def retrain(
         extra["init_state"] = load_weights(continue_from)
         earlier = Path(continue_from).with_name("metrics.json")
         before = json.loads(earlier.read_text()).get("final") if earlier.is_file() else None
+    if plan.start == "scratch" and inherit_from is not None:
+        extra["init_state"] = inherited_weights(inherit_from, trial.genome)
     if teacher is not None:
         extra["teacher"] = teacher.load()
     start = time.perf_counter()
@@ -256,6 +261,7 @@ def retrain(
         "continued_from": before,
         "plan": asdict(plan),
         "teacher": None if teacher is None else teacher.to_json(),
+        "inherited_from": None if inherit_from is None or plan.start != "scratch" else str(inherit_from),
     }
     atomic_write_text(out / "metrics.json", json.dumps(doc, indent=2, default=_json_default, allow_nan=True),
                       root=run_dir)
@@ -397,6 +403,15 @@ class RetrainTask:
     teacher: Teacher | None = None  # retrained model(s) to distil from
     plan: RetrainPlan | None = None  # start / accept / data (default: from scratch, as train_config says)
     staged: bool = False  # files to final/trial-NNNN/.incoming/ until the driver commits (commit_final)
+    inherit_from: str | None = None  # a supernet's directory: start from the weights inherited from it
+
+
+def inherited_weights(directory: str | Path, genome: str) -> dict[str, Any]:
+    """The weights sub-network ``genome`` inherits from the supernet in ``directory`` (its ``state_dict``)."""
+    from tinyevo.supernet import load_supernet
+
+    net, _ = load_supernet(directory)
+    return {k: v.detach().clone() for k, v in net.extract(net.genome(genome)).state_dict().items()}
 
 
 def run_retrain_task(task: RetrainTask) -> RetrainedModel:
@@ -410,7 +425,7 @@ def run_retrain_task(task: RetrainTask) -> RetrainedModel:
         data = cached_dataset(*task.data_spec)
     return retrain(task.trial, space=task.space, data=data, train_config=task.train_config, seed=task.seed,
                    run_dir=task.run_dir, cost=task.cost, trainer=task.trainer, continue_from=task.continue_from,
-                   teacher=task.teacher, plan=task.plan, staged=task.staged)
+                   teacher=task.teacher, plan=task.plan, staged=task.staged, inherit_from=task.inherit_from)
 
 
 def retrain_many(
