@@ -2,7 +2,7 @@
 MCU's limits; and DARTS' collapse to parameter-free ops on NB201 (see docs/dnas.md).
 
 * Data: a stratified subset of ``../shared/data/fashion_mnist.npz`` (``--train`` / ``--test`` images per split,
-  28x28), written to ``benchmarks/out/dnas_fmnist.npz``.
+  28x28), written to ``benchmarks/out/dnas_fmnist_<train>_<test>.npz``.
 * Space: ``nb201`` (``--channels`` stem channels, one cell per stage); limits: ``--flash-frac`` of the flash of the
   all-3x3-conv cell and ``--sram-frac`` of its peak SRAM (stm32f412 cost model, int8).
 * Arm ``dnas``: ``tinyevo search --strategy dnas --epochs E``; its wall time T (search + the one trial).
@@ -46,7 +46,7 @@ def subset(src: Path, n_train: int, n_test: int, seed: int) -> Path:
         return np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), per, replace=False) for c in range(10)]))
 
     tr, te = pick(d["y_train"], n_train), pick(d["y_test"], n_test)
-    out = OUT / "dnas_fmnist.npz"
+    out = OUT / f"dnas_fmnist_{n_train}_{n_test}.npz"
     np.savez(out, x_train=d["x_train"][tr], y_train=d["y_train"][tr], x_test=d["x_test"][te], y_test=d["y_test"][te])
     return out
 
