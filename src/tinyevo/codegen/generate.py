@@ -23,7 +23,7 @@ PREFIX = "tinyevo_model"
 SUPPORTED_OPS: tuple[str, ...] = (
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SUM",
     "REDUCE_MAX", "ADD", "CONCATENATION", "RESHAPE", "RELU", "RELU6", "PAD", "PADV2", "ZEROS_LIKE", "DIV",
-    "QUANTIZE", "TRANSPOSE",
+    "QUANTIZE", "TRANSPOSE", "SLICE",
 )
 # C kernel functions each kernel uses (kernels.c compiles only those: no unused-function warnings)
 _KERNEL_DEPS: dict[str, tuple[str, ...]] = {
@@ -156,7 +156,7 @@ def generate(model: bytes | str | Path, *, planner: NativePlanner | None = None,
     Raises :class:`~tinyevo.codegen.errors.CodegenError` for an op or quantisation without a native kernel.
     """
     data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
-    tm = fold_layout_transposes(read_tflite(data))
+    tm = fold_duplicated_channels(fold_layout_transposes(read_tflite(data)))
     graph = graph_from_tflite(tm)
     layout = (planner or NativePlanner()).layout(graph)
     return _Emitter(tm, layout, prefix, source).run()
@@ -211,6 +211,69 @@ def fold_layout_transposes(model: TfliteModel) -> TfliteModel:
         replaced[t2.index] = None
         replaced[mid.index] = OpQ(mid.index, mid.kind, (t1.inputs[0], *mid.inputs[1:]), t2.outputs,
                                   mid.options)
+    if not replaced:
+        return model
+    ops = tuple(replaced.get(op.index, op) for op in model.ops)
+    return TfliteModel(model.tensors, tuple(op for op in ops if op is not None), model.inputs, model.outputs)
+
+
+#: Kernels that compute each channel from the same channel of their input alone (a pool).
+_PER_CHANNEL = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D"})
+
+
+def _same_q(a: TensorQ, b: TensorQ) -> bool:
+    return a.scales == b.scales and a.zero_points == b.zero_points
+
+
+def fold_duplicated_channels(model: TfliteModel) -> TfliteModel:
+    """``model`` with every ``CONCATENATION(x, x, ...) -> pool -> SLICE`` chain replaced by the pool alone, on
+    ``x`` and writing the ``SLICE``'s output.
+
+    The exporter emits that chain for a padded strided average pool of a 1-channel tensor
+    (:class:`tinyevo.deploy.model._TwoChannelPool`: the converter cannot lower the 1-channel pool to an
+    ``AVERAGE_POOL_2D``, so it pools two copies and keeps one). A pool computes each channel from that channel
+    alone, so a slice of exactly one copy is the pool of ``x``: the same bytes, without the copies. The chain
+    folds when the concatenation is along channels of copies of one tensor ``x`` (C channels each), the slice
+    keeps all of N, H and W and channels ``[j*C, (j+1)*C)``, the quantisation is the same all along, and the
+    intermediate tensors have no other reader and are not model outputs.
+    """
+    consumers: dict[int, list[OpQ]] = {}
+    for op in model.ops:
+        for t in model.activations(op):
+            consumers.setdefault(t, []).append(op)
+    outputs = set(model.outputs)
+
+    def only_reader(t: int) -> OpQ | None:
+        readers = consumers.get(t, [])
+        return readers[0] if len(readers) == 1 and t not in outputs else None
+
+    replaced: dict[int, OpQ | None] = {}
+    for cat in model.ops:
+        if cat.kind != "CONCATENATION" or len(cat.outputs) != 1 or len(set(cat.inputs)) != 1:
+            continue
+        x, y = model.tensor(cat.inputs[0]), model.tensor(cat.outputs[0])
+        rank = len(y.shape)
+        if x.constant or rank != 4 or int(cat.options.get("axis", -1)) % rank != 3 or \
+                int(cat.options.get("fusedActivationFunction", 0)) != 0 or not _same_q(x, y):
+            continue
+        pool = only_reader(cat.outputs[0])
+        if pool is None or pool.kind not in _PER_CHANNEL or len(pool.outputs) != 1 or pool.inputs[0] != y.index:
+            continue
+        p = model.tensor(pool.outputs[0])
+        sl = only_reader(pool.outputs[0])
+        if sl is None or sl.kind != "SLICE" or len(sl.inputs) != 3 or not _same_q(y, p):
+            continue
+        out = model.tensor(sl.outputs[0])
+        b, n = model.tensor(sl.inputs[1]).data, model.tensor(sl.inputs[2]).data
+        c = x.shape[3]
+        if b is None or n is None or not _same_q(p, out) or len(p.shape) != 4:
+            continue
+        begin = [int(v) for v in np.asarray(b).reshape(-1)]
+        if len(begin) != 4 or begin[:3] != [0, 0, 0] or begin[3] % c or tuple(out.shape) != (*p.shape[:3], c):
+            continue
+        replaced[cat.index] = None
+        replaced[sl.index] = None
+        replaced[pool.index] = OpQ(pool.index, pool.kind, (x.index, *pool.inputs[1:]), sl.outputs, pool.options)
     if not replaced:
         return model
     ops = tuple(replaced.get(op.index, op) for op in model.ops)
@@ -514,14 +577,17 @@ class _Emitter:
             self._same_quant(op, t, y)
         rank = len(y.shape)
         axis = int(op.options.get("axis", -1)) % rank
-        if axis != rank - 1:
-            raise CodegenError("CONCATENATION along an axis other than the last (channels) is not supported")
+        if any(len(t.shape) != rank or t.shape[:axis] != y.shape[:axis] or t.shape[axis + 1:] != y.shape[axis + 1:]
+               for t in ins) or sum(t.shape[axis] for t in ins) != y.shape[axis]:
+            raise CodegenError("CONCATENATION inputs must match the output outside the concatenation axis")
         lo, hi = self._act(op, y)
         if (lo, hi) != (-128, 127):
             raise CodegenError("CONCATENATION with a fused activation is not supported")
-        pixels = y.elements // y.shape[-1]
+        # [outer][axis][inner]: each input contributes shape[axis] * inner bytes to each of the outer rows
+        pixels = int(np.prod(y.shape[:axis], dtype=np.int64))
+        inner = int(np.prod(y.shape[axis + 1:], dtype=np.int64))
         ptrs = ", ".join(f"(const int8_t *){self.ptr(t.index)}" for t in ins)
-        chans = ", ".join(str(t.shape[-1]) for t in ins)
+        chans = ", ".join(str(t.shape[axis] * inner) for t in ins)
         call = (f"    {{\n        const int8_t *const ins[{len(ins)}] = {{{ptrs}}};\n"
                 f"        static const int ch[{len(ins)}] = {{{chans}}};\n"
                 f"        te_concat(ins, ch, {len(ins)}, {self.ptr(y.index)}, {pixels});\n    }}")
@@ -567,6 +633,29 @@ class _Emitter:
         call = (f"    {{\n        static const int dims[4] = {{{', '.join(map(str, dims))}}};\n"
                 f"        static const int perm[4] = {{{', '.join(map(str, perm4))}}};\n"
                 f"        te_transpose({self.ptr(x.index)}, dims, perm, {self.ptr(y.index)});\n    }}")
+        return call, 0
+
+    def op_slice(self, k: int, op: OpQ) -> tuple[str, int]:
+        x, y = self.q(op.inputs[0]), self.q(op.outputs[0])
+        self._same_quant(op, x, y)
+        begin_t, size_t = self.m.tensor(op.inputs[1]), self.m.tensor(op.inputs[2])
+        rank = len(x.shape)
+        if begin_t.data is None or size_t.data is None or rank > 4:
+            raise CodegenError("SLICE needs constant begin and size on a tensor of rank <= 4")
+        begin = [int(v) for v in np.asarray(begin_t.data).reshape(-1)]
+        size = [int(v) for v in np.asarray(size_t.data).reshape(-1)]
+        if len(begin) != rank or len(size) != rank:
+            raise CodegenError("SLICE's begin and size must have one entry per input dimension")
+        size = [d - b if n == -1 else n for d, b, n in zip(x.shape, begin, size, strict=True)]  # -1: to the end
+        if any(b < 0 or n < 0 or b + n > d for d, b, n in zip(x.shape, begin, size, strict=True)) or \
+                tuple(size) != tuple(y.shape):
+            raise CodegenError(f"SLICE begin {begin} size {size} does not fit input {x.shape} / output {y.shape}")
+        pad = 4 - rank
+        dims, begin4, size4 = (1,) * pad + tuple(x.shape), (0,) * pad + tuple(begin), (1,) * pad + tuple(size)
+        call = (f"    {{\n        static const int dims[4] = {{{', '.join(map(str, dims))}}};\n"
+                f"        static const int begin[4] = {{{', '.join(map(str, begin4))}}};\n"
+                f"        static const int size[4] = {{{', '.join(map(str, size4))}}};\n"
+                f"        te_slice({self.ptr(x.index)}, dims, begin, size, {self.ptr(y.index)});\n    }}")
         return call, 0
 
     def op_relu6(self, k: int, op: OpQ) -> tuple[str, int]:

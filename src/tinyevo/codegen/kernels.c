@@ -343,7 +343,10 @@ static void te_clamp_copy(const int8_t *in, int8_t *out, int n, int32_t lo, int3
 #endif
 
 #ifdef TE_USE_CONCAT
-/* CONCATENATION along channels: `pixels` rows, each input contributing `channels[k]` bytes per row. */
+/* CONCATENATION along any axis of int8 tensors of one quantisation (TFLM requires it and copies bytes): the
+ * output is `pixels` rows (the product of the dimensions before the axis), each the inputs' rows one after the
+ * other, input k contributing `channels[k]` bytes (its size along the axis times the product of the dimensions
+ * after it). Along channels: one row per pixel. */
 static void te_concat(const int8_t *const *ins, const int *channels, int n_in, int8_t *out, int pixels)
 {
     int p, k, total = 0;
@@ -355,6 +358,25 @@ static void te_concat(const int8_t *const *ins, const int *channels, int n_in, i
         for (k = 0; k < n_in; ++k) {
             memcpy(dst, ins[k] + (size_t)p * channels[k], (size_t)channels[k]);
             dst += channels[k];
+        }
+    }
+}
+#endif
+
+#ifdef TE_USE_SLICE
+/* SLICE of a rank-4 int8 tensor (shorter ranks padded with leading 1s), TFLM's reference Slice: out[i] =
+ * in[begin + i] for every index i of the output (`size`: the output's dimensions). Not in place. */
+static void te_slice(const int8_t *in, const int *dims, const int *begin, const int *size, int8_t *out)
+{
+    int i0, i1, i2;
+    for (i0 = 0; i0 < size[0]; ++i0) {
+        for (i1 = 0; i1 < size[1]; ++i1) {
+            for (i2 = 0; i2 < size[2]; ++i2) {
+                const size_t row = (((size_t)(begin[0] + i0) * dims[1] + (begin[1] + i1)) * dims[2] +
+                                    (begin[2] + i2)) * dims[3] + begin[3];
+                memcpy(out, in + row, (size_t)size[3]);
+                out += size[3];
+            }
         }
     }
 }
