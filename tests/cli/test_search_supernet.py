@@ -110,7 +110,7 @@ def test_final_retraining_starts_from_the_inherited_weights(
 
     import torch
 
-    import tinyevo.training as training
+    from tinyevo import training
     from tinyevo.supernet import load_supernet
 
     data, sn = trained
