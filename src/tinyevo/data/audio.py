@@ -16,7 +16,6 @@ import numpy as np
 
 from tinyevo.errors import ConfigError, DataError
 
-
 MAX_SAMPLE_RATE = 384_000
 """The highest sample rate (Hz) of a clip or of the feature front end."""
 MAX_CLIP_SECONDS = 60.0
