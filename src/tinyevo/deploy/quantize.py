@@ -302,7 +302,61 @@ def _export(module: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
         ep = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
     except Exception as exc:  # torch.export raises many exception types
         raise DeployError(f"torch.export failed for this network: {exc}") from exc
-    return ep.module()
+    program = ep.module()
+    merge_duplicates(program)
+    return program
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` (an op argument) as a hashable key: lists and tuples as tuples, dicts as sorted item tuples."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    hash(value)  # raises TypeError for an unhashable argument (the node is then left alone)
+    return value
+
+
+def merge_duplicates(program: torch.fx.GraphModule) -> int:
+    """Compute each pure ATen op once: a node with the same target and arguments as an earlier one is replaced by
+    it (``a + b`` and ``b + a`` count as the same); returns the number of nodes removed.
+
+    The converter runs CSE after quantisation, so duplicates must not reach the quantizer: each copy would get its
+    own observer, and two copies that the converter merges in float but that were calibrated to different
+    parameters (e.g. an ``x + x`` whose histogram observer is shared with a following pool's output, next to the
+    same ``x + x`` inside an n-ary sum) cannot become one int8 kernel; the converter keeps the op in float
+    (``DEQUANTIZE`` + float ``ADD`` + one ``QUANTIZE`` per parameter set), which needs 4-byte activations in the
+    arena (an NB201 cell of average pools: 50,176 B instead of 18,816 B of TFLM arena head). Mutating ops,
+    random ops (dropout) and anything not an ATen op overload (getitem, guards, shape arithmetic) stay as they are.
+    """
+    seen: dict[tuple[object, ...], torch.fx.Node] = {}
+    order = {n: i for i, n in enumerate(program.graph.nodes)}
+    removed = 0
+    for node in list(program.graph.nodes):
+        target = node.target
+        if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+            continue
+        if target._schema.is_mutable or torch.Tag.nondeterministic_seeded in target.tags or node.is_impure():
+            continue
+        args = node.args
+        if target is _aten.add.Tensor and not node.kwargs and len(args) == 2 and all(
+                isinstance(a, torch.fx.Node) for a in args):
+            args = tuple(sorted(args, key=order.__getitem__))  # float and int8 addition commute exactly
+        try:
+            key = (target, _frozen(args), _frozen(node.kwargs))
+        except TypeError:
+            continue
+        first = seen.get(key)
+        if first is None:
+            seen[key] = node
+            continue
+        node.replace_all_uses_with(first)
+        program.graph.erase_node(node)
+        removed += 1
+    if removed:
+        program.graph.lint()
+        program.recompile()
+    return removed
 
 
 def _to_eval(program: torch.fx.GraphModule, move_to_eval: Callable[[torch.fx.GraphModule], object]) -> None:
