@@ -15,7 +15,10 @@ decision that a later calibration against real ``.tflite`` files may tighten:
   such a shared ReLU into its producer when nothing else reads that tensor, and reorders kernels; neither is
   modelled: the TFLM arena depends on that order, and fusing without it fits the measurements worse.)
 * **n-ary Add** becomes a chain of binary ``ADD`` kernels (``a + b``, then ``+ c``, ...), with an intermediate
-  tensor each, as in the torch builder and in a TFLite export.
+  tensor each, as in the torch builder and in a TFLite export. Each partial sum is subject to CSE like any add,
+  and ``a + b`` equals ``b + a`` (the exporter merges duplicate ops before quantisation,
+  :func:`tinyevo.deploy.quantize.merge_duplicates`): in an NB201 cell ``n3 = p + n1 + q`` with ``n2 = p + n1`` is
+  ``n2 + q``.
 * A **depthwise** ``Conv2d`` (``groups == in_channels == out_channels``) is a ``DEPTHWISE_CONV_2D``.
 * **Dense** reads its input flattened (``FULLY_CONNECTED`` flattens internally; no ``RESHAPE`` kernel).
 * **GlobalPool** is ``MEAN`` (average) or ``REDUCE_MAX``; an average over a 1 x 1 map is exported as ``SUM``.
@@ -190,7 +193,7 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
             tensor_of[name] = name
             continue
         if kind in _WEIGHTLESS:
-            key = (_op_key(op), ins)
+            key = (_op_key(op), _add_operands(ins) if kind is Add and len(ins) == 2 else ins)
             hit = cse.get(key)
             if hit is not None:
                 tensor_of[name] = hit
@@ -203,12 +206,28 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
         if kind is Add and len(ins) > 2:
             acc = ins[0]
             for k, other in enumerate(ins[1:-1], start=1):
+                # a partial sum is an add like any other: the export computes an equal one once
+                partial = (_PLAIN_ADD, _add_operands((acc, other)))
+                hit = cse.get(partial)
+                if hit is not None:
+                    aliased.add(hit)
+                    acc = hit
+                    continue
                 tmp = f"{name}#{k}"
+                cse[partial] = tmp
                 tensors[tmp] = Tensor(tmp, out_shape, nbytes)
                 op_index[tmp] = len(ops)
                 ops.append(_add(tmp, (name,), (acc, other), out_shape, "none"))
                 acc = tmp
             ins = (acc, ins[-1])
+            last = (_op_key(op), _add_operands(ins))  # the final add may equal an earlier binary one
+            hit = cse.get(last)
+            if hit is not None:
+                cse[key] = hit  # (the whole sum's key, registered above)
+                tensor_of[name] = hit
+                aliased.add(hit)
+                continue
+            cse[last] = name
         if kind is Pool2d and _pad_explicitly(op, shapes[inputs[0]]):  # type: ignore[arg-type]
             _lower_padded_pool(name, op, ins[0], shapes[inputs[0]], out_shape, eb,  # type: ignore[arg-type]
                                tensors, ops, op_index, count_maps)
@@ -338,6 +357,14 @@ def _op_key(op: Op) -> tuple[object, ...]:
     """A hashable key, equal for equal ops, cheaper to hash and compare than the op (plain field values)."""
     fields = getattr(op, "__dict__", None)
     return (type(op), *fields.values()) if fields is not None else (op,)
+
+
+def _add_operands(ins: tuple[str, ...]) -> tuple[str, ...]:
+    """The operands of a binary add as a CSE key: ``a + b`` and ``b + a`` are one (the exporter merges them)."""
+    return ins if ins[0] <= ins[1] else (ins[1], ins[0])
+
+
+_PLAIN_ADD = _op_key(Add())
 
 
 def clear_spec_cache() -> None:
