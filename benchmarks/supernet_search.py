@@ -15,7 +15,7 @@
 * For each arm: int8 test accuracy of the retrained model on TFLite-Micro (export -> .tflite -> TFLM interpreter,
   ``benchmarks/_realdata.py``), whether the limits hold (cost model), CPU time (``getrusage`` of the child processes)
   and wall time.
-* Devices 2 and 3 (default stm32f412 at 96 KB / 512 KB and stm32f746 at its own limits) are searched with the SAME
+* After both arms, devices 2 and 3 (default stm32f412 at 96 KB / 512 KB and stm32f746 at its own limits) are searched with the SAME
   supernet, ``--candidates`` evaluated trials each, ``--device-workers`` (2) workers, no final training: wall time
   and candidates scored.
 
@@ -193,22 +193,6 @@ def main() -> None:
         arms["supernet"] = rec
         save()
 
-    # --- devices 2 and 3 from the same supernet ----------------------------------------------------------
-    devices = result.setdefault("other_devices", {})
-    for spec in a.device[1:]:
-        if spec in devices:
-            continue
-        run = WORK / f"D_{spec.split(':')[0]}_{tag}"
-        shutil.rmtree(run, ignore_errors=True)
-        wall, cpu = cli(["search", "--supernet", str(sn_dir), *common, *limits(spec), "--budget", str(a.candidates),
-                         "--workers", str(a.device_workers), "--no-final", "--out", str(run)],
-                        WORK / f"D_{spec.split(':')[0]}_{tag}.log")
-        rec = run_record(run, wall, cpu, int8=False)
-        rec["workers"] = a.device_workers
-        rec["goal_10min_2000"] = rec["wall_s"] <= 600 and rec["scored"] >= 2000
-        devices[spec] = rec
-        save()
-
     # --- B: training-based search at A's CPU time ----------------------------------------------------------
     if "training" not in arms:
         A = arms["supernet"]
@@ -227,6 +211,22 @@ def main() -> None:
         rec["search_time_budget_s"] = budget
         rec["cpu_s_total"], rec["wall_s_total"] = rec.pop("cpu_s"), rec.pop("wall_s")
         arms["training"] = rec
+        save()
+
+    # --- devices 2 and 3 from the same supernet ----------------------------------------------------------
+    devices = result.setdefault("other_devices", {})
+    for spec in a.device[1:]:
+        if spec in devices:
+            continue
+        run = WORK / f"D_{spec.split(':')[0]}_{tag}"
+        shutil.rmtree(run, ignore_errors=True)
+        wall, cpu = cli(["search", "--supernet", str(sn_dir), *common, *limits(spec), "--budget", str(a.candidates),
+                         "--workers", str(a.device_workers), "--no-final", "--out", str(run)],
+                        WORK / f"D_{spec.split(':')[0]}_{tag}.log")
+        rec = run_record(run, wall, cpu, int8=False)
+        rec["workers"] = a.device_workers
+        rec["goal_10min_2000"] = rec["wall_s"] <= 600 and rec["scored"] >= 2000
+        devices[spec] = rec
         save()
 
     for name, prefix in (("supernet", "A"), ("training", "B")):  # where each final model's weights started
