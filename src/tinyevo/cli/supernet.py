@@ -19,21 +19,9 @@ import time
 from pathlib import Path
 
 from tinyevo.cli.devices import add_device_options, limits_from_args
+from tinyevo.cli._argtypes import floats as _floats
+from tinyevo.cli._argtypes import ints as _ints
 from tinyevo.errors import ConfigError
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _channels(text: str) -> tuple[tuple[int, ...], ...]:

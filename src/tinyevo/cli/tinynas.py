@@ -12,6 +12,8 @@ from rich.table import Table
 
 from tinyevo.cli.devices import add_device_options, limits_from_args
 from tinyevo.cost import MCUCostModel
+from tinyevo.cli._argtypes import floats as _floats
+from tinyevo.cli._argtypes import ints as _ints
 from tinyevo.errors import ConfigError
 from tinyevo.tinynas import (
     DEFAULT_RESOLUTIONS,
@@ -20,20 +22,6 @@ from tinyevo.tinynas import (
     SubspaceStats,
     optimize_space,
 )
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
