@@ -17,11 +17,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from tinyevo.data import load_dataset, subset
 from tinyevo.supernet import ScoreConfig, SupernetScorer, load_supernet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from supernet_rank import load_split  # (the rank benchmark's data split)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,10 +37,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/supernet_probe.json")
     args = p.parse_args()
     torch.set_num_threads(1)
-    full = load_dataset(str(args.data), seed=args.seed, val_fraction=0.1)
-    data = subset(full, args.fraction, seed=args.seed)
-    rows = np.sort(np.random.default_rng(args.seed).permutation(len(full.x_val))[: args.val_rows])
-    data = data.with_splits(x_val=full.x_val[rows], y_val=full.y_val[rows])
+    data = load_split(args.data, args.fraction, args.val_rows, args.seed)
     net, info = load_supernet(args.supernet)
     space = net.space
     scorer = SupernetScorer(net, data, config=ScoreConfig(seed=args.seed))

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau, spearmanr
 
-from tinyevo.data import load_dataset, subset
+from tinyevo.data import Dataset, load_dataset, subset
 from tinyevo.nn import build_model
 from tinyevo.spaces import create_space
 from tinyevo.spaces.blocks import BlocksSpace
@@ -56,6 +56,9 @@ from tinyevo.supernet.score import ScoreConfig, SupernetScorer
 from tinyevo.supernet.store import load_supernet, save_supernet, space_options
 from tinyevo.supernet.train import train_supernet
 from tinyevo.training import Recipe, fit_data_to_ir, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _realdata import shared_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = {
@@ -66,9 +69,12 @@ SPACE = {
 }
 
 
-def shared_dir() -> Path:
-    env = os.environ.get("TINYEVO_SHARED")
-    return Path(env) if env else (ROOT / ".." / "shared").resolve()
+def load_split(path: Path, fraction: float, val_rows: int, seed: int) -> Dataset:
+    """Fashion-MNIST (or any npz): a stratified ``fraction`` of the training split and ``val_rows`` validation rows,
+    the same for every supernet benchmark."""
+    full = load_dataset(str(path), seed=seed, val_fraction=0.1)
+    rows = np.sort(np.random.default_rng(seed).permutation(len(full.x_val))[:val_rows])
+    return subset(full, fraction, seed=seed).with_splits(x_val=full.x_val[rows], y_val=full.y_val[rows])
 
 
 def pick_archs(space: BlocksSpace, n: int, seed: int) -> list[str]:
@@ -129,10 +135,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
-    full = load_dataset(str(args.data), seed=args.seed, val_fraction=0.1)
-    data = subset(full, args.fraction, seed=args.seed)
-    rows = np.sort(np.random.default_rng(args.seed).permutation(len(full.x_val))[: args.val_rows])
-    data = data.with_splits(x_val=full.x_val[rows], y_val=full.y_val[rows])
+    data = load_split(args.data, args.fraction, args.val_rows, args.seed)
     space = create_space("blocks", **SPACE)
     assert isinstance(space, BlocksSpace)
     result["space"] = space_options(space)

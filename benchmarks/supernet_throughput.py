@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from tinyevo.data import load_dataset, subset
 from tinyevo.estimators import create_estimator
 from tinyevo.estimators.base import EvalContext
 from tinyevo.estimators.supernet import SupernetEstimator
@@ -44,21 +44,11 @@ from tinyevo.supernet.store import space_from_options
 from tinyevo.supernet.train import train_supernet
 from tinyevo.training import Recipe, TrainConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from supernet_rank import SPACE, load_split, shared_dir  # (the rank benchmark's space and data)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SUPERNET = ROOT / "benchmarks" / "out" / "supernet_rank" / "sn_e10_b128_r4" / "supernet"
-SPACE = {  # supernet_rank.py's space (used only when a supernet is trained here)
-    "input_shape": (1, 28, 28), "num_classes": 10, "resolutions": (16, 20, 24),
-    "width_multipliers": (0.5, 0.75, 1.0), "block_types": ("mb",), "depths": (1, 2, 3), "kernels": (3, 5, 7),
-    "expands": (1, 3, 4), "stage_strides": (1, 2, 2, 2),
-    "stage_channels": ((8, 16), (16, 24), (24, 32), (32, 48)), "stem_channels": 8,
-}
-
-
-def shared_dir() -> Path:
-    env = os.environ.get("TINYEVO_SHARED")
-    return Path(env) if env else (ROOT / ".." / "shared").resolve()
-
-
 def clocks() -> tuple[float, float]:
     return time.process_time(), time.perf_counter()
 
@@ -76,10 +66,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
 
-    full = load_dataset(str(args.data), seed=args.seed, val_fraction=0.1)
-    data = subset(full, args.fraction, seed=args.seed)
-    rows = np.sort(np.random.default_rng(args.seed).permutation(len(full.x_val))[: args.val_rows])
-    data = data.with_splits(x_val=full.x_val[rows], y_val=full.y_val[rows])
+    data = load_split(args.data, args.fraction, args.val_rows, args.seed)
 
     result: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1,
