@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -174,6 +174,29 @@ def _perm(model: TfliteModel, op: OpQ) -> tuple[int, ...] | None:
     return None if p.data is None else tuple(int(v) for v in np.asarray(p.data).reshape(-1))
 
 
+def _only_reader(model: TfliteModel) -> Callable[[int], OpQ | None]:
+    """``f(t)``: the one op that reads tensor ``t``, or None when ``t`` has other readers or is a model output."""
+    consumers: dict[int, list[OpQ]] = {}
+    for op in model.ops:
+        for t in model.activations(op):
+            consumers.setdefault(t, []).append(op)
+    outputs = set(model.outputs)
+
+    def only_reader(t: int) -> OpQ | None:
+        readers = consumers.get(t, [])
+        return readers[0] if len(readers) == 1 and t not in outputs else None
+
+    return only_reader
+
+
+def _with_replaced(model: TfliteModel, replaced: dict[int, OpQ | None]) -> TfliteModel:
+    """``model`` with op ``i`` replaced by ``replaced[i]`` (dropped where that is None)."""
+    if not replaced:
+        return model
+    ops = tuple(replaced.get(op.index, op) for op in model.ops)
+    return TfliteModel(model.tensors, tuple(op for op in ops if op is not None), model.inputs, model.outputs)
+
+
 def fold_layout_transposes(model: TfliteModel) -> TfliteModel:
     """``model`` with every ``TRANSPOSE(p) -> QUANTIZE -> TRANSPOSE(p^-1)`` chain replaced by the ``QUANTIZE``
     alone, on the first transpose's input and writing the second one's output.
@@ -185,16 +208,7 @@ def fold_layout_transposes(model: TfliteModel) -> TfliteModel:
     permutation and its inverse gives the same bytes in the same places: no copy, no extra buffer. The
     intermediate tensors must have no other reader and not be model outputs.
     """
-    consumers: dict[int, list[OpQ]] = {}
-    for op in model.ops:
-        for t in model.activations(op):
-            consumers.setdefault(t, []).append(op)
-    outputs = set(model.outputs)
-
-    def only_reader(t: int) -> OpQ | None:
-        readers = consumers.get(t, [])
-        return readers[0] if len(readers) == 1 and t not in outputs else None
-
+    only_reader = _only_reader(model)
     replaced: dict[int, OpQ | None] = {}  # op index -> its replacement (None: dropped)
     for t1 in model.ops:
         if t1.kind != "TRANSPOSE" or t1.index in replaced or len(t1.outputs) != 1:
@@ -211,10 +225,7 @@ def fold_layout_transposes(model: TfliteModel) -> TfliteModel:
         replaced[t2.index] = None
         replaced[mid.index] = OpQ(mid.index, mid.kind, (t1.inputs[0], *mid.inputs[1:]), t2.outputs,
                                   mid.options)
-    if not replaced:
-        return model
-    ops = tuple(replaced.get(op.index, op) for op in model.ops)
-    return TfliteModel(model.tensors, tuple(op for op in ops if op is not None), model.inputs, model.outputs)
+    return _with_replaced(model, replaced)
 
 
 #: Kernels that compute each channel from the same channel of their input alone (a pool).
@@ -237,16 +248,7 @@ def fold_duplicated_channels(model: TfliteModel) -> TfliteModel:
     keeps all of N, H and W and channels ``[j*C, (j+1)*C)``, the quantisation is the same all along, and the
     intermediate tensors have no other reader and are not model outputs.
     """
-    consumers: dict[int, list[OpQ]] = {}
-    for op in model.ops:
-        for t in model.activations(op):
-            consumers.setdefault(t, []).append(op)
-    outputs = set(model.outputs)
-
-    def only_reader(t: int) -> OpQ | None:
-        readers = consumers.get(t, [])
-        return readers[0] if len(readers) == 1 and t not in outputs else None
-
+    only_reader = _only_reader(model)
     replaced: dict[int, OpQ | None] = {}
     for cat in model.ops:
         if cat.kind != "CONCATENATION" or len(cat.outputs) != 1 or len(set(cat.inputs)) != 1:
@@ -274,10 +276,7 @@ def fold_duplicated_channels(model: TfliteModel) -> TfliteModel:
         replaced[cat.index] = None
         replaced[sl.index] = None
         replaced[pool.index] = OpQ(pool.index, pool.kind, (x.index, *pool.inputs[1:]), sl.outputs, pool.options)
-    if not replaced:
-        return model
-    ops = tuple(replaced.get(op.index, op) for op in model.ops)
-    return TfliteModel(model.tensors, tuple(op for op in ops if op is not None), model.inputs, model.outputs)
+    return _with_replaced(model, replaced)
 
 
 @functools.lru_cache(maxsize=1)
