@@ -146,6 +146,25 @@ class StrategyOptions(BaseModel):
     mutation_rate: float | None = Field(None, ge=0, le=1)
     crossover_prob: float | None = Field(None, ge=0, le=1)
     initialization: Literal["random", "trivial"] | None = None
+    # reinforce (tinyevo.strategies.reinforce.Reinforce)
+    lr: float | None = Field(None, gt=0, le=100)
+    batch_size: int | None = Field(None, ge=1, le=100_000)
+    baseline_decay: float | None = Field(None, ge=0, lt=1)
+    entropy: float | None = Field(None, ge=0, le=100)
+    adam_beta1: float | None = Field(None, ge=0, lt=1)
+    adam_beta2: float | None = Field(None, ge=0, lt=1)
+    # surrogate-evolution (tinyevo.strategies.surrogate.SurrogateEvolution)
+    initial: int | None = Field(None, ge=2, le=100_000)
+    elite: int | None = Field(None, ge=1, le=1_000)
+    niche_edits: float | None = Field(None, ge=0, le=1_000)
+    mutants: int | None = Field(None, ge=1, le=10_000)
+    crossovers: int | None = Field(None, ge=0, le=10_000)
+    random_pool: int | None = Field(None, ge=0, le=100_000)
+    patience: int | None = Field(None, ge=1, le=1_000_000)
+    explore: float | None = Field(None, ge=0, le=1)
+    max_train: int | None = Field(None, ge=4, le=5_000)
+    max_pool: int | None = Field(None, ge=2, le=1_000_000)
+    refit_fraction: float | None = Field(None, ge=0, le=1)
 
 
 class FidelityOptions(BaseModel):
