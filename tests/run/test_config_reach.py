@@ -94,11 +94,56 @@ def test_bad_values_are_one_line(values, message):
 
 
 def test_strategy_options_the_strategy_does_not_take():
-    config = build_config({}, strategy_options={"population": 5})  # the default strategy takes none
-    with pytest.raises(ConfigError, match="strategy 'surrogate-evolution' takes no .*regularized-evolution"):
+    config = build_config({}, strategy_options={"population": 5})  # the default strategy has its own options
+    with pytest.raises(ConfigError, match="strategy 'surrogate-evolution' has no option 'population'; its "
+                                          r"\[strategy_options\] are crossovers, elite, explore"):
         validate_names(config)
-    with pytest.raises(ConfigError, match="strategy 'surrogate-evolution' takes no"):
+    with pytest.raises(ConfigError, match="strategy 'surrogate-evolution' has no option 'population'"):
         assemble_run(config)  # before a run directory exists
+    config = build_config({}, strategy="random", strategy_options={"lr": 0.1})
+    with pytest.raises(ConfigError, match="strategy 'random' takes no .*got 'lr'.*that take 'lr': reinforce"):
+        validate_names(config)
+
+
+REINFORCE_OPTIONS = {"lr": 0.05, "batch_size": 3, "baseline_decay": 0.5, "entropy": 0.2, "adam_beta1": 0.8,
+                     "adam_beta2": 0.95}
+SURROGATE_OPTIONS = {"initial": 6, "elite": 3, "niche_edits": 2.0, "mutants": 10, "crossovers": 2,
+                     "random_pool": 7, "patience": 5, "explore": 0.1, "max_train": 64, "max_pool": 300,
+                     "refit_fraction": 0.05}
+ATTRIBUTE = {"adam_beta1": lambda s: s.adam_betas[0], "adam_beta2": lambda s: s.adam_betas[1]}
+
+
+@pytest.mark.parametrize("strategy, space, name, value", [
+    *(("reinforce", "nb201", k, v) for k, v in REINFORCE_OPTIONS.items()),
+    *(("surrogate-evolution", "chain", k, v) for k, v in SURROGATE_OPTIONS.items()),
+])
+def test_each_strategy_option_reaches_its_object(strategy, space, name, value):
+    config = build_config({"strategy": strategy, "space": space, "strategy_options": {name: value}})
+    parts = assemble_run(config)
+    made = make_strategy(config, parts.space, parts.problem)
+    got = ATTRIBUTE.get(name, lambda s: getattr(s, name))(made)
+    assert got == value and type(got) is type(value)
+    assert RunConfig.from_json(config.to_json()) == config  # stored with the run, resumed the same
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lr": 0}, "strategy_options.lr must be > 0"),
+    ({"lr": "fast"}, "strategy_options.lr must be a number"),
+    ({"baseline_decay": 1.0}, "strategy_options.baseline_decay must be < 1"),
+    ({"adam_beta1": -0.5}, "strategy_options.adam_beta1 must be >= 0"),
+    ({"batch_size": 1.5}, "strategy_options.batch_size must be an integer, got 1.5"),
+    ({"entropy": math.inf}, "strategy_options.entropy must be a finite number"),
+    ({"initial": 1}, "strategy_options.initial must be >= 2, got 1"),
+    ({"explore": 2.0}, "strategy_options.explore must be <= 1"),
+    ({"max_train": 2}, "strategy_options.max_train must be >= 4"),
+    ({"refit_fraction": -0.1}, "strategy_options.refit_fraction must be >= 0"),
+    ({"mutants": True}, "strategy_options.mutants must be an integer"),
+    ({"crossover": 3}, "unknown option 'strategy_options.crossover'"),
+])
+def test_bad_reinforce_and_surrogate_options_are_one_line(options, message):
+    with pytest.raises(ConfigError) as err:
+        build_config({"strategy_options": options})
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 # --- soft limits ---

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -72,14 +74,21 @@ def test_a_strategy_without_settings_names_those_that_take_them():
     assert supported_settings("random") == frozenset()
     with pytest.raises(ConfigError, match=r"strategy 'random' takes no \[strategy_options\].*mcunet.*nsga2"):
         check_settings("random", StrategySettings(population=5))
-    with pytest.raises(ConfigError, match="strategy 'surrogate-evolution' takes no"):
+    with pytest.raises(ConfigError, match="strategy 'surrogate-evolution' has no option 'mutation_rate'; its "
+                                          r"\[strategy_options\] are crossovers, elite"):
         check_settings("surrogate-evolution", StrategySettings(mutation_rate=0.5))
+    with pytest.raises(ConfigError, match="strategy 'mcunet' has no option 'lr'; its"):
+        check_settings("mcunet", StrategySettings(lr=0.1))
     check_settings("surrogate-evolution", StrategySettings())  # nothing given: nothing to refuse
 
 
 @pytest.mark.parametrize("bad", [dict(population=0), dict(offspring=-1), dict(generations=-1),
                                  dict(mutation_rate=1.5), dict(crossover_prob=-0.1), dict(selection="best"),
-                                 dict(initialization="zoo"), dict(population=True)])
+                                 dict(initialization="zoo"), dict(population=True), dict(lr=0.0),
+                                 dict(lr=math.inf), dict(baseline_decay=1.0), dict(adam_beta2=-0.1),
+                                 dict(entropy=-1.0), dict(batch_size=0), dict(initial=1), dict(max_train=3),
+                                 dict(explore=1.5), dict(refit_fraction=math.nan), dict(crossovers=-1),
+                                 dict(niche_edits="3")])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ConfigError, match=f"strategy option {next(iter(bad))}"):
         StrategySettings(**bad)
@@ -100,3 +109,37 @@ def test_same_settings_same_asks(nb201, conv_problem):
         return out
 
     assert asks() == asks()
+
+
+def test_reinforce_settings_reach_the_controller(nb201, conv_problem):
+    s = StrategySettings(lr=0.05, batch_size=4, baseline_decay=0.5, entropy=0.2, adam_beta2=0.99)
+    rl = STRATEGIES.create("reinforce", nb201, conv_problem, seed=0, settings=s)
+    assert (rl.lr, rl.batch_size, rl.baseline_decay, rl.entropy) == (0.05, 4, 0.5, 0.2)
+    assert rl.adam_betas == (0.5, 0.99)  # the beta not given keeps its default
+    default = STRATEGIES.create("reinforce", nb201, conv_problem, seed=0)
+    assert (default.lr, default.batch_size, default.adam_betas) == (0.3, 1, (0.5, 0.9))
+    with pytest.raises(ConfigError, match="strategy 'reinforce' has no option 'population'"):
+        STRATEGIES.create("reinforce", nb201, conv_problem, seed=0, settings=StrategySettings(population=5))
+
+
+def test_reinforce_batch_size_sets_how_often_the_policy_moves(nb201, conv_problem):
+    rl = STRATEGIES.create("reinforce", nb201, conv_problem, seed=0, settings=StrategySettings(batch_size=3))
+    for i in range(7):
+        cand = rl.ask()
+        rl.tell(cand, Trial(number=i, genome=str(cand.genome), status=Status.OK,
+                            metrics={"convs": float(i), "pools": 1.0}))
+    assert rl.updates == 2  # 7 trials, an update after every 3
+
+
+def test_surrogate_settings_reach_the_strategy(nb201, conv_problem):
+    s = StrategySettings(initial=5, elite=2, niche_edits=1.5, mutants=6, crossovers=0, random_pool=3, patience=4,
+                         explore=0.0, max_train=50, max_pool=100, refit_fraction=0.1)
+    se = STRATEGIES.create("surrogate-evolution", nb201, conv_problem, seed=0, settings=s)
+    got = {name: getattr(se, name) for name in s.given()}
+    assert got == s.as_dict()
+    assert supported_settings("surrogate-evolution") == frozenset(s.given())
+    for i in range(8):  # initial = 5 random trials, then bred: explore = 0 makes every later ask a mutant
+        cand = se.ask()
+        assert (cand.origin == "random") == (i < 5)
+        se.tell(cand, Trial(number=i, genome=str(cand.genome), status=Status.OK,
+                            metrics={"convs": float(i % 3), "pools": 1.0}))

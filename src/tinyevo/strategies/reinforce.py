@@ -53,6 +53,7 @@ from tinyevo.spaces.macro import MacroGenome, MacroSpace
 from tinyevo.spaces.nb201 import EDGES, OPS, NB201Genome, NB201Space
 from tinyevo.strategies.base import STRATEGIES, Candidate, Problem, Status, Trial, fitness
 from tinyevo.strategies.operators import Deduplicator
+from tinyevo.strategies.settings import StrategySettings, check_settings, register_settings
 
 __all__ = ["GeneCodec", "Reinforce", "gene_codec"]
 
@@ -158,6 +159,10 @@ def gene_codec(space: SearchSpace) -> GeneCodec:
 
 
 # --- the strategy ---------------------------------------------------------------------------------------------
+ADAM_BETAS = (0.5, 0.9)
+"""The default Adam betas of the policy (short memories: see the module text)."""
+
+
 class Reinforce:
     """Ask / tell REINFORCE over independent categorical genes (see module docstring)."""
 
@@ -170,7 +175,7 @@ class Reinforce:
         batch_size: int = 1,
         baseline_decay: float = 0.9,
         entropy: float = 0.01,
-        adam_betas: tuple[float, float] = (0.5, 0.9),
+        adam_betas: tuple[float, float] = ADAM_BETAS,
         max_retries: int = 100,
         seed: int = 0,
     ) -> None:
@@ -182,6 +187,8 @@ class Reinforce:
             raise ConfigError(f"baseline_decay must be in [0, 1), got {baseline_decay}")
         if entropy < 0:
             raise ConfigError(f"entropy must be >= 0, got {entropy}")
+        if len(adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in adam_betas):
+            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {adam_betas}")
         self.space = space
         self.problem = problem
         self.codec = gene_codec(space)
@@ -299,6 +306,14 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 @STRATEGIES.register("reinforce", help="REINFORCE controller (per-gene categoricals, EMA baseline, entropy bonus)")
-def reinforce(space: SearchSpace, problem: Problem, *, seed: int) -> Reinforce:
-    return Reinforce(space, problem, seed=seed)
+def reinforce(space: SearchSpace, problem: Problem, *, seed: int,
+              settings: StrategySettings = StrategySettings()) -> Reinforce:
+    """:class:`Reinforce` with its defaults, and the given ``settings`` (``[strategy_options]``) over them."""
+    check_settings("reinforce", settings)
+    given = settings.as_dict()
+    b1, b2 = given.pop("adam_beta1", ADAM_BETAS[0]), given.pop("adam_beta2", ADAM_BETAS[1])
+    return Reinforce(space, problem, seed=seed, adam_betas=(float(b1), float(b2)), **given)  # type: ignore[arg-type]
+
+
+register_settings("reinforce", ("lr", "batch_size", "baseline_decay", "entropy", "adam_beta1", "adam_beta2"))
 

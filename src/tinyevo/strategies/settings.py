@@ -16,10 +16,17 @@ knob has one meaning in every preset:
   (:class:`~tinyevo.strategies.operators.Variation`);
 * ``initialization``: ``random`` samples, or ``trivial`` (the space's smallest network, then mutations of
   earlier members: :class:`~tinyevo.strategies.init.TrivialInit`).
+
+``reinforce`` (:class:`~tinyevo.strategies.reinforce.Reinforce`) takes ``lr``, ``batch_size`` (trials per policy
+update), ``baseline_decay``, ``entropy`` (the entropy bonus) and ``adam_beta1`` / ``adam_beta2``.
+``surrogate-evolution`` (:class:`~tinyevo.strategies.surrogate.SurrogateEvolution`) takes ``initial``, ``elite``,
+``niche_edits``, ``mutants``, ``crossovers``, ``random_pool``, ``patience``, ``explore``, ``max_train``,
+``max_pool`` and ``refit_fraction``; each has the meaning of that class's keyword argument.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Literal
 
@@ -51,19 +58,31 @@ class StrategySettings:
     mutation_rate: float | None = None
     crossover_prob: float | None = None
     initialization: Literal["random", "trivial"] | None = None
+    # reinforce
+    lr: float | None = None
+    batch_size: int | None = None
+    baseline_decay: float | None = None
+    entropy: float | None = None
+    adam_beta1: float | None = None
+    adam_beta2: float | None = None
+    # surrogate-evolution
+    initial: int | None = None
+    elite: int | None = None
+    niche_edits: float | None = None
+    mutants: int | None = None
+    crossovers: int | None = None
+    random_pool: int | None = None
+    patience: int | None = None
+    explore: float | None = None
+    max_train: int | None = None
+    max_pool: int | None = None
+    refit_fraction: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("population", "offspring", "tournament_size", "parents"):
+        for name, allowed in _RANGES.items():
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ConfigError(f"strategy option {name} must be an integer >= 1, got {v!r}")
-        g = self.generations
-        if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 0):
-            raise ConfigError(f"strategy option generations must be an integer >= 0, got {g!r}")
-        for name in ("mutation_rate", "crossover_prob"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
-                raise ConfigError(f"strategy option {name} must be a number in [0, 1], got {v!r}")
+            if v is not None and not allowed.holds(v):
+                raise ConfigError(f"strategy option {name} must be {allowed.describe()}, got {v!r}")
         if self.selection is not None and self.selection not in SELECTIONS:
             raise ConfigError(f"strategy option selection must be one of {', '.join(SELECTIONS)}, "
                               f"got {self.selection!r}")
@@ -82,6 +101,51 @@ class StrategySettings:
     def as_dict(self) -> dict[str, object]:
         """The given settings (for the stored run config)."""
         return {name: getattr(self, name) for name in self.given()}
+
+
+@dataclass(frozen=True)
+class _Range:
+    """The type and range of a numeric setting: ``lo`` (``> lo`` when ``open_lo``) up to ``hi`` (``< hi`` when
+    ``open_hi``; ``None``: unbounded)."""
+
+    kind: type
+    lo: float
+    hi: float | None = None
+    open_lo: bool = False
+    open_hi: bool = False
+
+    def holds(self, v: object) -> bool:
+        if isinstance(v, bool):
+            return False
+        if self.kind is int:
+            return isinstance(v, int) and v >= self.lo
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        above = v > self.lo if self.open_lo else v >= self.lo
+        below = self.hi is None or (v < self.hi if self.open_hi else v <= self.hi)
+        return above and below
+
+    def describe(self) -> str:
+        if self.kind is int:
+            return f"an integer >= {self.lo:g}"
+        if self.hi is None:
+            return f"a number {'>' if self.open_lo else '>='} {self.lo:g}"
+        return f"a number in [{self.lo:g}, {self.hi:g}{')' if self.open_hi else ']'}"
+
+
+_RANGES: dict[str, _Range] = {
+    "population": _Range(int, 1), "offspring": _Range(int, 1), "generations": _Range(int, 0),
+    "tournament_size": _Range(int, 1), "parents": _Range(int, 1),
+    "mutation_rate": _Range(float, 0, 1), "crossover_prob": _Range(float, 0, 1),
+    "lr": _Range(float, 0, open_lo=True), "batch_size": _Range(int, 1),
+    "baseline_decay": _Range(float, 0, 1, open_hi=True), "entropy": _Range(float, 0),
+    "adam_beta1": _Range(float, 0, 1, open_hi=True), "adam_beta2": _Range(float, 0, 1, open_hi=True),
+    "initial": _Range(int, 2), "elite": _Range(int, 1), "niche_edits": _Range(float, 0), "mutants": _Range(int, 1),
+    "crossovers": _Range(int, 0), "random_pool": _Range(int, 0), "patience": _Range(int, 1),
+    "explore": _Range(float, 0, 1), "max_train": _Range(int, 4), "max_pool": _Range(int, 2),
+    "refit_fraction": _Range(float, 0, 1),
+}
+"""The type and range of every numeric setting (``run/options.py``'s ``StrategyOptions`` states the same)."""
 
 
 _SUPPORTED: dict[str, frozenset[str]] = {}

@@ -50,6 +50,7 @@ import numpy as np
 from tinyevo.errors import ConfigError, SearchExhaustedError
 from tinyevo.spaces.base import Genome, SearchSpace
 from tinyevo.strategies.base import STRATEGIES, Candidate, Constraint, Problem, Status, Trial, fitness
+from tinyevo.strategies.settings import StrategySettings, check_settings, register_settings
 
 
 # --- predictors --------------------------------------------------------------------------------------------------
@@ -575,7 +576,18 @@ def _bites(c: Constraint, v: float) -> bool:
     return (c.upper is not None and v > c.upper) or (c.lower is not None and v < c.lower)
 
 
+SETTINGS = ("initial", "elite", "niche_edits", "mutants", "crossovers", "random_pool", "patience", "explore",
+            "max_train", "max_pool", "refit_fraction")
+"""The ``[strategy_options]`` of ``surrogate-evolution``: :class:`SurrogateEvolution`'s keyword arguments."""
+
+
 @STRATEGIES.register("surrogate-evolution", help="surrogate-screened evolution (kernel ridge); tinyevo's default")
-def surrogate_evolution(space: SearchSpace, problem: Problem, *, seed: int = 0) -> SurrogateEvolution:
-    """Surrogate-assisted evolution with the default settings."""
-    return SurrogateEvolution(space, problem, seed=seed)
+def surrogate_evolution(space: SearchSpace, problem: Problem, *, seed: int = 0,
+                        settings: StrategySettings = StrategySettings()) -> SurrogateEvolution:
+    """Surrogate-assisted evolution: the defaults, with the given ``settings`` over them."""
+    check_settings("surrogate-evolution", settings)
+    return SurrogateEvolution(space, problem, seed=seed, **{name: getattr(settings, name)
+                                                            for name in settings.given()})
+
+
+register_settings("surrogate-evolution", SETTINGS)
