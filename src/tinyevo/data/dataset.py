@@ -9,7 +9,7 @@ num_classes-1``. The test split is kept for the final report; searches score on 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -121,18 +121,28 @@ def stratified_split(
     return np.flatnonzero(mask), out
 
 
-def _channel_stats(x: Array, chunk: int = 4096) -> tuple[Array, Array]:
-    """Per-channel mean and std (float64), accumulated in chunks so big data sets need no float64 copy."""
-    total = np.zeros(x.shape[1])
-    squares = np.zeros(x.shape[1])
-    for i in range(0, len(x), chunk):
-        c = x[i : i + chunk].astype(np.float64)
-        total += c.sum(axis=(0, 2, 3))
-        squares += np.square(c).sum(axis=(0, 2, 3))
-    n = len(x) * x.shape[2] * x.shape[3]
-    mean = total / n
-    std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
-    return mean, np.where(std > 1e-8, std, 1.0)
+STATS_CHUNK_ROWS = 4096
+"""Rows per chunk of the statistics pass (and of the arrays' construction), unless :data:`CHUNK_VALUES` is less."""
+CHUNK_VALUES = 2**22
+"""The most input values of one chunk (16 MiB as float32): a data set is transformed chunk by chunk, so building it
+never holds more than its result (in memory) or one chunk (written to files, :mod:`tinyevo.data.shared`) beside
+its source."""
+
+
+def chunk_rows(sample_values: int) -> int:
+    """Rows per chunk for samples of ``sample_values`` values each."""
+    return max(1, min(STATS_CHUNK_ROWS, CHUNK_VALUES // max(1, sample_values)))
+
+
+def _scaled(x: Array, scale: float, what: str) -> Array:
+    """``x`` (a fresh row chunk of the source) as float32 times ``scale``, checked to be finite."""
+    with np.errstate(over="ignore"):  # a value too large for float32 is refused below
+        a = x.astype(np.float32)  # always a copy: safe to change in place
+        if scale != 1.0:
+            a *= np.float32(scale)
+    if x.dtype.kind not in "iub" and a.size and not np.all(np.isfinite(a)):
+        raise DataError(f"{what} contains NaN or infinite values")
+    return a
 
 
 def _as_nchw(x: Array, what: str, channels_last: bool | None) -> Array:
@@ -197,6 +207,78 @@ def _check_label_range(labels: Sequence[Array], num_classes: int | None) -> None
             raise DataError(f"labels out of range: found {hi} ({why})")
 
 
+@dataclass(frozen=True, eq=False)
+class SplitPlan:
+    """One split of an :class:`ArrayPlan`: rows ``rows`` of the source inputs ``x`` (not copied), labels ``y``."""
+
+    x: Array  # (N, C, H, W), the source's dtype
+    rows: Array  # int64 row indices into x, in order
+    y: Array  # int64 labels of those rows
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayPlan:
+    """A checked data set whose float32 arrays are not made yet: which rows of the source arrays form each split,
+    and the transform of every value (``x * scale``, then ``(x - mean) / std`` per channel, in float32).
+
+    :func:`materialize` makes the :class:`Dataset` in memory; :func:`tinyevo.data.shared.write_prepared` writes
+    its arrays to files chunk by chunk, so a large data set is prepared without ever holding its float32 copy."""
+
+    name: str
+    train: SplitPlan
+    val: SplitPlan
+    test: SplitPlan
+    num_classes: int
+    class_names: tuple[str, ...]
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.train.x.shape[1:])
+
+    def split(self, name: str) -> SplitPlan:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays the plan makes (float32 inputs, int64 labels)."""
+        values = int(np.prod(self.sample_shape))
+        return sum(len(s.rows) * (4 * values + 8) for s in (self.train, self.val, self.test))
+
+    def chunks(self, split: str) -> Iterator[Array]:
+        """The split's float32 inputs, transformed, as consecutive row chunks (fresh arrays of at most
+        :data:`CHUNK_VALUES` values, or one row)."""
+        s = self.split(split)
+        step = chunk_rows(int(np.prod(self.sample_shape)))
+        shift = div = None
+        if self.mean:
+            shift = np.asarray(self.mean, dtype=np.float64).astype(np.float32)[None, :, None, None]
+            div = np.asarray(self.std, dtype=np.float64).astype(np.float32)[None, :, None, None]
+        for i in range(0, len(s.rows), step):
+            a = _scaled(s.x[s.rows[i : i + step]], self.scale, f"x_{split}")
+            if shift is not None:
+                a -= shift
+                a /= div
+            yield a
+
+
+def materialize(plan: ArrayPlan) -> Dataset:
+    """The :class:`Dataset` of ``plan``, in memory."""
+    arrays: dict[str, Array] = {}
+    for split in ("train", "val", "test"):
+        s = plan.split(split)
+        out = np.empty((len(s.rows), *plan.sample_shape), dtype=np.float32)
+        i = 0
+        for c in plan.chunks(split):
+            out[i : i + len(c)] = c
+            i += len(c)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = out, s.y
+    return Dataset(name=plan.name, num_classes=plan.num_classes, class_names=plan.class_names, mean=plan.mean,
+                   std=plan.std, **arrays)
+
+
 def from_arrays(
     x_train: Array,
     y_train: Array,
@@ -223,8 +305,34 @@ def from_arrays(
     stratified, seeded with ``seed``; a small class gives at least ``min(val_min_per_class, size // 3)`` samples,
     see :func:`stratified_split`) comes out of the training data. Inputs are multiplied by ``scale`` (e.g.
     1/255 for 8-bit images); with ``normalize`` every split is then standardised per channel with the mean /
-    std of the (remaining) training split.
+    std of the (remaining) training split. (:func:`plan_arrays`, then :func:`materialize`.)
     """
+    return materialize(plan_arrays(
+        x_train, y_train, x_test, y_test, name=name, seed=seed, val_fraction=val_fraction,
+        test_fraction=test_fraction, num_classes=num_classes, class_names=class_names, channels_last=channels_last,
+        val_min_per_class=val_min_per_class, normalize=normalize, scale=scale,
+    ))
+
+
+def plan_arrays(
+    x_train: Array,
+    y_train: Array,
+    x_test: Array | None = None,
+    y_test: Array | None = None,
+    *,
+    name: str = "arrays",
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    num_classes: int | None = None,
+    class_names: Sequence[str] = (),
+    channels_last: bool | None = None,
+    val_min_per_class: int = 0,
+    normalize: bool = True,
+    scale: float = 1.0,
+) -> ArrayPlan:
+    """Check the arrays and options of :func:`from_arrays` and plan the data set (splits, normalisation
+    statistics) without making its float32 arrays: the inputs are read chunk by chunk, never copied whole."""
     if (x_test is None) != (y_test is None):
         raise DataError("give both x_test and y_test, or neither")
     if not 0.0 <= val_fraction < 1.0:
@@ -233,16 +341,18 @@ def from_arrays(
     if len(xt) == 0:
         raise DataError("the training data is empty")
     yt = _labels(y_train, len(xt), "y_train")
+    rows = np.arange(len(xt))
     if x_test is not None:
         xs = _as_nchw(x_test, "x_test", channels_last)
         ys = _labels(y_test, len(xs), "y_test")
         _check_label_range((yt, ys), num_classes)
         if xs.shape[1:] != xt.shape[1:]:
             raise DataError(f"test samples have shape {xs.shape[1:]} but training samples {xt.shape[1:]}")
+        test_rows = np.arange(len(xs))
     else:
         _check_label_range((yt,), num_classes)  # (the split counts samples per class)
         keep, held = stratified_split(yt, test_fraction, np.random.default_rng(TEST_SPLIT_SEED))
-        xt, yt, xs, ys = xt[keep], yt[keep], xt[held], yt[held]
+        xs, rows, test_rows, yt, ys = xt, keep, held, yt[keep], yt[held]
     all_y = np.concatenate([yt, ys])
     if all_y.min() < 0:
         raise DataError(f"labels must be >= 0, found {int(all_y.min())}")
@@ -262,40 +372,51 @@ def from_arrays(
     keep, held = stratified_split(yt, val_fraction, rng, min_per_class=val_min_per_class)
     if val_fraction > 0 and len(held) == 0:
         raise DataError(f"too few training samples ({len(yt)}) to carve a validation split")
-    xv, yv = xt[held], yt[held]
-    xt, yt = xt[keep], yt[keep]
-
-    # xt and xv were copied by fancy indexing; the user's test array must be copied before in-place changes
-    xt32, xv32 = np.asarray(xt, dtype=np.float32), np.asarray(xv, dtype=np.float32)
-    xs32 = np.array(xs, dtype=np.float32, copy=True)
-    if scale != 1.0:
-        for a in (xt32, xv32, xs32):
-            a *= np.float32(scale)
-    for what, a in (("x_train", xt32), ("x_val", xv32), ("x_test", xs32)):
-        if a.size and not np.all(np.isfinite(a)):
-            raise DataError(f"{what} contains NaN or infinite values")
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-    if normalize:
-        m, s = _channel_stats(xt32)
-        shift, div = m.astype(np.float32)[None, :, None, None], s.astype(np.float32)[None, :, None, None]
-        for a in (xt32, xv32, xs32):  # fresh arrays (fancy indexing copied them): safe to change in place
-            a -= shift
-            a /= div
-        mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
-    return Dataset(
+    plan = ArrayPlan(
         name=name,
-        x_train=np.ascontiguousarray(xt32, dtype=np.float32),
-        y_train=yt,
-        x_val=np.ascontiguousarray(xv32, dtype=np.float32),
-        y_val=yv,
-        x_test=np.ascontiguousarray(xs32, dtype=np.float32),
-        y_test=ys,
+        train=SplitPlan(xt, rows[keep], yt[keep]),
+        val=SplitPlan(xt, rows[held], yt[held]),
+        test=SplitPlan(xs, test_rows, ys),
         num_classes=k,
         class_names=tuple(class_names),
-        mean=mean,
-        std=std,
+        scale=float(scale),
+        mean=(),
+        std=(),
     )
+    # every value is checked (finite) before anything is made; the training split's pass also sums the statistics
+    if normalize:
+        mean, std = _channel_stats(plan)
+        plan = replace(plan, mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std))
+    for split in ("val", "test") if normalize else ("train", "val", "test"):
+        if plan.split(split).x.dtype.kind not in "iub":  # (integers are always finite)
+            for _ in _raw_chunks(plan, split):
+                pass
+    return plan
+
+
+def _raw_chunks(plan: ArrayPlan, split: str) -> Iterator[Array]:
+    """The split's inputs as float32 times ``scale`` (checked finite, not normalised), in row chunks."""
+    s = plan.split(split)
+    step = chunk_rows(int(np.prod(plan.sample_shape)))
+    for i in range(0, len(s.rows), step):
+        yield _scaled(s.x[s.rows[i : i + step]], plan.scale, f"x_{split}")
+
+
+def _channel_stats(plan: ArrayPlan) -> tuple[Array, Array]:
+    """Per-channel mean and std (float64) of the training split (times ``scale``), accumulated in chunks so big data
+    sets need no float32 or float64 copy."""
+    channels = plan.sample_shape[0]
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    for a in _raw_chunks(plan, "train"):
+        c = a.astype(np.float64)
+        total += c.sum(axis=(0, 2, 3))
+        squares += np.square(c).sum(axis=(0, 2, 3))
+    h, w = plan.sample_shape[1:]
+    n = len(plan.train.rows) * h * w
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
+    return mean, np.where(std > 1e-8, std, 1.0)
 
 
 def from_torch(

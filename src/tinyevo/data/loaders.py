@@ -38,7 +38,7 @@ import numpy as np
 
 from tinyevo.data import shared
 from tinyevo.data.audio import AudioFrontEnd, features, read_wav, resample
-from tinyevo.data.dataset import Dataset, from_arrays
+from tinyevo.data.dataset import ArrayPlan, Dataset, from_arrays, materialize, plan_arrays
 from tinyevo.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def load_dataset(
         if hit is not None:
             return hit
     if is_npz:
-        data = _npz(path, name=name, **common)  # type: ignore[arg-type]
+        plan = _npz(path, name=name, **common)  # type: ignore[arg-type]
     else:
         key = _cache_key(path, image_size, front) if directory is not None else ""
         raw = _cache_load(directory / f"{key}.npz") if directory is not None else None
@@ -116,10 +116,11 @@ def load_dataset(
             raw = _decode(path, image_size=image_size, front=front)
             if directory is not None:
                 _cache_save(directory / f"{key}.npz", raw)
-        data = _assemble(raw, name=name, **common)  # type: ignore[arg-type]
-    if prepared is not None and shared.nbytes(data) >= shared.SHARE_MIN_BYTES:
-        return shared.store_prepared(data, prepared)
-    return data
+        plan = _assemble(raw, name=name, **common)  # type: ignore[arg-type]
+    if prepared is not None and plan.nbytes >= shared.SHARE_MIN_BYTES:
+        # made chunk by chunk into the files: the float32 arrays are never held in this process
+        return shared.write_prepared(plan, prepared)
+    return materialize(plan)
 
 
 def _decode(path: Path, *, image_size: tuple[int, int] | None, front: AudioFrontEnd) -> _Raw:
@@ -230,7 +231,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 # --- npz ----------------------------------------------------------------------------------------------------
 
 
-def _npz(path: Path, *, name: str, **common: object) -> Dataset:
+def _npz(path: Path, *, name: str, **common: object) -> ArrayPlan:
     if not zipfile.is_zipfile(path):  # numpy would try to unpickle it and complain about pickled data
         raise DataError(f"{path} is not a valid .npz archive (not a zip file); save one with numpy.savez")
     _check_npz_sizes(path)
@@ -259,7 +260,7 @@ def _npz(path: Path, *, name: str, **common: object) -> Dataset:
     labelled = [a for a in (y, ys) if a is not None and np.size(a)]  # np.max of an empty y raised ValueError
     if classes and (not labelled or len(classes) != int(max(np.max(a) for a in labelled)) + 1):
         classes = ()  # a 'classes' array that does not match the labels is ignored
-    return from_arrays(x, y, xs, ys, name=name, class_names=classes, **common)  # type: ignore[arg-type]
+    return plan_arrays(x, y, xs, ys, name=name, class_names=classes, **common)  # type: ignore[arg-type]
 
 
 def _check_npz_sizes(path: Path) -> None:
@@ -372,7 +373,7 @@ def _sort_classes(names: set[str]) -> list[str]:
     return sorted(names)
 
 
-def _assemble(raw: _Raw, *, name: str, **common: object) -> Dataset:
+def _assemble(raw: _Raw, *, name: str, **common: object) -> ArrayPlan:
     classes = _sort_classes(set(raw.labels))
     if len(classes) < 2:
         only = classes[0] if classes else "none"
@@ -385,8 +386,8 @@ def _assemble(raw: _Raw, *, name: str, **common: object) -> Dataset:
     if test.any():
         if test.all():
             raise DataError(f"{raw.what} has test files but no training files")
-        return from_arrays(x[~test], y[~test], x[test], y[test], **opts)  # type: ignore[arg-type]
-    return from_arrays(x, y, **opts)  # type: ignore[arg-type]
+        return plan_arrays(x[~test], y[~test], x[test], y[test], **opts)  # type: ignore[arg-type]
+    return plan_arrays(x, y, **opts)  # type: ignore[arg-type]
 
 
 # --- images -------------------------------------------------------------------------------------------------

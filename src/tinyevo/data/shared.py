@@ -29,12 +29,13 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tinyevo.data.dataset import Dataset
+from tinyevo.data.dataset import ArrayPlan, Dataset, materialize
 
 log = logging.getLogger(__name__)
 
@@ -95,22 +96,67 @@ def open_prepared(directory: Path) -> Dataset | None:
 def store_prepared(data: Dataset, directory: Path) -> Dataset:
     """Write ``data``'s arrays to ``directory`` (atomically: a temporary folder renamed into place) and return the
     data set memory-mapped from there. When the files cannot be written, ``data`` itself is returned."""
+    arrays = {a: (getattr(data, a).shape, getattr(data, a).dtype, iter((getattr(data, a),))) for a in _ARRAYS}
+    shared = _write(directory, _meta(data.name, data.num_classes, data.class_names, data.mean, data.std), arrays)
+    return shared if shared is not None else data
+
+
+def write_prepared(plan: ArrayPlan, directory: Path) -> Dataset:
+    """Make the data set of ``plan`` as files in ``directory``, chunk by chunk (a large data set is prepared
+    without holding its float32 arrays: at most one chunk beside the source), and return it memory-mapped from
+    there. When the files cannot be written, the data set is made in memory instead."""
+    arrays: dict[str, tuple[tuple[int, ...], np.dtype[Any], Iterator[np.ndarray]]] = {}
+    for split in _SPLITS:
+        s = plan.split(split)
+        arrays[f"x_{split}"] = ((len(s.rows), *plan.sample_shape), np.dtype(np.float32), plan.chunks(split))
+        arrays[f"y_{split}"] = (s.y.shape, s.y.dtype, iter((s.y,)))
+    meta = _meta(plan.name, plan.num_classes, plan.class_names, plan.mean, plan.std)
+    shared = _write(directory, meta, arrays)
+    return shared if shared is not None else materialize(plan)
+
+
+def _meta(name: str, num_classes: int, class_names: Sequence[str], mean: Sequence[float],
+          std: Sequence[float]) -> dict[str, Any]:
+    return {"name": name, "num_classes": num_classes, "class_names": list(class_names), "mean": list(mean),
+            "std": list(std), "arrays": {}}
+
+
+def _write_npy(file: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: Iterator[np.ndarray]) -> None:
+    """An ``.npy`` file of ``shape`` and ``dtype`` whose rows are the concatenated ``chunks``, written with plain
+    file writes (the written pages go to the page cache, not into this process's memory)."""
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    rows = 0
+    with open(file, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for c in chunks:
+            if c.dtype != dtype or c.shape[1:] != tuple(shape[1:]):
+                raise ValueError(f"a chunk of {file.name} has shape {c.shape} {c.dtype}, expected rows of "
+                                 f"{shape[1:]} {dtype}")
+            fh.write(np.ascontiguousarray(c).data)
+            rows += len(c)
+    if rows != (shape[0] if shape else 1):
+        raise ValueError(f"{file.name}: {rows} rows written, expected {shape[0]}")
+
+
+def _write(
+    directory: Path,
+    meta: dict[str, Any],
+    arrays: dict[str, tuple[tuple[int, ...], np.dtype[Any], Iterator[np.ndarray]]],
+) -> Dataset | None:
+    """Write the arrays (shape, dtype, row chunks) and ``meta`` to ``directory`` atomically (a temporary folder
+    renamed into place; a folder another process stored first is used instead) and open it mapped; ``None`` when
+    the files cannot be written."""
     parent = directory.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}-"))
     except OSError as exc:  # a read-only or full cache only costs memory
         log.warning("cannot write the prepared data set to %s: %s", parent, exc)
-        return data
+        return None
     try:
-        meta: dict[str, Any] = {
-            "name": data.name, "num_classes": data.num_classes, "class_names": list(data.class_names),
-            "mean": list(data.mean), "std": list(data.std), "arrays": {},
-        }
-        for a in _ARRAYS:
-            arr = getattr(data, a)
-            np.save(tmp / f"{a}.npy", np.ascontiguousarray(arr), allow_pickle=False)
-            meta["arrays"][a] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
+        for a, (shape, dtype, chunks) in arrays.items():
+            _write_npy(tmp / f"{a}.npy", shape, dtype, chunks)
+            meta["arrays"][a] = {"shape": list(shape), "dtype": str(dtype)}
         (tmp / "meta.json").write_text(json.dumps(meta))  # written last: a folder with it is complete
         try:
             os.rename(tmp, directory)
@@ -119,10 +165,12 @@ def store_prepared(data: Dataset, directory: Path) -> Dataset:
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         log.warning("cannot write the prepared data set to %s: %s", directory, exc)
-        return data
+        return None
+    except BaseException:  # a DataError found while writing, Ctrl-C: no half-written folder is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     _evict(parent, keep=directory)
-    shared = open_prepared(directory)
-    return shared if shared is not None else data
+    return open_prepared(directory)
 
 
 def _evict(parent: Path, *, keep: Path) -> None:
