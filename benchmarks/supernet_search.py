@@ -4,10 +4,16 @@
 * Data: a stratified subset of ``../shared/data/fashion_mnist.npz``: ``--fraction`` of the 60,000 training images
   (the run carves its 10 % validation split from them) and ``--test`` test images, written to
   ``benchmarks/out/supernet_search/fmnist_<fraction>_<test>.npz``. Both arms and all searches use this file.
-* Arm ``supernet`` (A), on the first device (default nrf52840, 64 KB SRAM, 256 KB flash):
+* Every evaluation, training and scoring step of both arms and of the other devices runs with ONE torch thread
+  (``[train] threads = 1`` in the run config, ``supernet train --threads 1``), so CPU time is comparable: with
+  ``--workers 1`` a run otherwise gives its one evaluation all CPUs' threads, which on a loaded machine costs more
+  CPU per candidate, not less.
+* Arm ``supernet`` (A), on the first device (default nrf52840 with a 20 KB SRAM / 64 KB flash model budget: about
+  40 % of the space's random networks exceed it, so the limits bind; the JSON reports the feasible fraction of
+  ``--feasible-samples`` random genomes under the cost model and the search's own infeasible count):
   ``tinyevo supernet train`` (``--supernet-epochs``, sandwich rule with 4 random sub-networks, one torch thread) of
   a small MBConv ``blocks`` sub-space (that of ``supernet_rank.py``), then ``tinyevo search --supernet`` with
-  ``--candidates`` scored candidates (one worker) and the final training (``--final-epochs``, inheriting the
+  ``--candidates`` scored candidates (one worker, one thread) and the final training (``--final-epochs``, inheriting the
   supernet's weights).
 * Arm ``training`` (B): ``tinyevo search`` of the same space with the default strategy and estimator (one worker),
   ``--time`` = A's CPU time less A's final training time, then the same final training from scratch; so both arms
@@ -17,18 +23,33 @@
   and wall time.
 * After both arms, devices 2 and 3 (default stm32f412 at 96 KB / 512 KB and stm32f746 at its own limits) are searched with the SAME
   supernet, ``--candidates`` evaluated trials each, ``--device-workers`` (2) workers, no final training: wall time
-  and candidates scored.
+  and CPU seconds (``getrusage`` of the child processes; CPU time is the primary cost, wall time depends on the
+  other load, so the load average before and after each step is recorded) and candidates scored.
+  ``--devices-from DIR`` runs only this part, from an existing supernet directory (e.g. the ``sn_*`` directory of
+  an earlier run), and writes its own JSON.
 
 Every step is written to the JSON at once; a step whose record is already there (same settings) is skipped, so a
 killed run continues. The issue's full configuration (2,000 candidates per device, full training split)::
 
     nice -n 10 python benchmarks/supernet_search.py --fraction 1.0 --supernet-epochs 10 --candidates 2000 \
-        --test 10000 --out benchmarks/results/supernet_search.json
+        --test 10000 --out benchmarks/results/supernet_search_full.json
 
-The small configuration that was run on the shared 2-core machine::
+The larger configuration that was run on the shared 2-core machine (``supernet_search.json``)::
+
+    nice -n 5 python benchmarks/supernet_search.py --fraction 0.3 --supernet-epochs 8 --candidates 2000 \
+        --test 5000 --final-epochs 8 --out benchmarks/results/supernet_search.json
+
+The small configuration (an earlier version: no binding limits, 64 KB / 256 KB, two torch threads per evaluation
+with one worker)::
 
     nice -n 10 python benchmarks/supernet_search.py --fraction 0.1 --supernet-epochs 4 --candidates 300 \
-        --test 2000 --final-epochs 5 --out benchmarks/results/supernet_search_small.json
+        --test 2000 --final-epochs 5 --device nrf52840:64KB:256KB stm32f412:96KB:512KB stm32f746 \
+        --out benchmarks/results/supernet_search_small.json
+
+Devices 2 and 3 only, from an existing supernet (one command)::
+
+    nice -n 5 python benchmarks/supernet_search.py --devices-from benchmarks/out/supernet_search/sn_f0.3_e8_r4_s0 \
+        --fraction 0.3 --candidates 2000 --out benchmarks/results/supernet_search_devices.json
 """
 
 from __future__ import annotations
@@ -119,6 +140,71 @@ def inherited_from(run_dir: Path) -> list[str | None]:
     return [json.loads(f.read_text()).get("inherited_from") for f in sorted(run_dir.glob("final/*/metrics.json"))]
 
 
+def limit_flags(spec: str) -> list[str]:
+    """``DEV[:SRAM:FLASH]`` as ``tinyevo search`` flags."""
+    dev, *rest = spec.split(":")
+    return ["--device", dev, *(["--sram", rest[0], "--flash", rest[1]] if rest else [])]
+
+
+def feasible_fraction(sn_dir: Path, spec: str, n: int, seed: int) -> dict[str, Any]:
+    """Fraction of ``n`` uniformly sampled genomes of the supernet's space that meet ``spec``'s SRAM and flash
+    limits under the cost model (the search's default planner and precision); an independent look at whether the
+    limits bind, next to the search's own infeasible count (which follows the strategy, not the space)."""
+    from tinyevo.cost import estimate_cost
+    from tinyevo.devices import get_device, parse_size
+    from tinyevo.spaces import create_space
+
+    info = json.loads((sn_dir / "supernet.json").read_text())["space"]
+    opts = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
+            for k, v in info.items()}
+    space = create_space("blocks", **opts)
+    dev, *rest = spec.split(":")
+    profile = get_device(dev)
+    sram = parse_size(rest[0]) if rest else profile.sram_bytes
+    flash = parse_size(rest[1]) if rest else profile.flash_bytes
+    rng = np.random.default_rng(seed)
+    ok_sram = ok_flash = ok = 0
+    for _ in range(n):
+        r = estimate_cost(space.decode(space.sample(rng)), device=profile)
+        s_ok, f_ok = r.peak_sram_bytes <= sram, r.flash_bytes <= flash
+        ok_sram, ok_flash, ok = ok_sram + s_ok, ok_flash + f_ok, ok + (s_ok and f_ok)
+    return {"samples": n, "sram_limit": sram, "flash_limit": flash, "feasible": round(ok / n, 4),
+            "sram_ok": round(ok_sram / n, 4), "flash_ok": round(ok_flash / n, 4)}
+
+
+def thread_config(extra: str = "") -> Path:
+    """A run config with one torch thread per evaluation and per final training (and ``extra`` TOML)."""
+    cfg = WORK / f"threads1{'_space' if extra else ''}.toml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(extra + "[train]\nthreads = 1\n")
+    return cfg
+
+
+def search_devices(result: dict[str, Any], specs: list[str], sn_dir: Path, data: Path, a: argparse.Namespace,
+                   tag: str, save: Any) -> None:
+    """Devices 2 and 3: ``--candidates`` evaluated trials each from the supernet in ``sn_dir``, no final training."""
+    devices = result.setdefault("other_devices", {})
+    common = ["--data", str(data), "--seed", str(a.seed), "--quiet", "--config", str(thread_config())]
+    for spec in specs:
+        if spec in devices:
+            continue
+        name = spec.split(":")[0]
+        run = WORK / f"D_{name}_{tag}"
+        shutil.rmtree(run, ignore_errors=True)
+        load0 = os.getloadavg()
+        wall, cpu = cli(["search", "--supernet", str(sn_dir), *common, *limit_flags(spec), "--budget",
+                         str(a.candidates), "--workers", str(a.device_workers), "--no-final", "--out", str(run)],
+                        WORK / f"D_{name}_{tag}.log")
+        rec = run_record(run, wall, cpu, int8=False)
+        rec["workers"], rec["torch_threads_per_worker"] = a.device_workers, 1
+        rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
+        rec["wall_s_per_candidate"] = round(wall / max(rec["scored"], 1), 3)
+        rec["cpu_s_per_candidate"] = round(cpu / max(rec["scored"], 1), 3)
+        rec["goal_10min_2000"] = rec["wall_s"] <= 600 and rec["scored"] >= 2000
+        devices[spec] = rec
+        save()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=shared_dir() / "data" / "fashion_mnist.npz")
@@ -129,8 +215,12 @@ def main() -> None:
     p.add_argument("--candidates", type=int, default=2000, help="evaluated trials per supernet search")
     p.add_argument("--final-epochs", type=int, default=10)
     p.add_argument("--device-workers", type=int, default=2, help="workers of the device 2 and 3 searches")
-    p.add_argument("--device", nargs=3, default=["nrf52840:64KB:256KB", "stm32f412:96KB:512KB", "stm32f746"],
+    p.add_argument("--device", nargs=3, default=["nrf52840:20KB:64KB", "stm32f412:96KB:512KB", "stm32f746"],
                    metavar="DEV[:SRAM:FLASH]", help="the arms' device, then the two other devices")
+    p.add_argument("--feasible-samples", type=int, default=2000,
+                   help="random genomes for the feasible fraction of the first device's limits")
+    p.add_argument("--devices-from", type=Path, metavar="DIR",
+                   help="only search devices 2 and 3, from the trained supernet in DIR (no arms)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "supernet_search.json")
@@ -144,11 +234,10 @@ def main() -> None:
         if old.get("settings") == settings:
             result = old
     result["settings"] = settings
-    result["configuration"] = ("small" if (a.fraction, a.candidates) != (1.0, 2000) else "full")
-    result["full_command"] = ("nice -n 10 python benchmarks/supernet_search.py --fraction 1.0 --supernet-epochs 10 "
-                              "--candidates 2000 --test 10000 --out benchmarks/results/supernet_search.json")
     result["command"] = " ".join(["python", *sys.argv])
-    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+    result["full_command"] = ("nice -n 10 python benchmarks/supernet_search.py --fraction 1.0 --supernet-epochs 10 "
+                              "--candidates 2000 --test 10000 --out benchmarks/results/supernet_search_full.json")
+    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "torch_threads_per_eval": 1,
                          "load_average_at_start": os.getloadavg()}
 
     def save() -> None:
@@ -160,9 +249,16 @@ def main() -> None:
     result["data"] = {"file": str(data.relative_to(ROOT)), "train_incl_val": round(a.fraction * 60000) // 10 * 10,
                       "test": min(a.test, 10000)}
 
-    def limits(spec: str) -> list[str]:
-        dev, *rest = spec.split(":")
-        return ["--device", dev, *(["--sram", rest[0], "--flash", rest[1]] if rest else [])]
+    if a.devices_from is not None:  # only devices 2 and 3, from an existing supernet
+        sn_dir = a.devices_from.resolve()
+        result["supernet"] = {"dir": str(sn_dir.relative_to(ROOT) if sn_dir.is_relative_to(ROOT) else sn_dir),
+                              "info": {k: v for k, v in json.loads((sn_dir / "supernet.json").read_text()).items()
+                                       if k != "space"}}
+        search_devices(result, a.device[1:], sn_dir, data, a, f"from_{sn_dir.name}", save)
+        result["load_average_at_end"] = os.getloadavg()
+        save()
+        print(json.dumps(result["other_devices"], indent=1, default=str)[:4000])
+        return
 
     common = ["--data", str(data), "--seed", str(a.seed), "--quiet"]
     sn_dir = WORK / f"sn_{tag}"
@@ -170,11 +266,16 @@ def main() -> None:
     # --- A.1 the supernet --------------------------------------------------------------------------------
     if "supernet_train" not in result or not (sn_dir / "supernet.pt").exists():
         shutil.rmtree(sn_dir, ignore_errors=True)
+        load0 = os.getloadavg()
         wall, cpu = cli(["supernet", "train", "--data", str(data), *SPACE_FLAGS, "--epochs", str(a.supernet_epochs),
                          "--random-subnets", str(a.random_subnets), "--threads", "1", "--seed", str(a.seed),
                          "--quiet", "--out", str(sn_dir)], WORK / f"sn_{tag}.log")
         result["supernet_train"] = {"dir": str(sn_dir.relative_to(ROOT)), "wall_s": round(wall, 1),
-                                    "cpu_s": round(cpu, 1)}
+                                    "cpu_s": round(cpu, 1), "torch_threads": 1, "load_average_before": load0,
+                                    "load_average_after": os.getloadavg()}
+        save()
+    if "first_device_space_feasible" not in result:
+        result["first_device_space_feasible"] = feasible_fraction(sn_dir, a.device[0], a.feasible_samples, a.seed)
         save()
 
     # --- A.2 search with supernet scoring + final training (inheriting) ----------------------------------
@@ -182,14 +283,16 @@ def main() -> None:
     if "supernet" not in arms:
         run = WORK / f"A_{tag}"
         shutil.rmtree(run, ignore_errors=True)
-        wall, cpu = cli(["search", "--supernet", str(sn_dir), *common, *limits(a.device[0]),
-                         "--budget", str(a.candidates), "--workers", "1", "--final-epochs", str(a.final_epochs),
-                         "--out", str(run)], WORK / f"A_{tag}.log")
+        load0 = os.getloadavg()
+        wall, cpu = cli(["search", "--supernet", str(sn_dir), *common, "--config", str(thread_config()),
+                         *limit_flags(a.device[0]), "--budget", str(a.candidates), "--workers", "1",
+                         "--final-epochs", str(a.final_epochs), "--out", str(run)], WORK / f"A_{tag}.log")
         rec = run_record(run, wall, cpu, int8=not a.no_int8)
         rec["search_and_final_cpu_s"] = rec.pop("cpu_s")
         rec["search_and_final_wall_s"] = rec.pop("wall_s")
         rec["cpu_s_total"] = round(result["supernet_train"]["cpu_s"] + rec["search_and_final_cpu_s"], 1)
         rec["wall_s_total"] = round(result["supernet_train"]["wall_s"] + rec["search_and_final_wall_s"], 1)
+        rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
         arms["supernet"] = rec
         save()
 
@@ -199,35 +302,23 @@ def main() -> None:
         budget = int(A["cpu_s_total"] - ((A.get("final") or {}).get("final_train_s") or 0.0))
         run = WORK / f"B_{tag}"
         shutil.rmtree(run, ignore_errors=True)
-        space_cfg = WORK / "space.toml"
         sn_space = json.loads((sn_dir / "supernet.json").read_text())["space"]
         opts = {k: v for k, v in sn_space.items() if k not in ("input_shape", "num_classes")}
-        space_cfg.write_text('space = "blocks"\n[space_options]\n' + "".join(
+        space_cfg = thread_config('space = "blocks"\n[space_options]\n' + "".join(
             f"{k} = {json.dumps(v)}\n" for k, v in opts.items()))
-        wall, cpu = cli(["search", "--config", str(space_cfg), *common, *limits(a.device[0]), "--time", f"{budget}s",
-                         "--budget", "100000", "--workers", "1", "--final-epochs", str(a.final_epochs),
-                         "--out", str(run)], WORK / f"B_{tag}.log")
+        load0 = os.getloadavg()
+        wall, cpu = cli(["search", "--config", str(space_cfg), *common, *limit_flags(a.device[0]),
+                         "--time", f"{budget}s", "--budget", "100000", "--workers", "1",
+                         "--final-epochs", str(a.final_epochs), "--out", str(run)], WORK / f"B_{tag}.log")
         rec = run_record(run, wall, cpu, int8=not a.no_int8)
         rec["search_time_budget_s"] = budget
         rec["cpu_s_total"], rec["wall_s_total"] = rec.pop("cpu_s"), rec.pop("wall_s")
+        rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
         arms["training"] = rec
         save()
 
     # --- devices 2 and 3 from the same supernet ----------------------------------------------------------
-    devices = result.setdefault("other_devices", {})
-    for spec in a.device[1:]:
-        if spec in devices:
-            continue
-        run = WORK / f"D_{spec.split(':')[0]}_{tag}"
-        shutil.rmtree(run, ignore_errors=True)
-        wall, cpu = cli(["search", "--supernet", str(sn_dir), *common, *limits(spec), "--budget", str(a.candidates),
-                         "--workers", str(a.device_workers), "--no-final", "--out", str(run)],
-                        WORK / f"D_{spec.split(':')[0]}_{tag}.log")
-        rec = run_record(run, wall, cpu, int8=False)
-        rec["workers"] = a.device_workers
-        rec["goal_10min_2000"] = rec["wall_s"] <= 600 and rec["scored"] >= 2000
-        devices[spec] = rec
-        save()
+    search_devices(result, a.device[1:], sn_dir, data, a, tag, save)
 
     for name, prefix in (("supernet", "A"), ("training", "B")):  # where each final model's weights started
         run = WORK / f"{prefix}_{tag}"
