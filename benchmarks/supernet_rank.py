@@ -40,6 +40,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,116 @@ def pick_archs(space: BlocksSpace, n: int, seed: int) -> list[str]:
     return picked
 
 
+def read_json(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically (another process may read the caches while this one writes them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def reference_key(args: argparse.Namespace, seed: int) -> str:
+    """The identity of one stand-alone reference run (data split, recipe, training seed)."""
+    return f"{Path(args.data).stem}_f{args.fraction:g}_v{args.val_rows}_split{args.seed}_e{args.epochs}_s{seed}"
+
+
+def variant_name(args: argparse.Namespace) -> str:
+    """The identity of one supernet training (its directory under ``--work``)."""
+    name = f"sn_e{args.supernet_epochs}_b{args.supernet_batch_size}_r{args.random_subnets}"
+    if args.supernet_lr is not None:
+        name += f"_lr{args.supernet_lr:g}"
+    if args.supernet_warmup:
+        name += f"_w{args.supernet_warmup:g}"
+    if args.supernet_fraction is not None and args.supernet_fraction != args.fraction:
+        name += f"_f{args.supernet_fraction:g}"
+    return name
+
+
+def score_key(args: argparse.Namespace, config: ScoreConfig) -> str:
+    """The identity of the scores of one supernet (the validation rows and the scorer's configuration)."""
+    return (f"{Path(args.data).stem}_f{args.fraction:g}_v{args.val_rows}_split{args.seed}"
+            f"_c{config.calibration_rows}_b{config.batch_size}_s{config.seed}")
+
+
+def run_standalone(space: BlocksSpace, data: Dataset, archs: list[str], args: argparse.Namespace,
+                   seed: int) -> dict[str, dict[str, float]]:
+    """Stand-alone training of every architecture with training seed ``seed`` (cached per genome)."""
+    path = args.work / f"standalone_{reference_key(args, seed)}.json"
+    cache: dict[str, dict[str, float]] = read_json(path, {})
+    recipe = Recipe(epochs=args.epochs, batch_size=128, optimizer="adamw", threads=1)
+    for i, g in enumerate(archs):
+        if g in cache:
+            continue
+        model = build_model(space.decode(space.parse(g)), seed=seed)
+        t0, c0 = time.perf_counter(), time.process_time()
+        fitted = train(model, fit_data_to_ir(model.ir, data), recipe, seed=seed)
+        cache[g] = {"acc": fitted.history[-1].val_acc, "seconds": round(time.perf_counter() - t0, 2),
+                    "cpu_seconds": round(time.process_time() - c0, 2)}
+        write_json(path, cache)
+        print(f"[seed {seed} {i + 1}/{len(archs)}] {g}  acc={cache[g]['acc']:.4f}  {cache[g]['seconds']} s",
+              flush=True)
+    return cache
+
+
+def run_supernet(space: BlocksSpace, data: Dataset, args: argparse.Namespace, vdir: Path) -> dict[str, Any]:
+    """Train (or resume, or reuse) the supernet of this variant; returns its description (``meta.json``)."""
+    meta_path, saved = vdir / "meta.json", vdir / "supernet"
+    meta = read_json(meta_path, None)
+    if meta is not None and (saved / "supernet.pt").exists():
+        return meta
+    recipe = Recipe(epochs=args.supernet_epochs, batch_size=args.supernet_batch_size, optimizer="adamw", threads=1,
+                    lr=args.supernet_lr, warmup_epochs=args.supernet_warmup)
+    torch.manual_seed(args.seed)
+    net = Supernet(space)
+    t0, c0 = time.perf_counter(), time.process_time()
+    fitted = train_supernet(net, data, recipe, seed=args.seed, random_subnets=args.random_subnets,
+                            checkpoint=vdir / "supernet.ckpt", checkpoint_every_s=30.0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    training = {"recipe": recipe.math(), "seed": args.seed, "random_subnets": args.random_subnets,
+                "train_rows": len(data.x_train)}
+    save_supernet(saved, net, data={"name": data.name, "input_shape": list(data.input_shape)}, training=training)
+    meta = {**training,
+            # the loop's own clock (it adds up over a resumed training); this process's wall and CPU time
+            "train_seconds": round(fitted.history[-1].seconds if fitted.history else wall, 1),
+            "process_wall_seconds": round(wall, 1), "process_cpu_seconds": round(cpu, 1),
+            "load_average_at_end": os.getloadavg(),
+            "curve": [[h.epoch, round(h.train_loss, 4), h.val_acc] for h in fitted.history],
+            "largest": str(net.largest()), "smallest": str(net.smallest())}
+    write_json(meta_path, meta)
+    return meta
+
+
+def run_scores(data: Dataset, archs: list[str], args: argparse.Namespace, vdir: Path,
+               config: ScoreConfig) -> dict[str, dict[str, float]]:
+    """Supernet scores of every architecture (cached per supernet and scorer configuration)."""
+    path = vdir / "scores.json"
+    cache = read_json(path, {})
+    key = score_key(args, config)
+    scores = cache.setdefault(key, {})
+    if all(g in scores for g in archs):
+        return scores
+    net, _ = load_supernet(vdir / "supernet")
+    scorer = SupernetScorer(net, data, config=config)
+    for g in archs:
+        if g not in scores:
+            t0 = time.perf_counter()
+            scores[g] = {"acc": scorer.score(g), "seconds": round(time.perf_counter() - t0, 3)}
+    write_json(path, cache)
+    return scores
+
+
+def tau(a: list[float], b: list[float]) -> float:
+    return round(float(kendalltau(a, b).statistic), 4)
+
+
+def rho(a: list[float], b: list[float]) -> float:
+    return round(float(spearmanr(a, b).statistic), 4)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=shared_dir() / "data" / "fashion_mnist.npz")
@@ -98,121 +209,117 @@ def main() -> None:
     p.add_argument("--val-rows", type=int, default=2000)
     p.add_argument("--archs", type=int, default=30)
     p.add_argument("--epochs", type=int, default=3, help="stand-alone training epochs (the reference)")
-    p.add_argument("--supernet-epochs", type=int, default=8)
+    p.add_argument("--reference-seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1],
+                   help="training seeds of the stand-alone reference (comma list); the reference is their mean")
+    p.add_argument("--supernet-epochs", type=int, default=10)
     p.add_argument("--supernet-batch-size", type=int, default=128)
-    p.add_argument("--random-subnets", type=int, default=2)
-    p.add_argument("--calibration-rows", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--supernet-lr", type=float, default=None, help="AdamW learning rate (default: the recipe's)")
+    p.add_argument("--supernet-warmup", type=float, default=0.0, help="epochs of linear learning-rate warm-up")
+    p.add_argument("--supernet-fraction", type=float, default=None,
+                   help="fraction of the training split the supernet trains on (default: --fraction)")
+    p.add_argument("--random-subnets", type=int, default=4)
+    p.add_argument("--calibration-rows", type=int, default=None,
+                   help="BatchNorm calibration rows of the scorer (default: ScoreConfig's, as the search uses)")
+    p.add_argument("--stage", choices=("all", "reference", "supernet"), default="all",
+                   help="run only the stand-alone reference or only the supernet (two processes can share one "
+                        "--work directory); 'all' also writes --out")
+    p.add_argument("--seed", type=int, default=0, help="picks the architectures, the data split and the supernet's "
+                                                       "training")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "supernet_rank.json")
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "supernet_rank",
-                   help="scratch directory: the supernet's checkpoint and saved directory")
+                   help="scratch directory: stand-alone results, supernets (checkpoints, weights, scores)")
     args = p.parse_args()
     torch.set_num_threads(1)
 
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "work")}
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k not in ("out", "work", "stage")}
     settings["data"] = Path(args.data).name
-    supernet_keys = ("supernet_epochs", "supernet_batch_size", "random_subnets", "calibration_rows")
-    reference = {k: v for k, v in settings.items() if k not in supernet_keys}
-    result: dict[str, Any] = {}
-    if args.out.exists():  # resume: keep what was measured with the same settings
-        old = json.loads(args.out.read_text())
-        same_reference = {k: v for k, v in old.get("settings", {}).items() if k not in supernet_keys} == reference
-        if same_reference:
-            result = old
-            if old.get("settings") != settings:  # another supernet: its scores go, the stand-alone results stay
-                result.pop("supernet", None)
-                result.pop("summary", None)
-                for rec in result.get("archs", {}).values():
-                    rec.pop("supernet_acc", None)
-                    rec.pop("supernet_seconds", None)
-    result["settings"] = settings
-    work = args.work / "sn_e{supernet_epochs}_b{supernet_batch_size}_r{random_subnets}".format(**settings)
-    result["command"] = " ".join(["python", *sys.argv])
-    result["machine"] = {"cpus": os.cpu_count(), "torch_threads": 1, "python": platform.python_version(),
-                         "torch": torch.__version__, "load_average_at_start": os.getloadavg()}
-
-    def save() -> None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-
     data = load_split(args.data, args.fraction, args.val_rows, args.seed)
     space = create_space("blocks", **SPACE)
     assert isinstance(space, BlocksSpace)
-    result["space"] = space_options(space)
-    result["data"] = {"name": data.name, "train": len(data.x_train), "val": len(data.x_val)}
     archs = pick_archs(space, args.archs, args.seed)
-    result.setdefault("archs", {g: {"macs": macs(space.decode(space.parse(g)))} for g in archs})
-    save()
+    config = ScoreConfig() if args.calibration_rows is None else ScoreConfig(calibration_rows=args.calibration_rows)
+    vname = variant_name(args)
+    vdir = args.work / vname
 
-    # --- 1. the supernet ---------------------------------------------------------------------------------
-    recipe_sn = Recipe(epochs=args.supernet_epochs, batch_size=args.supernet_batch_size, optimizer="adamw", threads=1)
-    saved = work / "supernet"
-    if "supernet" not in result or not (saved / "supernet.pt").exists():
-        torch.manual_seed(args.seed)
-        net = Supernet(space)
-        t0 = time.perf_counter()
-        fitted = train_supernet(net, data, recipe_sn, seed=args.seed, random_subnets=args.random_subnets,
-                                checkpoint=work / "supernet.ckpt", checkpoint_every_s=30.0)
-        train_s = time.perf_counter() - t0  # this process's share (a resumed run counts from the checkpoint)
-        save_supernet(saved, net, data={"name": data.name, "input_shape": list(data.input_shape)},
-                      training={"recipe": recipe_sn.math(), "seed": args.seed, "random_subnets": args.random_subnets})
-        result["supernet"] = {"train_seconds": round(fitted.history[-1].seconds if fitted.history else train_s, 1),
-                              "curve": [[h.epoch, round(h.train_loss, 4), h.val_acc] for h in fitted.history],
-                              "largest": str(net.largest()), "smallest": str(net.smallest())}
-        save()
-    net, _ = load_supernet(saved)
+    if args.stage in ("all", "supernet"):
+        sn_data = data
+        if args.supernet_fraction is not None and args.supernet_fraction != args.fraction:
+            sn_data = load_split(args.data, args.supernet_fraction, args.val_rows, args.seed)
+        run_supernet(space, sn_data, args, vdir)
+        run_scores(data, archs, args, vdir, config)
+    if args.stage in ("all", "reference"):
+        for seed in args.reference_seeds:
+            run_standalone(space, data, archs, args, seed)
+    if args.stage != "all":
+        return
 
-    # --- 2. supernet scores ----------------------------------------------------------------------------
-    scorer = SupernetScorer(net, data, config=ScoreConfig(calibration_rows=args.calibration_rows, seed=args.seed))
-    for g in archs:
-        rec = result["archs"][g]
-        if "supernet_acc" not in rec:
-            t0 = time.perf_counter()
-            rec["supernet_acc"] = scorer.score(g)
-            rec["supernet_seconds"] = round(time.perf_counter() - t0, 3)
-    save()
+    # --- the summary: this variant, and every other supernet in --work scored against the same reference ----
+    refs = {s: run_standalone(space, data, archs, args, s) for s in args.reference_seeds}
+    mc = [macs(space.decode(space.parse(g))) for g in archs]
+    ref = [float(np.mean([refs[s][g]["acc"] for s in args.reference_seeds])) for g in archs]
+    per_seed = {s: [refs[s][g]["acc"] for g in archs] for s in args.reference_seeds}
+    skey = score_key(args, config)
 
-    # --- 3. stand-alone training (the reference) ------------------------------------------------------
-    recipe = Recipe(epochs=args.epochs, batch_size=128, optimizer="adamw", threads=1)
-    for i, g in enumerate(archs):
-        rec = result["archs"][g]
-        if "standalone_acc" in rec:
-            continue
-        model = build_model(space.decode(space.parse(g)), seed=args.seed)
-        t0 = time.perf_counter()
-        fitted = train(model, fit_data_to_ir(model.ir, data), recipe, seed=args.seed)
-        rec["standalone_acc"] = fitted.history[-1].val_acc
-        rec["standalone_seconds"] = round(time.perf_counter() - t0, 2)
-        print(f"[{i + 1}/{len(archs)}] {g}  macs={rec['macs']}  supernet={rec['supernet_acc']:.4f}  "
-              f"standalone={rec['standalone_acc']:.4f}  {rec['standalone_seconds']}s", flush=True)
-        save()
+    def judged(d: Path) -> dict[str, Any] | None:
+        meta, scores = read_json(d / "meta.json", None), read_json(d / "scores.json", {}).get(skey, {})
+        if meta is None or not all(g in scores for g in archs):
+            return None
+        sn = [scores[g]["acc"] for g in archs]
+        return {"kendall_tau": tau(sn, ref), "spearman": rho(sn, ref),
+                "kendall_tau_per_reference_seed": {str(s): tau(sn, per_seed[s]) for s in per_seed},
+                "supernet_acc_range": [min(sn), max(sn)],
+                "train_seconds": meta["train_seconds"], "train_cpu_seconds": meta.get("process_cpu_seconds"),
+                "epochs": meta["recipe"]["epochs"], "batch_size": meta["recipe"]["batch_size"],
+                "lr": meta["recipe"]["lr"], "warmup_epochs": meta["recipe"]["warmup_epochs"],
+                "random_subnets": meta["random_subnets"], "train_rows": meta.get("train_rows")}
 
-    # --- 4. summary -------------------------------------------------------------------------------------
-    recs = [result["archs"][g] for g in archs]
-    sn = [r["supernet_acc"] for r in recs]
-    sa = [r["standalone_acc"] for r in recs]
-    mc = [r["macs"] for r in recs]
-    sn_s = float(np.mean([r["supernet_seconds"] for r in recs]))
-    sa_s = float(np.mean([r["standalone_seconds"] for r in recs]))
-    train_s = result["supernet"]["train_seconds"]
-    result["summary"] = {
-        "archs": len(recs),
-        "kendall_tau_supernet": round(float(kendalltau(sn, sa).statistic), 4),
-        "spearman_supernet": round(float(spearmanr(sn, sa).statistic), 4),
-        "kendall_tau_macs": round(float(kendalltau(mc, sa).statistic), 4),
-        "standalone_acc_range": [min(sa), max(sa)],
-        "supernet_acc_range": [min(sn), max(sn)],
-        "seconds_per_candidate_supernet_scoring": round(sn_s, 3),
-        "seconds_per_candidate_standalone": round(sa_s, 2),
-        "supernet_training_seconds": train_s,
-        "seconds_per_candidate_supernet_incl_training": round(sn_s + train_s / len(recs), 2),
-        "load_average_at_end": os.getloadavg(),
+    meta = read_json(vdir / "meta.json", {})
+    scores = read_json(vdir / "scores.json", {})[skey]
+    sn = [scores[g]["acc"] for g in archs]
+    seeds = args.reference_seeds
+    ceiling = {f"{a}-{b}": tau(per_seed[a], per_seed[b]) for i, a in enumerate(seeds) for b in seeds[i + 1:]}
+    sa_s = float(np.mean([refs[s][g]["seconds"] for s in seeds for g in archs]))
+    sn_s = float(np.mean([scores[g]["seconds"] for g in archs]))
+    result: dict[str, Any] = {
+        "command": " ".join(["python", *sys.argv]),
+        "settings": settings, "variant": vname, "score_config": asdict(config),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": 1, "python": platform.python_version(),
+                    "torch": torch.__version__, "load_average_at_end": os.getloadavg()},
+        "space": space_options(space),
+        "data": {"name": data.name, "train": len(data.x_train), "val": len(data.x_val)},
+        "reference": {"recipe": {"epochs": args.epochs, "batch_size": 128, "optimizer": "adamw"},
+                      "seeds": seeds, "what": "mean validation accuracy over the training seeds"},
+        "summary": {
+            "archs": len(archs),
+            "kendall_tau_supernet": tau(sn, ref),
+            "spearman_supernet": rho(sn, ref),
+            "kendall_tau_supernet_per_reference_seed": {str(s): tau(sn, per_seed[s]) for s in seeds},
+            "kendall_tau_between_reference_seeds": ceiling,
+            "spearman_between_reference_seeds": {f"{a}-{b}": rho(per_seed[a], per_seed[b])
+                                                 for i, a in enumerate(seeds) for b in seeds[i + 1:]},
+            "kendall_tau_macs": tau(mc, ref),
+            "standalone_acc_range": [min(ref), max(ref)],
+            "supernet_acc_range": [min(sn), max(sn)],
+            "seconds_per_candidate_supernet_scoring": round(sn_s, 3),
+            "seconds_per_candidate_standalone_per_seed": round(sa_s, 2),
+            "supernet_training_seconds": meta["train_seconds"],
+            "seconds_per_candidate_supernet_incl_training": round(sn_s + meta["train_seconds"] / len(archs), 2),
+        },
+        "supernet": meta,
+        "variants": {d.name: v for d in sorted(args.work.glob("sn_*")) if (v := judged(d)) is not None},
+        "archs": {g: {"macs": m, "standalone_acc": {str(s): refs[s][g]["acc"] for s in seeds},
+                      "standalone_mean": r, "supernet_acc": scores[g]["acc"]}
+                  for g, m, r in zip(archs, mc, ref, strict=True)},
     }
-    save()
+    write_json(args.out, result)
     s = result["summary"]
-    print(f"Kendall tau supernet vs stand-alone: {s['kendall_tau_supernet']} (MACs: {s['kendall_tau_macs']}); "
-          f"cost per candidate {s['seconds_per_candidate_supernet_scoring']} s vs "
-          f"{s['seconds_per_candidate_standalone']} s; supernet training {train_s} s")
+    for name, v in result["variants"].items():
+        print(f"{name:40s} tau {v['kendall_tau']:.3f}  spearman {v['spearman']:.3f}  train {v['train_seconds']} s")
+    print(f"Kendall tau supernet ({vname}) vs stand-alone (mean of seeds {seeds}): {s['kendall_tau_supernet']} "
+          f"(MACs: {s['kendall_tau_macs']}; between reference seeds: {ceiling}); cost per candidate "
+          f"{s['seconds_per_candidate_supernet_scoring']} s vs {s['seconds_per_candidate_standalone_per_seed']} s "
+          f"per seed; supernet training {meta['train_seconds']} s")
 
 
 if __name__ == "__main__":
