@@ -15,7 +15,9 @@ from tinyevo.cost.lowering import (
     DeployGraph,
     DeployOp,
     Tensor,
+    fold_duplicated_channels,
     lower,
+    pools_two_copies,
     scratch_buffers,
 )
 from tinyevo.cost.memory import (
@@ -95,7 +97,9 @@ __all__ = [
     "estimate_cost",
     "flash_breakdown",
     "get_planner",
+    "fold_duplicated_channels",
     "lower",
+    "pools_two_copies",
     "op_cycles",
     "scratch_buffers",
     "sram_caption",

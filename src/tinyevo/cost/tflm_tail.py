@@ -155,6 +155,7 @@ _BUILTIN_PARAMS: dict[str, tuple[int, int] | None] = {
     "PAD": None,
     "PADV2": None,
     "ZEROS_LIKE": None,
+    "SLICE": None,  # empty SliceOptions (the kernel has no Init either: no OpData)
     "RELU": None,
     "RELU6": None,
     "HARD_SWISH": None,
