@@ -295,6 +295,20 @@ def test_example_configs_set_what_they_say():
     assert by_name["own-device"].limits.device == "my-m4-board"
     assert by_name["low-fidelity"].estimator.fidelity.epochs_fraction == 0.25
     assert by_name["prefilter"].prefilter is not None and by_name["prefilter"].prefilter.pool == 200
+    rl = by_name["reinforce-options"]
+    assert (rl.strategy, rl.strategy_options.lr, rl.strategy_options.batch_size) == ("reinforce", 0.1, 4)
+    se = by_name["surrogate-options"]
+    assert (se.strategy, se.strategy_options.initial, se.strategy_options.refit_fraction) == (
+        "surrogate-evolution", 10, 0.05)
+    dn = by_name["dnas"].dnas
+    assert dn is not None and (dn.epochs, dn.arch_lr, dn.exclude) == (3, 0.005, ("none",))
+
+
+def test_example_strategy_configs_make_their_strategies():
+    for stem, attribute, value in (("reinforce-options", "entropy", 0.05), ("surrogate-options", "max_train", 200)):
+        config = build_config(load_config_file(DOCS / f"{stem}.toml"))
+        parts = assemble_run(config)
+        assert getattr(make_strategy(config, parts.space, parts.problem), attribute) == value
 
 
 # --- the report's Pareto front follows the problem's axes (issue 18 item 5) ---
@@ -312,3 +326,85 @@ def test_report_draws_the_front_on_the_problems_axes():
     assert front_style(axes(flash_only), "val_acc", "flash_bytes") == "line"  # was drawn on SRAM only
     assert front_style(axes(flash_only), "val_acc", "peak_sram_bytes") is None
     assert front_style(axes(both), "val_acc", "peak_sram_bytes") == "markers"  # a 3-axis front, projected
+
+
+# --- dnas settings ([dnas] table of search --strategy dnas) ---
+
+DNAS_SPACE = {"space": "nb201", "space_options": {"channels": 2, "cells_per_stage": 1}}
+DNAS_OPTIONS = {"arch_lr": 0.01, "arch_weight_decay": 0.0, "warmup_epochs": 2, "gumbel": True, "tau": 0.5,
+                "penalty": 3.0, "exclude": ["none", "skip_connect"], "epochs": 3}
+
+
+class _Searched(Exception):
+    pass
+
+
+def _dnas_search_inputs(monkeypatch: pytest.MonkeyPatch, values: dict) -> dict:
+    """What :func:`tinyevo.run.dnas.dnas_genome` hands the DNAS search for the config ``values`` (the search
+    itself is replaced: it trains)."""
+    import tinyevo.run.dnas as run_dnas
+
+    seen: dict = {}
+
+    def search(space, data, recipe, *, seed, cfg, cost, limits):  # type: ignore[no-untyped-def]
+        seen.update(recipe=recipe, cfg=cfg, limits=limits)
+        raise _Searched
+
+    monkeypatch.setattr(run_dnas, "dnas_search", search)
+    config = build_config({**DNAS_SPACE, **values}, train={"epochs": 1}, flash="12KB")
+    assert RunConfig.from_json(config.to_json()) == config  # stored with the run
+    with pytest.raises(_Searched):
+        run_dnas.dnas_genome(config)
+    return seen
+
+
+@pytest.mark.parametrize("name, value", list(DNAS_OPTIONS.items()))
+def test_each_dnas_option_reaches_the_search(name, value, monkeypatch):
+    seen = _dnas_search_inputs(monkeypatch, {"dnas": {name: value}})
+    if name == "epochs":
+        assert seen["recipe"].epochs == value  # the search's length; [train] says 1
+    else:
+        assert getattr(seen["cfg"], name) == (tuple(value) if isinstance(value, list) else value)
+
+
+def test_dnas_defaults_without_the_table(monkeypatch):
+    from tinyevo.supernet.dnas import DnasConfig
+
+    seen = _dnas_search_inputs(monkeypatch, {})
+    assert seen["recipe"].epochs == 1 and seen["cfg"] == DnasConfig(exclude=("none",))  # nb201 guards "none"
+    seen = _dnas_search_inputs(monkeypatch, {"dnas": {"exclude": []}})
+    assert seen["cfg"].exclude == ()  # an empty list excludes nothing
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"arch_lr": 0.0}, "dnas.arch_lr must be > 0"),
+    ({"epochs": 0}, "dnas.epochs must be >= 1, got 0"),
+    ({"gumbel": 1}, "dnas.gumbel must be true or false, got 1"),
+    ({"tau": math.nan}, "dnas.tau must be a finite number"),
+    ({"exclude": "none"}, "dnas.exclude must be a list"),
+    ({"arch_lrr": 0.1}, "unknown option 'dnas.arch_lrr'"),
+])
+def test_bad_dnas_options_are_one_line(options, message):
+    with pytest.raises(ConfigError) as err:
+        build_config({"dnas": options})
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_dnas_table_needs_the_dnas_strategy(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from tinyevo.cli.main import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('strategy = "random"\nbudget = 1\n[dnas]\narch_lr = 0.01\n')
+    assert main(["search", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "the [dnas] table sets up --strategy dnas, not 'random'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_strategy_dnas_in_a_config_file_is_the_dnas_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from tinyevo.cli.main import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('strategy = "dnas"\nspace = "chain"\n[dnas]\narch_lr = 0.01\n')
+    assert main(["search", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "dnas" in err and "nb201" in err and "unknown strategy" not in err  # DNAS itself refuses chain

@@ -439,17 +439,24 @@ def check_out_dir(out: Path) -> None:
 
 def run_search_command(args: argparse.Namespace) -> int:
     from tinyevo.run.assembly import cached_dataset
+    from tinyevo.run.config import load_config_file
     from tinyevo.run.engine import new_run_dir, start_run
     from tinyevo.run.precheck import check_limits_reachable
 
     from tinyevo.run.sizing import size_run
 
     err = Console(stderr=True)
-    dnas = args.strategy == "dnas"  # differentiable NAS: searched before the run, stored as its one trial
+    # differentiable NAS (the flag, or strategy = "dnas" in the config): searched before the run, stored as the
+    # one trial of a run whose strategy is "random" (tinyevo.run.dnas.CARRIER_STRATEGY)
+    named = args.strategy or (load_config_file(args.config).get("strategy") if args.config else None)
+    dnas = named == "dnas"
     if dnas:
-        args.strategy = None
+        args.strategy = "random"
     sized = size_run(config_from_args(args))  # defaults adapted to the data size (stored with the run)
     config = sized.config
+    if config.dnas is not None and not dnas:
+        raise ConfigError(f"the [dnas] table sets up --strategy dnas, not {config.strategy!r}; drop it or search "
+                          "with --strategy dnas")
     notes = [f"[dim]{sized.describe()}[/dim]"] + [f"[yellow]warning: {w.message}[/yellow]" for w in sized.warnings]
     out = args.out
     if out is None and args.config:

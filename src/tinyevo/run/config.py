@@ -31,7 +31,8 @@ A config file uses the flag names (``-`` or ``_``) as top-level keys, plus three
     device_file = "boards.toml"  # your own device profiles (stored with the run as text)
 
     [strategy_options] # population, offspring, generations, selection, tournament_size, parents, mutation_rate,
-    population = 20    # crossover_prob, initialization ("random" / "trivial"); see tinyevo.strategies.settings
+    population = 20    # crossover_prob, initialization ("random" / "trivial"); reinforce's lr, batch_size, ...;
+                       # surrogate-evolution's initial, elite, ...; see tinyevo.strategies.settings
 
     [fidelity]         # epochs_fraction, data_fraction, width, resolution, each in (0, 1]
     width = 0.5
@@ -39,6 +40,9 @@ A config file uses the flag names (``-`` or ``_``) as top-level keys, plus three
     [prefilter]        # the size best of pool random networks within the hard limits, by a zero-cost proxy
     pool = 200         # (proxy = "naswot" / "synflow" / "grad_norm"), are evaluated first
     size = 10
+
+    [dnas]             # with --strategy dnas: epochs, arch_lr, arch_weight_decay, warmup_epochs, gumbel, tau,
+    arch_lr = 0.01     # penalty, exclude (docs/dnas.md)
 
 Examples per use case: ``docs/configs/*.toml``.
 """
@@ -58,6 +62,7 @@ from tinyevo.errors import ConfigError, StorageError
 from tinyevo.problem import Objective, SoftTarget
 from tinyevo.run.options import (
     DEFAULT_ESTIMATOR,
+    DnasOptions,
     LIMIT_NAMES,
     TrainOptions,
     prefilter_options,
@@ -402,6 +407,8 @@ class RunConfig:
     """The ``[strategy_options]`` table: hyper-parameters over the strategy preset's own."""
     prefilter: PrefilterConfig | None = None
     """The ``[prefilter]`` table: zero-cost pre-filtering of the initial genomes (None: off)."""
+    dnas: DnasOptions | None = None
+    """The ``[dnas]`` table: settings of ``tinyevo search --strategy dnas`` (:mod:`tinyevo.run.dnas`)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.init, tuple) or not all(isinstance(i, str) and i.strip() for i in self.init):
@@ -446,6 +453,7 @@ class RunConfig:
             "prefilter": None if self.prefilter is None else {
                 "proxy": self.prefilter.proxy, "pool": self.prefilter.pool, "size": self.prefilter.size,
                 "chosen": list(self.prefilter.chosen)},
+            "dnas": None if self.dnas is None else self.dnas.given(),
         }
 
     @classmethod
@@ -479,6 +487,7 @@ class RunConfig:
                 init=tuple(obj.get("init", ())),
                 strategy_options=StrategySettings(**obj.get("strategy_options", {})),
                 prefilter=None if obj.get("prefilter") is None else PrefilterConfig(**obj["prefilter"]),
+                dnas=None if obj.get("dnas") is None else DnasOptions(**obj["dnas"]),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(
@@ -598,8 +607,9 @@ _TOP_KEYS = {
     "strategy_options",
     "fidelity",
     "prefilter",
+    "dnas",
 }
-_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter")
+_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter", "dnas")
 _FINAL_KEYS = {"enabled", "pareto", "max_models", "top_k", "workers", "teacher"}
 
 
@@ -826,6 +836,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
         strategy_options=StrategySettings(**(checked.strategy_options.model_dump() if checked.strategy_options
                                              else {})),
         prefilter=(None if checked.prefilter is None else PrefilterConfig(**checked.prefilter.model_dump())),
+        dnas=checked.dnas,
     )
 
 

@@ -6,7 +6,8 @@ device limits and ``[train]`` recipe, then starts an ordinary run whose only tri
 genome of the ``random`` strategy, budget one trial): it is evaluated by the run's estimator, stored like any
 trial, retrained by the final stage and exported by ``tinyevo export``. What the search saw (the probabilities per
 decision, the argmax genome, the projection onto the hard limits, the penalty per epoch) goes to ``dnas.json`` in
-the run directory.
+the run directory. The ``[dnas]`` table of the run config (:class:`~tinyevo.run.options.DnasOptions`) sets the
+search's epochs and :class:`~tinyevo.supernet.dnas.DnasConfig`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tinyevo.fsutil import atomic_write_text
 from tinyevo.run.assembly import CostFunction, cached_dataset, make_limits, make_space, train_config
 from tinyevo.run.config import RunConfig
 from tinyevo.run.engine import RunResult, new_run_dir, start_run
+from tinyevo.run.options import DnasOptions
 from tinyevo.supernet.dnas import DnasConfig, DnasResult, decisions, dnas_search
 
 DNAS_STRATEGY = "dnas"
@@ -47,14 +49,19 @@ def dnas_genome(config: RunConfig, cfg: DnasConfig | None = None) -> DnasResult:
     if config.limits.soft:
         raise ConfigError("dnas takes hard limits only (its penalty is already soft)")
     recipe = train_config(config.estimator.train).recipe
-    return dnas_search(space, data, recipe, seed=config.seed, cfg=cfg or default_config(space), cost=cost,
-                       limits=bounds)
+    if config.dnas is not None and config.dnas.epochs is not None:
+        recipe = replace(recipe, epochs=config.dnas.epochs)
+    return dnas_search(space, data, recipe, seed=config.seed, cfg=cfg or default_config(space, config.dnas),
+                       cost=cost, limits=bounds)
 
 
-def default_config(space: object) -> DnasConfig:
+def default_config(space: object, options: DnasOptions | None = None) -> DnasConfig:
     """The CLI's settings: :class:`DnasConfig`'s defaults, and on ``nb201`` the ``none`` op excluded (a guard
-    against DARTS' collapse; an all-``none`` cell predicts one class)."""
-    return DnasConfig(exclude=("none",)) if getattr(space, "name", None) == "nb201" else DnasConfig()
+    against DARTS' collapse; an all-``none`` cell predicts one class); the ``[dnas]`` ``options`` over them."""
+    base = DnasConfig(exclude=("none",)) if getattr(space, "name", None) == "nb201" else DnasConfig()
+    given = {} if options is None else options.given()
+    given.pop("epochs", None)  # the search's length: the recipe's (dnas_genome)
+    return replace(base, **given)
 
 
 def dnas_run(config: RunConfig, *, cfg: DnasConfig | None = None, run_dir: Path | None = None,

@@ -167,6 +167,34 @@ class StrategyOptions(BaseModel):
     refit_fraction: float | None = Field(None, ge=0, le=1)
 
 
+class DnasOptions(BaseModel):
+    """The ``[dnas]`` table of ``tinyevo search --strategy dnas`` (``None``: :class:`tinyevo.supernet.dnas.DnasConfig`'s
+    own value; see docs/dnas.md): ``epochs`` of the DNAS search (default: the ``[train]`` epochs), the
+    architecture Adam's ``arch_lr`` / ``arch_weight_decay``, ``warmup_epochs`` of weights-only training first,
+    ``gumbel`` sampling at temperature ``tau``, the resource ``penalty`` strength, and the choices to ``exclude``
+    (default: ``["none"]`` on ``nb201``, nothing elsewhere; ``[]`` excludes nothing)."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
+
+    epochs: int | None = Field(None, ge=1, le=10_000)
+    arch_lr: float | None = Field(None, gt=0, le=10)
+    arch_weight_decay: float | None = Field(None, ge=0, le=10)
+    warmup_epochs: int | None = Field(None, ge=0, le=10_000)
+    gumbel: bool | None = None
+    tau: float | None = Field(None, gt=0, le=100)
+    penalty: float | None = Field(None, ge=0, le=1e6)
+    exclude: tuple[str, ...] | None = None
+
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    def given(self) -> dict[str, Any]:
+        """The options that are set (for the stored run config and :class:`~tinyevo.supernet.dnas.DnasConfig`)."""
+        return self.model_dump(exclude_none=True)
+
+
 class FidelityOptions(BaseModel):
     """The ``[fidelity]`` table: how much cheaper than the estimator's own training each candidate is scored
     (``None``: the estimator's own; see :class:`tinyevo.estimators.Fidelity`). ``epochs_fraction`` scales the
@@ -255,6 +283,7 @@ class RunOptions(BaseModel):
     strategy_options: StrategyOptions | None = None
     fidelity: FidelityOptions | None = None
     prefilter: PrefilterOptions | None = None
+    dnas: DnasOptions | None = None
 
     @field_validator("soft")
     @classmethod
@@ -283,7 +312,7 @@ def run_options(values: Mapping[str, Any]) -> RunOptions:
         raise ConfigError(one_line(exc, labels=FLAG_LABELS)) from None
 
 
-_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter")
+_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter", "dnas")
 
 
 def prefilter_options(values: Mapping[str, Any]) -> PrefilterOptions:
