@@ -16,13 +16,15 @@ Two constrained problems, each strategy in turn, Optuna TPE as the reference in 
 Overhead is measured per trial as CPU time of the calling thread (``time.thread_time``) and as wall time
 (``time.perf_counter``) around ``ask()`` and ``tell()`` only; BLAS runs single-threaded. CPU time is the
 number to compare on a shared machine (wall time includes waiting for the CPU). Windows: trials 0-500,
-500-2,000, 2,000-5,000, 5,000-20,000 (truncated at ``--trials``). A strategy that ends itself (e.g. ``mcunet``
-after its 30 generations) is reported with the trial count it reached. ``flat`` compares the last window's
-mean CPU time with the 500-2,000 window.
+500-2,000, 2,000-5,000, 5,000-10,000, 10,000-15,000, 15,000-20,000 (truncated at ``--trials``). A strategy that
+ends itself is reported with the trial count it reached; ``--mcunet-generations 200`` lets ``mcunet`` (30
+generations: 3,100 trials) run to 20,000. ``flat`` compares the last window's mean CPU time with the 500-2,000
+window. ``reinforce`` takes fixed-structure spaces only (not ``chain``).
 
-    nice -n 10 python benchmarks/strategy_overhead.py --jobs 4               # the full run (20,000 trials)
+    nice -n 10 python benchmarks/strategy_overhead.py --jobs 4 --mcunet-generations 200   # the full run
     nice -n 10 python benchmarks/strategy_overhead.py --jobs 6 --trials 5000 --nb201-trials 2000 --tpe-trials 300
     nice -n 10 python benchmarks/strategy_overhead.py --trials 2000 --tpe-trials 500 --out benchmarks/out/so.json
+    python benchmarks/strategy_overhead.py --merge benchmarks/out/a.json benchmarks/out/b.json   # one JSON of parts
 
 Writes ``benchmarks/results/strategy_overhead.json`` (or ``--out``) and prints a table.
 """
@@ -52,10 +54,12 @@ from tinyevo.spaces.chain import POOL_OPS, ChainGenome, ChainLayer, ChainSpace
 from tinyevo.strategies import STRATEGIES, Strategy
 from tinyevo.strategies.base import fitness
 from tinyevo.strategies.loop import finish_trial
+from tinyevo.strategies.settings import StrategySettings
 from tinyevo.trial import Candidate, Status, Trial
 
 ROOT = Path(__file__).resolve().parent
-WINDOWS: tuple[tuple[int, int], ...] = ((0, 500), (500, 2000), (2000, 5000), (5000, 20000))
+WINDOWS: tuple[tuple[int, int], ...] = ((0, 500), (500, 2000), (2000, 5000), (5000, 10000), (10000, 15000),
+                                        (15000, 20000))
 NB201_TABLE = ROOT.parent.parent / "shared" / "benchmarks" / "nb201_cifar10.csv"
 GOAL_MS = 10.0
 SLOW = ("surrogate-evolution", "optuna-tpe", "reinforce")  # submitted first with --jobs
@@ -253,11 +257,15 @@ def _blas_single_thread() -> Any:
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def run_one(part_name: str, name: str, *, trials: int, tpe_trials: int, seed: int, table: Path) -> dict[str, Any]:
-    """Measure one strategy on one problem (in a worker process with ``--jobs``; BLAS single-threaded)."""
+def run_one(part_name: str, name: str, *, trials: int, tpe_trials: int, seed: int, table: Path,
+            mcunet_generations: int | None = None) -> dict[str, Any]:
+    """Measure one strategy on one problem (in a worker process with ``--jobs``; BLAS single-threaded).
+    ``mcunet_generations`` replaces ``mcunet``'s 30 generations (which end it at 3,100 trials)."""
     limiter = _blas_single_thread()
     try:
         part: Any = ChainProblem() if part_name == "chain" else NB201Problem(table)
+        settings = StrategySettings(generations=mcunet_generations) \
+            if name == "mcunet" and mcunet_generations else StrategySettings()
         if name == "optuna-tpe":
             n = min(trials, tpe_trials)
             if part_name == "chain":
@@ -269,7 +277,8 @@ def run_one(part_name: str, name: str, *, trials: int, tpe_trials: int, seed: in
         else:
             n = trials
             try:
-                strat = STRATEGIES.create(name, part.space, part.problem, seed=seed)
+                strat = STRATEGIES.create(name, part.space, part.problem, seed=seed, settings=settings) \
+                    if settings.given() else STRATEGIES.create(name, part.space, part.problem, seed=seed)
             except ConfigError as exc:  # e.g. a strategy for fixed-structure spaces only
                 return {"problem": part_name, "strategy": name, "skipped": str(exc)}
         start = time.perf_counter()
@@ -278,7 +287,8 @@ def run_one(part_name: str, name: str, *, trials: int, tpe_trials: int, seed: in
         if limiter is not None:
             limiter.unregister()
     res.pop("_cpu")
-    row = {"problem": part_name, "strategy": name, "requested_trials": n, **res,
+    row = {"problem": part_name, "strategy": name, "requested_trials": n,
+           **({"settings": settings.as_dict()} if settings.given() else {}), **res,
            "elapsed_s": time.perf_counter() - start}
     row.update(verdict(row))
     return row
@@ -318,18 +328,46 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]], skipped: dict[st
     args.out.write_text(json.dumps(out, indent=1))
 
 
+def merge(paths: list[Path], out: Path) -> None:
+    """One JSON of the results of several runs of this script (each keeps its own command), e.g. the chain part
+    and the NB201 part run at different times; a (problem, strategy) measured twice keeps the later file's."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for part in parts:
+        for r in part["results"]:
+            rows[(r["problem"], r["strategy"])] = {**r, "command": part["command"], "date": part["date"]}
+    merged = {k: v for k, v in parts[-1].items() if k not in ("command", "date", "results", "complete", "skipped")}
+    merged.update({
+        "commands": [p["command"] for p in parts], "merged_from": [str(p) for p in paths],
+        "merge_command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "tpe_cap": "; ".join(dict.fromkeys(p["tpe_cap"] for p in parts)),
+        "skipped": {k: v for p in parts for k, v in p.get("skipped", {}).items()},
+        "complete": all(p.get("complete") for p in parts), "results": list(rows.values()),
+    })
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(merged, indent=1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20000, help="trials per strategy on the chain space")
     ap.add_argument("--nb201-trials", type=int, default=5000, help="trials per strategy on NB201 (15,625 cells)")
-    ap.add_argument("--tpe-trials", type=int, default=1000, help="cap for Optuna TPE (its overhead grows)")
+    ap.add_argument("--tpe-trials", type=int, default=1000, help="cap for Optuna TPE (its overhead grows; 0: no TPE)")
     ap.add_argument("--strategies", default=None, help="comma-separated subset (default: every registered one)")
     ap.add_argument("--parts", default="chain,nb201")
     ap.add_argument("--table", type=Path, default=NB201_TABLE)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="measure this many strategies at once (processes)")
+    ap.add_argument("--mcunet-generations", type=int, default=None,
+                    help="generations of mcunet (its own 30 end it at 3,100 trials; 200 reach 20,000)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "strategy_overhead.json")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                    help="measure nothing: merge these outputs of earlier runs into --out")
     args = ap.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        print(f"wrote {args.out}")
+        return 0
 
     names = args.strategies.split(",") if args.strategies else STRATEGIES.names()
     console = Console(width=max(Console().width, 150))
@@ -341,8 +379,9 @@ def main() -> int:
             console.print(f"nb201 skipped: {skipped['nb201']}")
             continue
         n = args.trials if part_name == "chain" else args.nb201_trials
-        jobs += [(part_name, name, n) for name in [*names, "optuna-tpe"]]
-    kw = {"tpe_trials": args.tpe_trials, "seed": args.seed, "table": args.table}
+        jobs += [(part_name, name, n) for name in [*names, *(["optuna-tpe"] if args.tpe_trials > 0 else [])]]
+    kw = {"tpe_trials": args.tpe_trials, "seed": args.seed, "table": args.table,
+          "mcunet_generations": args.mcunet_generations}
     if args.jobs > 1:
         import concurrent.futures as cf
         import multiprocessing as mp
