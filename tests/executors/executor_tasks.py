@@ -130,3 +130,10 @@ def shared_data_view(args: tuple[str, int]) -> dict[str, object]:
     total = float(np.asarray(d.x_train, dtype=np.float64).sum())  # touches every page
     return {"file": str(file) if file else None, "sum": total,
             "inode": os.stat(file).st_ino if file else None, "smaps": _mapping_stats(str(file)) if file else {}}
+
+
+def has_module(name: str) -> bool:
+    """Whether the worker has imported ``name`` (before this task asked)."""
+    import sys
+
+    return name in sys.modules

@@ -15,6 +15,7 @@ time limit, for debugging and profiling.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import os
@@ -70,8 +71,11 @@ def _watch(parent_pid: int, peak_rss_kib: Any) -> None:
         time.sleep(1.0)
 
 
-def _worker_main(conn: Connection, parent_pid: int, threads: int | None, peak_rss_kib: Any) -> None:
-    """Serve tasks from ``conn`` one at a time until told to stop or the driver goes away."""
+def _worker_main(
+    conn: Connection, parent_pid: int, threads: int | None, peak_rss_kib: Any, preload: tuple[str, ...] = ()
+) -> None:
+    """Import the ``preload`` modules, then serve tasks from ``conn`` one at a time until told to stop or the driver
+    goes away."""
     try:
         os.setpgid(0, 0)  # own process group: a timeout kills the worker's children too; Ctrl-C goes to the driver
     except OSError:  # pragma: no cover - not permitted on this platform
@@ -83,6 +87,11 @@ def _worker_main(conn: Connection, parent_pid: int, threads: int | None, peak_rs
         if "torch" in sys.modules:  # pragma: no cover - depends on what the main module imports
             sys.modules["torch"].set_num_threads(threads)
     threading.Thread(target=_watch, args=(parent_pid, peak_rss_kib), daemon=True).start()
+    for module in preload:  # while the driver prepares the run; tasks sent meanwhile wait in the pipe
+        try:
+            importlib.import_module(module)
+        except Exception:  # only a head start: the task imports what it needs (and reports why not)
+            log.debug("could not preload %s", module, exc_info=True)
     fn: Callable[[Any], Any] | None = None
     fn_token = -1
     fn_error = ""
@@ -158,12 +167,12 @@ def _kill_group(pid: int | None) -> None:
 class _Worker:
     """One persistent worker process and the driver's end of its pipe."""
 
-    def __init__(self, ctx: Any, threads: int | None) -> None:
+    def __init__(self, ctx: Any, threads: int | None, preload: tuple[str, ...] = ()) -> None:
         self.conn, child = ctx.Pipe(duplex=True)
         self.peak_rss_kib = ctx.RawValue("q", 0)
         self.proc = ctx.Process(
             target=_worker_main,
-            args=(child, os.getpid(), threads, self.peak_rss_kib),
+            args=(child, os.getpid(), threads, self.peak_rss_kib, preload),
             name="tinyevo-worker",
         )
         self.proc.start()
@@ -186,8 +195,13 @@ class _Worker:
         return code
 
     def stop(self) -> None:
-        """Ask an idle worker to exit (kill it if it does not), or kill a busy one."""
-        if self.task is None and self.proc.is_alive():
+        """Ask an idle worker to exit (kill it if it does not), or kill a busy one. A worker that never ran a task
+        (started ahead, :meth:`LocalPoolExecutor.start`, and perhaps still importing) holds nothing to finish:
+        it is killed at once."""
+        if self.task is None and self.served == 0:
+            _kill_group(self.proc.pid)
+            self.proc.join(5.0)
+        elif self.task is None and self.proc.is_alive():
             try:
                 self.conn.send(("stop",))
             except OSError:
@@ -273,6 +287,18 @@ class LocalPoolExecutor:
         if w in self._idle:
             self._idle.remove(w)
         return w.kill()
+
+    def start(self, *, count: int | None = None, preload: Sequence[str] = ()) -> None:
+        """Start ``count`` (default and at most: ``workers``) worker processes now instead of at the first task,
+        each importing the ``preload`` modules (e.g. the estimators, which import torch) while the caller goes on
+        (loads the data, builds the run). Tasks then find them started; a worker that starts later (a
+        replacement) imports what it needs with its first task. Starting ahead changes when the workers start,
+        not what they compute. Safe to call again (it starts only the missing ones)."""
+        want = self.workers if count is None else max(0, min(count, self.workers))
+        while len(self._all) < want:
+            w = _Worker(self._ctx, self.threads, tuple(preload))
+            self._all.append(w)
+            self._idle.append(w)
 
     def worker_pids(self) -> list[int]:
         """The process ids of the running workers (for tests and diagnostics)."""

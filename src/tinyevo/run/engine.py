@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tinyevo.errors import ConfigError, StorageError, TinyEvoError
-from tinyevo.executors import Executor, create_executor
+from tinyevo.executors import Executor, LocalPoolExecutor, create_executor
 from tinyevo.run.assembly import (
     CURVE_METRIC,
     CostFn,
@@ -586,6 +586,27 @@ def _executor_for(config: RunConfig, override: Executor | None) -> Executor:
     )
 
 
+PRELOAD = ("tinyevo.run.assembly", "tinyevo.estimators")
+"""What a local worker started ahead imports while the driver loads the data and builds the run (torch, through
+the estimators): the two start-ups overlap."""
+
+
+def _start_ahead(config: RunConfig, override: Executor | None, evaluations: int) -> Executor | None:
+    """The run's local worker pool with its first workers started now (:meth:`LocalPoolExecutor.start`: at most
+    ``min(workers, batch, evaluations)``, so a 1-trial search starts one), or ``None`` for a given or Dask executor
+    and when the executor cannot be made (its error is then raised where it always was: after the data and the
+    configuration are checked). The workers compute the same whatever their start time: the trials are the same."""
+    if override is not None or config.executor.name not in ("local", "process"):
+        return None
+    try:
+        ex = _executor_for(config, None)
+    except TinyEvoError:
+        return None
+    if isinstance(ex, LocalPoolExecutor):
+        ex.start(count=min(config.executor.workers, config.executor.batch, evaluations), preload=PRELOAD)
+    return ex
+
+
 def resolve_run_identity(config: RunConfig) -> RunConfig:
     """Fix, before a run is stored, the settings that its trials depend on but that default per machine.
 
@@ -617,23 +638,30 @@ def start_run(
     if config.seed > MAX_SEED:  # the run database stores it as a 64-bit integer: refuse it before anything exists
         raise ConfigError(f"--seed must be at most 2**63-1 = {MAX_SEED}, got {config.seed}")
     config = resolve_run_identity(config)
-    if parts is None or getattr(parts.data, "y_train", None) is not None:  # defaults adapted to the data size
-        from tinyevo.run.sizing import size_run
+    ahead = _start_ahead(config, executor, config.budget.trials)  # its workers import torch meanwhile
+    try:
+        if parts is None or getattr(parts.data, "y_train", None) is not None:  # defaults adapted to the data size
+            from tinyevo.run.sizing import size_run
 
-        config = size_run(config, None if parts is None else parts.data).config
-    if parts is None:
-        check_search_device(config)
-        parts = assemble_run(config)
-        check_metrics(config, parts.problem)  # an objective that nothing produces fails before a run exists
-    if config.prefilter is not None and not config.prefilter.chosen:  # stored with the run: a resume re-uses them
-        d = config.data
-        data = parts.data if parts.data is not None else cached_dataset(d.spec, config.seed, d.val_fraction,
-                                                                        d.val_min_per_class)
-        chosen = prefilter_genomes(config, parts, data)
-        config = replace(config, prefilter=replace(config.prefilter, chosen=chosen))
-    check_final_teacher(config)
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)
-    ex = _executor_for(config, executor)  # fails early (bad scheduler, ...) before a run is created
+            config = size_run(config, None if parts is None else parts.data).config
+        if parts is None:
+            check_search_device(config)
+            parts = assemble_run(config)
+            check_metrics(config, parts.problem)  # an objective that nothing produces fails before a run exists
+        if config.prefilter is not None and not config.prefilter.chosen:  # stored with the run: a resume re-uses
+            d = config.data  # them
+            data = parts.data if parts.data is not None else cached_dataset(d.spec, config.seed, d.val_fraction,
+                                                                            d.val_min_per_class)
+            chosen = prefilter_genomes(config, parts, data)
+            config = replace(config, prefilter=replace(config.prefilter, chosen=chosen))
+        check_final_teacher(config)
+        run_dir = Path(run_dir) if run_dir is not None else new_run_dir(Path(runs_root), config)
+        # fails early (bad scheduler, ...) before a run is created
+        ex = ahead if ahead is not None else _executor_for(config, executor)
+    except BaseException:
+        if ahead is not None:
+            ahead.close()
+        raise
     try:
         # atomic: a kill leaves no database or one holding the run, never one without it
         create_run_database(run_dir / DB_NAME, new_meta(config.seed, config.to_json()))
@@ -705,17 +733,25 @@ def resume_run(
                     trial_timeout_s=config.executor.trial_timeout_s,
                 ),
             )
-        if parts is None:
-            check_search_device(config)
-        if storage.get_state("phase") not in ("final", "done"):  # (a finished search: retrain says what failed)
-            check_final_teacher(config)
-        parts = parts if parts is not None else assemble_run(config)
+        searching = storage.get_state("phase") not in ("final", "done")
+        ahead = _start_ahead(config, executor, config.budget.trials if searching else 0)
+        try:
+            if parts is None:
+                check_search_device(config)
+            if searching:  # (a finished search: retrain says what failed)
+                check_final_teacher(config)
+            parts = parts if parts is not None else assemble_run(config)
+            ex = ahead if ahead is not None else _executor_for(config, executor)
+        except BaseException:
+            if ahead is not None:
+                ahead.close()
+            raise
         engine = Engine(
             run_dir,
             config,
             storage,
             parts,
-            executor=_executor_for(config, executor),
+            executor=ex,
             progress=progress,
             time_s=time_s if time_s is not None else config.budget.time_s,
         )
