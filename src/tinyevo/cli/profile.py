@@ -53,6 +53,29 @@ def _tflite_of(args: argparse.Namespace, console: Console) -> tuple[bytes, str]:
         return found[0].read_bytes(), f"trial {trial.number} of {view.run_dir}"
 
 
+_COLUMNS = ("#", "kernel", "output", "MACs", "instructions", "insn/MAC", "bytes moved", "arena in -> out")
+
+
+def print_op_table(console: Console, title: str, rows: list[tuple[str, ...]]) -> None:
+    """The per-op table, without truncating a cell: the kernel column is as wide as its longest name, and
+    when the output is not a terminal (a pipe, a file) the table gets its full width; in a narrow terminal
+    the other cells fold onto more lines instead of ending in an ellipsis."""
+    table = Table(title=title)
+    longest = max((len(row[1]) for row in rows), default=len("kernel"))
+    for col in _COLUMNS:
+        left = col in ("kernel", "arena in -> out")
+        table.add_column(col, justify="left" if left else "right", overflow="fold",
+                         no_wrap=col == "kernel", min_width=longest if col == "kernel" else None)
+    for row in rows:
+        table.add_row(*row)
+    if not console.is_terminal:
+        # a console prints no wider than its width (80 columns off a terminal): print on one as wide as the table
+        needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+        if needed > console.width:
+            console = Console(file=console.file, width=needed, force_terminal=False, no_color=console.no_color)
+    console.print(table)
+
+
 def run_profile(args: argparse.Namespace) -> int:
     from tinyevo.codegen.cortexm import Toolchain
     from tinyevo.codegen.cortexm.profile import profile_tflite
@@ -64,17 +87,15 @@ def run_profile(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": origin, **prof.as_json()}, indent=2))
         return 0
-    table = Table(title=f"{origin} on {prof.target.name} ({prof.target.machine}, QEMU)")
-    for col in ("#", "kernel", "output", "MACs", "instructions", "insn/MAC", "bytes moved", "arena in -> out"):
-        table.add_column(col, justify="left" if col in ("kernel", "arena in -> out") else "right")
+    rows = []
     for op in prof.ops:
         r = op.record
         ins = ",".join(str(o) for o in r.input_offsets)
         place = f"{ins} -> {r.output_offset}" + (" (in place)" if r.inplace_of else "")
         per_mac = f"{op.instructions_per_mac:.2f}" if op.instructions_per_mac is not None else ""
-        table.add_row(str(r.index), r.kind, "x".join(map(str, r.output_shape)), f"{r.macs:,}",
-                      f"{op.instructions:,}", per_mac, f"{op.bytes_moved:,}", place)
-    console.print(table)
+        rows.append((str(r.index), r.kind, "x".join(map(str, r.output_shape)), f"{r.macs:,}",
+                     f"{op.instructions:,}", per_mac, f"{op.bytes_moved:,}", place))
+    print_op_table(console, f"{origin} on {prof.target.name} ({prof.target.machine}, QEMU)", rows)
     kernels = sum(op.instructions for op in prof.ops)
     console.print(f"per inference: {prof.instructions:,} instructions ({kernels:,} in kernels, measured with op "
                   f"hooks; the rest is the call, input/output copies), {prof.macs:,} MACs; ~{prof.cycles:,.0f} cycles "
