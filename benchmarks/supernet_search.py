@@ -28,7 +28,7 @@
   and CPU seconds (``getrusage`` of the child processes; CPU time is the primary cost, wall time depends on the
   other load, so the load average before and after each step is recorded) and candidates scored.
   ``--devices-from DIR`` runs only this part, from an existing supernet directory (e.g. the ``sn_*`` directory of
-  an earlier run), and writes its own JSON.
+  an earlier run), and writes its own JSON; ``--no-devices`` leaves it out of the arms' run.
 
 Every step is written to the JSON at once; a step whose record is already there (same settings) is skipped, so a
 killed run continues. The issue's full configuration (2,000 candidates per device, full training split)::
@@ -269,6 +269,8 @@ def main() -> None:
                    help="random genomes for the feasible fraction of the first device's limits")
     p.add_argument("--devices-from", type=Path, metavar="DIR",
                    help="only search devices 2 and 3, from the trained supernet in DIR (no arms)")
+    p.add_argument("--no-devices", action="store_true",
+                   help="the arms only (run devices 2 and 3 with --devices-from, e.g. at the same time)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "supernet_search.json")
@@ -371,7 +373,8 @@ def main() -> None:
         save()
 
     # --- devices 2 and 3 from the same supernet ----------------------------------------------------------
-    search_devices(result, a.device[1:], sn_dir, data, a, tag, save)
+    if not a.no_devices:
+        search_devices(result, a.device[1:], sn_dir, data, a, tag, save)
 
     for name, prefix in (("supernet", "A"), ("training", "B")):  # where each final model's weights started
         run = WORK / f"{prefix}_{tag}"
@@ -380,7 +383,7 @@ def main() -> None:
                                                   for d in inherited_from(run)]
     result["load_average_at_end"] = os.getloadavg()
     save()
-    print(json.dumps({k: result[k] for k in ("arms", "other_devices")}, indent=1, default=str)[:6000])
+    print(json.dumps({k: result.get(k) for k in ("arms", "other_devices")}, indent=1, default=str)[:6000])
 
 
 if __name__ == "__main__":
