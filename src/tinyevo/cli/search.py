@@ -438,12 +438,8 @@ def check_out_dir(out: Path) -> None:
 
 
 def run_search_command(args: argparse.Namespace) -> int:
-    from tinyevo.run.assembly import cached_dataset
     from tinyevo.run.config import load_config_file
-    from tinyevo.run.engine import new_run_dir, start_run
-    from tinyevo.run.precheck import check_limits_reachable
-
-    from tinyevo.run.sizing import size_run
+    from tinyevo.run.engine import start_workers_ahead
 
     err = Console(stderr=True)
     # differentiable NAS (the flag, or strategy = "dnas" in the config): searched before the run, stored as the
@@ -452,7 +448,23 @@ def run_search_command(args: argparse.Namespace) -> int:
     dnas = named == "dnas"
     if dnas:
         args.strategy = "random"
-    sized = size_run(config_from_args(args))  # defaults adapted to the data size (stored with the run)
+    given = config_from_args(args)
+    ahead = None if dnas else start_workers_ahead(given)  # the workers import torch while the data loads
+    try:
+        return _search(args, err, given, dnas, ahead)
+    except BaseException:
+        if ahead is not None:
+            ahead.close()  # (start_run closes it once it has it; closing twice is safe)
+        raise
+
+
+def _search(args: argparse.Namespace, err: Console, given: Any, dnas: bool, ahead: Any) -> int:
+    from tinyevo.run.assembly import cached_dataset
+    from tinyevo.run.engine import new_run_dir, start_run
+    from tinyevo.run.precheck import check_limits_reachable
+    from tinyevo.run.sizing import size_run
+
+    sized = size_run(given)  # defaults adapted to the data size (stored with the run)
     config = sized.config
     if config.dnas is not None and not dnas:
         raise ConfigError(f"the [dnas] table sets up --strategy dnas, not {config.strategy!r}; drop it or search "
@@ -481,7 +493,7 @@ def run_search_command(args: argparse.Namespace) -> int:
                 err.print(f"[yellow]dnas: the argmax genome broke the hard limits; projected with "
                           f"{len(proj.moves)} downgrade(s) (feasible: {proj.feasible})[/yellow]")
         else:
-            result = start_run(config, run_dir=run_dir, progress=_with_notes(err, notes, view))
+            result = start_run(config, run_dir=run_dir, progress=_with_notes(err, notes, view), executor=ahead)
     except KeyboardInterrupt:
         view.close()
         if run_dir.exists():

@@ -607,6 +607,16 @@ def _start_ahead(config: RunConfig, override: Executor | None, evaluations: int)
     return ex
 
 
+def start_workers_ahead(config: RunConfig) -> Executor | None:
+    """For a caller that loads the data itself before :func:`start_run` (the CLI sizes the run and checks its
+    limits first): the run's local worker pool with its workers started now, importing torch while the caller
+    loads the data. Pass it to ``start_run(executor=...)``, which closes it (close it yourself if the run is not
+    started). ``None`` where :func:`start_run` makes the executor itself (Dask, or an executor that cannot be made:
+    its error is raised there)."""
+    config = resolve_run_identity(config)
+    return _start_ahead(config, None, config.budget.trials)
+
+
 def resolve_run_identity(config: RunConfig) -> RunConfig:
     """Fix, before a run is stored, the settings that its trials depend on but that default per machine.
 
