@@ -32,6 +32,10 @@ API:
   :class:`Checkpoint` ``(path, every_s, tag)`` (resume after a kill to the same weights; the file loads with
   ``torch.load(weights_only=True)``), :class:`TimeBudget` ``(seconds)`` (schedule fitted to the time),
   :class:`RestoreBest` ``()`` and :class:`CurveMonitor` ``(fn)`` (learning-curve early stopping).
+* :class:`Optimizer` protocol -- ``step(lr, grad_scale=None)``, ``zero_grad()``, ``state_dict()``; the loop's
+  :class:`FusedAdam` (Adam / AdamW) and :class:`FusedSGD` (Nesterov momentum) over :class:`ParamGroup` s call
+  PyTorch's fused kernels without ``torch.optim`` (whose first step imports ``torch._dynamo``);
+  :class:`GradClip` clips as the kernels' ``grad_scale``. :func:`make_optimizer` builds the recipe's.
 * :func:`train` ``(model, data, recipe, *, seed, step, callbacks, evals_per_epoch, evaluate) -> Fitted``.
 * :func:`accuracy` (of a model), :func:`fraction_correct` (of predictions from any runtime) and
   :func:`recalibrate_batchnorm` -- measuring a model.
@@ -55,6 +59,7 @@ from tinyevo.training.config import TrainConfig
 from tinyevo.training.evaluate import accuracy, fraction_correct, recalibrate_batchnorm
 from tinyevo.training.loop import Evaluate, Fitted, train
 from tinyevo.training.losses import CrossEntropy, Distillation, Loss
+from tinyevo.training.optim import FusedAdam, FusedSGD, GradClip, Optimizer, ParamGroup
 from tinyevo.training.recipe import (
     AUGMENTATIONS,
     Recipe,
@@ -71,7 +76,8 @@ from tinyevo.training.train_ir import Monitor, TrainResult, fit, fit_data_to_ir,
 
 __all__ = [
     "AUGMENTATIONS", "BaseCallback", "Callback", "Checkpoint", "CrossEntropy", "CurveMonitor", "Distillation",
-    "EpochRecord", "Evaluate", "Fitted", "Loss", "Monitor", "Recipe", "RestoreBest", "StandardStep", "Step",
+    "EpochRecord", "Evaluate", "Fitted", "FusedAdam", "FusedSGD", "GradClip", "Loss", "Monitor", "Optimizer",
+    "ParamGroup", "Recipe", "RestoreBest", "StandardStep", "Step",
     "TimeBudget", "TrainConfig", "TrainResult", "TrainState", "accuracy", "augment", "available_cpus",
     "best_record", "epochs_within", "fit", "fraction_correct", "fit_data_to_ir", "improves", "lr_at", "make_optimizer",
     "recalibrate_batchnorm", "resolve_device", "torch_threads", "train", "train_model", "with_val_in_train",

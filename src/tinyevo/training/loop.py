@@ -15,7 +15,8 @@ from tinyevo.data import Dataset
 from tinyevo.errors import DataError, EstimationError
 from tinyevo.training.evaluate import accuracy, to_tensor
 from tinyevo.training.memory_format import ChannelsLast
-from tinyevo.training.recipe import Recipe, augment, clip_grad_norm, make_optimizer, resolve_device
+from tinyevo.training.optim import GradClip
+from tinyevo.training.recipe import Recipe, augment, make_optimizer, resolve_device
 from tinyevo.training.state import Callback, EpochRecord, TrainState
 from tinyevo.training.steps import StandardStep, Step
 
@@ -56,7 +57,8 @@ def train(
     """
     device = resolve_device(recipe.device)
     step = step if step is not None else StandardStep()
-    model.to(device)
+    if any(t.device != device for t in (*model.parameters(), *model.buffers())):
+        model.to(device)  # (not a no-op call per tensor when the model is there already: a candidate's fixed cost)
     input_shape = tuple(data.x_train.shape[1:])
     step.prepare(model, device, input_shape)
     channels_last = recipe.channels_last if recipe.channels_last is not None else device.type == "cpu"
@@ -91,7 +93,7 @@ def _run(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int, device: 
     cbs = tuple(sorted(callbacks, key=lambda c: c.order))
     identity = {
         "recipe": recipe.math(), "step": step.signature(), "seed": seed, "n": n,
-        "shapes": {k: list(v.shape) for k, v in model.state_dict().items()},
+        "shapes": {k: list(v.shape) for k, v in model.state_dict(keep_vars=True).items()},
         "callbacks": sorted(c.key for c in cbs if c.key),
     }
     state = TrainState(model=model, optimizer=make_optimizer(model, recipe), recipe=recipe, device=device, rng=rng,
@@ -103,34 +105,38 @@ def _run(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int, device: 
     opt = state.optimizer
     model.train()
     clipped = [p for p in model.parameters() if p.requires_grad]  # listed once, not at every step
-    one_kind = len({(p.device, p.dtype) for p in clipped}) <= 1
+    clip = None
+    if recipe.grad_clip is not None and len({(p.device, p.dtype) for p in clipped}) <= 1:
+        clip = GradClip(clipped, recipe.grad_clip)  # a grad_scale for the fused optimiser step
     while state.epoch < min(recipe.epochs, state.planned) and state.stop is None:
         epoch = state.epoch
         perm = torch.from_numpy(rng.permutation(n)).to(device)
-        running, seen = torch.zeros((), device=device), 0  # summed on the device: no sync per step on a GPU
+        # the losses of the steps since the last evaluation point, summed there: no op and no sync per step
+        running, seen, pending, sizes = 0.0, 0, [], []
         epoch_start = time.perf_counter()
-        for i in range(steps_per_epoch):
-            idx = perm[i * bs : (i + 1) * bs]
+        for i, idx in zip(range(steps_per_epoch), perm.split(bs), strict=False):  # (a last batch of one: left out)
             xb, yb = x[idx], y[idx]
             if recipe.augment:
                 xb = augment(xb, recipe, gen)
             lr = state.lr_at(state.step)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss = step(model, xb, yb)
+            scale = None
             if recipe.grad_clip is not None:
-                if one_kind:
-                    clip_grad_norm(clipped, recipe.grad_clip)
+                if clip is not None:
+                    scale = clip()
                 else:  # pragma: no cover - a model split over devices or dtypes
                     nn.utils.clip_grad_norm_(clipped, recipe.grad_clip)
-            opt.step()
+            opt.step(lr, grad_scale=scale)
             state.step += 1
-            running += loss.detach() * len(idx)
-            seen += len(idx)
+            pending.append(loss.data)  # (.data: no autograd graph kept, and no op dispatched)
+            sizes.append(len(idx))
             if i + 1 in eval_points:
-                train_loss = float(running) / max(seen, 1)
-                # a NaN or infinite loss makes the running sum non-finite: divergence is caught here, at every
+                running += _weighted_sum(pending, sizes)
+                seen += sum(sizes)
+                pending, sizes = [], []
+                train_loss = running / max(seen, 1)
+                # a NaN or infinite loss makes the sum non-finite: divergence is caught here, at every
                 # evaluation point (at least once an epoch) and before a callback sees the record, without a
                 # host sync at every step (which cost 4 % of a small CPU model's step)
                 if not math.isfinite(train_loss):
@@ -161,3 +167,11 @@ def _run(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int, device: 
         cb.on_train_end(state)
     model.eval()
     return Fitted(history=tuple(history), stopped_early=state.stop == "early")
+
+
+def _weighted_sum(losses: list[torch.Tensor], sizes: list[int]) -> float:
+    """``sum(loss * size)`` of per-batch mean losses (one host sync, at an evaluation point)."""
+    if not losses:
+        return 0.0
+    chunk = torch.stack(losses).double().reshape(-1)  # (a loss of shape (1,) as well)
+    return float(chunk @ torch.tensor(sizes, dtype=torch.float64, device=chunk.device))

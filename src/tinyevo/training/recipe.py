@@ -7,7 +7,7 @@ import contextlib
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tinyevo.errors import ConfigError
+from tinyevo.training.optim import FusedAdam, FusedSGD, Optimizer, ParamGroup
 
 AUGMENTATIONS = ("shift", "flip")  # tinyevo.run.options.AUGMENTATIONS (torch-free) is the same list
 _DEVICE_RE = re.compile(r"cpu|auto|cuda(:\d+)?")  # matched with fullmatch: "$" would accept "cpu\n"
@@ -147,38 +148,18 @@ def cudnn_autotune(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = before
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """The recipe's optimiser over ``model``'s parameters (no weight decay on biases and BatchNorm parameters);
-    Adam(W) uses the fused kernel where the parameters allow it."""
+def make_optimizer(model: nn.Module, recipe: Recipe) -> Optimizer:
+    """The recipe's optimiser over ``model``'s parameters, in two groups: those with weight decay, then the biases
+    and BatchNorm parameters (no weight decay). Fused kernels without ``torch.optim`` (:mod:`.optim`): AdamW /
+    Adam as ``torch.optim.AdamW`` / ``Adam`` with ``fused=True``, SGD with Nesterov momentum (plain SGD when
+    ``momentum`` is 0) as ``torch.optim.SGD``."""
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": recipe.resolved_weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    lr = recipe.resolved_lr
+    groups = (ParamGroup(tuple(decay), recipe.resolved_weight_decay), ParamGroup(tuple(no_decay), 0.0))
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
-    adam = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
-    params = decay + no_decay
-    if params and all(p.dtype in (torch.float32, torch.float64) for p in params) and \
-            len({p.device for p in params}) == 1:
-        try:  # one fused kernel for all parameters: 11-21 % of a small model's step (the same update within
-            return adam(groups, lr=lr, fused=True)  # float rounding)
-        except (RuntimeError, ValueError):  # pragma: no cover - a device or build without the fused kernel
-            pass
-    return adam(groups, lr=lr)
-
-
-def clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> None:
-    """``nn.utils.clip_grad_norm_(params, max_norm)`` for parameters on one device and of one dtype (a model in
-    training): the same foreach kernels and arithmetic, without regrouping the gradients at every step."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+        return FusedSGD(groups, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
+    return FusedAdam(groups, decoupled_weight_decay=recipe.optimizer == "adamw")
 
 
 def lr_at(step: int, total: int, warmup: int, base: float, schedule: str,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tinyevo.training.optim import Optimizer
 from tinyevo.training.recipe import Recipe, lr_at
 
 
@@ -40,7 +41,7 @@ class TrainState:
     (recipe math, step / loss signature, seed, data size, parameter shapes, stateful callbacks)."""
 
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: Optimizer
     recipe: Recipe
     device: torch.device
     rng: np.random.Generator
