@@ -86,3 +86,45 @@ def _with(config: RunConfig, **executor: object) -> RunConfig:
     trials = executor.pop("trials", config.budget.trials)
     ex = replace(config.executor, **executor)
     return replace(config, executor=ex, budget=replace(config.budget, trials=trials))
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_the_search_command_starts_its_worker_before_it_loads_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tinyevo.run.assembly as assembly
+    import tinyevo.run.engine as engine
+    from tinyevo.cli.main import build_parser
+
+    events: list[tuple[str, object]] = []
+    real_ahead, real_load = engine.start_workers_ahead, assembly.cached_dataset
+
+    def ahead(config: RunConfig) -> object:
+        ex = real_ahead(config)
+        events.append(("workers", None if ex is None else list(ex.worker_pids())))
+        return ex
+
+    def load(*args: object) -> object:
+        events.append(("data", args[0]))
+        return real_load(*args)
+
+    def fake_start_run(config: RunConfig, **kw: object) -> object:
+        ex = kw["executor"]
+        events.append(("start_run", ex))
+        raise _Stop  # (not searched: the order is what is checked)
+
+    monkeypatch.setattr(engine, "start_workers_ahead", ahead)
+    monkeypatch.setattr(assembly, "cached_dataset", load)
+    monkeypatch.setattr(engine, "start_run", fake_start_run)
+    args = build_parser(["search"]).parse_args(
+        ["search", "-q", "--data", "digits", "--budget", "1", "--no-final", "--out", str(tmp_path / "run")])
+    with pytest.raises(_Stop):
+        args.func(args)
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "workers" and "data" in kinds and kinds[-1] == "start_run"
+    assert len(events[0][1]) == 1  # one worker for a 1-trial search, started before the data was loaded
+    ex = events[-1][1]
+    assert isinstance(ex, LocalPoolExecutor) and ex.worker_pids() == []  # given to start_run; closed on the error
