@@ -137,3 +137,40 @@ def test_a_checkpoint_of_another_training_is_ignored(data: Dataset, tmp_path) ->
     same = Checkpoint(ckpt, every_s=0.0)
     train(_net(), data, recipe, seed=1, step=StandardStep(CrossEntropy(0.2)), callbacks=[same])
     assert same.resumed
+
+
+class _Recording:
+    """The standard step, recording each batch's size and mean loss on the host (the oracle of the curve)."""
+
+    def __init__(self) -> None:
+        self.inner = StandardStep()
+        self.seen: list[tuple[int, float]] = []
+
+    def __call__(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = self.inner(model, inputs, targets)
+        self.seen.append((len(inputs), float(loss.detach())))
+        return loss
+
+    def prepare(self, model: nn.Module, device: torch.device, input_shape: Any) -> None:
+        return None
+
+    def modules(self) -> tuple[nn.Module, ...]:
+        return ()
+
+    def signature(self) -> dict[str, object]:
+        return {"step": "recording"}
+
+
+def test_the_curve_reports_the_mean_loss_per_sample_since_the_start_of_the_epoch(data: Dataset) -> None:
+    n = len(data.x_train)
+    assert n % 40 >= 2  # a last, smaller batch in each epoch
+    step = _Recording()
+    done = train(_net(), data, Recipe(epochs=2, batch_size=40), seed=0, step=step, evals_per_epoch=3)
+    per_epoch = n // 40 + 1
+    assert [n for n, _ in step.seen] == ([40] * (per_epoch - 1) + [n % 40]) * 2
+    assert len(done.history) == 6
+    for h in done.history:
+        epoch, k = int(h.epoch - 1e-9), round((h.epoch - int(h.epoch - 1e-9)) * per_epoch)  # k steps into it
+        batches = step.seen[per_epoch * epoch: per_epoch * epoch + k]
+        expected = sum(b * v for b, v in batches) / sum(b for b, _ in batches)
+        assert h.train_loss == pytest.approx(expected, rel=1e-6)
