@@ -11,11 +11,16 @@ tree:
 * ``hwm``: each process's own peak RSS (``VmHWM``, kept by the kernel: exact, not sampled).
 
 Reported per configuration: the peak of the tree's summed RSS and PSS, the driver's and the largest worker's
-``VmHWM``. Linux only.
+``VmHWM`` (and every worker's), and the load average before and after. Linux only.
+
+``--genomes G1,G2,...`` makes the search evaluate these genomes first (``--init``, cycled over the trials): every
+worker then trains a network of about the same (small) size, so the rows of 1, 2 and 4 workers differ only in what a
+worker costs, not in what the strategy happened to sample. Without it (``--genomes ''``) the strategy samples.
 
     python benchmarks/memory_rss.py                         # 1x1 (one trial), 1x4, 2x4, 4x4
     python benchmarks/memory_rss.py --configs 1x1 --epochs 1
     python benchmarks/memory_rss.py --data digits --configs 1x1,2x4  # a quick check
+    python benchmarks/memory_rss.py --configs 1x1,2x2,4x4 --genomes ''   # the strategy picks the networks
     PYTHONPATH=/tmp/old/src python benchmarks/memory_rss.py --label before  # another checkout's code
 
 The candidates train with ``--batch-size`` 1024 and ``--threads`` 1 by default (fewer steps than the default batch,
@@ -40,6 +45,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fashion_mnist.npz"
 MIB = 2**20
+SMALL_GENOMES = (
+    "conv_k3_s2_c16-dsc_k3_s2_c32-gap-dense_c32",
+    "conv_k3_s2_c16-dsc_k3_s2_c32-gap-dense_c64",
+    "conv_k3_s2_c16-dsc_k3_s2_c32-gap-dense_c16",
+    "conv_k3_s2_c8-dsc_k3_s2_c32-gap-dense_c32",
+)
+"""The default networks (chain space, Fashion-MNIST: 2,250 / 3,626 / 1,562 / 1,834 parameters): small, so a
+worker's peak is its fixed cost plus little training memory."""
 
 
 def _children(pid: int) -> list[int]:
@@ -131,6 +144,19 @@ def _statuses(db: Path) -> dict[str, int]:
         con.close()
 
 
+def _genomes(db: Path) -> list[str]:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        cols = {r[1] for r in con.execute("PRAGMA table_info(trials)")}
+        if "genome" not in cols:
+            return []
+        return [r[0] for r in con.execute("SELECT genome FROM trials ORDER BY number")]
+    finally:
+        con.close()
+
+
 def run_config(workers: int, trials: int, args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="tinyevo-rss-") as tmp:
         cmd = [
@@ -138,6 +164,9 @@ def run_config(workers: int, trials: int, args: argparse.Namespace) -> dict[str,
             "--data", str(args.data), "--budget", str(trials), "--workers", str(workers), "--epochs",
             str(args.epochs), "--no-final", "--seed", str(args.seed), *args.search_args,
         ]
+        genomes = [g for g in args.genomes.split(",") if g]
+        for i in range(trials if genomes else 0):
+            cmd += ["--init", genomes[i % len(genomes)]]
         if args.batch_size or args.threads:
             config = Path(tmp) / "train.toml"
             lines = ["[train]"] + [f"{k} = {v}" for k, v in (("batch_size", args.batch_size), ("threads", args.threads))
@@ -145,6 +174,7 @@ def run_config(workers: int, trials: int, args: argparse.Namespace) -> dict[str,
             config.write_text("\n".join(lines) + "\n")
             cmd += ["--config", str(config)]
         env = dict(os.environ, TINYEVO_CACHE_DIR=str(args.cache_dir)) if args.cache_dir else None
+        load_before = list(os.getloadavg())
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         sampler = Sampler(proc.pid, args.interval)
@@ -165,6 +195,10 @@ def run_config(workers: int, trials: int, args: argparse.Namespace) -> dict[str,
             "peak_tree_pss_mib": round(sampler.peak_pss_kib / 1024, 1),
             "driver_peak_rss_mib": round(driver / 1024, 1),
             "max_worker_peak_rss_mib": round(max(hwm.values(), default=0) / 1024, 1),
+            "process_peak_rss_mib": sorted((round(v / 1024, 1) for v in hwm.values()), reverse=True),
+            "genomes": _genomes(Path(tmp) / "run" / "trials.db"),
+            "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
             "processes_seen": len(hwm) + 1,
             "trial_statuses": statuses,
             "samples": sampler.samples,
@@ -182,6 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="[train] threads per evaluation")
     ap.add_argument("--label", default="", help="a name for this measurement, stored in the JSON")
     ap.add_argument("--interval", type=float, default=0.05, help="sampling interval in seconds")
+    ap.add_argument("--genomes", default=",".join(SMALL_GENOMES),
+                    help="genomes evaluated first (--init, cycled over the trials; '' lets the strategy sample); "
+                         "default: four small chain networks of 1.6-3.6 k parameters")
     ap.add_argument("--cache-dir", default=None, help="TINYEVO_CACHE_DIR for the searches (default: as set)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "memory_rss.json"))
     ap.add_argument("search_args", nargs="*", help="more tinyevo search arguments (after --)")
