@@ -80,6 +80,17 @@ def test_the_engine_starts_one_worker_for_a_one_trial_search() -> None:
     assert "tinyevo.estimators" in PRELOAD
 
 
+def test_workers_preload_the_estimators_only_for_the_built_in_evaluator() -> None:
+    from tinyevo.run.assembly import TrainingEvaluator
+    from tinyevo.run.engine import RunAssembly, _preload
+
+    config = RunConfig()
+    builtin = TrainingEvaluator(data=config.data, space=config.space, estimator=config.estimator, seed=0)
+    assert _preload(None) == PRELOAD  # the run assembles the built-in evaluator
+    assert _preload(RunAssembly(space=None, problem=None, cost=None, evaluate=builtin)) == PRELOAD
+    assert _preload(RunAssembly(space=None, problem=None, cost=None, evaluate=square)) == ()  # may need no torch
+
+
 def _with(config: RunConfig, **executor: object) -> RunConfig:
     from dataclasses import replace
 

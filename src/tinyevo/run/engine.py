@@ -591,7 +591,14 @@ PRELOAD = ("tinyevo.run.assembly", "tinyevo.estimators")
 the estimators): the two start-ups overlap."""
 
 
-def _start_ahead(config: RunConfig, override: Executor | None, evaluations: int) -> Executor | None:
+def _preload(parts: RunAssembly | None) -> tuple[str, ...]:
+    """What workers started ahead import: the estimators for the built-in evaluator; nothing for another one (a
+    test's or a plug-in's function, which may not need torch at all)."""
+    return PRELOAD if parts is None or isinstance(parts.evaluate, TrainingEvaluator) else ()
+
+
+def _start_ahead(config: RunConfig, override: Executor | None, evaluations: int,
+                 preload: tuple[str, ...] = PRELOAD) -> Executor | None:
     """The run's local worker pool with its first workers started now (:meth:`LocalPoolExecutor.start`: at most
     ``min(workers, batch, evaluations)``, so a 1-trial search starts one), or ``None`` for a given or Dask executor
     and when the executor cannot be made (its error is then raised where it always was: after the data and the
@@ -603,7 +610,7 @@ def _start_ahead(config: RunConfig, override: Executor | None, evaluations: int)
     except TinyEvoError:
         return None
     if isinstance(ex, LocalPoolExecutor):
-        ex.start(count=min(config.executor.workers, config.executor.batch, evaluations), preload=PRELOAD)
+        ex.start(count=min(config.executor.workers, config.executor.batch, evaluations), preload=preload)
     return ex
 
 
@@ -648,7 +655,7 @@ def start_run(
     if config.seed > MAX_SEED:  # the run database stores it as a 64-bit integer: refuse it before anything exists
         raise ConfigError(f"--seed must be at most 2**63-1 = {MAX_SEED}, got {config.seed}")
     config = resolve_run_identity(config)
-    ahead = _start_ahead(config, executor, config.budget.trials)  # its workers import torch meanwhile
+    ahead = _start_ahead(config, executor, config.budget.trials, _preload(parts))  # they import torch meanwhile
     try:
         if parts is None or getattr(parts.data, "y_train", None) is not None:  # defaults adapted to the data size
             from tinyevo.run.sizing import size_run
@@ -744,7 +751,7 @@ def resume_run(
                 ),
             )
         searching = storage.get_state("phase") not in ("final", "done")
-        ahead = _start_ahead(config, executor, config.budget.trials if searching else 0)
+        ahead = _start_ahead(config, executor, config.budget.trials if searching else 0, _preload(parts))
         try:
             if parts is None:
                 check_search_device(config)
