@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.nn import functional as F
 
 from tinyevo.data import Dataset
-from tinyevo.errors import DataError
+from tinyevo.errors import ConfigError, DataError
+from tinyevo.ir import same_pads
 from tinyevo.spaces.blocks import BlocksSpace
-from tinyevo.supernet import Supernet
-from tinyevo.supernet.score import ScoreConfig, SupernetScorer
+from tinyevo.supernet import Supernet, resize_batch
+from tinyevo.supernet.score import CalibratedSubnet, ScoreConfig, SupernetScorer, _geometry
 from tinyevo.training.evaluate import recalibrate_batchnorm
 
 
@@ -83,3 +87,69 @@ def test_refuses_data_that_does_not_fit(space: BlocksSpace, tiny_data: Dataset) 
         tiny_data.x_val, 3, axis=1), x_test=np.repeat(tiny_data.x_test, 3, axis=1))
     with pytest.raises(DataError, match="channel"):
         SupernetScorer(net, rgb)
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 11), w=st.integers(1, 11), kernel=st.sampled_from([1, 3, 5, 7]), stride=st.sampled_from([1, 2]),
+       depthwise=st.booleans(), extend=st.booleans(), seed=st.integers(0, 2**16))
+def test_conv_geometry_computes_the_builders_same_padded_conv(h: int, w: int, kernel: int, stride: int,
+                                                               depthwise: bool, extend: bool, seed: int) -> None:
+    """Cut kernels and zero-extended ones compute what an explicit TF "SAME" pad + an unpadded conv computes."""
+    gen = torch.Generator().manual_seed(seed)
+    c_in, c_out = 3, 3 if depthwise else 4
+    groups = c_in if depthwise else 1
+    x = torch.randn(2, c_in, h, w, generator=gen)
+    weight = torch.randn(c_out, c_in // groups, kernel, kernel, generator=gen)
+    top, bottom = same_pads(h, kernel, stride)
+    left, right = same_pads(w, kernel, stride)
+    expected = F.conv2d(F.pad(x, (left, right, top, bottom)), weight, None, stride, 0, 1, groups)
+    cut, padding, pads = _geometry(weight, h, w, stride, same=True, extend=extend)
+    got = F.conv2d(x if pads is None else F.pad(x, pads), cut, None, stride, padding, 1, groups)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    if extend:
+        assert pads is None  # no padded copy of the activations
+    if kernel > 1 and max(h, w) == 1:
+        assert cut.shape[-2:] == (1, 1)  # only the centre tap reads a 1x1 map
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_calibrated_subnet_gives_the_recalibrated_extracted_modules_logits(space: BlocksSpace, scramble,  # type: ignore[no-untyped-def]
+                                                                          tiny_data: Dataset, seed: int) -> None:
+    net = scramble(Supernet(space), seed % 7).eval()
+    genome = space.sample(np.random.default_rng(seed))
+    calib = resize_batch(torch.tensor(np.asarray(tiny_data.x_train)[:48]), genome.resolution)
+    x = resize_batch(torch.tensor(np.asarray(tiny_data.x_val)), genome.resolution)
+    model = net.extract(genome)
+    recalibrate_batchnorm(model, calib, batches=1, batch_size=len(calib))
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+    got = CalibratedSubnet.calibrate(net, genome, calib)(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max() + 1))
+
+
+def test_validation_rows_are_a_seeded_subset(space: BlocksSpace, scramble, tiny_data: Dataset) -> None:  # type: ignore[no-untyped-def]
+    net = scramble(Supernet(space), 4).eval()
+    genome = space.sample(np.random.default_rng(4))
+    n_val = len(tiny_data.x_val)
+    every = SupernetScorer(net, tiny_data, config=ScoreConfig(calibration_rows=40, validation_rows=None))
+    assert list(every.validation_index) == list(range(n_val))
+    some = SupernetScorer(net, tiny_data, config=ScoreConfig(calibration_rows=40, validation_rows=n_val // 2))
+    rows = some.validation_index
+    assert len(set(rows.tolist())) == n_val // 2 and list(rows) == sorted(rows) and rows.max() < n_val
+    # the score is the accuracy on exactly those rows (predictions of the full-split scorer's network)
+    _, x_val, y_val = every.inputs(genome.resolution)
+    correct = (every.calibrated(genome)(x_val).argmax(1) == y_val).numpy()
+    assert some.score(genome) == pytest.approx(correct[rows].mean())
+    assert every.score(genome) == pytest.approx(correct.mean())
+    other = SupernetScorer(net, tiny_data, config=ScoreConfig(calibration_rows=40, validation_rows=n_val // 2, seed=1))
+    assert list(other.validation_index) != list(rows)
+
+
+@pytest.mark.parametrize("options", [{"calibration_rows": 1}, {"calibration_rows": 10**6}, {"validation_rows": 0},
+                                     {"batch_size": 0}, {"cache_size": -1}])
+def test_score_config_refuses_bad_values(options: dict[str, int]) -> None:
+    with pytest.raises(ConfigError):
+        ScoreConfig(**options)

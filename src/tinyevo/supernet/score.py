@@ -290,13 +290,14 @@ class SupernetScorer:
         n = min(cfg.calibration_rows, len(data.x_train))
         rows = np.sort(rng.choice(len(data.x_train), size=n, replace=False))
         self._calib = torch.tensor(np.asarray(data.x_train)[rows], dtype=torch.float32)
-        x_val, y_val = np.asarray(data.x_val), np.asarray(data.y_val)
-        if cfg.validation_rows is not None and cfg.validation_rows < len(x_val):
-            keep = np.sort(np.random.default_rng([cfg.seed, 1]).choice(len(x_val), size=cfg.validation_rows,
-                                                                      replace=False))
-            x_val, y_val = x_val[keep], y_val[keep]
-        self._x_val = torch.tensor(x_val, dtype=torch.float32)
-        self._y_val = torch.tensor(y_val, dtype=torch.long)
+        n_val = len(data.x_val)
+        #: the rows of the validation split the scores are measured on (sorted)
+        self.validation_index = np.arange(n_val)
+        if cfg.validation_rows is not None and cfg.validation_rows < n_val:
+            self.validation_index = np.sort(
+                np.random.default_rng([cfg.seed, 1]).choice(n_val, size=cfg.validation_rows, replace=False))
+        self._x_val = torch.tensor(np.asarray(data.x_val)[self.validation_index], dtype=torch.float32)
+        self._y_val = torch.tensor(np.asarray(data.y_val)[self.validation_index], dtype=torch.long)
         self._inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._cache: OrderedDict[str, float] = OrderedDict()
         self.calls = 0
