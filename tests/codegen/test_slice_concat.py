@@ -1,5 +1,6 @@
-"""A padded strided average pool of a 1-channel tensor exports as ``CONCATENATION`` (two copies along
-channels) -> ``AVERAGE_POOL_2D`` -> ``SLICE`` (one copy kept; :class:`tinyevo.deploy.model._TwoChannelPool`).
+"""A padded strided average pool of a 1-channel tensor converts to ``CONCATENATION`` (two copies along
+channels) -> ``AVERAGE_POOL_2D`` -> ``SLICE`` (one copy kept; :class:`tinyevo.deploy.model._TwoChannelPool`);
+the exporter folds the chain, but these tests keep it (models exported elsewhere may have it).
 The native model folds the chain into the pool alone (bit-exact with TFLite-Micro, arena equal to the ``native``
 estimate); unfolded, the ``CONCATENATION`` and ``SLICE`` kernels are bit-exact too. ``CONCATENATION`` along
 other axes and ``SLICE`` are also checked on hand-built models (no export).
@@ -28,6 +29,17 @@ from tinyevo.errors import TinyEvoError
 from tinyevo.spaces import create_space
 
 pytestmark = pytest.mark.skipif(find_cc() is None, reason="needs a C compiler (cc / gcc / clang) on the PATH")
+
+
+@pytest.fixture(autouse=True)
+def _export_keeps_the_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter folds the chain itself (:func:`tinyevo.deploy.tflite.strip_flatbuffer`); these tests keep it
+    in the ``.tflite`` to check the generator's own fold (models exported elsewhere may have the chain)."""
+    import tinyevo.deploy.tflite as tflite
+
+    monkeypatch.setattr(tflite, "_fold_duplicated_channels", lambda obj, schema: 0)
+
+
 FEW = settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 _CHAIN = ("CONCATENATION", "AVERAGE_POOL_2D", "SLICE")
 

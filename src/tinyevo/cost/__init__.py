@@ -15,9 +15,7 @@ from tinyevo.cost.lowering import (
     DeployGraph,
     DeployOp,
     Tensor,
-    fold_duplicated_channels,
     lower,
-    pools_two_copies,
     scratch_buffers,
 )
 from tinyevo.cost.memory import (
@@ -97,9 +95,7 @@ __all__ = [
     "estimate_cost",
     "flash_breakdown",
     "get_planner",
-    "fold_duplicated_channels",
     "lower",
-    "pools_two_copies",
     "op_cycles",
     "scratch_buffers",
     "sram_caption",

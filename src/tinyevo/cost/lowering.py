@@ -37,10 +37,9 @@ planner uses them.
 * A stride-1 **same pool with asymmetric padding** (an even kernel) is ``PADV2`` + ``MAX_POOL_2D`` (max) or
   ``PAD`` + ``AVERAGE_POOL_2D`` + ``DIV`` by a window-count map (average), as the converter exports the torch
   builder's explicit padding.
-* A **padded strided average pool of a 1-channel tensor** is ``CONCATENATION(x, x)`` + a 2-channel
-  ``AVERAGE_POOL_2D`` + ``SLICE`` (:func:`pools_two_copies`): the exporter pools two copies because litert-torch
-  cannot lower the 1-channel pool to a kernel TFLite-Micro runs. The native runtime folds the chain
-  (:func:`fold_duplicated_channels`).
+* A **padded strided average pool of a 1-channel tensor** is one ``AVERAGE_POOL_2D`` like any pool: the export
+  runs it on two copies of its input (a converter limitation) and then folds the ``CONCATENATION`` + 2-channel
+  pool + ``SLICE`` chain back into the pool (:func:`tinyevo.deploy.tflite.strip_flatbuffer`).
 """
 
 from __future__ import annotations
@@ -236,10 +235,6 @@ def lower(ir: ArchIR, *, precision: str = "int8") -> DeployGraph:
             _lower_padded_pool(name, op, ins[0], shapes[inputs[0]], out_shape, eb,  # type: ignore[arg-type]
                                tensors, ops, op_index, count_maps)
             continue
-        if kind is Pool2d and pools_two_copies(op, shapes[inputs[0]]):  # type: ignore[arg-type]
-            _lower_two_copy_pool(name, op, ins[0], shapes[inputs[0]], out_shape, eb, int8,  # type: ignore[arg-type]
-                                 tensors, ops, op_index, cse, aliased)
-            continue
         if kind is GlobalPool and ins == (first,) and shapes[first][0] == 1:
             # measured: a global pool straight on a 1-channel network input keeps NCHW, the input's layout
             # transpose becoming a RESHAPE (with an int32 [4] shape operand)
@@ -277,9 +272,7 @@ def _fusable(
     producer = ir.node(src).op
     if not isinstance(producer, _FUSE_INTO) or getattr(producer, "act", "none") != "none":
         return False
-    # a SLICE (the end of a two-copy pool) has no fused activation: the activation stays a kernel of its own
-    producing = ops[op_index[src]]
-    return producing.act == "none" and producing.nodes[-1] == src and producing.tflite != "SLICE"
+    return ops[op_index[src]].act == "none" and ops[op_index[src]].nodes[-1] == src
 
 
 _AXIS = (("axis(1,2)", 8, 0),)  # the int32 reduction-axis operand of MEAN / SUM / REDUCE_MAX
@@ -331,95 +324,6 @@ def _lower_padded_pool(
         add(count, "AVERAGE_POOL_2D", "pool", (), (1, *out_shape[1:]), out_shape[1] * out_shape[2] * window,
             (ones,))
     add(name, "DIV", "elementwise", (f"{name}#sum", count), out_shape, n_out)
-
-
-def pools_two_copies(op: Pool2d, in_shape: Shape) -> bool:
-    """Whether the exporter runs ``op`` on two copies of its input (the condition of
-    :func:`tinyevo.deploy.model.export_friendly`): a padded strided average pool of a 1-channel tensor."""
-    if op.mode != "avg" or op.stride < 2 or in_shape[0] != 1 or op.padding != "same":
-        return False
-    return any(same_pads(in_shape[1], op.kernel, op.stride)) or any(same_pads(in_shape[2], op.kernel, op.stride))
-
-
-def _lower_two_copy_pool(
-    name: str, op: Pool2d, src: str, in_shape: Shape, out_shape: Shape, eb: int, int8: bool,
-    tensors: dict[str, Tensor], ops: list[DeployOp], op_index: dict[str, int],
-    cse: dict[tuple[object, ...], str], aliased: set[str],
-) -> None:
-    """A padded strided average pool of a 1-channel tensor, as the exporter writes it (measured): litert-torch
-    lowers that pool to ``STABLEHLO_REDUCE_WINDOW`` kernels TFLite-Micro cannot run, so the exporter pools two
-    copies and keeps one (:class:`tinyevo.deploy.model._TwoChannelPool`): ``CONCATENATION(x, x)`` (2 channels,
-    computed once per input like any concatenation), a 2-channel ``AVERAGE_POOL_2D`` and a ``SLICE`` of
-    channel 0 (int32 ``begin`` and ``size`` operands). The native runtime folds the chain back into one pool
-    (:func:`fold_duplicated_channels`)."""
-    c, h, w = in_shape
-    cat_shape = (2 * c, h, w)
-    pooled = (2 * c, *out_shape[1:])
-    key = (_op_key(Concat()), (src, src))
-    cat = cse.get(key)
-    if cat is None:
-        cat = cse[key] = f"{name}#cat"
-        tensors[cat] = Tensor(cat, cat_shape, _elements(cat_shape) * eb)
-        op_index[cat] = len(ops)
-        ops.append(DeployOp(cat, "CONCATENATION", "elementwise", (name,), (src, src), 0, _elements(cat_shape),
-                            0, 0, 0))
-    else:
-        aliased.add(cat)
-    pool = f"{name}#pool"
-    window = op.kernel * op.kernel
-    tensors[pool] = Tensor(pool, pooled, _elements(pooled) * eb)
-    op_index[pool] = len(ops)
-    ops.append(DeployOp(pool, "AVERAGE_POOL_2D", "pool", (name,), (cat,), 0, _elements(pooled) * window, 0, 0, 0,
-                        4 * pooled[0] if int8 else 0))
-    oc, oh, ow = out_shape
-    tensors[name] = Tensor(name, out_shape, _elements(out_shape) * eb)
-    op_index[name] = len(ops)
-    ops.append(DeployOp(name, "SLICE", "elementwise", (name,), (pool,), 0, _elements(out_shape), 0, 0, 0,
-                        constants=(("slice_begin(0,0,0,0)", 16, 0), (f"slice_size(1,{oh},{ow},{oc})", 16, 0))))
-
-
-def fold_duplicated_channels(graph: DeployGraph) -> DeployGraph:
-    """``graph`` with every two-copy pool chain (``CONCATENATION(x, x)`` -> pool -> ``SLICE`` of one copy,
-    :func:`_lower_two_copy_pool`) replaced by the pool on ``x``, writing the ``SLICE``'s tensor: the graph the
-    native runtime runs (its code generator folds the exported chain the same way,
-    :func:`tinyevo.codegen.generate.fold_duplicated_channels`). A chain folds when its intermediate tensors
-    have no other reader and are not the graph output. ``graph`` itself when there is nothing to fold."""
-    readers: dict[str, list[int]] = {}
-    for j, op in enumerate(graph.ops):
-        for t in op.inputs:
-            readers.setdefault(t, []).append(j)
-    producer = {op.name: j for j, op in enumerate(graph.ops)}
-    drop: set[int] = set()
-    replace_at: dict[int, DeployOp] = {}
-    for j, sl in enumerate(graph.ops):
-        if sl.tflite != "SLICE" or len(sl.inputs) != 1:
-            continue
-        p = producer.get(sl.inputs[0])
-        if p is None or graph.ops[p].tflite not in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-            continue
-        pool = graph.ops[p]
-        k = producer.get(pool.inputs[0]) if len(pool.inputs) == 1 else None
-        if k is None:
-            continue
-        cat = graph.ops[k]
-        if cat.tflite != "CONCATENATION" or len(set(cat.inputs)) != 1 or graph.output in (cat.name, pool.name):
-            continue
-        x = cat.inputs[0]
-        c = graph.tensors[x].shape[0]
-        if readers.get(pool.name) != [j] or readers.get(cat.name) != [p] or \
-                graph.tensors[sl.name].shape != (c, *graph.tensors[pool.name].shape[1:]):
-            continue
-        copies = len(cat.inputs)
-        replace_at[j] = pool._replace(name=sl.name, nodes=sl.nodes, inputs=(x,), work=pool.work // copies,
-                                      scratch_bytes=pool.scratch_bytes // copies)
-        drop.update((p, k))
-    if not replace_at:
-        return graph
-    ops = tuple(replace_at.get(j, op) for j, op in enumerate(graph.ops) if j not in drop)
-    gone = {graph.ops[j].name for j in drop}
-    tensors = {n: t for n, t in graph.tensors.items() if n not in gone}
-    return DeployGraph(precision=graph.precision, ops=ops, tensors=tensors, input=graph.input, output=graph.output,
-                       tensor_of={n: t for n, t in graph.tensor_of.items()})
 
 
 def scratch_buffers(graph: DeployGraph, op: DeployOp, *, kernels: str = "reference") -> tuple[int, ...]:

@@ -42,9 +42,8 @@ from tinyevo.cost.flash import (
     op_constant_bytes,
 )
 from tinyevo.cost.latency_native import NativeLatencyModel, native_latency_model
-from tinyevo.cost.lowering import OP_CLASSES, DeployGraph, DeployOp, fold_duplicated_channels, lower
+from tinyevo.cost.lowering import OP_CLASSES, DeployGraph, DeployOp, lower
 from tinyevo.cost.memory import MemoryPlan, Planner, get_planner
-from tinyevo.cost.native import NativePlanner
 from tinyevo.devices.profiles import DeviceProfile, get_device
 from tinyevo.ir import ArchIR, Shape
 
@@ -175,10 +174,7 @@ class MCUCostModel:
 
     def estimate(self, ir: ArchIR) -> CostReport:
         graph = lower(ir, precision=self.precision)
-        planner = get_planner(self.planner)
-        if isinstance(planner, NativePlanner):
-            graph = fold_duplicated_channels(graph)  # the native runtime's kernels (flash, latency, profile)
-        plan = planner.plan(
+        plan = get_planner(self.planner).plan(
             graph, count_input=self.count_input, count_output=self.count_output, inplace=self.inplace
         )
         return _report(graph, plan, self.device, self.layout)

@@ -39,7 +39,7 @@ import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from tinyevo.cost.lowering import DeployGraph, DeployOp, fold_duplicated_channels
+from tinyevo.cost.lowering import DeployGraph, DeployOp
 from tinyevo.cost.memory import (
     PLANNERS,
     MemoryPlan,
@@ -167,7 +167,6 @@ class NativePlanner:
     def layout(self, graph: DeployGraph, *, count_input: bool = True,
                count_output: bool = True) -> NativeLayout:
         """Order, in-place decisions and arena offsets of ``graph`` (see the module docstring)."""
-        graph = fold_duplicated_channels(graph)  # the generated C runs a two-copy pool as one pool
         core, hidden = _contract_requantise(graph)
         lay = self._layout(core, count_input=count_input, count_output=count_output)
         return _expand(lay, graph, hidden) if hidden else lay

@@ -124,13 +124,130 @@ def _fold_reshapes_into_fc(obj: object, schema: object) -> int:
     return len(drop)
 
 
-def strip_flatbuffer(model: bytes, *, fold_reshapes: bool = True) -> bytes:
+def _drop_unused(obj: object) -> None:
+    """Remove the tensors, buffers and operator codes of ``obj``'s first subgraph that nothing refers to any
+    more (after ops were dropped), renumbering the rest."""
+    sg = obj.subgraphs[0]  # type: ignore[attr-defined]
+    outputs = {int(t) for t in sg.outputs}
+    used = {int(t) for op in sg.operators for t in list(op.inputs) + list(op.outputs) if t >= 0}
+    used |= {int(t) for t in sg.inputs} | outputs
+    keep = [t for t in range(len(sg.tensors)) if t in used]
+    index = {old: new for new, old in enumerate(keep)}
+    sg.tensors = [sg.tensors[t] for t in keep]
+    for op in sg.operators:
+        op.inputs = [index[int(t)] if t >= 0 else -1 for t in op.inputs]
+        op.outputs = [index[int(t)] for t in op.outputs]
+    sg.inputs = [index[int(t)] for t in sg.inputs]
+    sg.outputs = [index[int(t)] for t in sg.outputs]
+    if len(obj.subgraphs) != 1:  # type: ignore[attr-defined]
+        return  # buffers and codes may be shared with other subgraphs: leave them
+    # buffer 0 is the empty sentinel; metadata entries refer to buffers too
+    metadata = list(obj.metadata or ())  # type: ignore[attr-defined]
+    refs = {0} | {int(t.buffer) for t in sg.tensors} | {int(m.buffer) for m in metadata}
+    kept = [b for b in range(len(obj.buffers)) if b in refs]  # type: ignore[attr-defined]
+    bindex = {old: new for new, old in enumerate(kept)}
+    obj.buffers = [obj.buffers[b] for b in kept]  # type: ignore[attr-defined]
+    for t in sg.tensors:
+        t.buffer = bindex[int(t.buffer)]
+    for m in metadata:
+        m.buffer = bindex[int(m.buffer)]
+    codes = sorted({int(op.opcodeIndex) for op in sg.operators})
+    cindex = {old: new for new, old in enumerate(codes)}
+    obj.operatorCodes = [obj.operatorCodes[c] for c in codes]  # type: ignore[attr-defined]
+    for op in sg.operators:
+        op.opcodeIndex = cindex[int(op.opcodeIndex)]
+
+
+def _fold_duplicated_channels(obj: object, schema: object) -> int:
+    """Replace every ``CONCATENATION(x, x, ...) -> pool -> SLICE`` chain by the pool on ``x`` writing the
+    ``SLICE``'s output. Returns the count.
+
+    The chain is how the export runs a padded strided average pool of a 1-channel tensor
+    (:class:`tinyevo.deploy.model._TwoChannelPool`): litert-torch decomposes that pool (``ceil_mode`` with
+    ``count_include_pad=False`` gets no composite) into windowed sums, and the converter turns them back into
+    ``AVERAGE_POOL_2D`` only when the layout transposes around them stay transposes; with one channel they
+    become reshapes and the model keeps float ``STABLEHLO_REDUCE_WINDOW`` kernels that TFLite-Micro cannot run.
+    A pool computes each channel from that channel alone, so pooling ``x`` itself gives the slice's bytes,
+    without the copies (the TFLM arena holds ``x`` and its copies together: 288 B more on a 12 x 12 input).
+
+    Folded only when the concatenation is along channels (NHWC axis 3) of copies of one tensor ``x``, has no
+    fused activation, the pool is an ``AVERAGE_POOL_2D`` / ``MAX_POOL_2D`` whose quantisation equals ``x``'s
+    and the concatenation's, the slice keeps all of N, H and W and exactly the channels of one copy, with
+    constant ``begin`` / ``size``, and neither intermediate tensor has another reader or is a model output.
+    """
+    sg = obj.subgraphs[0]  # type: ignore[attr-defined]
+    codes = obj.operatorCodes  # type: ignore[attr-defined]
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+    def kind(op: object) -> str:
+        c = codes[op.opcodeIndex]  # type: ignore[attr-defined]
+        return op_names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "")
+
+    def const(t: int) -> list[int] | None:
+        data = obj.buffers[sg.tensors[t].buffer].data  # type: ignore[attr-defined]
+        if data is None or sg.tensors[t].type != schema.TensorType.INT32:
+            return None
+        return [int(v) for v in np.frombuffer(bytes(bytearray(data)), dtype="<i4")]
+
+    readers: dict[int, list[int]] = {}
+    for j, op in enumerate(sg.operators):
+        for t in op.inputs:
+            readers.setdefault(int(t), []).append(j)
+    outputs = {int(t) for t in sg.outputs}
+    drop: set[int] = set()
+    for i, cat in enumerate(sg.operators):
+        ins = [int(t) for t in cat.inputs]
+        if kind(cat) != "CONCATENATION" or len(ins) < 2 or len(set(ins)) != 1 or len(cat.outputs) != 1:
+            continue
+        x, y = sg.tensors[ins[0]], sg.tensors[int(cat.outputs[0])]
+        opts = cat.builtinOptions
+        shape = list(y.shape) if y.shape is not None else []
+        if len(shape) != 4 or opts is None or int(opts.axis) % 4 != 3 or int(opts.fusedActivationFunction) != 0 \
+                or not _same_quantization(x, y) or int(cat.outputs[0]) in outputs:
+            continue
+        users = readers.get(int(cat.outputs[0]), [])
+        if len(users) != 1:
+            continue
+        p = users[0]
+        pool = sg.operators[p]
+        if kind(pool) not in ("AVERAGE_POOL_2D", "MAX_POOL_2D") or [int(t) for t in pool.inputs] != \
+                [int(cat.outputs[0])] or len(pool.outputs) != 1:
+            continue
+        pooled = int(pool.outputs[0])
+        users = readers.get(pooled, [])
+        if pooled in outputs or len(users) != 1 or not _same_quantization(y, sg.tensors[pooled]):
+            continue
+        k = users[0]
+        sl = sg.operators[k]
+        if kind(sl) != "SLICE" or len(sl.inputs) != 3 or int(sl.inputs[0]) != pooled:
+            continue
+        begin, size = const(int(sl.inputs[1])), const(int(sl.inputs[2]))
+        c = int(x.shape[3])
+        ps = [int(v) for v in sg.tensors[pooled].shape]
+        out = sg.tensors[int(sl.outputs[0])]
+        if begin is None or size is None or len(begin) != 4 or begin[:3] != [0, 0, 0] or begin[3] % c or \
+                [int(v) for v in out.shape] != [*ps[:3], c] or \
+                [ps[d] - begin[d] if size[d] == -1 else size[d] for d in range(4)] != [*ps[:3], c] or \
+                not _same_quantization(sg.tensors[pooled], out):
+            continue
+        pool.inputs = [ins[0]]
+        pool.outputs = [int(sl.outputs[0])]
+        drop.update((i, k))
+    if not drop:
+        return 0
+    sg.operators = [op for i, op in enumerate(sg.operators) if i not in drop]
+    _drop_unused(obj)
+    return len(drop) // 2
+
+
+def strip_flatbuffer(model: bytes, *, fold_reshapes: bool = True, fold_copies: bool = True) -> bytes:
     """``model`` without the strings an MCU never reads, re-aligned for TFLite-Micro.
 
     Removes the description, subgraph and tensor names and the signature defs (litert-torch names every tensor
     after its module path, ~100 bytes each: a third of a small model's flash), keeps the metadata buffers
     (``min_runtime_version``), optionally folds flatten-RESHAPEs into the dense layers reading them
-    (:func:`_fold_reshapes_into_fc`), then re-packs and re-aligns the constant buffers with TFLM's own
+    (:func:`_fold_reshapes_into_fc`) and two-copy pools into one pool (``fold_copies``,
+    :func:`_fold_duplicated_channels`), then re-packs and re-aligns the constant buffers with TFLM's own
     ``tflite_flatbuffer_align`` tool (16-byte aligned weights).
     """
     require("tflite_micro", purpose="flatbuffer stripping")
@@ -152,6 +269,8 @@ def strip_flatbuffer(model: bytes, *, fold_reshapes: bool = True) -> bytes:
             t.name = None
     if fold_reshapes:
         _fold_reshapes_into_fc(obj, schema)
+    if fold_copies:
+        _fold_duplicated_channels(obj, schema)
     builder = flatbuffers.Builder(len(model) + 1024)
     builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
     with tempfile.TemporaryDirectory() as tmp:
