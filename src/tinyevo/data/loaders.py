@@ -107,6 +107,7 @@ def load_dataset(
         hit = shared.open_prepared(prepared)
         if hit is not None:
             return hit
+    raw = None
     if is_npz:
         plan = _npz(path, name=name, **common)  # type: ignore[arg-type]
     else:
@@ -119,7 +120,10 @@ def load_dataset(
         plan = _assemble(raw, name=name, **common)  # type: ignore[arg-type]
     if prepared is not None and plan.nbytes >= shared.SHARE_MIN_BYTES:
         # made chunk by chunk into the files: the float32 arrays are never held in this process
-        return shared.write_prepared(plan, prepared)
+        data = shared.write_prepared(plan, prepared)
+        del plan, raw  # the source arrays
+        shared.release_free_memory()
+        return data
     return materialize(plan)
 
 

@@ -115,6 +115,19 @@ def write_prepared(plan: ArrayPlan, directory: Path) -> Dataset:
     return shared if shared is not None else materialize(plan)
 
 
+def release_free_memory() -> None:
+    """Hand the heap memory freed by a preparation back to the operating system (glibc's ``malloc_trim``; nothing
+    elsewhere). glibc keeps freed blocks of up to tens of MiB for reuse once large blocks have been freed (its
+    mmap threshold grows with them), so a search driver that prepared a data set would otherwise hold ~30 MiB
+    of freed chunks for the rest of the run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _meta(name: str, num_classes: int, class_names: Sequence[str], mean: Sequence[float],
           std: Sequence[float]) -> dict[str, Any]:
     return {"name": name, "num_classes": num_classes, "class_names": list(class_names), "mean": list(mean),
