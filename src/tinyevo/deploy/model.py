@@ -82,8 +82,10 @@ class _TwoChannelPool(nn.Module):
     """Runs a 1-channel padded average pool on two copies of its input and keeps one.
 
     litert-torch 0.10 lowers a padded stride-2 average pool of a single-channel tensor to
-    ``STABLEHLO_REDUCE_WINDOW`` ops that TFLite-Micro cannot run; with two channels it emits AVERAGE_POOL_2D
-    (plus a CONCATENATION and a SLICE on this small tensor).
+    ``STABLEHLO_REDUCE_WINDOW`` ops that TFLite-Micro cannot run (``ceil_mode`` with ``count_include_pad=False``
+    gets no composite; the windowed sums become a pool again only where the layout transposes around them are
+    not reshapes, i.e. with more than one channel); with two channels it emits AVERAGE_POOL_2D, plus a
+    CONCATENATION and a SLICE that :func:`tinyevo.deploy.tflite.strip_flatbuffer` folds away again.
     """
 
     def __init__(self, pool: nn.Module) -> None:
