@@ -19,7 +19,8 @@
   one thread), stopped (SIGINT, as Ctrl-C) once its process tree has used A's CPU time less A's final training
   time, then ``tinyevo resume RUN --time 1s`` for the same final training from scratch; so both arms spend about
   the same total CPU time (both are reported). A ``--time`` budget would be wall time, which on a loaded machine
-  buys B much less CPU than A used.
+  buys B much less CPU than A used. B runs at the same time as A's search (its cap follows A's CPU, then A's
+  total less A's final training once A is done), so the two arms take about one arm's wall time.
 * For each arm: int8 test accuracy of the retrained model on TFLite-Micro (export -> .tflite -> TFLM interpreter,
   ``benchmarks/_realdata.py``), whether the limits hold (cost model), CPU time (``getrusage`` of the child processes)
   and wall time.
@@ -133,27 +134,48 @@ def tree_cpu_s(root: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def cli_cpu_capped(args: list[str], log: Path, cpu_s: float) -> tuple[float, float, bool]:
-    """``tinyevo ARGS`` stopped with SIGINT (as Ctrl-C) once its process tree has used ``cpu_s`` CPU seconds (polled
-    every second); (wall seconds, CPU seconds of the child processes, whether it was stopped). A ``--time`` budget
-    is wall time, which on a loaded machine buys far less CPU than the other arm used; this caps CPU instead."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    stopped = False
-    with log.open("w") as fh:
-        fh.write(f"$ tinyevo {' '.join(args)}   # stopped at {cpu_s:.0f} CPU s\n")
-        fh.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "tinyevo.cli.main", *args], stdout=fh,
-                                stderr=subprocess.STDOUT, cwd=ROOT)
-        while proc.poll() is None:
-            time.sleep(1.0)
-            if not stopped and tree_cpu_s(proc.pid) >= cpu_s:
-                proc.send_signal(signal.SIGINT)
-                stopped = True
-        proc.wait()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (time.perf_counter() - t0, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-            stopped)
+class Child:
+    """``tinyevo ARGS`` started in the background; ``done()`` reaps it with ``os.wait4`` (its own rusage: its CPU
+    and that of the descendants it waited for, as ``getrusage(RUSAGE_CHILDREN)`` counts), ``cpu()`` is that
+    rusage once done and the live process tree's CPU before, ``interrupt()`` stops it like Ctrl-C."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        self._fh = log.open("w")
+        self._fh.write("$ tinyevo " + " ".join(args) + "\n")
+        self._fh.flush()
+        self._t0 = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "tinyevo.cli.main", *args], stdout=self._fh,
+                                     stderr=subprocess.STDOUT, cwd=ROOT)
+        self.rc: int | None = None
+        self.wall = 0.0
+        self._cpu = 0.0
+
+    def done(self) -> bool:
+        if self.rc is None:
+            pid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                self.rc = self.proc.returncode = os.waitstatus_to_exitcode(status)
+                self.wall, self._cpu = time.perf_counter() - self._t0, ru.ru_utime + ru.ru_stime
+                self._fh.close()
+        return self.rc is not None
+
+    def cpu(self) -> float:
+        return self._cpu if self.rc is not None else tree_cpu_s(self.proc.pid)
+
+    def interrupt(self) -> None:
+        if self.rc is None:
+            self.proc.send_signal(signal.SIGINT)
+
+
+def add_int8(rec: dict[str, Any], run_dir: Path, skip: bool) -> None:
+    """The int8 TFLite-Micro test accuracy of ``run_dir``'s model into ``rec`` (after the timed commands)."""
+    if skip or not rec.get("final"):
+        return
+    try:
+        rec["int8"] = int8_accuracy(run_dir, summarise(run_dir))
+    except Exception as exc:  # noqa: BLE001 - say why the int8 number is missing
+        rec["int8"] = {"int8_test_acc": None, "int8_note": f"not measured: {type(exc).__name__}: {exc}"}
 
 
 def run_record(run_dir: Path, wall: float, cpu: float, *, int8: bool) -> dict[str, Any]:
@@ -328,47 +350,77 @@ def main() -> None:
         result["first_device_space_feasible"] = feasible_fraction(sn_dir, a.device[0], a.feasible_samples, a.seed)
         save()
 
-    # --- A.2 search with supernet scoring + final training (inheriting) ----------------------------------
+    # --- A.2 and B at the same time -----------------------------------------------------------------------
+    # A: search with supernet scoring + final training (inheriting). B: training-based search, stopped (SIGINT)
+    # once its CPU reaches the supernet's training CPU + A's CPU so far; once A is done, the cap is A's total
+    # less A's final training; then B's final training (`resume --time 1s`). Both run at once to halve the wall
+    # time on the shared machine; the comparison is in CPU seconds (each command's own rusage, os.wait4).
     arms = result.setdefault("arms", {})
+    run_a, run_b = WORK / f"A_{tag}", WORK / f"B_{tag}"
+    child_a = child_b = None
+    load0 = os.getloadavg()
     if "supernet" not in arms:
-        run = WORK / f"A_{tag}"
-        shutil.rmtree(run, ignore_errors=True)
-        load0 = os.getloadavg()
-        wall, cpu = cli(["search", "--supernet", str(sn_dir), *common, "--config", str(thread_config()),
+        shutil.rmtree(run_a, ignore_errors=True)
+        child_a = Child(["search", "--supernet", str(sn_dir), *common, "--config", str(thread_config()),
                          *limit_flags(a.device[0]), "--budget", str(a.candidates), "--workers", "1",
-                         "--final-epochs", str(a.final_epochs), "--out", str(run)], WORK / f"A_{tag}.log")
-        rec = run_record(run, wall, cpu, int8=not a.no_int8)
-        rec["search_and_final_cpu_s"] = rec.pop("cpu_s")
-        rec["search_and_final_wall_s"] = rec.pop("wall_s")
-        rec["cpu_s_total"] = round(result["supernet_train"]["cpu_s"] + rec["search_and_final_cpu_s"], 1)
-        rec["wall_s_total"] = round(result["supernet_train"]["wall_s"] + rec["search_and_final_wall_s"], 1)
-        rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
-        arms["supernet"] = rec
-        save()
-
-    # --- B: training-based search at A's CPU time ----------------------------------------------------------
+                         "--final-epochs", str(a.final_epochs), "--out", str(run_a)], WORK / f"A_{tag}.log")
     if "training" not in arms:
-        A = arms["supernet"]
-        budget = int(A["cpu_s_total"] - ((A.get("final") or {}).get("final_train_s") or 0.0))
-        run = WORK / f"B_{tag}"
-        shutil.rmtree(run, ignore_errors=True)
+        shutil.rmtree(run_b, ignore_errors=True)
         sn_space = json.loads((sn_dir / "supernet.json").read_text())["space"]
         opts = {k: v for k, v in sn_space.items() if k not in ("input_shape", "num_classes")}
         space_cfg = thread_config('space = "blocks"\n[space_options]\n' + "".join(
             f"{k} = {json.dumps(v)}\n" for k, v in opts.items()))
-        load0 = os.getloadavg()
-        # the search gets `budget` CPU seconds (stopped like Ctrl-C), then `resume --time 1s` only retrains
-        wall1, cpu1, stopped = cli_cpu_capped(
-            ["search", "--config", str(space_cfg), *common, *limit_flags(a.device[0]), "--budget", "100000",
-             "--workers", "1", "--final-epochs", str(a.final_epochs), "--out", str(run)], WORK / f"B_{tag}.log",
-            budget)
-        wall2, cpu2 = cli(["resume", str(run), "--time", "1s", "--quiet"], WORK / f"B_{tag}_final.log")
-        rec = run_record(run, wall1 + wall2, cpu1 + cpu2, int8=not a.no_int8)
-        rec["search_cpu_budget_s"], rec["search_stopped_at_budget"] = budget, stopped
-        rec["search_cpu_s"], rec["search_wall_s"] = round(cpu1, 1), round(wall1, 1)
+        child_b = Child(["search", "--config", str(space_cfg), *common, *limit_flags(a.device[0]), "--budget",
+                         "100000", "--workers", "1", "--final-epochs", str(a.final_epochs), "--out", str(run_b)],
+                        WORK / f"B_{tag}.log")
+    sn_cpu = result["supernet_train"]["cpu_s"]
+    rec_a = arms.get("supernet")
+    budget, stopped = None, False
+    while (child_a is not None and not child_a.done()) or (child_b is not None and not child_b.done()):
+        if child_a is not None and rec_a is None and child_a.done():
+            if child_a.rc != 0:
+                raise RuntimeError(f"arm A failed (exit {child_a.rc}); see {child_a.log}")
+            rec_a = run_record(run_a, child_a.wall, child_a.cpu(), int8=False)
+            rec_a["search_and_final_cpu_s"] = rec_a.pop("cpu_s")
+            rec_a["search_and_final_wall_s"] = rec_a.pop("wall_s")
+            rec_a["cpu_s_total"] = round(sn_cpu + rec_a["search_and_final_cpu_s"], 1)
+            rec_a["wall_s_total"] = round(result["supernet_train"]["wall_s"] + rec_a["search_and_final_wall_s"], 1)
+        if child_b is not None and not stopped and not child_b.done():
+            if rec_a is not None:
+                budget = rec_a["cpu_s_total"] - ((rec_a.get("final") or {}).get("final_train_s") or 0.0)
+                cap = budget
+            else:
+                cap = sn_cpu + (child_a.cpu() if child_a is not None else 0.0)
+            if child_b.cpu() >= cap:
+                child_b.interrupt()
+                stopped = True
+        time.sleep(1.0)
+    if child_a is not None and rec_a is None:  # A ended in the loop's last round
+        if child_a.rc != 0:
+            raise RuntimeError(f"arm A failed (exit {child_a.rc}); see {child_a.log}")
+        rec_a = run_record(run_a, child_a.wall, child_a.cpu(), int8=False)
+        rec_a["search_and_final_cpu_s"] = rec_a.pop("cpu_s")
+        rec_a["search_and_final_wall_s"] = rec_a.pop("wall_s")
+        rec_a["cpu_s_total"] = round(sn_cpu + rec_a["search_and_final_cpu_s"], 1)
+        rec_a["wall_s_total"] = round(result["supernet_train"]["wall_s"] + rec_a["search_and_final_wall_s"], 1)
+    if child_a is not None:
+        rec_a["concurrent_with_B"] = child_b is not None
+        rec_a["load_average_before"], rec_a["load_average_after"] = load0, os.getloadavg()
+        add_int8(rec_a, run_a, a.no_int8)
+        arms["supernet"] = rec_a
+        save()
+    if child_b is not None:
+        if budget is None:
+            budget = rec_a["cpu_s_total"] - ((rec_a.get("final") or {}).get("final_train_s") or 0.0)
+        wall2, cpu2 = cli(["resume", str(run_b), "--time", "1s", "--quiet"], WORK / f"B_{tag}_final.log")
+        rec = run_record(run_b, child_b.wall + wall2, child_b.cpu() + cpu2, int8=False)
+        rec["search_cpu_budget_s"], rec["search_stopped_at_budget"] = round(budget, 1), stopped
+        rec["search_cpu_s"], rec["search_wall_s"] = round(child_b.cpu(), 1), round(child_b.wall, 1)
         rec["resume_and_final_cpu_s"], rec["resume_and_final_wall_s"] = round(cpu2, 1), round(wall2, 1)
         rec["cpu_s_total"], rec["wall_s_total"] = rec.pop("cpu_s"), rec.pop("wall_s")
+        rec["concurrent_with_A"] = child_a is not None
         rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
+        add_int8(rec, run_b, a.no_int8)
         arms["training"] = rec
         save()
 
