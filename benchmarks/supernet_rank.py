@@ -11,24 +11,31 @@ Space: a small MCUNet-style ``blocks`` sub-space for 28x28 one-channel images: M
 Architectures: ``--archs`` (default 30) distinct genomes spread over the size range: 2,000 random genomes sorted
 by MACs, one taken at each of ``--archs`` evenly spaced quantiles.
 
-* **Supernet**: trained once with the sandwich rule (largest + smallest + 2 random sub-networks per step,
-  in-place distillation) for ``--supernet-epochs`` (default 8) epochs, AdamW lr 0.01 (cosine), batch 128, seed 0,
-  one torch thread; checkpointed (a killed benchmark resumes). Each candidate is then scored by
-  :class:`~tinyevo.supernet.score.SupernetScorer`: BatchNorm recalibrated on 500 training images, accuracy on the
-  validation rows.
+* **Supernet**: trained once with the sandwich rule (largest + smallest + ``--random-subnets`` (default 4) random
+  sub-networks per step, in-place distillation) for ``--supernet-epochs`` epochs, AdamW (``--supernet-lr``,
+  ``--supernet-warmup`` epochs of warm-up, cosine), batch ``--supernet-batch-size``, seed 0, one torch thread;
+  checkpointed (a killed benchmark resumes). Each candidate is then scored by
+  :class:`~tinyevo.supernet.score.SupernetScorer` with the default :class:`~tinyevo.supernet.score.ScoreConfig` (what
+  ``tinyevo search --supernet`` uses; ``--calibration-rows`` overrides it).
 * **Stand-alone** (the reference): each architecture trained from scratch with the same recipe for all,
-  ``--epochs`` (default 3) epochs, AdamW lr 0.01 (cosine), batch 128, seed 0, one torch thread; validation
-  accuracy on the same rows.
+  ``--epochs`` (default 3) epochs, AdamW lr 0.01 (cosine), batch 128, one torch thread, once per training seed of
+  ``--reference-seeds`` (default 0,1); the reference is the mean validation accuracy over the seeds, and the Kendall
+  tau between the seeds is the reference's own noise (no proxy can agree with one seed better than another seed
+  of the same training does, on average).
 
-Reported: Kendall tau (and Spearman rho) of supernet score vs stand-alone accuracy; the same for MACs (a free
-baseline); the cost per candidate of both (seconds; the supernet's training time also amortised over the
-candidates). The JSON is rewritten after every step and the benchmark resumes from it (and from the supernet's
-checkpoint); a run with other supernet settings (``--supernet-epochs``, ``--supernet-batch-size``,
-``--random-subnets``, ``--calibration-rows``) and the same reference settings keeps the stand-alone results::
+Reported: Kendall tau (and Spearman rho) of supernet score vs the reference, and vs each seed; tau between the
+reference seeds; the same for MACs (a free baseline); the cost per candidate of both (seconds; the supernet's training
+time also amortised over the candidates); a ``variants`` table of every supernet trained in ``--work`` (other
+epochs, batch sizes, learning rates, ...) against the same reference. Everything is cached under ``--work``:
+stand-alone results per training seed and genome, each supernet (checkpoint, weights, ``meta.json``) and its scores
+per scorer configuration; a rerun computes only what is missing. ``--stage reference`` / ``--stage supernet`` run
+one half (two processes can share the work directory)::
 
     nice -n 10 python benchmarks/supernet_rank.py                  # writes benchmarks/results/supernet_rank.json
-    nice -n 10 python benchmarks/supernet_rank.py --supernet-epochs 14   # the same reference, a longer supernet
+    nice -n 10 python benchmarks/supernet_rank.py --supernet-batch-size 32 --supernet-lr 0.003 --supernet-warmup 1 \
+        --out benchmarks/out/supernet_rank_b32.json              # another supernet, the same (cached) reference
     python benchmarks/supernet_rank.py --archs 6 --epochs 1 --supernet-epochs 1 --fraction 0.02 \
+        --reference-seeds 0 --work benchmarks/out/supernet_rank_smoke \
         --out benchmarks/out/supernet_rank_smoke.json              # a quick smoke run
 """
 
@@ -55,7 +62,7 @@ from tinyevo.spaces.blocks import BlocksSpace
 from tinyevo.supernet import Supernet, macs
 from tinyevo.supernet.score import ScoreConfig, SupernetScorer
 from tinyevo.supernet.store import load_supernet, save_supernet, space_options
-from tinyevo.supernet.train import train_supernet
+from tinyevo.supernet.train import Shrinking, train_supernet
 from tinyevo.training import Recipe, fit_data_to_ir, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -118,13 +125,21 @@ def variant_name(args: argparse.Namespace) -> str:
         name += f"_w{args.supernet_warmup:g}"
     if args.supernet_fraction is not None and args.supernet_fraction != args.fraction:
         name += f"_f{args.supernet_fraction:g}"
+    if args.shrinking != "none":
+        name += f"_{args.shrinking}"
     return name
+
+
+#: Progressive-shrinking schedules of ``--shrinking``: ``ofa``: the largest network alone for the first 20 % of the
+#: steps, then resolution and kernel, depth at 40 %, expansion and width at 60 % (Once-for-All's order).
+SHRINKING = {"none": None, "ofa": Shrinking((("resolution", 0.2), ("kernel", 0.2), ("depth", 0.4), ("expand", 0.6),
+                                             ("width", 0.6)))}
 
 
 def score_key(args: argparse.Namespace, config: ScoreConfig) -> str:
     """The identity of the scores of one supernet (the validation rows and the scorer's configuration)."""
-    return (f"{Path(args.data).stem}_f{args.fraction:g}_v{args.val_rows}_split{args.seed}"
-            f"_c{config.calibration_rows}_b{config.batch_size}_s{config.seed}")
+    fields = "_".join(f"{k}={v}" for k, v in sorted(asdict(config).items()) if k != "cache_size")
+    return f"{Path(args.data).stem}_f{args.fraction:g}_v{args.val_rows}_split{args.seed}_{fields}"
 
 
 def run_standalone(space: BlocksSpace, data: Dataset, archs: list[str], args: argparse.Namespace,
@@ -159,10 +174,11 @@ def run_supernet(space: BlocksSpace, data: Dataset, args: argparse.Namespace, vd
     net = Supernet(space)
     t0, c0 = time.perf_counter(), time.process_time()
     fitted = train_supernet(net, data, recipe, seed=args.seed, random_subnets=args.random_subnets,
-                            checkpoint=vdir / "supernet.ckpt", checkpoint_every_s=30.0)
+                            checkpoint=vdir / "supernet.ckpt", checkpoint_every_s=30.0,
+                            shrinking=SHRINKING[args.shrinking])
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     training = {"recipe": recipe.math(), "seed": args.seed, "random_subnets": args.random_subnets,
-                "train_rows": len(data.x_train)}
+                "shrinking": args.shrinking, "train_rows": len(data.x_train)}
     save_supernet(saved, net, data={"name": data.name, "input_shape": list(data.input_shape)}, training=training)
     meta = {**training,
             # the loop's own clock (it adds up over a resumed training); this process's wall and CPU time
@@ -218,6 +234,8 @@ def main() -> None:
     p.add_argument("--supernet-fraction", type=float, default=None,
                    help="fraction of the training split the supernet trains on (default: --fraction)")
     p.add_argument("--random-subnets", type=int, default=4)
+    p.add_argument("--shrinking", choices=tuple(SHRINKING), default="none",
+                   help="progressive shrinking schedule of the supernet's training (none: the plain sandwich rule)")
     p.add_argument("--calibration-rows", type=int, default=None,
                    help="BatchNorm calibration rows of the scorer (default: ScoreConfig's, as the search uses)")
     p.add_argument("--stage", choices=("all", "reference", "supernet"), default="all",
@@ -272,7 +290,8 @@ def main() -> None:
                 "train_seconds": meta["train_seconds"], "train_cpu_seconds": meta.get("process_cpu_seconds"),
                 "epochs": meta["recipe"]["epochs"], "batch_size": meta["recipe"]["batch_size"],
                 "lr": meta["recipe"]["lr"], "warmup_epochs": meta["recipe"]["warmup_epochs"],
-                "random_subnets": meta["random_subnets"], "train_rows": meta.get("train_rows")}
+                "random_subnets": meta["random_subnets"], "shrinking": meta.get("shrinking", "none"),
+                "train_rows": meta.get("train_rows")}
 
     meta = read_json(vdir / "meta.json", {})
     scores = read_json(vdir / "scores.json", {})[skey]
