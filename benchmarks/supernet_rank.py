@@ -204,8 +204,10 @@ def run_scores(data: Dataset, archs: list[str], args: argparse.Namespace, vdir: 
     scorer = SupernetScorer(net, data, config=config)
     for g in archs:
         if g not in scores:
-            t0 = time.perf_counter()
-            scores[g] = {"acc": scorer.score(g), "seconds": round(time.perf_counter() - t0, 3)}
+            t0, c0 = time.perf_counter(), time.process_time()
+            acc = scorer.score(g)
+            scores[g] = {"acc": acc, "seconds": round(time.perf_counter() - t0, 3),
+                         "cpu_seconds": round(time.process_time() - c0, 3)}
     write_json(path, cache)
     return scores
 
@@ -300,6 +302,8 @@ def main() -> None:
     ceiling = {f"{a}-{b}": tau(per_seed[a], per_seed[b]) for i, a in enumerate(seeds) for b in seeds[i + 1:]}
     sa_s = float(np.mean([refs[s][g]["seconds"] for s in seeds for g in archs]))
     sn_s = float(np.mean([scores[g]["seconds"] for g in archs]))
+    sa_cpu = [refs[s][g]["cpu_seconds"] for s in seeds for g in archs if "cpu_seconds" in refs[s][g]]
+    sn_cpu = [scores[g]["cpu_seconds"] for g in archs if "cpu_seconds" in scores[g]]
     result: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]),
         "settings": settings, "variant": vname, "score_config": asdict(config),
@@ -317,11 +321,20 @@ def main() -> None:
             "kendall_tau_between_reference_seeds": ceiling,
             "spearman_between_reference_seeds": {f"{a}-{b}": rho(per_seed[a], per_seed[b])
                                                  for i, a in enumerate(seeds) for b in seeds[i + 1:]},
+            # the mean of the first half of the seeds vs that of the second: the noise of a half-size reference
+            "kendall_tau_between_reference_halves": (
+                tau(*[[float(np.mean([per_seed[s][i] for s in half])) for i in range(len(archs))]
+                      for half in (seeds[: len(seeds) // 2], seeds[len(seeds) // 2:])])
+                if len(seeds) >= 4 else None),
             "kendall_tau_macs": tau(mc, ref),
             "standalone_acc_range": [min(ref), max(ref)],
             "supernet_acc_range": [min(sn), max(sn)],
             "seconds_per_candidate_supernet_scoring": round(sn_s, 3),
             "seconds_per_candidate_standalone_per_seed": round(sa_s, 2),
+            # CPU time (one thread) where it was recorded: wall time on a shared machine depends on its load
+            "cpu_seconds_per_candidate_supernet_scoring": round(float(np.mean(sn_cpu)), 3) if sn_cpu else None,
+            "cpu_seconds_per_candidate_standalone_per_seed": round(float(np.mean(sa_cpu)), 2) if sa_cpu else None,
+            "supernet_training_cpu_seconds": meta.get("process_cpu_seconds"),
             "supernet_training_seconds": meta["train_seconds"],
             "seconds_per_candidate_supernet_incl_training": round(sn_s + meta["train_seconds"] / len(archs), 2),
         },
