@@ -95,7 +95,9 @@ def make_data(src: Path, fraction: float, n_test: int, seed: int) -> Path:
     te = pick(d["y_test"], min(n_test, len(d["y_test"])))
     out = WORK / f"fmnist_{fraction}_{n_test}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, x_train=d["x_train"][tr], y_train=d["y_train"][tr], x_test=d["x_test"][te], y_test=d["y_test"][te])
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.npz")  # atomic: a concurrent run may be reading `out`
+    np.savez(tmp, x_train=d["x_train"][tr], y_train=d["y_train"][tr], x_test=d["x_test"][te], y_test=d["y_test"][te])
+    os.replace(tmp, out)
     return out
 
 
