@@ -240,13 +240,18 @@ def windows(cpu: np.ndarray, wall: np.ndarray) -> list[dict[str, Any]]:
 
 
 def verdict(row: dict[str, Any]) -> dict[str, Any]:
-    """Goal check: every window's mean CPU <= 10 ms, and the last window within 1.5x of the 500-2,000 one."""
+    """Goal check: every window's mean CPU <= 10 ms, and the last window within 1.5x of the 500-2,000 one
+    (``flat``); also the last window against the 5,000-10,000 one (``flat_after_5000``: whether a strategy whose
+    cost rose early, e.g. while its population converged, still grows later; None without those windows)."""
     ws = row["windows"]
     worst = max(w["cpu_ms_mean"] for w in ws)
     ref = ws[1]["cpu_ms_mean"] if len(ws) > 1 else ws[0]["cpu_ms_mean"]
     growth = ws[-1]["cpu_ms_mean"] / ref if ref > 0 else math.nan
+    late = ws[3]["cpu_ms_mean"] if len(ws) > 4 else None
+    plateau = ws[-1]["cpu_ms_mean"] / late if late else None
     return {"max_window_cpu_ms": worst, "growth_last_vs_500_2000": growth,
-            "within_10ms": worst <= GOAL_MS, "flat": bool(growth <= 1.5)}
+            "growth_last_vs_5000_10000": plateau, "within_10ms": worst <= GOAL_MS, "flat": bool(growth <= 1.5),
+            "flat_after_5000": None if plateau is None else bool(plateau <= 1.5)}
 
 
 def _blas_single_thread() -> Any:
@@ -328,6 +333,25 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]], skipped: dict[st
     args.out.write_text(json.dumps(out, indent=1))
 
 
+def print_table(rows: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title="strategy overhead: mean CPU ms per trial (ask + tell) by trial window")
+    for col in ("problem", "strategy", "trials", *(f"{lo}-{hi}" for lo, hi in WINDOWS), "<=10 ms", "flat",
+                "flat >5k"):
+        table.add_column(col, justify="right")
+
+    def yes(v: bool | None) -> str:
+        return "-" if v is None else "yes" if v else "NO"
+
+    for r in rows:
+        if "skipped" in r:
+            table.add_row(r["problem"], r["strategy"], "skipped", *["-"] * len(WINDOWS), "-", "-", "-")
+            continue
+        cells = [f"{w['cpu_ms_mean']:.2f}" for w in r["windows"]] + ["-"] * (len(WINDOWS) - len(r["windows"]))
+        table.add_row(r["problem"], r["strategy"], str(r["trials"]), *cells, yes(r["within_10ms"]), yes(r["flat"]),
+                      yes(r.get("flat_after_5000")))
+    console.print(table)
+
+
 def merge(paths: list[Path], out: Path) -> None:
     """One JSON of the results of several runs of this script (each keeps its own command), e.g. the chain part
     and the NB201 part run at different times; a (problem, strategy) measured twice keeps the later file's."""
@@ -335,7 +359,10 @@ def merge(paths: list[Path], out: Path) -> None:
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for part in parts:
         for r in part["results"]:
-            rows[(r["problem"], r["strategy"])] = {**r, "command": part["command"], "date": part["date"]}
+            row = {**r, "command": part["command"], "date": part["date"]}
+            if "skipped" not in row:
+                row.update(verdict(row))  # the current goal check, also for files written before it changed
+            rows[(r["problem"], r["strategy"])] = row
     merged = {k: v for k, v in parts[-1].items() if k not in ("command", "date", "results", "complete", "skipped")}
     merged.update({
         "commands": [p["command"] for p in parts], "merged_from": [str(p) for p in paths],
@@ -346,6 +373,7 @@ def merge(paths: list[Path], out: Path) -> None:
     })
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(merged, indent=1))
+    print_table(merged["results"], Console(width=max(Console().width, 170)))
 
 
 def main() -> int:
@@ -402,18 +430,7 @@ def main() -> int:
             _report(rows[-1], console)
             write(args, rows, skipped, complete=False)
 
-    table = Table(title="strategy overhead: mean CPU ms per trial (ask + tell) by trial window")
-    for col in ("problem", "strategy", "trials", *(f"{lo}-{hi}" for lo, hi in WINDOWS), "<=10 ms", "flat"):
-        table.add_column(col, justify="right")
-    for r in rows:
-        if "skipped" in r:
-            table.add_row(r["problem"], r["strategy"], "skipped", *["-"] * len(WINDOWS), "-", "-")
-            continue
-        cells = [f"{w['cpu_ms_mean']:.2f}" for w in r["windows"]] + ["-"] * (len(WINDOWS) - len(r["windows"]))
-        table.add_row(r["problem"], r["strategy"], str(r["trials"]), *cells, "yes" if r["within_10ms"] else "NO",
-                      "yes" if r["flat"] else "NO")
-    console.print(table)
-
+    print_table(rows, console)
     write(args, rows, skipped, complete=True)
     console.print(f"wrote {args.out}")
     return 0
