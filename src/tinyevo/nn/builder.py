@@ -112,13 +112,22 @@ class _GlobalPool(nn.Module):
 
 
 class _Dense(nn.Module):
+    """A fully connected layer over the flattened input (``(N, F)`` or a feature map), giving ``(N, F, 1, 1)``.
+
+    ``flat_out`` (set by :class:`IRModule` for a dense layer of a chain whose reader is a dense layer or the
+    output): while training, give ``(N, F)`` instead, sparing the reshapes forward and backward (a fifth of an
+    MLP's ops per step). In eval mode the layout stays 4-D, as exporters trace it."""
+
     def __init__(self, in_features: int, out_features: int, act: str) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, out_features)
         self.act = _activation(act)
+        self.flat_out = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act(self.linear(x.flatten(1)))
+        y = self.act(self.linear(x if x.dim() == 2 else x.flatten(1)))
+        if self.training and getattr(self, "flat_out", False):  # (a module pickled before this attribute: 4-D)
+            return y
         return y[:, :, None, None]
 
 
@@ -196,12 +205,18 @@ class IRModule(nn.Module):
         # layers, in node order, without the interpreter's bookkeeping (the same modules and ops)
         self.is_chain = ir.output == ir.nodes[-1].name and all(
             tuple(n.inputs) == (prev.name,) for prev, n in zip(ir.nodes, ir.nodes[1:], strict=False))
+        if self.is_chain:  # a dense layer read only by a dense layer or the output skips its 4-D reshape
+            readers = [m for m in self.layers.values() if not isinstance(m, nn.Identity)]
+            for i, layer in enumerate(readers):
+                reader = readers[i + 1] if i + 1 < len(readers) else None
+                if isinstance(layer, _Dense) and (reader is None or isinstance(reader, _Dense)):
+                    layer.flat_out = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if getattr(self, "is_chain", False):  # (a module pickled before this attribute: the interpreter)
             for layer in self.layers.values():  # a ModuleDict keeps the node order
                 x = layer(x)
-            return x.flatten(1)
+            return x if x.dim() == 2 else x.flatten(1)
         return self.interpret(x)
 
     def interpret(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,7 +227,8 @@ class IRModule(nn.Module):
             for s in free:
                 if s != self.ir.output:
                     del env[s]
-        return env[self.ir.output].flatten(1)
+        out = env[self.ir.output]
+        return out if out.dim() == 2 else out.flatten(1)
 
 
 def _key(name: str) -> str:
