@@ -1,5 +1,6 @@
-"""A dense layer straight after a pool: the exporter wraps the dense layer's input requantisation in layout
-transposes (``TRANSPOSE -> QUANTIZE -> TRANSPOSE``). The native model runs the folded ``QUANTIZE`` (in place)
+"""A dense layer straight after a pool: the converter wraps a requantisation of the dense layer's input in layout
+transposes (``TRANSPOSE -> QUANTIZE -> TRANSPOSE``; tinyevo's exporter now shares the pool's parameters, so it
+has none, and the tests that need the chain export as before, ``requantising_export``). The native model runs the folded ``QUANTIZE`` (in place)
 bit-exact with TFLite-Micro, and its arena equals the cost model's ``native`` estimate; the unfolded
 ``TRANSPOSE`` and ``QUANTIZE`` kernels are bit-exact too.
 
@@ -52,6 +53,19 @@ def _folded(result) -> None:  # noqa: ANN001
     assert sorted(op.kind for op in result.generated.ops) == sorted(k for k in exported if k != "TRANSPOSE")
 
 
+@pytest.fixture
+def requantising_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export as before the quantizer shared the pool's parameters through the dense layer's layout permute
+    (``tinyevo.deploy.quantize._SHARED``): the dense layer's input gets an observer of its own, and the export
+    the requantisation chain these tests fold (models converted elsewhere may have it)."""
+    import torch
+
+    import tinyevo.deploy.quantize as quantize
+
+    monkeypatch.setattr(quantize, "_SHARED", quantize._SHARED - {torch.ops.aten.permute.default})
+
+
+@pytest.mark.usefixtures("requantising_export")
 def test_the_export_has_the_transpose_chain_and_the_model_runs_the_folded_quantize() -> None:
     ir = _pool_dense("avg", 3, 1, "valid")
     _lean, model = export_random_tflite(ir, calibration=16)
@@ -64,6 +78,7 @@ def test_the_export_has_the_transpose_chain_and_the_model_runs_the_folded_quanti
     assert ops[2].inplace_of == ops[1].output  # the pool output dies at the QUANTIZE: no second buffer
 
 
+@pytest.mark.usefixtures("requantising_export")
 def test_unfolded_transpose_and_quantize_kernels_bit_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     generate_module = sys.modules["tinyevo.codegen.generate"]  # (the package's generate() shadows the module)
     monkeypatch.setattr(generate_module, "fold_layout_transposes", lambda model: model)

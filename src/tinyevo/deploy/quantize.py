@@ -53,6 +53,11 @@ _SHARED = {
     _aten.flatten.using_ints, _aten.view.default,
     _aten.reshape.default, _aten.unsqueeze.default, _aten.squeeze.dim, _aten.squeeze.dims,
     _aten.slice.Tensor, _aten.contiguous.default, _aten.clone.default,
+    # the layout permute before a dense layer's flatten (deploy.model._DenseNHWC): unannotated, the flatten's
+    # input edge got an observer of its own, with other parameters than the pool before it, and the converter
+    # requantised there (TRANSPOSE -> QUANTIZE -> TRANSPOSE, or RESHAPE -> QUANTIZE for one channel): kernels
+    # and buffers TFLite-Micro runs that the cost model does not have
+    _aten.permute.default,
     # a standalone ReLU shares too: the converter fuses it into a preceding pool / concat, whose TFLite kernel
     # then needs equal input and output scales
     _aten.relu.default, _aten.hardtanh.default,
