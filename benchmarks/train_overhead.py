@@ -9,18 +9,21 @@ measure the validation accuracy once:
 * ``minimal``: shuffle, forward, cross entropy, ``zero_grad``, backward, fused AdamW step (where the CPU build
   has it, else the default AdamW) -- no clipping, schedule or checks.
 
-Repetitions are interleaved (tinyevo, minimal, tinyevo, ...) and the medians compared. Also reported: FLOPs per
+Repetitions are interleaved (tinyevo, minimal, tinyevo, ...) and the medians compared, of the wall-clock time
+and of the process CPU time (steadier on a shared machine). Also reported: FLOPs per
 training step (forward + backward, counted by ``torch.utils.flop_counter``), the dispatched ATen ops per step of
 each loop, and the achieved FLOP/s as a fraction of this machine's float32 matmul peak at the same thread count.
-Writes ``benchmarks/results/train_overhead.json``::
+Writes ``benchmarks/results/train_overhead.json`` (``--out``: elsewhere)::
 
-    python benchmarks/train_overhead.py --threads 2 --reps 7
+    python benchmarks/train_overhead.py --threads 1 --reps 7
+    python benchmarks/train_overhead.py --threads 2 --reps 7 --out benchmarks/results/train_overhead_threads2.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -32,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tinyevo.data import Dataset, from_arrays, load_dataset
+from tinyevo.data import Dataset, as_tensor, from_arrays, load_dataset
 from tinyevo.nn import build_model
 from tinyevo.spaces import create_space
 from tinyevo.training import TrainConfig, fit
@@ -71,10 +74,10 @@ def _channels_last(model: nn.Module) -> ChannelsLast:
     return ChannelsLast([model] if any(p.ndim == 4 for p in model.parameters()) else [])
 
 
-def _tinyevo_epoch(model: nn.Module, data: Dataset) -> float:
-    t = time.perf_counter()
+def _tinyevo_epoch(model: nn.Module, data: Dataset) -> tuple[float, float]:
+    t, c = time.perf_counter(), time.process_time()
     fit(model, data, config=TrainConfig(epochs=1, batch_size=BATCH), seed=0)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
 def _adamw(model: nn.Module) -> tuple[torch.optim.Optimizer, bool]:
@@ -91,11 +94,11 @@ def _minimal_step(model: nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor
     opt.step()
 
 
-def _minimal_epoch(model: nn.Module, data: Dataset) -> float:
-    t = time.perf_counter()
+def _minimal_epoch(model: nn.Module, data: Dataset) -> tuple[float, float]:
+    t, c = time.perf_counter(), time.process_time()
     layout = _channels_last(model)
-    x, y = torch.tensor(data.x_train), torch.tensor(data.y_train)  # copies, as fit makes
-    xv, yv = torch.tensor(data.x_val), torch.tensor(data.y_val)
+    x, y = as_tensor(data.x_train), as_tensor(data.y_train)  # no copies, as fit makes none
+    xv, yv = as_tensor(data.x_val), as_tensor(data.y_val)
     opt, _ = _adamw(model)
     model.train()
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
@@ -106,7 +109,7 @@ def _minimal_epoch(model: nn.Module, data: Dataset) -> float:
     with torch.no_grad():
         float((model(xv).argmax(1) == yv).float().mean())
     layout.undo()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
 def _flops_per_step(model: nn.Module, data: Dataset) -> int:
@@ -160,12 +163,14 @@ def _measure(name: str, space: str, genome: str, spec: str, reps: int) -> dict[s
     steps = n // BATCH + (1 if n % BATCH >= 2 else 0)
     _tinyevo_epoch(_model(space, genome, data), data)  # warm-up of both paths (kernels, allocator, the
     _minimal_epoch(_model(space, genome, data), data)  # optimiser's first-call imports)
-    tiny: list[float] = []
-    mini: list[float] = []
+    tiny_both: list[tuple[float, float]] = []  # (wall-clock, process CPU) seconds
+    mini_both: list[tuple[float, float]] = []
     for rep in range(reps):
-        order = ((tiny, _tinyevo_epoch), (mini, _minimal_epoch))
+        order = ((tiny_both, _tinyevo_epoch), (mini_both, _minimal_epoch))
         for times, run in (order if rep % 2 == 0 else order[::-1]):
             times.append(run(_model(space, genome, data), data))
+    tiny, tiny_cpu = [w for w, _ in tiny_both], [c for _, c in tiny_both]
+    mini, mini_cpu = [w for w, _ in mini_both], [c for _, c in mini_both]
     model = _model(space, genome, data)
     flops = _flops_per_step(model, data)
 
@@ -181,7 +186,9 @@ def _measure(name: str, space: str, genome: str, spec: str, reps: int) -> dict[s
         "net": name, "space": space, "genome": genome, "data": spec, "train_samples": n, "steps_per_epoch": steps,
         "tinyevo_epoch_s": t_med, "minimal_epoch_s": m_med, "ratio": t_med / m_med,
         "ratio_of_minima": min(tiny) / min(mini),
-        "tinyevo_runs_s": tiny, "minimal_runs_s": mini,
+        "tinyevo_epoch_cpu_s": statistics.median(tiny_cpu), "minimal_epoch_cpu_s": statistics.median(mini_cpu),
+        "ratio_cpu": statistics.median(tiny_cpu) / statistics.median(mini_cpu),
+        "tinyevo_runs_s": tiny, "minimal_runs_s": mini, "tinyevo_runs_cpu_s": tiny_cpu, "minimal_runs_cpu_s": mini_cpu,
         "flops_per_step": flops,
         "aten_ops_per_step_tinyevo": _ops_per_step(tiny_run, steps),
         "aten_ops_per_step_minimal": _ops_per_step(mini_run, steps),
@@ -197,6 +204,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     peak = _peak_flops()
     _, fused = _adamw(nn.Linear(2, 2))
     rows = [_measure(*net, args.reps) for net in NETS if net[0] in args.nets.split(",")]
@@ -204,17 +212,21 @@ def main() -> int:
         r["tinyevo_pct_of_peak"] = 100 * float(r["tinyevo_flops_per_s"]) / peak  # type: ignore[arg-type]
         r["minimal_pct_of_peak"] = 100 * float(r["minimal_flops_per_s"]) / peak  # type: ignore[arg-type]
         print(f"{r['net']:>10}: tinyevo {r['tinyevo_epoch_s'] * 1e3:8.1f} ms  minimal "
-              f"{r['minimal_epoch_s'] * 1e3:8.1f} ms  ratio {r['ratio']:.2f}x  "
+              f"{r['minimal_epoch_s'] * 1e3:8.1f} ms  ratio {r['ratio']:.2f}x (CPU time {r['ratio_cpu']:.2f}x, "
+              f"of minima {r['ratio_of_minima']:.2f}x)  "
               f"{r['flops_per_step'] / 1e6:.1f} MFLOP/step  aten ops/step {r['aten_ops_per_step_tinyevo']:.0f} vs "
               f"{r['aten_ops_per_step_minimal']:.0f}  {r['tinyevo_pct_of_peak']:.1f}% vs "
               f"{r['minimal_pct_of_peak']:.1f}% of peak")
     result = {
-        "command": f"python benchmarks/train_overhead.py --threads {args.threads} --reps {args.reps}",
+        "command": f"python benchmarks/train_overhead.py --threads {args.threads} --reps {args.reps}"
+        + (f" --out {args.out}" if args.out.resolve() != OUT else ""),
         "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
         "threads": args.threads, "batch_size": BATCH, "reps": args.reps, "fused_adamw_on_cpu": fused,
         "peak_matmul_flops_per_s": peak,
         "note": "epoch = one training epoch plus one validation pass; both sides build the module with the same "
-                "seed and layout; interleaved repetitions, medians; the machine may be shared (2 cores)",
+                "seed and layout; interleaved repetitions, medians; the machine may be shared (2 cores); ATen ops "
+                "per step count every op not called by another ATen op (backward and optimiser ops included)",
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "nets": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,10 @@ Here the tensors are grouped once, a step is one ``_foreach_add_`` of the step c
 kernel per weight-decay value, and gradient clipping rides along as the kernels' ``grad_scale`` (the gradients
 are divided by it; :class:`GradClip` computes it on the device, without a host sync).
 
-The updates are those of ``torch.optim.AdamW(fused=True)``, ``torch.optim.Adam(fused=True)`` and
-``torch.optim.SGD(momentum, nesterov)`` (the same kernels; tests/training/test_optim.py compares the weights over
-many steps). :meth:`~FusedAdam.state_dict` has ``torch.optim``'s layout (``{"state": {index: {...}},
+The updates are bitwise those of ``torch.optim.AdamW(fused=True)`` and ``torch.optim.Adam(fused=True)`` (the same
+kernels), and those of ``torch.optim.SGD(momentum, nesterov)`` to float rounding (its CPU update goes tensor by
+tensor, op by op; the fused kernel rounds the last bit of some elements differently): tests/training/test_optim.py
+compares the weights over many steps. :meth:`~FusedAdam.state_dict` has ``torch.optim``'s layout (``{"state": {index: {...}},
 "param_groups": [{..., "params": [indices]}]}``), so checkpoints written with either load into the other.
 
 A parameter without a gradient at a step (``grad is None``: a sub-network of a supernet that did not use it) is
@@ -114,6 +115,7 @@ class _Base:
                 calls.setdefault((float(g.weight_decay), p.device, p.dtype), []).append(i)
                 i += 1
         self._calls = [(wd, idx) for (wd, _, _), idx in calls.items()]
+        self.lr = 0.0  # of the last step (recorded in the state dict, as torch.optim records it)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -152,6 +154,7 @@ class FusedAdam(_Base):
 
     def step(self, lr: float, *, grad_scale: torch.Tensor | None = None) -> None:
         """One update at learning rate ``lr`` of every parameter that has a gradient."""
+        self.lr = lr
         work = []
         counters: list[torch.Tensor] = []
         for wd, idx in self._calls:
@@ -181,7 +184,7 @@ class FusedAdam(_Base):
     def state_dict(self) -> dict[str, Any]:
         state = {i: {"step": self.steps[i], "exp_avg": self.exp_avgs[i], "exp_avg_sq": self.exp_avg_sqs[i]}
                  for i in range(len(self.params))}
-        hyper = {"lr": 0.0, "betas": self.betas, "eps": self.eps, "amsgrad": False, "maximize": False,
+        hyper = {"lr": self.lr, "betas": self.betas, "eps": self.eps, "amsgrad": False, "maximize": False,
                  "foreach": None, "capturable": False, "differentiable": False, "fused": True,
                  "decoupled_weight_decay": self.decoupled}
         return {"state": state, "param_groups": self._group_records(hyper)}
@@ -220,6 +223,7 @@ class FusedSGD(_Base):
 
     def step(self, lr: float, *, grad_scale: torch.Tensor | None = None) -> None:
         """One update at learning rate ``lr`` of every parameter that has a gradient."""
+        self.lr = lr
         for wd, idx in self._calls:
             grads = [self.params[i].grad for i in idx]
             if any(g is None for g in grads):
@@ -247,7 +251,7 @@ class FusedSGD(_Base):
     def state_dict(self) -> dict[str, Any]:
         state = {i: {"momentum_buffer": self.buffers[i] if self.started[i] else None}
                  for i in range(len(self.params))} if self.momentum else {}
-        hyper = {"lr": 0.0, "momentum": self.momentum, "dampening": 0, "nesterov": self.nesterov,
+        hyper = {"lr": self.lr, "momentum": self.momentum, "dampening": 0, "nesterov": self.nesterov,
                  "maximize": False, "foreach": None, "differentiable": False, "fused": True}
         return {"state": state, "param_groups": self._group_records(hyper)}
 
