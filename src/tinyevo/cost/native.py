@@ -16,8 +16,9 @@ and both see the same graph.
   buffer of one input channel plane (``H x W`` bytes), so it is only eligible when that saves bytes (output
   larger than the plane).
 * **Requantised pool outputs**: a ``FULLY_CONNECTED`` reading a max / average pool may read it through an
-  int8 -> int8 ``QUANTIZE`` in the exported ``.tflite`` (when the dense layer's input observer chose other
-  parameters than the pool's, which shares its input's: it depends on the calibration data), wrapped in a
+  int8 -> int8 ``QUANTIZE`` in a ``.tflite`` (when the dense layer's input observer chose other parameters
+  than the pool's, which shares its input's: it depends on the calibration data; tinyevo's exporter now shares
+  the pool's parameters, models converted elsewhere may still have it), wrapped in a
   layout ``TRANSPOSE`` pair that the code generator folds away (:func:`tinyevo.codegen.generate.
   fold_layout_transposes`; for one channel a ``RESHAPE`` comes first instead). The lowered IR has no such
   kernel: the planner lays out the graph without them (a ``QUANTIZE``, and a ``RESHAPE`` read only by one,
