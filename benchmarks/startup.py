@@ -65,7 +65,19 @@ def _commands(tmp: Path, threads: int, data: str | None) -> dict[str, list[str]]
                          "conv_k3_s2_c16-dsc_k3_s2_c32-gap-dense_c32"],
         "search_isolated": [*search, str(tmp / "run-isolated")],
         "search_inprocess": [*search, str(tmp / "run-inprocess"), "--executor", "inprocess"],
+        # the default search with its workers started when the first task is sent, as before they were started
+        # ahead (tinyevo.run.engine._start_ahead replaced for this process only): what starting ahead saves
+        "search_isolated_not_ahead": [sys.executable, "-c", _NOT_AHEAD.format(argv=[*search[3:], str(tmp / "run-na")])],
     }
+
+
+_NOT_AHEAD = """
+import sys
+import tinyevo.run.engine as engine
+engine._start_ahead = lambda *args, **kwargs: None
+from tinyevo.cli.main import main
+sys.exit(main({argv!r}))
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,13 +88,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default=None,
                     help="also time loading this data set in a fresh interpreter, in memory and memory-mapped")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "startup.json"))
+    ap.add_argument("--only", default="", help="comma-separated names of the commands to time (default: all)")
     args = ap.parse_args(argv)
     times: dict[str, list[float]] = {}
     loads = [list(os.getloadavg())]
     with tempfile.TemporaryDirectory(prefix="tinyevo-startup-") as tmp_name:
         tmp = Path(tmp_name)
         commands = _commands(tmp, args.threads, args.data)
-        names = list(commands)
+        names = [n for n in commands if not args.only or n in args.only.split(",")]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         for name in names:  # untimed: bytecode cached, the prepared data files written
