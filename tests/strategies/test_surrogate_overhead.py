@@ -148,3 +148,17 @@ def test_member_rank_cache_matches_rank_key() -> None:
         ranked = Individual.ranked(problem, t.genome, t, i)
         assert ranked.rank is not None and sort_key(problem, ranked) == sort_key(problem, plain)
         assert ranked == plain  # the cache takes no part in equality
+
+
+def test_stored_features_grow_with_the_told_trials_only() -> None:
+    """The candidates bred into the pool (many per trial) carry their own features: the feature bank holds one
+    row per told genome, the pool stays within max_pool, and nothing asked is left behind once told."""
+    space = create_space("chain")
+    evaluate, cost, problem = objective(space)
+    s = SurrogateEvolution(space, problem, seed=1, max_pool=300, patience=2)  # stagnant often: many samples
+    trials = run_search(s, problem, evaluate, budget=150, cost=cost).trials
+    assert len(s._bank.rows) == len({t.genome for t in trials}) == len(trials)
+    assert len(s._pool) <= 300 and not s._asked
+    for t in trials[-5:]:  # a told genome's row holds its own features (oracle: the space)
+        row = s._bank.rows[t.genome]
+        assert np.allclose(s._bank.matrix([row])[0], space.features(space.parse(t.genome)))

@@ -140,7 +140,8 @@ def rank_gauss(y: np.ndarray) -> np.ndarray:
 
 # --- internal state ----------------------------------------------------------------------------------------------
 class _FeatureBank:
-    """Feature vectors of genomes, computed once each, stored row-wise in a growing matrix."""
+    """Feature vectors of the told genomes, computed once each, stored row-wise in a growing matrix (candidates
+    that were never told carry their own, :class:`_Entry`, so the bank grows with the trials only)."""
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space
@@ -148,11 +149,15 @@ class _FeatureBank:
         self._buf = np.zeros((0, 0))
         self._n = 0
 
-    def row(self, key: str, genome: Genome) -> int:
+    def features(self, genome: Genome) -> np.ndarray:
+        return np.asarray(self.space.features(genome), dtype=np.float64).ravel()
+
+    def row(self, key: str, genome: Genome, x: np.ndarray | None = None) -> int:
+        """The row of ``key``; a new one holds ``x`` (the genome's features, computed when not given)."""
         r = self.rows.get(key)
         if r is not None:
             return r
-        f = np.asarray(self.space.features(genome), dtype=np.float64).ravel()
+        f = self.features(genome) if x is None else x
         if self._n == 0:
             self._buf = np.zeros((256, f.size))
         elif f.size != self._buf.shape[1]:
@@ -171,11 +176,12 @@ class _FeatureBank:
         return self._buf[np.asarray(rows, dtype=np.int64)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Entry:
     genome: Genome
     parents: tuple[str, ...]
     origin: str
+    x: np.ndarray  # the genome's features
 
 
 @dataclass(frozen=True)
@@ -283,6 +289,7 @@ class SurrogateEvolution:
         self._bank = _FeatureBank(space)
         self._seen: set[str] = set()
         self._pool: dict[str, _Entry] = {}
+        self._asked: dict[str, _Entry] = {}  # proposals from the pool not yet told (their features)
         self._told: list[_Told] = []
         self._scored_rows: list[int] = []  # evaluated trials with a finite fitness: feature rows ...
         self._scored_y: list[float] = []  # ... and fitness
@@ -316,6 +323,8 @@ class SurrogateEvolution:
         if self._stagnant >= self.patience:
             for _ in range(self.random_pool // 4):
                 self._add(self.space.sample(self.rng), (), "random")
+            if len(self._pool) > self.max_pool:  # a long stagnation keeps adding: forget the least promising half
+                self._best_key(self._pool, model)
             local = self._local()
             if local:
                 return self._take(local, self._best_key(local, model))
@@ -326,8 +335,8 @@ class SurrogateEvolution:
     def tell(self, candidate: Candidate, trial: Trial) -> None:
         key = str(candidate.genome)
         self._seen.add(key)
-        self._pool.pop(key, None)
-        row = self._bank.row(key, candidate.genome)
+        entry = self._pool.pop(key, None) or self._asked.pop(key, None)
+        row = self._bank.row(key, candidate.genome, None if entry is None else entry.x)
         self._told.append(_Told(trial, candidate.genome, row))
         pairs = zip(self.problem.hard_constraints, self._constraint_data, strict=True)
         for i, (c, (rows, values)) in enumerate(pairs):
@@ -383,8 +392,12 @@ class SurrogateEvolution:
             return self._random()
         keys = list(draws)
         self._refresh_constraints()
-        viol = self._predicted_violation(self._bank.matrix([self._bank.row(k, draws[k]) for k in keys]))
-        pick = 0 if viol is None else int(np.argmax(viol <= 0) if (viol <= 0).any() else np.argmin(viol))
+        if not any(m is not None for _, m, _ in self._cmodels):
+            pick = 0  # no model to screen with: the first draw, as before
+        else:
+            x = np.stack([self._bank.features(draws[k]) for k in keys])
+            viol = self._predicted_violation(x)
+            pick = 0 if viol is None else int(np.argmax(viol <= 0) if (viol <= 0).any() else np.argmin(viol))
         key = keys[pick]
         self._seen.add(key)
         self._pool.pop(key, None)
@@ -394,14 +407,17 @@ class SurrogateEvolution:
         e = pool.pop(key)
         self._pool.pop(key, None)
         self._seen.add(key)
+        self._asked[key] = e  # its features, until it is told
         return Candidate(e.genome, parents=e.parents, generation=self._generation, origin=e.origin)
+
+    def _entry(self, g: Genome, parents: tuple[str, ...], origin: str) -> _Entry:
+        return _Entry(g, parents, origin, self._bank.features(g))
 
     def _add(self, g: Genome, parents: tuple[str, ...], origin: str) -> None:
         key = str(g)
         if key in self._seen or key in self._pool:
             return
-        self._bank.row(key, g)
-        self._pool[key] = _Entry(g, parents, origin)
+        self._pool[key] = self._entry(g, parents, origin)
 
     def _breed(self) -> None:
         elite = self._elite()
@@ -468,8 +484,7 @@ class SurrogateEvolution:
                     g = self.space.mutate(t.genome, self.rng)
                     key = str(g)
                     if key not in self._seen and key not in found:
-                        self._bank.row(key, g)
-                        found[key] = _Entry(g, (name,), "mutation")
+                        found[key] = self._entry(g, (name,), "mutation")
             if found:
                 return found
             self._exhausted.add(name)
@@ -538,7 +553,7 @@ class SurrogateEvolution:
         keys = list(pool)
         missing = [k for k in keys if k not in self._scores]
         if missing:
-            x = self._bank.matrix([self._bank.rows[k] for k in missing])
+            x = np.stack([pool[k].x for k in missing])
             predicted = model.predict(x)
             viol = self._predicted_violation(x)
             if viol is not None:
