@@ -1,7 +1,7 @@
 """Cost-model estimates vs. what TFLite-Micro really allocates, for random architectures.
 
 For random genomes of the ``chain``, ``blocks`` and ``nb201`` spaces (small options), each network (seeded random
-weights, int8 PT2E calibration on random inputs) is exported to an int8 ``.tflite`` with litert-torch and loaded
+weights, int8 PT2E calibration on random inputs with the exporter's default histogram observer, ``--observer``) is exported to an int8 ``.tflite`` with litert-torch and loaded
 in the ``tflite-micro`` Python interpreter. Per architecture it records
 
 * the flatbuffer size vs. the cost model's ``flash_bytes``;
@@ -13,6 +13,9 @@ in the ``tflite-micro`` Python interpreter. Per architecture it records
   ties in size broken later-tensor-first as TFLM's reversed bubble sort does, plus the int8 MEAN scratch) and
   the same rule applied to the cost model's own lowered graph (``rule``), to separate planner behaviour,
   scratch buffers and graph differences (extra / missing ops);
+* the whole arena: the 64-bit host estimate vs the bisected smallest working arena, and the default planner
+  (``tflm-mcu``, 32-bit) vs TFLM's rule on the real flatbuffer with the measured head; the summary counts
+  estimate == TFLM and lists every under-count (a model that "fits" but not on the device);
 * linear fits of the flatbuffer overhead and of TFLM's persistent (tail) arena part.
 
 Prints a table and writes ``benchmarks/out/tflm_vs_estimate.json`` (one row per architecture plus a summary).
@@ -34,13 +37,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from tinyevo.cost import TFLMPlanner, estimate_cost, lower, tflm_persistent_bytes
+from tinyevo.cost import TFLMArenaPlanner, TFLMPlanner, estimate_cost, lower, tflm_persistent_bytes
+from tinyevo.cost.tflm_tail import tail_spec_from_flatbuffer, tflm_arena_required
 from tinyevo.deploy.errors import DeployError
 from tinyevo.deploy.graph import strip_passthrough
 from tinyevo.deploy.model import load_weights
 from tinyevo.deploy.quantize import QuantConfig, quantize_int8
 from tinyevo.deploy.tflite import strip_flatbuffer, to_tflite
 from tinyevo.deploy.tflm import FlatbufferInfo, inspect_flatbuffer, measure_arena
+from tinyevo.errors import ConfigError
 from tinyevo.spaces import create_space
 
 SPACE_OPTIONS: dict[str, dict[str, object]] = {
@@ -127,13 +132,15 @@ def tflm_rule_on_cost_graph(ir) -> int:  # type: ignore[no-untyped-def]
 
 
 def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-untyped-def]
-            model_dir: Path | None = None) -> dict[str, object]:
+            model_dir: Path | None = None, observer: str = "histogram") -> dict[str, object]:
     rng = np.random.default_rng(seed)
     lean = strip_passthrough(ir)
     model = load_weights(lean, None, seed=seed)
     x = rng.normal(size=(16, *lean.input_shape)).astype(np.float32)
     t0 = time.perf_counter()
-    q = quantize_int8(model, x, config=QuantConfig(calibration_samples=16, batch_size=16, observer="minmax",
+    # the exporter's default calibration (histogram observer), as `tinyevo export` quantises: min-max hid the
+    # float fallback of duplicate ops (docs/tflm_arena.md)
+    q = quantize_int8(model, x, config=QuantConfig(calibration_samples=16, batch_size=16, observer=observer,
                                                    qat_mode="never"), rng=rng)
     raw = to_tflite(q, lean.input_shape, strip=False)
     fb = strip_flatbuffer(raw)
@@ -148,6 +155,14 @@ def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-unty
     est_opt = estimate_cost(ir, planner="optimal")
     est_tflm_noscratch = estimate_cost(ir, planner=TFLMPlanner(scratch=False))
     est_tflm_cmsis = estimate_cost(ir, planner="tflm-cmsis")
+    # the whole arena: the host's (64-bit, recording allocator) vs the bisected smallest working arena, and a
+    # 32-bit MCU's (the default planner) vs TFLM's rule on the real flatbuffer with the measured head
+    est_host = estimate_cost(ir, planner=TFLMArenaPlanner(pointer_size=8, recording=True, compression=True))
+    est_mcu = estimate_cost(ir, planner="tflm-mcu")
+    spec = tail_spec_from_flatbuffer(info)
+    required_mcu32 = tflm_arena_required(spec, arena.head, pointer_size=4)
+    float_kernels = sorted({op.name for op in info.ops for t in (*op.inputs, *op.outputs)
+                            if t >= 0 and not info.tensors[t].constant and info.tensors[t].dtype != "int8"})
     est_ops: dict[str, int] = {}
     for op in lower(ir).ops:
         est_ops[op.tflite] = est_ops.get(op.tflite, 0) + 1
@@ -175,6 +190,8 @@ def run_one(space_name: str, genome: str, ir, seed: int,  # type: ignore[no-unty
                                                            compression=True),
         "arena_sections": {k: list(v) for k, v in arena.sections.items()},
         "arena_required": arena.required,
+        "est_arena_host64": est_host.peak_sram_bytes, "arena_required_mcu32": required_mcu32,
+        "est_arena_mcu32": est_mcu.peak_sram_bytes, "non_int8_kernels": float_kernels,
         "est_peak_sram_bytes": est.peak_sram_bytes, "est_peak_sram_tflm_planner": est_tflm.peak_sram_bytes,
         "est_peak_sram_optimal": est_opt.peak_sram_bytes,
         "est_peak_sram_tflm_planner_no_scratch": est_tflm_noscratch.peak_sram_bytes,
@@ -195,6 +212,8 @@ def main() -> None:
     ap.add_argument("--per-space", type=int, default=8, help="architectures per space (nb201 gets half)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--spaces", default="chain,blocks,nb201")
+    ap.add_argument("--observer", choices=("histogram", "minmax"), default="histogram",
+                    help="calibration observer (default: the exporter's, histogram)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out" / "tflm_vs_estimate.json"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -217,8 +236,8 @@ def main() -> None:
             seen.add(str(g))
             try:
                 row = run_one(space_name, str(g), space.decode(g), seed=args.seed + len(rows) + len(failed),
-                              model_dir=Path(args.out).parent / "tflm_models")
-            except DeployError as exc:
+                              model_dir=Path(args.out).parent / "tflm_models", observer=args.observer)
+            except (DeployError, ConfigError) as exc:
                 failed.append({"space": space_name, "genome": str(g), "error": str(exc)})
                 console.print(f"[red]{space_name} FAILED[/red] {str(g)[:60]}: {exc}")
                 continue
@@ -278,6 +297,20 @@ def main() -> None:
                                 "max_abs_residual_bytes": float(np.max(np.abs(tresid)))},
         "required_minus_reported_total_bytes": [int(r["arena_required"] - r["arena_total"]) for r in rows],
         "replay_equals_head": int(sum(r["replay_tflm_planner"] == r["arena_head"] for r in rows)),
+        # "it fits" on the device: estimate == TFLM, and every under-count (the estimate below what TFLM needs)
+        "tflm_head_equal": int(sum(r["est_peak_sram_tflm_planner"] == r["arena_head"] for r in rows)),
+        "tflm_head_under": [{"genome": r["genome"], "est": r["est_peak_sram_tflm_planner"], "tflm": r["arena_head"]}
+                            for r in rows if r["est_peak_sram_tflm_planner"] < r["arena_head"]],
+        # the host's bisected arena start is not always 16-byte aligned: up to 16 B above counts as equal
+        "host_arena_equal_within_16": int(sum(0 <= r["est_arena_host64"] - r["arena_required"] <= 16
+                                              for r in rows)),
+        "host_arena_under": [{"genome": r["genome"], "est": r["est_arena_host64"], "tflm": r["arena_required"]}
+                             for r in rows if r["est_arena_host64"] < r["arena_required"]],
+        "mcu32_arena_equal": int(sum(r["est_arena_mcu32"] == r["arena_required_mcu32"] for r in rows)),
+        "mcu32_arena_under": [{"genome": r["genome"], "est": r["est_arena_mcu32"], "tflm_rule":
+                               r["arena_required_mcu32"]} for r in rows
+                              if r["est_arena_mcu32"] < r["arena_required_mcu32"]],
+        "with_non_int8_kernels": [r["genome"] for r in rows if r["non_int8_kernels"]],
         "tflm_waste_vs_optimal_pct_mean": float(np.mean(waste)) if waste else float("nan"),
         "tflm_waste_vs_optimal_pct_max": float(np.max(waste)) if waste else float("nan"),
     }

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(find_cc() is None, reason="needs a C compiler (c
 def _export_keeps_the_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     """The exporter folds the chain itself (:func:`tinyevo.deploy.tflite.strip_flatbuffer`); these tests keep it
     in the ``.tflite`` to check the generator's own fold (models exported elsewhere may have the chain)."""
-    import tinyevo.deploy.tflite as tflite
+    from tinyevo.deploy import tflite
 
     monkeypatch.setattr(tflite, "_fold_duplicated_channels", lambda obj, schema: 0)
 

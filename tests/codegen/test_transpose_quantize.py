@@ -60,7 +60,7 @@ def requantising_export(monkeypatch: pytest.MonkeyPatch) -> None:
     the requantisation chain these tests fold (models converted elsewhere may have it)."""
     import torch
 
-    import tinyevo.deploy.quantize as quantize
+    from tinyevo.deploy import quantize
 
     monkeypatch.setattr(quantize, "_SHARED", quantize._SHARED - {torch.ops.aten.permute.default})
 

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("tflite_micro", reason="needs the tinyevo[deploy] extra (tflite-micro)")
 
-from tinyevo.deploy.tflite import strip_flatbuffer  # noqa: E402
-from tinyevo.deploy.tflm import inspect_flatbuffer, run_tflm  # noqa: E402
+from tinyevo.deploy.tflite import strip_flatbuffer
+from tinyevo.deploy.tflm import inspect_flatbuffer, run_tflm
 
 
 def _chain_model(*, begin: list[int], size: list[int], pooled_is_output: bool = False, copies: int = 2) -> bytes:

@@ -16,16 +16,16 @@ import pytest
 pytest.importorskip("tflite_micro", reason="needs the tinyevo[deploy] extra (tflite-micro)")
 pytest.importorskip("litert_torch", reason="needs the tinyevo[deploy] extra (litert-torch)")
 
-from tinyevo.cost import estimate_cost, lower  # noqa: E402
-from tinyevo.cost.tflm_tail import tail_spec_from_flatbuffer, tflm_arena_required  # noqa: E402
-from tinyevo.deploy.graph import strip_passthrough  # noqa: E402
-from tinyevo.deploy.model import load_weights  # noqa: E402
-from tinyevo.deploy.quantize import QuantConfig, quantize_int8  # noqa: E402
-from tinyevo.deploy.tflite import to_tflite  # noqa: E402
-from tinyevo.deploy.tflm import inspect_flatbuffer  # noqa: E402
-from tinyevo.deploy.tflm_allocations import measure_allocations  # noqa: E402
-from tinyevo.ir import Conv2d, Dense, GraphBuilder, Pool2d  # noqa: E402
-from tinyevo.spaces import create_space  # noqa: E402
+from tinyevo.cost import estimate_cost, lower
+from tinyevo.cost.tflm_tail import tail_spec_from_flatbuffer, tflm_arena_required
+from tinyevo.deploy.graph import strip_passthrough
+from tinyevo.deploy.model import load_weights
+from tinyevo.deploy.quantize import QuantConfig, quantize_int8
+from tinyevo.deploy.tflite import to_tflite
+from tinyevo.deploy.tflm import inspect_flatbuffer
+from tinyevo.deploy.tflm_allocations import measure_allocations
+from tinyevo.ir import Conv2d, Dense, GraphBuilder, Pool2d
+from tinyevo.spaces import create_space
 
 
 def _pool_dense(mode: str, k: int, s: int, padding: str, c: int = 3, hw: int = 7):  # type: ignore[no-untyped-def]

@@ -19,15 +19,15 @@ import pytest
 pytest.importorskip("tflite_micro", reason="needs the tinyevo[deploy] extra (tflite-micro)")
 pytest.importorskip("litert_torch", reason="needs the tinyevo[deploy] extra (litert-torch)")
 
-from tinyevo.cost import TFLMArenaPlanner, estimate_cost, lower  # noqa: E402
-from tinyevo.cost.tflm_tail import tail_spec_from_flatbuffer, tflm_arena_required, tflm_tail  # noqa: E402
-from tinyevo.deploy.graph import strip_passthrough  # noqa: E402
-from tinyevo.deploy.model import load_weights  # noqa: E402
-from tinyevo.deploy.quantize import QuantConfig, quantize_int8  # noqa: E402
-from tinyevo.deploy.tflite import strip_flatbuffer, to_tflite  # noqa: E402
-from tinyevo.deploy.tflm import inspect_flatbuffer, measure_arena, run_tflm  # noqa: E402
-from tinyevo.deploy.tflm_allocations import measure_allocations  # noqa: E402
-from tinyevo.spaces import create_space  # noqa: E402
+from tinyevo.cost import TFLMArenaPlanner, estimate_cost, lower
+from tinyevo.cost.tflm_tail import tail_spec_from_flatbuffer, tflm_arena_required, tflm_tail
+from tinyevo.deploy.graph import strip_passthrough
+from tinyevo.deploy.model import load_weights
+from tinyevo.deploy.quantize import QuantConfig, quantize_int8
+from tinyevo.deploy.tflite import strip_flatbuffer, to_tflite
+from tinyevo.deploy.tflm import inspect_flatbuffer, measure_arena, run_tflm
+from tinyevo.deploy.tflm_allocations import measure_allocations
+from tinyevo.spaces import create_space
 
 HOST = {"pointer_size": 8, "recording": True, "compression": True}  # the Python interpreter's TFLM
 CHAIN = ("CONCATENATION", "AVERAGE_POOL_2D", "SLICE")
