@@ -285,6 +285,9 @@ def main() -> None:
     p.add_argument("--supernet-epochs", type=int, default=10)
     p.add_argument("--random-subnets", type=int, default=4)
     p.add_argument("--candidates", type=int, default=2000, help="evaluated trials per supernet search")
+    p.add_argument("--arm-candidates", type=int, help="evaluated trials of arm A's search (default --candidates)")
+    p.add_argument("--arm-workers", type=int, default=1,
+                   help="workers (one torch thread each) of both arms' searches; CPU time is compared, not wall")
     p.add_argument("--final-epochs", type=int, default=10)
     p.add_argument("--device-workers", type=int, default=2, help="workers of the device 2 and 3 searches")
     p.add_argument("--device", nargs=3, default=["nrf52840:20KB:64KB", "stm32f412:96KB:512KB", "stm32f746"],
@@ -303,10 +306,16 @@ def main() -> None:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "out"}
     settings["data"] = a.data.name
     result: dict[str, Any] = {}
+    sn_keys = ("data", "fraction", "test", "supernet_epochs", "random_subnets", "seed", "devices_from")
     if a.out.exists():
         old = json.loads(a.out.read_text())
         if old.get("settings") == settings:
             result = old
+        elif all(old.get("settings", {}).get(k) == settings[k] for k in sn_keys) and "supernet_train" in old:
+            result = {"supernet_train": old["supernet_train"]}  # the same supernet: only the searches change
+            if ("first_device_space_feasible" in old and old["settings"].get("device", [None])[0] == a.device[0]
+                    and old["settings"].get("feasible_samples") == a.feasible_samples):
+                result["first_device_space_feasible"] = old["first_device_space_feasible"]
     result["settings"] = settings
     result["command"] = " ".join(["python", *sys.argv])
     result["full_command"] = ("nice -n 10 python benchmarks/supernet_search.py --fraction 1.0 --supernet-epochs 10 "
@@ -364,8 +373,9 @@ def main() -> None:
     if "supernet" not in arms:
         shutil.rmtree(run_a, ignore_errors=True)
         child_a = Child(["search", "--supernet", str(sn_dir), *common, "--config", str(thread_config()),
-                         *limit_flags(a.device[0]), "--budget", str(a.candidates), "--workers", "1",
-                         "--final-epochs", str(a.final_epochs), "--out", str(run_a)], WORK / f"A_{tag}.log")
+                         *limit_flags(a.device[0]), "--budget", str(a.arm_candidates or a.candidates),
+                         "--workers", str(a.arm_workers), "--final-epochs", str(a.final_epochs), "--out",
+                         str(run_a)], WORK / f"A_{tag}.log")
     if "training" not in arms:
         shutil.rmtree(run_b, ignore_errors=True)
         sn_space = json.loads((sn_dir / "supernet.json").read_text())["space"]
@@ -373,7 +383,8 @@ def main() -> None:
         space_cfg = thread_config('space = "blocks"\n[space_options]\n' + "".join(
             f"{k} = {json.dumps(v)}\n" for k, v in opts.items()))
         child_b = Child(["search", "--config", str(space_cfg), *common, *limit_flags(a.device[0]), "--budget",
-                         "100000", "--workers", "1", "--final-epochs", str(a.final_epochs), "--out", str(run_b)],
+                         "100000", "--workers", str(a.arm_workers), "--final-epochs", str(a.final_epochs), "--out",
+                         str(run_b)],
                         WORK / f"B_{tag}.log")
     sn_cpu = result["supernet_train"]["cpu_s"]
     rec_a = arms.get("supernet")
