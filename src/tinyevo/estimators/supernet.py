@@ -3,7 +3,7 @@
 ``SupernetEstimator(directory)`` loads a supernet saved by :func:`tinyevo.supernet.store.save_supernet` (or
 ``tinyevo supernet train --out DIR``) on first use, in each worker process, and scores a candidate by
 :class:`~tinyevo.supernet.score.SupernetScorer`: BatchNorm statistics recalibrated on a fixed batch of training
-images, then accuracy on a fixed subset of the validation split (``val_acc``; by default 256 and 1,000 rows,
+images, then accuracy on a fixed subset of the validation split (``val_acc``; by default 500 and 1,000 rows,
 :class:`~tinyevo.supernet.score.ScoreConfig`), for the cost of forward passes. The candidate is
 identified by its genome string (``context.genome``), which must be a genome of the supernet's space, and its IR
 must be the one the supernet's space decodes (the run searches the supernet's space, or a sub-space of it with the
