@@ -17,9 +17,9 @@ space), one torch thread each:
 Time is the process CPU time (``time.process_time``: all threads), also wall time. The supernet's training is a
 one-off cost reported from its ``supernet.json`` when it holds one (not part of per-candidate scoring).
 
-Data: Fashion-MNIST (``../shared/data/fashion_mnist.npz``), a stratified ``--fraction`` (default 1.0: all 54,000
-images, one epoch on the user's training set being the realistic comparison; 0.1: 5,400) of the training split, ``--val-rows`` (default 2,000) seeded rows of the validation split, as
-``supernet_rank.py``. The supernet: ``--supernet DIR`` (default: the one ``supernet_rank.py`` trains under
+Data: Fashion-MNIST (``../shared/data/fashion_mnist.npz``), a stratified ``--fraction`` of the training split
+(default 1.0: all 54,000 images, one epoch on the user's training set being the realistic comparison; 0.1: 5,400),
+``--val-rows`` (default 2,000) seeded rows of the validation split, as ``supernet_rank.py``. The supernet: ``--supernet DIR`` (default: the one ``supernet_rank.py`` trains under
 ``benchmarks/out/supernet_rank/``); without one, a 1-epoch supernet is trained first (its time reported)::
 
     nice -n 5 python benchmarks/supernet_throughput.py    # writes benchmarks/results/supernet_throughput.json
