@@ -23,7 +23,8 @@ from tinyevo.training.losses import CrossEntropy, Loss
 class Step(Protocol):
     def __call__(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Forward, loss and backward on one batch (the gradients were zeroed); returns the loss (detached or
-        not; not read on the host)."""
+        not; not read on the host: the loop keeps the tensor until the next evaluation point and sums it there,
+        so return a fresh tensor, not a buffer that a later step overwrites)."""
         ...
 
     def prepare(self, model: nn.Module, device: torch.device, input_shape: Sequence[int]) -> None:
