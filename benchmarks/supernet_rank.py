@@ -16,7 +16,7 @@ by MACs, one taken at each of ``--archs`` evenly spaced quantiles.
   ``--supernet-warmup`` epochs of warm-up, cosine), batch ``--supernet-batch-size``, seed 0, one torch thread;
   checkpointed (a killed benchmark resumes). Each candidate is then scored by
   :class:`~tinyevo.supernet.score.SupernetScorer` with the default :class:`~tinyevo.supernet.score.ScoreConfig` (what
-  ``tinyevo search --supernet`` uses; ``--calibration-rows`` overrides it).
+  ``tinyevo search --supernet`` uses; ``--calibration-rows`` / ``--validation-rows`` override it).
 * **Stand-alone** (the reference): each architecture trained from scratch with the same recipe for all,
   ``--epochs`` (default 3) epochs, AdamW lr 0.01 (cosine), batch 128, one torch thread, once per training seed of
   ``--reference-seeds`` (default 0,1,2,3); the reference is the mean validation accuracy over the seeds, and the Kendall
@@ -240,6 +240,8 @@ def main() -> None:
                    help="progressive shrinking schedule of the supernet's training (none: the plain sandwich rule)")
     p.add_argument("--calibration-rows", type=int, default=None,
                    help="BatchNorm calibration rows of the scorer (default: ScoreConfig's, as the search uses)")
+    p.add_argument("--validation-rows", type=int, default=None,
+                   help="validation rows of the scorer (0: all --val-rows; default: ScoreConfig's)")
     p.add_argument("--stage", choices=("all", "reference", "supernet"), default="all",
                    help="run only the stand-alone reference or only the supernet (two processes can share one "
                         "--work directory); 'all' also writes --out")
@@ -258,7 +260,12 @@ def main() -> None:
     space = create_space("blocks", **SPACE)
     assert isinstance(space, BlocksSpace)
     archs = pick_archs(space, args.archs, args.seed)
-    config = ScoreConfig() if args.calibration_rows is None else ScoreConfig(calibration_rows=args.calibration_rows)
+    overrides: dict[str, Any] = {}
+    if args.calibration_rows is not None:
+        overrides["calibration_rows"] = args.calibration_rows
+    if args.validation_rows is not None:
+        overrides["validation_rows"] = args.validation_rows or None
+    config = ScoreConfig(**overrides)
     vname = variant_name(args)
     vdir = args.work / vname
 
