@@ -22,10 +22,12 @@ def test_population_and_soft_flags_reach_the_stored_run(tmp_path: Path):
     assert [c.hard for c in view.problem.constraints if c.metric == "flash_bytes"] == [False]
 
 
-def test_population_with_a_strategy_that_takes_none_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_population_with_a_strategy_that_has_no_population_is_one_line(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]):
     code = main(["search", "--population", "5", "--out", str(tmp_path / "run"), *FAST])
     err = capsys.readouterr().err
-    assert code == 2 and "strategy 'surrogate-evolution' takes no [strategy_options]" in err
+    assert code == 2 and "strategy 'surrogate-evolution' has no option 'population'" in err
+    assert "its [strategy_options] are" in err and "refit_fraction" in err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
