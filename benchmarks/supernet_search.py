@@ -388,8 +388,18 @@ def main() -> None:
                         WORK / f"B_{tag}.log")
     sn_cpu = result["supernet_train"]["cpu_s"]
     rec_a = arms.get("supernet")
-    budget, stopped = None, False
+    budget, stopped, a_search_cpu = None, False, None
+
+    def b_budget(rec: dict[str, Any]) -> tuple[float, str]:
+        """B's search CPU: the supernet's training + A's search (A's CPU sampled when its final training started);
+        for a record without that sample, A's whole CPU (B's search then also gets A's final training's CPU)."""
+        if rec.get("search_cpu_s") is not None:
+            return sn_cpu + rec["search_cpu_s"], "supernet training + A's search"
+        return rec["cpu_s_total"], "A's total (no sample of A's search CPU): B's search gets A's final CPU too"
+
     while (child_a is not None and not child_a.done()) or (child_b is not None and not child_b.done()):
+        if child_a is not None and a_search_cpu is None and (run_a / "final").exists() and not child_a.done():
+            a_search_cpu = child_a.cpu()  # A's final training has started: its search's CPU
         if child_a is not None and rec_a is None and child_a.done():
             if child_a.rc != 0:
                 raise RuntimeError(f"arm A failed (exit {child_a.rc}); see {child_a.log}")
@@ -398,9 +408,10 @@ def main() -> None:
             rec_a["search_and_final_wall_s"] = rec_a.pop("wall_s")
             rec_a["cpu_s_total"] = round(sn_cpu + rec_a["search_and_final_cpu_s"], 1)
             rec_a["wall_s_total"] = round(result["supernet_train"]["wall_s"] + rec_a["search_and_final_wall_s"], 1)
+            rec_a["search_cpu_s"] = None if a_search_cpu is None else round(a_search_cpu, 1)
         if child_b is not None and not stopped and not child_b.done():
             if rec_a is not None:
-                budget = rec_a["cpu_s_total"] - ((rec_a.get("final") or {}).get("final_train_s") or 0.0)
+                budget, rule = b_budget(rec_a)
                 cap = budget
             else:
                 cap = sn_cpu + (child_a.cpu() if child_a is not None else 0.0)
@@ -416,6 +427,7 @@ def main() -> None:
         rec_a["search_and_final_wall_s"] = rec_a.pop("wall_s")
         rec_a["cpu_s_total"] = round(sn_cpu + rec_a["search_and_final_cpu_s"], 1)
         rec_a["wall_s_total"] = round(result["supernet_train"]["wall_s"] + rec_a["search_and_final_wall_s"], 1)
+        rec_a["search_cpu_s"] = None if a_search_cpu is None else round(a_search_cpu, 1)
     if child_a is not None:
         rec_a["concurrent_with_B"] = child_b is not None
         rec_a["load_average_before"], rec_a["load_average_after"] = load0, os.getloadavg()
@@ -423,11 +435,11 @@ def main() -> None:
         arms["supernet"] = rec_a
         save()
     if child_b is not None:
-        if budget is None:
-            budget = rec_a["cpu_s_total"] - ((rec_a.get("final") or {}).get("final_train_s") or 0.0)
+        budget, rule = b_budget(rec_a)
         wall2, cpu2 = cli(["resume", str(run_b), "--time", "1s", "--quiet"], WORK / f"B_{tag}_final.log")
         rec = run_record(run_b, child_b.wall + wall2, child_b.cpu() + cpu2, int8=False)
         rec["search_cpu_budget_s"], rec["search_stopped_at_budget"] = round(budget, 1), stopped
+        rec["search_cpu_budget_rule"] = rule
         rec["search_cpu_s"], rec["search_wall_s"] = round(child_b.cpu(), 1), round(child_b.wall, 1)
         rec["resume_and_final_cpu_s"], rec["resume_and_final_wall_s"] = round(cpu2, 1), round(wall2, 1)
         rec["cpu_s_total"], rec["wall_s_total"] = rec.pop("cpu_s"), rec.pop("wall_s")
