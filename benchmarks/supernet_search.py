@@ -16,11 +16,12 @@
   ``--candidates`` scored candidates (one worker, one thread) and the final training (``--final-epochs``, inheriting the
   supernet's weights).
 * Arm ``training`` (B): ``tinyevo search`` of the same space with the default strategy and estimator (one worker,
-  one thread), stopped (SIGINT, as Ctrl-C) once its process tree has used A's CPU time less A's final training
-  time, then ``tinyevo resume RUN --time 1s`` for the same final training from scratch; so both arms spend about
+  one thread), stopped (SIGINT, as Ctrl-C) once its process tree has used the supernet's training CPU plus A's
+  search CPU (A's process tree sampled when its final training starts), then ``tinyevo resume RUN --time 1s`` for the same final training from scratch; so both arms spend about
   the same total CPU time (both are reported). A ``--time`` budget would be wall time, which on a loaded machine
-  buys B much less CPU than A used. B runs at the same time as A's search (its cap follows A's CPU, then A's
-  total less A's final training once A is done), so the two arms take about one arm's wall time.
+  buys B much less CPU than A used. B runs at the same time as A's search (its cap follows A's CPU until A's
+  search is done), so the two arms take about one arm's wall time. A rerun of B alone (its ``arms.training``
+  deleted from the JSON) whose A record has no search sample gives B's search A's whole CPU (conservative for A).
 * For each arm: int8 test accuracy of the retrained model on TFLite-Micro (export -> .tflite -> TFLM interpreter,
   ``benchmarks/_realdata.py``), whether the limits hold (cost model), CPU time (``getrusage`` of the child processes)
   and wall time.
