@@ -12,8 +12,9 @@ Architectures: ``--archs`` (default 30) distinct genomes spread over the size ra
 by MACs, one taken at each of ``--archs`` evenly spaced quantiles.
 
 * **Supernet**: trained once with the sandwich rule (largest + smallest + ``--random-subnets`` (default 4) random
-  sub-networks per step, in-place distillation) for ``--supernet-epochs`` epochs, AdamW (``--supernet-lr``,
-  ``--supernet-warmup`` epochs of warm-up, cosine), batch ``--supernet-batch-size``, seed 0, one torch thread;
+  sub-networks per step, in-place distillation) for ``--supernet-epochs`` (10) epochs, AdamW (``--supernet-lr``
+  0.003, ``--supernet-warmup`` 1 epoch of warm-up, cosine), batch ``--supernet-batch-size`` (32), seed 0, one torch
+  thread (``--shrinking ofa``: progressive shrinking);
   checkpointed (a killed benchmark resumes). Each candidate is then scored by
   :class:`~tinyevo.supernet.score.SupernetScorer` with the default :class:`~tinyevo.supernet.score.ScoreConfig` (what
   ``tinyevo search --supernet`` uses; ``--calibration-rows`` / ``--validation-rows`` override it).
@@ -32,8 +33,8 @@ per scorer configuration; a rerun computes only what is missing. ``--stage refer
 one half (two processes can share the work directory)::
 
     nice -n 10 python benchmarks/supernet_rank.py                  # writes benchmarks/results/supernet_rank.json
-    nice -n 10 python benchmarks/supernet_rank.py --supernet-batch-size 32 --supernet-lr 0.003 --supernet-warmup 1 \
-        --out benchmarks/out/supernet_rank_b32.json              # another supernet, the same (cached) reference
+    nice -n 10 python benchmarks/supernet_rank.py --supernet-batch-size 128 --supernet-lr 0.01 --supernet-warmup 0 \
+        --out benchmarks/out/supernet_rank_b128.json             # another supernet, the same (cached) reference
     python benchmarks/supernet_rank.py --archs 6 --epochs 1 --supernet-epochs 1 --fraction 0.02 \
         --reference-seeds 0 --work benchmarks/out/supernet_rank_smoke \
         --out benchmarks/out/supernet_rank_smoke.json              # a quick smoke run
@@ -230,9 +231,9 @@ def main() -> None:
     p.add_argument("--reference-seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2, 3],
                    help="training seeds of the stand-alone reference (comma list); the reference is their mean")
     p.add_argument("--supernet-epochs", type=int, default=10)
-    p.add_argument("--supernet-batch-size", type=int, default=128)
-    p.add_argument("--supernet-lr", type=float, default=None, help="AdamW learning rate (default: the recipe's)")
-    p.add_argument("--supernet-warmup", type=float, default=0.0, help="epochs of linear learning-rate warm-up")
+    p.add_argument("--supernet-batch-size", type=int, default=32)
+    p.add_argument("--supernet-lr", type=float, default=0.003, help="AdamW learning rate")
+    p.add_argument("--supernet-warmup", type=float, default=1.0, help="epochs of linear learning-rate warm-up")
     p.add_argument("--supernet-fraction", type=float, default=None,
                    help="fraction of the training split the supernet trains on (default: --fraction)")
     p.add_argument("--random-subnets", type=int, default=4)
