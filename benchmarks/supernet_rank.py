@@ -6,7 +6,9 @@ stratified 10 % of the official training set), inputs resampled to each genome's
 
 Space: a small MCUNet-style ``blocks`` sub-space for 28x28 one-channel images: MBConv stages only, resolutions
 16/20/24, width multipliers 0.5/0.75/1.0, per stage depth 1-3, kernel 3/5/7, expansion 1/3/4, four stages
-(strides 1, 2, 2, 2; base widths 8-16, 16-24, 24-32, 32-48), stem 8.
+(strides 1, 2, 2, 2; base widths 8-16, 16-24, 24-32, 32-48), stem 8. ``--space wide``: the same but resolutions
+12/16/20/24/28 and width multipliers 0.25/0.5/0.75/1.0 (the span of an MCUNet-style search; its own ``--work``
+``benchmarks/out/supernet_rank_wide`` and ``--out`` ``benchmarks/results/supernet_rank_wide.json``).
 
 Architectures: ``--archs`` (default 30) distinct genomes spread over the size range: 2,000 random genomes sorted
 by MACs, one taken at each of ``--archs`` evenly spaced quantiles.
@@ -30,7 +32,8 @@ time also amortised over the candidates); a ``variants`` table of every supernet
 epochs, batch sizes, learning rates, ...) against the same reference. Everything is cached under ``--work``:
 stand-alone results per training seed and genome, each supernet (checkpoint, weights, ``meta.json``) and its scores
 per scorer configuration; a rerun computes only what is missing. ``--stage reference`` / ``--stage supernet`` run
-one half (two processes can share the work directory)::
+one half (two processes can share the work directory); ``--stage summary`` trains nothing and writes ``--out``
+from the caches (``"partial"`` says what is missing)::
 
     nice -n 10 python benchmarks/supernet_rank.py                  # writes benchmarks/results/supernet_rank.json
     nice -n 10 python benchmarks/supernet_rank.py --supernet-batch-size 128 --supernet-lr 0.01 --supernet-warmup 0 \
@@ -38,6 +41,7 @@ one half (two processes can share the work directory)::
     python benchmarks/supernet_rank.py --archs 6 --epochs 1 --supernet-epochs 1 --fraction 0.02 \
         --reference-seeds 0 --work benchmarks/out/supernet_rank_smoke \
         --out benchmarks/out/supernet_rank_smoke.json              # a quick smoke run
+    nice -n 5 python benchmarks/supernet_rank.py --space wide --reference-seeds 0,1   # the wide sub-space, 2 seeds
 """
 
 from __future__ import annotations
@@ -76,6 +80,10 @@ SPACE = {
     "expands": (1, 3, 4), "stage_strides": (1, 2, 2, 2),
     "stage_channels": ((8, 16), (16, 24), (24, 32), (32, 48)), "stem_channels": 8,
 }
+#: ``--space``: ``default`` (above) or ``wide``: the same but resolutions 12-28 and widths 0.25-1.0 (what an
+#: MCUNet-style search would span; its own work directory and JSON)
+SPACES = {"default": SPACE,
+          "wide": {**SPACE, "resolutions": (12, 16, 20, 24, 28), "width_multipliers": (0.25, 0.5, 0.75, 1.0)}}
 
 
 def load_split(path: Path, fraction: float, val_rows: int, seed: int) -> Dataset:
@@ -243,22 +251,33 @@ def main() -> None:
                    help="BatchNorm calibration rows of the scorer (default: ScoreConfig's, as the search uses)")
     p.add_argument("--validation-rows", type=int, default=None,
                    help="validation rows of the scorer (0: all --val-rows; default: ScoreConfig's)")
-    p.add_argument("--stage", choices=("all", "reference", "supernet"), default="all",
+    p.add_argument("--stage", choices=("all", "reference", "supernet", "summary"), default="all",
                    help="run only the stand-alone reference or only the supernet (two processes can share one "
-                        "--work directory); 'all' also writes --out")
+                        "--work directory); 'all' also writes --out; 'summary' trains nothing and writes --out "
+                        "from what is cached (marked partial where architectures or the supernet are missing)")
     p.add_argument("--seed", type=int, default=0, help="picks the architectures, the data split and the supernet's "
                                                        "training")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "supernet_rank.json")
-    p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "supernet_rank",
-                   help="scratch directory: stand-alone results, supernets (checkpoints, weights, scores)")
+    p.add_argument("--space", choices=tuple(SPACES), default="default",
+                   help="the sub-space: default (resolutions 16/20/24, widths 0.5/0.75/1.0) or wide (resolutions "
+                        "12/16/20/24/28, widths 0.25/0.5/0.75/1.0); wide changes the defaults of --out and --work")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default: benchmarks/results/supernet_rank.json (supernet_rank_wide.json for --space wide)")
+    p.add_argument("--work", type=Path, default=None,
+                   help="scratch directory: stand-alone results, supernets (checkpoints, weights, scores); default "
+                        "benchmarks/out/supernet_rank (supernet_rank_wide for --space wide)")
     args = p.parse_args()
+    suffix = "" if args.space == "default" else f"_{args.space}"
+    if args.out is None:
+        args.out = ROOT / "benchmarks" / "results" / f"supernet_rank{suffix}.json"
+    if args.work is None:
+        args.work = ROOT / "benchmarks" / "out" / f"supernet_rank{suffix}"
     torch.set_num_threads(1)
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k not in ("out", "work", "stage")}
     settings["data"] = Path(args.data).name
     data = load_split(args.data, args.fraction, args.val_rows, args.seed)
-    space = create_space("blocks", **SPACE)
+    space = create_space("blocks", **SPACES[args.space])
     assert isinstance(space, BlocksSpace)
     archs = pick_archs(space, args.archs, args.seed)
     overrides: dict[str, Any] = {}
@@ -279,11 +298,17 @@ def main() -> None:
     if args.stage in ("all", "reference"):
         for seed in args.reference_seeds:
             run_standalone(space, data, archs, args, seed)
-    if args.stage != "all":
+    if args.stage not in ("all", "summary"):
         return
 
     # --- the summary: this variant, and every other supernet in --work scored against the same reference ----
-    refs = {s: run_standalone(space, data, archs, args, s) for s in args.reference_seeds}
+    if args.stage == "summary":  # only what is cached: the architectures every reference seed has finished
+        refs = {s: read_json(args.work / f"standalone_{reference_key(args, s)}.json", {})
+                for s in args.reference_seeds}
+    else:
+        refs = {s: run_standalone(space, data, archs, args, s) for s in args.reference_seeds}
+    all_archs = len(archs)
+    archs = [g for g in archs if all(g in refs[s] for s in args.reference_seeds)]
     mc = [macs(space.decode(space.parse(g))) for g in archs]
     ref = [float(np.mean([refs[s][g]["acc"] for s in args.reference_seeds])) for g in archs]
     per_seed = {s: [refs[s][g]["acc"] for g in archs] for s in args.reference_seeds}
@@ -304,14 +329,19 @@ def main() -> None:
                 "train_rows": meta.get("train_rows")}
 
     meta = read_json(vdir / "meta.json", {})
-    scores = read_json(vdir / "scores.json", {})[skey]
-    sn = [scores[g]["acc"] for g in archs]
+    scores = read_json(vdir / "scores.json", {}).get(skey, {})
+    has_sn = bool(meta) and all(g in scores for g in archs)
+    sn = [scores[g]["acc"] for g in archs] if has_sn else []
+
+    def if_sn(f: Any) -> Any:  # a supernet number, or None where the supernet is not (yet) trained and scored
+        return f() if has_sn else None
+
     seeds = args.reference_seeds
     ceiling = {f"{a}-{b}": tau(per_seed[a], per_seed[b]) for i, a in enumerate(seeds) for b in seeds[i + 1:]}
     sa_s = float(np.mean([refs[s][g]["seconds"] for s in seeds for g in archs]))
-    sn_s = float(np.mean([scores[g]["seconds"] for g in archs]))
+    sn_s = float(np.mean([scores[g]["seconds"] for g in archs])) if has_sn else float("nan")
     sa_cpu = [refs[s][g]["cpu_seconds"] for s in seeds for g in archs if "cpu_seconds" in refs[s][g]]
-    sn_cpu = [scores[g]["cpu_seconds"] for g in archs if "cpu_seconds" in scores[g]]
+    sn_cpu = [scores[g]["cpu_seconds"] for g in archs if has_sn and "cpu_seconds" in scores[g]]
     result: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]),
         "settings": settings, "variant": vname, "score_config": asdict(config),
@@ -321,11 +351,14 @@ def main() -> None:
         "data": {"name": data.name, "train": len(data.x_train), "val": len(data.x_val)},
         "reference": {"recipe": {"epochs": args.epochs, "batch_size": 128, "optimizer": "adamw"},
                       "seeds": seeds, "what": "mean validation accuracy over the training seeds"},
+        "partial": None if has_sn and len(archs) == all_archs else {
+            "archs_with_every_reference_seed": len(archs), "archs_picked": all_archs,
+            "supernet_trained_and_scored": has_sn},
         "summary": {
             "archs": len(archs),
-            "kendall_tau_supernet": tau(sn, ref),
-            "spearman_supernet": rho(sn, ref),
-            "kendall_tau_supernet_per_reference_seed": {str(s): tau(sn, per_seed[s]) for s in seeds},
+            "kendall_tau_supernet": if_sn(lambda: tau(sn, ref)),
+            "spearman_supernet": if_sn(lambda: rho(sn, ref)),
+            "kendall_tau_supernet_per_reference_seed": if_sn(lambda: {str(s): tau(sn, per_seed[s]) for s in seeds}),
             "kendall_tau_between_reference_seeds": ceiling,
             "spearman_between_reference_seeds": {f"{a}-{b}": rho(per_seed[a], per_seed[b])
                                                  for i, a in enumerate(seeds) for b in seeds[i + 1:]},
@@ -341,20 +374,21 @@ def main() -> None:
                                           for i in range(len(archs))]) for s in seeds} if len(seeds) >= 2 else None,
             "kendall_tau_macs": tau(mc, ref),
             "standalone_acc_range": [min(ref), max(ref)],
-            "supernet_acc_range": [min(sn), max(sn)],
-            "seconds_per_candidate_supernet_scoring": round(sn_s, 3),
+            "supernet_acc_range": if_sn(lambda: [min(sn), max(sn)]),
+            "seconds_per_candidate_supernet_scoring": if_sn(lambda: round(sn_s, 3)),
             "seconds_per_candidate_standalone_per_seed": round(sa_s, 2),
             # CPU time (one thread) where it was recorded: wall time on a shared machine depends on its load
             "cpu_seconds_per_candidate_supernet_scoring": round(float(np.mean(sn_cpu)), 3) if sn_cpu else None,
             "cpu_seconds_per_candidate_standalone_per_seed": round(float(np.mean(sa_cpu)), 2) if sa_cpu else None,
             "supernet_training_cpu_seconds": meta.get("process_cpu_seconds"),
-            "supernet_training_seconds": meta["train_seconds"],
-            "seconds_per_candidate_supernet_incl_training": round(sn_s + meta["train_seconds"] / len(archs), 2),
+            "supernet_training_seconds": meta.get("train_seconds"),
+            "seconds_per_candidate_supernet_incl_training": if_sn(
+                lambda: round(sn_s + meta["train_seconds"] / len(archs), 2)),
         },
         "supernet": meta,
         "variants": {d.name: v for d in sorted(args.work.glob("sn_*")) if (v := judged(d)) is not None},
         "archs": {g: {"macs": m, "standalone_acc": {str(s): refs[s][g]["acc"] for s in seeds},
-                      "standalone_mean": r, "supernet_acc": scores[g]["acc"]}
+                      "standalone_mean": r, "supernet_acc": scores[g]["acc"] if has_sn else None}
                   for g, m, r in zip(archs, mc, ref, strict=True)},
     }
     write_json(args.out, result)
@@ -364,7 +398,7 @@ def main() -> None:
     print(f"Kendall tau supernet ({vname}) vs stand-alone (mean of seeds {seeds}): {s['kendall_tau_supernet']} "
           f"(MACs: {s['kendall_tau_macs']}; between reference seeds: {ceiling}); cost per candidate "
           f"{s['seconds_per_candidate_supernet_scoring']} s vs {s['seconds_per_candidate_standalone_per_seed']} s "
-          f"per seed; supernet training {meta['train_seconds']} s")
+          f"per seed; supernet training {meta.get('train_seconds')} s")
 
 
 if __name__ == "__main__":
