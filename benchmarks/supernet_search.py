@@ -303,9 +303,6 @@ def main() -> None:
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "supernet_search.json")
     a = p.parse_args()
-    # a background job (`nohup ... &`) inherits SIGINT ignored, and so would the searches: Python then never raises
-    # KeyboardInterrupt and Child.interrupt() would not stop B. A handler (not "ignored") resets to the default on exec.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "out"}
     settings["data"] = a.data.name
