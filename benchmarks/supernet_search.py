@@ -40,8 +40,9 @@ killed run continues. The issue's full configuration (2,000 candidates per devic
 
 The larger configuration that was run on the shared 2-core machine (``supernet_search.json``)::
 
-    nice -n 5 python benchmarks/supernet_search.py --fraction 0.3 --supernet-epochs 8 --candidates 2000 \
-        --test 5000 --final-epochs 8 --out benchmarks/results/supernet_search.json
+    nice -n 5 python benchmarks/supernet_search.py --fraction 0.15 --supernet-epochs 5 --candidates 2000 \
+        --arm-candidates 500 --arm-workers 2 --test 3000 --final-epochs 8 --no-devices \
+        --out benchmarks/results/supernet_search.json
 
 The small configuration (an earlier version: no binding limits, 64 KB / 256 KB, two torch threads per evaluation
 with one worker)::
@@ -52,8 +53,8 @@ with one worker)::
 
 Devices 2 and 3 only, from an existing supernet (one command)::
 
-    nice -n 5 python benchmarks/supernet_search.py --devices-from benchmarks/out/supernet_search/sn_f0.3_e8_r4_s0 \
-        --fraction 0.3 --candidates 2000 --out benchmarks/results/supernet_search_devices.json
+    nice -n 5 python benchmarks/supernet_search.py --devices-from benchmarks/out/supernet_search/sn_f0.15_e5_r4_s0 \
+        --fraction 0.15 --test 3000 --candidates 2000 --out benchmarks/results/supernet_search_devices.json
 """
 
 from __future__ import annotations
