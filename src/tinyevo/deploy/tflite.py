@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,9 +111,14 @@ def _fold_reshapes_into_fc(obj: object, schema: object) -> int:
     if not drop:
         return 0
     sg.operators = [op for i, op in enumerate(sg.operators) if i not in drop]
-    # remove tensors nothing refers to any more, renumbering the rest
+    _drop_unused_tensors(sg)
+    return len(drop)
+
+
+def _drop_unused_tensors(sg: Any) -> None:
+    """Remove the tensors of subgraph ``sg`` that no operator, input or output refers to, renumbering the rest."""
     used = {int(t) for op in sg.operators for t in list(op.inputs) + list(op.outputs) if t >= 0}
-    used |= {int(t) for t in sg.inputs} | outputs
+    used |= {int(t) for t in sg.inputs} | {int(t) for t in sg.outputs}
     keep = [t for t in range(len(sg.tensors)) if t in used]
     index = {old: new for new, old in enumerate(keep)}
     sg.tensors = [sg.tensors[t] for t in keep]
@@ -121,24 +127,13 @@ def _fold_reshapes_into_fc(obj: object, schema: object) -> int:
         op.outputs = [index[int(t)] for t in op.outputs]
     sg.inputs = [index[int(t)] for t in sg.inputs]
     sg.outputs = [index[int(t)] for t in sg.outputs]
-    return len(drop)
 
 
 def _drop_unused(obj: object) -> None:
     """Remove the tensors, buffers and operator codes of ``obj``'s first subgraph that nothing refers to any
     more (after ops were dropped), renumbering the rest."""
     sg = obj.subgraphs[0]  # type: ignore[attr-defined]
-    outputs = {int(t) for t in sg.outputs}
-    used = {int(t) for op in sg.operators for t in list(op.inputs) + list(op.outputs) if t >= 0}
-    used |= {int(t) for t in sg.inputs} | outputs
-    keep = [t for t in range(len(sg.tensors)) if t in used]
-    index = {old: new for new, old in enumerate(keep)}
-    sg.tensors = [sg.tensors[t] for t in keep]
-    for op in sg.operators:
-        op.inputs = [index[int(t)] if t >= 0 else -1 for t in op.inputs]
-        op.outputs = [index[int(t)] for t in op.outputs]
-    sg.inputs = [index[int(t)] for t in sg.inputs]
-    sg.outputs = [index[int(t)] for t in sg.outputs]
+    _drop_unused_tensors(sg)
     if len(obj.subgraphs) != 1:  # type: ignore[attr-defined]
         return  # buffers and codes may be shared with other subgraphs: leave them
     # buffer 0 is the empty sentinel; metadata entries refer to buffers too
