@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -78,17 +79,9 @@ def _fold_reshapes_into_fc(obj: object, schema: object) -> int:
     the output stays ``[batch, units]``). Returns the count.
     """
     sg = obj.subgraphs[0]  # type: ignore[attr-defined]
-    codes = obj.operatorCodes  # type: ignore[attr-defined]
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    kind = _op_kind(obj, schema)
 
-    def kind(op: object) -> str:
-        c = codes[op.opcodeIndex]  # type: ignore[attr-defined]
-        return op_names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "")
-
-    readers: dict[int, list[tuple[int, int]]] = {}
-    for j, op in enumerate(sg.operators):
-        for pos, t in enumerate(op.inputs):
-            readers.setdefault(int(t), []).append((j, pos))
+    readers = _readers(sg)
     outputs = {int(t) for t in sg.outputs}
     drop: set[int] = set()
     for i, op in enumerate(sg.operators):
@@ -113,6 +106,27 @@ def _fold_reshapes_into_fc(obj: object, schema: object) -> int:
     sg.operators = [op for i, op in enumerate(sg.operators) if i not in drop]
     _drop_unused_tensors(sg)
     return len(drop)
+
+
+def _op_kind(obj: Any, schema: Any) -> Callable[[Any], str]:
+    """``kind(op)``: the builtin operator name (``"CONV_2D"``, ...) of an operator of flatbuffer model ``obj``."""
+    codes = obj.operatorCodes
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+    def kind(op: Any) -> str:
+        c = codes[op.opcodeIndex]
+        return op_names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "")
+
+    return kind
+
+
+def _readers(sg: Any) -> dict[int, list[tuple[int, int]]]:
+    """Tensor index -> the (operator index, input position) pairs that read it, in operator order."""
+    readers: dict[int, list[tuple[int, int]]] = {}
+    for j, op in enumerate(sg.operators):
+        for pos, t in enumerate(op.inputs):
+            readers.setdefault(int(t), []).append((j, pos))
+    return readers
 
 
 def _drop_unused_tensors(sg: Any) -> None:
@@ -171,12 +185,7 @@ def _fold_duplicated_channels(obj: object, schema: object) -> int:
     constant ``begin`` / ``size``, and neither intermediate tensor has another reader or is a model output.
     """
     sg = obj.subgraphs[0]  # type: ignore[attr-defined]
-    codes = obj.operatorCodes  # type: ignore[attr-defined]
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-    def kind(op: object) -> str:
-        c = codes[op.opcodeIndex]  # type: ignore[attr-defined]
-        return op_names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "")
+    kind = _op_kind(obj, schema)
 
     def const(t: int) -> list[int] | None:
         data = obj.buffers[sg.tensors[t].buffer].data  # type: ignore[attr-defined]
@@ -184,10 +193,7 @@ def _fold_duplicated_channels(obj: object, schema: object) -> int:
             return None
         return [int(v) for v in np.frombuffer(bytes(bytearray(data)), dtype="<i4")]
 
-    readers: dict[int, list[int]] = {}
-    for j, op in enumerate(sg.operators):
-        for t in op.inputs:
-            readers.setdefault(int(t), []).append(j)
+    readers = {t: [j for j, _ in uses] for t, uses in _readers(sg).items()}
     outputs = {int(t) for t in sg.outputs}
     drop: set[int] = set()
     for i, cat in enumerate(sg.operators):
