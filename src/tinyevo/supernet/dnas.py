@@ -43,7 +43,7 @@ from tinyevo.errors import ConfigError, InvalidGenomeError
 from tinyevo.spaces.blocks import BlocksGenome, BlocksSpace, Stage, round_channels
 from tinyevo.spaces.nb201 import EDGES, OPS, NB201Genome, NB201Space
 from tinyevo.supernet.model import Supernet, resize_batch
-from tinyevo.training import BaseCallback, Recipe, TrainState, torch_threads, train
+from tinyevo.training import BaseCallback, FusedAdam, ParamGroup, Recipe, TrainState, torch_threads, train
 
 CostFn = Callable[[object], Mapping[str, float]]
 """``cost(genome) -> metrics`` (the run's cost function: ``flash_bytes``, ``peak_sram_bytes``, ``macs``, ...)."""
@@ -425,13 +425,19 @@ class DartsStep(BaseCallback):
                  penalty: ResourcePenalty | None, seed: int, hard: bool = False) -> None:
         self.arch, self.x_val, self.y_val, self.cfg, self.penalty = arch, x_val, y_val, cfg, penalty
         self.hard = hard
-        self.opt = torch.optim.Adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999),
-                                    weight_decay=cfg.arch_weight_decay)
+        self.opt = self._optimizer()
         self.gen = torch.Generator().manual_seed(seed)
         self._state: TrainState | None = None
         self.mask = [torch.tensor([0.0 if str(c) not in cfg.exclude else -math.inf for c in d.choices])
                      for d in arch.decisions]
         self.log: list[dict[str, float]] = []
+
+    def _optimizer(self) -> FusedAdam:
+        """The architecture's Adam: ``torch.optim.Adam(lr=arch_lr, betas=(0.5, 0.999), weight_decay=
+        arch_weight_decay)`` (L2 decay added to the gradient) as the fused kernel, without ``torch.optim``, whose
+        first step imports ``torch._dynamo``; its state (on the logits' device) has ``torch.optim``'s layout."""
+        return FusedAdam((ParamGroup(tuple(self.arch.parameters()), self.cfg.arch_weight_decay),),
+                         decoupled_weight_decay=False, betas=(0.5, 0.999))
 
     def on_train_start(self, state: TrainState) -> None:
         self._state = state
@@ -466,17 +472,21 @@ class DartsStep(BaseCallback):
                 loss = loss + self.penalty(self.arch.probs())
             params = list(self.arch.parameters())
             grads = torch.autograd.grad(loss, params, allow_unused=True)
-            self.opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad()
             for p, g in zip(params, grads, strict=True):
                 p.grad = g
-            self.opt.step()
+            self.opt.step(self.cfg.arch_lr)
         w = [t.detach() for t in self._weights()]
         loss = F.cross_entropy(model(inputs, w), targets)
         loss.backward()
         return loss.detach()
 
     def prepare(self, model: nn.Module, device: torch.device, input_shape: Sequence[int]) -> None:
-        self.arch.to(device)
+        if any(p.device != device for p in self.arch.parameters()):
+            if any(bool(s) for s in self.opt.steps):
+                raise ConfigError("the architecture's optimiser has stepped; move the logits before the search")
+            self.arch.to(device)
+            self.opt = self._optimizer()  # its moments live beside the logits
 
     def modules(self) -> Sequence[nn.Module]:
         return ()
