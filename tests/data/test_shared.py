@@ -51,7 +51,13 @@ def test_large_data_is_mapped_from_the_cache_and_equals_the_in_memory_load(
         assert f.parent.parent == _data_cache_in_tmp / "prepared"
         assert type(a) is np.ndarray and not a.flags.writeable
     (entry,) = (_data_cache_in_tmp / "prepared").iterdir()
-    assert sorted(p.name for p in entry.iterdir()) == sorted([*(f"{s}.npy" for s in SPLITS), "meta.json"])
+    kept = [f"bytes_{s}.npy" for s in ("train", "val", "test")]  # the uint8 source's bytes (read by training)
+    assert sorted(p.name for p in entry.iterdir()) == sorted([*(f"{s}.npy" for s in SPLITS), *kept, "meta.json"])
+    assert oracle.byte_inputs is None and d.byte_inputs is not None
+    for s, b in zip(("train", "val", "test"), d.byte_inputs, strict=True):
+        assert mapped_file(b.codes) == entry / f"bytes_{s}.npy"
+        assert d.inputs(s) is b
+        np.testing.assert_array_equal(b.decode(), getattr(oracle, f"x_{s}"))  # the in-memory load: no bytes
 
 
 def test_a_second_load_maps_the_same_files_without_reading_the_source(

@@ -9,13 +9,22 @@ that loads it (:mod:`tinyevo.data.shared`).
 from __future__ import annotations
 
 from tinyevo.data.audio import AudioFrontEnd
-from tinyevo.data.dataset import TEST_SPLIT_SEED, Dataset, from_arrays, from_torch, stratified_split
+from tinyevo.data.dataset import (
+    TEST_SPLIT_SEED,
+    ByteInputs,
+    Dataset,
+    InputTransform,
+    from_arrays,
+    from_torch,
+    stratified_split,
+)
 from tinyevo.data.loaders import BUILTIN, load_dataset
 from tinyevo.data.shared import as_tensor, mapped_file
 from tinyevo.data.transforms import resize, subset
 
 __all__ = [
-    "BUILTIN", "TEST_SPLIT_SEED", "AudioFrontEnd", "Dataset", "as_tensor", "from_arrays", "from_torch",
+    "BUILTIN", "TEST_SPLIT_SEED", "AudioFrontEnd", "ByteInputs", "Dataset", "InputTransform", "as_tensor",
+    "from_arrays", "from_torch",
     "load_dataset", "mapped_file", "resize",
     "stratified_split", "subset",
 ]

@@ -5,12 +5,16 @@ split from the training data (seeded, stratified) and normalises with statistics
 
 Layout: inputs are ``float32`` arrays of shape ``(N, C, H, W)``; labels are ``int64`` in ``0 ..
 num_classes-1``. The test split is kept for the final report; searches score on the validation split.
+
+A data set prepared from 8-bit sources (:mod:`tinyevo.data.shared`) also carries its inputs as the uint8 source
+values and the transform that made the float32 arrays (:class:`ByteInputs`, :meth:`Dataset.inputs`): the training
+loop reads those (a quarter of the bytes) and converts each batch with the same float32 operations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -26,6 +30,71 @@ set."""
 def _readonly(a: Array) -> Array:
     a.setflags(write=False)
     return a
+
+
+@dataclass(frozen=True)
+class InputTransform:
+    """The per-value transform of the prepared inputs, in float32: ``float32(x) * scale`` (skipped for a scale of
+    1), then, when normalised, ``(v - mean[c]) / std[c]`` per channel ``c`` (``mean`` and ``std`` rounded to
+    float32), each operation rounded on its own, in this order.
+
+    :meth:`apply` is the one implementation (numpy): the prepared float32 arrays are made with it, chunk by chunk,
+    and :meth:`ByteInputs.decode` uses it on gathered rows, so both give the same values bit for bit."""
+
+    scale: float = 1.0
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def shift_and_div(self) -> tuple[Array, Array] | None:
+        """``(mean, std)`` as float32 arrays of shape ``(1, C, 1, 1)``, or ``None`` without normalisation."""
+        if not self.mean:
+            return None
+        return (np.asarray(self.mean, dtype=np.float64).astype(np.float32)[None, :, None, None],
+                np.asarray(self.std, dtype=np.float64).astype(np.float32)[None, :, None, None])
+
+    def apply(self, x: Array, what: str = "x") -> Array:
+        """The transformed float32 values of the raw rows ``x`` (``(N, C, H, W)``, any numeric dtype), a fresh
+        array; raises :class:`DataError` for values that are not finite."""
+        a = _scaled(x, self.scale, what)
+        sd = self.shift_and_div()
+        if sd is not None:
+            a -= sd[0]
+            a /= sd[1]
+        return a
+
+    def table(self, channels: int) -> Array:
+        """``(C, 256)`` float32: the transformed value of each byte ``0..255`` in each channel."""
+        codes = np.broadcast_to(np.arange(256, dtype=np.uint8)[:, None, None, None], (256, channels, 1, 1))
+        return np.ascontiguousarray(self.apply(np.ascontiguousarray(codes))[:, :, 0, 0].T)
+
+
+@dataclass(frozen=True, eq=False)
+class ByteInputs:
+    """One split's inputs kept as their uint8 source values (``codes``, ``(N, C, H, W)``) and the
+    :class:`InputTransform` that makes the float32 inputs of them: the same values as the split's float32
+    array, bit for bit, in a quarter of the bytes. Readers convert the rows they gather (:meth:`decode`; the
+    training loop does the same in torch, :class:`tinyevo.training.evaluate.ByteBatches`)."""
+
+    codes: Array
+    transform: InputTransform
+
+    def __post_init__(self) -> None:
+        if self.codes.dtype != np.uint8 or self.codes.ndim != 4:
+            raise DataError(f"byte inputs must be uint8 (N, C, H, W), got {self.codes.dtype} {self.codes.shape}")
+        if self.transform.mean and len(self.transform.mean) != self.codes.shape[1]:
+            raise DataError(f"{len(self.transform.mean)} channel means for {self.codes.shape[1]} channels")
+        _readonly(self.codes)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.codes.shape)
+
+    def decode(self, rows: slice | Array = slice(None)) -> Array:
+        """The float32 inputs of ``rows`` (a slice or row indices), a fresh array."""
+        return self.transform.apply(self.codes[rows])
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +116,11 @@ class Dataset:
     class_names: tuple[str, ...] = ()
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    byte_inputs: tuple[ByteInputs, ByteInputs, ByteInputs] | None = field(
+        default=None, init=False, repr=False, compare=False)
+    """The train / val / test inputs as :class:`ByteInputs` (see :func:`with_byte_inputs`), or ``None``. Not an
+    argument of the constructor: a data set derived with ``replace`` / :meth:`with_splits` (a subset, a resize,
+    other arrays) has none, so it can never pair new float32 arrays with stale bytes."""
 
     def __post_init__(self) -> None:
         for split in ("train", "val", "test"):
@@ -68,6 +142,16 @@ class Dataset:
             _readonly(getattr(self, f"x_{split}"))
             _readonly(getattr(self, f"y_{split}"))
 
+    def inputs(self, split: str) -> Array | ByteInputs:
+        """The inputs of ``split`` (``"train"``, ``"val"`` or ``"test"``) as the reader should gather them: the
+        :class:`ByteInputs` when the data set has them (a quarter of the memory a reader touches), else the
+        float32 array. Both give the same float32 values."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"no split {split!r}")
+        if self.byte_inputs is not None:
+            return self.byte_inputs[("train", "val", "test").index(split)]
+        return getattr(self, f"x_{split}")  # type: ignore[no-any-return]
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one sample."""
@@ -85,6 +169,21 @@ class Dataset:
         """A copy with some of ``x_train, y_train, x_val, ...`` replaced (used by
         :mod:`tinyevo.data.transforms`)."""
         return replace(self, **arrays)  # type: ignore[arg-type]
+
+
+def with_byte_inputs(data: Dataset, byte_inputs: Sequence[ByteInputs]) -> Dataset:
+    """``data`` carrying ``byte_inputs`` (train, val, test) beside its float32 arrays, which they must encode
+    (:meth:`ByteInputs.decode` gives each split's float32 array; checked here for shapes, by the preparation's
+    tests for values). The result is ``data`` itself (it is frozen: set once, where it is made)."""
+    parts = tuple(byte_inputs)
+    if len(parts) != 3 or not all(isinstance(b, ByteInputs) for b in parts):
+        raise DataError("byte inputs: give one ByteInputs per split (train, val, test)")
+    for split, b in zip(("train", "val", "test"), parts, strict=True):
+        x = getattr(data, f"x_{split}")
+        if b.codes.shape != x.shape:
+            raise DataError(f"byte inputs of {split} have shape {b.codes.shape}, x_{split} {x.shape}")
+    object.__setattr__(data, "byte_inputs", parts)
+    return data
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -247,21 +346,35 @@ class ArrayPlan:
         values = int(np.prod(self.sample_shape))
         return sum(len(s.rows) * (4 * values + 8) for s in (self.train, self.val, self.test))
 
+    @property
+    def transform(self) -> InputTransform:
+        """The transform of every input value (scale, then the per-channel normalisation)."""
+        return InputTransform(scale=self.scale, mean=self.mean, std=self.std)
+
+    @property
+    def bytes_kept(self) -> bool:
+        """Whether every split's source is uint8: the inputs can then be kept as those bytes
+        (:class:`ByteInputs`, :meth:`code_chunks`) beside, or instead of, their float32 arrays."""
+        return all(self.split(s).x.dtype == np.uint8 for s in ("train", "val", "test"))
+
     def chunks(self, split: str) -> Iterator[Array]:
         """The split's float32 inputs, transformed, as consecutive row chunks (fresh arrays of at most
         :data:`CHUNK_VALUES` values, or one row)."""
         s = self.split(split)
         step = chunk_rows(int(np.prod(self.sample_shape)))
-        shift = div = None
-        if self.mean:
-            shift = np.asarray(self.mean, dtype=np.float64).astype(np.float32)[None, :, None, None]
-            div = np.asarray(self.std, dtype=np.float64).astype(np.float32)[None, :, None, None]
+        transform = self.transform
         for i in range(0, len(s.rows), step):
-            a = _scaled(s.x[s.rows[i : i + step]], self.scale, f"x_{split}")
-            if shift is not None:
-                a -= shift
-                a /= div
-            yield a
+            yield transform.apply(s.x[s.rows[i : i + step]], f"x_{split}")
+
+    def code_chunks(self, split: str) -> Iterator[Array]:
+        """The split's uint8 source rows (not transformed), as consecutive row chunks of the same rows as
+        :meth:`chunks` (only where :attr:`bytes_kept`)."""
+        if not self.bytes_kept:
+            raise DataError("the inputs are not all uint8: they cannot be kept as bytes")
+        s = self.split(split)
+        step = chunk_rows(int(np.prod(self.sample_shape)))
+        for i in range(0, len(s.rows), step):
+            yield np.ascontiguousarray(s.x[s.rows[i : i + step]])
 
 
 def materialize(plan: ArrayPlan) -> Dataset:
