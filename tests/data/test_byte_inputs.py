@@ -32,11 +32,11 @@ def _bits(a: np.ndarray) -> np.ndarray:
 
 
 CASES = {
-    "grey_npz_style": dict(shape=(120, 6, 5), scale=1.0, normalize=True),  # Fashion-MNIST from .npz: no scale
-    "colour_image_folder_style": dict(shape=(120, 3, 4, 4), scale=1 / 255, normalize=True),
-    "channels_last": dict(shape=(120, 5, 5, 3), scale=1 / 255, normalize=True),
-    "scaled_not_normalised": dict(shape=(120, 5, 5), scale=1 / 255, normalize=False),
-    "raw_bytes": dict(shape=(120, 5, 5), scale=1.0, normalize=False),
+    "grey_npz_style": {"shape": (120, 6, 5), "scale": 1.0, "normalize": True},  # Fashion-MNIST from .npz: no scale
+    "colour_image_folder_style": {"shape": (120, 3, 4, 4), "scale": 1 / 255, "normalize": True},
+    "channels_last": {"shape": (120, 5, 5, 3), "scale": 1 / 255, "normalize": True},
+    "scaled_not_normalised": {"shape": (120, 5, 5), "scale": 1 / 255, "normalize": False},
+    "raw_bytes": {"shape": (120, 5, 5), "scale": 1.0, "normalize": False},
 }
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from tinyevo.data import Dataset
 from tinyevo.errors import DataError, EstimationError
-from tinyevo.training.evaluate import accuracy, to_tensor
+from tinyevo.training.evaluate import accuracy, input_batches, to_tensor
 from tinyevo.training.memory_format import ChannelsLast
 from tinyevo.training.optim import GradClip
 from tinyevo.training.recipe import Recipe, augment, make_optimizer, resolve_device
@@ -77,11 +77,21 @@ def _run(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int, device: 
     n = len(data.x_train)
     if n < 2:
         raise DataError("need at least two training samples")
-    x, y = to_tensor(data.x_train).to(device), to_tensor(data.y_train).to(device)
-    xv, yv = to_tensor(data.x_val).to(device), to_tensor(data.y_val).to(device)
+    # batches are gathered from the data set's bytes where it has them (8-bit images: a quarter of the memory
+    # read), converted to the float32 values of its arrays bit for bit (ByteBatches)
+    x, y = input_batches(data.inputs("train"), device), to_tensor(data.y_train).to(device)
+    yv = to_tensor(data.y_val).to(device)
+    score: Callable[[nn.Module], float]
     if evaluate is None:
-        def evaluate(m: nn.Module, xs: torch.Tensor, ys: torch.Tensor) -> float:
-            return accuracy(m, xs, ys, batch_size=recipe.eval_batch_size)
+        xv = input_batches(data.inputs("val"), device)
+
+        def score(m: nn.Module) -> float:
+            return accuracy(m, xv, yv, batch_size=recipe.eval_batch_size)
+    else:  # a caller's evaluation gets the float32 tensor, as it always did
+        xv_float, custom = to_tensor(data.x_val).to(device), evaluate
+
+        def score(m: nn.Module) -> float:
+            return custom(m, xv_float, yv)
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
     bs = min(recipe.batch_size, n)
@@ -142,7 +152,7 @@ def _run(model: nn.Module, data: Dataset, recipe: Recipe, *, seed: int, device: 
                 if not math.isfinite(train_loss):
                     raise EstimationError(f"training diverged: the loss became {train_loss} in epoch {epoch + 1}")
                 t_eval = time.perf_counter()
-                val_acc = evaluate(model, xv, yv)
+                val_acc = score(model)
                 model.train()
                 elapsed = state.elapsed()
                 state.eval_seconds += time.perf_counter() - t_eval

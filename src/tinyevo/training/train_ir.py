@@ -121,8 +121,8 @@ def train_model(
         kept = (best_record(history) if config.restore_best else None) or (history[-1] if history else None)
         metrics = {
             "val_acc": kept.val_acc if kept is not None else math.nan,
-            "test_acc": accuracy(model, data.x_test, data.y_test, batch_size=config.eval_batch_size),
-            "train_acc": accuracy(model, data.x_train, data.y_train, batch_size=config.eval_batch_size),
+            "test_acc": accuracy(model, data.inputs("test"), data.y_test, batch_size=config.eval_batch_size),
+            "train_acc": accuracy(model, data.inputs("train"), data.y_train, batch_size=config.eval_batch_size),
             "train_loss": kept.train_loss if kept is not None else math.nan,
             "train_time_s": train_time,
             "epochs": history[-1].epoch if history else 0.0,
