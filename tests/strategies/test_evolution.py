@@ -200,3 +200,26 @@ def test_bad_options_are_config_errors(nb201, conv_problem):
     for kwargs in ({"population_size": 0}, {"offspring_per_generation": 0}, {"max_generations": -1}):
         with pytest.raises(ConfigError):
             EvolutionaryStrategy(nb201, conv_problem, **kwargs)
+
+
+def test_the_breeding_cap_changes_no_ask_before_it_is_first_reached(nb201, conv_problem):
+    """With ``breeds=4`` the asks equal those of ``breeds=100`` (no cap in practice) up to the first ask that
+    needed more than 4 children there; from then on the capped run mutates its child further instead."""
+    def make(breeds):
+        return EvolutionaryStrategy(
+            nb201, conv_problem, population_size=20, parent_selection=TournamentSelection(size=2),
+            survivor_selection=DiscardWorst(), variation=Variation(crossover_prob=0.5), breeds=breeds, seed=1,
+        )
+
+    wide, capped = make(100), make(4)
+    makes = []
+    for i in range(300):
+        before = wide.seen.proposals
+        cand, trial = step(wide, conv_problem, 1, start=i)[0]
+        makes.append(wide.seen.proposals - before)
+    first = next(i for i, m in enumerate(makes) if m > 4)
+    assert first > 40  # the comparison covers evolved children, not only the initial population of 20
+    hist = step(capped, conv_problem, first + 1)
+    wide_again = step(make(100), conv_problem, first + 1)
+    assert [str(c.genome) for c, _ in hist[:first]] == [str(c.genome) for c, _ in wide_again[:first]]
+    assert [c.origin for c, _ in hist[20:first]].count("random") == 0

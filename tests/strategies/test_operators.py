@@ -96,9 +96,42 @@ def test_deduplicator_never_repeats_and_then_raises():
         seen.propose(None, space=space, rng=rng)
 
 
-def test_deduplicator_falls_back_to_random_samples_when_make_only_repeats():
+def test_deduplicator_mutates_the_last_child_further_when_make_only_repeats():
     space = TinySpace(4)
-    seen = Deduplicator(max_retries=20)
+    seen = Deduplicator(max_retries=20, breeds=3)
+    seen.add("t0")
+    calls = []
+
+    def make() -> Candidate:
+        calls.append(1)
+        return Candidate(genome=TinyGenome(0), parents=("t1", "t2"), generation=7, origin="crossover")
+
+    c = seen.propose(make, space=space, rng=np.random.default_rng(0))
+    assert len(calls) == 3  # bounded by breeds
+    assert str(c.genome) != "t0" and str(c.genome) in seen
+    assert (c.parents, c.generation, c.origin) == (("t1", "t2"), 7, "crossover")  # the child's provenance kept
+
+
+class _StuckSpace(TinySpace):
+    """``mutate`` returns its argument: a walk never leaves a seen genome."""
+
+    def __init__(self, size: int = 4) -> None:
+        super().__init__(size)
+        self.mutations = 0
+        self.samples = 0
+
+    def mutate(self, genome, rng):
+        self.mutations += 1
+        return genome
+
+    def sample(self, rng):
+        self.samples += 1
+        return super().sample(rng)
+
+
+def test_deduplicator_falls_back_to_random_samples_when_the_walk_finds_nothing():
+    space = _StuckSpace(4)
+    seen = Deduplicator(max_retries=20, breeds=5)
     seen.add("t0")
     calls = []
 
@@ -107,10 +140,17 @@ def test_deduplicator_falls_back_to_random_samples_when_make_only_repeats():
         return Candidate(genome=TinyGenome(0), origin="mutation")
 
     c = seen.propose(make, space=space, rng=np.random.default_rng(0))
-    assert len(calls) == 20  # bounded
+    assert len(calls) == 5 and space.mutations == 20  # both bounded
     assert c.origin == "random" and str(c.genome) != "t0"
+    # every genome looked at is counted: 5 made, 20 walked, the samples until a new one
+    assert seen.proposals == 5 + 20 + space.samples and seen.found == 1
+    seen.update(["t1", "t2", "t3"])
+    with pytest.raises(SearchExhaustedError, match="exhausted"):
+        seen.propose(make, space=space, rng=np.random.default_rng(0))
 
 
 def test_deduplicator_rejects_bad_retries():
     with pytest.raises(ConfigError):
         Deduplicator(max_retries=0)
+    with pytest.raises(ConfigError):
+        Deduplicator(breeds=0)

@@ -179,3 +179,19 @@ def test_bad_options_are_config_errors():
         Elitism(elites=-1)
     with pytest.raises(ConfigError):
         DiscardWorstOldest(window_fraction=0)
+
+
+@pytest.mark.parametrize("make", [lambda: TournamentSelection(size=3), RouletteSelection,
+                                  lambda: TruncationSelection(top=2)])
+def test_a_parent_selection_reused_on_new_tuples_picks_as_a_fresh_one(make, acc_problem):
+    """The ranking / weights a selection keeps for a tuple population are never served for another population or
+    problem: each pick equals the pick of a fresh selection object given the same draw."""
+    minimise = Problem(objectives=(Objective("acc", "min"),))
+    reused = make()
+    populations = [tuple(make_population(v)) for v in ([3, 8, 1, 6, 4], [9, 2, 7, 1, 5], [1, 1, 2, 9, 3])]
+    for seed, (pop, problem) in enumerate([(populations[0], acc_problem), (populations[0], acc_problem),
+                                           (populations[1], acc_problem), (populations[1], minimise),
+                                           (populations[2], minimise), (list(populations[0]), acc_problem)]):
+        got = reused.select(pop, 30, problem=problem, rng=np.random.default_rng(seed))
+        want = make().select(list(pop), 30, problem=problem, rng=np.random.default_rng(seed))
+        assert [w.birth for w in got] == [w.birth for w in want]

@@ -15,7 +15,10 @@ selections rank last (:func:`~tinyevo.strategies.base.rank_key`); so a populatio
 driven towards feasibility by smaller violation.
 
 If ``ask`` is called while no member has been told yet (asynchronous evaluation), random samples are proposed.
-Candidates never repeat a genome (:class:`~tinyevo.strategies.operators.Deduplicator`). The strategy draws
+Candidates never repeat a genome (:class:`~tinyevo.strategies.operators.Deduplicator`: ``breeds`` children,
+then the last one mutated further, then random samples). The population is passed to the selections as one tuple
+that changes only when members join or leave, so a selection may keep what it computed from it (a ranking, the
+roulette weights) across retries and asks. The strategy draws
 every random number from one ``numpy`` Generator seeded with ``seed``, so the same seed and the same outcomes
 give the same asks, and :func:`~tinyevo.strategies.base.replay` rebuilds its state. ``max_generations``
 (evolved generations after the initial one) ends the search with
@@ -60,6 +63,7 @@ class EvolutionaryStrategy:
         variation: Variation = Variation(),
         max_generations: int | None = None,
         max_retries: int = 100,
+        breeds: int = 4,
         seed: int = 0,
     ) -> None:
         if population_size < 1:
@@ -79,8 +83,8 @@ class EvolutionaryStrategy:
         self.max_generations = max_generations
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        self.seen = Deduplicator(max_retries=max_retries)
-        self._population: list[Individual] = []
+        self.seen = Deduplicator(max_retries=max_retries, breeds=breeds)
+        self._population: tuple[Individual, ...] = ()
         self._births = 0
         self._generation = 0
         self._plan: list[str] = [_INIT] * population_size  # operators still to ask in the current generation
@@ -93,7 +97,7 @@ class EvolutionaryStrategy:
     @property
     def population(self) -> tuple[Individual, ...]:
         """The current population, oldest first."""
-        return tuple(self._population)
+        return self._population
 
     @property
     def generation(self) -> int:
@@ -114,7 +118,7 @@ class EvolutionaryStrategy:
         elif not self._population:
             cand = self.seen.propose(None, space=self.space, rng=self.rng, generation=gen)
         else:
-            population = tuple(self._population)
+            population = self._population
 
             def make() -> Candidate:
                 return self.variation.child(
@@ -153,8 +157,8 @@ class EvolutionaryStrategy:
         self._plan = list(self.variation.kinds(self.offspring_per_generation, self.rng))
 
     def _merge(self, members: list[Individual]) -> None:
-        self._population = list(
+        self._population = tuple(
             self.survivor_selection.survive(
-                self._population + members, self.population_size, problem=self.problem, rng=self.rng
+                [*self._population, *members], self.population_size, problem=self.problem, rng=self.rng
             )
         )

@@ -22,22 +22,27 @@ first, at most ``capacity`` members):
 * :class:`DiscardWorstOldest` -- remove the worst among the oldest ``window`` members (between aging and
   discard-worst).
 
-The objects hold only options (frozen dataclasses); they are usable outside
+The objects hold only options (frozen dataclasses), plus, in the parent selections, what they last computed
+from a population passed as a *tuple* (the ranking, the roulette weights): a tuple of frozen members cannot
+change, and :class:`~tinyevo.strategies.evolution.EvolutionaryStrategy` passes the same tuple until its population
+changes, so the deduplicator's retries and a generation's asks do not recompute it. They are usable outside
 :class:`~tinyevo.strategies.evolution.EvolutionaryStrategy`, e.g. by the surrogate-assisted strategy.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from tinyevo.errors import ConfigError
 from tinyevo.spaces.base import Genome
 from tinyevo.strategies.base import Problem, Trial, fitness, rank_key
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,17 @@ def _check_nonempty(population: Sequence[Individual], what: str) -> None:
         raise ConfigError(f"{what} needs a non-empty population")
 
 
+def _cached(cache: list, population: Sequence[Individual], problem: Problem, compute: Callable[[], T]) -> T:
+    """``compute()``, kept in the one-entry ``cache`` while the same tuple ``population`` and ``problem`` come
+    back (a list may change in place: it is never cached)."""
+    if cache and cache[0][0] is population and cache[0][1] is problem:
+        return cache[0][2]
+    value = compute()
+    if isinstance(population, tuple):
+        cache[:] = [(population, problem, value)]
+    return value
+
+
 # --- parent selection ---------------------------------------------------------------------------------------
 @runtime_checkable
 class ParentSelection(Protocol):
@@ -102,6 +118,7 @@ class TournamentSelection:
     """Each parent is the best of ``size`` members drawn uniformly without replacement (all if fewer)."""
 
     size: int = 10
+    _last: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -111,11 +128,12 @@ class TournamentSelection:
         self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
     ) -> list[Individual]:
         _check_nonempty(population, "tournament selection")
+        keys = _cached(self._last, population, problem, lambda: [sort_key(problem, ind) for ind in population])
         k = min(self.size, len(population))
         out = []
         for _ in range(n):
             idx = rng.choice(len(population), size=k, replace=False)
-            out.append(max((population[int(i)] for i in idx), key=lambda ind: sort_key(problem, ind)))
+            out.append(population[max((int(i) for i in idx), key=keys.__getitem__)])
         return out
 
 
@@ -127,6 +145,8 @@ class RouletteSelection:
     fitness (so the worst gets weight 0). Failed and infeasible members (fitness ``-inf``) get weight 0; when
     every weight is 0 the draw is uniform.
     """
+
+    _last: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def weights(self, population: Sequence[Individual], *, problem: Problem) -> np.ndarray:
         f = np.array([member_fitness(problem, ind) for ind in population], dtype=np.float64)
@@ -144,7 +164,7 @@ class RouletteSelection:
         self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
     ) -> list[Individual]:
         _check_nonempty(population, "roulette selection")
-        p = self.weights(population, problem=problem)
+        p = _cached(self._last, population, problem, lambda: self.weights(population, problem=problem))
         return [population[int(i)] for i in rng.choice(len(population), size=n, replace=True, p=p)]
 
 
@@ -153,6 +173,7 @@ class TruncationSelection:
     """Uniform among the ``top`` best members (all if fewer): elitist parent choice, e.g. MCUNet's top-20."""
 
     top: int = 20
+    _last: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.top < 1:
@@ -162,7 +183,7 @@ class TruncationSelection:
         self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
     ) -> list[Individual]:
         _check_nonempty(population, "truncation selection")
-        elite = best_first(problem, population)[: self.top]
+        elite = _cached(self._last, population, problem, lambda: best_first(problem, population)[: self.top])
         return [elite[int(i)] for i in rng.integers(0, len(elite), size=n)]
 
 
