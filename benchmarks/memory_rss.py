@@ -157,6 +157,18 @@ def _genomes(db: Path) -> list[str]:
         con.close()
 
 
+def _prepared_files(cache_dir: str | None) -> dict[str, float]:
+    """MiB of each file of the most recently used prepared data set in ``cache_dir`` (``{}`` without one): what
+    the processes map (``x_*``: float32 inputs; ``bytes_*``: the uint8 inputs training reads, where kept)."""
+    if not cache_dir:
+        return {}
+    entries = [m.parent for m in (Path(cache_dir) / "prepared").glob("*/meta.json")]
+    if not entries:
+        return {}
+    entry = max(entries, key=lambda d: (d / "meta.json").stat().st_mtime)
+    return {f.name: round(f.stat().st_size / MIB, 1) for f in sorted(entry.glob("*.npy"))}
+
+
 def run_config(workers: int, trials: int, args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="tinyevo-rss-") as tmp:
         cmd = [
@@ -197,6 +209,7 @@ def run_config(workers: int, trials: int, args: argparse.Namespace) -> dict[str,
             "max_worker_peak_rss_mib": round(max(hwm.values(), default=0) / 1024, 1),
             "process_peak_rss_mib": sorted((round(v / 1024, 1) for v in hwm.values()), reverse=True),
             "genomes": _genomes(Path(tmp) / "run" / "trials.db"),
+            "prepared_files_mib": _prepared_files(args.cache_dir),
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in os.getloadavg()],
             "processes_seen": len(hwm) + 1,
@@ -235,12 +248,25 @@ def main(argv: list[str] | None = None) -> None:
         _write(args, argv, rows)  # after every configuration: a long run that is stopped keeps what it measured
 
 
+def _commit() -> str:
+    """This checkout's commit (``+dirty`` with uncommitted changes; empty outside git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("+dirty" if dirty else "")
+
+
 def _write(args: argparse.Namespace, argv: list[str] | None, rows: list[dict[str, object]]) -> None:
     result = {
         "command": "python benchmarks/memory_rss.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": Path(args.data).name if args.data != "digits" else "digits",
         "label": args.label,
         "code": os.environ.get("PYTHONPATH", "") or "this checkout",
+        "commit": _commit(),
         "epochs": args.epochs,
         "batch_size": args.batch_size or "default",
         "threads": args.threads,
