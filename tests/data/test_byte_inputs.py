@@ -132,3 +132,16 @@ def test_a_loaded_uint8_npz_carries_its_bytes_through_the_cache(tmp_path: Path, 
         b = again.inputs(s)
         assert isinstance(b, ByteInputs)
         np.testing.assert_array_equal(_bits(b.decode()), _bits(getattr(in_memory, f"x_{s}")))
+
+
+def test_a_pickled_data_set_keeps_its_bytes_read_only(tmp_path: Path) -> None:
+    import pickle
+
+    x = np.random.default_rng(6).integers(0, 256, size=(60, 4, 4), dtype=np.uint8)
+    d = shared.write_prepared(plan_arrays(x, np.arange(60) % 3, seed=0), tmp_path / "entry")
+    back = pickle.loads(pickle.dumps(d))
+    assert back.byte_inputs is not None
+    for b, orig in zip(back.byte_inputs, d.byte_inputs, strict=True):
+        assert not b.codes.flags.writeable
+        np.testing.assert_array_equal(b.codes, orig.codes)
+        np.testing.assert_array_equal(_bits(b.decode()), _bits(orig.decode()))

@@ -141,6 +141,9 @@ class Dataset:
         for split in ("train", "val", "test"):
             _readonly(getattr(self, f"x_{split}"))
             _readonly(getattr(self, f"y_{split}"))
+        for b in self.__dict__.get("byte_inputs") or ():
+            _readonly(b.codes)
+        self.__dict__.setdefault("byte_inputs", None)  # (pickled before the field existed)
 
     def inputs(self, split: str) -> Array | ByteInputs:
         """The inputs of ``split`` (``"train"``, ``"val"`` or ``"test"``) as the reader should gather them: the
