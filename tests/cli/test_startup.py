@@ -41,7 +41,7 @@ def test_help_imports_no_subcommand_module() -> None:
     loaded = _modules_after(["--help"])
     assert not _top(loaded) & {"torch", "scipy", "pydantic", "dask"}
     assert not {m for m in loaded if m.startswith("tinyevo.cli.") and m not in
-                ("tinyevo.cli.main", "tinyevo.cli._quiet")}
+                ("tinyevo.cli.main", "tinyevo.cli._quiet", "tinyevo.cli._signals")}
     assert "tinyevo.run" not in loaded and "tinyevo.strategies" not in loaded
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from tinyevo import __version__
 from tinyevo.cli._quiet import configure_logging
+from tinyevo.cli._signals import Terminated, sigterm_as_interrupt
 from tinyevo.errors import TinyEvoError
 
 
@@ -101,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        code = int(args.func(args) or 0)
+        with sigterm_as_interrupt():  # kill PID stops a search like Ctrl-C (workers stopped, resumable)
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
     except BrokenPipeError:
@@ -110,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TinyEvoError as exc:
         sys.stderr.write(f"tinyevo: error: {exc}\n")
         return 2
+    except Terminated:
+        sys.stderr.write("tinyevo: terminated (SIGTERM)\n")
+        return 143
     except KeyboardInterrupt:
         sys.stderr.write("tinyevo: interrupted\n")
         return 130
