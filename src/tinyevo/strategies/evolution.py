@@ -63,7 +63,7 @@ class EvolutionaryStrategy:
         variation: Variation = Variation(),
         max_generations: int | None = None,
         max_retries: int = 100,
-        breeds: int = 4,
+        breeds: int = 1,
         seed: int = 0,
     ) -> None:
         if population_size < 1:

@@ -72,7 +72,8 @@ def _grow(
         child = mutation.mutate(space, parent, rng)
         return Candidate(genome=child, parents=(str(parent),), origin="mutation")
 
-    return seen.propose(make, space=space, rng=rng)
+    # re-drawn up to max_retries times, not mutated further: each member stays one mutation from its parent
+    return seen.propose(make, space=space, rng=rng, breeds=seen.max_retries)
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ the same gene. ``rate=None`` means exactly one edit.
 (so a steady-state strategy with ``n = 1`` does crossover with probability ``crossover_prob``, and MCUNet's
 generation of 100 with ``crossover_prob = 0.5`` has exactly 50 crossover and 50 mutation children).
 
-**Never re-ask.** :class:`Deduplicator` remembers every proposed genome string. It makes a child at most
-``breeds`` times (default 4) until it is new, then mutates the last child further, one ``space.mutate`` edit at
-a time, for at most ``max_retries`` edits (a walk away from the asked genomes, keeping the child's parents), then
-tries ``max_retries`` uniform samples, then raises :class:`~tinyevo.errors.SearchExhaustedError` -- never an
-unbounded loop. Breeding again (selecting parents anew) costs more than one more edit, and a converged population
-breeds mostly children asked before: with 100 re-breeds per ask (the rule before) the strategies' overhead grew
-4-10x as the population converged. A walk step is one edit, and a few edits leave the asked neighbourhood.
+**Never re-ask.** :class:`Deduplicator` remembers every proposed genome string. It makes a child (``breeds``
+times, default once) and, while the child was asked before, mutates it further, one ``space.mutate`` edit at a
+time, for at most ``max_retries`` edits (a walk away from the asked genomes that keeps the child's parents and
+origin), then tries ``max_retries`` uniform samples, then raises :class:`~tinyevo.errors.SearchExhaustedError` --
+never an unbounded loop. A converged population breeds mostly children asked before; breeding anew until a child
+is new (up to 100 times, the rule before) made the evolutionary strategies' time per trial grow 2-10x as the
+population converged (``benchmarks/strategy_overhead.py``), while one more edit usually leaves the asked
+neighbourhood (about 2 genomes looked at per ask, 20,000 trials into a chain-space search).
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class Deduplicator:
     space is mostly asked.
     """
 
-    def __init__(self, *, max_retries: int = 100, breeds: int = 4) -> None:
+    def __init__(self, *, max_retries: int = 100, breeds: int = 1) -> None:
         if max_retries < 1:
             raise ConfigError(f"max_retries must be >= 1, got {max_retries}")
         if breeds < 1:
@@ -190,16 +191,17 @@ class Deduplicator:
         space: SearchSpace,
         rng: np.random.Generator,
         generation: int = 0,
+        breeds: int | None = None,
     ) -> Candidate:
-        """A new candidate: ``make()`` up to ``breeds`` times, then the last child mutated further (up to
-        ``max_retries`` edits), then up to ``max_retries`` random samples, else raise.
+        """A new candidate: ``make()`` up to ``breeds`` times (default: the deduplicator's), then the last child
+        mutated further (up to ``max_retries`` edits), then up to ``max_retries`` random samples, else raise.
 
         The returned genome is recorded as seen.
         """
         tries = 0
         if make is not None:
             cand = None
-            for _ in range(self.breeds):
+            for _ in range(max(1, self.breeds if breeds is None else breeds)):
                 cand = make()
                 tries += 1
                 if self._new(cand.genome):
