@@ -5,16 +5,18 @@ Each repetition runs, in fresh interpreters and in turn (the order rotates from 
 
 * ``python -c "import torch"`` -- the yardstick; ``python -c "import torch, torch._dynamo"`` -- what the first
   step of a ``torch.optim`` optimiser adds;
-* for each code version (``after``: this checkout; ``before``: ``--before SRC``, put first on ``PYTHONPATH``): the
-  1-trial DNAS search on a tiny data set (``--n`` digits images, 8x8; NB201 with 2 stem channels, one cell per
-  stage, 1 epoch, one torch thread, ``--no-final``), with the default executor and with ``--executor inprocess``.
+* for each code version (``after``: this checkout's src or ``--after SRC``; ``before``: ``--before SRC``; first on
+  ``PYTHONPATH``): the 1-trial DNAS search on a tiny data set (``--n`` digits images, 8x8; NB201 with 2 stem
+  channels, one cell per stage, 1 epoch, one torch thread, ``--no-final``), with the default executor and with
+  ``--executor inprocess``.
 
 Every child's wall time and peak resident memory (``ru_maxrss`` from ``os.wait4``) is recorded; each command first
 runs once untimed (bytecode cached). The search is small on purpose: what is left is mostly start-up (imports, data,
 the cost tables, one short training). A shared machine: the load average is recorded, only interleaved runs compare.
 
+    git archive <commit> src | tar -x -C /tmp/old
     nice -n 10 python benchmarks/dnas_startup.py --before /tmp/old/src --reps 3
-        # JSON: benchmarks/results/dnas_startup.json (or --out)
+    # JSON: benchmarks/results/dnas_startup.json (or --out)
 """
 
 from __future__ import annotations
@@ -87,11 +89,12 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, s
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", type=Path, required=True, help="the src folder of the code to compare with")
+    p.add_argument("--after", type=Path, default=ROOT / "src", help="the src folder of the new code (this checkout's)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--n", type=int, default=200, help="images of the tiny data set")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dnas_startup.json")
     args = p.parse_args()
-    versions = {"after": str(ROOT / "src"), "before": str(args.before.resolve())}
+    versions = {"after": str(args.after.resolve()), "before": str(args.before.resolve())}
     runs: dict[str, dict[str, list[float]]] = {}
     dynamo: dict[str, bool] = {}
     loads = [list(os.getloadavg())]

@@ -15,7 +15,8 @@ sample) weighs the choices:
 
 :class:`DartsStep` is a :class:`~tinyevo.training.Step` (and callback) for the one training loop: on each training
 batch it first updates the architecture logits on a validation batch (first-order DARTS: the validation loss plus
-the resource penalty, its own Adam optimiser; after ``warmup_epochs`` of weights-only training), then computes the
+the resource penalty, its own Adam optimiser -- :class:`~tinyevo.training.FusedAdam`, not ``torch.optim``, whose
+first step imports ``torch._dynamo``; after ``warmup_epochs`` of weights-only training), then computes the
 weights' loss on the training batch with the architecture weights detached (the loop's optimiser steps them).
 
 :class:`ResourcePenalty` is MicroNets' differentiable cost term, built from the exact cost model: for every
