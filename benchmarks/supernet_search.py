@@ -13,19 +13,24 @@
   ``--feasible-samples`` random genomes under the cost model and the search's own infeasible count):
   ``tinyevo supernet train`` (``--supernet-epochs``, sandwich rule with 4 random sub-networks, one torch thread) of
   a small MBConv ``blocks`` sub-space (that of ``supernet_rank.py``), then ``tinyevo search --supernet`` with
-  ``--candidates`` scored candidates (one worker, one thread) and the final training (``--final-epochs``, inheriting the
+  ``--candidates`` scored candidates (``--arm-workers`` workers, one thread each) and the final training (``--final-epochs``, inheriting the
   supernet's weights).
-* Arm ``training`` (B): ``tinyevo search`` of the same space with the default strategy and estimator (one worker,
-  one thread), stopped (SIGINT, as Ctrl-C) once its process tree has used the supernet's training CPU plus A's
-  search CPU (A's process tree sampled when its final training starts), then ``tinyevo resume RUN --time 1s`` for the same final training from scratch; so both arms spend about
-  the same total CPU time (both are reported). A ``--time`` budget would be wall time, which on a loaded machine
-  buys B much less CPU than A used. B runs at the same time as A's search (its cap follows A's CPU until A's
-  search is done), so the two arms take about one arm's wall time. A rerun of B alone (its ``arms.training``
-  deleted from the JSON) whose A record has no search sample gives B's search A's whole CPU (conservative for A).
+* Arm ``training`` (B): ``tinyevo search`` of the same space with the default strategy and estimator (the same
+  workers, one thread each), run at the same time as A. Each time B commits a trial, the benchmark copies its run
+  database (SQLite online backup) and samples B's process-tree CPU (``/proc``); once B's CPU reaches A's total, B
+  is stopped (SIGTERM, which ``tinyevo`` handles like Ctrl-C; a SIGINT would be ignored when the benchmark runs as a
+  background job, whose children inherit SIGINT ignored). B's final training then runs with ``tinyevo resume COPY
+  --time 0.001s`` (the stored trials, no new batch) on the latest copy whose CPU plus the expected final-training
+  CPU (first: A's final training's) fits A's total; if B's total (copy's search CPU + resume's CPU) is more than
+  ``--cpu-tolerance`` (3 %) from A's, it is redone from the copy that the measured final CPU points to (at most
+  three tries; the closest is kept, all are in the JSON). So both arms' total CPU is equal within the tolerance by
+  construction, measured, not entered; B's search past the chosen copy is the benchmark's way to find the stopping
+  point and is not counted (``whole_search_until_stopped`` records it).
 * For each arm: int8 test accuracy of the retrained model on TFLite-Micro (export -> .tflite -> TFLM interpreter,
   ``benchmarks/_realdata.py``), whether the limits hold (cost model), CPU time (``getrusage`` of the child processes)
   and wall time.
-* After both arms, devices 2 and 3 (default stm32f412 at 96 KB / 512 KB and stm32f746 at its own limits) are searched with the SAME
+* After both arms, devices 2 and 3 (default stm32f412 at 16 KB / 48 KB and stm32f746 at 24 KB / 80 KB model budgets:
+  limits that bind, the largest network needs 53 KB / 239 KB) are searched with the SAME
   supernet, ``--candidates`` evaluated trials each, ``--device-workers`` (2) workers, no final training: wall time
   and CPU seconds (``getrusage`` of the child processes; CPU time is the primary cost, wall time depends on the
   other load, so the load average before and after each step is recorded) and candidates scored.
@@ -66,6 +71,7 @@ import platform
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -138,6 +144,34 @@ def tree_cpu_s(root: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+DB = "trials.db"  # a run's database (tinyevo.storage.DB_NAME)
+
+
+def stored_trials(db: Path) -> int:
+    """Trials committed to the run database ``db`` so far (0 before it exists)."""
+    if not db.is_file():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def snapshot_db(db: Path, dst: Path) -> None:
+    """A consistent copy of the live run database ``db`` (SQLite's online backup; the run writes in WAL mode)."""
+    src = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    out = sqlite3.connect(dst)
+    try:
+        src.backup(out)
+    finally:
+        out.close()
+        src.close()
+
+
 class Child:
     """``tinyevo ARGS`` started in the background; ``done()`` reaps it with ``os.wait4`` (its own rusage: its CPU
     and that of the descendants it waited for, as ``getrusage(RUSAGE_CHILDREN)`` counts), ``cpu()`` is that
@@ -148,7 +182,7 @@ class Child:
         self._fh = log.open("w")
         self._fh.write("$ tinyevo " + " ".join(args) + "\n")
         self._fh.flush()
-        self._t0 = time.perf_counter()
+        self.t0 = self._t0 = time.perf_counter()
         self.proc = subprocess.Popen([sys.executable, "-m", "tinyevo.cli.main", *args], stdout=self._fh,
                                      stderr=subprocess.STDOUT, cwd=ROOT)
         self.rc: int | None = None
@@ -168,8 +202,10 @@ class Child:
         return self._cpu if self.rc is not None else tree_cpu_s(self.proc.pid)
 
     def interrupt(self) -> None:
+        """Stop it like Ctrl-C. SIGTERM, not SIGINT: a benchmark started as a background job (``nohup ... &``)
+        passes SIGINT on ignored, so a SIGINT would not stop the search (``tinyevo.cli._signals``)."""
         if self.rc is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
 
 
 def add_int8(rec: dict[str, Any], run_dir: Path, skip: bool) -> None:
@@ -242,8 +278,14 @@ def feasible_fraction(sn_dir: Path, spec: str, n: int, seed: int) -> dict[str, A
         r = estimate_cost(space.decode(space.sample(rng)), device=profile)
         s_ok, f_ok = r.peak_sram_bytes <= sram, r.flash_bytes <= flash
         ok_sram, ok_flash, ok = ok_sram + s_ok, ok_flash + f_ok, ok + (s_ok and f_ok)
+    from tinyevo.supernet import load_supernet
+
+    big = load_supernet(sn_dir)[0].largest()
+    r = estimate_cost(space.decode(big), device=profile)
     return {"samples": n, "sram_limit": sram, "flash_limit": flash, "feasible": round(ok / n, 4),
-            "sram_ok": round(ok_sram / n, 4), "flash_ok": round(ok_flash / n, 4)}
+            "sram_ok": round(ok_sram / n, 4), "flash_ok": round(ok_flash / n, 4),
+            "largest": {"genome": str(big), "peak_sram_bytes": r.peak_sram_bytes, "flash_bytes": r.flash_bytes,
+                        "fits": r.peak_sram_bytes <= sram and r.flash_bytes <= flash}}
 
 
 def thread_config(extra: str = "") -> Path:
@@ -275,6 +317,10 @@ def search_devices(result: dict[str, Any], specs: list[str], sn_dir: Path, data:
         rec["wall_s_per_candidate"] = round(wall / max(rec["scored"], 1), 3)
         rec["cpu_s_per_candidate"] = round(cpu / max(rec["scored"], 1), 3)
         rec["goal_10min_2000"] = rec["wall_s"] <= 600 and rec["scored"] >= 2000
+        rec["space_feasible"] = feasible_fraction(sn_dir, spec, a.feasible_samples, a.seed)
+        rec["winner_is_largest"] = rec["best_genome"] == rec["space_feasible"]["largest"]["genome"]
+        rec["winner_use_of_limits"] = {m: round(rec["cost"][m] / b, 3) for m, b in rec["limits"].items()
+                                       if rec["cost"].get(m) is not None}
         devices[spec] = rec
         save()
 
@@ -292,7 +338,7 @@ def main() -> None:
                    help="workers (one torch thread each) of both arms' searches; CPU time is compared, not wall")
     p.add_argument("--final-epochs", type=int, default=10)
     p.add_argument("--device-workers", type=int, default=2, help="workers of the device 2 and 3 searches")
-    p.add_argument("--device", nargs=3, default=["nrf52840:20KB:64KB", "stm32f412:96KB:512KB", "stm32f746"],
+    p.add_argument("--device", nargs=3, default=["nrf52840:20KB:64KB", "stm32f412:16KB:48KB", "stm32f746:24KB:80KB"],
                    metavar="DEV[:SRAM:FLASH]", help="the arms' device, then the two other devices")
     p.add_argument("--feasible-samples", type=int, default=2000,
                    help="random genomes for the feasible fraction of the first device's limits")
@@ -300,12 +346,16 @@ def main() -> None:
                    help="only search devices 2 and 3, from the trained supernet in DIR (no arms)")
     p.add_argument("--no-devices", action="store_true",
                    help="the arms only (run devices 2 and 3 with --devices-from, e.g. at the same time)")
+    p.add_argument("--cpu-tolerance", type=float, default=0.03,
+                   help="how far B's total CPU may be from A's (fraction) before B's final training is redone")
+    p.add_argument("--supernet-only", action="store_true", help="train the supernet (and record it), then stop")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "supernet_search.json")
     a = p.parse_args()
 
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "out"}
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()
+                if k not in ("out", "supernet_only")}
     settings["data"] = a.data.name
     result: dict[str, Any] = {}
     sn_keys = ("data", "fraction", "test", "supernet_epochs", "random_subnets", "seed", "devices_from")
@@ -349,6 +399,10 @@ def main() -> None:
     sn_dir = WORK / f"sn_{tag}"
 
     # --- A.1 the supernet --------------------------------------------------------------------------------
+    # its record also lies beside it (sn_TAG.record.json), so a supernet trained once serves every later run
+    sn_record = WORK / f"sn_{tag}.record.json"
+    if "supernet_train" not in result and sn_record.is_file() and (sn_dir / "supernet.pt").exists():
+        result["supernet_train"] = json.loads(sn_record.read_text())
     if "supernet_train" not in result or not (sn_dir / "supernet.pt").exists():
         shutil.rmtree(sn_dir, ignore_errors=True)
         load0 = os.getloadavg()
@@ -358,18 +412,28 @@ def main() -> None:
         result["supernet_train"] = {"dir": str(sn_dir.relative_to(ROOT)), "wall_s": round(wall, 1),
                                     "cpu_s": round(cpu, 1), "torch_threads": 1, "load_average_before": load0,
                                     "load_average_after": os.getloadavg()}
+        sn_record.write_text(json.dumps(result["supernet_train"], indent=1) + "\n")
         save()
+    if a.supernet_only:
+        save()
+        return
     if "first_device_space_feasible" not in result:
         result["first_device_space_feasible"] = feasible_fraction(sn_dir, a.device[0], a.feasible_samples, a.seed)
         save()
 
     # --- A.2 and B at the same time -----------------------------------------------------------------------
-    # A: search with supernet scoring + final training (inheriting). B: training-based search, stopped (SIGINT)
-    # once its CPU reaches the supernet's training CPU + A's CPU so far; once A is done, the cap is A's total
-    # less A's final training; then B's final training (`resume --time 1s`). Both run at once to halve the wall
-    # time on the shared machine; the comparison is in CPU seconds (each command's own rusage, os.wait4).
+    # A: search with supernet scoring + final training (inheriting its weights). B: training-based search, run at
+    # the same time; its committed trials are snapshotted (the run database, with B's process-tree CPU at that
+    # moment), and it is stopped (SIGTERM, as Ctrl-C) once its CPU reaches A's total (while A runs: the supernet's
+    # CPU + A's CPU so far). Then B's final training (`resume --time 0.001s`: the stored trials, no new batch) runs
+    # from the latest snapshot whose CPU plus the expected final-training CPU is within A's total; if the total
+    # misses A's by more than --cpu-tolerance, it is redone from the snapshot that the measured final CPU points to
+    # (at most 3 tries, the closest is kept). So B's counted CPU (search up to its snapshot + final training)
+    # equals A's within the tolerance by construction; B's search past the snapshot is not counted (it is the
+    # benchmark's way to find the stopping point). The comparison is in CPU seconds (each command's own rusage).
     arms = result.setdefault("arms", {})
     run_a, run_b = WORK / f"A_{tag}", WORK / f"B_{tag}"
+    snap_dir = WORK / f"B_{tag}_snapshots"
     child_a = child_b = None
     load0 = os.getloadavg()
     if "supernet" not in arms:
@@ -380,6 +444,8 @@ def main() -> None:
                          str(run_a)], WORK / f"A_{tag}.log")
     if "training" not in arms:
         shutil.rmtree(run_b, ignore_errors=True)
+        shutil.rmtree(snap_dir, ignore_errors=True)
+        snap_dir.mkdir(parents=True)
         sn_space = json.loads((sn_dir / "supernet.json").read_text())["space"]
         opts = {k: v for k, v in sn_space.items() if k not in ("input_shape", "num_classes")}
         space_cfg = thread_config('space = "blocks"\n[space_options]\n' + "".join(
@@ -390,46 +456,42 @@ def main() -> None:
                         WORK / f"B_{tag}.log")
     sn_cpu = result["supernet_train"]["cpu_s"]
     rec_a = arms.get("supernet")
-    budget, stopped, a_search_cpu = None, False, None
+    if child_a is None and rec_a is None:
+        raise RuntimeError("arm B needs arm A's record (its CPU is B's budget)")
+    stopped, a_search_cpu = False, None
+    snaps: list[dict[str, Any]] = []
 
-    def b_budget(rec: dict[str, Any]) -> tuple[float, str]:
-        """B's search CPU: the supernet's training + A's search (A's CPU sampled when its final training started);
-        for a record without that sample, A's whole CPU (B's search then also gets A's final training's CPU)."""
-        if rec.get("search_cpu_s") is not None:
-            return sn_cpu + rec["search_cpu_s"], "supernet training + A's search"
-        return rec["cpu_s_total"], "A's total (no sample of A's search CPU): B's search gets A's final CPU too"
+    def a_record() -> dict[str, Any]:
+        assert child_a is not None
+        if child_a.rc != 0:
+            raise RuntimeError(f"arm A failed (exit {child_a.rc}); see {child_a.log}")
+        rec = run_record(run_a, child_a.wall, child_a.cpu(), int8=False)
+        rec["search_and_final_cpu_s"] = rec.pop("cpu_s")
+        rec["search_and_final_wall_s"] = rec.pop("wall_s")
+        rec["cpu_s_total"] = round(sn_cpu + rec["search_and_final_cpu_s"], 1)
+        rec["wall_s_total"] = round(result["supernet_train"]["wall_s"] + rec["search_and_final_wall_s"], 1)
+        rec["search_cpu_s"] = None if a_search_cpu is None else round(a_search_cpu, 1)
+        return rec
 
     while (child_a is not None and not child_a.done()) or (child_b is not None and not child_b.done()):
         if child_a is not None and a_search_cpu is None and (run_a / "final").exists() and not child_a.done():
             a_search_cpu = child_a.cpu()  # A's final training has started: its search's CPU
         if child_a is not None and rec_a is None and child_a.done():
-            if child_a.rc != 0:
-                raise RuntimeError(f"arm A failed (exit {child_a.rc}); see {child_a.log}")
-            rec_a = run_record(run_a, child_a.wall, child_a.cpu(), int8=False)
-            rec_a["search_and_final_cpu_s"] = rec_a.pop("cpu_s")
-            rec_a["search_and_final_wall_s"] = rec_a.pop("wall_s")
-            rec_a["cpu_s_total"] = round(sn_cpu + rec_a["search_and_final_cpu_s"], 1)
-            rec_a["wall_s_total"] = round(result["supernet_train"]["wall_s"] + rec_a["search_and_final_wall_s"], 1)
-            rec_a["search_cpu_s"] = None if a_search_cpu is None else round(a_search_cpu, 1)
+            rec_a = a_record()
         if child_b is not None and not stopped and not child_b.done():
-            if rec_a is not None:
-                budget, rule = b_budget(rec_a)
-                cap = budget
-            else:
-                cap = sn_cpu + (child_a.cpu() if child_a is not None else 0.0)
-            if child_b.cpu() >= cap:
+            n = stored_trials(run_b / DB)
+            if n > (snaps[-1]["trials"] if snaps else 0):
+                f = snap_dir / f"{n:05d}.db"
+                snapshot_db(run_b / DB, f)
+                snaps.append({"trials": n, "cpu_s": round(child_b.cpu(), 2),  # sampled after the copy
+                              "wall_s": round(time.perf_counter() - child_b.t0, 1), "file": f.name})
+            # B's search past the chosen snapshot is not counted, so it only needs to reach A's total
+            if rec_a is not None and child_b.cpu() >= rec_a["cpu_s_total"]:
                 child_b.interrupt()
                 stopped = True
-        time.sleep(1.0)
+        time.sleep(0.5)
     if child_a is not None and rec_a is None:  # A ended in the loop's last round
-        if child_a.rc != 0:
-            raise RuntimeError(f"arm A failed (exit {child_a.rc}); see {child_a.log}")
-        rec_a = run_record(run_a, child_a.wall, child_a.cpu(), int8=False)
-        rec_a["search_and_final_cpu_s"] = rec_a.pop("cpu_s")
-        rec_a["search_and_final_wall_s"] = rec_a.pop("wall_s")
-        rec_a["cpu_s_total"] = round(sn_cpu + rec_a["search_and_final_cpu_s"], 1)
-        rec_a["wall_s_total"] = round(result["supernet_train"]["wall_s"] + rec_a["search_and_final_wall_s"], 1)
-        rec_a["search_cpu_s"] = None if a_search_cpu is None else round(a_search_cpu, 1)
+        rec_a = a_record()
     if child_a is not None:
         rec_a["concurrent_with_B"] = child_b is not None
         rec_a["load_average_before"], rec_a["load_average_after"] = load0, os.getloadavg()
@@ -437,17 +499,50 @@ def main() -> None:
         arms["supernet"] = rec_a
         save()
     if child_b is not None:
-        budget, rule = b_budget(rec_a)
-        wall2, cpu2 = cli(["resume", str(run_b), "--time", "1s", "--quiet"], WORK / f"B_{tag}_final.log")
-        rec = run_record(run_b, child_b.wall + wall2, child_b.cpu() + cpu2, int8=False)
-        rec["search_cpu_budget_s"], rec["search_stopped_at_budget"] = round(budget, 1), stopped
-        rec["search_cpu_budget_rule"] = rule
-        rec["search_cpu_s"], rec["search_wall_s"] = round(child_b.cpu(), 1), round(child_b.wall, 1)
-        rec["resume_and_final_cpu_s"], rec["resume_and_final_wall_s"] = round(cpu2, 1), round(wall2, 1)
+        if child_b.rc not in (0, 143):
+            raise RuntimeError(f"arm B's search failed (exit {child_b.rc}); see {child_b.log}")
+        if not snaps:
+            raise RuntimeError(f"arm B stored no trial before its CPU cap; see {child_b.log}")
+        a_total = rec_a["cpu_s_total"]
+        a_final = (rec_a["search_and_final_cpu_s"] - rec_a["search_cpu_s"] if rec_a.get("search_cpu_s") is not None
+                   else 0.2 * a_total)
+        guess, tries = a_final, []  # B's final training costs about what A's does (first guess)
+        for k in range(3):
+            fits = [x for x in snaps if x["cpu_s"] + guess <= a_total] or snaps[:1]
+            snap = fits[-1]
+            if tries and snap is tries[-1]["snapshot"]:
+                break  # the measured final CPU points to the snapshot already tried: the closest there is
+            d = WORK / f"B_{tag}_final{k}"
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(run_b, d, ignore=shutil.ignore_patterns(f"{DB}*"))
+            shutil.copy2(snap_dir / snap["file"], d / DB)
+            wall2, cpu2 = cli(["resume", str(d), "--time", "0.001s", "--quiet"], WORK / f"B_{tag}_final{k}.log")
+            total = snap["cpu_s"] + cpu2
+            tries.append({"snapshot": snap, "dir": str(d.relative_to(ROOT)), "expected_final_cpu_s": round(guess, 1),
+                          "final_cpu_s": round(cpu2, 1), "final_wall_s": round(wall2, 1),
+                          "cpu_s_total": round(total, 1), "ratio_to_A": round(total / a_total, 4)})
+            if abs(total / a_total - 1) <= a.cpu_tolerance:
+                break
+            guess = cpu2
+        best = min(tries, key=lambda t: abs(t["ratio_to_A"] - 1))
+        d = ROOT / best["dir"]
+        snap = best["snapshot"]
+        rec = run_record(d, snap["wall_s"] + best["final_wall_s"], best["cpu_s_total"], int8=False)
+        rec["run_dir"] = best["dir"]
+        rec["search_cpu_s"], rec["search_wall_s"] = snap["cpu_s"], snap["wall_s"]
+        rec["search_trials_stored_at_snapshot"] = snap["trials"]
+        rec["resume_and_final_cpu_s"], rec["resume_and_final_wall_s"] = best["final_cpu_s"], best["final_wall_s"]
         rec["cpu_s_total"], rec["wall_s_total"] = rec.pop("cpu_s"), rec.pop("wall_s")
+        rec["cpu_ratio_to_A"] = best["ratio_to_A"]
+        rec["cpu_within_tolerance"] = abs(best["ratio_to_A"] - 1) <= a.cpu_tolerance
+        rec["final_tries"] = tries
+        rec["whole_search_until_stopped"] = {"cpu_s": round(child_b.cpu(), 1), "wall_s": round(child_b.wall, 1),
+                                             "exit_code": child_b.rc, "stopped_at_cap": stopped,
+                                             "snapshots": len(snaps),
+                                             "trials": snaps[-1]["trials"]}
         rec["concurrent_with_A"] = child_a is not None
         rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
-        add_int8(rec, run_b, a.no_int8)
+        add_int8(rec, d, a.no_int8)
         arms["training"] = rec
         save()
 
