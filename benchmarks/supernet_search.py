@@ -401,7 +401,7 @@ def main() -> None:
     # --- A.1 the supernet --------------------------------------------------------------------------------
     # its record also lies beside it (sn_TAG.record.json), so a supernet trained once serves every later run
     sn_record = WORK / f"sn_{tag}.record.json"
-    if "supernet_train" not in result and sn_record.is_file() and (sn_dir / "supernet.pt").exists():
+    if sn_record.is_file() and (sn_dir / "supernet.pt").exists():  # what trained THIS supernet
         result["supernet_train"] = json.loads(sn_record.read_text())
     if "supernet_train" not in result or not (sn_dir / "supernet.pt").exists():
         shutil.rmtree(sn_dir, ignore_errors=True)
