@@ -16,7 +16,7 @@ from tinyevo.spaces import create_space
 from tinyevo.strategies.base import Candidate, Constraint, Objective, Problem, Status, replay
 from tinyevo.strategies.loop import run_search
 from tinyevo.strategies.selection import Individual, sort_key
-from tinyevo.strategies.surrogate import PolyKernelRidge, SurrogateEvolution, _TopList
+from tinyevo.strategies.surrogate import PolyKernelRidge, SurrogateEvolution, _Entry, _Pool, _TopList
 from tinyevo.trial import Trial
 
 def objective(space, *, seed: int = 0):
@@ -162,3 +162,36 @@ def test_stored_features_grow_with_the_told_trials_only() -> None:
     for t in trials[-5:]:  # a told genome's row holds its own features (oracle: the space)
         row = s._bank.rows[t.genome]
         assert np.allclose(s._bank.matrix([row])[0], space.features(space.parse(t.genome)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(st.tuples(st.booleans(), st.integers(0, 60)), min_size=1, max_size=1500))
+def test_the_pool_keeps_a_dicts_order_and_each_candidates_features(ops):
+    """Adds and removals (in bursts that trigger the growth and the compaction of its matrix): the pool iterates
+    like a dict given the same operations, and each row holds its candidate's features."""
+    pool, oracle = _Pool(3), {}
+    for add, k in ops:
+        key = f"g{k}"
+        if add and key not in oracle:
+            e = _Entry(key, (), "random", np.full(4, float(k)))
+            pool.add(key, e)
+            oracle[key] = e
+        elif not add:
+            assert pool.pop(key) is oracle.pop(key, None)
+    rows = pool.rows()
+    assert list(pool) == list(oracle) == [pool.key(int(r)) for r in rows]
+    assert len(pool) == len(oracle) and all(k in pool for k in oracle)
+    for r in rows:
+        assert np.array_equal(pool.x[r], oracle[pool.key(int(r))].x)
+
+
+def test_the_pool_is_compacted_when_most_rows_were_removed():
+    pool = _Pool(1)
+    for i in range(1000):
+        pool.add(f"g{i}", _Entry(f"g{i}", (), "random", np.full(2, float(i))))
+    for i in range(0, 1000, 4):
+        pool.pop(f"g{i + 1}"), pool.pop(f"g{i + 2}"), pool.pop(f"g{i + 3}")
+    rows = pool.rows()
+    assert rows.tolist() == list(range(250))  # compacted, in insertion order
+    assert [pool.key(int(r)) for r in rows] == [f"g{i}" for i in range(0, 1000, 4)]
+    assert pool.x[rows, 0].tolist() == [float(i) for i in range(0, 1000, 4)]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
@@ -216,6 +217,79 @@ class _TopList:
         return [i for _, i in self._items]
 
 
+class _Pool:
+    """The bred candidates not yet asked, in insertion order (a dict's order: a key added again goes last).
+
+    Their features are rows of one matrix, and beside them, per model (the fitness model, then one per hard
+    constraint), each row's prediction and the version of the model that made it. So a refit re-predicts the
+    pool for the refitted model only, and the best-predicted candidate is a few array operations, not a pass in
+    Python over thousands of keys on every ask. Removed rows are dropped from the matrix once they are the
+    majority.
+    """
+
+    def __init__(self, models: int) -> None:
+        self._models = models
+        self._slot: dict[str, int] = {}  # key -> row, in insertion order
+        self._keys: list[str] = []
+        self._entries: list[_Entry | None] = []
+        self.x = np.zeros((0, 0))
+        self.pred = np.zeros((0, models))
+        self.version = np.zeros((0, models), dtype=np.int64)  # 0: not predicted (model versions start at 1)
+        self._alive = np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._slot
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._slot)
+
+    def add(self, key: str, entry: _Entry) -> None:
+        n = len(self._keys)
+        if n == self._alive.size:
+            cap = max(256, 2 * n)
+            x = np.zeros((cap, entry.x.size))
+            pred = np.zeros((cap, self._models))
+            version = np.zeros((cap, self._models), dtype=np.int64)
+            alive = np.zeros(cap, dtype=bool)
+            if n:
+                x[:n], pred[:n], version[:n], alive[:n] = self.x[:n], self.pred[:n], self.version[:n], self._alive[:n]
+            self.x, self.pred, self.version, self._alive = x, pred, version, alive
+        self.x[n] = entry.x
+        self.version[n] = 0
+        self._alive[n] = True
+        self._keys.append(key)
+        self._entries.append(entry)
+        self._slot[key] = n
+
+    def pop(self, key: str, default: _Entry | None = None) -> _Entry | None:
+        i = self._slot.pop(key, None)
+        if i is None:
+            return default
+        entry = self._entries[i]
+        self._entries[i] = None
+        self._alive[i] = False
+        return entry
+
+    def rows(self) -> np.ndarray:
+        """The rows of the candidates, in insertion order (compacted first when most rows were removed)."""
+        n = len(self._keys)
+        if n > 256 and 2 * len(self._slot) < n:
+            keep = np.flatnonzero(self._alive[:n])
+            m = keep.size
+            self.x[:m], self.pred[:m], self.version[:m] = self.x[keep], self.pred[keep], self.version[keep]
+            self._alive[:m], self._alive[m:] = True, False
+            self._keys = [self._keys[int(i)] for i in keep]
+            self._entries = [self._entries[int(i)] for i in keep]
+            self._slot = {k: i for i, k in enumerate(self._keys)}
+        return np.flatnonzero(self._alive[: len(self._keys)])
+
+    def key(self, row: int) -> str:
+        return self._keys[row]
+
+
 class SurrogateEvolution:
     """Evolution whose offspring are screened by a cheap surrogate before evaluation (see the module doc).
 
@@ -288,7 +362,7 @@ class SurrogateEvolution:
 
         self._bank = _FeatureBank(space)
         self._seen: set[str] = set()
-        self._pool: dict[str, _Entry] = {}
+        self._pool = _Pool(1 + len(problem.hard_constraints))
         self._asked: dict[str, _Entry] = {}  # proposals from the pool not yet told (their features)
         self._told: list[_Told] = []
         self._scored_rows: list[int] = []  # evaluated trials with a finite fitness: feature rows ...
@@ -302,7 +376,8 @@ class SurrogateEvolution:
         n_hard = len(problem.hard_constraints)
         self._cmodels: list[tuple[int, FittedModel | None, bool]] = [(0, None, False)] * n_hard
         self._last_bite = [-1] * n_hard  # index of the latest value beyond the bound
-        self._scores: dict[str, float] = {}  # predicted ranking score of pool genomes under the current models
+        self._scores: dict[str, float] = {}  # ranking score of local-search candidates under the current models
+        self._versions = [0] * (1 + len(problem.hard_constraints))  # of the fitness model, then each constraint's
         self._best = -math.inf
         self._stagnant = 0  # evaluations since the best fitness last improved
         self._bred: set[str] = set()  # elite members whose offspring went into the pool
@@ -324,13 +399,13 @@ class SurrogateEvolution:
             for _ in range(self.random_pool // 4):
                 self._add(self.space.sample(self.rng), (), "random")
             if len(self._pool) > self.max_pool:  # a long stagnation keeps adding: forget the least promising half
-                self._best_key(self._pool, model)
+                self._pool_best(model)
             local = self._local()
             if local:
                 return self._take(local, self._best_key(local, model))
         if not self._pool:
             return self._random()
-        return self._take(self._pool, self._best_key(self._pool, model))
+        return self._take(self._pool, self._pool_best(model))
 
     def tell(self, candidate: Candidate, trial: Trial) -> None:
         key = str(candidate.genome)
@@ -403,8 +478,9 @@ class SurrogateEvolution:
         self._pool.pop(key, None)
         return Candidate(draws[key], generation=self._generation, origin="random")
 
-    def _take(self, pool: dict[str, _Entry], key: str) -> Candidate:
+    def _take(self, pool: dict[str, _Entry] | _Pool, key: str) -> Candidate:
         e = pool.pop(key)
+        assert e is not None
         self._pool.pop(key, None)
         self._seen.add(key)
         self._asked[key] = e  # its features, until it is told
@@ -417,7 +493,7 @@ class SurrogateEvolution:
         key = str(g)
         if key in self._seen or key in self._pool:
             return
-        self._pool[key] = self._entry(g, parents, origin)
+        self._pool.add(key, self._entry(g, parents, origin))
 
     def _breed(self) -> None:
         elite = self._elite()
@@ -501,6 +577,7 @@ class SurrogateEvolution:
         if self._model is None or self._due(n, self._model_n):
             self._model = self._fit()
             self._model_n = n
+            self._versions[0] += 1
             self._scores.clear()
         self._refresh_constraints()
         return self._model
@@ -546,35 +623,59 @@ class SurrogateEvolution:
                 new = (n, self.predictor.fit(self._bank.matrix(rows[-self.max_train :]), target), log)
             if model is not None or new[1] is not None:
                 self._scores.clear()
+                self._versions[1 + i] += 1
             self._cmodels[i] = new
 
     def _best_key(self, pool: dict[str, _Entry], model: FittedModel) -> str:
-        """The best-predicted key of ``pool``; predictions are cached per genome until a model is refitted."""
+        """The best-predicted key of a local-search ``pool``; predictions are cached per genome until a model is
+        refitted."""
         keys = list(pool)
         missing = [k for k in keys if k not in self._scores]
         if missing:
             x = np.stack([pool[k].x for k in missing])
-            predicted = model.predict(x)
-            viol = self._predicted_violation(x)
-            if viol is not None:
-                # feasible-predicted candidates first (by score), then by smaller predicted violation
-                predicted = np.where(viol > 0, -1e9 - viol, predicted)
+            predicted = self._ranking(model.predict(x), [None if m is None else m.predict(x)
+                                                         for _, m, _ in self._cmodels])
             self._scores.update(zip(missing, predicted.tolist(), strict=True))
         score = np.fromiter((self._scores[k] for k in keys), dtype=np.float64, count=len(keys))
-        best = keys[int(np.argmax(score))]
-        if pool is self._pool and len(keys) > self.max_pool:  # forget the least promising half
-            for i in np.argsort(score, kind="stable")[: len(keys) - self.max_pool // 2]:
-                del self._pool[keys[int(i)]]
-                del self._scores[keys[int(i)]]
+        return keys[int(np.argmax(score))]
+
+    def _pool_best(self, model: FittedModel) -> str:
+        """The best-predicted key of the pool (the first one on ties); beyond ``max_pool`` candidates the
+        least promising are dropped, down to half of it. Only rows a model has not predicted since its last
+        refit are predicted (by that model)."""
+        pool = self._pool
+        rows = pool.rows()
+        for j, m in enumerate([model, *(m for _, m, _ in self._cmodels)]):
+            if m is None:
+                continue
+            stale = rows[pool.version[rows, j] != self._versions[j]]
+            if stale.size:
+                pool.pred[stale, j] = m.predict(pool.x[stale])
+                pool.version[stale, j] = self._versions[j]
+        score = self._ranking(pool.pred[rows, 0], [None if m is None else pool.pred[rows, 1 + i]
+                                                   for i, (_, m, _) in enumerate(self._cmodels)])
+        best = pool.key(int(rows[int(np.argmax(score))]))
+        if len(rows) > self.max_pool:  # forget the least promising half
+            for i in np.argsort(score, kind="stable")[: len(rows) - self.max_pool // 2]:
+                pool.pop(pool.key(int(rows[int(i)])))
         return best
+
+    def _ranking(self, predicted: np.ndarray, constraints: list[np.ndarray | None]) -> np.ndarray:
+        """Ranking scores: feasible-predicted candidates first (by predicted fitness), then by smaller predicted
+        violation (``constraints``: each hard constraint's predictions, None without a model)."""
+        viol = self._violation(constraints)
+        return predicted if viol is None else np.where(viol > 0, -1e9 - viol, predicted)
 
     def _predicted_violation(self, x: np.ndarray) -> np.ndarray | None:
         """Predicted total hard-constraint violation of each row of ``x`` (None without useful models)."""
+        return self._violation([None if m is None else m.predict(x) for _, m, _ in self._cmodels])
+
+    def _violation(self, predictions: list[np.ndarray | None]) -> np.ndarray | None:
+        """Total hard-constraint violation from each constraint model's predictions (None: no model)."""
         total: np.ndarray | None = None
-        for c, (_, model, log) in zip(self.problem.hard_constraints, self._cmodels, strict=True):
-            if model is None:
+        for c, (_, model, log), pred in zip(self.problem.hard_constraints, self._cmodels, predictions, strict=True):
+            if model is None or pred is None:
                 continue
-            pred = model.predict(x)
             if log:
                 pred = np.exp(np.minimum(pred, 700.0))
             over = np.zeros(len(pred))
