@@ -215,7 +215,7 @@ def test_the_breeding_cap_changes_no_ask_before_it_is_first_reached(nb201, conv_
     makes = []
     for i in range(300):
         before = wide.seen.proposals
-        cand, trial = step(wide, conv_problem, 1, start=i)[0]
+        step(wide, conv_problem, 1, start=i)
         makes.append(wide.seen.proposals - before)
     first = next(i for i, m in enumerate(makes) if m > 4)
     assert first > 40  # the comparison covers evolved children, not only the initial population of 20
