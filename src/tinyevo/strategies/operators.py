@@ -174,8 +174,9 @@ class Deduplicator:
         for g in genomes:
             self.add(g)
 
-    def _new(self, genome: Genome) -> bool:
-        """Whether ``genome`` is unseen; if so it is recorded as seen."""
+    def claim(self, genome: Genome) -> bool:
+        """Whether ``genome`` is unseen (counted in ``proposals``); if so it is recorded as seen (and counted in
+        ``found``)."""
         self.proposals += 1
         key = str(genome)
         if key in self._seen:
@@ -204,18 +205,18 @@ class Deduplicator:
             for _ in range(max(1, self.breeds if breeds is None else breeds)):
                 cand = make()
                 tries += 1
-                if self._new(cand.genome):
+                if self.claim(cand.genome):
                     return cand
             genome = cand.genome  # type: ignore[union-attr]
             for _ in range(self.max_retries):
                 genome = space.mutate(genome, rng)
                 tries += 1
-                if self._new(genome):
+                if self.claim(genome):
                     return dataclasses.replace(cand, genome=genome)  # type: ignore[type-var]
         for _ in range(self.max_retries):
             g = space.sample(rng)
             tries += 1
-            if self._new(g):
+            if self.claim(g):
                 return Candidate(genome=g, generation=generation, origin="random")
         raise SearchExhaustedError(
             f"no new genome in {tries} tries after {len(self._seen)} distinct genomes; the search space looks "

@@ -232,8 +232,7 @@ class Reinforce:
             left -= len(block)
             for row in block:
                 genome = self.codec.decode(row)
-                if genome not in self.seen:
-                    self.seen.add(genome)
+                if self.seen.claim(genome):
                     return Candidate(genome=genome, generation=self.updates, origin="reinforce")
         cand = self.seen.propose(None, space=self.space, rng=self.rng, generation=self.updates)
         return replace(cand, generation=self.updates)
