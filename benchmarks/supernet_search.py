@@ -19,13 +19,14 @@
   workers, one thread each), run at the same time as A. Each time B commits a trial, the benchmark copies its run
   database (SQLite online backup) and samples B's process-tree CPU (``/proc``); once B's CPU reaches A's total, B
   is stopped (SIGTERM, which ``tinyevo`` handles like Ctrl-C; a SIGINT would be ignored when the benchmark runs as a
-  background job, whose children inherit SIGINT ignored). B's final training then runs with ``tinyevo resume COPY
-  --time 0.001s`` (the stored trials, no new batch) on the latest copy whose CPU plus the expected final-training
-  CPU (first: A's final training's) fits A's total; if B's total (copy's search CPU + resume's CPU) is more than
-  ``--cpu-tolerance`` (3 %) from A's, it is redone from the copy that the measured final CPU points to (at most
-  three tries; the closest is kept, all are in the JSON). So both arms' total CPU is equal within the tolerance by
-  construction, measured, not entered; B's search past the chosen copy is the benchmark's way to find the stopping
-  point and is not counted (``whole_search_until_stopped`` records it).
+  background job, whose children inherit SIGINT ignored). B's search counts as stopped at X = A's total CPU less
+  B's final training CPU: the copy it leaves is the latest taken at or below X (the evaluations still running at X
+  are lost, as with any budget that stops a search), and B's final training runs on that copy with ``tinyevo
+  resume COPY --time 0.001s`` (the stored trials, no new batch). X needs the final training's CPU, so it is found
+  by fixed point: first guess A's final training's CPU, then the measured one, until the copy at X is the copy that
+  was trained (at most three tries, all in the JSON). So both arms' total CPU is equal by construction, from
+  measured numbers; B's search past X is the benchmark's way to find the stopping point and is not counted
+  (``whole_search_until_stopped`` records it; ``search_cpu_s_lost_in_flight`` is X less the CPU at B's last commit).
 * For each arm: int8 test accuracy of the retrained model on TFLite-Micro (export -> .tflite -> TFLM interpreter,
   ``benchmarks/_realdata.py``), whether the limits hold (cost model), CPU time (``getrusage`` of the child processes)
   and wall time.
@@ -346,8 +347,6 @@ def main() -> None:
                    help="only search devices 2 and 3, from the trained supernet in DIR (no arms)")
     p.add_argument("--no-devices", action="store_true",
                    help="the arms only (run devices 2 and 3 with --devices-from, e.g. at the same time)")
-    p.add_argument("--cpu-tolerance", type=float, default=0.03,
-                   help="how far B's total CPU may be from A's (fraction) before B's final training is redone")
     p.add_argument("--supernet-only", action="store_true", help="train the supernet (and record it), then stop")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-int8", action="store_true")
@@ -506,36 +505,50 @@ def main() -> None:
         a_total = rec_a["cpu_s_total"]
         a_final = (rec_a["search_and_final_cpu_s"] - rec_a["search_cpu_s"] if rec_a.get("search_cpu_s") is not None
                    else 0.2 * a_total)
+
+        def stop_point(final_cpu: float) -> tuple[float, dict[str, Any]]:
+            """B's search CPU if its final training costs ``final_cpu`` (A's total less it), and the snapshot
+            that a stop at that CPU leaves (the trials committed by then; evaluations still running are lost)."""
+            x = a_total - final_cpu
+            return x, ([s for s in snaps if s["cpu_s"] <= x] or snaps[:1])[-1]
+
         guess, tries = a_final, []  # B's final training costs about what A's does (first guess)
         for k in range(3):
-            fits = [x for x in snaps if x["cpu_s"] + guess <= a_total] or snaps[:1]
-            snap = fits[-1]
-            if tries and snap is tries[-1]["snapshot"]:
-                break  # the measured final CPU points to the snapshot already tried: the closest there is
+            _, snap = stop_point(guess)
+            if any(t["snapshot"] is snap for t in tries):
+                break  # already tried: the final CPUs measured alternate between two snapshots
             d = WORK / f"B_{tag}_final{k}"
             shutil.rmtree(d, ignore_errors=True)
             shutil.copytree(run_b, d, ignore=shutil.ignore_patterns(f"{DB}*"))
             shutil.copy2(snap_dir / snap["file"], d / DB)
             wall2, cpu2 = cli(["resume", str(d), "--time", "0.001s", "--quiet"], WORK / f"B_{tag}_final{k}.log")
-            total = snap["cpu_s"] + cpu2
+            x, at_x = stop_point(cpu2)
             tries.append({"snapshot": snap, "dir": str(d.relative_to(ROOT)), "expected_final_cpu_s": round(guess, 1),
                           "final_cpu_s": round(cpu2, 1), "final_wall_s": round(wall2, 1),
-                          "cpu_s_total": round(total, 1), "ratio_to_A": round(total / a_total, 4)})
-            if abs(total / a_total - 1) <= a.cpu_tolerance:
+                          "search_cpu_s": round(x, 1), "consistent": at_x is snap and x >= snap["cpu_s"]})
+            if tries[-1]["consistent"]:  # a stop at A's total less this final training leaves this snapshot
                 break
             guess = cpu2
-        best = min(tries, key=lambda t: abs(t["ratio_to_A"] - 1))
+        best = next((t for t in tries if t["consistent"]), None)
+        if best is None:  # no consistent stop point: the try whose snapshot's own CPU comes closest
+            best = min(tries, key=lambda t: abs(t["snapshot"]["cpu_s"] + t["final_cpu_s"] - a_total))
+            best["search_cpu_s"] = best["snapshot"]["cpu_s"]
         d = ROOT / best["dir"]
         snap = best["snapshot"]
-        rec = run_record(d, snap["wall_s"] + best["final_wall_s"], best["cpu_s_total"], int8=False)
+        total = best["search_cpu_s"] + best["final_cpu_s"]
+        rec = run_record(d, snap["wall_s"] + best["final_wall_s"], total, int8=False)
         rec["run_dir"] = best["dir"]
-        rec["search_cpu_s"], rec["search_wall_s"] = snap["cpu_s"], snap["wall_s"]
-        rec["search_trials_stored_at_snapshot"] = snap["trials"]
+        rec["search_cpu_s"] = round(best["search_cpu_s"], 1)  # the CPU at which B's search counts as stopped
+        rec["search_cpu_s_at_last_commit"] = snap["cpu_s"]  # ... its last committed trial before that
+        rec["search_cpu_s_lost_in_flight"] = round(best["search_cpu_s"] - snap["cpu_s"], 1)
+        rec["search_wall_s_at_last_commit"] = snap["wall_s"]
+        rec["search_trials_stored"] = snap["trials"]
         rec["resume_and_final_cpu_s"], rec["resume_and_final_wall_s"] = best["final_cpu_s"], best["final_wall_s"]
         rec["cpu_s_total"], rec["wall_s_total"] = rec.pop("cpu_s"), rec.pop("wall_s")
-        rec["cpu_ratio_to_A"] = best["ratio_to_A"]
-        rec["cpu_within_tolerance"] = abs(best["ratio_to_A"] - 1) <= a.cpu_tolerance
+        rec["cpu_ratio_to_A"] = round(total / a_total, 4)
+        rec["stop_point_consistent"] = best["consistent"]
         rec["final_tries"] = tries
+        rec["snapshots"] = snaps
         rec["whole_search_until_stopped"] = {"cpu_s": round(child_b.cpu(), 1), "wall_s": round(child_b.wall, 1),
                                              "exit_code": child_b.rc, "stopped_at_cap": stopped,
                                              "snapshots": len(snaps),
@@ -551,7 +564,7 @@ def main() -> None:
         search_devices(result, a.device[1:], sn_dir, data, a, tag, save)
 
     for name, prefix in (("supernet", "A"), ("training", "B")):  # where each final model's weights started
-        run = WORK / f"{prefix}_{tag}"
+        run = ROOT / arms[name]["run_dir"] if "run_dir" in arms.get(name, {}) else WORK / f"{prefix}_{tag}"
         if name in arms and run.exists():
             arms[name]["final_inherited_from"] = [None if d is None else str(Path(d).relative_to(ROOT))
                                                   for d in inherited_from(run)]
