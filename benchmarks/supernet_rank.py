@@ -221,6 +221,24 @@ def run_scores(data: Dataset, archs: list[str], args: argparse.Namespace, vdir: 
     return scores
 
 
+def gene_features(space: BlocksSpace, archs: list[str]) -> dict[str, list[float]]:
+    """Per architecture: its resolution, width multiplier, total depth, mean kernel, mean expansion ratio, the
+    number of stages without expansion (``e1``), the total stage channels and log MACs."""
+    out: dict[str, list[float]] = {k: [] for k in ("resolution", "width", "depth", "kernel", "expand",
+                                                   "stages_e1", "channels", "log_macs")}
+    for g in archs:
+        genome = space.parse(g)
+        st = genome.stages
+        ex = [s.expand if s.expand is not None else 1 for s in st]
+        for key, value in (("resolution", genome.resolution), ("width", genome.width),
+                           ("depth", sum(s.depth for s in st)), ("kernel", float(np.mean([s.kernel for s in st]))),
+                           ("expand", float(np.mean(ex))), ("stages_e1", sum(e == 1 for e in ex)),
+                           ("channels", sum(s.channels for s in st)),
+                           ("log_macs", float(np.log(macs(space.decode(genome)))))):
+            out[key].append(float(value))
+    return out
+
+
 def tau(a: list[float], b: list[float]) -> float:
     return round(float(kendalltau(a, b).statistic), 4)
 
@@ -373,6 +391,10 @@ def main() -> None:
                 str(s): tau(per_seed[s], [float(np.mean([per_seed[o][i] for o in seeds if o != s]))
                                           for i in range(len(archs))]) for s in seeds} if len(seeds) >= 2 else None,
             "kendall_tau_macs": tau(mc, ref),
+            # what each ranking rewards: Spearman rho of every gene (summed or averaged over the stages) with the
+            # reference and with the supernet's scores; a gene the two weigh differently is where they disagree
+            "spearman_per_gene": {name: {"reference": rho(values, ref), "supernet": if_sn(lambda v=values: rho(v, sn))}
+                                  for name, values in gene_features(space, archs).items()},
             "standalone_acc_range": [min(ref), max(ref)],
             "supernet_acc_range": if_sn(lambda: [min(sn), max(sn)]),
             "seconds_per_candidate_supernet_scoring": if_sn(lambda: round(sn_s, 3)),
