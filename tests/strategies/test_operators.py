@@ -154,3 +154,14 @@ def test_deduplicator_rejects_bad_retries():
         Deduplicator(max_retries=0)
     with pytest.raises(ConfigError):
         Deduplicator(breeds=0)
+
+
+def test_deduplicator_without_a_walk_goes_from_breeding_to_random_samples():
+    space = _StuckSpace(4)
+    seen = Deduplicator(max_retries=20, breeds=2, walk=0)
+    seen.add("t0")
+    c = seen.propose(lambda: Candidate(genome=TinyGenome(0), origin="mutation"), space=space,
+                     rng=np.random.default_rng(0))
+    assert space.mutations == 0 and c.origin == "random" and str(c.genome) != "t0"
+    with pytest.raises(ConfigError):
+        Deduplicator(walk=-1)

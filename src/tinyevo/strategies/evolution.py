@@ -64,6 +64,7 @@ class EvolutionaryStrategy:
         max_generations: int | None = None,
         max_retries: int = 100,
         breeds: int = 1,
+        walk: int | None = None,
         seed: int = 0,
     ) -> None:
         if population_size < 1:
@@ -83,7 +84,7 @@ class EvolutionaryStrategy:
         self.max_generations = max_generations
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        self.seen = Deduplicator(max_retries=max_retries, breeds=breeds)
+        self.seen = Deduplicator(max_retries=max_retries, breeds=breeds, walk=walk)
         self._population: tuple[Individual, ...] = ()
         self._births = 0
         self._generation = 0

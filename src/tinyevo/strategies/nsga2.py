@@ -151,11 +151,13 @@ def nsga2(
     variation: Variation = Variation(crossover_prob=0.9, mutation=Mutation(), mutate_crossover_children=True),
     max_generations: int | None = None,
     tournament_size: int = 2,
+    breeds: int = 1,
 ) -> EvolutionaryStrategy:
     """NSGA-II as an :class:`EvolutionaryStrategy`: generations of ``population_size`` children, parents from a
     crowded tournament of ``tournament_size``."""
     return EvolutionaryStrategy(
         space, problem, population_size=population_size, offspring_per_generation=population_size,
         initialization=initialization, parent_selection=CrowdedTournament(size=tournament_size),
-        survivor_selection=RankAndCrowding(), variation=variation, max_generations=max_generations, seed=seed,
+        survivor_selection=RankAndCrowding(), variation=variation, max_generations=max_generations, breeds=breeds,
+        seed=seed,
     )

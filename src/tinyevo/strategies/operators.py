@@ -150,13 +150,16 @@ class Deduplicator:
     space is mostly asked.
     """
 
-    def __init__(self, *, max_retries: int = 100, breeds: int = 1) -> None:
+    def __init__(self, *, max_retries: int = 100, breeds: int = 1, walk: int | None = None) -> None:
         if max_retries < 1:
             raise ConfigError(f"max_retries must be >= 1, got {max_retries}")
         if breeds < 1:
             raise ConfigError(f"breeds must be >= 1, got {breeds}")
+        if walk is not None and walk < 0:
+            raise ConfigError(f"walk must be >= 0, got {walk}")
         self.max_retries = max_retries
         self.breeds = breeds
+        self.walk = max_retries if walk is None else walk
         self.proposals = 0
         self.found = 0
         self._seen: set[str] = set()
@@ -208,7 +211,7 @@ class Deduplicator:
                 if self.claim(cand.genome):
                     return cand
             genome = cand.genome  # type: ignore[union-attr]
-            for _ in range(self.max_retries):
+            for _ in range(self.walk):
                 genome = space.mutate(genome, rng)
                 tries += 1
                 if self.claim(genome):

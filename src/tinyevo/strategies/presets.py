@@ -50,6 +50,11 @@ from tinyevo.strategies.settings import (
     variation,
 )
 
+GENERATIONAL_BREEDS = 16
+"""Children ``mcunet`` and ``nsga2`` breed per ask before mutating an asked one further (the steady-state presets:
+1). Their generations exhaust the children of a converged elite; with 1, on NB201 under a latency limit (50 seeds,
+1,000 evaluations) ``mcunet`` found the optimum in 12 % of seeds, with 16 in 40 % (48 % breeding up to 100 times)."""
+
 _EVOLUTION = ("population", "offspring", "generations", "selection", "tournament_size", "parents", "mutation_rate",
               "crossover_prob", "initialization")
 """The settings every evolutionary preset takes (:mod:`tinyevo.strategies.settings`)."""
@@ -57,14 +62,14 @@ _EVOLUTION = ("population", "offspring", "generations", "selection", "tournament
 
 def _evolution(
     space: SearchSpace, problem: Problem, seed: int, settings: StrategySettings, defaults: StrategySettings, *,
-    survivors: SurvivorSelection,
+    survivors: SurvivorSelection, breeds: int = 1,
 ) -> EvolutionaryStrategy:
     """An :class:`EvolutionaryStrategy` from the preset's ``defaults`` with the user's ``settings`` over them."""
     s = given_over(settings, defaults)
     return EvolutionaryStrategy(
         space, problem, population_size=s.population or 50, offspring_per_generation=s.offspring or 1,
         initialization=initialization(s), parent_selection=parent_selection(s), survivor_selection=survivors,
-        variation=variation(s), max_generations=s.generations, seed=seed,
+        variation=variation(s), max_generations=s.generations, breeds=breeds, seed=seed,
     )
 
 
@@ -96,7 +101,7 @@ def mcunet(space: SearchSpace, problem: Problem, *, seed: int,
     check_settings("mcunet", settings)
     defaults = StrategySettings(population=100, offspring=100, generations=30, selection="truncation", parents=20,
                                 mutation_rate=0.1, crossover_prob=0.5, initialization="random")
-    return _evolution(space, problem, seed, settings, defaults, survivors=DiscardWorst())
+    return _evolution(space, problem, seed, settings, defaults, survivors=DiscardWorst(), breeds=GENERATIONAL_BREEDS)
 
 
 register_settings("mcunet", _EVOLUTION)
@@ -111,7 +116,7 @@ def nsga2_preset(space: SearchSpace, problem: Problem, *, seed: int,
     s = settings.over(StrategySettings(population=50, crossover_prob=0.9, tournament_size=2))
     return nsga2(space, problem, seed=seed, population_size=s.population or 50, initialization=initialization(s),
                  variation=variation(s, mutate_crossover_children=True), max_generations=s.generations,
-                 tournament_size=s.tournament_size or 2)
+                 tournament_size=s.tournament_size or 2, breeds=GENERATIONAL_BREEDS)
 
 
 register_settings("nsga2", ("population", "generations", "tournament_size", "mutation_rate", "crossover_prob",
