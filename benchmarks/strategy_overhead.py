@@ -64,7 +64,7 @@ NB201_TABLE = ROOT.parent.parent / "shared" / "benchmarks" / "nb201_cifar10.csv"
 GOAL_MS = 10.0
 FINITE_SPACE = (
     "NB201 has 15,625 cells: at 10,000 trials 64 % of them were asked, so any sampler, uniform random included, "
-    "looks at ever more genomes per new one (random: 1 / (1 - share asked), about 2.8 at the end). There, flat is "
+    "looks at ever more genomes per new one (random: 1 / (1 - share asked), 2.8 at the end). There, flat is "
     "read per genome looked at (cpu_ms_per_try, flat_per_try: the strategy's own work per proposal), with "
     "tries_mean (genomes looked at per ask) beside it; on the chain space (about 1e20 genomes) flat is per trial."
 )
