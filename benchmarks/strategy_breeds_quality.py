@@ -4,9 +4,9 @@
 
     nice -n 10 python benchmarks/strategy_breeds_quality.py --bounds 1:100,16:100,100:100 --strategies mcunet,nsga2
 
-``--bounds`` lists ``breeds:walk`` pairs, set as the defaults of ``EvolutionaryStrategy`` for the run (a preset's
-own ``breeds``, e.g. ``mcunet``'s 16, overrides it: this measures the presets that breed once, and ``mcunet`` /
-``nsga2`` only where the preset passes the default). Prints one JSON line per (bounds, strategy) and writes them.
+``--bounds`` lists ``breeds:walk`` pairs; each is set for the run as every preset's ``breeds`` (the steady-state
+presets' 1 and ``GENERATIONAL_BREEDS``) and ``EvolutionaryStrategy``'s default ``walk``. Prints one JSON line per
+(bounds, strategy) and writes them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from tinyevo.strategies import presets
 from tinyevo.strategies.evolution import EvolutionaryStrategy
 from tinyevo.tabular import get_benchmark
 from tinyevo.tabular.runner import latency_constraint, run_benchmark
@@ -37,11 +38,14 @@ def main() -> int:
     constraint = latency_constraint(bench.load(args.table), device="raspi4", max_ms=20.0)
     rows = []
     defaults = EvolutionaryStrategy.__init__.__kwdefaults__
-    saved = dict(defaults)
+    steady = presets._evolution.__kwdefaults__
+    saved = (dict(defaults), dict(steady), presets.GENERATIONAL_BREEDS)
     try:
         for spec in args.bounds.split(","):
             breeds, walk = (int(x) for x in spec.split(":"))
             defaults.update(breeds=breeds, walk=walk)
+            steady.update(breeds=breeds)
+            presets.GENERATIONAL_BREEDS = breeds
             for name in args.strategies.split(","):
                 r = run_benchmark(bench, strategy=name, budget=args.budget, seeds=args.seeds, table=args.table,
                                   constraint=constraint)
@@ -51,7 +55,10 @@ def main() -> int:
                 print(json.dumps(rows[-1]), flush=True)
     finally:
         defaults.clear()
-        defaults.update(saved)
+        defaults.update(saved[0])
+        steady.clear()
+        steady.update(saved[1])
+        presets.GENERATIONAL_BREEDS = saved[2]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
                                     "results": rows}, indent=1))

@@ -101,10 +101,10 @@ def test_evolution_finds_the_optimum_of_an_easy_objective(name, nb201, conv_prob
         assert max(t.metrics["convs"] for t in result.trials) == 6.0
 
 
-def test_generational_presets_breed_more_children_per_ask_than_steady_state_ones(nb201, conv_problem):
+def test_presets_that_exhaust_an_elite_breed_more_children_per_ask_than_the_others(nb201, conv_problem):
     from tinyevo.strategies.presets import GENERATIONAL_BREEDS
 
-    for name in ("mcunet", "nsga2"):
+    for name in ("mcunet", "nsga2", "evolution-discard-worst", "evolution-worst-oldest", "evolution-tournament"):
         assert STRATEGIES.create(name, nb201, conv_problem, seed=0).seen.breeds == GENERATIONAL_BREEDS > 1
-    for name in ("regularized-evolution", "evolution-aging", "evolution-tournament"):
+    for name in ("regularized-evolution", "evolution-aging", "evolution-elitism", "evolution-roulette"):
         assert STRATEGIES.create(name, nb201, conv_problem, seed=0).seen.breeds == 1
