@@ -52,10 +52,10 @@ from tinyevo.strategies.settings import (
 
 GENERATIONAL_BREEDS = 16
 """Children ``mcunet``, ``nsga2``, ``evolution-discard-worst`` and ``evolution-worst-oldest`` breed per ask before
-mutating an asked one further (the others: 1; ``evolution-tournament`` found the optimum in 10 % of seeds with 1
-and 12 % with 16, 32 % before). They exhaust the children of a converged elite; with 1, on NB201 under a latency limit (50 seeds, 1,000 evaluations)
-``mcunet`` found the optimum in 12 % of seeds, with 16 in 40 % (48 % breeding up to 100 times, the rule before);
-``evolution-discard-worst`` 14 %, 42 % and 56 %."""
+mutating an asked one further (the others: 1). They exhaust the children of a converged elite: on NB201 under a
+latency limit (50 seeds, 1,000 evaluations) ``mcunet`` found the optimum in 12 % of seeds with 1, 40 % with 16 and
+48 % breeding up to 100 times (the rule before); ``evolution-discard-worst`` 14 %, 42 % and 56 %
+(``evolution-tournament``: 10 %, 12 % and 32 %, so it breeds once)."""
 
 _EVOLUTION = ("population", "offspring", "generations", "selection", "tournament_size", "parents", "mutation_rate",
               "crossover_prob", "initialization")
