@@ -84,6 +84,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _realdata import int8_accuracy, shared_dir, summarise
 
+from tinyevo.storage import count_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "out" / "supernet_search"
 # the small MBConv sub-space of supernet_rank.py, as `tinyevo supernet train` flags
@@ -146,20 +148,6 @@ def tree_cpu_s(root: int) -> float:
 
 
 DB = "trials.db"  # a run's database (tinyevo.storage.DB_NAME)
-
-
-def stored_trials(db: Path) -> int:
-    """Trials committed to the run database ``db`` so far (0 before it exists)."""
-    if not db.is_file():
-        return 0
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-        try:
-            return int(con.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
 
 
 def snapshot_db(db: Path, dst: Path) -> None:
@@ -478,7 +466,7 @@ def main() -> None:
         if child_a is not None and rec_a is None and child_a.done():
             rec_a = a_record()
         if child_b is not None and not stopped and not child_b.done():
-            n = stored_trials(run_b / DB)
+            n = count_rows(run_b / DB)
             if n > (snaps[-1]["trials"] if snaps else 0):
                 f = snap_dir / f"{n:05d}.db"
                 snapshot_db(run_b / DB, f)

@@ -18,7 +18,7 @@ import fake_final
 from run_fakes import trial_signature
 
 from tinyevo.run.engine import start_run
-from tinyevo.storage import DB_NAME, SQLiteStorage
+from tinyevo.storage import DB_NAME, SQLiteStorage, count_rows
 
 SCRIPT = Path(__file__).resolve().parent / "fake_final.py"
 
@@ -26,17 +26,6 @@ SCRIPT = Path(__file__).resolve().parent / "fake_final.py"
 def _run(mode: str, run_dir: Path, sleep_s: float) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, str(SCRIPT), mode, str(run_dir), str(sleep_s)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _finals_stored(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return int(con.execute("SELECT COUNT(*) FROM final_models").fetchone()[0])
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
 
 
 def _finals(run: Path) -> dict[int, tuple[float, str]]:
@@ -68,7 +57,7 @@ def _phase(db: Path) -> str | None:
 
 def _kill_after(p: subprocess.Popen[bytes], db: Path, finals: int, delay: float, *, phase: str | None = None) -> None:
     deadline = time.monotonic() + 120
-    while (_finals_stored(db) < finals or (phase is not None and _phase(db) != phase)) and p.poll() is None \
+    while (count_rows(db, "final_models") < finals or (phase is not None and _phase(db) != phase)) and p.poll() is None \
             and time.monotonic() < deadline:
         time.sleep(0.002)
     time.sleep(delay)

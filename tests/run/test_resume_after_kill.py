@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 from run_fakes import trial_signature
 
 from tinyevo.run.engine import start_run
-from tinyevo.storage import DB_NAME
+from tinyevo.storage import DB_NAME, count_rows
 
 SCRIPT = Path(__file__).resolve().parent / "fake_search.py"
 
@@ -28,17 +27,6 @@ def _run(mode: str, run_dir: Path, batch: int, sleep_s: float) -> subprocess.Pop
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-
-
-def _stored(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return int(con.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -55,7 +43,7 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path: Path, batch: int) -> 
     killed = tmp_path / "killed"
     p = _run("start", killed, batch, 0.01)
     deadline = time.monotonic() + 60
-    while _stored(killed / DB_NAME) < target and p.poll() is None and time.monotonic() < deadline:
+    while count_rows(killed / DB_NAME) < target and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     time.sleep(extra_delay)
     finished_before_kill = p.poll() is not None

@@ -145,3 +145,22 @@ def test_one_writer_at_a_time(tmp_path: Path) -> None:
         assert reader.count() == 0
     first.close()
     SQLiteStorage(db).close()
+
+
+def test_count_rows_while_a_writer_holds_the_run(tmp_path: Path) -> None:
+    from tinyevo.storage import count_rows
+
+    db = tmp_path / "t.db"
+    assert count_rows(db) == 0  # not created yet
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 10)
+    assert count_rows(tmp_path / "junk.db") == 0
+    writer = SQLiteStorage(db)  # holds the writer's lock; count_rows reads beside it
+    try:
+        for n in range(3):
+            writer.add(_record(n))
+            assert count_rows(db) == n + 1
+        assert count_rows(db, "final_models") == 0
+    finally:
+        writer.close()
+    with pytest.raises(ValueError, match="trials or final_models"):
+        count_rows(db, "run; DROP TABLE trials")

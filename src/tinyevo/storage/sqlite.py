@@ -499,6 +499,27 @@ def _leftover(path: Path) -> bool:
         return False
 
 
+_COUNTED_TABLES = ("trials", "final_models")
+
+
+def count_rows(path: str | Path, table: str = "trials") -> int:
+    """Rows committed so far to ``table`` (``trials`` or ``final_models``) of the run database at ``path``, read
+    without taking the writer's lock (another process may be writing it); 0 while the file or the table does not
+    exist yet or cannot be read. For watching a running search from outside."""
+    if table not in _COUNTED_TABLES:
+        raise ValueError(f"count_rows counts {' or '.join(_COUNTED_TABLES)}, not {table!r}")
+    if not Path(path).is_file():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            return int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # the name is one of _COUNTED_TABLES
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
 def create_run_database(path: str | Path, meta: RunMeta) -> None:
     """Create the database of a new run at ``path`` atomically: schema and run record are written to a temporary
     file beside ``path``, which is then linked to ``path`` (``os.link`` never replaces an existing file). A kill at
