@@ -52,6 +52,12 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _default_sigint() -> None:
+    """As at an interactive terminal: the test itself may run in a background job that inherited SIGINT ignored
+    (a script's ``cmd &``), which the child would otherwise inherit too."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("sig", "sigint_ignored", "code"), [
     (signal.SIGINT, False, 130),   # Ctrl-C
     (signal.SIGTERM, True, 143),   # `kill PID` of a background job whose SIGINT is ignored
@@ -65,7 +71,7 @@ def test_a_signal_stops_a_running_search_and_resume_continues_it(
             "--workers", "2", "--epochs", "30", "--strategy", "random", "--sram", "8KB", "--flash", "64KB",
             "--no-final", "--quiet", "--seed", "3", "--out", str(run)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=WIDE,
-                            preexec_fn=_ignore_sigint if sigint_ignored else None)
+                            preexec_fn=_ignore_sigint if sigint_ignored else _default_sigint)
     try:
         deadline = time.monotonic() + 300  # start-up and the first trial, on a loaded machine
         while not any(s == "ok" for _, s, _ in _stored(run / DB_NAME)):
