@@ -61,6 +61,16 @@ def test_strategy_options_reach_the_strategy():
     assert RunConfig.from_json(config.to_json()) == config  # stored with the run, resumed the same
 
 
+@pytest.mark.parametrize("strategy, preset_breeds", [
+    ("mcunet", 16), ("nsga2", 16), ("evolution-tournament", 1), ("regularized-evolution", 1)])
+def test_breeds_reaches_the_deduplicator(strategy: str, preset_breeds: int) -> None:
+    parts = assemble_run(build_config({}, strategy=strategy))
+    assert make_strategy(build_config({}, strategy=strategy), parts.space, parts.problem).seen.breeds == preset_breeds
+    config = build_config({"strategy": strategy, "strategy_options": {"breeds": 7}})
+    assert make_strategy(config, parts.space, parts.problem).seen.breeds == 7
+    assert RunConfig.from_json(config.to_json()) == config
+
+
 def test_population_flag_merges_with_the_table():
     config = build_config({"strategy": "regularized-evolution", "strategy_options": {"mutation_rate": 0.5}},
                           strategy_options={"population": 11})
@@ -69,6 +79,7 @@ def test_population_flag_merges_with_the_table():
 
 @pytest.mark.parametrize("values, message", [
     ({"strategy_options": {"population": 0}}, "strategy_options.population must be >= 1, got 0"),
+    ({"strategy_options": {"breeds": 0}}, "strategy_options.breeds must be >= 1, got 0"),
     ({"strategy_options": {"population": 2.5}}, "strategy_options.population must be an integer, got 2.5"),
     ({"strategy_options": {"mutation_rate": 1.5}}, "strategy_options.mutation_rate must be <= 1"),
     ({"strategy_options": {"crossover_prob": math.nan}}, "strategy_options.crossover_prob must be a finite"),

@@ -146,6 +146,7 @@ class StrategyOptions(BaseModel):
     mutation_rate: float | None = Field(None, ge=0, le=1)
     crossover_prob: float | None = Field(None, ge=0, le=1)
     initialization: Literal["random", "trivial"] | None = None
+    breeds: int | None = Field(None, ge=1, le=10_000)
     # reinforce (tinyevo.strategies.reinforce.Reinforce)
     lr: float | None = Field(None, gt=0, le=100)
     batch_size: int | None = Field(None, ge=1, le=100_000)

@@ -58,7 +58,7 @@ latency limit (50 seeds, 1,000 evaluations) ``mcunet`` found the optimum in 12 %
 (``evolution-tournament``: 10 %, 12 % and 32 %, so it breeds once)."""
 
 _EVOLUTION = ("population", "offspring", "generations", "selection", "tournament_size", "parents", "mutation_rate",
-              "crossover_prob", "initialization")
+              "crossover_prob", "initialization", "breeds")
 """The settings every evolutionary preset takes (:mod:`tinyevo.strategies.settings`)."""
 
 
@@ -71,7 +71,7 @@ def _evolution(
     return EvolutionaryStrategy(
         space, problem, population_size=s.population or 50, offspring_per_generation=s.offspring or 1,
         initialization=initialization(s), parent_selection=parent_selection(s), survivor_selection=survivors,
-        variation=variation(s), max_generations=s.generations, breeds=breeds, seed=seed,
+        variation=variation(s), max_generations=s.generations, breeds=s.breeds or breeds, seed=seed,
     )
 
 
@@ -118,11 +118,11 @@ def nsga2_preset(space: SearchSpace, problem: Problem, *, seed: int,
     s = settings.over(StrategySettings(population=50, crossover_prob=0.9, tournament_size=2))
     return nsga2(space, problem, seed=seed, population_size=s.population or 50, initialization=initialization(s),
                  variation=variation(s, mutate_crossover_children=True), max_generations=s.generations,
-                 tournament_size=s.tournament_size or 2, breeds=GENERATIONAL_BREEDS)
+                 tournament_size=s.tournament_size or 2, breeds=s.breeds or GENERATIONAL_BREEDS)
 
 
 register_settings("nsga2", ("population", "generations", "tournament_size", "mutation_rate", "crossover_prob",
-                            "initialization"))
+                            "initialization", "breeds"))
 
 
 def _selection_preset(name: str, parents: StrategySettings, survivors: SurvivorSelection, help: str, *,

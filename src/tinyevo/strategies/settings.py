@@ -16,6 +16,9 @@ knob has one meaning in every preset:
   (:class:`~tinyevo.strategies.operators.Variation`);
 * ``initialization``: ``random`` samples, or ``trivial`` (the space's smallest network, then mutations of
   earlier members: :class:`~tinyevo.strategies.init.TrivialInit`).
+* ``breeds``: children bred per ask before a child already seen is mutated further
+  (:class:`~tinyevo.strategies.operators.Deduplicator`; presets: 1, or ``GENERATIONAL_BREEDS`` for ``mcunet``,
+  ``nsga2``, ``evolution-discard-worst`` and ``evolution-worst-oldest``).
 
 ``reinforce`` (:class:`~tinyevo.strategies.reinforce.Reinforce`) takes ``lr``, ``batch_size`` (trials per policy
 update), ``baseline_decay``, ``entropy`` (the entropy bonus) and ``adam_beta1`` / ``adam_beta2``.
@@ -58,6 +61,7 @@ class StrategySettings:
     mutation_rate: float | None = None
     crossover_prob: float | None = None
     initialization: Literal["random", "trivial"] | None = None
+    breeds: int | None = None
     # reinforce
     lr: float | None = None
     batch_size: int | None = None
@@ -135,7 +139,7 @@ class _Range:
 
 _RANGES: dict[str, _Range] = {
     "population": _Range(int, 1), "offspring": _Range(int, 1), "generations": _Range(int, 0),
-    "tournament_size": _Range(int, 1), "parents": _Range(int, 1),
+    "tournament_size": _Range(int, 1), "parents": _Range(int, 1), "breeds": _Range(int, 1, 10_000),
     "mutation_rate": _Range(float, 0, 1), "crossover_prob": _Range(float, 0, 1),
     "lr": _Range(float, 0, open_lo=True), "batch_size": _Range(int, 1),
     "baseline_decay": _Range(float, 0, 1, open_hi=True), "entropy": _Range(float, 0),
