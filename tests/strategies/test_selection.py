@@ -10,6 +10,7 @@ from strategy_fakes import make_population
 
 from tinyevo.errors import ConfigError
 from tinyevo.strategies.base import Objective, Problem, Status
+from tinyevo.strategies.nsga2 import CrowdedTournament
 from tinyevo.strategies.selection import (
     DiscardOldest,
     DiscardWorst,
@@ -182,7 +183,7 @@ def test_bad_options_are_config_errors():
 
 
 @pytest.mark.parametrize("make", [lambda: TournamentSelection(size=3), RouletteSelection,
-                                  lambda: TruncationSelection(top=2)])
+                                  lambda: TruncationSelection(top=2), lambda: CrowdedTournament(size=2)])
 def test_a_parent_selection_reused_on_new_tuples_picks_as_a_fresh_one(make, acc_problem):
     """The ranking / weights a selection keeps for a tuple population are never served for another population or
     problem: each pick equals the pick of a fresh selection object given the same draw."""

@@ -29,7 +29,7 @@ from tinyevo.strategies.base import Problem, Status, Trial
 from tinyevo.strategies.evolution import EvolutionaryStrategy
 from tinyevo.strategies.init import Initialization, RandomInit
 from tinyevo.strategies.operators import Mutation, Variation
-from tinyevo.strategies.selection import Individual
+from tinyevo.strategies.selection import Individual, per_population
 
 
 def objective_matrix(problem: Problem, trials: Sequence[Trial]) -> np.ndarray:
@@ -111,12 +111,12 @@ class RankAndCrowding:
 class CrowdedTournament:
     """NSGA-II parents: best of ``size`` by (lower front, larger crowding distance, younger).
 
-    The fronts and crowding distances of the last population seen are kept (the same population object is
-    passed on each of the deduplicator's up to 100 retries of one ask; a non-dominated sort per retry made
-    ``nsga2`` cost 47 ms per trial late in an NB201 search)."""
+    The fronts and crowding distances of the last population tuple seen are kept (the same tuple is
+    passed on each of the deduplicator's breeding retries and a generation's asks; a non-dominated sort per
+    retry made ``nsga2`` cost 47 ms per trial late in an NB201 search)."""
 
     size: int = 2
-    _last: list = field(default_factory=list, init=False, repr=False, compare=False)  # [(population, rank, crowd)]
+    _last: list = field(default_factory=list, init=False, repr=False, compare=False)  # see per_population
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -127,11 +127,7 @@ class CrowdedTournament:
     ) -> list[Individual]:
         if not population:
             raise ConfigError("crowded tournament selection needs a non-empty population")
-        if self._last and self._last[0][0] is population and self._last[0][1] is problem:
-            rank, crowd = self._last[0][2]
-        else:
-            rank, crowd = rank_and_crowding(problem, population)
-            self._last[:] = [(population, problem, (rank, crowd))]
+        rank, crowd = per_population(self._last, population, problem, lambda: rank_and_crowding(problem, population))
         k = min(self.size, len(population))
         out = []
         for _ in range(n):

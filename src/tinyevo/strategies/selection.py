@@ -92,7 +92,7 @@ def _check_nonempty(population: Sequence[Individual], what: str) -> None:
         raise ConfigError(f"{what} needs a non-empty population")
 
 
-def _cached(cache: list, population: Sequence[Individual], problem: Problem, compute: Callable[[], T]) -> T:
+def per_population(cache: list, population: Sequence[Individual], problem: Problem, compute: Callable[[], T]) -> T:
     """``compute()``, kept in the one-entry ``cache`` while the same tuple ``population`` and ``problem`` come
     back (a list may change in place: it is never cached)."""
     if cache and cache[0][0] is population and cache[0][1] is problem:
@@ -128,7 +128,7 @@ class TournamentSelection:
         self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
     ) -> list[Individual]:
         _check_nonempty(population, "tournament selection")
-        keys = _cached(self._last, population, problem, lambda: [sort_key(problem, ind) for ind in population])
+        keys = per_population(self._last, population, problem, lambda: [sort_key(problem, ind) for ind in population])
         k = min(self.size, len(population))
         out = []
         for _ in range(n):
@@ -164,7 +164,7 @@ class RouletteSelection:
         self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
     ) -> list[Individual]:
         _check_nonempty(population, "roulette selection")
-        p = _cached(self._last, population, problem, lambda: self.weights(population, problem=problem))
+        p = per_population(self._last, population, problem, lambda: self.weights(population, problem=problem))
         return [population[int(i)] for i in rng.choice(len(population), size=n, replace=True, p=p)]
 
 
@@ -183,7 +183,7 @@ class TruncationSelection:
         self, population: Sequence[Individual], n: int, *, problem: Problem, rng: np.random.Generator
     ) -> list[Individual]:
         _check_nonempty(population, "truncation selection")
-        elite = _cached(self._last, population, problem, lambda: best_first(problem, population)[: self.top])
+        elite = per_population(self._last, population, problem, lambda: best_first(problem, population)[: self.top])
         return [elite[int(i)] for i in rng.integers(0, len(elite), size=n)]
 
 

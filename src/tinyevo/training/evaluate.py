@@ -94,7 +94,6 @@ def input_batches(x: Inputs, device: torch.device) -> torch.Tensor | ByteBatches
     return (x if isinstance(x, torch.Tensor) else to_tensor(x)).to(device)
 
 
-
 def fraction_correct(pred: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
     """The fraction of predicted labels ``pred`` equal to the labels ``y`` (NaN for an empty set): the accuracy of
     predictions made by any runtime (PyTorch, an int8 program, TFLite-Micro)."""
