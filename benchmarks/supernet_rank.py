@@ -52,7 +52,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ from tinyevo.nn import build_model
 from tinyevo.spaces import create_space
 from tinyevo.spaces.blocks import BlocksSpace
 from tinyevo.supernet import Supernet, macs
-from tinyevo.supernet.score import ScoreConfig, SupernetScorer
+from tinyevo.supernet.score import ScoreConfig, SupernetScorer, finetune_data, finetune_recipe
 from tinyevo.supernet.store import load_supernet, save_supernet, space_options
 from tinyevo.supernet.train import Shrinking, train_supernet
 from tinyevo.training import Recipe, fit_data_to_ir, train
@@ -147,7 +147,9 @@ SHRINKING = {"none": None, "ofa": Shrinking((("resolution", 0.2), ("kernel", 0.2
 
 def score_key(args: argparse.Namespace, config: ScoreConfig) -> str:
     """The identity of the scores of one supernet (the validation rows and the scorer's configuration)."""
-    fields = "_".join(f"{k}={v}" for k, v in sorted(asdict(config).items()) if k != "cache_size")
+    skip = {"cache_size"} | ({"finetune_steps", "finetune_lr", "finetune_batch_size"} if not config.finetune_steps
+                             else set())  # (the keys of scores without fine-tuning stay what they were)
+    fields = "_".join(f"{k}={v}" for k, v in sorted(asdict(config).items()) if k not in skip)
     return f"{Path(args.data).stem}_f{args.fraction:g}_v{args.val_rows}_split{args.seed}_{fields}"
 
 
@@ -211,14 +213,41 @@ def run_scores(data: Dataset, archs: list[str], args: argparse.Namespace, vdir: 
         return scores
     net, _ = load_supernet(vdir / "supernet")
     scorer = SupernetScorer(net, data, config=config)
-    for g in archs:
+    for i, g in enumerate(archs):
         if g not in scores:
             t0, c0 = time.perf_counter(), time.process_time()
             acc = scorer.score(g)
             scores[g] = {"acc": acc, "seconds": round(time.perf_counter() - t0, 3),
                          "cpu_seconds": round(time.process_time() - c0, 3)}
+            if config.finetune_steps:  # seconds each: save as it goes, say where it is
+                write_json(path, cache)
+                print(f"[scored {i + 1}/{len(archs)}, {config.finetune_steps} fine-tuning steps] {g}  "
+                      f"acc={acc:.4f}  {scores[g]['seconds']} s", flush=True)
     write_json(path, cache)
     return scores
+
+
+def run_scratch_control(space: BlocksSpace, data: Dataset, archs: list[str], args: argparse.Namespace,
+                        config: ScoreConfig) -> dict[str, dict[str, float]]:
+    """The control of fine-tuned scores: every architecture trained from scratch (the scorer's seed) for the same
+    steps on the
+    same rows as the scorer's fine-tuning, with the reference's learning rate (0.01), scored on the same
+    validation rows (cached per genome)."""
+    path = args.work / f"scratch_{score_key(args, config)}.json"
+    cache: dict[str, dict[str, float]] = read_json(path, {})
+    ft_data = finetune_data(data, config)
+    recipe = replace(finetune_recipe(config, len(ft_data.x_train)), lr=0.01)
+    for i, g in enumerate(archs):
+        if g in cache:
+            continue
+        model = build_model(space.decode(space.parse(g)), seed=config.seed)
+        t0, c0 = time.perf_counter(), time.process_time()
+        fitted = train(model, fit_data_to_ir(model.ir, ft_data), recipe, seed=config.seed)
+        cache[g] = {"acc": fitted.history[-1].val_acc, "seconds": round(time.perf_counter() - t0, 3),
+                    "cpu_seconds": round(time.process_time() - c0, 3)}
+        write_json(path, cache)
+        print(f"[scratch {i + 1}/{len(archs)}] {g}  acc={cache[g]['acc']:.4f}", flush=True)
+    return cache
 
 
 def gene_features(space: BlocksSpace, archs: list[str]) -> dict[str, list[float]]:
@@ -236,6 +265,33 @@ def gene_features(space: BlocksSpace, archs: list[str]) -> dict[str, list[float]
                            ("channels", sum(s.channels for s in st)),
                            ("log_macs", float(np.log(macs(space.decode(genome)))))):
             out[key].append(float(value))
+    return out
+
+
+def per_seed_scores(args: argparse.Namespace, vdir: Path, archs: list[str], ref: list[float],
+                    configs: list[ScoreConfig]) -> dict[str, Any]:
+    """Kendall tau of the supernet's scores (and of the scratch control, where run) against ``ref`` for each
+    scorer configuration (one per scorer seed), with means and CPU seconds per candidate."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        key = score_key(args, cfg)
+        sc = read_json(vdir / "scores.json", {}).get(key, {})
+        scratch = read_json(args.work / f"scratch_{key}.json", {}) if cfg.finetune_steps else {}
+        row: dict[str, Any] = {}
+        if all(g in sc for g in archs):
+            row["kendall_tau_supernet"] = tau([sc[g]["acc"] for g in archs], ref)
+            row["cpu_seconds_per_candidate"] = round(float(np.mean([sc[g]["cpu_seconds"] for g in archs])), 3)
+        if scratch and all(g in scratch for g in archs):
+            row["kendall_tau_scratch_same_steps"] = tau([scratch[g]["acc"] for g in archs], ref)
+            row["cpu_seconds_per_candidate_scratch"] = round(
+                float(np.mean([scratch[g]["cpu_seconds"] for g in archs])), 3)
+        out[str(cfg.seed)] = row
+    rows = list(out.values())
+    for name in ("kendall_tau_supernet", "kendall_tau_scratch_same_steps"):
+        values = [r[name] for r in rows if name in r]
+        if values:
+            out[f"mean_{name}"] = round(float(np.mean(values)), 4)
+            out[f"range_{name}"] = [min(values), max(values)]
     return out
 
 
@@ -269,6 +325,17 @@ def main() -> None:
                    help="BatchNorm calibration rows of the scorer (default: ScoreConfig's, as the search uses)")
     p.add_argument("--validation-rows", type=int, default=None,
                    help="validation rows of the scorer (0: all --val-rows; default: ScoreConfig's)")
+    p.add_argument("--finetune-steps", type=int, default=0,
+                   help="score each candidate after this many steps of fine-tuning from its inherited weights "
+                        "(ScoreConfig.finetune_steps; 0: the inherited weights as they are)")
+    p.add_argument("--finetune-lr", type=float, default=None, help="their AdamW learning rate (ScoreConfig's)")
+    p.add_argument("--score-seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0],
+                   help="scorer seeds (ScoreConfig.seed: calibration, validation and fine-tuning rows, the "
+                        "fine-tuning's order; comma list): the first is the summary's, every one is in "
+                        "per_score_seed with their mean")
+    p.add_argument("--scratch-control", action="store_true",
+                   help="with --finetune-steps: also train every architecture from scratch for the same steps on "
+                        "the same rows (lr 0.01, the reference's) and rank by that (the control)")
     p.add_argument("--stage", choices=("all", "reference", "supernet", "summary"), default="all",
                    help="run only the stand-alone reference or only the supernet (two processes can share one "
                         "--work directory); 'all' also writes --out; 'summary' trains nothing and writes --out "
@@ -303,7 +370,12 @@ def main() -> None:
         overrides["calibration_rows"] = args.calibration_rows
     if args.validation_rows is not None:
         overrides["validation_rows"] = args.validation_rows or None
-    config = ScoreConfig(**overrides)
+    if args.finetune_steps:
+        overrides["finetune_steps"] = args.finetune_steps
+    if args.finetune_lr is not None:
+        overrides["finetune_lr"] = args.finetune_lr
+    config = ScoreConfig(**overrides, seed=args.score_seeds[0])
+    seeded = [replace(config, seed=s) for s in args.score_seeds]
     vname = variant_name(args)
     vdir = args.work / vname
 
@@ -312,7 +384,10 @@ def main() -> None:
         if args.supernet_fraction is not None and args.supernet_fraction != args.fraction:
             sn_data = load_split(args.data, args.supernet_fraction, args.val_rows, args.seed)
         run_supernet(space, sn_data, args, vdir)
-        run_scores(data, archs, args, vdir, config)
+        for cfg in seeded:
+            run_scores(data, archs, args, vdir, cfg)
+            if args.scratch_control and cfg.finetune_steps:
+                run_scratch_control(space, data, archs, args, cfg)
     if args.stage in ("all", "reference"):
         for seed in args.reference_seeds:
             run_standalone(space, data, archs, args, seed)
@@ -354,6 +429,8 @@ def main() -> None:
     def if_sn(f: Any) -> Any:  # a supernet number, or None where the supernet is not (yet) trained and scored
         return f() if has_sn else None
 
+    scratch: dict[str, dict[str, float]] = (
+        read_json(args.work / f"scratch_{skey}.json", {}) if config.finetune_steps else {})
     seeds = args.reference_seeds
     ceiling = {f"{a}-{b}": tau(per_seed[a], per_seed[b]) for i, a in enumerate(seeds) for b in seeds[i + 1:]}
     sa_s = float(np.mean([refs[s][g]["seconds"] for s in seeds for g in archs]))
@@ -391,6 +468,15 @@ def main() -> None:
                 str(s): tau(per_seed[s], [float(np.mean([per_seed[o][i] for o in seeds if o != s]))
                                           for i in range(len(archs))]) for s in seeds} if len(seeds) >= 2 else None,
             "kendall_tau_macs": tau(mc, ref),
+            # every scorer seed of --score-seeds (the first is the summary's): tau of the supernet's scores and of
+            # the scratch control, and their means over the seeds that have all architectures scored
+            "per_score_seed": per_seed_scores(args, vdir, archs, ref, seeded),
+            # the control of fine-tuned scores: the same steps on the same rows from scratch (--scratch-control)
+            "kendall_tau_scratch_same_steps": (
+                tau([scratch[g]["acc"] for g in archs], ref) if all(g in scratch for g in archs) else None),
+            "cpu_seconds_per_candidate_scratch_same_steps": (
+                round(float(np.mean([scratch[g]["cpu_seconds"] for g in archs])), 3)
+                if all(g in scratch for g in archs) else None),
             # what each ranking rewards: Spearman rho of every gene (summed or averaged over the stages) with the
             # reference and with the supernet's scores; a gene the two weigh differently is where they disagree
             "spearman_per_gene": {name: {"reference": rho(values, ref), "supernet": if_sn(lambda v=values: rho(v, sn))}

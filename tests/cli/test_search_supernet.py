@@ -136,3 +136,45 @@ def test_final_retraining_starts_from_the_inherited_weights(
     assert set(init) == set(want) and all(torch.equal(init[k], want[k]) for k in want)
     doc = json.loads((run / final.weights).with_name("metrics.json").read_text())
     assert doc["inherited_from"] == str(sn.resolve())
+
+
+def test_supernet_scoring_table_reaches_the_scorer(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """``[supernet_scoring]`` is checked, stored with the run and becomes the scorer's ScoreConfig; a search with
+    fine-tuned scores runs end to end."""
+    from tinyevo.run.assembly import TrainingEvaluator, _cached_estimator
+    from tinyevo.supernet.score import ScoreConfig
+
+    data, sn = trained
+    table = {"finetune_steps": 3, "finetune_batch_size": 16, "validation_rows": 7}
+    cfg = build_config(data=str(data), supernet=str(sn), supernet_scoring=table)
+    ev = TrainingEvaluator(cfg.data, cfg.space, cfg.estimator, seed=0)
+    est = _cached_estimator(ev.estimator.name, ev.estimator.options, None, ev.estimator.teacher,
+                            ev.estimator.fidelity, str(sn), ev.estimator.supernet_scoring)
+    assert est.config == ScoreConfig(finetune_steps=3, finetune_batch_size=16, validation_rows=7)
+    with pytest.raises(ConfigError, match="finetune_steps"):
+        build_config(data=str(data), supernet=str(sn), supernet_scoring={"finetune_steps": -1})
+    with pytest.raises(ConfigError, match="--supernet"):
+        build_config(data=str(data), supernet_scoring={"finetune_steps": 3})
+
+    toml = tmp_path / "run.toml"
+    toml.write_text("[supernet_scoring]\nfinetune_steps = 3\nfinetune_batch_size = 16\nvalidation_rows = 7\n")
+    run = tmp_path / "run"
+    assert _search(data, sn, run, "--device", "none", "--config", str(toml)) == 0
+    view = open_run(run)
+    assert dict(view.config.estimator.supernet_scoring) == table
+    ok = [t for t in view.trials if t.ok]
+    # 7 of the validation rows: every score is a multiple of 1/7
+    assert ok and all(abs(t.metrics["val_acc"] * 7 - round(t.metrics["val_acc"] * 7)) < 1e-9 for t in ok)
+
+
+def test_training_line_leaves_out_the_search_plan_when_a_supernet_scores(trained: tuple[Path, Path]) -> None:
+    """Candidates scored by a supernet are not trained with the search's [train] plan: the start line says only
+    what the final training does (and nothing without one)."""
+    from tinyevo.run.sizing import size_run
+
+    data, sn = trained
+    with_final = size_run(build_config(data=str(data), supernet=str(sn))).describe()
+    assert with_final.startswith("training: final ") and "search" not in with_final
+    assert size_run(build_config(data=str(data), supernet=str(sn), final={"enabled": False})).describe() == ""
+    trained_run = size_run(build_config(data=str(data))).describe()
+    assert trained_run.startswith("training: search ")

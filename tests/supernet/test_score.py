@@ -14,7 +14,9 @@ from tinyevo.errors import ConfigError, DataError
 from tinyevo.ir import same_pads
 from tinyevo.spaces.blocks import BlocksSpace
 from tinyevo.supernet import Supernet, resize_batch
-from tinyevo.supernet.score import CalibratedSubnet, ScoreConfig, SupernetScorer, _geometry
+from tinyevo.supernet.score import (CalibratedSubnet, ScoreConfig, SupernetScorer, _geometry, finetune_data,
+                                    finetune_recipe)
+from tinyevo.training import Recipe, fit_data_to_ir, train
 from tinyevo.training.evaluate import recalibrate_batchnorm
 
 
@@ -153,3 +155,60 @@ def test_validation_rows_are_a_seeded_subset(space: BlocksSpace, scramble, tiny_
 def test_score_config_refuses_bad_values(options: dict[str, int]) -> None:
     with pytest.raises(ConfigError):
         ScoreConfig(**options)
+
+
+def test_finetuned_score_is_the_accuracy_after_the_documented_steps(space: BlocksSpace, scramble,  # type: ignore[no-untyped-def]
+                                                                     tiny_data: Dataset) -> None:
+    """A fine-tuned score is the accuracy, counted here on the resampled validation rows, of the sub-network
+    extracted with its inherited weights and trained with the documented recipe on the documented rows; the
+    supernet is not changed."""
+    net = scramble(Supernet(space), 5).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    genome = space.parse("r12_w1.0-mb_d1_k3_e3_c16-res_d1_k5_c24-conv_d2_k3_c32")
+    cfg = ScoreConfig(calibration_rows=40, validation_rows=20, finetune_steps=3, finetune_batch_size=16,
+                      finetune_lr=0.01, seed=2)
+    score = SupernetScorer(net, tiny_data, config=cfg).score(genome)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+    rows = finetune_data(tiny_data, cfg)
+    assert len(rows.x_train) == pytest.approx(3 * 16, abs=3)  # a stratified 48 of the 96 training rows
+    train_rows = {r.tobytes() for r in np.asarray(tiny_data.x_train)}
+    assert all(r.tobytes() in train_rows for r in np.asarray(rows.x_train))
+    val = np.sort(np.random.default_rng([2, 1]).choice(len(tiny_data.x_val), size=20, replace=False))
+    np.testing.assert_array_equal(rows.x_val, np.asarray(tiny_data.x_val)[val])
+    recipe = Recipe(epochs=1, batch_size=16, optimizer="adamw", lr=0.01)
+    model = net.extract(genome)
+    train(model, fit_data_to_ir(model.ir, rows), recipe, seed=2)
+    model.eval()
+    x_val = resize_batch(torch.tensor(np.asarray(tiny_data.x_val)[val]), 12)
+    with torch.no_grad():
+        expected = float((model(x_val).argmax(1).numpy() == np.asarray(tiny_data.y_val)[val]).mean())
+    assert score == pytest.approx(expected)
+    inherited = SupernetScorer(net, tiny_data, config=ScoreConfig(calibration_rows=40, validation_rows=20, seed=2))
+    assert net.extract(genome).state_dict().keys() == model.state_dict().keys()
+    assert any(not torch.equal(a, b) for a, b in zip(net.extract(genome).state_dict().values(),
+                                                     model.state_dict().values(), strict=True))
+    assert 0.0 <= inherited.score(genome) <= 1.0
+
+
+def test_finetuned_scores_are_deterministic(space: BlocksSpace, scramble, tiny_data: Dataset) -> None:  # type: ignore[no-untyped-def]
+    net = scramble(Supernet(space), 6).eval()
+    genomes = [space.sample(np.random.default_rng(s)) for s in range(3)]
+    cfg = ScoreConfig(calibration_rows=40, finetune_steps=4, finetune_batch_size=16)
+    a = SupernetScorer(net, tiny_data, config=cfg).score_many(genomes)
+    b = SupernetScorer(net, tiny_data, config=cfg).score_many(list(reversed(genomes)))[::-1]
+    assert a == b
+
+
+def test_finetuning_more_steps_than_the_split_holds_passes_over_it_again(tiny_data: Dataset) -> None:
+    n = len(tiny_data.x_train)  # 96 rows: 6 batches of 16 a pass
+    cfg = ScoreConfig(finetune_steps=4 * (n // 16), finetune_batch_size=16)
+    rows = finetune_data(tiny_data, cfg)
+    assert len(rows.x_train) == n
+    assert finetune_recipe(cfg, n).epochs == 4  # 4 passes: the steps asked for
+
+
+@pytest.mark.parametrize("options", [{"finetune_steps": -1}, {"finetune_batch_size": 1}, {"finetune_lr": 0.0}])
+def test_score_config_refuses_bad_finetuning(options: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="finetune"):
+        ScoreConfig(**options)  # type: ignore[arg-type]

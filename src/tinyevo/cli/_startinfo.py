@@ -52,6 +52,17 @@ def limit_sources(config: Any, bounds: Mapping[str, float], given: Mapping[str, 
     return out
 
 
+def _estimator_note(estimator: Any, epochs: int | None) -> str:
+    """What the estimator's name leaves out: a supernet's scoring options, or a training's epochs."""
+    if estimator.supernet is not None:
+        scoring = dict(estimator.supernet_scoring)
+        steps = scoring.get("finetune_steps", 0)
+        rest = ", ".join(f"{k} {v}" for k, v in scoring.items() if k != "finetune_steps")
+        return (f" ({'inherited weights fine-tuned ' + str(steps) + ' steps' if steps else 'inherited weights'}"
+                + (f", {rest}" if rest else "") + ")")
+    return f" ({epochs} epochs)" if epochs is not None else ""
+
+
 def start_lines(config: Any, data: Any, bounds: Mapping[str, float], run_dir: Path,
                 given: Mapping[str, str]) -> list[str]:
     """A few lines (rich markup) on what the search that starts now does."""
@@ -69,7 +80,7 @@ def start_lines(config: Any, data: Any, bounds: Mapping[str, float], run_dir: Pa
     fidelity = ", ".join(f"{k} {v:g}" for k, v in config.estimator.fidelity.given().items())
     lines.append(
         f"space [bold]{config.space.name}[/bold], strategy {config.strategy}" + (f" ({tuned})" if tuned else "")
-        + f", estimator {config.estimator.name}" + (f" ({epochs} epochs)" if epochs is not None else "")
+        + f", estimator {config.estimator.name}" + _estimator_note(config.estimator, epochs)
         + (f" at fidelity {fidelity}" if fidelity else "")
         + f", objective {objectives}, budget {config.budget.trials} evaluations"
     )

@@ -161,13 +161,14 @@ def _with_trainers(est: Any, make: Callable[[Any], Any]) -> Any:
 @functools.lru_cache(maxsize=4)
 def _cached_estimator(name: str, train: TrainOptions, threads: int | None,
                       teacher: Teacher | None = None, fidelity: FidelityConfig = FidelityConfig(),
-                      supernet: str | None = None) -> Any:
+                      supernet: str | None = None, scoring: tuple[tuple[str, int | float], ...] = ()) -> Any:
     from tinyevo.errors import ConfigError
 
     if supernet is not None:  # search --supernet DIR: inherited weights, loaded once per process
         from tinyevo.estimators.supernet import SupernetEstimator
+        from tinyevo.supernet.score import ScoreConfig
 
-        return SupernetEstimator(supernet)
+        return SupernetEstimator(supernet, config=ScoreConfig(**dict(scoring)))
     est = search_estimator(name, train, threads=threads, fidelity=fidelity)
     if teacher is not None:
         if not _trainers(est):
@@ -206,7 +207,8 @@ class TrainingEvaluator:
         space = make_space(self.space, input_shape=data.input_shape, num_classes=data.num_classes)
         sn = self.estimator.supernet
         est = _cached_estimator(self.estimator.name, self.estimator.options, self.threads,
-                                self.estimator.teacher, self.estimator.fidelity, None if sn is None else sn.path)
+                                self.estimator.teacher, self.estimator.fidelity, None if sn is None else sn.path,
+                                self.estimator.supernet_scoring)
         ir = space.decode(space.parse(task.genome))
         ctx = EvalContext(genome=task.genome, parents=task.parents, finished_scores=task.finished_scores,
                           cost_model=self.cost_model, store_dir=task.store_dir)

@@ -44,6 +44,9 @@ A config file uses the flag names (``-`` or ``_``) as top-level keys, plus three
     [dnas]             # with --strategy dnas: epochs, arch_lr, arch_weight_decay, warmup_epochs, gumbel, tau,
     arch_lr = 0.01     # penalty, exclude (docs/dnas.md)
 
+    [supernet_scoring] # with --supernet DIR: calibration_rows, validation_rows, finetune_steps, finetune_lr,
+    finetune_steps = 100  # finetune_batch_size (docs/supernet.md)
+
 Examples per use case: ``docs/configs/*.toml``.
 """
 
@@ -164,6 +167,9 @@ class EstimatorConfig:
     supernet: SupernetRef | None = None
     """``search --supernet DIR``: candidates are scored with the weights they inherit from the trained supernet in
     ``DIR`` (the estimator is then ``supernet``); the digest of its files is stored with the run."""
+    supernet_scoring: tuple[tuple[str, int | float], ...] = ()
+    """The ``[supernet_scoring]`` table (the options set, sorted by name; given to the scorer's
+    :class:`~tinyevo.supernet.score.ScoreConfig`): only with ``supernet``."""
     options: TrainOptions = field(init=False, repr=False, compare=False)
     """``train`` parsed once (here, also for a stored config) into the typed, torch-free
     :class:`~tinyevo.run.options.TrainOptions` record that the estimator's TrainConfig is built from; ``train``
@@ -177,6 +183,10 @@ class EstimatorConfig:
                               f"scores with it (not with --estimator {self.name})")
         if self.supernet is not None and (self.teacher is not None or self.fidelity.given()):
             raise ConfigError("--supernet scores with inherited weights: a teacher or [fidelity] does not apply")
+        scoring = dict(self.supernet_scoring)
+        if scoring and self.supernet is None:
+            raise ConfigError("[supernet_scoring] sets how a supernet scores candidates: it needs --supernet DIR")
+        object.__setattr__(self, "supernet_scoring", tuple(sorted(scoring.items())))
         _check_auto(self.auto)
         object.__setattr__(self, "options", train_options("[train]", self.train))
 
@@ -432,7 +442,8 @@ class RunConfig:
             "estimator": {"name": self.estimator.name, "train": _thaw(self.estimator.train),
                           "teacher": _teacher_json(self.estimator.teacher), "auto": list(self.estimator.auto),
                           "fidelity": self.estimator.fidelity.given(),
-                          "supernet": None if self.estimator.supernet is None else self.estimator.supernet.to_json()},
+                          "supernet": None if self.estimator.supernet is None else self.estimator.supernet.to_json(),
+                          "supernet_scoring": dict(self.estimator.supernet_scoring)},
             "limits": {f.name: _thaw(getattr(self.limits, f.name)) for f in fields(LimitsConfig)},
             "objectives": [o.spec() for o in self.objectives],  # with MnasNet soft targets: val_acc:max@...
             "budget": {f.name: getattr(self.budget, f.name) for f in fields(BudgetConfig)},
@@ -468,6 +479,7 @@ class RunConfig:
                     teacher=obj["estimator"].get("teacher"), auto=tuple(obj["estimator"].get("auto", ())),
                     fidelity=FidelityConfig(**obj["estimator"].get("fidelity", {})),
                     supernet=obj["estimator"].get("supernet"),
+                    supernet_scoring=tuple(obj["estimator"].get("supernet_scoring", {}).items()),
                 ),
                 limits=LimitsConfig(**{"planner": "optimal", **obj["limits"]}),  # old runs: optimal
                 objectives=tuple(parse_objective(s) for s in obj["objectives"]),
@@ -608,8 +620,9 @@ _TOP_KEYS = {
     "fidelity",
     "prefilter",
     "dnas",
+    "supernet_scoring",
 }
-_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter", "dnas")
+_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter", "dnas", "supernet_scoring")
 _FINAL_KEYS = {"enabled", "pareto", "max_models", "top_k", "workers", "teacher"}
 
 
@@ -790,6 +803,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
             auto=tuple(k for k in _sizing().ADAPTIVE_TRAIN_KEYS if k not in (v.get("train") or {})),
             fidelity=FidelityConfig(**(checked.fidelity.model_dump() if checked.fidelity else {})),
             supernet=supernet,
+            supernet_scoring=tuple(checked.supernet_scoring.given().items()) if checked.supernet_scoring else (),
         ),
         limits=LimitsConfig(
             device=device,

@@ -211,6 +211,26 @@ class FidelityOptions(BaseModel):
     resolution: float | None = Field(None, gt=0, le=1)
 
 
+class SupernetScoringOptions(BaseModel):
+    """The ``[supernet_scoring]`` table of ``tinyevo search --supernet DIR`` (``None``: the scorer's own; see
+    :class:`tinyevo.supernet.score.ScoreConfig` and docs/supernet.md): ``calibration_rows`` re-estimate the
+    BatchNorm statistics, ``validation_rows`` measure the accuracy; ``finetune_steps`` > 0 scores each candidate
+    after that many AdamW steps (``finetune_lr``, batches of ``finetune_batch_size``) from its inherited weights
+    (ranks like stand-alone training far better, at seconds per candidate instead of a forward pass)."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
+
+    calibration_rows: int | None = Field(None, ge=2, le=4096)
+    validation_rows: int | None = Field(None, ge=1)
+    finetune_steps: int | None = Field(None, ge=0, le=1_000_000)
+    finetune_lr: float | None = Field(None, gt=0, le=10)
+    finetune_batch_size: int | None = Field(None, ge=2, le=65_536)
+
+    def given(self) -> dict[str, Any]:
+        """The options that are set (for the stored run config and the scorer's ScoreConfig)."""
+        return self.model_dump(exclude_none=True)
+
+
 class PrefilterOptions(BaseModel):
     """The ``[prefilter]`` table: before the search, score ``pool`` random genomes that meet the hard limits with
     the zero-cost ``proxy`` and evaluate the ``size`` best first (:func:`tinyevo.run.engine.prefilter_genomes`)."""
@@ -285,6 +305,7 @@ class RunOptions(BaseModel):
     fidelity: FidelityOptions | None = None
     prefilter: PrefilterOptions | None = None
     dnas: DnasOptions | None = None
+    supernet_scoring: SupernetScoringOptions | None = None
 
     @field_validator("soft")
     @classmethod
@@ -313,7 +334,7 @@ def run_options(values: Mapping[str, Any]) -> RunOptions:
         raise ConfigError(one_line(exc, labels=FLAG_LABELS)) from None
 
 
-_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter", "dnas")
+_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter", "dnas", "supernet_scoring")
 
 
 def prefilter_options(values: Mapping[str, Any]) -> PrefilterOptions:

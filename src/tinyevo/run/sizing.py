@@ -91,9 +91,11 @@ class SizedRun:
     warnings: tuple[SizeWarning, ...] = ()
 
     def describe(self) -> str:
-        """One line: the training plans (for the CLI; the split sizes are in the CLI's data line)."""
-        plans = [self.search] + ([self.final] if self.final is not None else [])
-        return "training: " + "; ".join(p.describe() for p in plans)
+        """One line: the training plans (for the CLI; the split sizes are in the CLI's data line); the search's
+        only where candidates are trained with it (not when a supernet scores them); empty without a plan."""
+        plans = ([self.search] if self.config.estimator.supernet is None else []) + (
+            [self.final] if self.final is not None else [])
+        return "training: " + "; ".join(p.describe() for p in plans) if plans else ""
 
 
 # --- the rules ----------------------------------------------------------------------------------------------
