@@ -287,6 +287,10 @@ def per_seed_scores(args: argparse.Namespace, vdir: Path, archs: list[str], ref:
                 float(np.mean([scratch[g]["cpu_seconds"] for g in archs])), 3)
         out[str(cfg.seed)] = row
     rows = list(out.values())
+    every = [read_json(vdir / "scores.json", {}).get(score_key(args, cfg), {}) for cfg in configs]
+    if len(every) > 1 and all(all(g in sc for g in archs) for sc in every):  # one score: the mean over the seeds
+        out["kendall_tau_supernet_of_the_mean_score"] = tau(
+            [float(np.mean([sc[g]["acc"] for sc in every])) for g in archs], ref)
     for name in ("kendall_tau_supernet", "kendall_tau_scratch_same_steps"):
         values = [r[name] for r in rows if name in r]
         if values:

@@ -27,6 +27,11 @@
   was trained (at most three tries, all in the JSON). So both arms' total CPU is equal by construction, from
   measured numbers; B's search past X is the benchmark's way to find the stopping point and is not counted
   (``whole_search_until_stopped`` records it; ``search_cpu_s_lost_in_flight`` is X less the CPU at B's last commit).
+* ``--rerank K``: also arm **A'** -- A's search (its trials and its search CPU, without A's final training) with its
+  K best candidates scored again after ``--rerank-steps`` (100) fine-tuning steps from their inherited weights
+  (``tinyevo search --supernet --init run:A:K --budget K`` with ``[supernet_scoring] finetune_steps``), whose best is
+  retrained as A's was; its total CPU is the supernet's training + A's search + that re-ranking search with its final
+  training -- and arm **B'**: arm B again, alone, stopped at A''s total in the same way (``training_at_<A' key>``).
 * For each arm: int8 test accuracy of the retrained model on TFLite-Micro (export -> .tflite -> TFLM interpreter,
   ``benchmarks/_realdata.py``), whether the limits hold (cost model), CPU time (``getrusage`` of the child processes)
   and wall time.
@@ -44,10 +49,11 @@ killed run continues. The issue's full configuration (2,000 candidates per devic
     nice -n 10 python benchmarks/supernet_search.py --fraction 1.0 --supernet-epochs 10 --candidates 2000 \
         --test 10000 --out benchmarks/results/supernet_search_full.json
 
-The larger configuration that was run on the shared 2-core machine (``supernet_search.json``)::
+The larger configuration that was run on the shared 2-core machine (``supernet_search.json``; ``--seed 1`` / ``2``:
+``supernet_search_seed1.json`` / ``_seed2.json``, each with its own data subset, supernet and searches)::
 
     nice -n 5 python benchmarks/supernet_search.py --fraction 0.15 --supernet-epochs 5 --candidates 2000 \
-        --arm-candidates 500 --arm-workers 2 --test 3000 --final-epochs 8 --no-devices \
+        --arm-candidates 500 --arm-workers 2 --test 3000 --final-epochs 8 --no-devices --rerank 10 \
         --out benchmarks/results/supernet_search.json
 
 The small configuration (an earlier version: no binding limits, 64 KB / 256 KB, two torch threads per evaluation
@@ -84,6 +90,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _realdata import int8_accuracy, shared_dir, summarise
 
+from tinyevo.run.view import open_run
 from tinyevo.storage import count_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,12 +284,162 @@ def feasible_fraction(sn_dir: Path, spec: str, n: int, seed: int) -> dict[str, A
                         "fits": r.peak_sram_bytes <= sram and r.flash_bytes <= flash}}
 
 
-def thread_config(extra: str = "") -> Path:
-    """A run config with one torch thread per evaluation and per final training (and ``extra`` TOML)."""
-    cfg = WORK / f"threads1{'_space' if extra else ''}.toml"
+def thread_config(extra: str = "", *, name: str = "space") -> Path:
+    """A run config with one torch thread per evaluation and per final training (and ``extra`` TOML, in a file of
+    its own ``name``)."""
+    cfg = WORK / f"threads1{'_' + name if extra else ''}.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(extra + "[train]\nthreads = 1\n")
     return cfg
+
+
+def start_b(sn_dir: Path, common: list[str], a: argparse.Namespace, run_b: Path, snap_dir: Path) -> Child:
+    """Arm B: a training-based search of the supernet's space (default strategy and estimator, one torch thread per
+    evaluation, an unbounded budget: it is stopped at its CPU cap), with its snapshot directory made empty."""
+    shutil.rmtree(run_b, ignore_errors=True)
+    shutil.rmtree(snap_dir, ignore_errors=True)
+    snap_dir.mkdir(parents=True)
+    sn_space = json.loads((sn_dir / "supernet.json").read_text())["space"]
+    opts = {k: v for k, v in sn_space.items() if k not in ("input_shape", "num_classes")}
+    space_cfg = thread_config('space = "blocks"\n[space_options]\n' + "".join(
+        f"{k} = {json.dumps(v)}\n" for k, v in opts.items()))
+    return Child(["search", "--config", str(space_cfg), *common, *limit_flags(a.device[0]), "--budget", "100000",
+                  "--workers", str(a.arm_workers), "--final-epochs", str(a.final_epochs), "--out", str(run_b)],
+                 run_b.with_name(run_b.name + ".log"))
+
+
+def follow_b(child_b: Child, run_b: Path, snap_dir: Path, snaps: list[dict[str, Any]], cap: float | None) -> bool:
+    """One look at a running arm B: a snapshot of its database (with its process-tree CPU) when it has committed
+    a trial since the last one; stop it (SIGTERM, as Ctrl-C) once its CPU reaches ``cap`` (None: not known yet).
+    Returns whether it was stopped."""
+    n = count_rows(run_b / DB)
+    if n > (snaps[-1]["trials"] if snaps else 0):
+        f = snap_dir / f"{n:05d}.db"
+        snapshot_db(run_b / DB, f)
+        snaps.append({"trials": n, "cpu_s": round(child_b.cpu(), 2),  # sampled after the copy
+                      "wall_s": round(time.perf_counter() - child_b.t0, 1), "file": f.name})
+    # B's search past the chosen snapshot is not counted, so it only needs to reach the cap
+    if cap is not None and child_b.cpu() >= cap:
+        child_b.interrupt()
+        return True
+    return False
+
+
+def finish_b(child_b: Child, run_b: Path, snap_dir: Path, snaps: list[dict[str, Any]], stopped: bool,
+             a_total: float, a_final: float, name: str, a: argparse.Namespace) -> dict[str, Any]:
+    """Arm B's record at A's total CPU ``a_total``: its search counts as stopped at ``a_total`` less its final
+    training's CPU (found by fixed point from the first guess ``a_final``, at most three tries in ``WORK/NAME_finalK``,
+    each a ``resume --time 0.001s`` of the snapshot that such a stop leaves)."""
+    if child_b.rc not in (0, 143):
+        raise RuntimeError(f"arm B's search failed (exit {child_b.rc}); see {child_b.log}")
+    if not snaps:
+        raise RuntimeError(f"arm B stored no trial before its CPU cap; see {child_b.log}")
+
+    def stop_point(final_cpu: float) -> tuple[float, dict[str, Any]]:
+        """B's search CPU if its final training costs ``final_cpu`` (A's total less it), and the snapshot
+        that a stop at that CPU leaves (the trials committed by then; evaluations still running are lost)."""
+        x = a_total - final_cpu
+        return x, ([s for s in snaps if s["cpu_s"] <= x] or snaps[:1])[-1]
+
+    guess, tries = a_final, []  # B's final training costs about what A's does (first guess)
+    for k in range(3):
+        _, snap = stop_point(guess)
+        if any(t["snapshot"] is snap for t in tries):
+            break  # already tried: the final CPUs measured alternate between two snapshots
+        d = WORK / f"{name}_final{k}"
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(run_b, d, ignore=shutil.ignore_patterns(f"{DB}*"))
+        shutil.copy2(snap_dir / snap["file"], d / DB)
+        wall2, cpu2 = cli(["resume", str(d), "--time", "0.001s", "--quiet"], WORK / f"{name}_final{k}.log")
+        x, at_x = stop_point(cpu2)
+        tries.append({"snapshot": snap, "dir": str(d.relative_to(ROOT)), "expected_final_cpu_s": round(guess, 1),
+                      "final_cpu_s": round(cpu2, 1), "final_wall_s": round(wall2, 1),
+                      "search_cpu_s": round(x, 1), "consistent": at_x is snap and x >= snap["cpu_s"]})
+        if tries[-1]["consistent"]:  # a stop at A's total less this final training leaves this snapshot
+            break
+        guess = cpu2
+    best = next((t for t in tries if t["consistent"]), None)
+    if best is None:  # no consistent stop point: the try whose snapshot's own CPU comes closest
+        best = min(tries, key=lambda t: abs(t["snapshot"]["cpu_s"] + t["final_cpu_s"] - a_total))
+        best["search_cpu_s"] = best["snapshot"]["cpu_s"]
+    d = ROOT / best["dir"]
+    snap = best["snapshot"]
+    total = best["search_cpu_s"] + best["final_cpu_s"]
+    rec = run_record(d, snap["wall_s"] + best["final_wall_s"], total, int8=False)
+    rec["run_dir"] = best["dir"]
+    rec["search_cpu_s"] = round(best["search_cpu_s"], 1)  # the CPU at which B's search counts as stopped
+    rec["search_cpu_s_at_last_commit"] = snap["cpu_s"]  # ... its last committed trial before that
+    rec["search_cpu_s_lost_in_flight"] = round(best["search_cpu_s"] - snap["cpu_s"], 1)
+    rec["search_wall_s_at_last_commit"] = snap["wall_s"]
+    rec["search_trials_stored"] = snap["trials"]
+    rec["resume_and_final_cpu_s"], rec["resume_and_final_wall_s"] = best["final_cpu_s"], best["final_wall_s"]
+    rec["cpu_s_total"], rec["wall_s_total"] = rec.pop("cpu_s"), rec.pop("wall_s")
+    rec["cpu_ratio_to_A"] = round(total / a_total, 4)
+    rec["stop_point_consistent"] = best["consistent"]
+    rec["final_tries"] = tries
+    rec["snapshots"] = snaps
+    rec["whole_search_until_stopped"] = {"cpu_s": round(child_b.cpu(), 1), "wall_s": round(child_b.wall, 1),
+                                         "exit_code": child_b.rc, "stopped_at_cap": stopped,
+                                         "snapshots": len(snaps), "trials": snaps[-1]["trials"]}
+    return rec
+
+
+def rerank_arms(arms: dict[str, Any], result: dict[str, Any], sn_dir: Path, run_a: Path, common: list[str],
+                a: argparse.Namespace, tag: str, save: Any) -> None:
+    """A': arm A's search (its trials, its search CPU) with its ``--rerank`` best candidates scored again after
+    ``--rerank-steps`` steps of fine-tuning from their inherited weights (``tinyevo search --supernet --init
+    run:A:K --budget K`` with ``[supernet_scoring] finetune_steps``), whose best is then retrained as A's was. Its
+    total CPU: the supernet's training + A's search + the re-ranking search with its final training. B': arm B
+    again, alone, stopped at A''s total (as B at A's)."""
+    rec_a = arms["supernet"]
+    if rec_a.get("search_cpu_s") is None:
+        raise RuntimeError("A' needs arm A's search CPU (measured when its final training started)")
+    key = f"supernet_rerank{a.rerank}_steps{a.rerank_steps}"
+    run_a2 = WORK / f"A2_{tag}_k{a.rerank}_s{a.rerank_steps}"
+    if key not in arms:
+        shutil.rmtree(run_a2, ignore_errors=True)
+        cfg = thread_config(f"[supernet_scoring]\nfinetune_steps = {a.rerank_steps}\n", name="rerank")
+        load0 = os.getloadavg()
+        wall, cpu = cli(["search", "--supernet", str(sn_dir), *common, "--config", str(cfg),
+                         *limit_flags(a.device[0]), "--init", f"run:{run_a}:{a.rerank}", "--budget", str(a.rerank),
+                         "--workers", str(a.arm_workers), "--final-epochs", str(a.final_epochs), "--out",
+                         str(run_a2)], run_a2.with_name(run_a2.name + ".log"))
+        rec = run_record(run_a2, wall, cpu, int8=False)
+        rec["rerank_and_final_cpu_s"], rec["rerank_and_final_wall_s"] = rec.pop("cpu_s"), rec.pop("wall_s")
+        rec["run_dir"] = str(run_a2.relative_to(ROOT))
+        rec["reranked"] = {"candidates": a.rerank, "finetune_steps": a.rerank_steps, "from": "arm A's best"}
+        inherited = {t.genome: t.metrics.get("val_acc") for t in open_run(run_a).trials if t.ok}
+        rec["rerank_table"] = sorted(  # each re-scored candidate: its score in A, and after the fine-tuning
+            ({"genome": t.genome, "inherited_val_acc": inherited.get(t.genome),
+              "finetuned_val_acc": t.metrics.get("val_acc")} for t in open_run(run_a2).trials if t.ok),
+            key=lambda r: -(r["finetuned_val_acc"] or 0.0))
+        rec["a_winner_kept"] = rec["best_genome"] == rec_a["best_genome"]
+        rec["cpu_s_total"] = round(result["supernet_train"]["cpu_s"] + rec_a["search_cpu_s"]
+                                   + rec["rerank_and_final_cpu_s"], 1)
+        rec["cpu_s_parts"] = {"supernet_train": result["supernet_train"]["cpu_s"], "search": rec_a["search_cpu_s"],
+                              "rerank_and_final": rec["rerank_and_final_cpu_s"]}
+        rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
+        add_int8(rec, run_a2, a.no_int8)
+        arms[key] = rec
+        save()
+    rec_a2 = arms[key]
+    key_b = f"training_at_{key}"
+    if key_b not in arms:
+        run_b = WORK / f"B2_{tag}_k{a.rerank}_s{a.rerank_steps}"
+        snap_dir = run_b.with_name(run_b.name + "_snapshots")
+        child_b, snaps, stopped = start_b(sn_dir, common, a, run_b, snap_dir), [], False
+        load0 = os.getloadavg()
+        while not child_b.done():
+            if not stopped:
+                stopped = follow_b(child_b, run_b, snap_dir, snaps, rec_a2["cpu_s_total"])
+            time.sleep(0.5)
+        final_guess = arms["training"]["resume_and_final_cpu_s"] if "training" in arms else 0.2 * rec_a2["cpu_s_total"]
+        rec = finish_b(child_b, run_b, snap_dir, snaps, stopped, rec_a2["cpu_s_total"], final_guess, run_b.name, a)
+        rec["concurrent_with_A"] = False
+        rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
+        add_int8(rec, ROOT / rec["run_dir"], a.no_int8)
+        arms[key_b] = rec
+        save()
 
 
 def search_devices(result: dict[str, Any], specs: list[str], sn_dir: Path, data: Path, a: argparse.Namespace,
@@ -336,6 +493,10 @@ def main() -> None:
     p.add_argument("--no-devices", action="store_true",
                    help="the arms only (run devices 2 and 3 with --devices-from, e.g. at the same time)")
     p.add_argument("--supernet-only", action="store_true", help="train the supernet (and record it), then stop")
+    p.add_argument("--rerank", type=int, default=0, metavar="K",
+                   help="also arm A': A's K best candidates scored again after --rerank-steps fine-tuning steps "
+                        "from their inherited weights, the best retrained; and arm B again at A''s total CPU")
+    p.add_argument("--rerank-steps", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "supernet_search.json")
@@ -348,7 +509,9 @@ def main() -> None:
     sn_keys = ("data", "fraction", "test", "supernet_epochs", "random_subnets", "seed", "devices_from")
     if a.out.exists():
         old = json.loads(a.out.read_text())
-        if old.get("settings") == settings:
+        same = ("rerank", "rerank_steps")  # A' and B' are keyed by them: other settings equal, A and B stand
+        if {k: v for k, v in old.get("settings", {}).items() if k not in same} == {
+                k: v for k, v in settings.items() if k not in same}:
             result = old
         elif all(old.get("settings", {}).get(k) == settings[k] for k in sn_keys) and "supernet_train" in old:
             result = {"supernet_train": old["supernet_train"]}  # the same supernet: only the searches change
@@ -430,17 +593,7 @@ def main() -> None:
                          "--workers", str(a.arm_workers), "--final-epochs", str(a.final_epochs), "--out",
                          str(run_a)], WORK / f"A_{tag}.log")
     if "training" not in arms:
-        shutil.rmtree(run_b, ignore_errors=True)
-        shutil.rmtree(snap_dir, ignore_errors=True)
-        snap_dir.mkdir(parents=True)
-        sn_space = json.loads((sn_dir / "supernet.json").read_text())["space"]
-        opts = {k: v for k, v in sn_space.items() if k not in ("input_shape", "num_classes")}
-        space_cfg = thread_config('space = "blocks"\n[space_options]\n' + "".join(
-            f"{k} = {json.dumps(v)}\n" for k, v in opts.items()))
-        child_b = Child(["search", "--config", str(space_cfg), *common, *limit_flags(a.device[0]), "--budget",
-                         "100000", "--workers", str(a.arm_workers), "--final-epochs", str(a.final_epochs), "--out",
-                         str(run_b)],
-                        WORK / f"B_{tag}.log")
+        child_b = start_b(sn_dir, common, a, run_b, snap_dir)
     sn_cpu = result["supernet_train"]["cpu_s"]
     rec_a = arms.get("supernet")
     if child_a is None and rec_a is None:
@@ -466,16 +619,7 @@ def main() -> None:
         if child_a is not None and rec_a is None and child_a.done():
             rec_a = a_record()
         if child_b is not None and not stopped and not child_b.done():
-            n = count_rows(run_b / DB)
-            if n > (snaps[-1]["trials"] if snaps else 0):
-                f = snap_dir / f"{n:05d}.db"
-                snapshot_db(run_b / DB, f)
-                snaps.append({"trials": n, "cpu_s": round(child_b.cpu(), 2),  # sampled after the copy
-                              "wall_s": round(time.perf_counter() - child_b.t0, 1), "file": f.name})
-            # B's search past the chosen snapshot is not counted, so it only needs to reach A's total
-            if rec_a is not None and child_b.cpu() >= rec_a["cpu_s_total"]:
-                child_b.interrupt()
-                stopped = True
+            stopped = follow_b(child_b, run_b, snap_dir, snaps, None if rec_a is None else rec_a["cpu_s_total"])
         time.sleep(0.5)
     if child_a is not None and rec_a is None:  # A ended in the loop's last round
         rec_a = a_record()
@@ -486,66 +630,19 @@ def main() -> None:
         arms["supernet"] = rec_a
         save()
     if child_b is not None:
-        if child_b.rc not in (0, 143):
-            raise RuntimeError(f"arm B's search failed (exit {child_b.rc}); see {child_b.log}")
-        if not snaps:
-            raise RuntimeError(f"arm B stored no trial before its CPU cap; see {child_b.log}")
         a_total = rec_a["cpu_s_total"]
         a_final = (rec_a["search_and_final_cpu_s"] - rec_a["search_cpu_s"] if rec_a.get("search_cpu_s") is not None
                    else 0.2 * a_total)
-
-        def stop_point(final_cpu: float) -> tuple[float, dict[str, Any]]:
-            """B's search CPU if its final training costs ``final_cpu`` (A's total less it), and the snapshot
-            that a stop at that CPU leaves (the trials committed by then; evaluations still running are lost)."""
-            x = a_total - final_cpu
-            return x, ([s for s in snaps if s["cpu_s"] <= x] or snaps[:1])[-1]
-
-        guess, tries = a_final, []  # B's final training costs about what A's does (first guess)
-        for k in range(3):
-            _, snap = stop_point(guess)
-            if any(t["snapshot"] is snap for t in tries):
-                break  # already tried: the final CPUs measured alternate between two snapshots
-            d = WORK / f"B_{tag}_final{k}"
-            shutil.rmtree(d, ignore_errors=True)
-            shutil.copytree(run_b, d, ignore=shutil.ignore_patterns(f"{DB}*"))
-            shutil.copy2(snap_dir / snap["file"], d / DB)
-            wall2, cpu2 = cli(["resume", str(d), "--time", "0.001s", "--quiet"], WORK / f"B_{tag}_final{k}.log")
-            x, at_x = stop_point(cpu2)
-            tries.append({"snapshot": snap, "dir": str(d.relative_to(ROOT)), "expected_final_cpu_s": round(guess, 1),
-                          "final_cpu_s": round(cpu2, 1), "final_wall_s": round(wall2, 1),
-                          "search_cpu_s": round(x, 1), "consistent": at_x is snap and x >= snap["cpu_s"]})
-            if tries[-1]["consistent"]:  # a stop at A's total less this final training leaves this snapshot
-                break
-            guess = cpu2
-        best = next((t for t in tries if t["consistent"]), None)
-        if best is None:  # no consistent stop point: the try whose snapshot's own CPU comes closest
-            best = min(tries, key=lambda t: abs(t["snapshot"]["cpu_s"] + t["final_cpu_s"] - a_total))
-            best["search_cpu_s"] = best["snapshot"]["cpu_s"]
-        d = ROOT / best["dir"]
-        snap = best["snapshot"]
-        total = best["search_cpu_s"] + best["final_cpu_s"]
-        rec = run_record(d, snap["wall_s"] + best["final_wall_s"], total, int8=False)
-        rec["run_dir"] = best["dir"]
-        rec["search_cpu_s"] = round(best["search_cpu_s"], 1)  # the CPU at which B's search counts as stopped
-        rec["search_cpu_s_at_last_commit"] = snap["cpu_s"]  # ... its last committed trial before that
-        rec["search_cpu_s_lost_in_flight"] = round(best["search_cpu_s"] - snap["cpu_s"], 1)
-        rec["search_wall_s_at_last_commit"] = snap["wall_s"]
-        rec["search_trials_stored"] = snap["trials"]
-        rec["resume_and_final_cpu_s"], rec["resume_and_final_wall_s"] = best["final_cpu_s"], best["final_wall_s"]
-        rec["cpu_s_total"], rec["wall_s_total"] = rec.pop("cpu_s"), rec.pop("wall_s")
-        rec["cpu_ratio_to_A"] = round(total / a_total, 4)
-        rec["stop_point_consistent"] = best["consistent"]
-        rec["final_tries"] = tries
-        rec["snapshots"] = snaps
-        rec["whole_search_until_stopped"] = {"cpu_s": round(child_b.cpu(), 1), "wall_s": round(child_b.wall, 1),
-                                             "exit_code": child_b.rc, "stopped_at_cap": stopped,
-                                             "snapshots": len(snaps),
-                                             "trials": snaps[-1]["trials"]}
+        rec = finish_b(child_b, run_b, snap_dir, snaps, stopped, a_total, a_final, f"B_{tag}", a)
         rec["concurrent_with_A"] = child_a is not None
         rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
-        add_int8(rec, d, a.no_int8)
+        add_int8(rec, ROOT / rec["run_dir"], a.no_int8)
         arms["training"] = rec
         save()
+
+    # --- A' and B': A's search re-ranked by fine-tuned scores, and B at A''s total -----------------------------
+    if a.rerank:
+        rerank_arms(arms, result, sn_dir, run_a, common, a, tag, save)
 
     # --- devices 2 and 3 from the same supernet ----------------------------------------------------------
     if not a.no_devices:
