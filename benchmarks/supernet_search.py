@@ -325,15 +325,24 @@ def follow_b(child_b: Child, run_b: Path, snap_dir: Path, snaps: list[dict[str, 
     return False
 
 
-def finish_b(child_b: Child, run_b: Path, snap_dir: Path, snaps: list[dict[str, Any]], stopped: bool,
-             a_total: float, a_final: float, name: str, a: argparse.Namespace) -> dict[str, Any]:
-    """Arm B's record at A's total CPU ``a_total``: its search counts as stopped at ``a_total`` less its final
-    training's CPU (found by fixed point from the first guess ``a_final``, at most three tries in ``WORK/NAME_finalK``,
-    each a ``resume --time 0.001s`` of the snapshot that such a stop leaves)."""
-    if child_b.rc not in (0, 143):
-        raise RuntimeError(f"arm B's search failed (exit {child_b.rc}); see {child_b.log}")
+def finish_b(whole: dict[str, Any], run_b: Path, snap_dir: Path, snaps: list[dict[str, Any]], a_total: float,
+             a_final: float, name: str, known: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Arm B's record at A's total CPU ``a_total``. ``whole``: B's search until it was stopped (``exit_code``,
+    ``cpu_s``, ``wall_s``, ``stopped_at_cap``, ``log``).
+
+    B's search counts as stopped at X = ``a_total`` less its final training's CPU, which depends on the winner at
+    X: found by fixed point from the first guess ``a_final`` (at most three tries, in ``WORK/NAME_finalK``, each a
+    ``resume --time 0.001s`` of the snapshot that a stop at X leaves). Where no stop point is consistent (winners
+    whose final trainings differ in cost make X jump between two snapshots), B stops at the last committed trial
+    whose search CPU plus its own final training still fits within ``a_total`` (B gets at most A's CPU, less by
+    under one trial's evaluation), trying the snapshots from the latest down (at most six final trainings in all).
+    ``known``: tries of an earlier call (their directories reused, not retrained)."""
+    if whole["exit_code"] not in (0, 143):
+        raise RuntimeError(f"arm B's search failed (exit {whole['exit_code']}); see {whole['log']}")
     if not snaps:
-        raise RuntimeError(f"arm B stored no trial before its CPU cap; see {child_b.log}")
+        raise RuntimeError(f"arm B stored no trial before its CPU cap; see {whole['log']}")
+    tries: list[dict[str, Any]] = []
+    done = {t["snapshot"]["file"]: t for t in known or () if (ROOT / t["dir"] / DB).exists()}
 
     def stop_point(final_cpu: float) -> tuple[float, dict[str, Any]]:
         """B's search CPU if its final training costs ``final_cpu`` (A's total less it), and the snapshot
@@ -341,27 +350,53 @@ def finish_b(child_b: Child, run_b: Path, snap_dir: Path, snaps: list[dict[str, 
         x = a_total - final_cpu
         return x, ([s for s in snaps if s["cpu_s"] <= x] or snaps[:1])[-1]
 
-    guess, tries = a_final, []  # B's final training costs about what A's does (first guess)
-    for k in range(3):
+    def final_of(snap: dict[str, Any], guess: float) -> dict[str, Any]:
+        """The final training of the snapshot ``snap`` (run once; reused from ``known``)."""
+        if snap["file"] in done:
+            t = dict(done[snap["file"]], expected_final_cpu_s=round(guess, 1), snapshot=snap)
+        else:
+            d = WORK / f"{name}_final{len(tries) + len(done)}"
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(run_b, d, ignore=shutil.ignore_patterns(f"{DB}*"))
+            shutil.copy2(snap_dir / snap["file"], d / DB)
+            wall2, cpu2 = cli(["resume", str(d), "--time", "0.001s", "--quiet"], d.with_name(d.name + ".log"))
+            t = {"snapshot": snap, "dir": str(d.relative_to(ROOT)), "expected_final_cpu_s": round(guess, 1),
+                 "final_cpu_s": round(cpu2, 1), "final_wall_s": round(wall2, 1)}
+            done[snap["file"]] = t
+        x, at_x = stop_point(t["final_cpu_s"])
+        t.update(search_cpu_s=round(x, 1), consistent=at_x is snap and x >= snap["cpu_s"])
+        tries.append(t)
+        return t
+
+    guess = a_final  # B's final training costs about what A's does (first guess)
+    for _ in range(3):
         _, snap = stop_point(guess)
         if any(t["snapshot"] is snap for t in tries):
             break  # already tried: the final CPUs measured alternate between two snapshots
-        d = WORK / f"{name}_final{k}"
-        shutil.rmtree(d, ignore_errors=True)
-        shutil.copytree(run_b, d, ignore=shutil.ignore_patterns(f"{DB}*"))
-        shutil.copy2(snap_dir / snap["file"], d / DB)
-        wall2, cpu2 = cli(["resume", str(d), "--time", "0.001s", "--quiet"], WORK / f"{name}_final{k}.log")
-        x, at_x = stop_point(cpu2)
-        tries.append({"snapshot": snap, "dir": str(d.relative_to(ROOT)), "expected_final_cpu_s": round(guess, 1),
-                      "final_cpu_s": round(cpu2, 1), "final_wall_s": round(wall2, 1),
-                      "search_cpu_s": round(x, 1), "consistent": at_x is snap and x >= snap["cpu_s"]})
-        if tries[-1]["consistent"]:  # a stop at A's total less this final training leaves this snapshot
+        t = final_of(snap, guess)
+        if t["consistent"]:  # a stop at A's total less this final training leaves this snapshot
             break
-        guess = cpu2
+        guess = t["final_cpu_s"]
     best = next((t for t in tries if t["consistent"]), None)
-    if best is None:  # no consistent stop point: the try whose snapshot's own CPU comes closest
-        best = min(tries, key=lambda t: abs(t["snapshot"]["cpu_s"] + t["final_cpu_s"] - a_total))
-        best["search_cpu_s"] = best["snapshot"]["cpu_s"]
+    rule = "consistent stop point"
+    if best is None:  # the last commit whose own final training still fits within A's total
+        rule = "last commit whose search CPU + own final training fits within A's total"
+        cheapest = min(t["final_cpu_s"] for t in tries)
+        for snap in reversed(snaps):
+            if snap["cpu_s"] + cheapest > a_total:
+                continue  # no final training measured is cheap enough to fit after it
+            t = next((t for t in tries if t["snapshot"] is snap), None)
+            if t is None:
+                if len(tries) >= 6:
+                    break
+                t = final_of(snap, a_total - snap["cpu_s"])
+            if snap["cpu_s"] + t["final_cpu_s"] <= a_total:
+                best = dict(t, search_cpu_s=snap["cpu_s"])
+                break
+        if best is None:  # nothing fits (or out of tries): the closest, as the JSON then says
+            rule = "closest (nothing fitted within the tries)"
+            best = dict(min(tries, key=lambda t: abs(t["snapshot"]["cpu_s"] + t["final_cpu_s"] - a_total)))
+            best["search_cpu_s"] = best["snapshot"]["cpu_s"]
     d = ROOT / best["dir"]
     snap = best["snapshot"]
     total = best["search_cpu_s"] + best["final_cpu_s"]
@@ -376,12 +411,28 @@ def finish_b(child_b: Child, run_b: Path, snap_dir: Path, snaps: list[dict[str, 
     rec["cpu_s_total"], rec["wall_s_total"] = rec.pop("cpu_s"), rec.pop("wall_s")
     rec["cpu_ratio_to_A"] = round(total / a_total, 4)
     rec["stop_point_consistent"] = best["consistent"]
+    rec["stop_rule"] = rule
     rec["final_tries"] = tries
     rec["snapshots"] = snaps
-    rec["whole_search_until_stopped"] = {"cpu_s": round(child_b.cpu(), 1), "wall_s": round(child_b.wall, 1),
-                                         "exit_code": child_b.rc, "stopped_at_cap": stopped,
-                                         "snapshots": len(snaps), "trials": snaps[-1]["trials"]}
+    rec["whole_search_until_stopped"] = {k: v for k, v in whole.items() if k != "log"} | {
+        "snapshots": len(snaps), "trials": snaps[-1]["trials"]}
     return rec
+
+
+def whole_b(child_b: Child, stopped: bool) -> dict[str, Any]:
+    """What :func:`finish_b` needs of B's (ended) search."""
+    return {"cpu_s": round(child_b.cpu(), 1), "wall_s": round(child_b.wall, 1), "exit_code": child_b.rc,
+            "stopped_at_cap": stopped, "log": str(child_b.log)}
+
+
+def refinish_b(rec: dict[str, Any], run_b: Path, snap_dir: Path, a_total: float, name: str) -> dict[str, Any]:
+    """``rec`` (an arm B record) redone by :func:`finish_b` from its stored snapshots, reusing its final tries."""
+    whole = dict(rec["whole_search_until_stopped"], log="(stored record)")
+    snaps = rec["snapshots"]
+    keep = {k: rec[k] for k in ("concurrent_with_A", "load_average_before", "load_average_after") if k in rec}
+    new = finish_b(whole, run_b, snap_dir, snaps, a_total, rec["final_tries"][0]["expected_final_cpu_s"], name,
+                   known=rec["final_tries"])
+    return new | keep
 
 
 def rerank_arms(arms: dict[str, Any], result: dict[str, Any], sn_dir: Path, run_a: Path, common: list[str],
@@ -434,7 +485,8 @@ def rerank_arms(arms: dict[str, Any], result: dict[str, Any], sn_dir: Path, run_
                 stopped = follow_b(child_b, run_b, snap_dir, snaps, rec_a2["cpu_s_total"])
             time.sleep(0.5)
         final_guess = arms["training"]["resume_and_final_cpu_s"] if "training" in arms else 0.2 * rec_a2["cpu_s_total"]
-        rec = finish_b(child_b, run_b, snap_dir, snaps, stopped, rec_a2["cpu_s_total"], final_guess, run_b.name, a)
+        rec = finish_b(whole_b(child_b, stopped), run_b, snap_dir, snaps, rec_a2["cpu_s_total"], final_guess,
+                       run_b.name)
         rec["concurrent_with_A"] = False
         rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
         add_int8(rec, ROOT / rec["run_dir"], a.no_int8)
@@ -497,6 +549,9 @@ def main() -> None:
                    help="also arm A': A's K best candidates scored again after --rerank-steps fine-tuning steps "
                         "from their inherited weights, the best retrained; and arm B again at A''s total CPU")
     p.add_argument("--rerank-steps", type=int, default=100)
+    p.add_argument("--refinish-b", action="store_true",
+                   help="redo the stop point of B records that had no consistent one, from their stored snapshots "
+                        "(the last commit whose own final training fits within A's total)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-int8", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "supernet_search.json")
@@ -509,7 +564,7 @@ def main() -> None:
     sn_keys = ("data", "fraction", "test", "supernet_epochs", "random_subnets", "seed", "devices_from")
     if a.out.exists():
         old = json.loads(a.out.read_text())
-        same = ("rerank", "rerank_steps")  # A' and B' are keyed by them: other settings equal, A and B stand
+        same = ("rerank", "rerank_steps", "refinish_b")  # A' and B' are keyed by them: other settings equal, A and B stand
         if {k: v for k, v in old.get("settings", {}).items() if k not in same} == {
                 k: v for k, v in settings.items() if k not in same}:
             result = old
@@ -582,6 +637,25 @@ def main() -> None:
     # equals A's within the tolerance by construction; B's search past the snapshot is not counted (it is the
     # benchmark's way to find the stopping point). The comparison is in CPU seconds (each command's own rusage).
     arms = result.setdefault("arms", {})
+    if a.refinish_b:  # B records without a consistent stop point, redone from their stored snapshots
+        for key, rec in list(arms.items()):
+            if rec.get("stop_point_consistent") is not False or "snapshots" not in rec:
+                continue
+            if key == "training":
+                run_b, total = WORK / f"B_{tag}", arms["supernet"]["cpu_s_total"]
+            elif key.startswith("training_at_") and key[len("training_at_"):] in arms:
+                run_b = WORK / f"B2_{tag}_k{a.rerank}_s{a.rerank_steps}"
+                total = arms[key[len("training_at_"):]]["cpu_s_total"]
+            else:
+                continue
+            new = refinish_b(rec, run_b, run_b.with_name(run_b.name + "_snapshots"), total, run_b.name)
+            if new["run_dir"] != rec["run_dir"] or "int8" not in rec:
+                add_int8(new, ROOT / new["run_dir"], a.no_int8)
+            else:
+                new["int8"] = rec["int8"]
+            new["refinished_from"] = {k: rec[k] for k in ("run_dir", "cpu_s_total", "cpu_ratio_to_A")}
+            arms[key] = new
+            save()
     run_a, run_b = WORK / f"A_{tag}", WORK / f"B_{tag}"
     snap_dir = WORK / f"B_{tag}_snapshots"
     child_a = child_b = None
@@ -633,7 +707,7 @@ def main() -> None:
         a_total = rec_a["cpu_s_total"]
         a_final = (rec_a["search_and_final_cpu_s"] - rec_a["search_cpu_s"] if rec_a.get("search_cpu_s") is not None
                    else 0.2 * a_total)
-        rec = finish_b(child_b, run_b, snap_dir, snaps, stopped, a_total, a_final, f"B_{tag}", a)
+        rec = finish_b(whole_b(child_b, stopped), run_b, snap_dir, snaps, a_total, a_final, f"B_{tag}")
         rec["concurrent_with_A"] = child_a is not None
         rec["load_average_before"], rec["load_average_after"] = load0, os.getloadavg()
         add_int8(rec, ROOT / rec["run_dir"], a.no_int8)
