@@ -212,3 +212,21 @@ def test_finetuning_more_steps_than_the_split_holds_passes_over_it_again(tiny_da
 def test_score_config_refuses_bad_finetuning(options: dict[str, float]) -> None:
     with pytest.raises(ConfigError, match="finetune"):
         ScoreConfig(**options)  # type: ignore[arg-type]
+
+
+def test_genomes_of_one_network_share_a_score(space: BlocksSpace, scramble, tiny_data: Dataset) -> None:  # type: ignore[no-untyped-def]
+    """Two genomes whose first stage's widths round to the same channels at w0.5 (8 and 16 base channels -> 8) are
+    one network with the same inherited weights: scored once."""
+    net = scramble(Supernet(space), 7).eval()
+    a = space.parse("r12_w0.5-mb_d1_k3_e3_c8-res_d1_k5_c24-conv_d2_k3_c32")
+    b = space.parse("r12_w0.5-mb_d1_k3_e3_c16-res_d1_k5_c24-conv_d2_k3_c32")
+    c = space.parse("r12_w1.0-mb_d1_k3_e3_c16-res_d1_k5_c24-conv_d2_k3_c32")
+    assert str(a) != str(b) and space.decode(a) == space.decode(b) != space.decode(c)
+    sa, sb = net.extract(a).state_dict(), net.extract(b).state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    scorer = SupernetScorer(net, tiny_data, config=ScoreConfig(calibration_rows=40))
+    assert scorer.score(a) == scorer.score(b) and scorer.calls == 1
+    scorer.score(c)
+    assert scorer.calls == 2
+    fresh = SupernetScorer(net, tiny_data, config=ScoreConfig(calibration_rows=40))
+    assert fresh.score(b) == scorer.score(a)  # the shared score is b's own

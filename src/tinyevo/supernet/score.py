@@ -4,7 +4,8 @@ A sub-network's BatchNorm statistics in the supernet are a blend over all the su
 so (as in Once-for-All / BigNAS) each candidate's statistics are re-estimated before it is scored: its BatchNorm
 layers re-estimate mean and variance on one fixed, seeded batch of training images (a few hundred), and it is
 evaluated on (a fixed, seeded subset of) the validation split. Nothing about the supernet changes. Scores are cached
-by genome string and are deterministic (same calibration rows, same batches, no randomness).
+by the network the genome decodes to (two genomes whose widths round to the same channels are one network, and the
+weights they inherit are the same slices) and are deterministic (same calibration rows, same batches, no randomness).
 
 The score is the accuracy of the module :meth:`Supernet.extract` returns after
 ``recalibrate_batchnorm(model, calibration_rows, batches=1)`` (tested against that), but it is computed without
@@ -45,7 +46,8 @@ class ScoreConfig:
     """``calibration_rows``: training images the BatchNorm statistics are re-estimated on (one fixed, seeded
     subset, one batch); ``validation_rows``: validation images the accuracy is measured on (a fixed, seeded subset
     of the validation split; ``None``: all of it); ``batch_size``: rows per forward pass when evaluating;
-    ``seed``: picks the calibration and validation rows; ``cache_size``: scores remembered (by genome string).
+    ``seed``: picks the calibration and validation rows; ``cache_size``: scores remembered (by the network a genome
+    decodes to: genomes whose widths round to the same channels share one score).
 
     The defaults (500 calibration rows, 1,000 validation rows) come from ``benchmarks/supernet_score_rows.py``
     (docs/supernet.md, "Scoring"): against a reference on 2,000 calibration and 3,000 other validation rows, the
@@ -341,7 +343,7 @@ class SupernetScorer:
         self._x_val = torch.tensor(np.asarray(data.x_val)[self.validation_index], dtype=torch.float32)
         self._y_val = torch.tensor(np.asarray(data.y_val)[self.validation_index], dtype=torch.long)
         self._inputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._cache: OrderedDict[str, float] = OrderedDict()
+        self._cache: OrderedDict[ArchIR, float] = OrderedDict()
         self._finetune_data: Dataset | None = None
         self.calls = 0
 
@@ -367,7 +369,7 @@ class SupernetScorer:
     def score(self, genome: Genome) -> float:
         """Validation accuracy (a fraction) of sub-network ``genome``."""
         g = self.supernet.genome(genome)
-        key = str(g)
+        key = self.supernet.space.decode(g)  # genomes that decode to one network (rounded widths) share a score
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
