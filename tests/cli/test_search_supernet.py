@@ -151,6 +151,10 @@ def test_supernet_scoring_table_reaches_the_scorer(trained: tuple[Path, Path], t
     est = _cached_estimator(ev.estimator.name, ev.estimator.options, None, ev.estimator.teacher,
                             ev.estimator.fidelity, str(sn), ev.estimator.supernet_scoring)
     assert est.config == ScoreConfig(finetune_steps=3, finetune_batch_size=16, validation_rows=7)
+    whole = build_config(data=str(data), supernet=str(sn), supernet_scoring={"validation_rows": 0})
+    est = _cached_estimator(whole.estimator.name, whole.estimator.options, None, None, whole.estimator.fidelity,
+                            str(sn), whole.estimator.supernet_scoring)
+    assert est.config.validation_rows is None  # 0: the whole validation split
     with pytest.raises(ConfigError, match="finetune_steps"):
         build_config(data=str(data), supernet=str(sn), supernet_scoring={"finetune_steps": -1})
     with pytest.raises(ConfigError, match="--supernet"):

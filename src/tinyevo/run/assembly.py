@@ -168,7 +168,10 @@ def _cached_estimator(name: str, train: TrainOptions, threads: int | None,
         from tinyevo.estimators.supernet import SupernetEstimator
         from tinyevo.supernet.score import ScoreConfig
 
-        return SupernetEstimator(supernet, config=ScoreConfig(**dict(scoring)))
+        options: dict[str, object] = dict(scoring)
+        if options.get("validation_rows") == 0:  # [supernet_scoring] validation_rows = 0: the whole split
+            options["validation_rows"] = None
+        return SupernetEstimator(supernet, config=ScoreConfig(**options))  # type: ignore[arg-type]
     est = search_estimator(name, train, threads=threads, fidelity=fidelity)
     if teacher is not None:
         if not _trainers(est):

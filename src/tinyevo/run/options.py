@@ -214,14 +214,14 @@ class FidelityOptions(BaseModel):
 class SupernetScoringOptions(BaseModel):
     """The ``[supernet_scoring]`` table of ``tinyevo search --supernet DIR`` (``None``: the scorer's own; see
     :class:`tinyevo.supernet.score.ScoreConfig` and docs/supernet.md): ``calibration_rows`` re-estimate the
-    BatchNorm statistics, ``validation_rows`` measure the accuracy; ``finetune_steps`` > 0 scores each candidate
+    BatchNorm statistics, ``validation_rows`` measure the accuracy (0: the whole validation split); ``finetune_steps`` > 0 scores each candidate
     after that many AdamW steps (``finetune_lr``, batches of ``finetune_batch_size``) from its inherited weights
     (ranks like stand-alone training far better, at seconds per candidate instead of a forward pass)."""
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
 
     calibration_rows: int | None = Field(None, ge=2, le=4096)
-    validation_rows: int | None = Field(None, ge=1)
+    validation_rows: int | None = Field(None, ge=0)  # 0: the whole validation split
     finetune_steps: int | None = Field(None, ge=0, le=1_000_000)
     finetune_lr: float | None = Field(None, gt=0, le=10)
     finetune_batch_size: int | None = Field(None, ge=2, le=65_536)
