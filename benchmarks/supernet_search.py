@@ -3,7 +3,7 @@
 
 * Data: a stratified subset of ``../shared/data/fashion_mnist.npz``: ``--fraction`` of the 60,000 training images
   (the run carves its 10 % validation split from them) and ``--test`` test images, written to
-  ``benchmarks/out/supernet_search/fmnist_<fraction>_<test>.npz``. Both arms and all searches use this file.
+  ``benchmarks/out/supernet_search/fmnist_<fraction>_<test>[_s<seed>].npz``. Both arms and all searches use this file.
 * Every evaluation, training and scoring step of both arms and of the other devices runs with ONE torch thread
   (``[train] threads = 1`` in the run config, ``supernet train --threads 1``), so CPU time is comparable: with
   ``--workers 1`` a run otherwise gives its one evaluation all CPUs' threads, which on a loaded machine costs more
@@ -111,7 +111,8 @@ def make_data(src: Path, fraction: float, n_test: int, seed: int) -> Path:
 
     tr = pick(d["y_train"], round(fraction * len(d["y_train"])))
     te = pick(d["y_test"], min(n_test, len(d["y_test"])))
-    out = WORK / f"fmnist_{fraction}_{n_test}.npz"
+    # one file per seed (seed 0 keeps the name it always had): runs of different seeds at once must not share it
+    out = WORK / f"fmnist_{fraction}_{n_test}{f'_s{seed}' if seed else ''}.npz"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.npz")  # atomic: a concurrent run may be reading `out`
     np.savez(tmp, x_train=d["x_train"][tr], y_train=d["y_train"][tr], x_test=d["x_test"][te], y_test=d["y_test"][te])
