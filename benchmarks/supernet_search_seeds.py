@@ -4,8 +4,8 @@ TFLite-Micro of the supernet path and of the training-based search at equal CPU,
 Pairs: A (supernet search) vs B (training-based search stopped at A's CPU), and with ``--rerank K`` runs A' (A's best
 K re-scored after fine-tuning) vs B' (B stopped at A''s CPU). For each: both accuracies, their difference (supernet
 minus training), both CPU totals and B's CPU as a fraction of A's, and the standard error of one accuracy on the test
-images (``sqrt(p (1 - p) / n)``); then the mean difference over the seeds and how many seeds the supernet path
-won. Reads only the JSONs::
+images (``sqrt(p (1 - p) / n)``); then the mean difference over the seeds, its spread and standard error, and how
+many seeds the supernet path won. Reads only the JSONs::
 
     python benchmarks/supernet_search_seeds.py benchmarks/results/supernet_search.json \\
         benchmarks/results/supernet_search_seed1.json benchmarks/results/supernet_search_seed2.json \\
@@ -61,8 +61,13 @@ def main() -> None:
                          "supernet_candidates": ra.get("scored"), "training_candidates": rb.get("scored")})
         if rows:
             diffs = [r["difference"] for r in rows]
+            mean = sum(diffs) / len(diffs)
+            sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) if len(diffs) > 1 else None
             out["pairs"][f"{a_prefix} vs {b_prefix}"] = {
-                "seeds": rows, "mean_difference": round(sum(diffs) / len(diffs), 4),
+                "seeds": rows, "mean_difference": round(mean, 4),
+                # the seeds' spread of the difference and the standard error of its mean (t = mean / se)
+                "sd_difference": None if sd is None else round(sd, 4),
+                "se_mean_difference": None if sd is None else round(sd / math.sqrt(len(diffs)), 4),
                 "supernet_wins": sum(d > 0 for d in diffs), "ties": sum(d == 0 for d in diffs),
                 "training_wins": sum(d < 0 for d in diffs),
                 "mean_supernet_acc": round(sum(r["supernet_int8_acc"] for r in rows) / len(rows), 4),
