@@ -436,6 +436,12 @@ def refinish_b(rec: dict[str, Any], run_b: Path, snap_dir: Path, a_total: float,
     return new | keep
 
 
+def rerank_dirs(tag: str, a: argparse.Namespace) -> tuple[Path, Path]:
+    """The run directories of arms A' and B' (``--rerank``, ``--rerank-steps``)."""
+    suffix = f"{tag}_k{a.rerank}_s{a.rerank_steps}"
+    return WORK / f"A2_{suffix}", WORK / f"B2_{suffix}"
+
+
 def rerank_arms(arms: dict[str, Any], result: dict[str, Any], sn_dir: Path, run_a: Path, common: list[str],
                 a: argparse.Namespace, tag: str, save: Any) -> None:
     """A': arm A's search (its trials, its search CPU) with its ``--rerank`` best candidates scored again after
@@ -447,7 +453,7 @@ def rerank_arms(arms: dict[str, Any], result: dict[str, Any], sn_dir: Path, run_
     if rec_a.get("search_cpu_s") is None:
         raise RuntimeError("A' needs arm A's search CPU (measured when its final training started)")
     key = f"supernet_rerank{a.rerank}_steps{a.rerank_steps}"
-    run_a2 = WORK / f"A2_{tag}_k{a.rerank}_s{a.rerank_steps}"
+    run_a2, run_b = rerank_dirs(tag, a)
     if key not in arms:
         shutil.rmtree(run_a2, ignore_errors=True)
         cfg = thread_config(f"[supernet_scoring]\nfinetune_steps = {a.rerank_steps}\n", name="rerank")
@@ -477,7 +483,6 @@ def rerank_arms(arms: dict[str, Any], result: dict[str, Any], sn_dir: Path, run_
     rec_a2 = arms[key]
     key_b = f"training_at_{key}"
     if key_b not in arms:
-        run_b = WORK / f"B2_{tag}_k{a.rerank}_s{a.rerank_steps}"
         snap_dir = run_b.with_name(run_b.name + "_snapshots")
         child_b, snaps, stopped = start_b(sn_dir, common, a, run_b, snap_dir), [], False
         load0 = os.getloadavg()
@@ -645,7 +650,7 @@ def main() -> None:
             if key == "training":
                 run_b, total = WORK / f"B_{tag}", arms["supernet"]["cpu_s_total"]
             elif key.startswith("training_at_") and key[len("training_at_"):] in arms:
-                run_b = WORK / f"B2_{tag}_k{a.rerank}_s{a.rerank_steps}"
+                run_b = rerank_dirs(tag, a)[1]
                 total = arms[key[len("training_at_"):]]["cpu_s_total"]
             else:
                 continue

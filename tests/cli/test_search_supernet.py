@@ -182,3 +182,15 @@ def test_training_line_leaves_out_the_search_plan_when_a_supernet_scores(trained
     assert size_run(build_config(data=str(data), supernet=str(sn), final={"enabled": False})).describe() == ""
     trained_run = size_run(build_config(data=str(data))).describe()
     assert trained_run.startswith("training: search ")
+
+
+def test_start_line_says_how_the_supernet_scores(trained: tuple[Path, Path]) -> None:
+    from tinyevo.cli._startinfo import _estimator_note
+
+    data, sn = trained
+    plain = build_config(data=str(data), supernet=str(sn))
+    tuned = build_config(data=str(data), supernet=str(sn),
+                         supernet_scoring={"finetune_steps": 50, "validation_rows": 300})
+    assert _estimator_note(plain.estimator, 4) == " (inherited weights)"
+    assert _estimator_note(tuned.estimator, 4) == " (inherited weights fine-tuned 50 steps, validation_rows 300)"
+    assert _estimator_note(build_config(data=str(data)).estimator, 4) == " (4 epochs)"

@@ -56,10 +56,10 @@ def _estimator_note(estimator: Any, epochs: int | None) -> str:
     """What the estimator's name leaves out: a supernet's scoring options, or a training's epochs."""
     if estimator.supernet is not None:
         scoring = dict(estimator.supernet_scoring)
-        steps = scoring.get("finetune_steps", 0)
-        rest = ", ".join(f"{k} {v}" for k, v in scoring.items() if k != "finetune_steps")
-        return (f" ({'inherited weights fine-tuned ' + str(steps) + ' steps' if steps else 'inherited weights'}"
-                + (f", {rest}" if rest else "") + ")")
+        steps = scoring.pop("finetune_steps", 0)
+        parts = [f"inherited weights fine-tuned {steps} steps" if steps else "inherited weights"]
+        parts += [f"{k} {v}" for k, v in scoring.items()]
+        return f" ({', '.join(parts)})"
     return f" ({epochs} epochs)" if epochs is not None else ""
 
 

@@ -469,7 +469,9 @@ def _search(args: argparse.Namespace, err: Console, given: Any, dnas: bool, ahea
     if config.dnas is not None and not dnas:
         raise ConfigError(f"the [dnas] table sets up --strategy dnas, not {config.strategy!r}; drop it or search "
                           "with --strategy dnas")
-    notes = ([f"[dim]{plan}[/dim]"] if (plan := sized.describe()) else []) + [f"[yellow]warning: {w.message}[/yellow]" for w in sized.warnings]
+    plan = sized.describe()
+    notes = ([f"[dim]{plan}[/dim]"] if plan else []) + [f"[yellow]warning: {w.message}[/yellow]"
+                                                          for w in sized.warnings]
     out = args.out
     if out is None and args.config:
         out = load_out_from_config(args.config)

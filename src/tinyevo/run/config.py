@@ -67,6 +67,7 @@ from tinyevo.run.options import (
     DEFAULT_ESTIMATOR,
     DnasOptions,
     LIMIT_NAMES,
+    TABLES,
     TrainOptions,
     prefilter_options,
     run_options,
@@ -622,7 +623,6 @@ _TOP_KEYS = {
     "dnas",
     "supernet_scoring",
 }
-_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter", "dnas", "supernet_scoring")
 _FINAL_KEYS = {"enabled", "pareto", "max_models", "top_k", "workers", "teacher"}
 
 
@@ -652,7 +652,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"unknown key(s) in {p}: {', '.join(unknown)}; known: {', '.join(sorted(_TOP_KEYS))}"
         )
-    for table in _TABLES:
+    for table in TABLES:
         if table in out and not isinstance(out[table], dict):
             raise ConfigError(f"{table} in {p} must be a table ([{table}])")
     if "out" in out and not isinstance(out["out"], str):
@@ -728,7 +728,7 @@ def build_config(file_values: Mapping[str, Any] | None = None, **flags: Any) -> 
     for k, val in flags.items():
         if val is None:
             continue
-        if k in _TABLES:  # tables merge key by key
+        if k in TABLES:  # tables merge key by key
             v[k] = {**(v.get(k) or {}), **val}
         else:
             v[k] = val

@@ -214,8 +214,8 @@ class FidelityOptions(BaseModel):
 class SupernetScoringOptions(BaseModel):
     """The ``[supernet_scoring]`` table of ``tinyevo search --supernet DIR`` (``None``: the scorer's own; see
     :class:`tinyevo.supernet.score.ScoreConfig` and docs/supernet.md): ``calibration_rows`` re-estimate the
-    BatchNorm statistics, ``validation_rows`` measure the accuracy (0: the whole validation split); ``finetune_steps`` > 0 scores each candidate
-    after that many AdamW steps (``finetune_lr``, batches of ``finetune_batch_size``) from its inherited weights
+    BatchNorm statistics, ``validation_rows`` measure the accuracy (0: the whole validation split);
+    ``finetune_steps`` > 0 scores each candidate after that many AdamW steps (``finetune_lr``, batches of ``finetune_batch_size``) from its inherited weights
     (ranks like stand-alone training far better, at seconds per candidate instead of a forward pass)."""
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
@@ -329,12 +329,13 @@ def run_options(values: Mapping[str, Any]) -> RunOptions:
     """``values`` (config-file keys merged with flags) as a checked :class:`RunOptions`, or a one-line
     :class:`ConfigError` naming the option."""
     try:
-        return RunOptions(**{k: _tuples(v) if k not in _TABLES else v for k, v in values.items()})
+        return RunOptions(**{k: _tuples(v) if k not in TABLES else v for k, v in values.items()})
     except ValidationError as exc:
         raise ConfigError(one_line(exc, labels=FLAG_LABELS)) from None
 
 
-_TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter", "dnas", "supernet_scoring")
+TABLES = ("space_options", "train", "final", "strategy_options", "fidelity", "prefilter", "dnas", "supernet_scoring")
+"""The tables of a run config (merged key by key; their values are not turned into tuples)."""
 
 
 def prefilter_options(values: Mapping[str, Any]) -> PrefilterOptions:

@@ -57,9 +57,9 @@ class ScoreConfig:
 
     ``finetune_steps`` > 0 scores a candidate after that many optimiser steps of fine-tuning from its inherited
     weights instead (:func:`tinyevo.supernet.train.finetune`: the extracted sub-network, AdamW from
-    ``finetune_lr`` with a cosine decay, batches of ``finetune_batch_size`` from one fixed, seeded, stratified
-    subset of ``finetune_steps * finetune_batch_size`` training rows, one pass; its BatchNorm statistics are those
-    the fine-tuning leaves): the accuracy the candidate reaches when trained a little, which ranks architectures
+    ``finetune_lr`` with a cosine decay, about ``finetune_steps`` batches of ``finetune_batch_size`` from one
+    fixed, seeded, stratified subset of ``finetune_steps * finetune_batch_size`` training rows (the whole split,
+    passed over several times, where it is smaller); its BatchNorm statistics are those the fine-tuning leaves): the accuracy the candidate reaches when trained a little, which ranks architectures
     like stand-alone training far better than the inherited weights alone, at the cost of the steps. In
     ``benchmarks/supernet_rank.py`` (docs/supernet.md, "Scoring after a short fine-tuning") 200 steps took the
     Kendall tau against stand-alone training from 0.42 (inherited weights) to 0.745 (mean of three scorer seeds,
